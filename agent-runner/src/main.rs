@@ -1,0 +1,2 @@
+//! Entry point of the in-container runner.
+fn main() {}

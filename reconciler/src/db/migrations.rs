@@ -1,0 +1,261 @@
+//! The central DB schema as an ordered list of named migrations (host.md §1.1).
+//!
+//! A migration is pending iff its name is absent from `schema_version`. Never edit or reorder an
+//! applied migration: add a new one at the end. The schema follows v2's tables after all of its
+//! migrations (host.md §1.2), with the documented NOT NULL defaults for the wiring columns
+//! (host.md §10 item 15) and CHECK constraints on every enum, plus nanoclaw's own bookkeeping:
+//! `managed_by` on manifest-owned rows, `managed_resources` (the last-applied spec of every
+//! manifest resource, for drift), `reconcile_state` (the generation), `apply_history` and
+//! `pending_effects` (what the runtime still has to do after an apply).
+
+/// One schema step: a unique name and the SQL it runs inside its own transaction.
+pub struct Migration {
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// Every migration, in the order they run.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    name: "001-initial-schema",
+    sql: INITIAL_SCHEMA,
+}];
+
+const INITIAL_SCHEMA: &str = r#"
+CREATE TABLE agent_groups (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  folder TEXT NOT NULL UNIQUE,
+  agent_provider TEXT,
+  created_at TEXT NOT NULL,
+  managed_by TEXT CHECK (managed_by IN ('manifest'))
+);
+
+CREATE TABLE messaging_groups (
+  id TEXT PRIMARY KEY,
+  channel_type TEXT NOT NULL,
+  platform_id TEXT NOT NULL,
+  name TEXT,
+  is_group INTEGER NOT NULL DEFAULT 0 CHECK (is_group IN (0, 1)),
+  unknown_sender_policy TEXT NOT NULL DEFAULT 'strict'
+    CHECK (unknown_sender_policy IN ('strict', 'request_approval', 'public')),
+  created_at TEXT NOT NULL,
+  denied_at TEXT,
+  managed_by TEXT CHECK (managed_by IN ('manifest')),
+  UNIQUE (channel_type, platform_id)
+);
+
+CREATE TABLE messaging_group_agents (
+  id TEXT PRIMARY KEY,
+  messaging_group_id TEXT NOT NULL REFERENCES messaging_groups(id),
+  agent_group_id TEXT NOT NULL REFERENCES agent_groups(id),
+  session_mode TEXT NOT NULL DEFAULT 'shared'
+    CHECK (session_mode IN ('shared', 'per-thread', 'agent-shared')),
+  priority INTEGER NOT NULL DEFAULT 0,
+  created_at TEXT NOT NULL,
+  engage_mode TEXT NOT NULL DEFAULT 'mention'
+    CHECK (engage_mode IN ('pattern', 'mention', 'mention-sticky')),
+  engage_pattern TEXT,
+  sender_scope TEXT NOT NULL DEFAULT 'all' CHECK (sender_scope IN ('all', 'known')),
+  ignored_message_policy TEXT NOT NULL DEFAULT 'drop'
+    CHECK (ignored_message_policy IN ('drop', 'accumulate')),
+  managed_by TEXT CHECK (managed_by IN ('manifest')),
+  UNIQUE (messaging_group_id, agent_group_id)
+);
+
+CREATE TABLE users (
+  id TEXT PRIMARY KEY,
+  kind TEXT NOT NULL,
+  display_name TEXT,
+  created_at TEXT NOT NULL,
+  managed_by TEXT CHECK (managed_by IN ('manifest'))
+);
+
+CREATE TABLE user_roles (
+  user_id TEXT NOT NULL REFERENCES users(id),
+  role TEXT NOT NULL CHECK (role IN ('owner', 'admin')),
+  agent_group_id TEXT REFERENCES agent_groups(id),
+  granted_by TEXT REFERENCES users(id),
+  granted_at TEXT NOT NULL,
+  managed_by TEXT CHECK (managed_by IN ('manifest')),
+  CHECK (role = 'admin' OR agent_group_id IS NULL),
+  PRIMARY KEY (user_id, role, agent_group_id)
+);
+CREATE INDEX idx_user_roles_group ON user_roles (agent_group_id, role);
+-- NULLs are distinct in a PRIMARY KEY, so global grants get their own uniqueness.
+CREATE UNIQUE INDEX idx_user_roles_global ON user_roles (user_id, role) WHERE agent_group_id IS NULL;
+
+CREATE TABLE agent_group_members (
+  user_id TEXT NOT NULL REFERENCES users(id),
+  agent_group_id TEXT NOT NULL REFERENCES agent_groups(id),
+  added_by TEXT REFERENCES users(id),
+  added_at TEXT NOT NULL,
+  managed_by TEXT CHECK (managed_by IN ('manifest')),
+  PRIMARY KEY (user_id, agent_group_id)
+);
+
+CREATE TABLE user_dms (
+  user_id TEXT NOT NULL REFERENCES users(id),
+  channel_type TEXT NOT NULL,
+  messaging_group_id TEXT NOT NULL REFERENCES messaging_groups(id),
+  resolved_at TEXT NOT NULL,
+  PRIMARY KEY (user_id, channel_type)
+);
+
+CREATE TABLE sessions (
+  id TEXT PRIMARY KEY,
+  agent_group_id TEXT NOT NULL REFERENCES agent_groups(id),
+  messaging_group_id TEXT REFERENCES messaging_groups(id),
+  thread_id TEXT,
+  agent_provider TEXT,
+  status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'closed')),
+  container_status TEXT NOT NULL DEFAULT 'stopped'
+    CHECK (container_status IN ('running', 'idle', 'stopped')),
+  last_active TEXT,
+  created_at TEXT NOT NULL
+);
+CREATE INDEX idx_sessions_agent_group ON sessions (agent_group_id);
+CREATE INDEX idx_sessions_lookup ON sessions (messaging_group_id, thread_id);
+
+CREATE TABLE pending_questions (
+  question_id TEXT PRIMARY KEY,
+  session_id TEXT NOT NULL REFERENCES sessions(id),
+  message_out_id TEXT NOT NULL,
+  platform_id TEXT,
+  channel_type TEXT,
+  thread_id TEXT,
+  title TEXT NOT NULL,
+  options_json TEXT NOT NULL,
+  created_at TEXT NOT NULL
+);
+
+CREATE TABLE pending_approvals (
+  approval_id TEXT PRIMARY KEY,
+  session_id TEXT REFERENCES sessions(id),
+  request_id TEXT NOT NULL,
+  action TEXT NOT NULL,
+  payload TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  agent_group_id TEXT REFERENCES agent_groups(id),
+  channel_type TEXT,
+  platform_id TEXT,
+  platform_message_id TEXT,
+  expires_at TEXT,
+  status TEXT NOT NULL DEFAULT 'pending'
+    CHECK (status IN ('pending', 'approved', 'rejected', 'expired')),
+  title TEXT NOT NULL DEFAULT '',
+  options_json TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX idx_pending_approvals_action ON pending_approvals (action, status);
+
+CREATE TABLE pending_sender_approvals (
+  id TEXT PRIMARY KEY,
+  messaging_group_id TEXT NOT NULL REFERENCES messaging_groups(id),
+  agent_group_id TEXT NOT NULL REFERENCES agent_groups(id),
+  sender_identity TEXT NOT NULL,
+  sender_name TEXT,
+  original_message TEXT NOT NULL,
+  approver_user_id TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  title TEXT NOT NULL DEFAULT '',
+  options_json TEXT NOT NULL DEFAULT '[]',
+  UNIQUE (messaging_group_id, sender_identity)
+);
+CREATE INDEX idx_pending_sender_approvals_mg ON pending_sender_approvals (messaging_group_id);
+
+CREATE TABLE pending_channel_approvals (
+  messaging_group_id TEXT PRIMARY KEY REFERENCES messaging_groups(id),
+  agent_group_id TEXT NOT NULL REFERENCES agent_groups(id),
+  original_message TEXT NOT NULL,
+  approver_user_id TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  title TEXT NOT NULL DEFAULT '',
+  options_json TEXT NOT NULL DEFAULT '[]'
+);
+
+CREATE TABLE agent_destinations (
+  agent_group_id TEXT NOT NULL REFERENCES agent_groups(id),
+  local_name TEXT NOT NULL,
+  target_type TEXT NOT NULL CHECK (target_type IN ('channel', 'agent')),
+  target_id TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  managed_by TEXT CHECK (managed_by IN ('manifest')),
+  PRIMARY KEY (agent_group_id, local_name)
+);
+CREATE INDEX idx_agent_destinations_target ON agent_destinations (target_type, target_id);
+
+CREATE TABLE unregistered_senders (
+  channel_type TEXT NOT NULL,
+  platform_id TEXT NOT NULL,
+  user_id TEXT,
+  sender_name TEXT,
+  reason TEXT NOT NULL,
+  messaging_group_id TEXT,
+  agent_group_id TEXT,
+  message_count INTEGER NOT NULL DEFAULT 1,
+  first_seen TEXT NOT NULL,
+  last_seen TEXT NOT NULL,
+  PRIMARY KEY (channel_type, platform_id)
+);
+CREATE INDEX idx_unregistered_senders_last_seen ON unregistered_senders (last_seen);
+
+CREATE TABLE container_configs (
+  agent_group_id TEXT PRIMARY KEY REFERENCES agent_groups(id) ON DELETE CASCADE,
+  provider TEXT,
+  model TEXT,
+  effort TEXT,
+  image_tag TEXT,
+  assistant_name TEXT,
+  max_messages_per_prompt INTEGER CHECK (max_messages_per_prompt IS NULL OR max_messages_per_prompt > 0),
+  skills TEXT NOT NULL DEFAULT '"all"',
+  mcp_servers TEXT NOT NULL DEFAULT '{}',
+  packages_apt TEXT NOT NULL DEFAULT '[]',
+  packages_npm TEXT NOT NULL DEFAULT '[]',
+  additional_mounts TEXT NOT NULL DEFAULT '[]',
+  updated_at TEXT NOT NULL,
+  cli_scope TEXT NOT NULL DEFAULT 'group' CHECK (cli_scope IN ('disabled', 'group', 'global')),
+  instructions TEXT
+);
+
+CREATE TABLE chat_sdk_kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at INTEGER);
+CREATE TABLE chat_sdk_subscriptions (
+  thread_id TEXT PRIMARY KEY,
+  subscribed_at TEXT NOT NULL DEFAULT (datetime('now'))
+);
+CREATE TABLE chat_sdk_locks (thread_id TEXT PRIMARY KEY, token TEXT NOT NULL, expires_at INTEGER NOT NULL);
+CREATE TABLE chat_sdk_lists (
+  key TEXT NOT NULL,
+  idx INTEGER NOT NULL,
+  value TEXT NOT NULL,
+  expires_at INTEGER,
+  PRIMARY KEY (key, idx)
+);
+
+CREATE TABLE reconcile_state (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  generation INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO reconcile_state (id, generation) VALUES (1, 0);
+
+CREATE TABLE managed_resources (
+  address TEXT PRIMARY KEY,
+  kind TEXT NOT NULL,
+  spec_json TEXT NOT NULL,
+  generation INTEGER NOT NULL
+);
+
+CREATE TABLE apply_history (
+  generation INTEGER PRIMARY KEY,
+  applied_at TEXT NOT NULL,
+  manifest_digest TEXT NOT NULL,
+  git_commit TEXT,
+  summary TEXT NOT NULL,
+  plan_json TEXT NOT NULL
+);
+
+CREATE TABLE pending_effects (
+  agent_group_id TEXT PRIMARY KEY,
+  effect TEXT NOT NULL CHECK (effect IN ('restart', 'recreate', 'rebuild')),
+  reasons TEXT NOT NULL,
+  generation INTEGER NOT NULL
+);
+"#;

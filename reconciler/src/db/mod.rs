@@ -1,0 +1,143 @@
+//! The central DB (`<data>/nanoclaw.db`): the one place it is opened, its pragmas and migrations.
+//!
+//! Every connection to the central DB comes from [`open`] (read-write, migrated) or
+//! [`open_readonly`]; `Connection::open` is banned elsewhere (clippy.toml). The schema itself is
+//! [`migrations::MIGRATIONS`]. Session DBs are not opened here: see `agent_runner::session_db`.
+
+pub mod migrations;
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+/// How long a writer waits for another writer before `SQLITE_BUSY` (apply vs. runtime).
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// File name of the central DB inside the data directory.
+pub const FILE_NAME: &str = "nanoclaw.db";
+
+/// Opens (creating if needed) the central DB read-write: WAL, foreign keys, busy timeout, and
+/// every pending migration applied.
+pub fn open(path: &Path) -> rusqlite::Result<Connection> {
+    #[allow(clippy::disallowed_methods)] // the one permitted opener of the central DB
+    let mut conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// Opens an existing central DB read-only (for `plan`, tests and tools that must not write).
+/// Fails when the file does not exist.
+pub fn open_readonly(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
+/// Opens a fresh in-memory DB with the full schema (unit tests of queries only).
+pub fn open_in_memory() -> rusqlite::Result<Connection> {
+    let mut conn = Connection::open_in_memory()?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+const CREATE_SCHEMA_VERSION: &str = "CREATE TABLE IF NOT EXISTS schema_version (
+  version INTEGER PRIMARY KEY,
+  name TEXT NOT NULL,
+  applied TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS idx_schema_version_name ON schema_version (name);";
+
+const INSERT_VERSION: &str = "INSERT INTO schema_version (version, name, applied)
+  VALUES ((SELECT COALESCE(MAX(version), 0) + 1 FROM schema_version), ?1,
+          strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))";
+
+/// Runs every migration whose name is not yet in `schema_version`, each in its own
+/// transaction, recording it with an applied-order version number (host.md §1.1).
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(CREATE_SCHEMA_VERSION)?;
+    for migration in migrations::MIGRATIONS {
+        let applied: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM schema_version WHERE name = ?1)",
+            [migration.name],
+            |row| row.get(0),
+        )?;
+        if applied {
+            continue;
+        }
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(migration.sql)?;
+        tx.execute(INSERT_VERSION, [migration.name])?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// The current generation: how many applies have changed the DB.
+pub fn generation(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT generation FROM reconcile_state WHERE id = 1", [], |row| row.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_idempotent_and_recorded_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        drop(open(&path).unwrap());
+        let mut conn = open(&path).unwrap();
+        migrate(&mut conn).unwrap();
+        let names: Vec<String> = conn
+            .prepare("SELECT name FROM schema_version ORDER BY version")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let expected: Vec<&str> = migrations::MIGRATIONS.iter().map(|m| m.name).collect();
+        assert_eq!(names, expected);
+        assert_eq!(generation(&conn).unwrap(), 0);
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |row| row.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn enum_columns_reject_bad_values() {
+        let conn = open_in_memory().unwrap();
+        conn.execute(
+            "INSERT INTO agent_groups (id, name, folder, created_at) VALUES ('a', 'a', 'a', 'now')",
+            [],
+        )
+        .unwrap();
+        let err = conn
+            .execute(
+                "INSERT INTO container_configs (agent_group_id, updated_at, cli_scope) VALUES ('a', 'now', 'bogus')",
+                [],
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("CHECK constraint failed"), "{err}");
+        let err = conn
+            .execute(
+                "INSERT INTO users (id, kind, created_at) VALUES ('cli:x', 'cli', 'now')",
+                [],
+            )
+            .and_then(|_| {
+                conn.execute(
+                    "INSERT INTO user_roles (user_id, role, agent_group_id, granted_at) VALUES ('cli:x', 'owner', 'a', 'now')",
+                    [],
+                )
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("CHECK constraint failed"), "{err}");
+    }
+}

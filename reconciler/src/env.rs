@@ -1,0 +1,53 @@
+//! Every environment variable nanoclaw reads, documented in one place.
+//!
+//! `std::env::var` is banned elsewhere (clippy.toml): read through [`get`] with one of these
+//! constants so `docs/` can list them all. Values are resolved once at startup into
+//! `Paths`/settings and passed explicitly.
+
+/// State directory (central DB, sessions, sockets); same as `--data`.
+/// Default: `$XDG_STATE_HOME/nanoclaw`, else `~/.local/state/nanoclaw`.
+pub const NANOCLAW_DATA_DIR: &str = "NANOCLAW_DATA_DIR";
+/// Log filter (tracing `EnvFilter` syntax, e.g. `info`, `reconciler::runtime=debug`).
+/// Falls back to `RUST_LOG`, then `info`.
+pub const NANOCLAW_LOG: &str = "NANOCLAW_LOG";
+/// Standard tracing filter, used when `NANOCLAW_LOG` is unset.
+pub const RUST_LOG: &str = "RUST_LOG";
+/// Any value disables colour (https://no-color.org).
+pub const NO_COLOR: &str = "NO_COLOR";
+/// Set to `1` in CI: Docker tests fail instead of skipping when no daemon answers.
+pub const NANOCLAW_REQUIRE_DOCKER: &str = "NANOCLAW_REQUIRE_DOCKER";
+/// Set to `1` to keep test containers after a test (debugging).
+pub const NANOCLAW_TEST_KEEP: &str = "NANOCLAW_TEST_KEEP";
+/// Docker endpoint; default `unix:///var/run/docker.sock`.
+pub const DOCKER_HOST: &str = "DOCKER_HOST";
+/// Timezone handed to containers (`TZ`); default the host's zone, else UTC.
+pub const TZ: &str = "TZ";
+/// Used to find the default data directory.
+pub const XDG_STATE_HOME: &str = "XDG_STATE_HOME";
+/// Used to find the default data directory.
+pub const HOME: &str = "HOME";
+
+/// Every variable above, with its one-line meaning (for docs and `--help`).
+pub const ALL: &[(&str, &str)] = &[
+    (NANOCLAW_DATA_DIR, "state directory; same as --data"),
+    (NANOCLAW_LOG, "log filter, e.g. `info` or `reconciler=debug`"),
+    (RUST_LOG, "log filter used when NANOCLAW_LOG is unset"),
+    (NO_COLOR, "disable colour"),
+    (NANOCLAW_REQUIRE_DOCKER, "tests: fail instead of skip without Docker"),
+    (NANOCLAW_TEST_KEEP, "tests: keep containers after a test"),
+    (DOCKER_HOST, "Docker endpoint"),
+    (TZ, "timezone handed to agent containers"),
+    (XDG_STATE_HOME, "base of the default data directory"),
+    (HOME, "base of the default data directory"),
+];
+
+/// Reads one of the variables above; unset or non-UTF-8 is `None`, empty is `None`.
+pub fn get(name: &str) -> Option<String> {
+    #[allow(clippy::disallowed_methods)] // the one permitted reader of the environment
+    std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
+/// True when the variable is set to `1` or `true`.
+pub fn flag(name: &str) -> bool {
+    matches!(get(name).as_deref(), Some("1" | "true"))
+}

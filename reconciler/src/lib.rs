@@ -1,0 +1,27 @@
+//! nanoclaw host library. Map of the modules (details in docs/ARCHITECTURE.md):
+//!
+//! - [`cli`]: clap types and one file per subcommand; the only place that prints.
+//! - [`manifest`]: YAML loading with spans, the manifest model, validation, diagnostics.
+//! - [`state`]: the configuration as typed resources keyed by address (desired and current).
+//! - [`plan`]: diff desired vs. current, the field → effect table, rendering, saved plans.
+//! - [`apply`]: one transaction, the apply lock, generations and history.
+//! - [`export`]: the DB's configuration written back as manifests.
+//! - [`db`]: the central SQLite DB (open, migrations).
+//! - [`runtime`]: the long-running daemon (router, delivery, sweep).
+//! - [`containers`]: the only Docker code.
+//! - [`channels`]: channel adapters (CLI socket, …).
+//! - [`env`], [`paths`], [`logging`]: environment, file layout, tracing.
+
+pub mod apply;
+pub mod channels;
+pub mod cli;
+pub mod containers;
+pub mod db;
+pub mod env;
+pub mod export;
+pub mod logging;
+pub mod manifest;
+pub mod paths;
+pub mod plan;
+pub mod runtime;
+pub mod state;
