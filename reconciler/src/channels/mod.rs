@@ -1,1 +1,105 @@
-//! channels (being built).
+//! Channel adapters: the contract between chat platforms and the runtime (host.md §9.1).
+//!
+//! An adapter turns platform traffic into [`InboundEvent`]s (sent to the router through the
+//! sender it is given at start) and delivers outbound messages to the platform. Adapters know
+//! nothing about agents, sessions or the DB. The registry ([`Adapters`]) is keyed by
+//! channel type; the router and delivery look adapters up there.
+
+pub mod cli_socket;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// One message arriving from a channel (host.md §3.1).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InboundEvent {
+    pub channel_type: String,
+    pub platform_id: String,
+    pub thread_id: Option<String>,
+    pub message: InboundMessage,
+    /// Where replies go instead of the origin (operator-injected messages).
+    pub reply_to: Option<ReplyAddress>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InboundMessage {
+    /// Platform message id (unique per chat).
+    pub id: String,
+    /// `chat` or `chat-sdk`.
+    pub kind: String,
+    /// JSON object as text: `{text, sender, senderId, senderName?, attachments?, …}`.
+    pub content: String,
+    /// ISO-8601 UTC.
+    pub timestamp: String,
+    /// The platform confirmed the bot was mentioned (DMs count as mentions).
+    pub is_mention: bool,
+    pub is_group: Option<bool>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyAddress {
+    pub channel_type: String,
+    pub platform_id: String,
+    pub thread_id: Option<String>,
+}
+
+/// One message to deliver (an outbound row, already routed and authorised).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outbound {
+    pub platform_id: String,
+    pub thread_id: Option<String>,
+    /// `chat`, `chat-sdk`.
+    pub kind: String,
+    /// Parsed content: `{text}`, `{markdown}`, `{operation: edit|reaction, …}`, cards, …
+    pub content: serde_json::Value,
+    /// The inbound row this answers (`<platform msg id>:<agent>`), if any.
+    pub in_reply_to: Option<String>,
+}
+
+/// What a delivery attempt achieved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivered {
+    /// Sent; the platform's message id when it returned one.
+    Sent(Option<String>),
+    /// Nobody is there to receive it right now (e.g. no CLI client connected): keep it
+    /// queued, do not count an attempt. Delivery retries when the adapter reports a reader.
+    NoReader,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The adapter contract (host.md §9.1), narrowed to what this runtime uses today.
+pub trait Adapter: Send + Sync {
+    /// Registry key for routing and delivery (`cli`, `telegram`, …).
+    fn channel_type(&self) -> &str;
+    /// False: the router collapses thread ids to the chat (host.md §3.2 step 2).
+    fn supports_threads(&self) -> bool;
+    /// Delivers one message. Must not block for long: it runs on the delivery task.
+    fn deliver(&self, message: &Outbound) -> Result<Delivered, DeliveryError>;
+}
+
+/// Live adapters by channel type.
+#[derive(Clone, Default)]
+pub struct Adapters {
+    by_type: BTreeMap<String, Arc<dyn Adapter>>,
+}
+
+impl Adapters {
+    pub fn register(&mut self, adapter: Arc<dyn Adapter>) {
+        self.by_type.insert(adapter.channel_type().to_string(), adapter);
+    }
+
+    pub fn get(&self, channel_type: &str) -> Option<&Arc<dyn Adapter>> {
+        self.by_type.get(channel_type)
+    }
+
+    pub fn supports_threads(&self, channel_type: &str) -> bool {
+        self.get(channel_type).is_some_and(|adapter| adapter.supports_threads())
+    }
+}
