@@ -32,7 +32,9 @@ pub fn rand6() -> String {
 
 /// Now as ISO-8601 UTC with milliseconds and `Z` (e.g. `2026-04-29T10:00:00.000Z`).
 pub fn now_iso() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
 }
 
 #[cfg(test)]

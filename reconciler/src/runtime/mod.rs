@@ -2,3 +2,4 @@
 //! container → outbound.db → delivery → channels, plus the sweep. (Being built.)
 
 pub mod ids;
+pub mod route;

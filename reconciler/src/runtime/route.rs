@@ -1,0 +1,569 @@
+//! The router's decision for one inbound message, as a pure function (host.md §3.2–§3.8).
+//!
+//! [`route`] takes the message and the facts the router loaded for it (the chat, its wirings
+//! in priority order, who the sender is and what they may access, which sticky sessions exist)
+//! and returns what to do per wiring. It does no IO; `router.rs` loads the facts and executes
+//! the decisions. Every v2 routing rule lives here so it can be tested in isolation.
+
+use std::collections::{HashMap, HashSet};
+
+use regex::Regex;
+
+use crate::state::{
+    EngageMode, IgnoredMessagePolicy, SenderScope, SessionMode, UnknownSenderPolicy,
+};
+
+/// A wiring as the router sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WiringFacts {
+    pub agent: String,
+    pub engage_mode: EngageMode,
+    pub engage_pattern: Option<String>,
+    pub sender_scope: SenderScope,
+    pub ignored_message_policy: IgnoredMessagePolicy,
+    pub session_mode: SessionMode,
+    pub priority: i64,
+}
+
+/// Everything [`route`] needs to know about the message's context.
+#[derive(Clone, Debug, Default)]
+pub struct Facts {
+    pub is_group: bool,
+    pub unknown_sender_policy: UnknownSenderPolicy,
+    /// Wirings ordered by priority, highest first.
+    pub wirings: Vec<WiringFacts>,
+    /// The sender's user id (`<channel>:<handle>`), when the content names one.
+    pub sender: Option<String>,
+    /// Agents the sender may access: owner, global admin, scoped admin or member.
+    pub accessible: HashSet<String>,
+    /// Agents the sender administers (owner, global admin, or admin of that agent).
+    pub administered: HashSet<String>,
+    /// Agents with an active session for exactly this chat and thread (mention-sticky).
+    pub sticky: HashSet<String>,
+    /// The adapter supports threads (then group chats force per-thread sessions).
+    pub threaded: bool,
+}
+
+/// The message fields the decision reads.
+#[derive(Clone, Debug, Default)]
+pub struct MessageFacts {
+    /// `content.text`, or the raw content when it is not JSON; empty when absent.
+    pub text: String,
+    pub is_mention: bool,
+}
+
+/// What happens to the message for one wiring.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Store in the agent's session; `wake` = trigger the agent (else context only).
+    Deliver {
+        agent: String,
+        wake: bool,
+        session_mode: SessionMode,
+    },
+    /// Answer the sender directly: an admin-only command from a non-admin (host.md §3.8).
+    Deny { agent: String, command: String },
+    /// Not stored for this agent; `audit` names a drop the chat's audit records.
+    Skip {
+        agent: String,
+        audit: Option<DropReason>,
+    },
+}
+
+/// Reasons recorded in the dropped-messages audit (`unregistered_senders.reason`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    NoAgentWired,
+    NoAgentEngaged,
+    UnknownSenderStrict,
+    UnknownSenderRequestApproval,
+}
+
+impl DropReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::NoAgentWired => "no_agent_wired",
+            DropReason::NoAgentEngaged => "no_agent_engaged",
+            DropReason::UnknownSenderStrict => "unknown_sender_strict",
+            DropReason::UnknownSenderRequestApproval => "unknown_sender_request_approval",
+        }
+    }
+}
+
+/// The decision for one message: one action per wiring, plus a chat-level audit entry when
+/// no agent took it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub actions: Vec<Action>,
+    pub audit: Option<DropReason>,
+}
+
+/// Slash commands dropped silently by the host (host.md §3.8).
+const FILTERED_COMMANDS: &[&str] = &[
+    "/help",
+    "/login",
+    "/logout",
+    "/doctor",
+    "/config",
+    "/remote-control",
+];
+/// Slash commands only owners and admins may send (host.md §3.8).
+const ADMIN_COMMANDS: &[&str] = &["/clear", "/compact", "/context", "/cost", "/files"];
+
+/// Compiled engage patterns, cached by source. Invalid patterns are remembered as such.
+#[derive(Default)]
+pub struct Patterns {
+    compiled: HashMap<String, Option<Regex>>,
+}
+
+impl Patterns {
+    /// Does `pattern` match `text`? `None` and `.` always match; an invalid regex fails open
+    /// (engages), as in v2 (host.md §3.3) — validate rejects such manifests before they get here.
+    pub fn matches(&mut self, pattern: Option<&str>, text: &str) -> bool {
+        let pattern = match pattern {
+            None | Some(".") => return true,
+            Some(pattern) => pattern,
+        };
+        let compiled = self
+            .compiled
+            .entry(pattern.to_string())
+            .or_insert_with(|| Regex::new(pattern).ok());
+        compiled.as_ref().is_none_or(|regex| regex.is_match(text))
+    }
+}
+
+/// Decides what happens to a message on a wired chat (host.md §3.2 steps 8–10).
+pub fn route(message: &MessageFacts, facts: &Facts, patterns: &mut Patterns) -> Decision {
+    let mut actions = Vec::with_capacity(facts.wirings.len());
+    let mut taken = false;
+    let mut gate_audit = None;
+    for wiring in &facts.wirings {
+        let agent = wiring.agent.clone();
+        let engages = engages(wiring, message, facts, patterns);
+        let access = engages.then(|| access_gate(&agent, facts));
+        let scope_ok = engages && scope_gate(wiring, &agent, facts);
+        let action = match access {
+            Some(Ok(())) if scope_ok => match command_gate(&message.text, &agent, facts) {
+                CommandGate::Pass => Action::Deliver {
+                    agent,
+                    wake: true,
+                    session_mode: effective_mode(wiring, facts),
+                },
+                CommandGate::Filter => Action::Skip { agent, audit: None },
+                CommandGate::Deny(command) => Action::Deny { agent, command },
+            },
+            // Gate-refused messages are never accumulated (host.md §3.2 step 9).
+            Some(Err(reason)) => {
+                gate_audit = gate_audit.or(Some(reason));
+                Action::Skip {
+                    agent,
+                    audit: Some(reason),
+                }
+            }
+            Some(Ok(())) => Action::Skip { agent, audit: None },
+            // Quirk host.md §10 item 2 decided: the command gate does not run on the accumulate
+            // path; a command not addressed to the agent is context, not a request.
+            None if wiring.ignored_message_policy == IgnoredMessagePolicy::Accumulate => {
+                Action::Deliver {
+                    agent,
+                    wake: false,
+                    session_mode: effective_mode(wiring, facts),
+                }
+            }
+            None => Action::Skip { agent, audit: None },
+        };
+        taken |= matches!(action, Action::Deliver { .. } | Action::Deny { .. });
+        actions.push(action);
+    }
+    let audit = if taken {
+        None
+    } else {
+        gate_audit.or(Some(DropReason::NoAgentEngaged))
+    };
+    Decision { actions, audit }
+}
+
+fn engages(
+    wiring: &WiringFacts,
+    message: &MessageFacts,
+    facts: &Facts,
+    patterns: &mut Patterns,
+) -> bool {
+    match wiring.engage_mode {
+        EngageMode::Pattern => patterns.matches(wiring.engage_pattern.as_deref(), &message.text),
+        EngageMode::Mention => message.is_mention,
+        EngageMode::MentionSticky => {
+            message.is_mention || (facts.is_group && facts.sticky.contains(&wiring.agent))
+        }
+    }
+}
+
+/// The access gate (host.md §3.4): public chats let everyone in; otherwise the sender must be
+/// known and have access to the agent, else the chat's unknown-sender policy decides the audit.
+fn access_gate(agent: &str, facts: &Facts) -> Result<(), DropReason> {
+    if facts.unknown_sender_policy == UnknownSenderPolicy::Public {
+        return Ok(());
+    }
+    if facts.sender.is_some() && facts.accessible.contains(agent) {
+        return Ok(());
+    }
+    Err(match facts.unknown_sender_policy {
+        UnknownSenderPolicy::RequestApproval => DropReason::UnknownSenderRequestApproval,
+        UnknownSenderPolicy::Strict | UnknownSenderPolicy::Public => {
+            DropReason::UnknownSenderStrict
+        }
+    })
+}
+
+/// The sender-scope gate: `known` requires access to the agent even on public chats.
+fn scope_gate(wiring: &WiringFacts, agent: &str, facts: &Facts) -> bool {
+    match wiring.sender_scope {
+        SenderScope::All => true,
+        SenderScope::Known => facts.sender.is_some() && facts.accessible.contains(agent),
+    }
+}
+
+/// Threaded adapters force per-thread sessions in group chats unless the wiring shares one
+/// session across the agent (host.md §3.5 step 1).
+fn effective_mode(wiring: &WiringFacts, facts: &Facts) -> SessionMode {
+    if facts.threaded && facts.is_group && wiring.session_mode != SessionMode::AgentShared {
+        SessionMode::PerThread
+    } else {
+        wiring.session_mode
+    }
+}
+
+enum CommandGate {
+    Pass,
+    Filter,
+    Deny(String),
+}
+
+fn command_gate(text: &str, agent: &str, facts: &Facts) -> CommandGate {
+    let text = text.trim();
+    if !text.starts_with('/') {
+        return CommandGate::Pass;
+    }
+    let command = text
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_lowercase();
+    if FILTERED_COMMANDS.contains(&command.as_str()) {
+        return CommandGate::Filter;
+    }
+    if ADMIN_COMMANDS.contains(&command.as_str()) {
+        let allowed = facts.sender.is_some() && facts.administered.contains(agent);
+        return if allowed {
+            CommandGate::Pass
+        } else {
+            CommandGate::Deny(command)
+        };
+    }
+    CommandGate::Pass
+}
+
+/// Text the router answers an unauthorised admin command with (host.md §3.5 step 4).
+pub fn denial_text(command: &str) -> String {
+    format!("Permission denied: {command} requires admin access.")
+}
+
+/// The message text: `content.text`, or the whole content when it is not JSON (host.md §3.3).
+pub fn message_text(content: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(content) {
+        Ok(serde_json::Value::Object(map)) => match map.get("text") {
+            Some(serde_json::Value::String(text)) => text.clone(),
+            _ => String::new(),
+        },
+        Ok(_) | Err(_) => content.to_string(),
+    }
+}
+
+/// The sender's user id from message content (host.md §3.7.1): `senderId`, `sender`, then
+/// `author.userId`; namespaced with the channel type unless it already contains `:`.
+pub fn sender_id(content: &str, channel_type: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(content).ok()?;
+    let handle = ["senderId", "sender"]
+        .iter()
+        .find_map(|key| value.get(key).and_then(|v| v.as_str()))
+        .or_else(|| value.pointer("/author/userId").and_then(|v| v.as_str()))?;
+    if handle.is_empty() {
+        return None;
+    }
+    Some(if handle.contains(':') {
+        handle.to_string()
+    } else {
+        format!("{channel_type}:{handle}")
+    })
+}
+
+/// The sender's display name from content: `senderName`, `author.fullName`, `author.userName`.
+pub fn sender_name(content: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(content).ok()?;
+    value
+        .get("senderName")
+        .or_else(|| value.pointer("/author/fullName"))
+        .or_else(|| value.pointer("/author/userName"))
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wiring(agent: &str, mode: EngageMode) -> WiringFacts {
+        WiringFacts {
+            agent: agent.into(),
+            engage_mode: mode,
+            engage_pattern: None,
+            sender_scope: SenderScope::All,
+            ignored_message_policy: IgnoredMessagePolicy::Drop,
+            session_mode: SessionMode::Shared,
+            priority: 0,
+        }
+    }
+
+    fn public(wirings: Vec<WiringFacts>) -> Facts {
+        Facts {
+            unknown_sender_policy: UnknownSenderPolicy::Public,
+            wirings,
+            sender: Some("cli:local".into()),
+            ..Facts::default()
+        }
+    }
+
+    fn text(text: &str) -> MessageFacts {
+        MessageFacts {
+            text: text.into(),
+            is_mention: false,
+        }
+    }
+
+    fn deliver(agent: &str, wake: bool) -> Action {
+        Action::Deliver {
+            agent: agent.into(),
+            wake,
+            session_mode: SessionMode::Shared,
+        }
+    }
+
+    #[test]
+    fn pattern_dot_always_engages_and_fans_out_in_order() {
+        let mut a = wiring("a", EngageMode::Pattern);
+        a.engage_pattern = Some(".".into());
+        let mut b = wiring("b", EngageMode::Pattern);
+        b.engage_pattern = Some("^@b\\b".into());
+        let facts = public(vec![a, b]);
+        let decision = route(&text("@b hello"), &facts, &mut Patterns::default());
+        assert_eq!(
+            decision.actions,
+            vec![deliver("a", true), deliver("b", true)]
+        );
+        let decision = route(&text("hello"), &facts, &mut Patterns::default());
+        assert_eq!(
+            decision.actions[1],
+            Action::Skip {
+                agent: "b".into(),
+                audit: None
+            }
+        );
+        assert_eq!(decision.audit, None);
+    }
+
+    #[test]
+    fn invalid_regex_fails_open() {
+        let mut a = wiring("a", EngageMode::Pattern);
+        a.engage_pattern = Some("(unclosed".into());
+        let decision = route(
+            &text("anything"),
+            &public(vec![a]),
+            &mut Patterns::default(),
+        );
+        assert_eq!(decision.actions, vec![deliver("a", true)]);
+    }
+
+    #[test]
+    fn mention_mode_needs_a_mention() {
+        let facts = public(vec![wiring("a", EngageMode::Mention)]);
+        let decision = route(&text("hi"), &facts, &mut Patterns::default());
+        assert_eq!(decision.audit, Some(DropReason::NoAgentEngaged));
+        let mention = MessageFacts {
+            text: "hi".into(),
+            is_mention: true,
+        };
+        assert_eq!(
+            route(&mention, &facts, &mut Patterns::default()).actions,
+            vec![deliver("a", true)]
+        );
+    }
+
+    #[test]
+    fn mention_sticky_keeps_engaging_in_groups_with_a_session() {
+        let mut facts = public(vec![wiring("a", EngageMode::MentionSticky)]);
+        facts.is_group = true;
+        assert_eq!(
+            route(&text("hi"), &facts, &mut Patterns::default()).audit,
+            Some(DropReason::NoAgentEngaged)
+        );
+        facts.sticky.insert("a".into());
+        assert_eq!(
+            route(&text("hi"), &facts, &mut Patterns::default()).actions,
+            vec![deliver("a", true)]
+        );
+        facts.is_group = false; // DMs never stick
+        assert_eq!(
+            route(&text("hi"), &facts, &mut Patterns::default()).audit,
+            Some(DropReason::NoAgentEngaged)
+        );
+    }
+
+    #[test]
+    fn accumulate_stores_context_without_waking() {
+        let mut a = wiring("a", EngageMode::Mention);
+        a.ignored_message_policy = IgnoredMessagePolicy::Accumulate;
+        let decision = route(&text("context"), &public(vec![a]), &mut Patterns::default());
+        assert_eq!(decision.actions, vec![deliver("a", false)]);
+        assert_eq!(decision.audit, None);
+    }
+
+    #[test]
+    fn strict_chat_refuses_unknown_senders_and_never_accumulates_them() {
+        let mut a = wiring("a", EngageMode::Pattern);
+        a.ignored_message_policy = IgnoredMessagePolicy::Accumulate;
+        let mut facts = public(vec![a]);
+        facts.unknown_sender_policy = UnknownSenderPolicy::Strict;
+        let decision = route(&text("hi"), &facts, &mut Patterns::default());
+        assert_eq!(
+            decision.actions,
+            vec![Action::Skip {
+                agent: "a".into(),
+                audit: Some(DropReason::UnknownSenderStrict)
+            }]
+        );
+        assert_eq!(decision.audit, Some(DropReason::UnknownSenderStrict));
+        facts.accessible.insert("a".into());
+        assert_eq!(
+            route(&text("hi"), &facts, &mut Patterns::default()).actions,
+            vec![deliver("a", true)]
+        );
+    }
+
+    #[test]
+    fn request_approval_policy_is_audited_as_such() {
+        let mut facts = public(vec![wiring("a", EngageMode::Pattern)]);
+        facts.unknown_sender_policy = UnknownSenderPolicy::RequestApproval;
+        facts.sender = None;
+        let decision = route(&text("hi"), &facts, &mut Patterns::default());
+        assert_eq!(
+            decision.audit,
+            Some(DropReason::UnknownSenderRequestApproval)
+        );
+    }
+
+    #[test]
+    fn sender_scope_known_applies_even_on_public_chats() {
+        let mut a = wiring("a", EngageMode::Pattern);
+        a.sender_scope = SenderScope::Known;
+        let mut facts = public(vec![a]);
+        let decision = route(&text("hi"), &facts, &mut Patterns::default());
+        assert_eq!(
+            decision.actions,
+            vec![Action::Skip {
+                agent: "a".into(),
+                audit: None
+            }]
+        );
+        facts.accessible.insert("a".into());
+        assert_eq!(
+            route(&text("hi"), &facts, &mut Patterns::default()).actions,
+            vec![deliver("a", true)]
+        );
+    }
+
+    #[test]
+    fn threaded_group_chats_force_per_thread_sessions_except_agent_shared() {
+        let mut shared = wiring("a", EngageMode::Pattern);
+        shared.session_mode = SessionMode::Shared;
+        let mut agent_shared = wiring("b", EngageMode::Pattern);
+        agent_shared.session_mode = SessionMode::AgentShared;
+        let mut facts = public(vec![shared, agent_shared]);
+        facts.threaded = true;
+        facts.is_group = true;
+        let decision = route(&text("hi"), &facts, &mut Patterns::default());
+        assert_eq!(
+            decision.actions,
+            vec![
+                Action::Deliver {
+                    agent: "a".into(),
+                    wake: true,
+                    session_mode: SessionMode::PerThread
+                },
+                Action::Deliver {
+                    agent: "b".into(),
+                    wake: true,
+                    session_mode: SessionMode::AgentShared
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn slash_commands_are_filtered_or_gated() {
+        let facts = public(vec![wiring("a", EngageMode::Pattern)]);
+        let decision = route(&text("/login now"), &facts, &mut Patterns::default());
+        assert_eq!(
+            decision.actions,
+            vec![Action::Skip {
+                agent: "a".into(),
+                audit: None
+            }]
+        );
+        let decision = route(&text("/CLEAR"), &facts, &mut Patterns::default());
+        assert_eq!(
+            decision.actions,
+            vec![Action::Deny {
+                agent: "a".into(),
+                command: "/clear".into()
+            }]
+        );
+        let mut admin = facts.clone();
+        admin.administered.insert("a".into());
+        assert_eq!(
+            route(&text("/clear"), &admin, &mut Patterns::default()).actions,
+            vec![deliver("a", true)]
+        );
+        assert_eq!(
+            route(&text("/shrug"), &facts, &mut Patterns::default()).actions,
+            vec![deliver("a", true)]
+        );
+        assert_eq!(
+            denial_text("/clear"),
+            "Permission denied: /clear requires admin access."
+        );
+    }
+
+    #[test]
+    fn sender_and_text_extraction() {
+        assert_eq!(
+            sender_id(r#"{"senderId":"42"}"#, "telegram").as_deref(),
+            Some("telegram:42")
+        );
+        assert_eq!(
+            sender_id(r#"{"sender":"29:x"}"#, "teams").as_deref(),
+            Some("29:x")
+        );
+        assert_eq!(
+            sender_id(r#"{"author":{"userId":"u"}}"#, "discord").as_deref(),
+            Some("discord:u")
+        );
+        assert_eq!(sender_id("not json", "cli"), None);
+        assert_eq!(message_text(r#"{"text":"hi"}"#), "hi");
+        assert_eq!(message_text("raw words"), "raw words");
+        assert_eq!(message_text(r#"{"other":1}"#), "");
+        assert_eq!(
+            sender_name(r#"{"author":{"fullName":"Ann"}}"#).as_deref(),
+            Some("Ann")
+        );
+    }
+}
