@@ -30,10 +30,16 @@ pub const HOME: &str = "HOME";
 /// Every variable above, with its one-line meaning (for docs and `--help`).
 pub const ALL: &[(&str, &str)] = &[
     (NANOCLAW_DATA_DIR, "state directory; same as --data"),
-    (NANOCLAW_LOG, "log filter, e.g. `info` or `reconciler=debug`"),
+    (
+        NANOCLAW_LOG,
+        "log filter, e.g. `info` or `reconciler=debug`",
+    ),
     (RUST_LOG, "log filter used when NANOCLAW_LOG is unset"),
     (NO_COLOR, "disable colour"),
-    (NANOCLAW_REQUIRE_DOCKER, "tests: fail instead of skip without Docker"),
+    (
+        NANOCLAW_REQUIRE_DOCKER,
+        "tests: fail instead of skip without Docker",
+    ),
     (NANOCLAW_TEST_KEEP, "tests: keep containers after a test"),
     (DOCKER_HOST, "Docker endpoint"),
     (TZ, "timezone handed to agent containers"),

@@ -90,7 +90,11 @@ impl Paths {
 pub fn slug_of(data: &Path) -> String {
     let canonical = data.canonicalize().unwrap_or_else(|_| data.to_path_buf());
     let digest = Sha256::digest(canonical.as_os_str().as_encoded_bytes());
-    digest.iter().take(4).map(|byte| format!("{byte:02x}")).collect()
+    digest
+        .iter()
+        .take(4)
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 #[cfg(test)]

@@ -122,10 +122,12 @@ impl State {
     }
 
     pub fn agents(&self) -> impl Iterator<Item = &Agent> {
-        self.resources.values().filter_map(|resource| match resource {
-            Resource::Agent(agent) => Some(agent),
-            _ => None,
-        })
+        self.resources
+            .values()
+            .filter_map(|resource| match resource {
+                Resource::Agent(agent) => Some(agent),
+                _ => None,
+            })
     }
 }
 
@@ -428,7 +430,9 @@ pub struct User {
 impl User {
     /// The channel type of origin: the id's prefix before the first `:`.
     pub fn kind(&self) -> &str {
-        self.id.split_once(':').map_or(self.id.as_str(), |(kind, _)| kind)
+        self.id
+            .split_once(':')
+            .map_or(self.id.as_str(), |(kind, _)| kind)
     }
 }
 

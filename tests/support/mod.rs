@@ -11,7 +11,10 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_nanoclaw");
 
 /// Root of the repository (for fixtures and the bundled manifests).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("reconciler/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("reconciler/ has a parent")
+        .to_path_buf()
 }
 
 /// One temporary install: a data dir and a manifest dir, removed on drop.
@@ -30,9 +33,15 @@ pub struct Run {
 
 impl Env {
     pub fn new(name: &str) -> Env {
-        let root = tempfile::Builder::new().prefix(&format!("nanoclaw-{name}-")).tempdir().expect("tempdir");
+        let root = tempfile::Builder::new()
+            .prefix(&format!("nanoclaw-{name}-"))
+            .tempdir()
+            .expect("tempdir");
         std::fs::create_dir_all(root.path().join("manifests")).expect("manifests dir");
-        Env { name: name.to_string(), root }
+        Env {
+            name: name.to_string(),
+            root,
+        }
     }
 
     pub fn data(&self) -> PathBuf {
@@ -101,7 +110,11 @@ impl From<Output> for Run {
 impl Run {
     #[track_caller]
     pub fn success(&self) -> &Run {
-        assert_eq!(self.code, 0, "expected success\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 }
@@ -109,7 +122,8 @@ impl Run {
 /// Replaces `root` with `$ROOT`, ISO timestamps with `$TIME`, and long hex digests with `$HASH`.
 pub fn normalize(text: &str, root: &Path) -> String {
     let text = text.replace(&root.display().to_string(), "$ROOT");
-    let time = regex::Regex::new(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?Z?").expect("regex");
+    let time =
+        regex::Regex::new(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?Z?").expect("regex");
     let text = time.replace_all(&text, "$$TIME");
     let hash = regex::Regex::new(r"\b[0-9a-f]{16,64}\b").expect("regex");
     hash.replace_all(&text, "$$HASH").into_owned()
@@ -155,10 +169,15 @@ pub fn docker() -> Option<()> {
         return Some(());
     }
     #[allow(clippy::disallowed_methods)] // tests read the CI switch directly
-    let required = matches!(std::env::var("NANOCLAW_REQUIRE_DOCKER").as_deref(), Ok("1" | "true"));
+    let required = matches!(
+        std::env::var("NANOCLAW_REQUIRE_DOCKER").as_deref(),
+        Ok("1" | "true")
+    );
     if required {
         panic!("NANOCLAW_REQUIRE_DOCKER=1 but no Docker daemon answers `docker info`");
     }
-    eprintln!("skipping: no Docker daemon answers `docker info` (set NANOCLAW_REQUIRE_DOCKER=1 to fail instead)");
+    eprintln!(
+        "skipping: no Docker daemon answers `docker info` (set NANOCLAW_REQUIRE_DOCKER=1 to fail instead)"
+    );
     None
 }

@@ -91,7 +91,8 @@ impl Adapter for CliSocket {
                 _ => return Ok(Delivered::Sent(None)),
             },
         };
-        let line = serde_json::json!({ "text": text, "in_reply_to": message.in_reply_to }).to_string();
+        let line =
+            serde_json::json!({ "text": text, "in_reply_to": message.in_reply_to }).to_string();
         let mut readers = self.readers.lock().map_err(|_| poisoned())?;
         let Some(reader) = readers.get(&message.platform_id) else {
             return Ok(Delivered::NoReader);
@@ -219,7 +220,10 @@ impl CliSocket {
         }
         if let Some(platform_id) = reading_for {
             if let Ok(mut table) = self.readers.lock() {
-                if table.get(&platform_id).is_some_and(|reader| reader.conn == conn) {
+                if table
+                    .get(&platform_id)
+                    .is_some_and(|reader| reader.conn == conn)
+                {
                     table.remove(&platform_id);
                 }
             }
@@ -244,10 +248,15 @@ impl CliSocket {
         let parsed: ClientLine =
             serde_json::from_str(line).map_err(|err| format!("malformed line: {err}"))?;
         if let Some(hello) = parsed.hello {
-            let platform_id = hello.platform_id.unwrap_or_else(|| DEFAULT_PLATFORM_ID.to_string());
+            let platform_id = hello
+                .platform_id
+                .unwrap_or_else(|| DEFAULT_PLATFORM_ID.to_string());
             self.claim(conn, &platform_id, reply_tx.clone());
             *reading_for = Some(platform_id.clone());
-            let arrived = ReaderArrived { channel_type: CHANNEL_TYPE.to_string(), platform_id };
+            let arrived = ReaderArrived {
+                channel_type: CHANNEL_TYPE.to_string(),
+                platform_id,
+            };
             let _ = readers.send(arrived).await;
             return Ok(None);
         }
@@ -261,9 +270,13 @@ impl CliSocket {
             .platform_id
             .or_else(|| reading_for.clone())
             .unwrap_or_else(|| DEFAULT_PLATFORM_ID.to_string());
-        let id = parsed.id.unwrap_or_else(|| crate::runtime::ids::generate("cli"));
+        let id = parsed
+            .id
+            .unwrap_or_else(|| crate::runtime::ids::generate("cli"));
         if !is_safe_id(&id) {
-            return Err(format!("message id `{id}` may only use letters, digits, `-`, `_` and `.`"));
+            return Err(format!(
+                "message id `{id}` may only use letters, digits, `-`, `_` and `.`"
+            ));
         }
         let content = serde_json::json!({
             "text": text,
@@ -284,13 +297,18 @@ impl CliSocket {
             },
             reply_to: None,
         };
-        inbound.send(event).await.map_err(|_| "the runtime is shutting down".to_string())?;
+        inbound
+            .send(event)
+            .await
+            .map_err(|_| "the runtime is shutting down".to_string())?;
         Ok(Some(id))
     }
 
     /// Makes `conn` the reader of `platform_id`, telling a previous reader it was superseded.
     fn claim(&self, conn: u64, platform_id: &str, tx: mpsc::Sender<String>) {
-        let Ok(mut table) = self.readers.lock() else { return };
+        let Ok(mut table) = self.readers.lock() else {
+            return;
+        };
         if let Some(previous) = table.insert(platform_id.to_string(), Reader { conn, tx }) {
             if previous.conn != conn {
                 let note = serde_json::json!({ "text": "[superseded by a newer client]" });
@@ -300,15 +318,22 @@ impl CliSocket {
     }
 }
 
-async fn send_error(framed: &mut Framed<UnixStream, LinesCodec>, error: &str) -> Result<(), LinesCodecError> {
-    framed.send(serde_json::json!({ "error": error }).to_string()).await
+async fn send_error(
+    framed: &mut Framed<UnixStream, LinesCodec>,
+    error: &str,
+) -> Result<(), LinesCodecError> {
+    framed
+        .send(serde_json::json!({ "error": error }).to_string())
+        .await
 }
 
 /// Ids become part of inbound row ids and file names (`inbox/<id>/`), so keep them plain.
 fn is_safe_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 128
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && id != "."
         && id != ".."
 }

@@ -92,7 +92,8 @@ pub struct Adapters {
 
 impl Adapters {
     pub fn register(&mut self, adapter: Arc<dyn Adapter>) {
-        self.by_type.insert(adapter.channel_type().to_string(), adapter);
+        self.by_type
+            .insert(adapter.channel_type().to_string(), adapter);
     }
 
     pub fn get(&self, channel_type: &str) -> Option<&Arc<dyn Adapter>> {
@@ -100,6 +101,7 @@ impl Adapters {
     }
 
     pub fn supports_threads(&self, channel_type: &str) -> bool {
-        self.get(channel_type).is_some_and(|adapter| adapter.supports_threads())
+        self.get(channel_type)
+            .is_some_and(|adapter| adapter.supports_threads())
     }
 }

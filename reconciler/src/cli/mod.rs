@@ -121,7 +121,9 @@ impl Ctx {
         let color = match global.color {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
-            ColorChoice::Auto => std::io::stdout().is_terminal() && env::get(env::NO_COLOR).is_none(),
+            ColorChoice::Auto => {
+                std::io::stdout().is_terminal() && env::get(env::NO_COLOR).is_none()
+            }
         };
         Ctx {
             paths: Paths::new(data),

@@ -83,7 +83,11 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 
 /// The current generation: how many applies have changed the DB.
 pub fn generation(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT generation FROM reconcile_state WHERE id = 1", [], |row| row.get(0))
+    conn.query_row(
+        "SELECT generation FROM reconcile_state WHERE id = 1",
+        [],
+        |row| row.get(0),
+    )
 }
 
 #[cfg(test)]
@@ -107,7 +111,9 @@ mod tests {
         let expected: Vec<&str> = migrations::MIGRATIONS.iter().map(|m| m.name).collect();
         assert_eq!(names, expected);
         assert_eq!(generation(&conn).unwrap(), 0);
-        let mode: String = conn.query_row("PRAGMA journal_mode", [], |row| row.get(0)).unwrap();
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+            .unwrap();
         assert_eq!(mode, "wal");
     }
 

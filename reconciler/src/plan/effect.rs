@@ -40,9 +40,14 @@ impl Effect {
     }
 
     pub fn parse(text: &str) -> Option<Effect> {
-        [Effect::None, Effect::Restart, Effect::Recreate, Effect::Rebuild]
-            .into_iter()
-            .find(|effect| effect.as_str() == text)
+        [
+            Effect::None,
+            Effect::Restart,
+            Effect::Recreate,
+            Effect::Rebuild,
+        ]
+        .into_iter()
+        .find(|effect| effect.as_str() == text)
     }
 }
 
@@ -67,45 +72,153 @@ const fn row(path: &'static str, effect: Effect, why: &'static str) -> Row {
 /// Every field path and its effect. Kinds whose whole resource is one unit (`role`, `member`,
 /// `destination`) have a row for the kind itself: adding or removing one is the change.
 pub const TABLE: &[Row] = &[
-    row("agent", Effect::Restart, "a new or removed agent starts or stops its containers"),
-    row("agent.name", Effect::Recreate, "the name is the agent's folder and id: a rename is a new agent"),
-    row("agent.assistant_name", Effect::Restart, "written to container.json at spawn"),
-    row("agent.provider", Effect::Restart, "the runner picks its provider from container.json at spawn"),
-    row("agent.model", Effect::Restart, "written to container.json at spawn"),
-    row("agent.effort", Effect::Restart, "written to container.json at spawn"),
-    row("agent.image", Effect::Recreate, "the image is a `docker run` argument"),
-    row("agent.max_messages_per_prompt", Effect::Restart, "written to container.json at spawn"),
-    row("agent.cli_scope", Effect::Restart, "checked per request, but CLAUDE.md (CLI instructions) is composed at spawn"),
-    row("agent.instructions", Effect::Restart, "seeds CLAUDE.local.md when the agent's folder is initialised at spawn"),
-    row("agent.skills", Effect::Restart, "skill links are synced at spawn"),
-    row("agent.mcp_servers", Effect::Restart, "MCP servers are read from container.json at spawn"),
-    row("agent.packages", Effect::Rebuild, "packages are installed into the agent's own image"),
-    row("agent.packages.apt", Effect::Rebuild, "apt packages are installed into the agent's own image"),
-    row("agent.packages.npm", Effect::Rebuild, "npm packages are installed into the agent's own image"),
-    row("agent.mounts", Effect::Recreate, "mounts are `docker run` arguments"),
+    row(
+        "agent",
+        Effect::Restart,
+        "a new or removed agent starts or stops its containers",
+    ),
+    row(
+        "agent.name",
+        Effect::Recreate,
+        "the name is the agent's folder and id: a rename is a new agent",
+    ),
+    row(
+        "agent.assistant_name",
+        Effect::Restart,
+        "written to container.json at spawn",
+    ),
+    row(
+        "agent.provider",
+        Effect::Restart,
+        "the runner picks its provider from container.json at spawn",
+    ),
+    row(
+        "agent.model",
+        Effect::Restart,
+        "written to container.json at spawn",
+    ),
+    row(
+        "agent.effort",
+        Effect::Restart,
+        "written to container.json at spawn",
+    ),
+    row(
+        "agent.image",
+        Effect::Recreate,
+        "the image is a `docker run` argument",
+    ),
+    row(
+        "agent.max_messages_per_prompt",
+        Effect::Restart,
+        "written to container.json at spawn",
+    ),
+    row(
+        "agent.cli_scope",
+        Effect::Restart,
+        "checked per request, but CLAUDE.md (CLI instructions) is composed at spawn",
+    ),
+    row(
+        "agent.instructions",
+        Effect::Restart,
+        "seeds CLAUDE.local.md when the agent's folder is initialised at spawn",
+    ),
+    row(
+        "agent.skills",
+        Effect::Restart,
+        "skill links are synced at spawn",
+    ),
+    row(
+        "agent.mcp_servers",
+        Effect::Restart,
+        "MCP servers are read from container.json at spawn",
+    ),
+    row(
+        "agent.packages",
+        Effect::Rebuild,
+        "packages are installed into the agent's own image",
+    ),
+    row(
+        "agent.packages.apt",
+        Effect::Rebuild,
+        "apt packages are installed into the agent's own image",
+    ),
+    row(
+        "agent.packages.npm",
+        Effect::Rebuild,
+        "npm packages are installed into the agent's own image",
+    ),
+    row(
+        "agent.mounts",
+        Effect::Recreate,
+        "mounts are `docker run` arguments",
+    ),
     row("channel", Effect::None, "chats are looked up per message"),
-    row("channel.name", Effect::None, "the manifest key of the chat; looked up per message"),
-    row("channel.channel_type", Effect::None, "looked up per message"),
+    row(
+        "channel.name",
+        Effect::None,
+        "the manifest key of the chat; looked up per message",
+    ),
+    row(
+        "channel.channel_type",
+        Effect::None,
+        "looked up per message",
+    ),
     row("channel.platform_id", Effect::None, "looked up per message"),
-    row("channel.display_name", Effect::None, "read per message and when destinations are projected"),
+    row(
+        "channel.display_name",
+        Effect::None,
+        "read per message and when destinations are projected",
+    ),
     row("channel.is_group", Effect::None, "read per message"),
-    row("channel.unknown_sender_policy", Effect::None, "read per message"),
-    row("wiring", Effect::None, "wirings are read per message by the router"),
+    row(
+        "channel.unknown_sender_policy",
+        Effect::None,
+        "read per message",
+    ),
+    row(
+        "wiring",
+        Effect::None,
+        "wirings are read per message by the router",
+    ),
     row("wiring.channel", Effect::None, "read per message"),
     row("wiring.agent", Effect::None, "read per message"),
     row("wiring.engage_mode", Effect::None, "read per message"),
     row("wiring.engage_pattern", Effect::None, "read per message"),
     row("wiring.sender_scope", Effect::None, "read per message"),
-    row("wiring.ignored_message_policy", Effect::None, "read per message"),
-    row("wiring.session_mode", Effect::None, "read when a message resolves its session"),
+    row(
+        "wiring.ignored_message_policy",
+        Effect::None,
+        "read per message",
+    ),
+    row(
+        "wiring.session_mode",
+        Effect::None,
+        "read when a message resolves its session",
+    ),
     row("wiring.priority", Effect::None, "read per message"),
     row("user", Effect::None, "users are read per message"),
     row("user.id", Effect::None, "read per message"),
     row("user.display_name", Effect::None, "read per message"),
-    row("role", Effect::None, "roles are read per message by the access gate"),
-    row("member", Effect::None, "memberships are read per message by the access gate"),
-    row("destination", Effect::Restart, "the destination list is given to the agent in its system prompt at spawn"),
-    row("destination.target", Effect::Restart, "destinations are projected into the session at spawn"),
+    row(
+        "role",
+        Effect::None,
+        "roles are read per message by the access gate",
+    ),
+    row(
+        "member",
+        Effect::None,
+        "memberships are read per message by the access gate",
+    ),
+    row(
+        "destination",
+        Effect::Restart,
+        "the destination list is given to the agent in its system prompt at spawn",
+    ),
+    row(
+        "destination.target",
+        Effect::Restart,
+        "destinations are projected into the session at spawn",
+    ),
 ];
 
 /// The effect of changing `path` and why: its own row, else the row of the longest listed
@@ -126,7 +239,10 @@ pub fn of(path: &str) -> (Effect, &'static str) {
             return (row.effect, row.why);
         }
     }
-    (Effect::Restart, "not in the effect table: assumed to be read at spawn")
+    (
+        Effect::Restart,
+        "not in the effect table: assumed to be read at spawn",
+    )
 }
 
 /// The row for exactly `path`, if the table lists it.
@@ -146,7 +262,11 @@ mod tests {
         assert_eq!(of("role").0, Effect::None);
         assert_eq!(of("something.new").0, Effect::Restart);
         assert_eq!(of("channel").0, Effect::None);
-        assert_eq!(of("channel.brand_new_field").0, Effect::Restart, "kind rows never cover fields");
+        assert_eq!(
+            of("channel.brand_new_field").0,
+            Effect::Restart,
+            "kind rows never cover fields"
+        );
     }
 
     #[test]
