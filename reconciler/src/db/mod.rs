@@ -5,6 +5,8 @@
 //! [`migrations::MIGRATIONS`]. Session DBs are not opened here: see `agent_runner::session_db`.
 
 pub mod migrations;
+pub mod routing;
+pub mod sessions;
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,0 +1,311 @@
+//! Central-DB reads and writes the router needs per message: the chat and its wirings, the
+//! sender's user row and access, the dropped-messages audit (host.md §1.2, §3).
+
+use std::collections::HashSet;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::runtime::ids;
+use crate::runtime::route::{DropReason, WiringFacts};
+use crate::state::{
+    EngageMode, IgnoredMessagePolicy, SenderScope, SessionMode, UnknownSenderPolicy,
+};
+
+/// A chat (messaging group) row as the router reads it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Chat {
+    pub id: String,
+    pub channel_type: String,
+    pub platform_id: String,
+    pub is_group: bool,
+    pub unknown_sender_policy: UnknownSenderPolicy,
+    pub denied: bool,
+}
+
+const CHAT_BY_ADDRESS: &str =
+    "SELECT id, channel_type, platform_id, is_group, unknown_sender_policy, denied_at IS NOT NULL
+  FROM messaging_groups WHERE channel_type = ?1 AND platform_id = ?2";
+
+/// The chat for `(channel_type, platform_id)`, if one is registered.
+pub fn chat(
+    conn: &Connection,
+    channel_type: &str,
+    platform_id: &str,
+) -> rusqlite::Result<Option<Chat>> {
+    let mut statement = conn.prepare_cached(CHAT_BY_ADDRESS)?;
+    statement
+        .query_row(params![channel_type, platform_id], |row| {
+            let policy: String = row.get(4)?;
+            Ok(Chat {
+                id: row.get(0)?,
+                channel_type: row.get(1)?,
+                platform_id: row.get(2)?,
+                is_group: row.get(3)?,
+                unknown_sender_policy: parse_policy(&policy),
+                denied: row.get(5)?,
+            })
+        })
+        .optional()
+}
+
+const INSERT_CHAT: &str = "INSERT INTO messaging_groups
+  (id, channel_type, platform_id, name, is_group, unknown_sender_policy, created_at)
+  VALUES (?1, ?2, ?3, NULL, ?4, 'request_approval', ?5)";
+
+/// Registers an unknown chat that addressed the bot (host.md §3.2 step 5): a runtime row with
+/// policy `request_approval` and no wirings; it shows in `plan --prune` as unmanaged.
+pub fn create_chat(
+    conn: &Connection,
+    channel_type: &str,
+    platform_id: &str,
+    is_group: bool,
+) -> rusqlite::Result<Chat> {
+    let id = ids::generate("mg");
+    conn.execute(
+        INSERT_CHAT,
+        params![id, channel_type, platform_id, is_group, ids::now_iso()],
+    )?;
+    Ok(Chat {
+        id,
+        channel_type: channel_type.to_string(),
+        platform_id: platform_id.to_string(),
+        is_group,
+        unknown_sender_policy: UnknownSenderPolicy::RequestApproval,
+        denied: false,
+    })
+}
+
+const WIRINGS_OF_CHAT: &str =
+    "SELECT w.agent_group_id, w.engage_mode, w.engage_pattern, w.sender_scope,
+    w.ignored_message_policy, w.session_mode, w.priority
+  FROM messaging_group_agents w JOIN agent_groups a ON a.id = w.agent_group_id
+  WHERE w.messaging_group_id = ?1
+  ORDER BY w.priority DESC, w.agent_group_id";
+
+/// The chat's wirings whose agent exists, highest priority first (ties by agent name, so the
+/// order is deterministic where v2's was unspecified).
+pub fn wirings(conn: &Connection, chat_id: &str) -> rusqlite::Result<Vec<WiringFacts>> {
+    let mut statement = conn.prepare_cached(WIRINGS_OF_CHAT)?;
+    let rows = statement.query_map([chat_id], |row| {
+        let engage_mode: String = row.get(1)?;
+        let sender_scope: String = row.get(3)?;
+        let policy: String = row.get(4)?;
+        let session_mode: String = row.get(5)?;
+        Ok(WiringFacts {
+            agent: row.get(0)?,
+            engage_mode: match engage_mode.as_str() {
+                "pattern" => EngageMode::Pattern,
+                "mention-sticky" => EngageMode::MentionSticky,
+                _ => EngageMode::Mention,
+            },
+            engage_pattern: row.get(2)?,
+            sender_scope: if sender_scope == "all" {
+                SenderScope::All
+            } else {
+                SenderScope::Known
+            },
+            ignored_message_policy: if policy == "accumulate" {
+                IgnoredMessagePolicy::Accumulate
+            } else {
+                IgnoredMessagePolicy::Drop
+            },
+            session_mode: match session_mode.as_str() {
+                "per-thread" => SessionMode::PerThread,
+                "agent-shared" => SessionMode::AgentShared,
+                _ => SessionMode::Shared,
+            },
+            priority: row.get(6)?,
+        })
+    })?;
+    rows.collect()
+}
+
+fn parse_policy(text: &str) -> UnknownSenderPolicy {
+    match text {
+        "public" => UnknownSenderPolicy::Public,
+        "request_approval" => UnknownSenderPolicy::RequestApproval,
+        _ => UnknownSenderPolicy::Strict,
+    }
+}
+
+const INSERT_USER: &str =
+    "INSERT OR IGNORE INTO users (id, kind, display_name, created_at) VALUES (?1, ?2, ?3, ?4)";
+
+/// Creates the sender's user row when missing (host.md §3.7.1); existing users are untouched.
+pub fn ensure_user(
+    conn: &Connection,
+    user_id: &str,
+    kind: &str,
+    display_name: Option<&str>,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(INSERT_USER)?.execute(params![
+        user_id,
+        kind,
+        display_name,
+        ids::now_iso()
+    ])?;
+    Ok(())
+}
+
+const ROLES_OF_USER: &str = "SELECT role, agent_group_id FROM user_roles WHERE user_id = ?1";
+const MEMBERSHIPS_OF_USER: &str =
+    "SELECT agent_group_id FROM agent_group_members WHERE user_id = ?1";
+
+/// What one user may do: `(accessible, administered)` restricted to `agents` (host.md §1.2
+/// derived predicates: owner ∨ global admin ∨ scoped admin ⇒ admin; admin ∨ member ⇒ access).
+pub fn access(
+    conn: &Connection,
+    user_id: &str,
+    agents: &[&str],
+) -> rusqlite::Result<(HashSet<String>, HashSet<String>)> {
+    let mut global_admin = false;
+    let mut scoped_admin = HashSet::new();
+    let mut roles = conn.prepare_cached(ROLES_OF_USER)?;
+    let mut rows = roles.query([user_id])?;
+    while let Some(row) = rows.next()? {
+        let role: String = row.get(0)?;
+        let agent: Option<String> = row.get(1)?;
+        match (role.as_str(), agent) {
+            ("owner", _) | ("admin", None) => global_admin = true,
+            (_, Some(agent)) => {
+                scoped_admin.insert(agent);
+            }
+            _ => {}
+        }
+    }
+    let mut members = conn.prepare_cached(MEMBERSHIPS_OF_USER)?;
+    let memberships: HashSet<String> = members
+        .query_map([user_id], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    let administered: HashSet<String> = agents
+        .iter()
+        .filter(|agent| global_admin || scoped_admin.contains(**agent))
+        .map(|agent| agent.to_string())
+        .collect();
+    let accessible = agents
+        .iter()
+        .filter(|agent| administered.contains(**agent) || memberships.contains(**agent))
+        .map(|agent| agent.to_string())
+        .collect();
+    Ok((accessible, administered))
+}
+
+const RECORD_DROP: &str = "INSERT INTO unregistered_senders
+  (channel_type, platform_id, user_id, sender_name, reason, messaging_group_id, agent_group_id,
+   message_count, first_seen, last_seen)
+  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?8)
+  ON CONFLICT (channel_type, platform_id) DO UPDATE SET
+    user_id = COALESCE(excluded.user_id, user_id),
+    sender_name = COALESCE(excluded.sender_name, sender_name),
+    reason = excluded.reason,
+    messaging_group_id = COALESCE(excluded.messaging_group_id, messaging_group_id),
+    agent_group_id = COALESCE(excluded.agent_group_id, agent_group_id),
+    message_count = message_count + 1,
+    last_seen = excluded.last_seen";
+
+/// One entry of the dropped-messages audit, aggregated per chat (host.md §1.2).
+#[derive(Clone, Debug)]
+pub struct Drop<'a> {
+    pub channel_type: &'a str,
+    pub platform_id: &'a str,
+    pub user_id: Option<&'a str>,
+    pub sender_name: Option<&'a str>,
+    pub reason: DropReason,
+    pub chat_id: Option<&'a str>,
+    pub agent: Option<&'a str>,
+}
+
+pub fn record_drop(conn: &Connection, drop: &Drop<'_>) -> rusqlite::Result<()> {
+    conn.prepare_cached(RECORD_DROP)?.execute(params![
+        drop.channel_type,
+        drop.platform_id,
+        drop.user_id,
+        drop.sender_name,
+        drop.reason.as_str(),
+        drop.chat_id,
+        drop.agent,
+        ids::now_iso(),
+    ])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed(conn: &Connection) {
+        conn.execute_batch(
+            "INSERT INTO agent_groups (id, name, folder, created_at) VALUES ('a','a','a','t'), ('b','b','b','t');
+             INSERT INTO messaging_groups (id, channel_type, platform_id, unknown_sender_policy, created_at)
+               VALUES ('fam', 'telegram', 'telegram:1', 'strict', 't');
+             INSERT INTO messaging_group_agents (id, messaging_group_id, agent_group_id, engage_mode, priority, created_at)
+               VALUES ('fam/a', 'fam', 'a', 'pattern', 1, 't'), ('fam/b', 'fam', 'b', 'mention', 5, 't');
+             INSERT INTO users (id, kind, created_at) VALUES ('telegram:1', 'telegram', 't'), ('telegram:2', 'telegram', 't');
+             INSERT INTO user_roles (user_id, role, agent_group_id, granted_at) VALUES ('telegram:1', 'admin', 'b', 't');
+             INSERT INTO agent_group_members (user_id, agent_group_id, added_at) VALUES ('telegram:2', 'a', 't');",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn chat_and_wirings_in_priority_order() {
+        let conn = crate::db::open_in_memory().unwrap();
+        seed(&conn);
+        let chat = chat(&conn, "telegram", "telegram:1").unwrap().unwrap();
+        assert_eq!(chat.unknown_sender_policy, UnknownSenderPolicy::Strict);
+        let agents: Vec<String> = wirings(&conn, &chat.id)
+            .unwrap()
+            .into_iter()
+            .map(|w| w.agent)
+            .collect();
+        assert_eq!(agents, ["b", "a"]);
+        assert!(super::chat(&conn, "telegram", "nope").unwrap().is_none());
+    }
+
+    #[test]
+    fn access_follows_roles_and_memberships() {
+        let conn = crate::db::open_in_memory().unwrap();
+        seed(&conn);
+        let (accessible, administered) = access(&conn, "telegram:1", &["a", "b"]).unwrap();
+        assert_eq!(accessible, HashSet::from(["b".to_string()]));
+        assert_eq!(administered, HashSet::from(["b".to_string()]));
+        let (accessible, administered) = access(&conn, "telegram:2", &["a", "b"]).unwrap();
+        assert_eq!(accessible, HashSet::from(["a".to_string()]));
+        assert!(administered.is_empty());
+    }
+
+    #[test]
+    fn drops_aggregate_per_chat() {
+        let conn = crate::db::open_in_memory().unwrap();
+        let drop = Drop {
+            channel_type: "telegram",
+            platform_id: "telegram:9",
+            user_id: None,
+            sender_name: Some("Ann"),
+            reason: DropReason::NoAgentWired,
+            chat_id: None,
+            agent: None,
+        };
+        record_drop(&conn, &drop).unwrap();
+        record_drop(
+            &conn,
+            &Drop {
+                reason: DropReason::NoAgentEngaged,
+                sender_name: None,
+                ..drop
+            },
+        )
+        .unwrap();
+        let (count, reason, name): (i64, String, String) = conn
+            .query_row(
+                "SELECT message_count, reason, sender_name FROM unregistered_senders",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (count, reason.as_str(), name.as_str()),
+            (2, "no_agent_engaged", "Ann")
+        );
+    }
+}

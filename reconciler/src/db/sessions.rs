@@ -1,0 +1,204 @@
+//! The `sessions` table: resolution by session mode (host.md §3.6), container status, and the
+//! lists the sweep and delivery iterate.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::runtime::ids;
+use crate::state::SessionMode;
+
+/// A session row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub id: String,
+    pub agent: String,
+    pub chat_id: Option<String>,
+    pub thread_id: Option<String>,
+}
+
+const COLUMNS: &str = "id, agent_group_id, messaging_group_id, thread_id";
+
+fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Session> {
+    Ok(Session {
+        id: row.get(0)?,
+        agent: row.get(1)?,
+        chat_id: row.get(2)?,
+        thread_id: row.get(3)?,
+    })
+}
+
+/// The active session a message for `(agent, chat, thread)` belongs to under `mode`, if any.
+pub fn find(
+    conn: &Connection,
+    agent: &str,
+    chat_id: &str,
+    thread_id: Option<&str>,
+    mode: SessionMode,
+) -> rusqlite::Result<Option<Session>> {
+    let found = match mode {
+        SessionMode::AgentShared => conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM sessions WHERE agent_group_id = ?1 AND status = 'active'
+                 ORDER BY created_at DESC, id DESC LIMIT 1"
+            ))?
+            .query_row(params![agent], from_row),
+        SessionMode::Shared => conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM sessions WHERE agent_group_id = ?1 AND messaging_group_id = ?2
+                 AND thread_id IS NULL AND status = 'active' LIMIT 1"
+            ))?
+            .query_row(params![agent, chat_id], from_row),
+        SessionMode::PerThread => conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM sessions WHERE agent_group_id = ?1 AND messaging_group_id = ?2
+                 AND thread_id IS ?3 AND status = 'active' LIMIT 1"
+            ))?
+            .query_row(params![agent, chat_id, thread_id], from_row),
+    };
+    found.optional()
+}
+
+const INSERT: &str =
+    "INSERT INTO sessions (id, agent_group_id, messaging_group_id, thread_id, created_at)
+  VALUES (?1, ?2, ?3, ?4, ?5)";
+
+/// Creates a session row (status active, container stopped). The caller creates its folder.
+pub fn create(
+    conn: &Connection,
+    agent: &str,
+    chat_id: Option<&str>,
+    thread_id: Option<&str>,
+) -> rusqlite::Result<Session> {
+    let id = ids::generate("sess");
+    conn.prepare_cached(INSERT)?
+        .execute(params![id, agent, chat_id, thread_id, ids::now_iso()])?;
+    Ok(Session {
+        id,
+        agent: agent.to_string(),
+        chat_id: chat_id.map(str::to_string),
+        thread_id: thread_id.map(str::to_string),
+    })
+}
+
+/// The session by id.
+pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<Session>> {
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1"))?
+        .query_row([id], from_row)
+        .optional()
+}
+
+/// Every active session (the sweep's and the slow delivery poll's work list).
+pub fn active(conn: &Connection) -> rusqlite::Result<Vec<Session>> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM sessions WHERE status = 'active' ORDER BY id"
+    ))?;
+    let rows = statement.query_map([], from_row)?;
+    rows.collect()
+}
+
+/// Agents among `agents` with an active session for exactly this chat and thread (the
+/// mention-sticky subscription state, host.md §3.3).
+pub fn sticky(
+    conn: &Connection,
+    chat_id: &str,
+    thread_id: Option<&str>,
+    agents: &[&str],
+) -> rusqlite::Result<Vec<String>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT 1 FROM sessions WHERE agent_group_id = ?1 AND messaging_group_id = ?2
+         AND thread_id IS ?3 AND status = 'active' LIMIT 1",
+    )?;
+    let mut found = Vec::new();
+    for agent in agents {
+        if statement.exists(params![agent, chat_id, thread_id])? {
+            found.push(agent.to_string());
+        }
+    }
+    Ok(found)
+}
+
+/// Records whether a container runs for the session, and bumps `last_active` when it starts.
+pub fn set_container_status(conn: &Connection, id: &str, running: bool) -> rusqlite::Result<()> {
+    if running {
+        conn.prepare_cached(
+            "UPDATE sessions SET container_status = 'running', last_active = ?2 WHERE id = ?1",
+        )?
+        .execute(params![id, ids::now_iso()])?;
+    } else {
+        conn.prepare_cached("UPDATE sessions SET container_status = 'stopped' WHERE id = ?1")?
+            .execute(params![id])?;
+    }
+    Ok(())
+}
+
+/// Marks every session stopped: at startup nothing runs yet (fixes host.md §10 item 4).
+pub fn reset_container_status(conn: &Connection) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE sessions SET container_status = 'stopped' WHERE container_status != 'stopped'",
+        [],
+    )
+}
+
+/// Bumps `last_active` for sessions that just received messages.
+pub fn touch(conn: &Connection, id: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE sessions SET last_active = ?2 WHERE id = ?1")?
+        .execute(params![id, ids::now_iso()])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seeded() -> Connection {
+        let conn = crate::db::open_in_memory().unwrap();
+        conn.execute_batch(
+            "INSERT INTO agent_groups (id, name, folder, created_at) VALUES ('a','a','a','t');
+             INSERT INTO messaging_groups (id, channel_type, platform_id, created_at) VALUES
+               ('m1', 'cli', 'local', 't'), ('m2', 'cli', 'other', 't');",
+        )
+        .unwrap();
+        conn
+    }
+
+    #[test]
+    fn shared_sessions_ignore_threads_and_per_thread_sessions_split_them() {
+        let conn = seeded();
+        let shared = create(&conn, "a", Some("m1"), None).unwrap();
+        let found = find(&conn, "a", "m1", Some("t1"), SessionMode::Shared).unwrap();
+        assert_eq!(found.as_ref(), Some(&shared));
+        assert_eq!(
+            find(&conn, "a", "m1", Some("t1"), SessionMode::PerThread).unwrap(),
+            None
+        );
+        let threaded = create(&conn, "a", Some("m1"), Some("t1")).unwrap();
+        assert_eq!(
+            find(&conn, "a", "m1", Some("t1"), SessionMode::PerThread).unwrap(),
+            Some(threaded)
+        );
+        assert_eq!(
+            find(&conn, "a", "m1", None, SessionMode::PerThread).unwrap(),
+            Some(shared)
+        );
+    }
+
+    #[test]
+    fn agent_shared_reuses_the_newest_session_across_chats() {
+        let conn = seeded();
+        assert_eq!(
+            find(&conn, "a", "m2", None, SessionMode::AgentShared).unwrap(),
+            None
+        );
+        let first = create(&conn, "a", Some("m1"), None).unwrap();
+        let found = find(&conn, "a", "m2", None, SessionMode::AgentShared).unwrap();
+        assert_eq!(found, Some(first));
+    }
+
+    #[test]
+    fn sticky_lists_agents_with_a_session_for_the_exact_thread() {
+        let conn = seeded();
+        create(&conn, "a", Some("m1"), None).unwrap();
+        assert_eq!(sticky(&conn, "m1", None, &["a"]).unwrap(), ["a"]);
+        assert!(sticky(&conn, "m1", Some("t"), &["a"]).unwrap().is_empty());
+        assert!(sticky(&conn, "m2", None, &["a"]).unwrap().is_empty());
+    }
+}
