@@ -1,0 +1,308 @@
+//! The container's half of the session DB protocol: reads of `inbound.db`, writes to `outbound.db`.
+//!
+//! Pending-row selection (agent-runner.md §3.3), claims and completions (`processing_ack`),
+//! odd-seq outbound writes, continuations (`session_state`) and `container_state`. The container
+//! never writes `inbound.db`. Decisions about batches and routing live in `poll`, not here.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::host::DestinationRow;
+use super::{Result, columns, next_odd_seq, open_inbound_container};
+
+/// One `messages_in` row as the runner sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InboundRow {
+    pub id: String,
+    pub seq: Option<i64>,
+    pub kind: String,
+    pub timestamp: String,
+    pub trigger: bool,
+    pub platform_id: Option<String>,
+    pub channel_type: Option<String>,
+    pub thread_id: Option<String>,
+    pub content: String,
+}
+
+/// One row the runner writes into `messages_out`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NewOutbound {
+    pub id: String,
+    pub in_reply_to: Option<String>,
+    pub kind: String,
+    pub platform_id: Option<String>,
+    pub channel_type: Option<String>,
+    pub thread_id: Option<String>,
+    pub content: String,
+}
+
+/// Ack states the container writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ack {
+    Processing,
+    Completed,
+}
+
+const PENDING: &str = "SELECT id, seq, kind, timestamp, trigger, platform_id, channel_type,
+  thread_id, content FROM messages_in
+WHERE status = 'pending'
+  AND (process_after IS NULL OR datetime(process_after) <= datetime('now'))
+  AND (on_wake = 0 OR ?1)
+ORDER BY seq IS NULL, seq DESC LIMIT ?2";
+
+/// Pending due rows (on_wake rows only on the first poll), newest `limit` by seq, minus any
+/// acked id, in chronological order. Opens `inbound.db` fresh (cross-mount rule).
+pub fn pending(
+    inbound_path: &Path,
+    outbound: &Connection,
+    first_poll: bool,
+    limit: usize,
+) -> Result<Vec<InboundRow>> {
+    let inbound = open_inbound_container(inbound_path)?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut stmt = inbound.prepare(PENDING)?;
+    let rows = stmt
+        .query_map(params![first_poll, limit], |r| {
+            Ok(InboundRow {
+                id: r.get(0)?,
+                seq: r.get(1)?,
+                kind: r.get(2)?,
+                timestamp: r.get(3)?,
+                trigger: r.get::<_, i64>(4)? == 1,
+                platform_id: r.get(5)?,
+                channel_type: r.get(6)?,
+                thread_id: r.get(7)?,
+                content: r.get(8)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let acked = acked_ids(outbound)?;
+    let mut rows: Vec<_> = rows
+        .into_iter()
+        .filter(|r| !acked.contains(&r.id))
+        .collect();
+    rows.reverse();
+    Ok(rows)
+}
+
+fn acked_ids(outbound: &Connection) -> Result<HashSet<String>> {
+    let mut stmt = outbound.prepare_cached("SELECT message_id FROM processing_ack")?;
+    let ids = stmt
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<HashSet<_>>>()?;
+    Ok(ids)
+}
+
+/// Writes `status` for every id in one transaction (`INSERT OR REPLACE`).
+pub fn ack(outbound: &mut Connection, ids: &[String], status: Ack) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let status = match status {
+        Ack::Processing => "processing",
+        Ack::Completed => "completed",
+    };
+    let tx = outbound.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT OR REPLACE INTO processing_ack (message_id, status, status_changed)
+             VALUES (?1, ?2, datetime('now'))",
+        )?;
+        for id in ids {
+            stmt.execute(params![id, status])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// At loop start: forgets this container's predecessor's unfinished claims.
+pub fn delete_stale_claims(outbound: &Connection) -> Result<usize> {
+    Ok(outbound.execute("DELETE FROM processing_ack WHERE status = 'processing'", [])?)
+}
+
+/// Writes one outbound row with the next odd seq (max over both tables) inside a
+/// `BEGIN IMMEDIATE` transaction, so concurrent writers in the container cannot collide.
+pub fn write_outbound(
+    inbound: &Connection,
+    outbound: &mut Connection,
+    row: &NewOutbound,
+) -> Result<i64> {
+    let tx = outbound.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let max_in: i64 =
+        inbound.query_row("SELECT COALESCE(MAX(seq), 0) FROM messages_in", [], |r| {
+            r.get(0)
+        })?;
+    let max_out: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM messages_out", [], |r| {
+        r.get(0)
+    })?;
+    let seq = next_odd_seq(max_in.max(max_out));
+    tx.execute(
+        "INSERT INTO messages_out (id, seq, in_reply_to, timestamp, kind, platform_id,
+           channel_type, thread_id, content)
+         VALUES (?1, ?2, ?3, datetime('now'), ?4, ?5, ?6, ?7, ?8)",
+        params![
+            row.id,
+            seq,
+            row.in_reply_to,
+            row.kind,
+            row.platform_id,
+            row.channel_type,
+            row.thread_id,
+            row.content
+        ],
+    )?;
+    tx.commit()?;
+    Ok(seq)
+}
+
+/// The newest inbound row (any status or kind) from an address: `(id, thread_id)`.
+pub fn newest_inbound_from(
+    inbound: &Connection,
+    channel_type: &str,
+    platform_id: &str,
+) -> Result<Option<(String, Option<String>)>> {
+    Ok(inbound
+        .query_row(
+            "SELECT id, thread_id FROM messages_in WHERE channel_type = ?1 AND platform_id = ?2
+             ORDER BY seq DESC LIMIT 1",
+            params![channel_type, platform_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?)
+}
+
+/// Every destination, ordered by name (read live: the host may rewrite the table any time).
+pub fn destinations(inbound: &Connection) -> Result<Vec<DestinationRow>> {
+    if columns(inbound, "destinations")?.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut stmt = inbound.prepare_cached(
+        "SELECT name, display_name, type, channel_type, platform_id, agent_group_id
+         FROM destinations ORDER BY name",
+    )?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(DestinationRow {
+                name: r.get(0)?,
+                display_name: r.get(1)?,
+                kind: r.get(2)?,
+                channel_type: r.get(3)?,
+                platform_id: r.get(4)?,
+                agent_group_id: r.get(5)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+const LEGACY_KEY: &str = "sdk_session_id";
+
+fn continuation_key(provider: &str) -> String {
+    format!("continuation:{}", provider.to_lowercase())
+}
+
+/// The provider's stored continuation (key `continuation:<provider lowercased>`).
+pub fn continuation(outbound: &Connection, provider: &str) -> Result<Option<String>> {
+    get_state(outbound, &continuation_key(provider))
+}
+
+/// Stores the provider's continuation.
+pub fn set_continuation(outbound: &Connection, provider: &str, value: &str) -> Result<()> {
+    outbound.execute(
+        "INSERT OR REPLACE INTO session_state (key, value, updated_at)
+         VALUES (?1, ?2, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+        params![continuation_key(provider), value],
+    )?;
+    Ok(())
+}
+
+/// Forgets the provider's continuation (only that provider's slot).
+pub fn clear_continuation(outbound: &Connection, provider: &str) -> Result<()> {
+    outbound.execute(
+        "DELETE FROM session_state WHERE key = ?1",
+        [continuation_key(provider)],
+    )?;
+    Ok(())
+}
+
+/// Loop start: always deletes the legacy `sdk_session_id` row, adopting it into the provider's
+/// slot only when that slot is empty; returns the continuation to resume.
+pub fn migrate_legacy_continuation(
+    outbound: &Connection,
+    provider: &str,
+) -> Result<Option<String>> {
+    let own = continuation(outbound, provider)?;
+    let legacy = get_state(outbound, LEGACY_KEY)?;
+    if legacy.is_some() {
+        outbound.execute("DELETE FROM session_state WHERE key = ?1", [LEGACY_KEY])?;
+    }
+    match (own, legacy) {
+        (Some(own), _) => Ok(Some(own)),
+        (None, Some(legacy)) => {
+            set_continuation(outbound, provider, &legacy)?;
+            Ok(Some(legacy))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+fn get_state(outbound: &Connection, key: &str) -> Result<Option<String>> {
+    Ok(outbound
+        .query_row(
+            "SELECT value FROM session_state WHERE key = ?1",
+            [key],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+/// Records the tool in flight (Bash's declared timeout when known).
+pub fn set_current_tool(outbound: &Connection, tool: &str, timeout_ms: Option<i64>) -> Result<()> {
+    outbound.execute(
+        "INSERT OR REPLACE INTO container_state
+           (id, current_tool, tool_declared_timeout_ms, tool_started_at, updated_at)
+         VALUES (1, ?1, ?2, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
+                 strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+        params![tool, timeout_ms],
+    )?;
+    Ok(())
+}
+
+/// Clears the tool in flight.
+pub fn clear_current_tool(outbound: &Connection) -> Result<()> {
+    outbound.execute(
+        "INSERT OR REPLACE INTO container_state
+           (id, current_tool, tool_declared_timeout_ms, tool_started_at, updated_at)
+         VALUES (1, NULL, NULL, NULL, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+        [],
+    )?;
+    Ok(())
+}
+
+/// A fresh `<prefix>-<ms>-<rand6>` id (rand6: six base-36 characters).
+pub fn new_id(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let ms = now.as_millis();
+    let mut x = u64::from(now.subsec_nanos())
+        ^ COUNTER
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ u64::from(std::process::id()).rotate_left(32);
+    let mut rand = String::with_capacity(6);
+    for _ in 0..6 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let d = u32::try_from(x % 36).unwrap_or(0);
+        rand.push(char::from_digit(d, 36).unwrap_or('0'));
+    }
+    format!("{prefix}-{ms}-{rand}")
+}

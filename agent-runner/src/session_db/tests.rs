@@ -1,0 +1,409 @@
+//! Tests of the session DB protocol against real temp files (both sides' openers).
+
+use super::container::{self, Ack, NewOutbound};
+use super::*;
+
+fn session() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sess");
+    create(&path).unwrap();
+    (dir, path)
+}
+
+fn chat(id: &str) -> NewInbound {
+    NewInbound {
+        id: id.into(),
+        kind: "chat".into(),
+        timestamp: "2026-06-15T12:00:00.000Z".into(),
+        platform_id: Some("chan-1".into()),
+        channel_type: Some("discord".into()),
+        content: r#"{"text":"hi"}"#.into(),
+        trigger: true,
+        ..NewInbound::default()
+    }
+}
+
+fn out(id: &str) -> NewOutbound {
+    NewOutbound {
+        id: id.into(),
+        kind: "chat".into(),
+        platform_id: Some("chan-1".into()),
+        channel_type: Some("discord".into()),
+        content: r#"{"text":"yo"}"#.into(),
+        ..NewOutbound::default()
+    }
+}
+
+#[test]
+fn create_is_idempotent_and_makes_outbox() {
+    let (_d, s) = session();
+    create(&s).unwrap();
+    assert!(s.join("outbox").is_dir());
+    assert!(s.join(INBOUND_FILE).is_file() && s.join(OUTBOUND_FILE).is_file());
+}
+
+#[test]
+fn seq_parity_across_both_tables() {
+    let (_d, s) = session();
+    let mut inb = open_inbound_host(&s.join(INBOUND_FILE)).unwrap();
+    let mut outb = open_outbound_container(&s.join(OUTBOUND_FILE)).unwrap();
+    assert_eq!(
+        insert_inbound(&mut inb, &[chat("a"), chat("b")]).unwrap(),
+        vec![2, 4]
+    );
+    let ro_in = open_inbound_container(&s.join(INBOUND_FILE)).unwrap();
+    assert_eq!(
+        container::write_outbound(&ro_in, &mut outb, &out("o1")).unwrap(),
+        5
+    );
+    assert_eq!(
+        container::write_outbound(&ro_in, &mut outb, &out("o2")).unwrap(),
+        7
+    );
+    // The host consults only messages_in: next even above 4.
+    assert_eq!(insert_inbound(&mut inb, &[chat("c")]).unwrap(), vec![6]);
+    assert_eq!(
+        container::write_outbound(&ro_in, &mut outb, &out("o3")).unwrap(),
+        9
+    );
+    assert_eq!(next_even_seq(0), 2);
+    assert_eq!(next_even_seq(7), 8);
+    assert_eq!(next_odd_seq(0), 1);
+    assert_eq!(next_odd_seq(9), 11);
+}
+
+#[test]
+fn lazy_migration_of_old_inbound_db() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inbound.db");
+    {
+        let conn = open_rw(&path, true).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE messages_in (id TEXT PRIMARY KEY, seq INTEGER UNIQUE, kind TEXT NOT NULL,
+               timestamp TEXT NOT NULL, status TEXT DEFAULT 'pending', process_after TEXT,
+               recurrence TEXT, tries INTEGER DEFAULT 0, platform_id TEXT, channel_type TEXT,
+               thread_id TEXT, content TEXT NOT NULL);
+             INSERT INTO messages_in (id, seq, kind, timestamp, content)
+               VALUES ('old', 2, 'chat', 'now', '{}');
+             CREATE TABLE delivered (message_out_id TEXT PRIMARY KEY, delivered_at TEXT NOT NULL);",
+        )
+        .unwrap();
+    }
+    let mut conn = open_inbound_host(&path).unwrap();
+    let cols = columns(&conn, "messages_in").unwrap();
+    for c in ["series_id", "trigger", "source_session_id", "on_wake"] {
+        assert!(cols.iter().any(|x| x == c), "missing {c}");
+    }
+    let (series, trigger, on_wake): (String, i64, i64) = conn
+        .query_row(
+            "SELECT series_id, trigger, on_wake FROM messages_in WHERE id = 'old'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((series.as_str(), trigger, on_wake), ("old", 1, 0));
+    assert_eq!(insert_inbound(&mut conn, &[chat("new")]).unwrap(), vec![4]);
+    mark_delivered(&conn, "x", Some("p1"), true).unwrap();
+    let status: String = conn
+        .query_row(
+            "SELECT status FROM delivered WHERE message_out_id='x'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(status, "failed");
+}
+
+#[test]
+fn due_outbound_excludes_delivered_of_any_status() {
+    let (_d, s) = session();
+    let inb = open_inbound_host(&s.join(INBOUND_FILE)).unwrap();
+    let mut outb = open_outbound_container(&s.join(OUTBOUND_FILE)).unwrap();
+    let ro_in = open_inbound_container(&s.join(INBOUND_FILE)).unwrap();
+    for id in ["o1", "o2", "o3"] {
+        container::write_outbound(&ro_in, &mut outb, &out(id)).unwrap();
+    }
+    outb.execute(
+        "UPDATE messages_out SET deliver_after = '2999-01-01 00:00:00' WHERE id = 'o3'",
+        [],
+    )
+    .unwrap();
+    mark_delivered(&inb, "o1", None, true).unwrap();
+    let host_out = open_outbound_host(&s.join(OUTBOUND_FILE)).unwrap();
+    let due: Vec<_> = due_outbound(&inb, &host_out)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(due, vec!["o2"]);
+    mark_delivered(&inb, "o2", Some("pm-1"), false).unwrap();
+    mark_delivered(&inb, "o2", Some("pm-2"), true).unwrap(); // ignored: first outcome wins
+    assert!(due_outbound(&inb, &host_out).unwrap().is_empty());
+    let pm: String = inb
+        .query_row(
+            "SELECT platform_message_id FROM delivered WHERE message_out_id='o2'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(pm, "pm-1");
+}
+
+#[test]
+fn ack_sync_completes_only_finished_claims() {
+    let (_d, s) = session();
+    let mut inb = open_inbound_host(&s.join(INBOUND_FILE)).unwrap();
+    insert_inbound(&mut inb, &[chat("a"), chat("b"), chat("c")]).unwrap();
+    assert_eq!(count_due(&inb).unwrap(), 3);
+    let mut outb = open_outbound_container(&s.join(OUTBOUND_FILE)).unwrap();
+    container::ack(&mut outb, &["a".into(), "b".into()], Ack::Processing).unwrap();
+    container::ack(&mut outb, &["a".into()], Ack::Completed).unwrap();
+    outb.execute(
+        "INSERT INTO processing_ack VALUES ('c', 'failed', datetime('now'))",
+        [],
+    )
+    .unwrap();
+    let host_out = open_outbound_host(&s.join(OUTBOUND_FILE)).unwrap();
+    assert_eq!(sync_acks(&mut inb, &host_out).unwrap(), 2);
+    assert_eq!(sync_acks(&mut inb, &host_out).unwrap(), 0);
+    assert_eq!(count_due(&inb).unwrap(), 1);
+    let claims: Vec<_> = processing_claims(&host_out)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.0)
+        .collect();
+    assert_eq!(claims, vec!["b"]);
+    let rw = open_outbound_host_rw(&s.join(OUTBOUND_FILE)).unwrap();
+    assert_eq!(host::delete_processing_claims(&rw).unwrap(), 1);
+}
+
+#[test]
+fn count_due_skips_context_and_future_rows() {
+    let (_d, s) = session();
+    let mut inb = open_inbound_host(&s.join(INBOUND_FILE)).unwrap();
+    let mut ctx = chat("ctx");
+    ctx.trigger = false;
+    let mut later = chat("later");
+    later.process_after = Some("2999-01-01T00:00:00Z".into());
+    let mut past = chat("past");
+    past.process_after = Some("2000-01-01T00:00:00Z".into());
+    insert_inbound(&mut inb, &[ctx, later, past]).unwrap();
+    assert_eq!(count_due(&inb).unwrap(), 1);
+}
+
+#[test]
+fn destinations_routing_and_container_state() {
+    let (_d, s) = session();
+    let mut inb = open_inbound_host(&s.join(INBOUND_FILE)).unwrap();
+    let d = |n: &str| DestinationRow {
+        name: n.into(),
+        kind: "channel".into(),
+        channel_type: Some("discord".into()),
+        platform_id: Some(format!("p-{n}")),
+        ..DestinationRow::default()
+    };
+    write_destinations(&mut inb, &[d("b"), d("a")]).unwrap();
+    write_destinations(&mut inb, &[d("c"), d("a")]).unwrap();
+    let names: Vec<_> = container::destinations(&inb)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    assert_eq!(names, vec!["a", "c"]);
+    write_session_routing(&inb, Some("discord"), Some("p-a"), None).unwrap();
+    write_session_routing(&inb, Some("discord"), Some("p-a"), Some("t1")).unwrap();
+    let n: i64 = inb
+        .query_row("SELECT COUNT(*) FROM session_routing", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+
+    let outb = open_outbound_container(&s.join(OUTBOUND_FILE)).unwrap();
+    let host_out = open_outbound_host(&s.join(OUTBOUND_FILE)).unwrap();
+    assert_eq!(container_state(&host_out).unwrap(), None);
+    container::set_current_tool(&outb, "Bash", Some(1000)).unwrap();
+    let st = container_state(&host_out).unwrap().unwrap();
+    assert_eq!(
+        (st.current_tool.as_deref(), st.tool_declared_timeout_ms),
+        (Some("Bash"), Some(1000))
+    );
+    container::clear_current_tool(&outb).unwrap();
+    assert_eq!(
+        container_state(&host_out).unwrap().unwrap().current_tool,
+        None
+    );
+
+    let bare = tempfile::tempdir().unwrap();
+    let p = bare.path().join("outbound.db");
+    open_rw(&p, true).unwrap();
+    assert_eq!(
+        container_state(&open_outbound_host(&p).unwrap()).unwrap(),
+        None
+    );
+}
+
+#[test]
+fn heartbeat_is_created_and_touched() {
+    let (_d, s) = session();
+    assert_eq!(heartbeat_mtime(&s), None);
+    touch_heartbeat(&s);
+    assert!(heartbeat_mtime(&s).is_some());
+}
+
+// ---- pending selection (agent-runner.md §12.1: accumulate gate, on_wake) ----
+
+fn pending_ids(s: &Path, first: bool) -> Vec<(String, bool)> {
+    let outb = open_outbound_container(&s.join(OUTBOUND_FILE)).unwrap();
+    container::pending(&s.join(INBOUND_FILE), &outb, first, 10)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.id, r.trigger))
+        .collect()
+}
+
+#[test]
+fn pending_returns_trigger_zero_and_one_rows() {
+    let (_d, s) = session();
+    let mut inb = open_inbound_host(&s.join(INBOUND_FILE)).unwrap();
+    let mut ctx = chat("ctx");
+    ctx.trigger = false;
+    insert_inbound(&mut inb, &[ctx, chat("go")]).unwrap();
+    assert_eq!(
+        pending_ids(&s, false),
+        vec![("ctx".into(), false), ("go".into(), true)]
+    );
+    // Legacy insert without the column value: trigger defaults to 1.
+    inb.execute(
+        "INSERT INTO messages_in (id, seq, kind, timestamp, content) VALUES ('leg', 10, 'chat', 'x', '{}')",
+        [],
+    )
+    .unwrap();
+    assert!(pending_ids(&s, false).contains(&("leg".into(), true)));
+}
+
+#[test]
+fn on_wake_rows_only_on_first_poll() {
+    let (_d, s) = session();
+    let mut inb = open_inbound_host(&s.join(INBOUND_FILE)).unwrap();
+    let mut wake = chat("wake");
+    wake.on_wake = true;
+    insert_inbound(&mut inb, &[wake, chat("normal")]).unwrap();
+    let ids = |first| {
+        pending_ids(&s, first)
+            .into_iter()
+            .map(|x| x.0)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(true), vec!["wake", "normal"]);
+    assert_eq!(ids(false), vec!["normal"]);
+}
+
+#[test]
+fn pending_window_takes_newest_then_drops_acked() {
+    let (_d, s) = session();
+    let mut inb = open_inbound_host(&s.join(INBOUND_FILE)).unwrap();
+    let rows: Vec<_> = (0..5).map(|i| chat(&format!("m{i}"))).collect();
+    insert_inbound(&mut inb, &rows).unwrap();
+    let mut outb = open_outbound_container(&s.join(OUTBOUND_FILE)).unwrap();
+    let got: Vec<_> = container::pending(&s.join(INBOUND_FILE), &outb, false, 3)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(got, vec!["m2", "m3", "m4"]);
+    container::ack(&mut outb, &["m4".into()], Ack::Processing).unwrap();
+    let got: Vec<_> = container::pending(&s.join(INBOUND_FILE), &outb, false, 3)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(got, vec!["m2", "m3"]);
+    assert_eq!(container::delete_stale_claims(&outb).unwrap(), 1);
+}
+
+// ---- session_state (agent-runner.md §12.8) ----
+
+#[test]
+fn continuations_are_per_provider_and_case_insensitive() {
+    let (_d, s) = session();
+    let o = open_outbound_container(&s.join(OUTBOUND_FILE)).unwrap();
+    container::set_continuation(&o, "Claude", "c1").unwrap();
+    container::set_continuation(&o, "mock", "m1").unwrap();
+    assert_eq!(
+        container::continuation(&o, "claude").unwrap().as_deref(),
+        Some("c1")
+    );
+    assert_eq!(
+        container::continuation(&o, "MOCK").unwrap().as_deref(),
+        Some("m1")
+    );
+    container::clear_continuation(&o, "mock").unwrap();
+    assert_eq!(container::continuation(&o, "mock").unwrap(), None);
+    assert_eq!(
+        container::continuation(&o, "claude").unwrap().as_deref(),
+        Some("c1")
+    );
+    assert_eq!(container::continuation(&o, "other").unwrap(), None);
+}
+
+#[test]
+fn legacy_continuation_migration() {
+    let (_d, s) = session();
+    let o = open_outbound_container(&s.join(OUTBOUND_FILE)).unwrap();
+    let legacy = |v: &str| {
+        o.execute(
+            "INSERT OR REPLACE INTO session_state VALUES ('sdk_session_id', ?1, '')",
+            [v],
+        )
+        .unwrap();
+    };
+    let has_legacy = || {
+        o.query_row(
+            "SELECT COUNT(*) FROM session_state WHERE key='sdk_session_id'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap()
+            > 0
+    };
+    // Adopted when empty; the legacy row is always deleted; idempotent.
+    legacy("L1");
+    assert_eq!(
+        container::migrate_legacy_continuation(&o, "claude")
+            .unwrap()
+            .as_deref(),
+        Some("L1")
+    );
+    assert!(!has_legacy());
+    assert_eq!(
+        container::migrate_legacy_continuation(&o, "claude")
+            .unwrap()
+            .as_deref(),
+        Some("L1")
+    );
+    // The provider's own slot wins over legacy.
+    legacy("L2");
+    assert_eq!(
+        container::migrate_legacy_continuation(&o, "claude")
+            .unwrap()
+            .as_deref(),
+        Some("L1")
+    );
+    assert!(!has_legacy());
+    // No legacy row: own value (possibly none).
+    assert_eq!(
+        container::migrate_legacy_continuation(&o, "mock").unwrap(),
+        None
+    );
+}
+
+#[test]
+fn ids_have_prefix_ms_and_rand6() {
+    let a = container::new_id("msg");
+    let b = container::new_id("msg");
+    assert_ne!(a, b);
+    let parts: Vec<_> = a.split('-').collect();
+    assert_eq!(parts.len(), 3);
+    assert_eq!(parts[0], "msg");
+    assert!(parts[1].parse::<u64>().is_ok());
+    assert_eq!(parts[2].len(), 6);
+}
