@@ -5,7 +5,8 @@
 //! - client → host `{"hello": {"platform_id": "local"}}`: this connection now reads replies for
 //!   that chat (the chat slot; a previous reader of the same chat is told it was superseded).
 //! - client → host `{"text": "…", "id": "cli-…"?, "platform_id": "local"?}`: one message. The id
-//!   is generated when absent; it is echoed in `{"accepted": "<id>"}` once the router has it.
+//!   is generated when absent; it is echoed in `{"accepted": "<id>"}` once the router has stored
+//!   it in every session it was routed to (so an accepted message survives a host crash).
 //! - host → client `{"text": "…", "in_reply_to": "<id>:<agent>"?}`: a delivered reply.
 //! - host → client `{"error": "…"}`: that line was rejected (malformed, oversized, empty text);
 //!   the connection stays open and nothing else is affected.
@@ -28,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use super::{Adapter, Delivered, DeliveryError, InboundEvent, InboundMessage, Outbound};
+use super::{Adapter, Delivered, DeliveryError, Envelope, InboundEvent, InboundMessage, Outbound};
 
 /// Channel type of the CLI channel in manifests (`channel_type: cli`).
 pub const CHANNEL_TYPE: &str = "cli";
@@ -144,7 +145,7 @@ impl CliSocket {
         self: Arc<Self>,
         listener: UnixListener,
         path: PathBuf,
-        inbound: mpsc::Sender<InboundEvent>,
+        inbound: mpsc::Sender<Envelope>,
         readers: mpsc::Sender<ReaderArrived>,
         tasks: TaskTracker,
         stop: CancellationToken,
@@ -174,7 +175,7 @@ impl CliSocket {
         self: Arc<Self>,
         conn: u64,
         stream: UnixStream,
-        inbound: mpsc::Sender<InboundEvent>,
+        inbound: mpsc::Sender<Envelope>,
         readers: mpsc::Sender<ReaderArrived>,
         stop: CancellationToken,
     ) {
@@ -218,16 +219,14 @@ impl CliSocket {
                 }
             }
         }
-        if let Some(platform_id) = reading_for {
-            if let Ok(mut table) = self.readers.lock() {
-                if table
+        if let Some(platform_id) = reading_for
+            && let Ok(mut table) = self.readers.lock()
+                && table
                     .get(&platform_id)
                     .is_some_and(|reader| reader.conn == conn)
                 {
                     table.remove(&platform_id);
                 }
-            }
-        }
         debug!(conn, "cli client disconnected");
     }
 
@@ -238,7 +237,7 @@ impl CliSocket {
         conn: u64,
         line: &str,
         reply_tx: &mpsc::Sender<String>,
-        inbound: &mpsc::Sender<InboundEvent>,
+        inbound: &mpsc::Sender<Envelope>,
         readers: &mpsc::Sender<ReaderArrived>,
         reading_for: &mut Option<String>,
     ) -> Result<Option<String>, String> {
@@ -297,11 +296,22 @@ impl CliSocket {
             },
             reply_to: None,
         };
+        let (stored_tx, stored_rx) = tokio::sync::oneshot::channel();
+        let envelope = Envelope {
+            event,
+            stored: Some(stored_tx),
+        };
         inbound
-            .send(event)
+            .send(envelope)
             .await
             .map_err(|_| "the runtime is shutting down".to_string())?;
-        Ok(Some(id))
+        match stored_rx.await {
+            Ok(true) => Ok(Some(id)),
+            Ok(false) => Err(format!(
+                "message `{id}` could not be stored; see the runtime log"
+            )),
+            Err(_) => Err("the runtime is shutting down".to_string()),
+        }
     }
 
     /// Makes `conn` the reader of `platform_id`, telling a previous reader it was superseded.
@@ -309,12 +319,11 @@ impl CliSocket {
         let Ok(mut table) = self.readers.lock() else {
             return;
         };
-        if let Some(previous) = table.insert(platform_id.to_string(), Reader { conn, tx }) {
-            if previous.conn != conn {
+        if let Some(previous) = table.insert(platform_id.to_string(), Reader { conn, tx })
+            && previous.conn != conn {
                 let note = serde_json::json!({ "text": "[superseded by a newer client]" });
                 let _ = previous.tx.try_send(note.to_string());
             }
-        }
     }
 }
 

@@ -23,6 +23,24 @@ pub struct InboundEvent {
     pub reply_to: Option<ReplyAddress>,
 }
 
+/// An inbound event on its way to the router, with an optional receipt: the router answers
+/// `true` once the message is stored in every session it was routed to (or `false` when it
+/// could not be stored), so a channel can acknowledge only what is safe on disk.
+#[derive(Debug)]
+pub struct Envelope {
+    pub event: InboundEvent,
+    pub stored: Option<tokio::sync::oneshot::Sender<bool>>,
+}
+
+impl Envelope {
+    pub fn new(event: InboundEvent) -> Envelope {
+        Envelope {
+            event,
+            stored: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InboundMessage {
     /// Platform message id (unique per chat).

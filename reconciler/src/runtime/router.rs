@@ -1,0 +1,354 @@
+//! The router: inbound events → session `inbound.db` rows → wake requests (host.md §3).
+//!
+//! Runs on its own thread because every step is blocking SQLite work. It drains whatever
+//! events are queued (up to [`BATCH`]) and routes them together: central-DB writes of the
+//! batch share one transaction, and each session's new rows are inserted in one
+//! `inbound.db` transaction (one DELETE-journal commit per session per batch, not per
+//! message), in arrival order, so per-session order is kept. The decision itself is the pure
+//! [`route::route`]; this file loads its facts and executes it. A bad event is logged with
+//! its id and skipped; it never stops the loop.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use agent_runner::session_db::{self, NewInbound};
+use rusqlite::Connection;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::route::{self, Action, Facts, MessageFacts, Patterns};
+use crate::channels::{Adapters, Envelope, InboundEvent, Outbound};
+use crate::db::{self, routing, sessions};
+use crate::paths::Paths;
+use crate::state::SessionMode;
+
+/// Most events routed together in one batch.
+pub const BATCH: usize = 512;
+
+/// The router's state. Owned by the router thread.
+pub struct Router {
+    /// Central DB connection (router's own; WAL lets delivery and the sweep read alongside).
+    conn: Connection,
+    paths: Paths,
+    adapters: Adapters,
+    /// Compiled engage patterns, cached by source.
+    patterns: Patterns,
+    /// Sessions that received a waking message; the waker starts their containers.
+    wake: mpsc::UnboundedSender<String>,
+}
+
+/// Rows for one session collected over a batch, in arrival order.
+struct SessionWrites {
+    dir: PathBuf,
+    rows: Vec<NewInbound>,
+}
+
+impl Router {
+    pub fn new(
+        paths: Paths,
+        adapters: Adapters,
+        wake: mpsc::UnboundedSender<String>,
+    ) -> anyhow::Result<Router> {
+        let conn = db::open(&paths.db())?;
+        Ok(Router {
+            conn,
+            paths,
+            adapters,
+            patterns: Patterns::default(),
+            wake,
+        })
+    }
+
+    /// Routes events until the sending side closes (shutdown closes it after the channels stop).
+    pub fn run(mut self, mut inbound: mpsc::Receiver<Envelope>) {
+        info!("router started");
+        let mut batch = Vec::with_capacity(BATCH);
+        while let Some(first) = inbound.blocking_recv() {
+            batch.push(first);
+            while batch.len() < BATCH {
+                match inbound.try_recv() {
+                    Ok(event) => batch.push(event),
+                    Err(_) => break,
+                }
+            }
+            self.route_batch(&mut batch);
+            batch.clear();
+        }
+        info!("router stopped");
+    }
+
+    /// Routes a batch: decisions and central-DB writes first, then one insert per session,
+    /// then the receipts (a message is acknowledged only once all its rows are stored).
+    pub fn route_batch(&mut self, envelopes: &mut Vec<Envelope>) {
+        let mut writes: Vec<(String, SessionWrites)> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut denials = Vec::new();
+        let mut receipts: Vec<(tokio::sync::oneshot::Sender<bool>, Option<Vec<usize>>)> =
+            Vec::new();
+        match self.conn.transaction() {
+            Ok(tx) => {
+                for envelope in envelopes.drain(..) {
+                    let message_id = envelope.event.message.id.clone();
+                    let outcome = route_one(
+                        &tx,
+                        &self.paths,
+                        &self.adapters,
+                        &mut self.patterns,
+                        envelope.event,
+                    );
+                    let slots = match outcome {
+                        Ok(routed) => {
+                            let mut slots = Vec::with_capacity(routed.rows.len());
+                            for (session, dir, row) in routed.rows {
+                                let slot = *index.entry(session.clone()).or_insert_with(|| {
+                                    writes.push((
+                                        session.clone(),
+                                        SessionWrites {
+                                            dir,
+                                            rows: Vec::new(),
+                                        },
+                                    ));
+                                    writes.len() - 1
+                                });
+                                writes[slot].1.rows.push(row);
+                                slots.push(slot);
+                            }
+                            denials.extend(routed.denials);
+                            Some(slots)
+                        }
+                        Err(err) => {
+                            warn!(msg = %message_id, error = %format!("{err:#}"), "message not routed");
+                            None
+                        }
+                    };
+                    if let Some(stored) = envelope.stored {
+                        receipts.push((stored, slots));
+                    }
+                }
+                if let Err(err) = tx.commit() {
+                    warn!(error = %err, "router batch commit failed");
+                }
+            }
+            Err(err) => {
+                warn!(error = %err, "router cannot start a transaction");
+                for envelope in envelopes.drain(..) {
+                    if let Some(stored) = envelope.stored {
+                        let _ = stored.send(false);
+                    }
+                }
+            }
+        }
+        let mut stored_ok = vec![false; writes.len()];
+        for (slot, (session, mut write)) in writes.into_iter().enumerate() {
+            let wakes = write.rows.iter().any(|row| row.trigger);
+            let count = write.rows.len();
+            match insert(&write.dir, &mut write.rows) {
+                Ok(()) => {
+                    stored_ok[slot] = true;
+                    debug!(session = %session, count, "messages stored");
+                    if let Err(err) = sessions::touch(&self.conn, &session) {
+                        warn!(session = %session, error = %err, "last_active not updated");
+                    }
+                    if wakes {
+                        let _ = self.wake.send(session);
+                    }
+                }
+                Err(err) => {
+                    let ids: Vec<&str> = write.rows.iter().map(|row| row.id.as_str()).collect();
+                    warn!(session = %session, ids = ?ids, error = %format!("{err:#}"), "messages not stored");
+                }
+            }
+        }
+        for (stored, slots) in receipts {
+            let ok = slots.is_some_and(|slots| slots.iter().all(|slot| stored_ok[*slot]));
+            let _ = stored.send(ok);
+        }
+        for (channel_type, outbound) in denials {
+            if let Some(adapter) = self.adapters.get(&channel_type)
+                && let Err(err) = adapter.deliver(&outbound) {
+                    warn!(channel = %channel_type, error = %err, "permission-denied reply not delivered");
+                }
+        }
+    }
+}
+
+fn insert(dir: &std::path::Path, rows: &mut [NewInbound]) -> anyhow::Result<()> {
+    let mut conn = session_db::open_inbound_host(&dir.join(session_db::INBOUND_FILE))?;
+    session_db::insert_inbound(&mut conn, rows)?;
+    Ok(())
+}
+
+/// What one event produced: rows per session, and direct replies to send.
+#[derive(Default)]
+struct Routed {
+    rows: Vec<(String, PathBuf, NewInbound)>,
+    denials: Vec<(String, Outbound)>,
+}
+
+/// Routes one event inside the batch transaction (host.md §3.2).
+fn route_one(
+    conn: &Connection,
+    paths: &Paths,
+    adapters: &Adapters,
+    patterns: &mut Patterns,
+    mut event: InboundEvent,
+) -> anyhow::Result<Routed> {
+    let threaded = adapters.supports_threads(&event.channel_type);
+    if !threaded {
+        event.thread_id = None;
+    }
+    let is_mention = event.message.is_mention;
+    let sender = route::sender_id(&event.message.content, &event.channel_type);
+    let sender_name = route::sender_name(&event.message.content);
+    if let Some(sender) = &sender {
+        routing::ensure_user(conn, sender, &event.channel_type, sender_name.as_deref())?;
+    }
+    let chat = match routing::chat(conn, &event.channel_type, &event.platform_id)? {
+        Some(chat) => chat,
+        None if is_mention => {
+            let is_group = event.message.is_group.unwrap_or(false);
+            routing::create_chat(conn, &event.channel_type, &event.platform_id, is_group)?
+        }
+        None => {
+            debug!(channel = %event.channel_type, platform = %event.platform_id, "message from an unknown chat ignored");
+            return Ok(Routed::default());
+        }
+    };
+    let wirings = routing::wirings(conn, &chat.id)?;
+    if wirings.is_empty() {
+        if is_mention && !chat.denied {
+            let drop = routing::Drop {
+                channel_type: &event.channel_type,
+                platform_id: &event.platform_id,
+                user_id: None,
+                sender_name: sender_name.as_deref(),
+                reason: route::DropReason::NoAgentWired,
+                chat_id: Some(&chat.id),
+                agent: None,
+            };
+            routing::record_drop(conn, &drop)?;
+            warn!(chat = %chat.id, msg = %event.message.id, "message dropped: no agent is wired to this chat");
+        }
+        return Ok(Routed::default());
+    }
+    let agents: Vec<&str> = wirings.iter().map(|wiring| wiring.agent.as_str()).collect();
+    let (accessible, administered) = match &sender {
+        Some(sender) => routing::access(conn, sender, &agents)?,
+        None => Default::default(),
+    };
+    let sticky = sessions::sticky(conn, &chat.id, event.thread_id.as_deref(), &agents)?;
+    let facts = Facts {
+        is_group: chat.is_group,
+        unknown_sender_policy: chat.unknown_sender_policy,
+        wirings: wirings.clone(),
+        sender: sender.clone(),
+        accessible,
+        administered,
+        sticky: sticky.into_iter().collect(),
+        threaded,
+    };
+    let message = MessageFacts {
+        text: route::message_text(&event.message.content),
+        is_mention,
+    };
+    let decision = route::route(&message, &facts, patterns);
+    let reply = event
+        .reply_to
+        .clone()
+        .unwrap_or_else(|| crate::channels::ReplyAddress {
+            channel_type: event.channel_type.clone(),
+            platform_id: event.platform_id.clone(),
+            thread_id: event.thread_id.clone(),
+        });
+    let mut routed = Routed::default();
+    for action in decision.actions {
+        match action {
+            Action::Deliver {
+                agent,
+                wake,
+                session_mode,
+            } => {
+                let (session, dir) = resolve_session(
+                    conn,
+                    paths,
+                    &agent,
+                    &chat.id,
+                    event.thread_id.as_deref(),
+                    session_mode,
+                )?;
+                let row = NewInbound {
+                    id: format!("{}:{agent}", event.message.id),
+                    kind: event.message.kind.clone(),
+                    timestamp: event.message.timestamp.clone(),
+                    platform_id: Some(reply.platform_id.clone()),
+                    channel_type: Some(reply.channel_type.clone()),
+                    thread_id: reply.thread_id.clone(),
+                    content: event.message.content.clone(),
+                    trigger: wake,
+                    on_wake: false,
+                    process_after: None,
+                    recurrence: None,
+                    source_session_id: None,
+                };
+                routed.rows.push((session, dir, row));
+            }
+            Action::Deny { agent, command } => {
+                info!(agent = %agent, command = %command, msg = %event.message.id, "admin command denied");
+                let outbound = Outbound {
+                    platform_id: reply.platform_id.clone(),
+                    thread_id: reply.thread_id.clone(),
+                    kind: "chat".to_string(),
+                    content: serde_json::json!({ "text": route::denial_text(&command) }),
+                    in_reply_to: Some(format!("{}:{agent}", event.message.id)),
+                };
+                routed.denials.push((reply.channel_type.clone(), outbound));
+            }
+            Action::Skip { agent, audit } => {
+                debug!(agent = %agent, msg = %event.message.id, ?audit, "not for this agent");
+            }
+        }
+    }
+    if let Some(reason) = decision.audit {
+        let drop = routing::Drop {
+            channel_type: &event.channel_type,
+            platform_id: &event.platform_id,
+            user_id: sender.as_deref(),
+            sender_name: sender_name.as_deref(),
+            reason,
+            chat_id: Some(&chat.id),
+            agent: None,
+        };
+        routing::record_drop(conn, &drop)?;
+        debug!(msg = %event.message.id, reason = reason.as_str(), "message dropped");
+    }
+    Ok(routed)
+}
+
+/// Finds or creates the session for a delivery (host.md §3.6), creating its folder and DBs.
+fn resolve_session(
+    conn: &Connection,
+    paths: &Paths,
+    agent: &str,
+    chat_id: &str,
+    thread_id: Option<&str>,
+    mode: SessionMode,
+) -> anyhow::Result<(String, PathBuf)> {
+    let session = match sessions::find(conn, agent, chat_id, thread_id, mode)? {
+        Some(session) => session,
+        None => {
+            let thread = if mode == SessionMode::PerThread {
+                thread_id
+            } else {
+                None
+            };
+            let session = sessions::create(conn, agent, Some(chat_id), thread)?;
+            info!(session = %session.id, agent, "session created");
+            session
+        }
+    };
+    let dir = paths.session(agent, &session.id);
+    if !dir.join(session_db::INBOUND_FILE).exists() {
+        session_db::create(&dir)?;
+    }
+    Ok((session.id, dir))
+}
