@@ -62,8 +62,7 @@ impl Delivery {
     /// Runs until [`Work::Stop`] or the senders are gone. Bursts of work are coalesced.
     pub fn run(mut self, work: std_mpsc::Receiver<Work>) {
         info!("delivery started");
-        loop {
-            let Ok(first) = work.recv() else { break };
+        while let Ok(first) = work.recv() {
             let mut pending: BTreeSet<(String, String)> = BTreeSet::new();
             let mut everything = false;
             let mut stop = false;
