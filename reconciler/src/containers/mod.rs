@@ -1,1 +1,162 @@
-//! containers (being built).
+//! The only Docker code: connecting, waking and stopping session containers, orphan cleanup,
+//! building the agent image and making sure a daemon runs.
+//!
+//! Nothing outside this folder imports bollard. The runtime uses this face:
+//!
+//! ```text
+//! connect() -> Docker                       fails with an actionable error when no daemon answers
+//! Runner::new(docker, slug, max_concurrent) tracks running containers per session (Clone, Arc inside)
+//!   wake(SpawnSpec) -> bool                 never errors: true if a container runs for the session;
+//!                                           concurrent wakes of one session share one spawn;
+//!                                           false at max_concurrent or on failure (logged)
+//!   is_running(session) / running()
+//!   stop(session, reason) / stop_all()      stop + remove; no-op when not running
+//!   exits() -> broadcast::Receiver<Exited>  one event per container end (session id, exit code)
+//! remove_orphans(&docker, slug) -> usize    startup: removes THIS install's labelled containers
+//! image_exists(&docker, tag) / build_image(&docker, ImageBuild, progress)
+//! daemon::ensure_daemon(data_dir)           `nanoclaw run`: start dockerd when root, else explain
+//! ```
+//!
+//! Containers are named `nanoclaw-<slug>-<session>` and labelled `nanoclaw.install`,
+//! `nanoclaw.session`, `nanoclaw.agent`, `nanoclaw.config-hash` ([`labels`]). The client pins
+//! Docker API 1.41 (Debian's docker.io 20.10) and negotiates down when the daemon is older.
+//! This module never touches the central DB: the runtime mirrors `Exited` events into it.
+
+pub mod daemon;
+pub mod image;
+pub mod labels;
+pub mod orphans;
+pub mod spawn;
+pub mod wake;
+
+use std::path::PathBuf;
+
+pub use image::{BuildProgress, ImageBuild, build_image, image_exists};
+pub use orphans::remove_orphans;
+pub use spawn::{MountSpec, SpawnSpec};
+pub use wake::{Exited, Runner};
+
+use crate::env;
+
+/// Docker API version we speak: the newest Debian's docker.io (20.10) understands.
+pub const API_VERSION: bollard::ClientVersion = bollard::ClientVersion {
+    major_version: 1,
+    minor_version: 41,
+};
+/// Socket used when `DOCKER_HOST` is unset.
+pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
+/// Seconds a request may take before bollard gives up (builds stream, so this is per read).
+const REQUEST_TIMEOUT_SECS: u64 = 600;
+
+/// Errors of the Docker layer.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error(
+        "no Docker daemon answers at `{socket}`: {why}\n\nhint: start it (`sudo systemctl start docker`, or run `dockerd` as root) and make sure your user may use the socket (`sudo usermod -aG docker $USER`, then log in again)"
+    )]
+    NoDaemon { socket: String, why: String },
+    #[error(
+        "`DOCKER_HOST={0}` is not supported: nanoclaw talks to Docker over a unix socket (`unix:///path`)"
+    )]
+    UnsupportedHost(String),
+    #[error("image build failed at {step}: {message}")]
+    Build { step: String, message: String },
+    #[error("`{path}`: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Daemon(String),
+    #[error("docker: {0}")]
+    Docker(#[from] bollard::errors::Error),
+}
+
+/// A connected Docker client (cheap to clone).
+#[derive(Clone, Debug)]
+pub struct Docker {
+    pub(crate) client: bollard::Docker,
+}
+
+/// The unix socket path from `DOCKER_HOST` (or the default).
+pub fn socket_path() -> Result<String, ContainerError> {
+    socket_from(env::get(env::DOCKER_HOST).as_deref())
+}
+
+fn socket_from(docker_host: Option<&str>) -> Result<String, ContainerError> {
+    match docker_host {
+        None => Ok(DEFAULT_SOCKET.to_string()),
+        Some(host) => match host.strip_prefix("unix://") {
+            Some(path) => Ok(path.to_string()),
+            None if host.starts_with('/') => Ok(host.to_string()),
+            None => Err(ContainerError::UnsupportedHost(host.to_string())),
+        },
+    }
+}
+
+/// Connects to the daemon and checks that it answers (pinned to API 1.41, negotiated down).
+pub async fn connect() -> Result<Docker, ContainerError> {
+    connect_at(&socket_path()?).await
+}
+
+/// Connects to the daemon behind one unix socket path.
+pub async fn connect_at(socket: &str) -> Result<Docker, ContainerError> {
+    let no_daemon = |why: String| ContainerError::NoDaemon {
+        socket: socket.to_string(),
+        why,
+    };
+    let client = bollard::Docker::connect_with_unix(socket, REQUEST_TIMEOUT_SECS, &API_VERSION)
+        .map_err(|err| no_daemon(err.to_string()))?;
+    let client = client
+        .negotiate_version()
+        .await
+        .map_err(|err| no_daemon(err.to_string()))?;
+    client
+        .ping()
+        .await
+        .map_err(|err| no_daemon(err.to_string()))?;
+    tracing::trace!(socket, version = ?client.client_version(), "connected to docker");
+    Ok(Docker { client })
+}
+
+/// True when the daemon reported "no such container/image" (404).
+pub(crate) fn is_not_found(err: &bollard::errors::Error) -> bool {
+    matches!(
+        err,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_host_selects_the_socket() {
+        assert_eq!(socket_from(None).unwrap(), DEFAULT_SOCKET);
+        assert_eq!(
+            socket_from(Some("unix:///run/user/1000/docker.sock")).unwrap(),
+            "/run/user/1000/docker.sock"
+        );
+        let err = socket_from(Some("tcp://10.0.0.1:2375")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`DOCKER_HOST=tcp://10.0.0.1:2375` is not supported: nanoclaw talks to Docker over a unix socket (`unix:///path`)"
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_socket_is_an_actionable_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("nope.sock").display().to_string();
+        let err = connect_at(&socket).await.unwrap_err();
+        let text = err.to_string().replace(&socket, "$SOCKET");
+        expect_test::expect![[r#"
+            no Docker daemon answers at `$SOCKET`: Socket not found: $SOCKET
+
+            hint: start it (`sudo systemctl start docker`, or run `dockerd` as root) and make sure your user may use the socket (`sudo usermod -aG docker $USER`, then log in again)"#]].assert_eq(&text);
+    }
+}

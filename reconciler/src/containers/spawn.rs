@@ -1,0 +1,370 @@
+//! Turning a [`SpawnSpec`] into a running container: the mount list and the create request
+//! (pure, snapshot-tested), then create + start against the daemon.
+//!
+//! It does not track running containers or wait for exits (that is [`super::wake`]), and it
+//! never validates additional mounts (the caller passes only validated ones, host.md §4.4).
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
+use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions};
+
+use super::labels::{container_labels, container_name, is_valid_name};
+use super::{ContainerError, Docker, is_not_found};
+use crate::env;
+
+/// Where the session folder appears inside the container (the runner's `--workspace`).
+pub const WORKSPACE: &str = "/workspace";
+/// Where the agent's group folder appears inside the container.
+pub const AGENT_DIR: &str = "/workspace/agent";
+/// Parent of additional mounts inside the container.
+pub const EXTRA_DIR: &str = "/workspace/extra";
+/// Seconds Docker waits after SIGTERM before SIGKILL.
+pub const STOP_TIMEOUT_SECS: i64 = 2;
+/// Files of the group folder mounted read-only over the RW group mount when they exist.
+const READ_ONLY_GROUP_ENTRIES: &[&str] = &["container.json", "CLAUDE.md", ".claude-fragments"];
+
+/// Everything needed to start one session's container.
+#[derive(Clone, Debug)]
+pub struct SpawnSpec {
+    pub session_id: String,
+    /// Agent (group) name, for the label.
+    pub agent: String,
+    /// `sessions/<agent>/<session>/`, mounted at `/workspace`.
+    pub session_dir: PathBuf,
+    /// `groups/<agent>/`, mounted at `/workspace/agent`.
+    pub group_dir: PathBuf,
+    pub image: String,
+    /// Additional mounts, already validated; each lands at `/workspace/extra/<container>`.
+    pub extra_mounts: Vec<MountSpec>,
+    /// Extra environment (provider contributions).
+    pub env: Vec<(String, String)>,
+    /// Hash of the container configuration, stored as a label so a config change can be seen.
+    pub config_hash: String,
+}
+
+/// One bind mount.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MountSpec {
+    pub host: PathBuf,
+    /// For [`SpawnSpec::extra_mounts`]: the name under `/workspace/extra`; in [`mounts`]'
+    /// output: the absolute container path.
+    pub container: String,
+    pub readonly: bool,
+}
+
+/// The mounts of a session container, in order (host.md §4.4 adapted): session → /workspace,
+/// group → /workspace/agent, read-only overlays of group files that exist, then extras.
+pub fn mounts(spec: &SpawnSpec, exists: impl Fn(&Path) -> bool) -> Vec<MountSpec> {
+    let mut list = vec![
+        MountSpec {
+            host: spec.session_dir.clone(),
+            container: WORKSPACE.to_string(),
+            readonly: false,
+        },
+        MountSpec {
+            host: spec.group_dir.clone(),
+            container: AGENT_DIR.to_string(),
+            readonly: false,
+        },
+    ];
+    for entry in READ_ONLY_GROUP_ENTRIES {
+        let host = spec.group_dir.join(entry);
+        if exists(&host) {
+            list.push(MountSpec {
+                host,
+                container: format!("{AGENT_DIR}/{entry}"),
+                readonly: true,
+            });
+        }
+    }
+    for extra in &spec.extra_mounts {
+        list.push(MountSpec {
+            host: extra.host.clone(),
+            container: format!("{EXTRA_DIR}/{}", extra.container.trim_start_matches('/')),
+            readonly: extra.readonly,
+        });
+    }
+    list
+}
+
+/// Host facts the create request depends on, gathered once per spawn.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostFacts {
+    /// `uid:gid` the container runs as (the owner of the session folder).
+    pub user: String,
+    /// IANA zone handed to the container as `TZ`.
+    pub timezone: String,
+}
+
+impl HostFacts {
+    /// Reads the session folder's owner and the timezone (`TZ`, else the system zone, else UTC).
+    pub fn gather(session_dir: &Path) -> Result<HostFacts, ContainerError> {
+        let meta = std::fs::metadata(session_dir).map_err(|source| ContainerError::Io {
+            path: session_dir.to_path_buf(),
+            source,
+        })?;
+        let timezone = env::get(env::TZ)
+            .or_else(|| {
+                jiff::tz::TimeZone::try_system()
+                    .ok()
+                    .and_then(|zone| zone.iana_name().map(str::to_string))
+            })
+            .unwrap_or_else(|| "UTC".to_string());
+        Ok(HostFacts {
+            user: format!("{}:{}", meta.uid(), meta.gid()),
+            timezone,
+        })
+    }
+}
+
+/// The create-container request for a spec (pure).
+pub fn create_body(
+    spec: &SpawnSpec,
+    slug: &str,
+    mounts: &[MountSpec],
+    facts: &HostFacts,
+) -> ContainerCreateBody {
+    let mut env_vars = vec![format!("TZ={}", facts.timezone), "HOME=/tmp".to_string()];
+    env_vars.extend(spec.env.iter().map(|(key, value)| format!("{key}={value}")));
+    let docker_mounts = mounts
+        .iter()
+        .map(|mount| Mount {
+            target: Some(mount.container.clone()),
+            source: Some(mount.host.display().to_string()),
+            typ: Some(MountType::BIND),
+            read_only: Some(mount.readonly),
+            ..Default::default()
+        })
+        .collect();
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        user: Some(facts.user.clone()),
+        env: Some(env_vars),
+        working_dir: Some(WORKSPACE.to_string()),
+        labels: Some(container_labels(
+            slug,
+            &spec.session_id,
+            &spec.agent,
+            &spec.config_hash,
+        )),
+        stop_timeout: Some(STOP_TIMEOUT_SECS),
+        attach_stdin: Some(false),
+        open_stdin: Some(false),
+        tty: Some(false),
+        host_config: Some(HostConfig {
+            // An init process forwards SIGTERM to the runner and reaps children.
+            init: Some(true),
+            mounts: Some(docker_mounts),
+            extra_hosts: Some(vec!["host.docker.internal:host-gateway".to_string()]),
+            // Not `--rm`: the exit code is read by `wait` first, then the container is removed.
+            auto_remove: Some(false),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Creates and starts the session's container; returns its name. A leftover container of the
+/// same name (ours by construction) is removed first.
+pub async fn spawn(
+    docker: &Docker,
+    slug: &str,
+    spec: &SpawnSpec,
+) -> Result<String, ContainerError> {
+    let name = container_name(slug, &spec.session_id);
+    if !is_valid_name(&name) {
+        return Err(ContainerError::Daemon(format!(
+            "session id `{}` does not make a valid container name",
+            spec.session_id
+        )));
+    }
+    let facts = HostFacts::gather(&spec.session_dir)?;
+    let mount_list = mounts(spec, Path::exists);
+    let body = create_body(spec, slug, &mount_list, &facts);
+    remove_quietly(docker, &name).await?;
+    let options = CreateContainerOptions {
+        name: Some(name.clone()),
+        ..Default::default()
+    };
+    docker.client.create_container(Some(options), body).await?;
+    if let Err(err) = docker.client.start_container(&name, None).await {
+        remove_quietly(docker, &name).await?;
+        return Err(err.into());
+    }
+    Ok(name)
+}
+
+/// Force-removes a container; a missing one is not an error.
+pub(crate) async fn remove_quietly(docker: &Docker, name: &str) -> Result<(), ContainerError> {
+    let options = RemoveContainerOptions {
+        force: true,
+        ..Default::default()
+    };
+    match docker.client.remove_container(name, Some(options)).await {
+        Ok(()) => Ok(()),
+        Err(err) if is_not_found(&err) => Ok(()),
+        // 409: removal already in progress (e.g. the exit watcher got there first).
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 409, ..
+        }) => Ok(()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> SpawnSpec {
+        SpawnSpec {
+            session_id: "sess-1".into(),
+            agent: "andy".into(),
+            session_dir: "/data/sessions/andy/sess-1".into(),
+            group_dir: "/data/groups/andy".into(),
+            image: "nanoclaw-agent:latest".into(),
+            extra_mounts: vec![MountSpec {
+                host: "/home/me/notes".into(),
+                container: "notes".into(),
+                readonly: true,
+            }],
+            env: vec![(
+                "ANTHROPIC_BASE_URL".into(),
+                "http://host.docker.internal:8080".into(),
+            )],
+            config_hash: "cafe".into(),
+        }
+    }
+
+    /// JSON with object keys sorted, so HashMap order does not leak into snapshots.
+    fn sorted_json(value: serde_json::Value) -> serde_json::Value {
+        match value {
+            serde_json::Value::Object(map) => {
+                let mut entries: Vec<_> = map.into_iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                serde_json::Value::Object(
+                    entries
+                        .into_iter()
+                        .map(|(key, value)| (key, sorted_json(value)))
+                        .collect(),
+                )
+            }
+            serde_json::Value::Array(items) => {
+                serde_json::Value::Array(items.into_iter().map(sorted_json).collect())
+            }
+            other => other,
+        }
+    }
+
+    #[test]
+    fn mounts_overlay_existing_group_files_read_only() {
+        let only_claude_md = |path: &Path| path.ends_with("CLAUDE.md");
+        let text: Vec<String> = mounts(&spec(), only_claude_md)
+            .iter()
+            .map(|m| {
+                format!(
+                    "{} -> {} {}",
+                    m.host.display(),
+                    m.container,
+                    if m.readonly { "ro" } else { "rw" }
+                )
+            })
+            .collect();
+        expect_test::expect![[r#"
+            [
+                "/data/sessions/andy/sess-1 -> /workspace rw",
+                "/data/groups/andy -> /workspace/agent rw",
+                "/data/groups/andy/CLAUDE.md -> /workspace/agent/CLAUDE.md ro",
+                "/home/me/notes -> /workspace/extra/notes ro",
+            ]
+        "#]]
+        .assert_debug_eq(&text);
+    }
+
+    #[test]
+    fn mounts_list_every_group_overlay_when_all_exist() {
+        let list = mounts(&spec(), |_| true);
+        let targets: Vec<&str> = list.iter().map(|m| m.container.as_str()).collect();
+        assert_eq!(
+            targets,
+            [
+                "/workspace",
+                "/workspace/agent",
+                "/workspace/agent/container.json",
+                "/workspace/agent/CLAUDE.md",
+                "/workspace/agent/.claude-fragments",
+                "/workspace/extra/notes"
+            ]
+        );
+    }
+
+    #[test]
+    fn create_request_snapshot() {
+        let spec = spec();
+        let facts = HostFacts {
+            user: "1000:1000".into(),
+            timezone: "Europe/Berlin".into(),
+        };
+        let body = create_body(&spec, "0a1b2c3d", &mounts(&spec, |_| false), &facts);
+        let json = sorted_json(serde_json::to_value(&body).unwrap());
+        expect_test::expect![[r#"
+            {
+              "AttachStdin": false,
+              "Env": [
+                "TZ=Europe/Berlin",
+                "HOME=/tmp",
+                "ANTHROPIC_BASE_URL=http://host.docker.internal:8080"
+              ],
+              "HostConfig": {
+                "AutoRemove": false,
+                "ExtraHosts": [
+                  "host.docker.internal:host-gateway"
+                ],
+                "Init": true,
+                "Mounts": [
+                  {
+                    "ReadOnly": false,
+                    "Source": "/data/sessions/andy/sess-1",
+                    "Target": "/workspace",
+                    "Type": "bind"
+                  },
+                  {
+                    "ReadOnly": false,
+                    "Source": "/data/groups/andy",
+                    "Target": "/workspace/agent",
+                    "Type": "bind"
+                  },
+                  {
+                    "ReadOnly": true,
+                    "Source": "/home/me/notes",
+                    "Target": "/workspace/extra/notes",
+                    "Type": "bind"
+                  }
+                ]
+              },
+              "Image": "nanoclaw-agent:latest",
+              "Labels": {
+                "nanoclaw.agent": "andy",
+                "nanoclaw.config-hash": "cafe",
+                "nanoclaw.install": "0a1b2c3d",
+                "nanoclaw.session": "sess-1"
+              },
+              "OpenStdin": false,
+              "StopTimeout": 2,
+              "Tty": false,
+              "User": "1000:1000",
+              "WorkingDir": "/workspace"
+            }"#]]
+        .assert_eq(&serde_json::to_string_pretty(&json).unwrap());
+    }
+
+    #[test]
+    fn host_facts_take_the_owner_of_the_session_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = std::fs::metadata(dir.path()).unwrap();
+        let facts = HostFacts::gather(dir.path()).unwrap();
+        assert_eq!(facts.user, format!("{}:{}", meta.uid(), meta.gid()));
+        assert!(!facts.timezone.is_empty());
+    }
+}
