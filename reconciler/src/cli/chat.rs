@@ -36,7 +36,7 @@ pub struct ChatArgs {
     /// Send this one message, print the reply and exit (0 on a reply, 1 on timeout).
     #[arg(long, short = 'm', value_name = "TEXT")]
     pub message: Option<String>,
-    /// With --message: how many replies to wait for.
+    /// With --message: how many replies to wait for (0: only until the runtime has stored it).
     #[arg(long, default_value_t = 1, value_name = "N", requires = "message")]
     pub replies: usize,
     /// With --message: how long to wait for the replies.
@@ -147,10 +147,12 @@ fn one_shot(
     let mut reader = BufReader::new(stream);
     let prefix = format!("{id}:");
     let mut received = 0;
-    while received < replies {
+    let mut accepted = false;
+    while !accepted || received < replies {
         let left = deadline.saturating_duration_since(Instant::now());
+        let waiting = || format!("no reply within {timeout:?} ({received} of {replies} received)");
         if left.is_zero() {
-            bail!("no reply within {timeout:?} ({received} of {replies} received)");
+            bail!(waiting());
         }
         reader
             .get_ref()
@@ -166,7 +168,7 @@ fn one_shot(
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) =>
             {
-                bail!("no reply within {timeout:?} ({received} of {replies} received)")
+                bail!(waiting())
             }
             Err(err) => return Err(err).context("reading from the runtime"),
         }
@@ -176,11 +178,15 @@ fn one_shot(
         if let Some(error) = host.error {
             bail!("the runtime rejected the message: {error}");
         }
+        if host.accepted.as_deref() == Some(id.as_str()) {
+            accepted = true;
+        }
         if let (Some(text), Some(reply_to)) = (host.text, host.in_reply_to)
-            && reply_to.starts_with(&prefix) {
-                println!("{text}");
-                received += 1;
-            }
+            && reply_to.starts_with(&prefix)
+        {
+            println!("{text}");
+            received += 1;
+        }
     }
     Ok(Status::Ok)
 }
