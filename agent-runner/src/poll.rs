@@ -1,0 +1,439 @@
+//! The poll loop (agent-runner.md §3): pending rows → batch → provider query → outbound rows.
+//!
+//! Single-threaded and synchronous. Instead of v2's 1 s sleep it stats `inbound.db` every
+//! [`TICK`] and queries only when its (mtime, length) changed, with a full poll at least every
+//! [`FULL_POLL`] as a backstop; the same watch drives follow-up injection into an open query.
+//! A stop flag (SIGTERM/SIGINT) is honoured at safe points: between polls, or by ending the open
+//! query so the current turn finishes first. This module owns batching and routing decisions;
+//! SQL lives in `session_db::container`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use rusqlite::Connection;
+use tracing::{debug, info, warn};
+
+use crate::config::Config;
+use crate::destinations::{self, system_prompt_addendum};
+use crate::format::{format_messages, format_with_commands, is_clear_command, is_runner_command};
+use crate::output::{self, nudge, strip_internal_tags};
+use crate::providers::{
+    AgentQuery, Next, Provider, ProviderEvent, ProviderOptions, QueryInput, UnknownProvider,
+    create_provider,
+};
+use crate::session_db::container::{self as db, Ack, InboundRow, NewOutbound};
+use crate::session_db::{self, INBOUND_FILE, OUTBOUND_FILE, SessionDbError};
+
+/// How often the inbound file's metadata is checked (and a provider is waited on).
+pub const TICK: Duration = Duration::from_millis(10);
+/// Longest time between two pending queries, changed file or not.
+pub const FULL_POLL: Duration = Duration::from_secs(1);
+
+/// Why the runner could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    #[error(transparent)]
+    Db(#[from] SessionDbError),
+    #[error(transparent)]
+    Provider(#[from] UnknownProvider),
+}
+
+/// Creates the configured provider and runs the loop until `stop` is set.
+pub fn start(
+    workspace: &Path,
+    config: &Config,
+    tz: &str,
+    stop: &AtomicBool,
+) -> Result<(), PollError> {
+    let options = ProviderOptions {
+        provider: config.provider.clone(),
+        assistant_name: config.assistant_name.clone(),
+        model: config.model.clone(),
+        effort: config.effort.clone(),
+        max_messages_per_prompt: config.max_messages_per_prompt,
+        workspace: workspace.to_path_buf(),
+    };
+    let provider = create_provider(&config.provider, options)?;
+    info!(provider = %config.provider, "Starting agent-runner");
+    Runner::new(workspace, config, tz, provider)?.run(stop)
+}
+
+/// The reply address of a batch: its first (oldest) row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Batch {
+    first_id: String,
+    channel_type: Option<String>,
+    platform_id: Option<String>,
+    thread_id: Option<String>,
+}
+
+/// Per-query bookkeeping.
+#[derive(Debug, Default)]
+struct Turn {
+    /// Claimed ids completed at the next `result` (initial batch, then pushed follow-ups).
+    awaiting: Vec<String>,
+    /// Whether the "not delivered" nudge was pushed since the last user turn.
+    nudged: bool,
+    /// Whether the query's input was ended (command pending or stop requested).
+    ended: bool,
+}
+
+/// Detects changes of `inbound.db` cheaply (metadata only).
+struct InboundWatch {
+    path: PathBuf,
+    seen: Option<(SystemTime, u64)>,
+    last_poll: Option<Instant>,
+}
+
+impl InboundWatch {
+    /// True when the file changed since the last `true`, or a full poll is due.
+    fn due(&mut self) -> bool {
+        let now = fs::metadata(&self.path)
+            .ok()
+            .and_then(|m| Some((m.modified().ok()?, m.len())));
+        let stale = self.last_poll.is_none_or(|t| t.elapsed() >= FULL_POLL);
+        if now != self.seen || stale {
+            self.seen = now;
+            self.last_poll = Some(Instant::now());
+            return true;
+        }
+        false
+    }
+
+    /// Makes the next `due` true (work was just done: look again at once).
+    fn force(&mut self) {
+        self.last_poll = None;
+    }
+}
+
+/// The runner's state for one container lifetime.
+pub struct Runner {
+    workspace: PathBuf,
+    tz: String,
+    max_messages: usize,
+    provider_name: String,
+    provider: Box<dyn Provider>,
+    /// Long-lived read-only inbound connection: destinations, threads, seq max.
+    inbound: Connection,
+    outbound: Connection,
+    system_prompt: String,
+    continuation: Option<String>,
+    first_poll: bool,
+    watch: InboundWatch,
+}
+
+impl Runner {
+    /// Opens the session DBs and builds the system-prompt addendum (a startup snapshot).
+    pub fn new(
+        workspace: &Path,
+        config: &Config,
+        tz: &str,
+        provider: Box<dyn Provider>,
+    ) -> Result<Self, PollError> {
+        let inbound_path = workspace.join(INBOUND_FILE);
+        let inbound = session_db::open_inbound_container(&inbound_path)?;
+        let outbound = session_db::open_outbound_container(&workspace.join(OUTBOUND_FILE))?;
+        let dests = db::destinations(&inbound)?;
+        let system_prompt = system_prompt_addendum(config.assistant_name.as_deref(), &dests);
+        Ok(Runner {
+            workspace: workspace.to_path_buf(),
+            tz: tz.to_string(),
+            max_messages: config.max_messages_per_prompt,
+            provider_name: config.provider.clone(),
+            provider,
+            inbound,
+            outbound,
+            system_prompt,
+            continuation: None,
+            first_poll: true,
+            watch: InboundWatch {
+                path: inbound_path,
+                seen: None,
+                last_poll: None,
+            },
+        })
+    }
+
+    /// Runs until `stop` is set. A failing iteration is logged and retried after a full poll
+    /// interval; only startup errors are returned.
+    pub fn run(&mut self, stop: &AtomicBool) -> Result<(), PollError> {
+        self.continuation = db::migrate_legacy_continuation(&self.outbound, &self.provider_name)?;
+        if let Some(c) = &self.continuation {
+            info!(continuation = %c, "Resuming agent session");
+        }
+        let stale = db::delete_stale_claims(&self.outbound)?;
+        if stale > 0 {
+            info!(count = stale, "Released stale claims");
+        }
+        while !stop.load(Ordering::Relaxed) {
+            if !self.watch.due() {
+                std::thread::sleep(TICK);
+                continue;
+            }
+            match self.iteration(stop) {
+                Ok(true) => self.watch.force(),
+                Ok(false) => {}
+                Err(err) => {
+                    warn!(error = %err, "Poll error");
+                    std::thread::sleep(FULL_POLL);
+                }
+            }
+        }
+        info!("Stop requested, exiting");
+        Ok(())
+    }
+
+    fn pending(&self, first_poll: bool) -> Result<Vec<InboundRow>, SessionDbError> {
+        let inbound = self.workspace.join(INBOUND_FILE);
+        db::pending(&inbound, &self.outbound, first_poll, self.max_messages)
+    }
+
+    /// One outer iteration (§3.4). Returns whether a batch was taken.
+    fn iteration(&mut self, stop: &AtomicBool) -> Result<bool, SessionDbError> {
+        let first = std::mem::replace(&mut self.first_poll, false);
+        let rows: Vec<_> = self
+            .pending(first)?
+            .into_iter()
+            .filter(|r| r.kind != "system")
+            .collect();
+        // Accumulate gate: context-only rows wait for a trigger row.
+        let Some(head) = rows.first().filter(|_| rows.iter().any(|r| r.trigger)) else {
+            return Ok(false);
+        };
+        let batch = Batch {
+            first_id: head.id.clone(),
+            channel_type: head.channel_type.clone(),
+            platform_id: head.platform_id.clone(),
+            thread_id: head.thread_id.clone(),
+        };
+        db::ack(&mut self.outbound, &ids(&rows), Ack::Processing)?;
+        let (clears, normal): (Vec<_>, Vec<_>) = rows.into_iter().partition(is_clear_command);
+        for _ in &clears {
+            info!("Clearing session (resetting continuation)");
+            self.continuation = None;
+            db::clear_continuation(&self.outbound, &self.provider_name)?;
+            self.write_batch_reply(&batch, "Session cleared.")?;
+        }
+        db::ack(&mut self.outbound, &ids(&clears), Ack::Completed)?;
+        if normal.is_empty() {
+            info!(
+                count = clears.len(),
+                "All message(s) were commands, skipping query"
+            );
+            return Ok(true);
+        }
+        let dests = db::destinations(&self.inbound)?;
+        let native = self.provider.supports_native_slash_commands();
+        let prompt = format_with_commands(&normal, &dests, &self.tz, native);
+        let mut kinds: Vec<_> = normal.iter().map(|r| r.kind.as_str()).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        info!(count = normal.len(), kinds = %kinds.join(","), "Processing message(s)");
+        let processing = ids(&normal);
+        if let Err(message) = self.run_query(prompt, &batch, &processing, stop) {
+            warn!(error = %message, "Query error");
+            if self.continuation.is_some() && self.provider.is_session_invalid(&message) {
+                info!("Stale session detected, clearing for next retry");
+                self.continuation = None;
+                db::clear_continuation(&self.outbound, &self.provider_name)?;
+            }
+            self.write_batch_reply(&batch, &format!("Error: {message}"))?;
+        }
+        db::ack(&mut self.outbound, &processing, Ack::Completed)?;
+        info!(
+            count = processing.len() + clears.len(),
+            "Completed message(s)"
+        );
+        Ok(true)
+    }
+
+    /// Runs one query to its end (§3.7–3.9); `Err` carries a thrown provider error.
+    fn run_query(
+        &mut self,
+        prompt: String,
+        batch: &Batch,
+        initial: &[String],
+        stop: &AtomicBool,
+    ) -> Result<(), String> {
+        let mut query = self.provider.query(QueryInput {
+            prompt,
+            continuation: self.continuation.clone(),
+            system_prompt: self.system_prompt.clone(),
+        });
+        let mut turn = Turn {
+            awaiting: initial.to_vec(),
+            ..Turn::default()
+        };
+        let outcome = loop {
+            match query.next_event(TICK) {
+                Next::Event(event) => {
+                    session_db::touch_heartbeat(&self.workspace);
+                    if let Err(err) = self.on_event(event, query.as_mut(), batch, &mut turn) {
+                        warn!(error = %err, "Event handling error");
+                    }
+                }
+                Next::Idle => {}
+                Next::Done => break Ok(()),
+                Next::Failed(message) => break Err(message),
+            }
+            if turn.ended {
+                continue;
+            }
+            if stop.load(Ordering::Relaxed) {
+                info!("Stop requested, finishing the current turn");
+                query.end();
+                turn.ended = true;
+            } else if self.watch.due()
+                && let Err(err) = self.follow_up(query.as_mut(), &mut turn)
+            {
+                warn!(error = %err, "Follow-up poll error");
+            }
+        };
+        if let Err(err) = db::ack(&mut self.outbound, &turn.awaiting, Ack::Completed) {
+            warn!(error = %err, "Completing follow-ups failed");
+        }
+        outcome
+    }
+
+    fn on_event(
+        &mut self,
+        event: ProviderEvent,
+        query: &mut dyn AgentQuery,
+        batch: &Batch,
+        turn: &mut Turn,
+    ) -> Result<(), SessionDbError> {
+        match event {
+            ProviderEvent::Init { continuation } => {
+                info!(session = %continuation, "Session");
+                db::set_continuation(&self.outbound, &self.provider_name, &continuation)?;
+                self.continuation = Some(continuation);
+            }
+            ProviderEvent::Result { text } => {
+                let text = text.unwrap_or_default();
+                debug!(result = %text.chars().take(200).collect::<String>(), "Result");
+                db::ack(&mut self.outbound, &turn.awaiting, Ack::Completed)?;
+                turn.awaiting.clear();
+                if text.is_empty() {
+                    return Ok(());
+                }
+                let (sent, scratchpad) = self.deliver(&text, batch)?;
+                if sent == 0 && !scratchpad.is_empty() {
+                    warn!("agent output had no <message to=\"...\"> blocks, nothing was sent");
+                    if !turn.nudged {
+                        let names: Vec<_> = db::destinations(&self.inbound)?
+                            .into_iter()
+                            .map(|d| d.name)
+                            .collect();
+                        query.push(&nudge(&names));
+                        turn.nudged = true;
+                    }
+                }
+            }
+            ProviderEvent::Error { message, retryable } => {
+                warn!(error = %message, retryable, "Provider error");
+            }
+            ProviderEvent::Progress { message } => info!(progress = %message, "Progress"),
+            ProviderEvent::Activity => {}
+        }
+        Ok(())
+    }
+
+    /// One follow-up tick (§3.8) with two deliberate changes: only trigger=1 command rows end
+    /// the query (§13 item 18), and context-only rows are not pushed (§13 item 7).
+    fn follow_up(
+        &mut self,
+        query: &mut dyn AgentQuery,
+        turn: &mut Turn,
+    ) -> Result<(), SessionDbError> {
+        let rows = self.pending(false)?;
+        if rows.iter().any(|r| r.trigger && is_runner_command(r)) {
+            info!("Pending slash command, ending stream so the outer loop can process it");
+            query.end();
+            turn.ended = true;
+            return Ok(());
+        }
+        let rows: Vec<_> = rows.into_iter().filter(|r| r.kind != "system").collect();
+        if !rows.iter().any(|r| r.trigger) {
+            return Ok(());
+        }
+        let claimed = ids(&rows);
+        db::ack(&mut self.outbound, &claimed, Ack::Processing)?;
+        let dests = db::destinations(&self.inbound)?;
+        let text = format_messages(&rows, &dests, &self.tz);
+        info!(
+            count = rows.len(),
+            "Pushing follow-up message(s) into active query"
+        );
+        turn.nudged = false;
+        query.push(&text);
+        turn.awaiting.extend(claimed);
+        Ok(())
+    }
+
+    /// Routes a result's blocks (§5.1–5.2); returns (rows sent, scratchpad).
+    fn deliver(&mut self, text: &str, batch: &Batch) -> Result<(usize, String), SessionDbError> {
+        let parsed = output::parse(text);
+        let dests = db::destinations(&self.inbound)?;
+        let mut scratch = parsed.outside;
+        let mut sent = 0;
+        for block in parsed.blocks {
+            let Some(dest) = destinations::by_name(&dests, &block.to) else {
+                warn!(to = %block.to, "Unknown destination, dropping block");
+                scratch.push_str(&format!(
+                    "\n[dropped: unknown destination \"{}\"] {}",
+                    block.to, block.body
+                ));
+                continue;
+            };
+            let (channel_type, platform_id) = destinations::address(dest);
+            let newest = match (&channel_type, &platform_id) {
+                (Some(ct), Some(pid)) => db::newest_inbound_from(&self.inbound, ct, pid)?,
+                _ => None,
+            };
+            let (in_reply_to, thread_id) = match newest {
+                Some((id, thread)) => (id, thread),
+                None => (batch.first_id.clone(), None),
+            };
+            let row = NewOutbound {
+                id: db::new_id("msg"),
+                in_reply_to: Some(in_reply_to),
+                kind: "chat".into(),
+                platform_id,
+                channel_type,
+                thread_id,
+                content: serde_json::json!({ "text": block.body }).to_string(),
+            };
+            db::write_outbound(&self.inbound, &mut self.outbound, &row)?;
+            sent += 1;
+        }
+        let scratch = strip_internal_tags(&scratch);
+        if !scratch.is_empty() {
+            debug!(scratchpad = %scratch.chars().take(500).collect::<String>(), "scratchpad");
+        }
+        Ok((sent, scratch))
+    }
+
+    /// `Session cleared.` / `Error: …`: a chat row to the batch's own address, no in_reply_to.
+    fn write_batch_reply(&mut self, batch: &Batch, text: &str) -> Result<(), SessionDbError> {
+        let row = NewOutbound {
+            id: db::new_id("msg"),
+            in_reply_to: None,
+            kind: "chat".into(),
+            platform_id: batch.platform_id.clone(),
+            channel_type: batch.channel_type.clone(),
+            thread_id: batch.thread_id.clone(),
+            content: serde_json::json!({ "text": text }).to_string(),
+        };
+        db::write_outbound(&self.inbound, &mut self.outbound, &row)?;
+        Ok(())
+    }
+}
+
+fn ids(rows: &[InboundRow]) -> Vec<String> {
+    rows.iter().map(|r| r.id.clone()).collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,553 @@
+//! Poll-loop integration tests (agent-runner.md §12.1 end-to-end, §12.2): real temp session
+//! DBs written through the host's API, the loop on a thread with a stop flag, the mock provider.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::providers::mock::{MockProvider, Responder};
+use crate::session_db::{DestinationRow, NewInbound};
+
+/// (text, channel_type, platform_id, thread_id, in_reply_to) of one outbound row.
+type Reply = (String, String, String, Option<String>, Option<String>);
+
+type SendResponder = Box<dyn FnMut(&str) -> Result<String, String> + Send>;
+
+struct Loop {
+    _dir: tempfile::TempDir,
+    ws: PathBuf,
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+    prompts: Arc<Mutex<Vec<String>>>,
+}
+
+/// A mock whose stored continuation errors are "session invalid".
+struct Strict(MockProvider);
+
+impl Provider for Strict {
+    fn supports_native_slash_commands(&self) -> bool {
+        false
+    }
+    fn query(&mut self, input: QueryInput) -> Box<dyn AgentQuery> {
+        self.0.query(input)
+    }
+    fn is_session_invalid(&self, message: &str) -> bool {
+        message.contains("no conversation found")
+    }
+}
+
+fn dest(name: &str, ct: &str, pid: &str) -> DestinationRow {
+    DestinationRow {
+        name: name.into(),
+        kind: "channel".into(),
+        channel_type: Some(ct.into()),
+        platform_id: Some(pid.into()),
+        ..DestinationRow::default()
+    }
+}
+
+fn msg(id: &str, ct: &str, pid: &str, thread: Option<&str>, text: &str) -> NewInbound {
+    NewInbound {
+        id: id.into(),
+        kind: "chat".into(),
+        timestamp: "2026-06-15T12:00:00Z".into(),
+        channel_type: Some(ct.into()),
+        platform_id: Some(pid.into()),
+        thread_id: thread.map(str::to_string),
+        content: serde_json::json!({"sender": "Ann", "text": text}).to_string(),
+        trigger: true,
+        ..NewInbound::default()
+    }
+}
+
+fn chat(id: &str, text: &str) -> NewInbound {
+    msg(id, "discord", "chan-1", None, text)
+}
+
+impl Loop {
+    fn session(dests: &[DestinationRow]) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().to_path_buf();
+        session_db::create(&ws).unwrap();
+        let mut inb = session_db::open_inbound_host(&ws.join(INBOUND_FILE)).unwrap();
+        session_db::write_destinations(&mut inb, dests).unwrap();
+        (dir, ws)
+    }
+
+    /// Starts the loop; `responder` None = the default echoing mock.
+    fn start(
+        dir: tempfile::TempDir,
+        ws: PathBuf,
+        responder: Option<SendResponder>,
+        strict: bool,
+    ) -> Loop {
+        let stop = Arc::new(AtomicBool::new(false));
+        let prompts = Arc::new(Mutex::new(Vec::new()));
+        let (ws2, stop2, prompts2) = (ws.clone(), stop.clone(), prompts.clone());
+        let handle = std::thread::spawn(move || {
+            let config = Config {
+                provider: "mock".into(),
+                ..Config::default()
+            };
+            let options = ProviderOptions {
+                provider: "mock".into(),
+                workspace: ws2.clone(),
+                max_messages_per_prompt: 10,
+                ..ProviderOptions::default()
+            };
+            let mock = match responder {
+                Some(mut f) => {
+                    let log = prompts2.clone();
+                    let f: Responder = Box::new(move |p: &str| {
+                        log.lock().unwrap().push(p.to_string());
+                        f(p)
+                    });
+                    MockProvider::with_responder(options, f)
+                }
+                None => MockProvider::new(options),
+            };
+            let provider: Box<dyn Provider> = if strict {
+                Box::new(Strict(mock))
+            } else {
+                Box::new(mock)
+            };
+            let mut runner = Runner::new(&ws2, &config, "UTC", provider).unwrap();
+            runner.run(&stop2).unwrap();
+        });
+        Loop {
+            _dir: dir,
+            ws,
+            stop,
+            handle: Some(handle),
+            prompts,
+        }
+    }
+
+    fn with(dests: &[DestinationRow], rows: &[NewInbound], reply: &'static str) -> Loop {
+        let (dir, ws) = Self::session(dests);
+        let l = Loop {
+            _dir: dir,
+            ws,
+            stop: Arc::default(),
+            handle: None,
+            prompts: Arc::default(),
+        };
+        l.insert(rows);
+        let Loop { _dir, ws, .. } = l;
+        Loop::start(
+            _dir,
+            ws,
+            Some(Box::new(move |_| Ok(reply.to_string()))),
+            false,
+        )
+    }
+
+    fn insert(&self, rows: &[NewInbound]) {
+        let mut inb = session_db::open_inbound_host(&self.ws.join(INBOUND_FILE)).unwrap();
+        session_db::insert_inbound(&mut inb, rows).unwrap();
+    }
+
+    fn outbound(&self) -> Connection {
+        session_db::open_outbound_host(&self.ws.join(OUTBOUND_FILE)).unwrap()
+    }
+
+    /// (text, channel_type, platform_id, thread_id, in_reply_to) of every outbound row.
+    fn replies(&self) -> Vec<Reply> {
+        let conn = self.outbound();
+        let mut stmt = conn
+            .prepare(
+                "SELECT content, channel_type, platform_id, thread_id, in_reply_to
+                 FROM messages_out ORDER BY seq",
+            )
+            .unwrap();
+        stmt.query_map([], |r| {
+            let content: String = r.get(0)?;
+            let v: serde_json::Value = serde_json::from_str(&content).unwrap();
+            Ok((
+                v["text"].as_str().unwrap_or_default().to_string(),
+                r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                r.get(3)?,
+                r.get(4)?,
+            ))
+        })
+        .unwrap()
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .unwrap()
+    }
+
+    fn ack(&self, id: &str) -> Option<String> {
+        self.outbound()
+            .query_row(
+                "SELECT status FROM processing_ack WHERE message_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .ok()
+    }
+
+    fn continuation(&self) -> Option<String> {
+        db::continuation(&self.outbound(), "mock").unwrap()
+    }
+
+    /// Waits (bounded) until `cond` holds; the bound only turns a hang into a failure.
+    fn wait(&self, what: &str, cond: impl Fn(&Loop) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !cond(self) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn wait_completed(&self, id: &str) {
+        self.wait(id, |l| l.ack(id).as_deref() == Some("completed"));
+    }
+
+    fn finish(mut self) -> Self {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            h.join().unwrap();
+        }
+        self
+    }
+}
+
+fn discord() -> Vec<DestinationRow> {
+    vec![dest("discord-test", "discord", "chan-1")]
+}
+
+#[test]
+fn picks_up_a_message_processes_it_and_writes_a_response() {
+    let l = Loop::with(
+        &discord(),
+        &[chat("m1", "hi")],
+        "<message to=\"discord-test\">42</message>",
+    );
+    l.wait_completed("m1");
+    let l = l.finish();
+    assert_eq!(
+        l.replies(),
+        vec![(
+            "42".into(),
+            "discord".into(),
+            "chan-1".into(),
+            None,
+            Some("m1".into())
+        )]
+    );
+    let inb = session_db::open_inbound_host(&l.ws.join(INBOUND_FILE)).unwrap();
+    let mut inb = inb;
+    session_db::sync_acks(&mut inb, &l.outbound()).unwrap();
+    assert_eq!(session_db::count_due(&inb).unwrap(), 0);
+}
+
+#[test]
+fn processes_multiple_messages_in_one_batch() {
+    let l = Loop::with(
+        &discord(),
+        &[chat("m1", "a"), chat("m2", "b")],
+        "<message to=\"discord-test\">both</message>",
+    );
+    l.wait_completed("m2");
+    let l = l.finish();
+    assert_eq!(l.replies().len(), 1);
+    let prompts = l.prompts.lock().unwrap();
+    assert_eq!(prompts.len(), 1);
+    assert!(prompts[0].contains("<messages>") && prompts[0].contains(">a</message>"));
+}
+
+#[test]
+fn resolves_thread_per_destination() {
+    let dests = vec![
+        dest("discord-test", "discord", "chan-1"),
+        dest("slack-test", "slack", "C-99"),
+    ];
+    let l = Loop::with(
+        &dests,
+        &[
+            msg(
+                "m-discord",
+                "discord",
+                "chan-1",
+                Some("discord-thread-1"),
+                "d",
+            ),
+            msg("m-slack", "slack", "C-99", Some("slack-thread-99"), "s"),
+        ],
+        "<message to=\"discord-test\">to d</message><message to=\"slack-test\">to s</message>",
+    );
+    l.wait_completed("m-slack");
+    let r = l.finish().replies();
+    assert_eq!(r[0].3.as_deref(), Some("discord-thread-1"));
+    assert_eq!(r[0].4.as_deref(), Some("m-discord"));
+    assert_eq!(r[1].3.as_deref(), Some("slack-thread-99"));
+    assert_eq!(r[1].4.as_deref(), Some("m-slack"));
+}
+
+#[test]
+fn bare_text_is_scratchpad_and_triggers_one_nudge() {
+    let l = Loop::with(&discord(), &[chat("m1", "hi")], "just thinking");
+    l.wait_completed("m1");
+    l.wait("nudge", |l| l.prompts.lock().unwrap().len() >= 2);
+    let l = l.finish();
+    assert!(l.replies().is_empty());
+    let prompts = l.prompts.lock().unwrap();
+    assert_eq!(prompts.len(), 2, "exactly one nudge per turn");
+    assert!(prompts[1].contains("Your destinations: discord-test"));
+}
+
+#[test]
+fn unknown_destination_dropped_valid_sent() {
+    let l = Loop::with(
+        &discord(),
+        &[chat("m1", "hi")],
+        "<message to=\"nowhere\">lost</message><message to=\"discord-test\">kept</message>",
+    );
+    l.wait_completed("m1");
+    let texts: Vec<_> = l.finish().replies().into_iter().map(|r| r.0).collect();
+    assert_eq!(texts, vec!["kept"]);
+}
+
+#[test]
+fn multiple_blocks_each_produce_a_row() {
+    let l = Loop::with(
+        &discord(),
+        &[chat("m1", "hi")],
+        "<message to=\"discord-test\">one</message>\n<message to=\"discord-test\">two</message>",
+    );
+    l.wait_completed("m1");
+    let texts: Vec<_> = l.finish().replies().into_iter().map(|r| r.0).collect();
+    assert_eq!(texts, vec!["one", "two"]);
+}
+
+#[test]
+fn null_thread_when_no_prior_inbound_from_destination() {
+    let dests = vec![
+        dest("discord-test", "discord", "chan-1"),
+        dest("slack-test", "slack", "C-99"),
+    ];
+    let l = Loop::with(
+        &dests,
+        &[msg("m1", "discord", "chan-1", Some("t-1"), "hi")],
+        "<message to=\"slack-test\">hello slack</message>",
+    );
+    l.wait_completed("m1");
+    let r = l.finish().replies();
+    assert_eq!(r[0].2, "C-99");
+    assert_eq!((r[0].3.as_deref(), r[0].4.as_deref()), (None, Some("m1")));
+}
+
+#[test]
+fn most_recent_thread_from_destination_wins() {
+    let l = Loop::with(
+        &discord(),
+        &[
+            msg("m-old", "discord", "chan-1", Some("thread-old"), "a"),
+            msg("m-new", "discord", "chan-1", Some("thread-new"), "b"),
+        ],
+        "<message to=\"discord-test\">x</message>",
+    );
+    l.wait_completed("m-new");
+    let r = l.finish().replies();
+    assert_eq!(
+        (r[0].3.as_deref(), r[0].4.as_deref()),
+        (Some("thread-new"), Some("m-new"))
+    );
+}
+
+#[test]
+fn processes_messages_arriving_after_start_with_default_echo() {
+    let (dir, ws) = Loop::session(&discord());
+    let l = Loop::start(dir, ws, None, false);
+    l.insert(&[chat("m1", "first")]);
+    l.wait_completed("m1");
+    // A follow-up pushed into the open mock query.
+    l.insert(&[chat("m2", "second <b>")]);
+    l.wait_completed("m2");
+    l.wait("two replies", |l| l.replies().len() == 2);
+    let l = l.finish();
+    let texts: Vec<_> = l.replies().into_iter().map(|r| (r.0, r.4)).collect();
+    assert_eq!(
+        texts,
+        vec![
+            ("echo: first".into(), Some("m1".into())),
+            ("echo: second <b>".into(), Some("m2".into()))
+        ]
+    );
+    assert!(session_db::heartbeat_mtime(&l.ws).is_some());
+    let turns = std::fs::read_to_string(l.ws.join(".mock/turns.jsonl")).unwrap();
+    assert_eq!(turns.lines().count(), 2);
+}
+
+#[test]
+fn internal_tags_between_blocks_are_stripped() {
+    let l = Loop::with(
+        &discord(),
+        &[chat("m1", "hi")],
+        "<internal>plan</internal><message to=\"discord-test\">answer <internal>x</internal></message><internal>done</internal>",
+    );
+    l.wait_completed("m1");
+    let l = l.finish();
+    let texts: Vec<_> = l.replies().into_iter().map(|r| r.0).collect();
+    assert_eq!(texts, vec!["answer"]);
+    assert_eq!(
+        l.prompts.lock().unwrap().len(),
+        1,
+        "no nudge for internal-only scratchpad"
+    );
+}
+
+#[test]
+fn mixed_task_and_chat_batch() {
+    let mut task = chat("t1", "");
+    task.kind = "task".into();
+    task.content = serde_json::json!({"prompt": "check"}).to_string();
+    let l = Loop::with(
+        &discord(),
+        &[task, chat("m1", "hi")],
+        "<message to=\"discord-test\">ok</message>",
+    );
+    l.wait_completed("m1");
+    let l = l.finish();
+    let r = l.replies();
+    assert_eq!((r.len(), r[0].2.as_str()), (1, "chan-1"));
+    let prompts = l.prompts.lock().unwrap();
+    assert!(
+        prompts[0].contains("<task from=\"discord-test\"")
+            && prompts[0].contains("from=\"discord-test\" sender=\"Ann\"")
+    );
+}
+
+#[test]
+fn provider_error_writes_error_row_and_continues() {
+    let (dir, ws) = Loop::session(&discord());
+    let mut calls = 0;
+    let l = Loop::start(
+        dir,
+        ws,
+        Some(Box::new(move |_| {
+            calls += 1;
+            if calls == 1 {
+                Err("boom".into())
+            } else {
+                Ok("<message to=\"discord-test\">fine</message>".into())
+            }
+        })),
+        false,
+    );
+    l.insert(&[chat("m1", "hi")]);
+    l.wait_completed("m1");
+    l.insert(&[chat("m2", "again")]);
+    l.wait_completed("m2");
+    let texts: Vec<_> = l
+        .finish()
+        .replies()
+        .into_iter()
+        .map(|r| (r.0, r.4))
+        .collect();
+    assert_eq!(
+        texts,
+        vec![
+            ("Error: boom".into(), None),
+            ("fine".into(), Some("m2".into()))
+        ]
+    );
+}
+
+#[test]
+fn stale_session_is_cleared_on_session_invalid_error() {
+    let (dir, ws) = Loop::session(&discord());
+    let o = session_db::open_outbound_container(&ws.join(OUTBOUND_FILE)).unwrap();
+    db::set_continuation(&o, "mock", "old-session").unwrap();
+    let l = Loop::start(
+        dir,
+        ws,
+        Some(Box::new(|_| Err("no conversation found".into()))),
+        true,
+    );
+    l.insert(&[chat("m1", "hi")]);
+    l.wait_completed("m1");
+    let l = l.finish();
+    assert!(l.replies()[0].0.starts_with("Error: no conversation found"));
+    assert_eq!(l.continuation(), None);
+}
+
+#[test]
+fn clear_command_resets_session_and_skips_query() {
+    let (dir, ws) = Loop::session(&discord());
+    let o = session_db::open_outbound_container(&ws.join(OUTBOUND_FILE)).unwrap();
+    db::set_continuation(&o, "mock", "old-session").unwrap();
+    let l = Loop::start(dir, ws, Some(Box::new(|_| Ok("unused".into()))), false);
+    l.insert(&[chat("c1", "/clear")]);
+    l.wait_completed("c1");
+    let l = l.finish();
+    let texts: Vec<_> = l.replies().into_iter().map(|r| r.0).collect();
+    assert_eq!(texts, vec!["Session cleared."]);
+    assert_eq!(l.continuation(), None);
+    assert!(l.prompts.lock().unwrap().is_empty());
+}
+
+#[test]
+fn context_only_rows_wait_for_a_trigger_row() {
+    let (dir, ws) = Loop::session(&discord());
+    let l = Loop::start(dir, ws, None, false);
+    let mut ctx = chat("ctx", "background");
+    ctx.trigger = false;
+    l.insert(&[ctx]);
+    // The loop may poll in between; the context row must still wait for `go`.
+    l.insert(&[chat("go", "now")]);
+    l.wait_completed("go");
+    let l = l.finish();
+    assert_eq!(l.ack("ctx").as_deref(), Some("completed"));
+    let turns = std::fs::read_to_string(l.ws.join(".mock/turns.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(turns.lines().next().unwrap()).unwrap();
+    assert!(first["prompt"].as_str().unwrap().contains("background"));
+}
+
+#[test]
+fn command_follow_up_ends_query_and_mock_config_answers() {
+    let (dir, ws) = Loop::session(&discord());
+    let l = Loop::start(dir, ws, None, false);
+    l.insert(&[chat("m1", "hello")]);
+    l.wait_completed("m1");
+    l.insert(&[chat("m2", "/mock-config")]);
+    l.wait_completed("m2");
+    let l = l.finish();
+    let r = l.replies();
+    assert_eq!(r.len(), 2);
+    let cfg: serde_json::Value = serde_json::from_str(&r[1].0).unwrap();
+    assert_eq!(cfg["provider"], "mock");
+    assert_eq!(cfg["max_messages_per_prompt"], 10);
+    assert!(
+        cfg["system_prompt"]
+            .as_str()
+            .unwrap()
+            .contains("`discord-test`")
+    );
+}
+
+#[test]
+fn on_wake_rows_are_seen_by_the_first_poll_only() {
+    let (dir, ws) = Loop::session(&discord());
+    let pre = Loop {
+        _dir: dir,
+        ws,
+        stop: Arc::default(),
+        handle: None,
+        prompts: Arc::default(),
+    };
+    let mut wake = chat("w1", "wake note");
+    wake.on_wake = true;
+    pre.insert(&[wake]);
+    let Loop { _dir, ws, .. } = pre;
+    let l = Loop::start(_dir, ws, None, false);
+    l.wait_completed("w1");
+    let mut late = chat("w2", "late wake");
+    late.on_wake = true;
+    l.insert(&[late, chat("m3", "normal")]);
+    l.wait_completed("m3");
+    let l = l.finish();
+    assert_eq!(l.ack("w2"), None);
+}

@@ -1,0 +1,328 @@
+//! The `mock` provider (agent-runner.md §7.10) with one deliberate change (§13 item 31): its
+//! default reply is delivered. It answers the newest chat message (or task) with one
+//! `<message to="<origin>">echo: <text></message>` block, addressed to the destination the
+//! message came `from` (else the only destination named in the system prompt).
+//!
+//! For tests it records every turn as one JSON line in `<workspace>/.mock/turns.jsonl` (prompt
+//! plus configuration), and a chat text of exactly `/mock-config` (or containing `!config`) is
+//! answered with that configuration JSON instead of the echo.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::sync::LazyLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use regex::Regex;
+use serde_json::json;
+
+use super::{AgentQuery, Next, Provider, ProviderEvent, ProviderOptions, QueryInput, idle};
+
+/// A custom reply function for tests: `Err` makes the query fail with that message.
+pub type Responder = Box<dyn FnMut(&str) -> Result<String, String>>;
+
+/// The mock provider.
+pub struct MockProvider {
+    options: ProviderOptions,
+    responder: Option<std::rc::Rc<std::cell::RefCell<Responder>>>,
+}
+
+impl MockProvider {
+    /// The default (echoing) mock.
+    pub fn new(options: ProviderOptions) -> Self {
+        MockProvider {
+            options,
+            responder: None,
+        }
+    }
+
+    /// A mock answering with `f` instead of the echo.
+    pub fn with_responder(options: ProviderOptions, f: Responder) -> Self {
+        MockProvider {
+            options,
+            responder: Some(std::rc::Rc::new(std::cell::RefCell::new(f))),
+        }
+    }
+}
+
+impl Provider for MockProvider {
+    fn supports_native_slash_commands(&self) -> bool {
+        false
+    }
+
+    fn query(&mut self, input: QueryInput) -> Box<dyn AgentQuery> {
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        let mut q = MockQuery {
+            options: self.options.clone(),
+            system_prompt: input.system_prompt,
+            responder: self.responder.clone(),
+            queue: VecDeque::new(),
+            ended: false,
+        };
+        q.queue.push_back(Next::Event(ProviderEvent::Activity));
+        q.queue.push_back(Next::Event(ProviderEvent::Init {
+            continuation: format!("mock-session-{ms}"),
+        }));
+        q.queue.push_back(Next::Event(ProviderEvent::Activity));
+        q.answer(&input.prompt);
+        Box::new(q)
+    }
+
+    fn is_session_invalid(&self, _message: &str) -> bool {
+        false
+    }
+}
+
+struct MockQuery {
+    options: ProviderOptions,
+    system_prompt: String,
+    responder: Option<std::rc::Rc<std::cell::RefCell<Responder>>>,
+    queue: VecDeque<Next>,
+    ended: bool,
+}
+
+impl MockQuery {
+    fn answer(&mut self, prompt: &str) {
+        self.record(prompt);
+        let reply = match &self.responder {
+            Some(f) => (f.borrow_mut())(prompt),
+            None => Ok(default_reply(
+                prompt,
+                &self.system_prompt,
+                &self.config_json(),
+            )),
+        };
+        self.queue.push_back(match reply {
+            Ok(text) => Next::Event(ProviderEvent::Result { text: Some(text) }),
+            Err(message) => Next::Failed(message),
+        });
+    }
+
+    fn config_json(&self) -> serde_json::Value {
+        let o = &self.options;
+        json!({
+            "provider": o.provider,
+            "model": o.model,
+            "effort": o.effort,
+            "assistant_name": o.assistant_name,
+            "max_messages_per_prompt": o.max_messages_per_prompt,
+            "system_prompt": self.system_prompt,
+        })
+    }
+
+    /// Appends the turn to `.mock/turns.jsonl`; best effort (a test double must not fail turns).
+    fn record(&self, prompt: &str) {
+        if self.options.workspace.as_os_str().is_empty() {
+            return;
+        }
+        let dir = self.options.workspace.join(".mock");
+        let mut line = self.config_json();
+        line["prompt"] = json!(prompt);
+        let _ = std::fs::create_dir_all(&dir);
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("turns.jsonl"))
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
+
+impl AgentQuery for MockQuery {
+    fn push(&mut self, text: &str) {
+        if !self.ended {
+            self.answer(text);
+        }
+    }
+
+    fn end(&mut self) {
+        self.ended = true;
+    }
+
+    fn next_event(&mut self, wait: Duration) -> Next {
+        match self.queue.pop_front() {
+            Some(next) => next,
+            None if self.ended => Next::Done,
+            None => idle(wait),
+        }
+    }
+}
+
+static MESSAGE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"<message((?:\s+[a-z_]+="[^"]*")*)>((?s:.*?))</message>"#).expect("valid regex")
+});
+static TASK: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"<task((?:\s+[a-z_]+="[^"]*")*)>((?s:.*?))</task>"#).expect("valid regex")
+});
+static QUOTED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?s)^\n  <quoted_message[^>]*>.*?</quoted_message>\n").expect("valid regex")
+});
+static FROM: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r#"\sfrom="([^"]*)""#).expect("valid regex"));
+static ONLY_DEST: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"Your destination is `([^`]+)`").expect("valid regex"));
+
+fn unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&")
+}
+
+/// The echo reply: `(origin, text)` of the newest chat message, else of the last task.
+fn default_reply(prompt: &str, system_prompt: &str, config: &serde_json::Value) -> String {
+    let found = MESSAGE
+        .captures_iter(prompt)
+        .last()
+        .map(|c| (c[1].to_string(), QUOTED.replace(&c[2], "").to_string()))
+        .or_else(|| {
+            TASK.captures_iter(prompt).last().map(|c| {
+                let body = &c[2];
+                let text = body.rsplit("Instructions:\n").next().unwrap_or(body);
+                (c[1].to_string(), text.to_string())
+            })
+        });
+    let target = found.as_ref().and_then(|(attrs, _)| {
+        FROM.captures(attrs)
+            .map(|c| unescape(&c[1]))
+            .filter(|f| !f.starts_with("unknown:"))
+            .or_else(|| ONLY_DEST.captures(system_prompt).map(|c| c[1].to_string()))
+    });
+    match (found, target) {
+        (Some((_, text)), Some(to)) => {
+            let text = unescape(&text);
+            let body = if text.trim() == "/mock-config" || text.contains("!config") {
+                // `<`/`>` escaped so the JSON cannot close the block early.
+                config
+                    .to_string()
+                    .replace('<', "\\u003c")
+                    .replace('>', "\\u003e")
+            } else {
+                format!("echo: {text}")
+            };
+            format!("<message to=\"{to}\">{body}</message>")
+        }
+        _ => format!(
+            "Mock response to: {}",
+            prompt.chars().take(100).collect::<String>()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(q: &mut dyn AgentQuery) -> Vec<Next> {
+        let mut out = Vec::new();
+        loop {
+            match q.next_event(Duration::ZERO) {
+                Next::Idle => return out,
+                Next::Done => {
+                    out.push(Next::Done);
+                    return out;
+                }
+                n => out.push(n),
+            }
+        }
+    }
+
+    fn results(ev: &[Next]) -> Vec<String> {
+        ev.iter()
+            .filter_map(|n| match n {
+                Next::Event(ProviderEvent::Result { text }) => text.clone(),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn produces_init_then_result() {
+        let mut p = MockProvider::with_responder(
+            ProviderOptions::default(),
+            Box::new(|p| Ok(format!("Echo: {p}"))),
+        );
+        let mut q = p.query(QueryInput {
+            prompt: "Hello".into(),
+            ..QueryInput::default()
+        });
+        let ev = events(q.as_mut());
+        let kinds: Vec<_> = ev
+            .iter()
+            .filter(|n| !matches!(n, Next::Event(ProviderEvent::Activity)))
+            .collect();
+        assert!(
+            matches!(kinds[0], Next::Event(ProviderEvent::Init { continuation }) if continuation.starts_with("mock-session-"))
+        );
+        assert_eq!(results(&ev), vec!["Echo: Hello"]);
+    }
+
+    #[test]
+    fn handles_push_during_active_query_then_ends() {
+        let mut p = MockProvider::with_responder(
+            ProviderOptions::default(),
+            Box::new(|p| Ok(format!("Re: {p}"))),
+        );
+        let mut q = p.query(QueryInput {
+            prompt: "First".into(),
+            ..QueryInput::default()
+        });
+        q.push("Second");
+        q.end();
+        let ev = events(q.as_mut());
+        assert_eq!(results(&ev), vec!["Re: First", "Re: Second"]);
+        assert_eq!(ev.last(), Some(&Next::Done));
+    }
+
+    #[test]
+    fn default_reply_echoes_to_origin() {
+        let prompt = "<context timezone=\"UTC\" />\n<messages>\n<message id=\"2\" from=\"a\" sender=\"X\" time=\"t\">one</message>\n<message id=\"4\" from=\"b\" sender=\"Y\" time=\"t\">\n  <quoted_message from=\"Z\">q</quoted_message>\nA &amp; B</message>\n</messages>";
+        assert_eq!(
+            default_reply(prompt, "", &json!({})),
+            "<message to=\"b\">echo: A & B</message>"
+        );
+    }
+
+    #[test]
+    fn default_reply_falls_back_to_only_destination_and_tasks() {
+        let prompt =
+            "<context timezone=\"UTC\" />\n<task time=\"t\">Instructions:\nwater plants</task>";
+        assert_eq!(
+            default_reply(prompt, "Your destination is `casa`.", &json!({})),
+            "<message to=\"casa\">echo: water plants</message>"
+        );
+        assert!(
+            default_reply("<system>x</system>", "", &json!({})).starts_with("Mock response to: ")
+        );
+    }
+
+    #[test]
+    fn config_reply_and_turn_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = MockProvider::new(ProviderOptions {
+            provider: "mock".into(),
+            model: Some("m-1".into()),
+            max_messages_per_prompt: 7,
+            workspace: dir.path().to_path_buf(),
+            ..ProviderOptions::default()
+        });
+        let mut q = p.query(QueryInput {
+            prompt: "<message from=\"a\" sender=\"X\" time=\"t\">/mock-config</message>".into(),
+            system_prompt: "<message to=\"name\">…</message>".into(),
+            ..QueryInput::default()
+        });
+        let reply = results(&events(q.as_mut())).remove(0);
+        let parsed = crate::output::parse(&reply);
+        assert_eq!(parsed.blocks.len(), 1);
+        let cfg: serde_json::Value = serde_json::from_str(&parsed.blocks[0].body).unwrap();
+        assert_eq!(cfg["model"], "m-1");
+        assert_eq!(cfg["provider"], "mock");
+        let log = std::fs::read_to_string(dir.path().join(".mock/turns.jsonl")).unwrap();
+        let line: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+        assert_eq!(line["max_messages_per_prompt"], 7);
+        assert!(line["prompt"].as_str().unwrap().contains("/mock-config"));
+    }
+}
