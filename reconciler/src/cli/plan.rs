@@ -1,13 +1,108 @@
-//! `nanoclaw plan` (placeholder until its issue lands).
+//! `nanoclaw plan`: show what `apply` would change in the central DB and what each change does
+//! to running agents. Never creates or writes the DB. Also holds the loading steps `apply`
+//! shares (manifests, current state, the empty-manifest guard).
 
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
 use clap::Args;
 
 use super::{Ctx, Status};
+use crate::plan::saved::SavedPlan;
+use crate::plan::{self, Current, Options, Plan};
+use crate::state::State;
 
-/// Not implemented yet.
+/// Show what `apply` would change: summary first, then each resource's field changes, their
+/// effect on running agents (none, restart, recreate, rebuild) and any drift.
+///
+/// Example: nanoclaw plan manifests --detailed-exitcode
 #[derive(Debug, Args)]
-pub struct PlanArgs {}
+pub struct PlanArgs {
+    /// Manifest directory.
+    #[arg(default_value = "manifests", value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Also delete configuration made at runtime (paired users, auto-created chats, …) that
+    /// the manifests do not list.
+    #[arg(long)]
+    pub prune: bool,
+    /// Allow a manifest set with no resources to delete every managed resource.
+    #[arg(long)]
+    pub allow_empty: bool,
+    /// Print the plan as versioned JSON (docs/plan-format.md).
+    #[arg(long)]
+    pub json: bool,
+    /// Exit 0 when there are no changes, 2 when there are, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Save the plan to FILE for `apply --plan FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
 
-pub fn run(_args: PlanArgs, _ctx: &Ctx) -> anyhow::Result<Status> {
-    anyhow::bail!("`nanoclaw plan` is not implemented yet")
+pub fn run(args: PlanArgs, ctx: &Ctx) -> anyhow::Result<Status> {
+    let Some(loaded) = load_manifests(&args.dir)? else {
+        return Ok(Status::Invalid);
+    };
+    let current = read_current_readonly(ctx)?;
+    let options = Options { prune: args.prune };
+    let plan = plan::diff_with(&loaded.state, &current, options);
+    guard_empty(&loaded.state, &plan, args.allow_empty)?;
+    if args.json {
+        let json = plan::json::to_json(&plan, &loaded.digest);
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        print!("{}", plan::render::render(&plan, ctx.color));
+    }
+    if let Some(out) = &args.out {
+        SavedPlan::new(&plan, &loaded.state, &current, &loaded.digest, options).write(out)?;
+        if !args.json {
+            println!(
+                "\nSaved the plan to {}; run `nanoclaw apply --plan {}` to apply exactly it.",
+                out.display(),
+                out.display()
+            );
+        }
+    }
+    Ok(if args.detailed_exitcode && !plan.is_empty() {
+        Status::Changes
+    } else {
+        Status::Ok
+    })
+}
+
+/// Manifests loaded and validated: the desired state and its digest.
+pub(crate) struct Loaded {
+    pub state: State,
+    pub digest: String,
+}
+
+/// Loads `dir`; prints the diagnostics and returns `None` when they contain errors.
+pub(crate) fn load_manifests(dir: &Path) -> anyhow::Result<Option<Loaded>> {
+    anyhow::bail!(
+        "cannot load `{}`: the manifest loader is not available in this build yet",
+        dir.display()
+    )
+}
+
+/// The DB's configuration, read-only; an absent DB is empty (plan never creates it).
+pub(crate) fn read_current_readonly(ctx: &Ctx) -> anyhow::Result<Current> {
+    let path = ctx.paths.db();
+    if !path.exists() {
+        return Ok(Current::default());
+    }
+    let conn =
+        crate::db::open_readonly(&path).with_context(|| format!("opening `{}`", path.display()))?;
+    Ok(plan::current::read(&conn)?)
+}
+
+/// Refuses a plan that deletes everything because the manifest set is empty.
+pub(crate) fn guard_empty(desired: &State, plan: &Plan, allow_empty: bool) -> anyhow::Result<()> {
+    let n_deletes = plan.deletes().len();
+    if desired.is_empty() && n_deletes > 0 && !allow_empty {
+        anyhow::bail!(
+            "the manifests define no resources, so this would delete all {n_deletes} resources \
+             in the DB; pass `--allow-empty` if that is what you want"
+        );
+    }
+    Ok(())
 }

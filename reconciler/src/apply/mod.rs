@@ -1,0 +1,265 @@
+//! Apply: make the central DB match a plan, all or nothing.
+//!
+//! Every write happens in ONE `BEGIN IMMEDIATE` transaction: deletes first (children before
+//! parents), then creates and updates (parents before children), then the bookkeeping — the
+//! last-applied spec of each resource (`managed_resources`, for drift), the generation, a row of
+//! `apply_history`, and the `pending_effects` the runtime acts on (strongest effect wins). An
+//! error anywhere rolls everything back. The apply lock ([`lock`]) keeps applies from
+//! interleaving. This module decides nothing: the plan says what to write.
+
+pub mod lock;
+mod write;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::plan::effect::Effect;
+use crate::plan::{self, Action, Current, Plan};
+use crate::state::State;
+
+pub use self::lock::{ApplyLock, acquire as lock};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("apply is locked by pid {pid} since {since}")]
+    Locked { pid: String, since: String },
+    #[error("cannot use the apply lock `{path}`")]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the DB changed since the plan was made: {why}; run plan again")]
+    Stale { why: String },
+    #[error("writing `{address}`")]
+    Write {
+        address: String,
+        source: rusqlite::Error,
+    },
+    #[error("reading the DB")]
+    Read(#[from] plan::current::ReadError),
+    #[error(transparent)]
+    Db(#[from] rusqlite::Error),
+}
+
+/// What the history row records besides the plan itself.
+#[derive(Clone, Debug, Default)]
+pub struct Meta {
+    pub manifest_digest: String,
+    /// `git rev-parse HEAD` of the manifest dir (`-dirty` when it has changes), if in git.
+    pub git_commit: Option<String>,
+}
+
+/// The generation an apply produced (unchanged when the plan was empty).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub generation: i64,
+    pub changed: bool,
+}
+
+/// Writes `plan` (computed from `desired` against `expected`) in one transaction. Refuses when
+/// the DB no longer matches `expected` (someone wrote between plan and apply).
+pub fn apply(
+    conn: &mut Connection,
+    desired: &State,
+    plan: &Plan,
+    expected: &Current,
+    meta: &Meta,
+) -> Result<Outcome, ApplyError> {
+    if plan.is_empty() {
+        return Ok(Outcome {
+            generation: plan.generation,
+            changed: false,
+        });
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let current = plan::current::read(&tx)?;
+    if current.generation != expected.generation {
+        return Err(ApplyError::Stale {
+            why: format!(
+                "generation {} → {}",
+                expected.generation, current.generation
+            ),
+        });
+    }
+    if current != *expected {
+        return Err(ApplyError::Stale {
+            why: "the configuration rows changed".to_string(),
+        });
+    }
+    let generation = current.generation + 1;
+    let now = jiff::Timestamp::now().to_string();
+    let writer = write::Writer::new(&tx, &now, generation);
+    for change in plan.changes.iter().rev() {
+        if change.action == Action::Delete
+            && let Some(resource) = current.state.get(&change.address)
+        {
+            writer
+                .delete(resource)
+                .map_err(|source| ApplyError::Write {
+                    address: change.address.to_string(),
+                    source,
+                })?;
+        }
+    }
+    for change in &plan.changes {
+        if let Some(resource) = desired.get(&change.address)
+            && change.action != Action::Delete
+        {
+            writer
+                .upsert(resource)
+                .map_err(|source| ApplyError::Write {
+                    address: change.address.to_string(),
+                    source,
+                })?;
+        }
+    }
+    record(&tx, plan, meta, generation, &now)?;
+    tx.commit()?;
+    Ok(Outcome {
+        generation,
+        changed: true,
+    })
+}
+
+const INSERT_HISTORY: &str = "INSERT INTO apply_history
+  (generation, applied_at, manifest_digest, git_commit, summary, plan_json)
+  VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+/// The generation, history and pending effects of an apply.
+fn record(
+    tx: &Connection,
+    plan: &Plan,
+    meta: &Meta,
+    generation: i64,
+    now: &str,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE reconcile_state SET generation = ?1 WHERE id = 1",
+        [generation],
+    )?;
+    let plan_json = plan::json::to_json(plan, &meta.manifest_digest).to_string();
+    tx.execute(
+        INSERT_HISTORY,
+        params![
+            generation,
+            now,
+            meta.manifest_digest,
+            meta.git_commit,
+            plan.summary().line(),
+            plan_json
+        ],
+    )?;
+    for effect in &plan.effects {
+        merge_effect(
+            tx,
+            &effect.agent,
+            effect.effect,
+            &effect.reasons,
+            generation,
+        )?;
+    }
+    Ok(())
+}
+
+/// Upserts one pending effect: the stronger of the pending and the new effect wins; reasons
+/// are merged (the runtime has not acted on the earlier ones yet).
+fn merge_effect(
+    tx: &Connection,
+    agent: &str,
+    effect: Effect,
+    reasons: &[String],
+    generation: i64,
+) -> rusqlite::Result<()> {
+    let pending: Option<(String, String)> = tx
+        .query_row(
+            "SELECT effect, reasons FROM pending_effects WHERE agent_group_id = ?1",
+            [agent],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    let mut merged: Vec<String> = Vec::new();
+    let mut strongest = effect;
+    if let Some((old_effect, old_reasons)) = pending {
+        if let Some(old) = Effect::parse(&old_effect) {
+            strongest = strongest.max(old);
+        }
+        merged = serde_json::from_str(&old_reasons).unwrap_or_default();
+    }
+    for reason in reasons {
+        if !merged.contains(reason) {
+            merged.push(reason.clone());
+        }
+    }
+    let reasons_json = serde_json::to_string(&merged).unwrap_or_else(|_| "[]".to_string());
+    tx.execute(
+        "INSERT INTO pending_effects (agent_group_id, effect, reasons, generation)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (agent_group_id) DO UPDATE SET
+           effect = excluded.effect, reasons = excluded.reasons, generation = excluded.generation",
+        params![agent, strongest.as_str(), reasons_json, generation],
+    )?;
+    Ok(())
+}
+
+/// The manifest dir's git commit (`<sha>` or `<sha>-dirty`), or `None` outside git.
+pub fn git_commit(dir: &Path) -> Option<String> {
+    let head = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["rev-parse", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|output| output.status.success())?;
+    let sha = String::from_utf8_lossy(&head.stdout).trim().to_string();
+    let status = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["status", "--porcelain", "."])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if status.stdout.iter().any(|byte| !byte.is_ascii_whitespace()) {
+        Some(format!("{sha}-dirty"))
+    } else {
+        Some(sha)
+    }
+}
+
+/// One row of `nanoclaw history`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct HistoryEntry {
+    pub generation: i64,
+    pub applied_at: String,
+    pub git_commit: Option<String>,
+    pub manifest_digest: String,
+    pub summary: String,
+}
+
+/// Every apply, newest first.
+pub fn history(conn: &Connection) -> rusqlite::Result<Vec<HistoryEntry>> {
+    let mut statement = conn.prepare(
+        "SELECT generation, applied_at, git_commit, manifest_digest, summary
+         FROM apply_history ORDER BY generation DESC",
+    )?;
+    let rows = statement.query_map([], |row| {
+        Ok(HistoryEntry {
+            generation: row.get(0)?,
+            applied_at: row.get(1)?,
+            git_commit: row.get(2)?,
+            manifest_digest: row.get(3)?,
+            summary: row.get(4)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Pending effects by agent (for tests and `run`).
+pub fn pending_effects(conn: &Connection) -> rusqlite::Result<BTreeMap<String, (String, String)>> {
+    let mut statement =
+        conn.prepare("SELECT agent_group_id, effect, reasons FROM pending_effects")?;
+    let rows = statement.query_map([], |row| Ok((row.get(0)?, (row.get(1)?, row.get(2)?))))?;
+    rows.collect()
+}

@@ -1,0 +1,391 @@
+//! The current configuration, read from the central DB: every config row (managed or made at
+//! runtime) as a [`State`], which addresses the manifests own, and the last-applied spec of
+//! each (for drift).
+//!
+//! Reads only; one bulk query per table (no per-row queries: a 1,000-agent fleet plans in
+//! milliseconds). The row ↔ resource mapping is the mirror of `crate::apply`'s writes; the
+//! JSON column shapes (`additional_mounts` in camelCase) follow host.md §1.2.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+
+use crate::state::{
+    Address, Agent, Channel, CliScope, Destination, DestinationTarget, EngageMode,
+    IgnoredMessagePolicy, Member, Mount, Resource, Role, RoleKind, SenderScope, SessionMode,
+    Skills, State, UnknownSenderPolicy, User, Wiring,
+};
+
+/// What the DB holds now.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Current {
+    /// Every config row as a resource, managed or not.
+    pub state: State,
+    /// Addresses whose rows have `managed_by = 'manifest'`.
+    pub managed: BTreeSet<Address>,
+    /// The last-applied spec of each managed address (`managed_resources.spec_json`).
+    pub specs: BTreeMap<Address, Resource>,
+    /// `reconcile_state.generation` (0 for a DB that does not exist yet).
+    pub generation: i64,
+}
+
+/// A row that does not map to a resource.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("reading the central DB")]
+    Db(#[from] rusqlite::Error),
+    #[error("`{address}`: column `{column}` holds invalid JSON")]
+    Json {
+        address: Address,
+        column: &'static str,
+        source: serde_json::Error,
+    },
+    #[error("`{address}`: column `{column}` holds unknown value `{value}`")]
+    Value {
+        address: Address,
+        column: &'static str,
+        value: String,
+    },
+}
+
+/// The `additional_mounts` JSON element (v2 shape).
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MountRow {
+    pub host_path: String,
+    #[serde(default)]
+    pub container_path: Option<String>,
+    #[serde(default)]
+    pub readonly: Option<bool>,
+}
+
+impl Current {
+    /// A digest of everything the plan depends on (pins saved plans to this DB state).
+    pub fn digest(&self) -> String {
+        super::digest_of(self)
+    }
+}
+
+/// Reads the whole configuration.
+pub fn read(conn: &Connection) -> Result<Current, ReadError> {
+    let mut current = Current {
+        generation: crate::db::generation(conn)?,
+        ..Current::default()
+    };
+    read_agents(conn, &mut current)?;
+    read_channels(conn, &mut current)?;
+    read_wirings(conn, &mut current)?;
+    read_users(conn, &mut current)?;
+    read_roles(conn, &mut current)?;
+    read_members(conn, &mut current)?;
+    read_destinations(conn, &mut current)?;
+    read_specs(conn, &mut current)?;
+    Ok(current)
+}
+
+fn add(current: &mut Current, resource: Resource, managed_by: Option<String>) {
+    let address = resource.address();
+    if managed_by.as_deref() == Some("manifest") {
+        current.managed.insert(address);
+    }
+    current.state.insert(resource);
+}
+
+fn json<T: serde::de::DeserializeOwned>(
+    address: &Address,
+    column: &'static str,
+    text: Option<String>,
+    default: T,
+) -> Result<T, ReadError> {
+    match text {
+        None => Ok(default),
+        Some(text) => serde_json::from_str(&text).map_err(|source| ReadError::Json {
+            address: address.clone(),
+            column,
+            source,
+        }),
+    }
+}
+
+fn parse<T: Copy>(
+    address: &Address,
+    column: &'static str,
+    text: &str,
+    all: &[T],
+    as_str: fn(T) -> &'static str,
+) -> Result<T, ReadError> {
+    all.iter()
+        .copied()
+        .find(|value| as_str(*value) == text)
+        .ok_or_else(|| ReadError::Value {
+            address: address.clone(),
+            column,
+            value: text.to_string(),
+        })
+}
+
+const SELECT_AGENTS: &str = "SELECT g.id, g.managed_by, g.agent_provider, c.agent_group_id,
+  c.provider, c.model, c.effort, c.image_tag, c.assistant_name, c.max_messages_per_prompt,
+  c.cli_scope, c.instructions, c.skills, c.mcp_servers, c.packages_apt, c.packages_npm,
+  c.additional_mounts
+FROM agent_groups g LEFT JOIN container_configs c ON c.agent_group_id = g.id";
+
+fn read_agents(conn: &Connection, current: &mut Current) -> Result<(), ReadError> {
+    let mut statement = conn.prepare(SELECT_AGENTS)?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let name: String = row.get(0)?;
+        let address = Address::new(crate::state::Kind::Agent, name.clone());
+        let has_config = row.get::<_, Option<String>>(3)?.is_some();
+        let provider: Option<String> = row.get(4)?;
+        let legacy_provider: Option<String> = row.get(2)?;
+        let cli_scope: Option<String> = row.get(10)?;
+        let cli_scope = match cli_scope {
+            Some(text) => parse(
+                &address,
+                "cli_scope",
+                &text,
+                &[CliScope::Disabled, CliScope::Group, CliScope::Global],
+                CliScope::as_str,
+            )?,
+            None => CliScope::default(),
+        };
+        let mounts: Vec<MountRow> = json(&address, "additional_mounts", row.get(16)?, Vec::new())?;
+        let agent = Agent {
+            name,
+            assistant_name: row.get(8)?,
+            provider: if has_config {
+                provider
+            } else {
+                legacy_provider
+            },
+            model: row.get(5)?,
+            effort: row.get(6)?,
+            image: row.get(7)?,
+            max_messages_per_prompt: row.get(9)?,
+            cli_scope,
+            instructions: row.get(11)?,
+            skills: json(&address, "skills", row.get(12)?, Skills::All)?,
+            mcp_servers: json(&address, "mcp_servers", row.get(13)?, BTreeMap::new())?,
+            packages: crate::state::Packages {
+                apt: json(&address, "packages_apt", row.get(14)?, Vec::new())?,
+                npm: json(&address, "packages_npm", row.get(15)?, Vec::new())?,
+            },
+            mounts: mounts.into_iter().map(mount_of).collect(),
+        };
+        add(current, Resource::Agent(agent), row.get(1)?);
+    }
+    Ok(())
+}
+
+fn mount_of(row: MountRow) -> Mount {
+    let container_path = row.container_path.unwrap_or_else(|| {
+        std::path::Path::new(&row.host_path)
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
+    Mount {
+        host_path: row.host_path,
+        container_path,
+        readonly: row.readonly.unwrap_or(true),
+    }
+}
+
+const SELECT_CHANNELS: &str = "SELECT id, channel_type, platform_id, name, is_group,
+  unknown_sender_policy, managed_by FROM messaging_groups";
+
+fn read_channels(conn: &Connection, current: &mut Current) -> Result<(), ReadError> {
+    let mut statement = conn.prepare(SELECT_CHANNELS)?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let name: String = row.get(0)?;
+        let address = Address::new(crate::state::Kind::Channel, name.clone());
+        let policy: String = row.get(5)?;
+        let channel = Channel {
+            name,
+            channel_type: row.get(1)?,
+            platform_id: row.get(2)?,
+            display_name: row.get(3)?,
+            is_group: row.get(4)?,
+            unknown_sender_policy: parse(
+                &address,
+                "unknown_sender_policy",
+                &policy,
+                &[
+                    UnknownSenderPolicy::Strict,
+                    UnknownSenderPolicy::RequestApproval,
+                    UnknownSenderPolicy::Public,
+                ],
+                UnknownSenderPolicy::as_str,
+            )?,
+        };
+        add(current, Resource::Channel(channel), row.get(6)?);
+    }
+    Ok(())
+}
+
+const SELECT_WIRINGS: &str = "SELECT messaging_group_id, agent_group_id, engage_mode,
+  engage_pattern, sender_scope, ignored_message_policy, session_mode, priority, managed_by
+FROM messaging_group_agents";
+
+fn read_wirings(conn: &Connection, current: &mut Current) -> Result<(), ReadError> {
+    let mut statement = conn.prepare(SELECT_WIRINGS)?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let channel: String = row.get(0)?;
+        let agent: String = row.get(1)?;
+        let address = Address::new(crate::state::Kind::Wiring, format!("{channel}/{agent}"));
+        let (engage, scope, ignored, session): (String, String, String, String) =
+            (row.get(2)?, row.get(4)?, row.get(5)?, row.get(6)?);
+        let wiring = Wiring {
+            channel,
+            agent,
+            engage_mode: parse(
+                &address,
+                "engage_mode",
+                &engage,
+                &[
+                    EngageMode::Pattern,
+                    EngageMode::Mention,
+                    EngageMode::MentionSticky,
+                ],
+                EngageMode::as_str,
+            )?,
+            engage_pattern: row.get(3)?,
+            sender_scope: parse(
+                &address,
+                "sender_scope",
+                &scope,
+                &[SenderScope::All, SenderScope::Known],
+                SenderScope::as_str,
+            )?,
+            ignored_message_policy: parse(
+                &address,
+                "ignored_message_policy",
+                &ignored,
+                &[IgnoredMessagePolicy::Drop, IgnoredMessagePolicy::Accumulate],
+                IgnoredMessagePolicy::as_str,
+            )?,
+            session_mode: parse(
+                &address,
+                "session_mode",
+                &session,
+                &[
+                    SessionMode::Shared,
+                    SessionMode::PerThread,
+                    SessionMode::AgentShared,
+                ],
+                SessionMode::as_str,
+            )?,
+            priority: row.get(7)?,
+        };
+        add(current, Resource::Wiring(wiring), row.get(8)?);
+    }
+    Ok(())
+}
+
+fn read_users(conn: &Connection, current: &mut Current) -> Result<(), ReadError> {
+    let mut statement = conn.prepare("SELECT id, display_name, managed_by FROM users")?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let user = User {
+            id: row.get(0)?,
+            display_name: row.get(1)?,
+        };
+        add(current, Resource::User(user), row.get(2)?);
+    }
+    Ok(())
+}
+
+fn read_roles(conn: &Connection, current: &mut Current) -> Result<(), ReadError> {
+    let mut statement =
+        conn.prepare("SELECT user_id, role, agent_group_id, managed_by FROM user_roles")?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let user: String = row.get(0)?;
+        let role: String = row.get(1)?;
+        let address = Address::new(crate::state::Kind::Role, format!("{user}/{role}"));
+        let role = Role {
+            user,
+            role: parse(
+                &address,
+                "role",
+                &role,
+                &[RoleKind::Owner, RoleKind::Admin],
+                RoleKind::as_str,
+            )?,
+            agent: row.get(2)?,
+        };
+        add(current, Resource::Role(role), row.get(3)?);
+    }
+    Ok(())
+}
+
+fn read_members(conn: &Connection, current: &mut Current) -> Result<(), ReadError> {
+    let mut statement =
+        conn.prepare("SELECT user_id, agent_group_id, managed_by FROM agent_group_members")?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let member = Member {
+            user: row.get(0)?,
+            agent: row.get(1)?,
+        };
+        add(current, Resource::Member(member), row.get(2)?);
+    }
+    Ok(())
+}
+
+const SELECT_DESTINATIONS: &str = "SELECT agent_group_id, local_name, target_type, target_id,
+  managed_by FROM agent_destinations";
+
+fn read_destinations(conn: &Connection, current: &mut Current) -> Result<(), ReadError> {
+    let mut statement = conn.prepare(SELECT_DESTINATIONS)?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let agent: String = row.get(0)?;
+        let local_name: String = row.get(1)?;
+        let target_type: String = row.get(2)?;
+        let target_id: String = row.get(3)?;
+        let target = match target_type.as_str() {
+            "agent" => DestinationTarget::Agent(target_id),
+            "channel" => DestinationTarget::Channel(target_id),
+            other => {
+                return Err(ReadError::Value {
+                    address: Address::new(
+                        crate::state::Kind::Destination,
+                        format!("{agent}/{local_name}"),
+                    ),
+                    column: "target_type",
+                    value: other.to_string(),
+                });
+            }
+        };
+        let destination = Destination {
+            agent,
+            local_name,
+            target,
+        };
+        add(current, Resource::Destination(destination), row.get(4)?);
+    }
+    Ok(())
+}
+
+fn read_specs(conn: &Connection, current: &mut Current) -> Result<(), ReadError> {
+    let mut statement = conn.prepare("SELECT address, spec_json FROM managed_resources")?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let address: String = row.get(0)?;
+        let spec: String = row.get(1)?;
+        // A spec we cannot read (older format, hand edit) only loses drift detection.
+        let (Ok(address), Ok(resource)) = (
+            Address::try_from(address),
+            serde_json::from_str::<Resource>(&spec),
+        ) else {
+            continue;
+        };
+        current.specs.insert(address, resource);
+    }
+    Ok(())
+}

@@ -1,0 +1,308 @@
+//! The plan as text: the summary line first, then the agents affected, then one block per
+//! change (`+` create, `~` update/adopt, `-` delete) with per-field old → new, the effect and
+//! why, drift marked `!`, multi-line text as a unified diff, and unchanged fields collapsed.
+//!
+//! Returns a `String` (printing is `cli/`'s job). Colour is optional decoration: the text reads
+//! the same without it.
+
+use std::fmt::Write;
+
+use serde_json::Value;
+
+use super::effect::Effect;
+use super::{Action, Change, FieldChange, Plan};
+
+/// Renders `plan`; `color` adds ANSI colours to markers.
+pub fn render(plan: &Plan, color: bool) -> String {
+    let paint = Paint { color };
+    let mut out = String::new();
+    let summary = plan.summary();
+    if plan.is_empty() {
+        out.push_str(&summary.line());
+        out.push('\n');
+        return out;
+    }
+    let _ = writeln!(out, "{}", paint.bold(&summary.line()));
+    if !plan.effects.is_empty() {
+        out.push_str("\nAgents affected:\n");
+        let width = plan
+            .effects
+            .iter()
+            .map(|effect| effect.agent.len())
+            .max()
+            .unwrap_or(0);
+        for effect in &plan.effects {
+            let _ = writeln!(
+                out,
+                "  {:width$}  {:8}  {}",
+                effect.agent,
+                effect.effect.as_str(),
+                effect.reasons.join(", "),
+            );
+        }
+    }
+    for change in &plan.changes {
+        out.push('\n');
+        render_change(&mut out, change, paint);
+    }
+    out
+}
+
+/// `forces rebuild`, `restarts`, … as a plan comment.
+pub fn effect_phrase(effect: Effect) -> &'static str {
+    match effect {
+        Effect::None => "takes effect on the next message",
+        Effect::Restart => "restarts",
+        Effect::Recreate => "forces recreate",
+        Effect::Rebuild => "forces rebuild",
+    }
+}
+
+fn render_change(out: &mut String, change: &Change, paint: Paint) {
+    let marker = paint.action(change.action, change.action.symbol());
+    let adopt = if change.action == Action::Adopt {
+        " (adopt: created at runtime, now managed)"
+    } else {
+        ""
+    };
+    let _ = writeln!(
+        out,
+        "{marker} {}{adopt}  # {}: {}",
+        change.address,
+        effect_phrase(change.effect),
+        change.reasons.join(", ")
+    );
+    for field in &change.fields {
+        render_field(out, field, change.action, paint);
+    }
+    if change.unchanged > 0 && change.action != Action::Create {
+        let plural = if change.unchanged == 1 { "" } else { "s" };
+        let _ = writeln!(
+            out,
+            "    # ({} unchanged field{plural} hidden)",
+            change.unchanged
+        );
+    }
+}
+
+fn render_field(out: &mut String, field: &FieldChange, action: Action, paint: Paint) {
+    if field.drift {
+        let applied = field.applied.as_ref().map_or("null".to_string(), value);
+        let _ = writeln!(
+            out,
+            "    {} {}: the DB has {}, the last apply wrote {applied}; apply reverts it",
+            paint.drift("! drift:"),
+            field.path,
+            field.old.as_ref().map_or("null".to_string(), value),
+        );
+    }
+    let comment = if action == Action::Create {
+        String::new()
+    } else {
+        format!("  # {}: {}", effect_phrase(field.effect), field.why)
+    };
+    if let Some(diff) = text_diff(field.old.as_ref(), field.new.as_ref()) {
+        let _ = writeln!(out, "    {}:{comment}", field.path);
+        for line in diff.lines() {
+            let painted = match line.chars().next() {
+                Some('+') if !line.starts_with("+++") => paint.action(Action::Create, line),
+                Some('-') if !line.starts_with("---") => paint.action(Action::Delete, line),
+                _ => line.to_string(),
+            };
+            let _ = writeln!(out, "      {painted}");
+        }
+        return;
+    }
+    let new = field.new.as_ref().map_or("null".to_string(), value);
+    match (&field.old, action) {
+        (None, Action::Create) => {
+            let _ = writeln!(out, "    {}: {new}", field.path);
+        }
+        (old, _) => {
+            let old = old.as_ref().map_or("null".to_string(), value);
+            let _ = writeln!(out, "    {}: {old} → {new}{comment}", field.path);
+        }
+    }
+}
+
+/// A unified diff when either side is multi-line text.
+fn text_diff(old: Option<&Value>, new: Option<&Value>) -> Option<String> {
+    let text = |value: Option<&Value>| match value {
+        Some(Value::String(text)) => Some(text.clone()),
+        _ => None,
+    };
+    let (old_text, new_text) = (text(old), text(new));
+    let is_multiline = |text: &Option<String>| text.as_ref().is_some_and(|t| t.contains('\n'));
+    if !is_multiline(&old_text) && !is_multiline(&new_text) {
+        return None;
+    }
+    let old_text = old_text.unwrap_or_default();
+    let new_text = new_text.unwrap_or_default();
+    let diff = similar::TextDiff::from_lines(&old_text, &new_text);
+    Some(
+        diff.unified_diff()
+            .context_radius(2)
+            .header("old", "new")
+            .to_string(),
+    )
+}
+
+/// A JSON value on one line (strings quoted).
+fn value(value: &Value) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+#[derive(Clone, Copy)]
+struct Paint {
+    color: bool,
+}
+
+impl Paint {
+    fn wrap(self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    fn bold(self, text: &str) -> String {
+        self.wrap("1", text)
+    }
+
+    fn drift(self, text: &str) -> String {
+        self.wrap("35", text)
+    }
+
+    fn action(self, action: Action, text: &str) -> String {
+        let code = match action {
+            Action::Create => "32",
+            Action::Update | Action::Adopt => "33",
+            Action::Delete => "31",
+        };
+        self.wrap(code, text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use expect_test::{Expect, expect};
+
+    use super::*;
+    use crate::plan::{Current, diff, fixture};
+    use crate::state::{Kind, Resource, State, User};
+
+    #[track_caller]
+    fn check(desired: &State, current: &Current, expect: Expect) {
+        let text = render(&diff(desired, current), false);
+        expect.assert_eq(&text);
+    }
+
+    #[test]
+    fn no_changes_is_one_sentence() {
+        let state = fixture::state();
+        check(
+            &state,
+            &fixture::applied(&state),
+            expect![[r#"
+                No changes. The database matches the manifests.
+            "#]],
+        );
+    }
+
+    #[test]
+    fn creates_list_their_set_fields() {
+        let mut state = State::default();
+        state.insert(Resource::Agent(fixture::agent("andy")));
+        state.insert(Resource::Wiring(fixture::wiring("main", "andy")));
+        check(
+            &state,
+            &Current::default(),
+            expect![[r#"
+            Plan: 2 to add, 0 to change, 0 to destroy · 1 restart
+
+            Agents affected:
+              andy  restart   agent.andy: created
+
+            + agent.andy  # restarts: created
+                name: "andy"
+                provider: "mock"
+                cli_scope: "group"
+                instructions:
+                  --- old
+                  +++ new
+                  @@ -0,0 +1,2 @@
+                  +Be brief.
+                  +Answer in English.
+                skills: "all"
+                packages: {"apt":["git"],"npm":[]}
+
+            + wiring.main/andy  # takes effect on the next message: created
+                channel: "main"
+                agent: "andy"
+                engage_mode: "pattern"
+                engage_pattern: "."
+                sender_scope: "all"
+                ignored_message_policy: "drop"
+                session_mode: "shared"
+                priority: 0
+        "#]],
+        );
+    }
+
+    #[test]
+    fn updates_show_old_new_effects_diffs_and_drift() {
+        let state = fixture::state();
+        let mut current = fixture::applied(&state);
+        fixture::agent_mut(&mut current.state, "andy").model = Some("edited".into());
+        current.state.insert(Resource::User(User {
+            id: "telegram:99".into(),
+            display_name: None,
+        }));
+        let mut desired = state.clone();
+        let andy = fixture::agent_mut(&mut desired, "andy");
+        andy.packages.apt.push("curl".into());
+        andy.instructions = Some("Be brief.\nAnswer in French.\n".into());
+        desired
+            .resources
+            .retain(|address, _| address.kind != Kind::Destination);
+        check(
+            &desired,
+            &current,
+            expect![[r#"
+            Plan: 0 to add, 1 to change, 1 to destroy · 1 rebuild
+
+            Agents affected:
+              andy  rebuild   agent.andy: packages.apt
+
+            ~ agent.andy  # forces rebuild: packages.apt
+                ! drift: model: the DB has "edited", the last apply wrote null; apply reverts it
+                model: "edited" → null  # restarts: written to container.json at spawn
+                instructions:  # restarts: seeds CLAUDE.local.md when the agent's folder is initialised at spawn
+                  --- old
+                  +++ new
+                  @@ -1,2 +1,2 @@
+                   Be brief.
+                  -Answer in English.
+                  +Answer in French.
+                packages.apt: ["git"] → ["git","curl"]  # forces rebuild: apt packages are installed into the agent's own image
+                # (10 unchanged fields hidden)
+
+            - destination.andy/home  # restarts: deleted
+        "#]],
+        );
+    }
+
+    #[test]
+    fn colour_only_decorates() {
+        let state = fixture::state();
+        let plan = diff(&state, &Current::default());
+        let plain = render(&plan, false);
+        let coloured = render(&plan, true);
+        assert_ne!(plain, coloured);
+        let stripped = regex::Regex::new("\x1b\\[[0-9;]*m")
+            .unwrap()
+            .replace_all(&coloured, "");
+        assert_eq!(stripped, plain);
+    }
+}
