@@ -263,3 +263,170 @@ pub fn pending_effects(conn: &Connection) -> rusqlite::Result<BTreeMap<String, (
     let rows = statement.query_map([], |row| Ok((row.get(0)?, (row.get(1)?, row.get(2)?))))?;
     rows.collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{diff, fixture};
+
+    fn open() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::db::open(&dir.path().join("nanoclaw.db")).unwrap();
+        (dir, conn)
+    }
+
+    fn apply_state(conn: &mut Connection, desired: &State) -> Outcome {
+        let current = plan::current::read(conn).unwrap();
+        let plan = diff(desired, &current);
+        let meta = Meta {
+            manifest_digest: "d1".into(),
+            git_commit: None,
+        };
+        apply(conn, desired, &plan, &current, &meta).unwrap()
+    }
+
+    /// Every row of every config and bookkeeping table, as text.
+    fn dump(conn: &Connection) -> Vec<String> {
+        let tables = [
+            "agent_groups",
+            "container_configs",
+            "messaging_groups",
+            "messaging_group_agents",
+            "users",
+            "user_roles",
+            "agent_group_members",
+            "agent_destinations",
+            "reconcile_state",
+            "managed_resources",
+            "apply_history",
+            "pending_effects",
+        ];
+        let mut rows = Vec::new();
+        for table in tables {
+            let mut statement = conn.prepare(&format!("SELECT * FROM {table}")).unwrap();
+            let n_columns = statement.column_count();
+            let mut query = statement.query([]).unwrap();
+            while let Some(row) = query.next().unwrap() {
+                let values: Vec<String> = (0..n_columns)
+                    .map(|idx| format!("{:?}", row.get_ref(idx).unwrap()))
+                    .collect();
+                rows.push(format!("{table}: {}", values.join(" | ")));
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn applied_rows_read_back_as_the_desired_state() {
+        let (_dir, mut conn) = open();
+        let desired = fixture::state();
+        let outcome = apply_state(&mut conn, &desired);
+        assert_eq!(
+            outcome,
+            Outcome {
+                generation: 1,
+                changed: true
+            }
+        );
+        let current = plan::current::read(&conn).unwrap();
+        assert_eq!(current.state, desired);
+        assert_eq!(current.managed.len(), desired.len());
+        assert_eq!(current.specs, desired.resources);
+        assert!(diff(&desired, &current).is_empty());
+        let again = apply_state(&mut conn, &desired);
+        assert_eq!(
+            again,
+            Outcome {
+                generation: 1,
+                changed: false
+            }
+        );
+        let history = history(&conn).unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(
+            history[0].summary,
+            "Plan: 7 to add, 0 to change, 0 to destroy · 1 restart"
+        );
+    }
+
+    #[test]
+    fn a_failure_midway_leaves_the_db_unchanged() {
+        let (_dir, mut conn) = open();
+        // A chat made at runtime holds the platform id the manifest's channel wants, so the
+        // channel insert fails after the agent rows were already written.
+        conn.execute(
+            "INSERT INTO messaging_groups (id, channel_type, platform_id, created_at)
+             VALUES ('auto', 'cli', 'local', 'now')",
+            [],
+        )
+        .unwrap();
+        let before = dump(&conn);
+        let desired = fixture::state();
+        let current = plan::current::read(&conn).unwrap();
+        let plan = diff(&desired, &current);
+        let err = apply(&mut conn, &desired, &plan, &current, &Meta::default()).unwrap_err();
+        assert_eq!(err.to_string(), "writing `channel.main`");
+        assert_eq!(dump(&conn), before);
+        assert_eq!(crate::db::generation(&conn).unwrap(), 0);
+    }
+
+    #[test]
+    fn runtime_rows_are_adopted_in_place() {
+        let (_dir, mut conn) = open();
+        conn.execute(
+            "INSERT INTO users (id, kind, display_name, created_at) VALUES ('cli:me', 'cli', 'old', 'then')",
+            [],
+        )
+        .unwrap();
+        apply_state(&mut conn, &fixture::state());
+        let (name, managed, created): (String, Option<String>, String) = conn
+            .query_row(
+                "SELECT display_name, managed_by, created_at FROM users WHERE id = 'cli:me'",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (name.as_str(), managed.as_deref(), created.as_str()),
+            ("Me", Some("manifest"), "then")
+        );
+    }
+
+    #[test]
+    fn pending_effects_keep_the_strongest_and_merge_reasons() {
+        let (_dir, mut conn) = open();
+        let mut desired = fixture::state();
+        apply_state(&mut conn, &desired);
+        fixture::agent_mut(&mut desired, "andy").packages.npm = vec!["left-pad".into()];
+        apply_state(&mut conn, &desired);
+        fixture::agent_mut(&mut desired, "andy").model = Some("opus".into());
+        let outcome = apply_state(&mut conn, &desired);
+        assert_eq!(outcome.generation, 3);
+        let effects = pending_effects(&conn).unwrap();
+        assert_eq!(
+            effects["andy"],
+            (
+                "rebuild".to_string(),
+                r#"["agent.andy: created","destination.andy/home: created","agent.andy: packages.npm","agent.andy: model"]"#.to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn a_stale_current_is_refused() {
+        let (_dir, mut conn) = open();
+        let desired = fixture::state();
+        let current = plan::current::read(&conn).unwrap();
+        let plan = diff(&desired, &current);
+        conn.execute(
+            "INSERT INTO users (id, kind, created_at) VALUES ('cli:late', 'cli', 'now')",
+            [],
+        )
+        .unwrap();
+        let err = apply(&mut conn, &desired, &plan, &current, &Meta::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the DB changed since the plan was made: the configuration rows changed; run plan again"
+        );
+    }
+}

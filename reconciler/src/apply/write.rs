@@ -49,7 +49,7 @@ impl<'a> Writer<'a> {
         match resource {
             Resource::Agent(agent) => {
                 self.update_or_insert(
-                    "UPDATE agent_groups SET name = ?1, managed_by = 'manifest' WHERE id = ?1",
+                    "UPDATE agent_groups SET name = ?1, managed_by = 'manifest' WHERE id = ?1 AND ?2 = ?2",
                     "INSERT INTO agent_groups (id, name, folder, created_at, managed_by)
                      VALUES (?1, ?1, ?1, ?2, 'manifest')",
                     params![agent.name, self.now],
@@ -84,7 +84,7 @@ impl<'a> Writer<'a> {
             Resource::Channel(channel) => self.update_or_insert(
                 "UPDATE messaging_groups SET channel_type = ?2, platform_id = ?3, name = ?4,
                    is_group = ?5, unknown_sender_policy = ?6, managed_by = 'manifest'
-                 WHERE id = ?1",
+                 WHERE id = ?1 AND ?7 = ?7",
                 "INSERT INTO messaging_groups (id, channel_type, platform_id, name, is_group,
                    unknown_sender_policy, created_at, managed_by)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'manifest')",
