@@ -1,13 +1,75 @@
-//! `nanoclaw validate` (placeholder until its issue lands).
+//! `nanoclaw validate [DIR]`: load and check the manifests, print every problem or a summary.
+
+use std::path::PathBuf;
 
 use clap::Args;
 
 use super::{Ctx, Status};
+use crate::manifest;
 
-/// Not implemented yet.
+const AFTER_HELP: &str = "\
+Examples:
+  nanoclaw validate                    check ./manifests
+  nanoclaw validate ~/my-setup         check another directory
+  nanoclaw validate --json | jq .      machine-readable diagnostics";
+
+/// Check the manifests and list every error with its file, line and column.
+///
+/// Reads every `*.yaml`/`*.yml` file under DIR (hidden folders and editor temp files are
+/// skipped), validates names, references, enums, regexes, packages and mounts, and changes
+/// nothing. Exit code 0 when valid, 1 when not.
 #[derive(Debug, Args)]
-pub struct ValidateArgs {}
+#[command(after_help = AFTER_HELP)]
+pub struct ValidateArgs {
+    /// Directory holding the manifests.
+    #[arg(value_name = "DIR", default_value = "manifests")]
+    pub dir: PathBuf,
+    /// Print `{"valid", "diagnostics", "resources"}` as JSON on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn run(_args: ValidateArgs, _ctx: &Ctx) -> anyhow::Result<Status> {
-    anyhow::bail!("`nanoclaw validate` is not implemented yet")
+pub fn run(args: ValidateArgs, ctx: &Ctx) -> anyhow::Result<Status> {
+    let result = manifest::load(&args.dir);
+    if args.json {
+        let (valid, diagnostics, resources) = match &result {
+            Ok(manifests) => (true, Vec::new(), manifests.state.len()),
+            Err(diagnostics) => (false, diagnostics.clone(), 0),
+        };
+        let json = serde_json::json!({
+            "valid": valid,
+            "diagnostics": diagnostics,
+            "resources": resources,
+        });
+        println!("{}", serde_json::to_string_pretty(&json)?);
+        return Ok(if valid { Status::Ok } else { Status::Invalid });
+    }
+    match result {
+        Ok(manifests) => {
+            let tick = if ctx.color {
+                "\u{1b}[32m✓\u{1b}[0m "
+            } else {
+                ""
+            };
+            println!(
+                "{tick}{} in {} are valid",
+                plural(manifests.state.len(), "resource"),
+                plural(manifests.files.len(), "file")
+            );
+            Ok(Status::Ok)
+        }
+        Err(diagnostics) => {
+            eprint!("{}", manifest::render(&diagnostics));
+            eprintln!("\n{}", plural(diagnostics.len(), "error"));
+            Ok(Status::Invalid)
+        }
+    }
+}
+
+fn plural(count: usize, noun: &str) -> String {
+    if count == 1 {
+        format!("{count} {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
 }

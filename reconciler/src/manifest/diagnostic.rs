@@ -1,0 +1,153 @@
+//! `Diagnostic`: one problem in the manifests, with its location, and the human renderer.
+//!
+//! Bad input is data: loading and validation return every diagnostic at once. This module
+//! only formats them (STYLE.md §5); it must not print (the CLI does).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+/// One error in the manifests: where (file, 1-based line and column; 0 = the whole file),
+/// which resource and field, what is wrong and, when we can tell, how to fix it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    pub line: u32,
+    pub col: u32,
+    /// Address of the resource (`agent.andy`, `wiring.family/andy`), when known.
+    pub address: Option<String>,
+    /// Field path inside the resource (`engage_pattern`, `mounts[0].host_path`), when known.
+    pub field: Option<String>,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn new(file: &Path, line: u32, col: u32, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            file: file.to_path_buf(),
+            line,
+            col,
+            address: None,
+            field: None,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn address(mut self, address: impl Into<String>) -> Diagnostic {
+        self.address = Some(address.into());
+        self
+    }
+
+    pub fn field(mut self, field: impl Into<String>) -> Diagnostic {
+        self.field = Some(field.into());
+        self
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Diagnostic {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn hint_opt(mut self, hint: Option<String>) -> Diagnostic {
+        self.hint = hint;
+        self
+    }
+
+    /// `file:line:col` (or just `file` when the whole file is meant).
+    pub fn location(&self) -> String {
+        if self.line == 0 {
+            self.file.display().to_string()
+        } else {
+            format!("{}:{}:{}", self.file.display(), self.line, self.col)
+        }
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "error: {}: ", self.location())?;
+        if let Some(address) = &self.address {
+            write!(f, "{address}: ")?;
+        }
+        f.write_str(&self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, "\n\nhint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+/// All diagnostics as human text, one blank line between them (STYLE.md §5 format).
+pub fn render(diagnostics: &[Diagnostic]) -> String {
+    let mut out = String::new();
+    for (index, diagnostic) in diagnostics.iter().enumerate() {
+        if index > 0 {
+            out.push('\n');
+        }
+        out.push_str(&diagnostic.to_string());
+        out.push('\n');
+    }
+    out
+}
+
+/// "did you mean `x`?" for the closest candidate within a small edit distance, if any.
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
+    let limit = (word.chars().count() / 3).max(1) + 1;
+    candidates
+        .into_iter()
+        .map(|candidate| (edit_distance(word, candidate), candidate))
+        .filter(|(distance, _)| *distance <= limit)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| format!("did you mean `{candidate}`?"))
+}
+
+/// Levenshtein distance over chars.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, char_a) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, char_b) in b.iter().enumerate() {
+            let substitute = previous[j] + usize::from(char_a != *char_b);
+            current.push(substitute.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use expect_test::expect;
+
+    #[test]
+    fn renders_location_address_message_and_hint() {
+        let diagnostic = Diagnostic::new(
+            Path::new("manifests/agents.yaml"),
+            4,
+            3,
+            "unknown key `nmae`",
+        )
+        .address("agent.andy")
+        .hint_opt(did_you_mean("nmae", ["name", "model", "image"]));
+        expect![[r#"
+            error: manifests/agents.yaml:4:3: agent.andy: unknown key `nmae`
+
+            hint: did you mean `name`?
+        "#]]
+        .assert_eq(&render(&[diagnostic]));
+    }
+
+    #[test]
+    fn far_words_get_no_hint() {
+        assert_eq!(did_you_mean("zzzzzz", ["name", "model"]), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+}

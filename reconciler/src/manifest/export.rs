@@ -1,0 +1,195 @@
+//! `State` → manifest YAML in the shape `load` reads (used by `nanoclaw export`).
+//!
+//! The inverse of validation: defaults are omitted, destinations implied by a wiring are not
+//! written (loading adds them back), roles and memberships go into their user's document.
+//! Must round-trip: `load(to_yaml(state)) == state`.
+
+use std::collections::BTreeMap;
+
+use super::model::{
+    AgentDoc, ChannelDoc, DestinationDoc, McpServerDoc, MountDoc, PackagesDoc, RoleDoc,
+    ScopedRoleDoc, SkillsDoc, Sp, UserDoc, WiringDoc,
+};
+use crate::state::{
+    Agent, Channel, CliScope, DestinationTarget, EngageMode, IgnoredMessagePolicy, Resource,
+    RoleKind, SenderScope, SessionMode, Skills, State, UnknownSenderPolicy,
+};
+
+/// The state as manifest YAML: agents, then channels, then users, one document each.
+pub fn to_yaml(state: &State) -> String {
+    let mut agents: BTreeMap<String, AgentDoc> = BTreeMap::new();
+    let mut channels: BTreeMap<String, ChannelDoc> = BTreeMap::new();
+    let mut users: BTreeMap<String, UserDoc> = BTreeMap::new();
+    for resource in state.resources.values() {
+        match resource {
+            Resource::Agent(agent) => {
+                agents.insert(agent.name.clone(), agent_doc(agent));
+            }
+            Resource::Channel(channel) => {
+                channels.insert(channel.name.clone(), channel_doc(channel));
+            }
+            Resource::User(user) => {
+                let doc = user_doc(&user.id, &mut users);
+                doc.display_name = user.display_name.clone().map(Sp::bare);
+            }
+            _ => {}
+        }
+    }
+    for resource in state.resources.values() {
+        match resource {
+            Resource::Wiring(wiring) => {
+                if let Some(channel) = channels.get_mut(&wiring.channel) {
+                    let pattern = wiring.engage_pattern.clone().map(Sp::bare);
+                    channel.wirings.push(Sp::bare(WiringDoc {
+                        agent: Sp::bare(wiring.agent.clone()),
+                        engage_mode: non_default(wiring.engage_mode, EngageMode::as_str),
+                        engage_pattern: pattern,
+                        sender_scope: non_default(wiring.sender_scope, SenderScope::as_str),
+                        ignored_message_policy: non_default(
+                            wiring.ignored_message_policy,
+                            IgnoredMessagePolicy::as_str,
+                        ),
+                        session_mode: non_default(wiring.session_mode, SessionMode::as_str),
+                        priority: (wiring.priority != 0).then_some(wiring.priority),
+                    }));
+                }
+            }
+            Resource::Destination(destination) => {
+                let implied = matches!(&destination.target, DestinationTarget::Channel(channel)
+                    if *channel == destination.local_name
+                        && state.resources.values().any(|other| matches!(other,
+                            Resource::Wiring(wiring) if wiring.agent == destination.agent
+                                && wiring.channel == *channel)));
+                if implied {
+                    continue;
+                }
+                if let Some(agent) = agents.get_mut(&destination.agent) {
+                    let (to_agent, to_channel) = match &destination.target {
+                        DestinationTarget::Agent(name) => (Some(Sp::bare(name.clone())), None),
+                        DestinationTarget::Channel(name) => (None, Some(Sp::bare(name.clone()))),
+                    };
+                    agent.destinations.push(Sp::bare(DestinationDoc {
+                        name: Sp::bare(destination.local_name.clone()),
+                        agent: to_agent,
+                        channel: to_channel,
+                    }));
+                }
+            }
+            Resource::Role(role) => {
+                let doc = user_doc(&role.user, &mut users);
+                let entry = match (&role.agent, role.role) {
+                    (None, kind) => RoleDoc::Global(kind.as_str().to_string()),
+                    (Some(agent), kind) => RoleDoc::Scoped(ScopedRoleDoc {
+                        role: kind.as_str().to_string(),
+                        agent: Some(agent.clone()),
+                    }),
+                };
+                doc.roles.push(Sp::bare(entry));
+            }
+            Resource::Member(member) => {
+                let doc = user_doc(&member.user, &mut users);
+                doc.member_of.push(Sp::bare(member.agent.clone()));
+            }
+            _ => {}
+        }
+    }
+    let _ = RoleKind::Owner;
+    let mut documents = Vec::new();
+    documents.extend(agents.values().map(serialize));
+    documents.extend(channels.values().map(serialize));
+    documents.extend(users.values().map(serialize));
+    documents.join("---\n")
+}
+
+fn serialize<T: serde::Serialize>(doc: &T) -> String {
+    let text = serde_saphyr::to_string(doc).unwrap_or_default();
+    if text.ends_with('\n') {
+        text
+    } else {
+        format!("{text}\n")
+    }
+}
+
+fn non_default<T: Default + PartialEq + Copy>(
+    value: T,
+    as_str: fn(T) -> &'static str,
+) -> Option<Sp<String>> {
+    (value != T::default()).then(|| Sp::bare(as_str(value).to_string()))
+}
+
+fn user_doc<'a>(id: &str, users: &'a mut BTreeMap<String, UserDoc>) -> &'a mut UserDoc {
+    users.entry(id.to_string()).or_insert_with(|| UserDoc {
+        kind: Sp::bare("user".to_string()),
+        id: Sp::bare(id.to_string()),
+        display_name: None,
+        roles: Vec::new(),
+        member_of: Vec::new(),
+    })
+}
+
+fn agent_doc(agent: &Agent) -> AgentDoc {
+    let packages =
+        (!agent.packages.apt.is_empty() || !agent.packages.npm.is_empty()).then(|| PackagesDoc {
+            apt: agent.packages.apt.iter().cloned().map(Sp::bare).collect(),
+            npm: agent.packages.npm.iter().cloned().map(Sp::bare).collect(),
+        });
+    AgentDoc {
+        kind: Sp::bare("agent".to_string()),
+        name: Sp::bare(agent.name.clone()),
+        assistant_name: agent.assistant_name.clone().map(Sp::bare),
+        provider: agent.provider.clone().map(Sp::bare),
+        model: agent.model.clone().map(Sp::bare),
+        effort: agent.effort.clone().map(Sp::bare),
+        image: agent.image.clone().map(Sp::bare),
+        max_messages_per_prompt: agent.max_messages_per_prompt.map(Sp::bare),
+        cli_scope: non_default(agent.cli_scope, CliScope::as_str),
+        instructions: agent.instructions.clone().map(Sp::bare),
+        skills: match &agent.skills {
+            Skills::All => None,
+            Skills::List(names) => Some(Sp::bare(SkillsDoc::List(names.clone()))),
+        },
+        mcp_servers: agent
+            .mcp_servers
+            .iter()
+            .map(|(name, server)| {
+                let doc = McpServerDoc {
+                    command: server.command.clone(),
+                    args: server.args.clone(),
+                    env: server.env.clone(),
+                    url: server.url.clone(),
+                    instructions: server.instructions.clone(),
+                };
+                (name.clone(), Sp::bare(doc))
+            })
+            .collect(),
+        packages,
+        mounts: agent
+            .mounts
+            .iter()
+            .map(|mount| {
+                Sp::bare(MountDoc {
+                    host_path: Sp::bare(mount.host_path.clone()),
+                    container_path: Some(Sp::bare(mount.container_path.clone())),
+                    readonly: (!mount.readonly).then_some(false),
+                })
+            })
+            .collect(),
+        destinations: Vec::new(),
+    }
+}
+
+fn channel_doc(channel: &Channel) -> ChannelDoc {
+    ChannelDoc {
+        kind: Sp::bare("channel".to_string()),
+        name: Sp::bare(channel.name.clone()),
+        channel_type: Sp::bare(channel.channel_type.clone()),
+        platform_id: Sp::bare(channel.platform_id.clone()),
+        display_name: channel.display_name.clone().map(Sp::bare),
+        is_group: channel.is_group.then_some(true),
+        unknown_sender_policy: non_default(
+            channel.unknown_sender_policy,
+            UnknownSenderPolicy::as_str,
+        ),
+        wirings: Vec::new(),
+    }
+}
