@@ -3,3 +3,5 @@
 //! `support/`.
 
 mod support;
+
+mod containers;

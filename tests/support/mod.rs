@@ -181,3 +181,104 @@ pub fn docker() -> Option<()> {
     );
     None
 }
+
+/// Tag of the agent image the tests use (built once per test run by [`agent_image`]).
+pub const TEST_IMAGE: &str = "nanoclaw-agent:test";
+
+/// What the one image build of this test run printed.
+pub struct ImageBuilt {
+    pub tag: &'static str,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Builds [`TEST_IMAGE`] once per test run through the real binary (`nanoclaw image build`),
+/// after refreshing the static runner with cargo (a no-op when it is fresh). Parallel callers
+/// wait for the one build. Call only after [`docker`] returned `Some`.
+pub fn agent_image() -> &'static ImageBuilt {
+    static BUILT: std::sync::OnceLock<ImageBuilt> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = Command::new(env!("CARGO"))
+            .args(["build", "-p", "agent-runner", "--release", "--target"])
+            .arg("x86_64-unknown-linux-musl")
+            .current_dir(repo_root())
+            .output()
+            .expect("run cargo");
+        assert!(
+            cargo.status.success(),
+            "building the static agent-runner failed (needs `rustup target add x86_64-unknown-linux-musl` and musl-tools):\n{}",
+            String::from_utf8_lossy(&cargo.stderr)
+        );
+        let output = Command::new(BIN)
+            .args(["image", "build", "--tag", TEST_IMAGE])
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run nanoclaw image build");
+        let run = Run::from(output);
+        run.success();
+        ImageBuilt {
+            tag: TEST_IMAGE,
+            stdout: run.stdout,
+            stderr: run.stderr,
+        }
+    })
+}
+
+/// Removes every container labelled with one install slug when dropped (unless
+/// `NANOCLAW_TEST_KEEP=1`), so a failing Docker test leaves nothing behind.
+pub struct DockerGuard {
+    pub slug: String,
+}
+
+impl DockerGuard {
+    pub fn new(slug: &str) -> DockerGuard {
+        DockerGuard {
+            slug: slug.to_string(),
+        }
+    }
+
+    /// Names of containers (running or not) carrying `label=value`.
+    pub fn containers_with(label: &str) -> Vec<String> {
+        let output = Command::new("docker")
+            .args(["ps", "-a", "--format", "{{.Names}}", "--filter"])
+            .arg(format!("label={label}"))
+            .output()
+            .expect("docker ps");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// This install's containers (running or not).
+    pub fn containers(&self) -> Vec<String> {
+        DockerGuard::containers_with(&format!("nanoclaw.install={}", self.slug))
+    }
+}
+
+impl Drop for DockerGuard {
+    fn drop(&mut self) {
+        #[allow(clippy::disallowed_methods)] // tests read the debugging switch directly
+        let keep = matches!(
+            std::env::var("NANOCLAW_TEST_KEEP").as_deref(),
+            Ok("1" | "true")
+        );
+        if keep {
+            eprintln!(
+                "NANOCLAW_TEST_KEEP=1: keeping containers of install {}",
+                self.slug
+            );
+            return;
+        }
+        let names = self.containers();
+        if !names.is_empty() {
+            let _ = Command::new("docker")
+                .args(["rm", "-f"])
+                .args(&names)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}

@@ -145,11 +145,19 @@ fn locate_runner(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         .output()
         .context("cannot run `cargo` to build the agent-runner")?;
     let stderr = String::from_utf8_lossy(&output.stderr);
-    eprint!("{stderr}");
     if !output.status.success() {
+        let lines: Vec<&str> = stderr.lines().collect();
+        for line in &lines[lines.len().saturating_sub(40)..] {
+            eprintln!("{line}");
+        }
         if is_missing_target(&stderr) {
             anyhow::bail!(
                 "the Rust target {MUSL_TARGET} is not installed\n\nhint: run `rustup target add {MUSL_TARGET}`"
+            );
+        }
+        if stderr.contains("musl-gcc") {
+            anyhow::bail!(
+                "building the agent-runner needs a musl C compiler (for the bundled SQLite)\n\nhint: run `sudo apt-get install -y musl-tools`"
             );
         }
         anyhow::bail!("building the agent-runner failed ({})", output.status);

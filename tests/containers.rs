@@ -1,0 +1,255 @@
+//! Docker layer against the real daemon: the agent image build (offline), orphan cleanup that
+//! spares other installs, and the Runner's wake dedup, limit, stop and a message round trip.
+//!
+//! Every test is gated by `support::docker()`, gets its own install slug, and a `DockerGuard`
+//! removes that slug's containers on drop (`NANOCLAW_TEST_KEEP=1` keeps them).
+
+use std::process::Command;
+use std::time::Duration;
+
+use agent_runner::session_db::{self, DestinationRow, NewInbound};
+use reconciler::containers::{self, Runner, SpawnSpec};
+use reconciler::paths::Paths;
+
+use crate::support::{self, DockerGuard};
+
+/// One temporary install with an agent `andy` whose container.json selects the mock provider.
+struct Install {
+    /// Holds the temp folder until the test ends.
+    _root: tempfile::TempDir,
+    paths: Paths,
+}
+
+impl Install {
+    fn new() -> Install {
+        let root = tempfile::Builder::new()
+            .prefix("nanoclaw-containers-")
+            .tempdir()
+            .expect("tempdir");
+        let paths = Paths::new(root.path().join("data"));
+        let group = paths.group("andy");
+        std::fs::create_dir_all(&group).expect("group dir");
+        std::fs::write(
+            group.join("container.json"),
+            r#"{"provider": "mock", "assistantName": "Andy"}"#,
+        )
+        .expect("container.json");
+        Install { _root: root, paths }
+    }
+
+    fn slug(&self) -> String {
+        self.paths.slug()
+    }
+
+    /// Creates the session folder with both DBs and one CLI destination.
+    fn session(&self, session_id: &str) -> SpawnSpec {
+        let session_dir = self.paths.session("andy", session_id);
+        session_db::create(&session_dir).expect("session DBs");
+        let mut inbound =
+            session_db::open_inbound_host(&session_dir.join(session_db::INBOUND_FILE))
+                .expect("open inbound");
+        let cli = DestinationRow {
+            name: "cli".into(),
+            kind: "channel".into(),
+            channel_type: Some("cli".into()),
+            platform_id: Some("cli:local".into()),
+            ..DestinationRow::default()
+        };
+        session_db::write_destinations(&mut inbound, &[cli]).expect("destinations");
+        SpawnSpec {
+            session_id: session_id.to_string(),
+            agent: "andy".into(),
+            session_dir,
+            group_dir: self.paths.group("andy"),
+            image: support::TEST_IMAGE.to_string(),
+            extra_mounts: Vec::new(),
+            env: Vec::new(),
+            config_hash: "test".into(),
+        }
+    }
+}
+
+/// Containers of one session of one install.
+fn session_containers(slug: &str, session_id: &str) -> Vec<String> {
+    let output = Command::new("docker")
+        .args(["ps", "-a", "--format", "{{.Names}}"])
+        .args(["--filter", &format!("label=nanoclaw.install={slug}")])
+        .args(["--filter", &format!("label=nanoclaw.session={session_id}")])
+        .output()
+        .expect("docker ps");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn image_build_works_offline() {
+    let Some(()) = support::docker() else { return };
+    let built = support::agent_image();
+    assert!(
+        built.stderr.contains("Step 1/6 : FROM scratch"),
+        "{}",
+        built.stderr
+    );
+    assert_eq!(built.stdout, format!("built {}\n", built.tag));
+    let inspect = Command::new("docker")
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            "{{json .Config.Entrypoint}} {{json .Config.Cmd}}",
+        ])
+        .arg(built.tag)
+        .output()
+        .expect("docker image inspect");
+    assert_eq!(
+        String::from_utf8_lossy(&inspect.stdout).trim(),
+        r#"["/agent-runner"] ["--workspace","/workspace"]"#
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphan_cleanup_spares_other_installs() {
+    let Some(()) = support::docker() else { return };
+    let image = support::agent_image().tag;
+    let ours = Install::new();
+    let theirs = Install::new();
+    let _ours_guard = DockerGuard::new(&ours.slug());
+    let theirs_guard = DockerGuard::new(&theirs.slug());
+    for (slug, name) in [(ours.slug(), "a"), (ours.slug(), "b"), (theirs.slug(), "c")] {
+        let status = Command::new("docker")
+            .args(["create", "--name", &format!("nanoclaw-{slug}-{name}")])
+            .args(["--label", &format!("nanoclaw.install={slug}")])
+            .arg(image)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("docker create");
+        assert!(status.success());
+    }
+    let docker = containers::connect().await.expect("connect");
+    let removed = containers::remove_orphans(&docker, &ours.slug())
+        .await
+        .expect("remove orphans");
+    assert_eq!(removed, 2);
+    assert!(DockerGuard::new(&ours.slug()).containers().is_empty());
+    assert_eq!(
+        theirs_guard.containers(),
+        [format!("nanoclaw-{}-c", theirs.slug())]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_wake_dedup_five_concurrent_wakes_make_one_container() {
+    let Some(()) = support::docker() else { return };
+    support::agent_image();
+    let install = Install::new();
+    let _guard = DockerGuard::new(&install.slug());
+    let spec = install.session("s1");
+    let docker = containers::connect().await.expect("connect");
+    let runner = Runner::new(docker, install.slug(), 4);
+    let wakes = (0..5).map(|_| runner.wake(spec.clone()));
+    let answers = futures_util::future::join_all(wakes).await;
+    assert_eq!(answers, [true; 5]);
+    assert_eq!(
+        session_containers(&install.slug(), "s1"),
+        [format!("nanoclaw-{}-s1", install.slug())]
+    );
+    assert!(runner.is_running("s1"));
+    assert!(runner.wake(spec).await, "a running session wakes at once");
+    assert_eq!(session_containers(&install.slug(), "s1").len(), 1);
+    runner.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_concurrent_refuses_a_second_session() {
+    let Some(()) = support::docker() else { return };
+    support::agent_image();
+    let install = Install::new();
+    let guard = DockerGuard::new(&install.slug());
+    let docker = containers::connect().await.expect("connect");
+    let runner = Runner::new(docker, install.slug(), 1);
+    assert!(runner.wake(install.session("s1")).await);
+    assert!(!runner.wake(install.session("s2")).await);
+    assert_eq!(runner.running(), ["s1"]);
+    assert_eq!(
+        guard.containers(),
+        [format!("nanoclaw-{}-s1", install.slug())]
+    );
+    runner.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_removes_the_container_and_reports_the_exit() {
+    let Some(()) = support::docker() else { return };
+    support::agent_image();
+    let install = Install::new();
+    let guard = DockerGuard::new(&install.slug());
+    let docker = containers::connect().await.expect("connect");
+    let runner = Runner::new(docker, install.slug(), 2);
+    let mut exits = runner.exits();
+    assert!(runner.wake(install.session("s1")).await);
+    assert_eq!(guard.containers().len(), 1);
+    runner.stop("s1", "test").await;
+    assert!(!runner.is_running("s1"));
+    assert!(guard.containers().is_empty());
+    let exited = tokio::time::timeout(Duration::from_secs(30), exits.recv())
+        .await
+        .expect("an exit event within 30 s")
+        .expect("exit channel open");
+    assert_eq!(exited.session_id, "s1");
+    runner.stop("s1", "again: a no-op").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn woken_container_answers_a_message() {
+    let Some(()) = support::docker() else { return };
+    support::agent_image();
+    let install = Install::new();
+    let _guard = DockerGuard::new(&install.slug());
+    let spec = install.session("s1");
+    let session_dir = spec.session_dir.clone();
+    let inbound_path = session_dir.join(session_db::INBOUND_FILE);
+    let mut inbound = session_db::open_inbound_host(&inbound_path).expect("open inbound");
+    let message = NewInbound {
+        id: "m1".into(),
+        kind: "chat".into(),
+        timestamp: "2026-06-15T12:00:00Z".into(),
+        channel_type: Some("cli".into()),
+        platform_id: Some("cli:local".into()),
+        content: serde_json::json!({"sender": "Ann", "text": "hello"}).to_string(),
+        trigger: true,
+        ..NewInbound::default()
+    };
+    session_db::insert_inbound(&mut inbound, &[message]).expect("insert");
+    drop(inbound);
+    let docker = containers::connect().await.expect("connect");
+    let runner = Runner::new(docker, install.slug(), 2);
+    assert!(runner.wake(spec).await);
+    let outbound_path = session_dir.join(session_db::OUTBOUND_FILE);
+    let replies = tokio::task::spawn_blocking(move || {
+        let mut replies = Vec::new();
+        support::wait_until(
+            "a reply row in outbound.db",
+            Duration::from_secs(60),
+            || {
+                let inbound = session_db::open_inbound_host(&inbound_path).expect("open inbound");
+                let outbound =
+                    session_db::open_outbound_host(&outbound_path).expect("open outbound");
+                replies = session_db::due_outbound(&inbound, &outbound).expect("due outbound");
+                !replies.is_empty()
+            },
+        );
+        replies
+    })
+    .await
+    .expect("waiter");
+    assert_eq!(replies[0].in_reply_to.as_deref(), Some("m1"));
+    assert!(
+        replies[0].content.contains("echo: hello"),
+        "{}",
+        replies[0].content
+    );
+    assert_eq!(replies[0].channel_type.as_deref(), Some("cli"));
+    runner.stop_all().await;
+}
