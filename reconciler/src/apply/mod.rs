@@ -345,7 +345,7 @@ mod tests {
         assert_eq!(history.len(), 1);
         assert_eq!(
             history[0].summary,
-            "Plan: 7 to add, 0 to change, 0 to destroy · 1 restart"
+            "Plan: 8 to add, 0 to change, 0 to destroy · 1 restart"
         );
     }
 
@@ -407,7 +407,7 @@ mod tests {
             effects["andy"],
             (
                 "rebuild".to_string(),
-                r#"["agent.andy: created","destination.andy/home: created","agent.andy: packages.npm","agent.andy: model"]"#.to_string()
+                r#"["agent.andy: created","destination.andy/home: created","destination.andy/main: created","agent.andy: packages.npm","agent.andy: model"]"#.to_string()
             )
         );
     }

@@ -1,13 +1,46 @@
-//! `nanoclaw export` (placeholder until its issue lands).
+//! `nanoclaw export`: write the DB's configuration (managed or made at runtime) as manifests.
 
+use std::path::PathBuf;
+
+use anyhow::Context;
 use clap::Args;
 
 use super::{Ctx, Status};
 
-/// Not implemented yet.
+/// Write the central DB's configuration as manifest files (agents.yaml, channels.yaml,
+/// users.yaml), e.g. to start managing an install that was set up from chat.
+///
+/// Example: nanoclaw export my-manifests && nanoclaw plan my-manifests
 #[derive(Debug, Args)]
-pub struct ExportArgs {}
+pub struct ExportArgs {
+    /// Directory to write; must be empty or absent unless --force.
+    #[arg(default_value = "exported-manifests", value_name = "OUTDIR")]
+    pub out: PathBuf,
+    /// Overwrite files in a non-empty OUTDIR.
+    #[arg(long)]
+    pub force: bool,
+}
 
-pub fn run(_args: ExportArgs, _ctx: &Ctx) -> anyhow::Result<Status> {
-    anyhow::bail!("`nanoclaw export` is not implemented yet")
+pub fn run(args: ExportArgs, ctx: &Ctx) -> anyhow::Result<Status> {
+    let path = ctx.paths.db();
+    let state = if path.exists() {
+        let conn = crate::db::open_readonly(&path)
+            .with_context(|| format!("opening `{}`", path.display()))?;
+        crate::export::read(&conn)?
+    } else {
+        crate::state::State::default()
+    };
+    let written = crate::export::write(&args.out, &state, args.force)?;
+    println!(
+        "Exported {} resources to {} ({}).",
+        state.len(),
+        args.out.display(),
+        written
+            .iter()
+            .filter_map(|path| path.file_name())
+            .map(|name| name.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(Status::Ok)
 }

@@ -76,12 +76,18 @@ pub(crate) struct Loaded {
     pub digest: String,
 }
 
-/// Loads `dir`; prints the diagnostics and returns `None` when they contain errors.
+/// Loads `dir`; prints the diagnostics and returns `None` when there are any.
 pub(crate) fn load_manifests(dir: &Path) -> anyhow::Result<Option<Loaded>> {
-    anyhow::bail!(
-        "cannot load `{}`: the manifest loader is not available in this build yet",
-        dir.display()
-    )
+    match crate::manifest::load(dir) {
+        Ok(manifests) => Ok(Some(Loaded {
+            state: manifests.state,
+            digest: manifests.digest,
+        })),
+        Err(diagnostics) => {
+            eprint!("{}", crate::manifest::render(&diagnostics));
+            Ok(None)
+        }
+    }
 }
 
 /// The DB's configuration, read-only; an absent DB is empty (plan never creates it).

@@ -305,11 +305,11 @@ mod tests {
     #[test]
     fn everything_is_created_on_an_empty_db() {
         let plan = diff(&fixture::state(), &Current::default());
-        assert_eq!(plan.changes.len(), 7);
+        assert_eq!(plan.changes.len(), 8);
         assert!(plan.changes.iter().all(|c| c.action == Action::Create));
         assert_eq!(
             plan.summary().line(),
-            "Plan: 7 to add, 0 to change, 0 to destroy · 1 restart"
+            "Plan: 8 to add, 0 to change, 0 to destroy · 1 restart"
         );
     }
 
@@ -390,6 +390,7 @@ mod tests {
                 "delete wiring.main/andy",
                 "delete member.cli:me/andy",
                 "delete destination.andy/home",
+                "delete destination.andy/main",
             ]
         );
     }

@@ -293,7 +293,7 @@ pub(crate) mod fixture {
         }
     }
 
-    /// andy on the `main` CLI chat, one owner who is a member, one destination.
+    /// andy on the `main` CLI chat, one owner who is a member, two destinations (as loaded).
     pub fn state() -> State {
         let mut state = State::default();
         state.insert(Resource::Agent(agent("andy")));
@@ -315,6 +315,12 @@ pub(crate) mod fixture {
         state.insert(Resource::Destination(Destination {
             agent: "andy".into(),
             local_name: "home".into(),
+            target: DestinationTarget::Channel("main".into()),
+        }));
+        // Implied by the wiring, as the manifest loader adds it.
+        state.insert(Resource::Destination(Destination {
+            agent: "andy".into(),
+            local_name: "main".into(),
             target: DestinationTarget::Channel("main".into()),
         }));
         state

@@ -270,26 +270,28 @@ mod tests {
             &desired,
             &current,
             expect![[r#"
-            Plan: 0 to add, 1 to change, 1 to destroy · 1 rebuild
+                Plan: 0 to add, 1 to change, 2 to destroy · 1 rebuild
 
-            Agents affected:
-              andy  rebuild   agent.andy: packages.apt
+                Agents affected:
+                  andy  rebuild   agent.andy: packages.apt
 
-            ~ agent.andy  # forces rebuild: packages.apt
-                ! drift: model: the DB has "edited", the last apply wrote null; apply reverts it
-                model: "edited" → null  # restarts: written to container.json at spawn
-                instructions:  # restarts: seeds CLAUDE.local.md when the agent's folder is initialised at spawn
-                  --- old
-                  +++ new
-                  @@ -1,2 +1,2 @@
-                   Be brief.
-                  -Answer in English.
-                  +Answer in French.
-                packages.apt: ["git"] → ["git","curl"]  # forces rebuild: apt packages are installed into the agent's own image
-                # (10 unchanged fields hidden)
+                ~ agent.andy  # forces rebuild: packages.apt
+                    ! drift: model: the DB has "edited", the last apply wrote null; apply reverts it
+                    model: "edited" → null  # restarts: written to container.json at spawn
+                    instructions:  # restarts: seeds CLAUDE.local.md when the agent's folder is initialised at spawn
+                      --- old
+                      +++ new
+                      @@ -1,2 +1,2 @@
+                       Be brief.
+                      -Answer in English.
+                      +Answer in French.
+                    packages.apt: ["git"] → ["git","curl"]  # forces rebuild: apt packages are installed into the agent's own image
+                    # (10 unchanged fields hidden)
 
-            - destination.andy/home  # restarts: deleted
-        "#]],
+                - destination.andy/home  # restarts: deleted
+
+                - destination.andy/main  # restarts: deleted
+            "#]],
         );
     }
 

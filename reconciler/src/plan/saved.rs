@@ -168,7 +168,7 @@ mod tests {
         let current = Current::default();
         let (_dir, path, read) = saved(&current);
         assert_eq!(read.desired, fixture::state());
-        assert_eq!(read.plan["summary"]["add"], 7);
+        assert_eq!(read.plan["summary"]["add"], 8);
         read.check(&path, &current, "digest-1").unwrap();
     }
 
