@@ -253,3 +253,53 @@ async fn woken_container_answers_a_message() {
     assert_eq!(replies[0].channel_type.as_deref(), Some("cli"));
     runner.stop_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_wake_is_false_and_clears_a_stale_heartbeat() {
+    let Some(()) = support::docker() else { return };
+    let install = Install::new();
+    let guard = DockerGuard::new(&install.slug());
+    let mut spec = install.session("s1");
+    spec.image = "nanoclaw-agent:no-such-tag".into();
+    let heartbeat = spec.session_dir.join(session_db::HEARTBEAT_FILE);
+    std::fs::write(&heartbeat, "").expect("stale heartbeat");
+    let docker = containers::connect().await.expect("connect");
+    let runner = Runner::new(docker, install.slug(), 2);
+    assert!(!runner.wake(spec).await);
+    assert!(
+        !heartbeat.exists(),
+        "the stale heartbeat is deleted before the spawn"
+    );
+    assert!(!runner.is_running("s1"));
+    assert!(guard.containers().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_that_exits_on_its_own_is_reported_with_its_code() {
+    let Some(()) = support::docker() else { return };
+    support::agent_image();
+    let install = Install::new();
+    let guard = DockerGuard::new(&install.slug());
+    // An unknown provider makes the runner fail right after start.
+    std::fs::write(
+        install.paths.group("andy").join("container.json"),
+        r#"{"provider": "no-such-provider"}"#,
+    )
+    .expect("container.json");
+    let docker = containers::connect().await.expect("connect");
+    let runner = Runner::new(docker, install.slug(), 2);
+    let mut exits = runner.exits();
+    assert!(runner.wake(install.session("s1")).await);
+    let exited = tokio::time::timeout(Duration::from_secs(30), exits.recv())
+        .await
+        .expect("an exit event within 30 s")
+        .expect("exit channel open");
+    assert_eq!(exited.session_id, "s1");
+    assert_ne!(exited.exit_code, 0, "a failing runner exits non-zero");
+    assert_ne!(exited.exit_code, -1, "the real exit code is read");
+    assert!(!runner.is_running("s1"));
+    assert!(
+        guard.containers().is_empty(),
+        "an exited container is removed"
+    );
+}
