@@ -1,0 +1,148 @@
+//! The real `agent-runner` binary against a host-created session folder: it answers a chat
+//! message through the mock provider, and exits 0 on SIGTERM.
+
+#![allow(clippy::unwrap_used)] // test binary: a failed setup step is a failed test
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use agent_runner::session_db::{self, DestinationRow, NewInbound};
+
+fn session(provider: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path();
+    session_db::create(ws).unwrap();
+    std::fs::create_dir_all(ws.join("agent")).unwrap();
+    std::fs::write(
+        ws.join("agent/container.json"),
+        serde_json::json!({"provider": provider, "model": "mock-1", "assistantName": "Andy"})
+            .to_string(),
+    )
+    .unwrap();
+    let mut inb = session_db::open_inbound_host(&ws.join("inbound.db")).unwrap();
+    session_db::write_destinations(
+        &mut inb,
+        &[DestinationRow {
+            name: "cli".into(),
+            kind: "channel".into(),
+            channel_type: Some("cli".into()),
+            platform_id: Some("local".into()),
+            ..DestinationRow::default()
+        }],
+    )
+    .unwrap();
+    session_db::write_session_routing(&inb, Some("cli"), Some("local"), None).unwrap();
+    dir
+}
+
+fn insert(ws: &Path, id: &str, text: &str) {
+    let mut inb = session_db::open_inbound_host(&ws.join("inbound.db")).unwrap();
+    session_db::insert_inbound(
+        &mut inb,
+        &[NewInbound {
+            id: id.into(),
+            kind: "chat".into(),
+            timestamp: "2026-06-15T12:00:00Z".into(),
+            channel_type: Some("cli".into()),
+            platform_id: Some("local".into()),
+            content: serde_json::json!({"sender": "me", "text": text}).to_string(),
+            trigger: true,
+            ..NewInbound::default()
+        }],
+    )
+    .unwrap();
+}
+
+fn spawn(ws: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_agent-runner"))
+        .arg("--workspace")
+        .arg(ws)
+        .env("TZ", "America/New_York")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Texts of the delivered-to-be rows, as the host's delivery sees them.
+fn replies(ws: &Path) -> Vec<String> {
+    let inb = session_db::open_inbound_host(&ws.join("inbound.db")).unwrap();
+    let out = session_db::open_outbound_host(&ws.join("outbound.db")).unwrap();
+    session_db::due_outbound(&inb, &out)
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            assert_eq!(
+                (r.channel_type.as_deref(), r.platform_id.as_deref()),
+                (Some("cli"), Some("local"))
+            );
+            let v: serde_json::Value = serde_json::from_str(&r.content).unwrap();
+            v["text"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+fn wait_for(ws: &Path, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = replies(ws);
+        if r.len() >= n {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "no reply; got {r:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn binary_answers_a_chat_message_and_stops_on_sigterm() {
+    let dir = session("mock");
+    let ws = dir.path();
+    insert(ws, "m1", "hello");
+    let child = spawn(ws);
+    assert_eq!(wait_for(ws, 1), vec!["echo: hello"]);
+    insert(ws, "m2", "/mock-config");
+    let texts = wait_for(ws, 2);
+    let cfg: serde_json::Value = serde_json::from_str(&texts[1]).unwrap();
+    assert_eq!(
+        (cfg["provider"].as_str(), cfg["model"].as_str()),
+        (Some("mock"), Some("mock-1"))
+    );
+    assert!(
+        cfg["system_prompt"]
+            .as_str()
+            .unwrap()
+            .contains("# You are Andy")
+    );
+
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty(), "the runner never writes stdout");
+    let turns = std::fs::read_to_string(ws.join(".mock/turns.jsonl")).unwrap();
+    assert!(turns.contains(r#"timezone=\"America/New_York\""#));
+    assert!(turns.contains("Jun 15, 2026, 8:00 AM"));
+}
+
+#[test]
+fn unknown_provider_is_fatal_and_lists_registered() {
+    let dir = session("claude");
+    let out = spawn(dir.path()).wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Unknown provider: claude. Registered: mock"),
+        "{stderr}"
+    );
+}
