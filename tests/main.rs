@@ -5,3 +5,4 @@
 mod support;
 
 mod containers;
+mod plan_apply;

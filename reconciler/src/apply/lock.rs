@@ -39,7 +39,7 @@ pub fn acquire(path: &Path) -> Result<ApplyLock, ApplyError> {
     }
     file.set_len(0).map_err(io)?;
     file.rewind().map_err(io)?;
-    let since = jiff::Timestamp::now().to_string();
+    let since = super::now();
     writeln!(file, "pid {}\nsince {since}", std::process::id()).map_err(io)?;
     file.flush().map_err(io)?;
     Ok(ApplyLock { _file: file })

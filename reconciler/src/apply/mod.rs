@@ -89,7 +89,7 @@ pub fn apply(
         });
     }
     let generation = current.generation + 1;
-    let now = jiff::Timestamp::now().to_string();
+    let now = now();
     let writer = write::Writer::new(&tx, &now, generation);
     for change in plan.changes.iter().rev() {
         if change.action == Action::Delete
@@ -201,6 +201,13 @@ fn merge_effect(
         params![agent, strongest.as_str(), reasons_json, generation],
     )?;
     Ok(())
+}
+
+/// The current time as ISO-8601 UTC with whole seconds (`2026-11-24T15:57:19Z`).
+pub fn now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 /// The manifest dir's git commit (`<sha>` or `<sha>-dirty`), or `None` outside git.

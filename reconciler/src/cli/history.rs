@@ -48,12 +48,12 @@ pub fn run(args: HistoryArgs, ctx: &Ctx) -> anyhow::Result<Status> {
         .unwrap_or(0)
         .max(6);
     println!(
-        "{:>10}  {:<27}  {:<width$}  {:<12}  SUMMARY",
+        "{:>10}  {:<20}  {:<width$}  {:<12}  SUMMARY",
         "GENERATION", "APPLIED AT", "COMMIT", "DIGEST"
     );
     for entry in &entries {
         println!(
-            "{:>10}  {:<27}  {:<width$}  {:<12}  {}",
+            "{:>10}  {:<20}  {:<width$}  {:<12}  {}",
             entry.generation,
             entry.applied_at,
             commit(entry),

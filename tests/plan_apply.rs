@@ -1,0 +1,360 @@
+//! plan / apply / history / export end to end: the real binary on a temp data dir, asserting on
+//! its output and on the central DB it wrote (opened through `reconciler::db`).
+
+use std::fs::File;
+use std::io::Write;
+
+use crate::support::Env;
+
+const AGENTS: &str = "kind: agent
+name: andy
+provider: mock
+instructions: |
+  Be brief.
+  Answer in English.
+packages:
+  apt: [git]
+";
+
+const CHANNELS: &str = "kind: channel
+name: main
+channel_type: cli
+platform_id: local
+wirings:
+  - agent: andy
+    engage_mode: pattern
+    engage_pattern: \".\"
+";
+
+const USERS: &str = "kind: user
+id: \"cli:me\"
+display_name: Me
+roles: [owner]
+member_of: [andy]
+";
+
+fn fixture(name: &str) -> Env {
+    let env = Env::new(name);
+    env.write("agents.yaml", AGENTS);
+    env.write("channels.yaml", CHANNELS);
+    env.write("users.yaml", USERS);
+    env
+}
+
+fn generation(env: &Env) -> i64 {
+    let conn = reconciler::db::open_readonly(&env.db()).expect("open the DB");
+    reconciler::db::generation(&conn).expect("read the generation")
+}
+
+fn count(env: &Env, sql: &str) -> i64 {
+    let conn = reconciler::db::open_readonly(&env.db()).expect("open the DB");
+    conn.query_row(sql, [], |row| row.get(0))
+        .expect("count rows")
+}
+
+/// Every config row, for before/after comparisons.
+fn config_rows(env: &Env) -> Vec<String> {
+    let conn = reconciler::db::open_readonly(&env.db()).expect("open the DB");
+    let current = reconciler::plan::current::read(&conn).expect("read the configuration");
+    vec![format!("{:?}", current)]
+}
+
+#[test]
+fn plan_on_an_empty_db_lists_creates_and_writes_nothing() {
+    let env = fixture("plan-empty");
+    let run = env.run(&["plan"]);
+    run.success();
+    let first = run.stdout.lines().next().unwrap();
+    assert_eq!(
+        first,
+        "Plan: 7 to add, 0 to change, 0 to destroy · 1 restart"
+    );
+    assert!(
+        run.stdout.contains("+ agent.andy  # restarts: created"),
+        "{}",
+        run.stdout
+    );
+    assert!(!env.data().exists(), "plan must not create the data dir");
+}
+
+#[test]
+fn apply_then_apply_again_is_no_changes_without_a_new_generation() {
+    let env = fixture("apply-twice");
+    let run = env.run(&["apply", "--yes"]);
+    run.success();
+    assert!(
+        run.stdout.contains(
+            "Apply complete: 7 to add, 0 to change, 0 to destroy · 1 restart (generation 1)."
+        ),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(generation(&env), 1);
+    assert_eq!(
+        count(
+            &env,
+            "SELECT COUNT(*) FROM agent_groups WHERE managed_by = 'manifest'"
+        ),
+        1
+    );
+    assert_eq!(count(&env, "SELECT COUNT(*) FROM managed_resources"), 7);
+    assert_eq!(
+        count(
+            &env,
+            "SELECT COUNT(*) FROM pending_effects WHERE effect = 'restart'"
+        ),
+        1
+    );
+    let again = env.run(&["apply", "--yes"]);
+    again.success();
+    assert_eq!(
+        again.stdout,
+        "No changes. The database matches the manifests.\n"
+    );
+    assert_eq!(generation(&env), 1);
+}
+
+#[test]
+fn detailed_exitcode_is_2_with_changes_0_without_and_1_on_error() {
+    let env = fixture("exitcode");
+    assert_eq!(env.run(&["plan", "--detailed-exitcode"]).code, 2);
+    assert_eq!(env.run(&["plan"]).code, 0);
+    env.run(&["apply", "--yes"]).success();
+    assert_eq!(env.run(&["plan", "--detailed-exitcode"]).code, 0);
+    env.write("agents.yaml", "kind: agent\nnmae: andy\n");
+    let bad = env.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(bad.code, 1);
+    assert!(bad.stderr.contains("error"), "{}", bad.stderr);
+}
+
+#[test]
+fn invalid_manifests_write_nothing() {
+    let env = Env::new("invalid");
+    env.write("agents.yaml", "kind: agent\nname: andy\nbogus: 1\n");
+    let run = env.run(&["apply", "--yes"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("agents.yaml"), "{}", run.stderr);
+    assert!(!env.db().exists());
+}
+
+#[test]
+fn plan_json_is_versioned() {
+    let env = fixture("plan-json");
+    let run = env.run(&["plan", "--json"]);
+    run.success();
+    let json: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(json["format_version"], 1);
+    assert_eq!(json["generation"], 0);
+    assert_eq!(json["summary"]["add"], 7);
+    assert_eq!(json["changes"][0]["address"], "agent.andy");
+    assert_eq!(json["changes"][0]["action"], "create");
+    assert_eq!(json["effects"][0]["effect"], "restart");
+}
+
+#[test]
+fn a_saved_plan_applies_exactly_and_a_stale_one_is_refused() {
+    let env = fixture("saved-plan");
+    let plan_file = env.root.path().join("plan.json");
+    let plan_arg = plan_file.to_str().unwrap();
+    env.run(&["plan", "--out", plan_arg]).success();
+    env.run(&["apply", "--plan", plan_arg]).success();
+    assert_eq!(generation(&env), 1);
+
+    // Stale by generation: the DB moved on after the plan was saved.
+    env.write("agents.yaml", &AGENTS.replace("[git]", "[git, curl]"));
+    env.run(&["plan", "--out", plan_arg]).success();
+    env.write("agents.yaml", &AGENTS.replace("[git]", "[git, jq]"));
+    env.run(&["apply", "--yes"]).success();
+    let stale = env.run(&["apply", "--plan", plan_arg]);
+    assert_eq!(stale.code, 1);
+    assert!(
+        stale
+            .stderr
+            .contains("is stale: the DB is at generation 2, the plan was made at generation 1"),
+        "{}",
+        stale.stderr
+    );
+
+    // Stale by manifests: edited after the plan was saved.
+    env.run(&["plan", "--out", plan_arg]).success();
+    env.write("agents.yaml", AGENTS);
+    let stale = env.run(&["apply", "--plan", plan_arg]);
+    assert_eq!(stale.code, 1);
+    assert!(
+        stale
+            .stderr
+            .contains("is stale: the manifests changed since the plan was made"),
+        "{}",
+        stale.stderr
+    );
+    assert_eq!(generation(&env), 2);
+}
+
+#[test]
+fn a_held_lock_refuses_apply_and_names_the_holder() {
+    let env = fixture("lock");
+    std::fs::create_dir_all(env.data()).unwrap();
+    let mut lock = File::create(env.data().join("apply.lock")).unwrap();
+    lock.try_lock().unwrap();
+    writeln!(lock, "pid 1234\nsince 2026-01-02T03:04:05Z").unwrap();
+    let run = env.run(&["apply", "--yes"]);
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stderr.trim(),
+        "error: apply is locked by pid 1234 since 2026-01-02T03:04:05Z"
+    );
+    drop(lock);
+    env.run(&["apply", "--yes"]).success();
+    let content = std::fs::read_to_string(env.data().join("apply.lock")).unwrap();
+    assert!(content.starts_with("pid "), "{content}");
+}
+
+#[test]
+fn runtime_rows_survive_apply_unless_pruned() {
+    let env = fixture("prune");
+    env.run(&["apply", "--yes"]).success();
+    {
+        let conn = reconciler::db::open(&env.db()).unwrap();
+        conn.execute(
+            "INSERT INTO users (id, kind, display_name, created_at)
+             VALUES ('telegram:99', 'telegram', 'paired', 'now')",
+            [],
+        )
+        .unwrap();
+    }
+    let plan = env.run(&["plan"]);
+    assert_eq!(
+        plan.stdout,
+        "No changes. The database matches the manifests.\n"
+    );
+    let pruning = env.run(&["plan", "--prune"]);
+    assert!(
+        pruning
+            .stdout
+            .starts_with("Plan: 0 to add, 0 to change, 1 to destroy\n"),
+        "{}",
+        pruning.stdout
+    );
+    assert!(
+        pruning.stdout.contains("- user.telegram:99"),
+        "{}",
+        pruning.stdout
+    );
+    env.run(&["apply", "--yes"]).success();
+    assert_eq!(count(&env, "SELECT COUNT(*) FROM users"), 2);
+    env.run(&["apply", "--yes", "--prune"]).success();
+    assert_eq!(count(&env, "SELECT COUNT(*) FROM users"), 1);
+}
+
+#[test]
+fn an_empty_manifest_set_needs_allow_empty_to_delete_everything() {
+    let env = fixture("allow-empty");
+    env.run(&["apply", "--yes"]).success();
+    for file in ["agents.yaml", "channels.yaml", "users.yaml"] {
+        std::fs::remove_file(env.manifests().join(file)).unwrap();
+    }
+    let refused = env.run(&["apply", "--yes"]);
+    assert_eq!(refused.code, 1);
+    assert!(
+        refused.stderr.contains("pass `--allow-empty`"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(count(&env, "SELECT COUNT(*) FROM agent_groups"), 1);
+    env.run(&["apply", "--yes", "--allow-empty"]).success();
+    assert_eq!(count(&env, "SELECT COUNT(*) FROM agent_groups"), 0);
+    assert_eq!(count(&env, "SELECT COUNT(*) FROM managed_resources"), 0);
+}
+
+#[test]
+fn apply_without_a_terminal_or_yes_refuses() {
+    let env = fixture("no-tty");
+    let run = env.run(&["apply"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains(
+            "refusing to apply without confirmation: stdin is not a terminal; pass `--yes`"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(generation(&env), 0);
+    assert_eq!(count(&env, "SELECT COUNT(*) FROM agent_groups"), 0);
+}
+
+#[test]
+fn a_failing_apply_leaves_the_db_unchanged() {
+    let env = fixture("apply-fails");
+    env.run(&["plan"]).success();
+    std::fs::create_dir_all(env.data()).unwrap();
+    {
+        // A chat created at runtime already holds the platform id the manifest's channel wants.
+        let conn = reconciler::db::open(&env.db()).unwrap();
+        conn.execute(
+            "INSERT INTO messaging_groups (id, channel_type, platform_id, created_at)
+             VALUES ('auto', 'cli', 'local', 'now')",
+            [],
+        )
+        .unwrap();
+    }
+    let before = config_rows(&env);
+    let run = env.run(&["apply", "--yes"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("writing `channel.main`"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(config_rows(&env), before);
+    assert_eq!(generation(&env), 0);
+}
+
+#[test]
+fn export_round_trips_through_plan_and_apply() {
+    let env = fixture("export");
+    env.run(&["apply", "--yes"]).success();
+    let export = env.run(&["export", "out"]);
+    export.success();
+    assert_eq!(
+        export.stdout,
+        "Exported 7 resources to out (agents.yaml, channels.yaml, users.yaml).\n"
+    );
+    let plan = env.run(&["plan", "out"]);
+    assert_eq!(
+        plan.stdout,
+        "No changes. The database matches the manifests.\n"
+    );
+    let before = config_rows(&env);
+    env.run(&["apply", "out", "--yes"]).success();
+    assert_eq!(config_rows(&env), before);
+    assert_eq!(generation(&env), 1);
+    let again = env.run(&["export", "out"]);
+    assert_eq!(again.code, 1);
+    assert!(again.stderr.contains("pass `--force`"), "{}", again.stderr);
+    env.run(&["export", "out", "--force"]).success();
+}
+
+#[test]
+fn history_lists_generations_newest_first() {
+    let env = fixture("history");
+    assert_eq!(env.run(&["history"]).stdout, "No applies yet.\n");
+    env.run(&["apply", "--yes"]).success();
+    env.write("agents.yaml", &AGENTS.replace("[git]", "[git, curl]"));
+    env.run(&["apply", "--yes"]).success();
+    let table = env.normalize(&env.run(&["history"]).stdout);
+    let digest = regex::Regex::new(r"\b[0-9a-f]{12}\b").unwrap();
+    let table = digest.replace_all(&table, "$$DIGEST");
+    expect_test::expect![[r#"
+        GENERATION  APPLIED AT            COMMIT  DIGEST        SUMMARY
+                 2  $TIME  -       $DIGEST  Plan: 0 to add, 1 to change, 0 to destroy · 1 rebuild
+                 1  $TIME  -       $DIGEST  Plan: 7 to add, 0 to change, 0 to destroy · 1 restart
+    "#]]
+    .assert_eq(&table);
+    let json: serde_json::Value =
+        serde_json::from_str(&env.run(&["history", "--json"]).stdout).unwrap();
+    assert_eq!(json[0]["generation"], 2);
+    assert_eq!(
+        json[1]["summary"],
+        "Plan: 7 to add, 0 to change, 0 to destroy · 1 restart"
+    );
+}
