@@ -1,13 +1,167 @@
-//! `nanoclaw run` (placeholder until its issue lands).
+//! `nanoclaw run [DIR]`: validate and apply the manifests, make sure Docker and the agent image
+//! are there, then run the runtime until SIGINT/SIGTERM.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
 use clap::Args;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
 
+use super::chat::parse_duration;
+use super::plan::{guard_empty, load_manifests};
 use super::{Ctx, Status};
+use crate::apply::{self, Meta};
+use crate::containers::{self, image::DEFAULT_TAG};
+use crate::plan::{self, Options};
+use crate::runtime::{self, Settings};
 
-/// Not implemented yet.
+const AFTER_HELP: &str = "\
+Startup: validate the manifests (refuse to start on errors), apply them, check Docker (install
+and start it when run as root and no daemon answers), build the agent image when missing, remove
+containers this install left behind, then route messages until Ctrl-C / SIGTERM.
+
+Examples:
+  nanoclaw run                              the bundled manifests in ./manifests
+  nanoclaw run ~/agents --data ~/.nanoclaw  your own manifests and state directory
+  nanoclaw run --log-format json            machine-readable logs on stderr";
+
+/// Apply the manifests and run the agents (channels, router, containers, delivery, sweep).
 #[derive(Debug, Args)]
-pub struct RunArgs {}
+#[command(after_help = AFTER_HELP)]
+pub struct RunArgs {
+    /// Manifest directory.
+    #[arg(default_value = "manifests")]
+    pub dir: PathBuf,
+    /// Agent image for agents without an `image` override.
+    #[arg(long, default_value = DEFAULT_TAG, value_name = "TAG")]
+    pub image: String,
+    /// Most agent containers running at once.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub max_containers: usize,
+    /// Stop an agent's container after this long with nothing to do.
+    #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// How often the sweep checks sessions (due messages, stuck or idle containers).
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_duration)]
+    pub sweep_interval: Duration,
+    /// Leave agent containers running at shutdown (the next start removes them).
+    #[arg(long)]
+    pub keep_containers: bool,
+    /// Never install or start Docker; fail with instructions instead.
+    #[arg(long)]
+    pub no_docker_setup: bool,
+}
 
-pub fn run(_args: RunArgs, _ctx: &Ctx) -> anyhow::Result<Status> {
-    anyhow::bail!("`nanoclaw run` is not implemented yet")
+pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Status> {
+    let Some(loaded) = load_manifests(&args.dir)? else {
+        eprintln!(
+            "error: refusing to start: fix the manifests in `{}` first",
+            args.dir.display()
+        );
+        return Ok(Status::Invalid);
+    };
+    apply_manifests(ctx, &args.dir, loaded)?;
+
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    tokio.block_on(async {
+        let docker = if args.no_docker_setup {
+            containers::connect().await?
+        } else {
+            containers::daemon::ensure_daemon(&ctx.paths.data).await?
+        };
+        if !containers::image_exists(&docker, &args.image).await? {
+            info!(image = %args.image, "agent image missing: building it");
+            build_image(&args.image, ctx)?;
+        }
+        let stop = CancellationToken::new();
+        let signals = stop.clone();
+        let tasks = tokio_util::task::TaskTracker::new();
+        tasks.spawn(async move {
+            wait_for_signal().await;
+            info!("signal received: shutting down (a second signal forces exit)");
+            signals.cancel();
+            wait_for_signal().await;
+            warn!("second signal: exiting now");
+            std::process::exit(130);
+        });
+        tasks.close();
+        let settings = Settings {
+            paths: ctx.paths.clone(),
+            default_image: args.image.clone(),
+            max_containers: args.max_containers,
+            idle_timeout: args.idle_timeout,
+            sweep_interval: args.sweep_interval,
+            keep_containers: args.keep_containers,
+        };
+        runtime::run(settings, docker, stop).await
+    })?;
+    Ok(Status::Ok)
+}
+
+/// Applies the manifests before starting, like `nanoclaw apply --yes` (the plan goes to
+/// stderr: stdout stays free for tools).
+fn apply_manifests(
+    ctx: &Ctx,
+    dir: &std::path::Path,
+    loaded: super::plan::Loaded,
+) -> anyhow::Result<()> {
+    ctx.paths
+        .ensure()
+        .with_context(|| format!("creating `{}`", ctx.paths.data.display()))?;
+    let _lock = apply::lock(&ctx.paths.apply_lock())?;
+    let db_path = ctx.paths.db();
+    let mut conn =
+        crate::db::open(&db_path).with_context(|| format!("opening `{}`", db_path.display()))?;
+    let current = plan::current::read(&conn)?;
+    let plan = plan::diff_with(&loaded.state, &current, Options { prune: false });
+    guard_empty(&loaded.state, &plan, false)?;
+    if plan.is_empty() {
+        info!(generation = plan.generation, "configuration up to date");
+        return Ok(());
+    }
+    eprint!("{}", plan::render::render(&plan, false));
+    let meta = Meta {
+        manifest_digest: loaded.digest,
+        git_commit: apply::git_commit(dir),
+    };
+    let outcome = apply::apply(&mut conn, &loaded.state, &plan, &current, &meta)?;
+    info!(generation = outcome.generation, "manifests applied");
+    Ok(())
+}
+
+/// Builds the agent image with this same binary's `image build` (streamed progress on stderr).
+fn build_image(tag: &str, ctx: &Ctx) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("locating the nanoclaw binary")?;
+    let status = std::process::Command::new(exe)
+        .arg("--data")
+        .arg(&ctx.paths.data)
+        .args(["image", "build", "--tag", tag])
+        .status()
+        .context("running `nanoclaw image build`")?;
+    anyhow::ensure!(
+        status.success(),
+        "building the agent image `{tag}` failed (see above)"
+    );
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
 }
