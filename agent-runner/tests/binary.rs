@@ -146,3 +146,33 @@ fn unknown_provider_is_fatal_and_lists_registered() {
         "{stderr}"
     );
 }
+
+#[test]
+fn idle_binary_exits_zero_on_sigint() {
+    use std::io::{BufRead, BufReader, Read};
+    let dir = session("mock");
+    let ws = dir.path();
+    let mut child = spawn(ws);
+    // Signal handlers are installed before the provider starts and logs `Starting`.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("Starting agent-runner") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "runner exited early"
+        );
+    }
+    let status = Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let code = child.wait().unwrap().code();
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    assert_eq!(code, Some(0), "stderr: {rest}");
+    assert!(rest.contains("Stop requested, exiting"));
+    assert!(replies(ws).is_empty());
+}
