@@ -159,6 +159,11 @@ async fn issue_wake_dedup_five_concurrent_wakes_make_one_container() {
     assert!(runner.wake(spec).await, "a running session wakes at once");
     assert_eq!(session_containers(&install.slug(), "s1").len(), 1);
     runner.stop_all().await;
+    assert!(runner.running().is_empty());
+    assert!(
+        session_containers(&install.slug(), "s1").is_empty(),
+        "stop_all removes it"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

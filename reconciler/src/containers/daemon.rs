@@ -126,6 +126,7 @@ fn start_dockerd(data_dir: &Path) -> Result<(), ContainerError> {
         path: log_path.clone(),
         source,
     };
+    std::fs::create_dir_all(data_dir).map_err(io_error)?;
     let log = std::fs::File::create(&log_path).map_err(io_error)?;
     let log_err = log.try_clone().map_err(io_error)?;
     tracing::info!(log = %log_path.display(), "starting dockerd in the background");

@@ -52,6 +52,9 @@ struct State {
     running: HashMap<String, String>,
     /// session id → the outcome of its in-flight spawn (`None` until it settles).
     waking: HashMap<String, watch::Receiver<Option<bool>>>,
+    /// Set by `stop_all` while it runs: no new wakes, and a spawn that lands meanwhile is
+    /// stopped at once.
+    closing: bool,
 }
 
 /// What a wake does, decided under the state lock.
@@ -75,7 +78,7 @@ impl State {
         if let Some(outcome) = self.waking.get(session_id) {
             return Admission::Join(outcome.clone());
         }
-        if self.running.len() + self.waking.len() >= max_concurrent {
+        if self.closing || self.running.len() + self.waking.len() >= max_concurrent {
             return Admission::Full;
         }
         let (sender, receiver) = watch::channel(None);
@@ -153,6 +156,7 @@ impl Runner {
 
     /// Stops every tracked container and waits for the exit watchers (clean shutdown).
     pub async fn stop_all(&self) {
+        self.state().closing = true;
         let sessions = self.running();
         let stops = sessions
             .iter()
@@ -161,6 +165,7 @@ impl Runner {
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
         self.inner.tasks.reopen();
+        self.state().closing = false;
     }
 
     /// One event per container end.
@@ -190,6 +195,7 @@ impl Runner {
             tracing::warn!(session = %session_id, error = %err, "cannot delete stale heartbeat");
         }
         let result = spawn(&self.inner.docker, &self.inner.slug, &spec).await;
+        let mut stop_now = None;
         let answer = {
             let mut state = self.state();
             state.waking.remove(&session_id);
@@ -197,6 +203,9 @@ impl Runner {
                 Ok(name) => {
                     tracing::info!(session = %session_id, container = %name, "container started");
                     state.running.insert(session_id.clone(), name.clone());
+                    if state.closing {
+                        stop_now = Some(name.clone());
+                    }
                     let runner = self.clone();
                     let session = session_id.clone();
                     self.inner
@@ -212,6 +221,10 @@ impl Runner {
             }
         };
         outcome.send_replace(Some(answer));
+        if let Some(name) = stop_now {
+            tracing::info!(session = %session_id, "shutting down: stopping the container just started");
+            self.stop_container(&name).await;
+        }
     }
 
     /// Waits for the container to end, removes it, untracks it and emits [`Exited`].
@@ -299,6 +312,12 @@ mod tests {
         assert!(matches!(state.admit("a", 2), Admission::Running));
         assert!(matches!(state.admit("c", 2), Admission::Full));
         state.running.remove("a");
+        state.closing = true;
+        assert!(
+            matches!(state.admit("c", 2), Admission::Full),
+            "no wakes during stop_all"
+        );
+        state.closing = false;
         assert!(matches!(state.admit("c", 2), Admission::Start(..)));
     }
 }
