@@ -441,19 +441,17 @@ fn provider_error_writes_error_row_and_continues() {
     l.wait_completed("m1");
     l.insert(&[chat("m2", "again")]);
     l.wait_completed("m2");
-    let texts: Vec<_> = l
-        .finish()
-        .replies()
-        .into_iter()
-        .map(|r| (r.0, r.4))
-        .collect();
-    assert_eq!(
-        texts,
-        vec![
-            ("Error: boom".into(), None),
-            ("fine".into(), Some("m2".into()))
-        ]
+    let r = l.finish().replies();
+    // The error row goes to the batch's own address (its first row), without in_reply_to.
+    let error: Reply = (
+        "Error: boom".into(),
+        "discord".into(),
+        "chan-1".into(),
+        None,
+        None,
     );
+    assert_eq!(r[0], error);
+    assert_eq!((r[1].0.as_str(), r[1].4.as_deref()), ("fine", Some("m2")));
 }
 
 #[test]
