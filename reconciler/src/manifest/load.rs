@@ -146,7 +146,7 @@ fn walk(
                 relative,
                 bytes,
             }),
-            Err(diagnostic) => diagnostics.push(diagnostic),
+            Err(diagnostic) => diagnostics.push(*diagnostic),
         }
     }
 }
@@ -163,17 +163,18 @@ pub fn is_manifest_file(name: &str) -> bool {
     is_yaml && !is_temp
 }
 
-fn read_file(path: &Path) -> Result<Vec<u8>, Diagnostic> {
+fn read_file(path: &Path) -> Result<Vec<u8>, Box<Diagnostic>> {
     let too_big = std::fs::metadata(path).map(|meta| meta.len() > MAX_FILE_BYTES);
     if let Ok(true) = too_big {
-        return Err(Diagnostic::new(
+        return Err(Box::new(Diagnostic::new(
             path,
             0,
             0,
             format!("file is larger than {MAX_FILE_BYTES} bytes"),
-        ));
+        )));
     }
-    std::fs::read(path).map_err(|err| Diagnostic::new(path, 0, 0, format!("cannot read: {err}")))
+    std::fs::read(path)
+        .map_err(|err| Box::new(Diagnostic::new(path, 0, 0, format!("cannot read: {err}"))))
 }
 
 /// Parses every file's documents. Diagnostics are appended; good documents are returned.
@@ -418,12 +419,14 @@ fn from_yaml_error(
         .unwrap_or_default()
         .trim()
         .to_string();
+    let (message, hint) = explain_limit(message);
     let mut diagnostic = Diagnostic::new(
         file,
         u32::try_from(line).unwrap_or(u32::MAX),
         u32::try_from(col).unwrap_or(u32::MAX),
         message.clone(),
-    );
+    )
+    .hint_opt(hint);
     if let Some(address) = address {
         diagnostic = diagnostic.address(address);
     }
@@ -452,6 +455,32 @@ fn from_yaml_error(
     diagnostic
 }
 
+/// Parser budget breaches in words, with the limit that was hit.
+fn explain_limit(message: String) -> (String, Option<String>) {
+    let why = "manifests are small: the parser stops inputs that expand or nest without bound";
+    if message.starts_with("alias replay limit exceeded") {
+        let text = format!(
+            "aliases expand to more than {MAX_REPLAYED_EVENTS} YAML events (a \"billion laughs\" input?)"
+        );
+        (
+            text,
+            Some(format!(
+                "{why}; write the values out instead of nesting aliases"
+            )),
+        )
+    } else if message.starts_with("budget breached: Depth") {
+        let text = format!("mappings and lists nest deeper than {MAX_DEPTH} levels");
+        (text, Some(why.to_string()))
+    } else if let Some(rest) = message.strip_prefix("budget breached: ") {
+        (
+            format!("the document exceeds a parser limit ({rest})"),
+            Some(why.to_string()),
+        )
+    } else {
+        (message, None)
+    }
+}
+
 /// The key named by serde's "unknown field `x`" message.
 fn unknown_key(message: &str) -> Option<String> {
     let rest = message.split_once("unknown field `")?.1;
@@ -468,4 +497,207 @@ fn expected_keys(message: &str) -> Vec<String> {
         .filter(|(index, _)| index % 2 == 1)
         .map(|(_, key)| key.to_string())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use expect_test::expect;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::manifest::{load, load_str, render};
+
+    fn errors(yaml: &str) -> String {
+        match load_str("m.yaml", yaml) {
+            Ok(manifests) => format!("ok: {} resources", manifests.state.len()),
+            Err(diagnostics) => render(&diagnostics),
+        }
+    }
+
+    #[test]
+    fn unknown_keys_get_a_hint_from_their_own_kind() {
+        expect![[r#"
+            error: m.yaml:3:1: agent.andy: unknown key `nmae`
+
+            hint: did you mean `name`?
+
+            error: m.yaml:11:5: channel.fam: unknown key `engage_mod`
+
+            hint: allowed keys here: `kind`, `name`, `channel_type`, `platform_id`, `display_name`, `is_group`, `unknown_sender_policy`, `wirings`
+        "#]]
+        .assert_eq(&errors(
+            "kind: agent\nname: andy\nnmae: x\n---\nkind: channel\nname: fam\nchannel_type: cli\nplatform_id: x\nwirings:\n  - agent: andy\n    engage_mod: pattern\n",
+        ));
+    }
+
+    #[test]
+    fn duplicate_keys_are_rejected() {
+        let text = errors("kind: agent\nname: andy\nname: bob\n");
+        assert!(text.contains("m.yaml:3:"), "{text}");
+        assert!(text.to_lowercase().contains("duplicate"), "{text}");
+    }
+
+    #[test]
+    fn missing_and_unknown_kinds_are_reported() {
+        expect![[r#"
+            error: m.yaml:1:1: document has no `kind`
+
+            hint: start each document with `kind: agent`, `kind: channel` or `kind: user`
+
+            error: m.yaml:4:7: unknown kind `robot`
+
+            hint: `kind` is one of `agent`, `channel`, `user`
+        "#]]
+        .assert_eq(&errors("name: andy\n---\n# comment\nkind: robot\n"));
+    }
+
+    #[test]
+    fn empty_documents_are_skipped() {
+        assert_eq!(
+            errors("---\n---\nkind: agent\nname: a\n---\n# only a comment\n"),
+            "ok: 1 resources"
+        );
+        assert_eq!(errors(""), "ok: 0 resources");
+    }
+
+    #[test]
+    fn billion_laughs_fails_fast_with_a_clear_error() {
+        let mut yaml = String::from(
+            "kind: agent\nname: lol\nx0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n",
+        );
+        for level in 1..=9 {
+            let previous = format!("*a{}", level - 1);
+            let list = [previous.as_str(); 9].join(", ");
+            yaml.push_str(&format!("x{level}: &a{level} [{list}]\n"));
+        }
+        let text = errors(&yaml);
+        assert!(text.starts_with("error: m.yaml:"), "{text}");
+        assert!(text.contains("billion laughs"), "{text}");
+    }
+
+    #[test]
+    fn deep_nesting_is_bounded() {
+        let yaml = format!(
+            "kind: agent\nname: deep\nskills: {}{}\n",
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        let text = errors(&yaml);
+        assert!(text.starts_with("error: m.yaml:"), "{text}");
+        assert!(text.contains("deeper than 32 levels"), "{text}");
+    }
+
+    #[test]
+    fn non_utf8_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("bad.yaml"),
+            b"kind: agent\nname: \xff\xfe\n",
+        )
+        .unwrap();
+        let diagnostics = load(dir.path()).unwrap_err();
+        assert_eq!(diagnostics.len(), 1);
+        assert_eq!(diagnostics[0].file, dir.path().join("bad.yaml"));
+        assert_eq!((diagnostics[0].line, diagnostics[0].col), (2, 7));
+        assert!(diagnostics[0].message.contains("UTF-8"));
+    }
+
+    #[test]
+    fn a_missing_directory_is_a_clear_error() {
+        let diagnostics = load(Path::new("/nonexistent/nanoclaw-manifests")).unwrap_err();
+        assert_eq!(diagnostics.len(), 1);
+        assert!(
+            diagnostics[0].to_string().starts_with(
+                "error: /nonexistent/nanoclaw-manifests: cannot read the manifest directory"
+            ),
+            "{}",
+            diagnostics[0]
+        );
+    }
+
+    #[test]
+    fn the_walk_skips_temp_files_hidden_dirs_and_symlink_loops() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let agent = |name: &str| format!("kind: agent\nname: {name}\n");
+        std::fs::create_dir_all(root.join("sub/deeper")).unwrap();
+        std::fs::create_dir_all(root.join(".git")).unwrap();
+        std::fs::write(root.join("a.yaml"), agent("a")).unwrap();
+        std::fs::write(root.join("sub/b.yml"), agent("b")).unwrap();
+        std::fs::write(root.join("sub/deeper/c.yaml"), agent("c")).unwrap();
+        for ignored in [
+            ".git/x.yaml",
+            "a.yaml~",
+            ".a.yaml.swp",
+            ".#a.yaml",
+            "#a.yaml#",
+            "x.tmp",
+            "x.bak",
+            "notes.txt",
+            "sub/.hidden.yaml",
+        ] {
+            std::fs::write(root.join(ignored), "not: [valid").unwrap();
+        }
+        std::os::unix::fs::symlink(root, root.join("sub/loop")).unwrap();
+        std::os::unix::fs::symlink(root.join("sub"), root.join("sub/deeper/up")).unwrap();
+        let manifests = load(root).unwrap();
+        let files: Vec<String> = manifests
+            .files
+            .iter()
+            .map(|file| file.strip_prefix(root).unwrap().display().to_string())
+            .collect();
+        assert_eq!(files, ["a.yaml", "sub/b.yml", "sub/deeper/c.yaml"]);
+        assert_eq!(manifests.state.len(), 3);
+        assert_eq!(manifests.digest.len(), 64);
+    }
+
+    #[test]
+    fn the_digest_covers_paths_and_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), "kind: agent\nname: a\n").unwrap();
+        let first = load(dir.path()).unwrap().digest;
+        std::fs::write(dir.path().join("a.yaml"), "kind: agent\nname: a # same\n").unwrap();
+        let second = load(dir.path()).unwrap().digest;
+        std::fs::rename(dir.path().join("a.yaml"), dir.path().join("b.yaml")).unwrap();
+        let third = load(dir.path()).unwrap().digest;
+        assert_ne!(first, second);
+        assert_ne!(second, third);
+    }
+
+    #[test]
+    fn file_selection_rules() {
+        assert!(is_manifest_file("agents.yaml"));
+        assert!(is_manifest_file("agents.yml"));
+        assert!(!is_manifest_file("agents.yaml~"));
+        assert!(!is_manifest_file(".#agents.yaml"));
+        assert!(!is_manifest_file("#agents.yaml#"));
+        assert!(!is_manifest_file("agents.json"));
+    }
+
+    fn parse_bytes(bytes: Vec<u8>) {
+        let files = vec![SourceFile {
+            path: "fuzz.yaml".into(),
+            relative: "fuzz.yaml".into(),
+            bytes,
+        }];
+        let mut diagnostics = Vec::new();
+        let parsed = parse_files(&files, &mut diagnostics);
+        let _ = crate::manifest::validate::validate(&parsed.docs, &parsed.broken, &mut diagnostics);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn the_loader_never_panics_on_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            parse_bytes(bytes);
+        }
+
+        #[test]
+        fn the_loader_never_panics_on_yaml_like_text(text in "(kind: (agent|channel|user)\n|name: [a-z&*!]{0,6}\n|  - [a-z{}\\[\\]:,&*]{0,8}\n|wirings:\n|roles: \\[owner\\]\n|---\n|[a-z_]{1,8}: [^\n]{0,10}\n){0,20}") {
+            parse_bytes(text.into_bytes());
+        }
+    }
 }

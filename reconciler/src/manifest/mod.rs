@@ -101,3 +101,49 @@ fn digest(files: &[load::SourceFile]) -> String {
         .map(|byte| format!("{byte:02x}"))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FAMILY: &str = include_str!("../../../docs/examples/family.yaml");
+
+    #[test]
+    fn to_yaml_round_trips_the_family_example() {
+        let first = load_str("family.yaml", FAMILY).unwrap();
+        assert!(first.state.len() > 15);
+        let yaml = to_yaml(&first.state);
+        let second = load_str("export.yaml", &yaml)
+            .unwrap_or_else(|diagnostics| panic!("{}\n{yaml}", render(&diagnostics)));
+        assert_eq!(second.state, first.state, "{yaml}");
+    }
+
+    #[test]
+    fn to_yaml_keeps_a_declared_destination_that_shadows_a_channel() {
+        let yaml = "kind: agent\nname: a\ndestinations: [{name: fam, agent: a}]\n---\nkind: channel\nname: fam\nchannel_type: cli\nplatform_id: x\nwirings: [{agent: a}]\n";
+        let first = load_str("m.yaml", yaml).unwrap();
+        let second = load_str("e.yaml", &to_yaml(&first.state)).unwrap();
+        assert_eq!(second.state, first.state);
+    }
+
+    #[test]
+    fn the_bundled_default_is_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests");
+        let manifests = load(&dir).unwrap_or_else(|diagnostics| panic!("{}", render(&diagnostics)));
+        let addresses: Vec<String> = manifests
+            .state
+            .resources
+            .keys()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            addresses,
+            [
+                "agent.assistant",
+                "channel.cli",
+                "wiring.cli/assistant",
+                "destination.assistant/cli"
+            ]
+        );
+    }
+}

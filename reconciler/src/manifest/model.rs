@@ -207,6 +207,7 @@ pub struct ChannelDoc {
     pub channel_type: Sp<String>,
     /// The chat id exactly as the adapter emits it.
     pub platform_id: Sp<String>,
+    /// Human name of the chat (shown to agents in their destination list).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<Sp<String>>,
     /// A group chat (several people) rather than a direct message.
@@ -258,6 +259,7 @@ pub struct UserDoc {
     pub kind: Sp<String>,
     /// `<channel>:<handle>`, both parts non-empty.
     pub id: Sp<String>,
+    /// The person's name as shown to agents and in approvals.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<Sp<String>>,
     /// `owner` (global only), `admin` (global) or `{role: admin, agent: <name>}`.
@@ -287,7 +289,8 @@ pub struct ScopedRoleDoc {
     pub agent: Option<String>,
 }
 
-/// One parsed document of any kind.
+/// One parsed document of any kind (short-lived: boxing would only add noise).
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Doc {
     Agent(AgentDoc),

@@ -1,23 +1,367 @@
-//! The JSON Schema (draft-07) of manifest documents, derived from `model` with each field's
-//! default and change effect (from `plan::effect`) in its description.
+//! The JSON Schema (draft-07) of manifest documents, derived from `model`, with each field's
+//! default and change effect (from `plan::effect`) in its description; and the field
+//! reference table of docs/manifests.md, generated from the same walk.
 //!
-//! Pure: returns values; the CLI prints and a test keeps `schemas/nanoclaw.schema.json` fresh.
+//! Pure: returns values; the CLI prints, and tests keep `schemas/nanoclaw.schema.json` and
+//! the docs table fresh.
 
 use schemars::generate::SchemaSettings;
+use serde_json::Value;
 
 use super::model::{AgentDoc, ChannelDoc, UserDoc};
+use crate::plan::effect;
+
+/// Each kind's document definition in the schema.
+const KINDS: &[(&str, &str)] = &[
+    ("agent", "AgentDoc"),
+    ("channel", "ChannelDoc"),
+    ("user", "UserDoc"),
+];
+
+/// Defaults by effect-table path (v2's, host.md §1.2 and §3.10). Absent = no default.
+pub const DEFAULTS: &[(&str, &str)] = &[
+    ("agent.assistant_name", "the agent's `name`"),
+    ("agent.provider", "`claude`"),
+    ("agent.model", "the provider's default"),
+    ("agent.effort", "the provider's default"),
+    (
+        "agent.image",
+        "the install's base image (or the agent's own, with packages)",
+    ),
+    ("agent.max_messages_per_prompt", "`10` (the runner's)"),
+    ("agent.cli_scope", "`group`"),
+    ("agent.instructions", "none (an empty `CLAUDE.local.md`)"),
+    ("agent.skills", "`all`"),
+    ("agent.mcp_servers", "none"),
+    ("agent.packages", "none"),
+    ("agent.packages.apt", "none"),
+    ("agent.packages.npm", "none"),
+    (
+        "agent.mounts",
+        "none (`readonly` defaults to `true`, `container_path` to the host path's basename)",
+    ),
+    (
+        "destination",
+        "one per wiring: the channel's name → that channel",
+    ),
+    ("channel.display_name", "none"),
+    ("channel.is_group", "`false`"),
+    ("channel.unknown_sender_policy", "`strict`"),
+    ("wiring", "none"),
+    ("wiring.engage_mode", "`mention`"),
+    (
+        "wiring.engage_pattern",
+        "none (required for `pattern`; `.` = every message)",
+    ),
+    ("wiring.sender_scope", "`all`"),
+    ("wiring.ignored_message_policy", "`drop`"),
+    ("wiring.session_mode", "`shared`"),
+    ("wiring.priority", "`0`"),
+    ("user.display_name", "none"),
+    ("role", "none"),
+    ("member", "none"),
+];
+
+/// One documented field: its effect-table path, where it sits in YAML, and its text.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Field {
+    /// Effect-table path (`agent.cli_scope`, `wiring.priority`, `destination`).
+    pub path: String,
+    /// How it is written (`agent: cli_scope`, `channel: wirings[].priority`).
+    pub yaml: String,
+    pub required: bool,
+    pub description: String,
+}
 
 /// The draft-07 JSON Schema of one manifest document: `oneOf` agent, channel, user.
-pub fn json_schema() -> serde_json::Value {
+pub fn json_schema() -> Value {
     let mut generator = SchemaSettings::draft07().into_generator();
     let agent = generator.subschema_for::<AgentDoc>();
     let channel = generator.subschema_for::<ChannelDoc>();
     let user = generator.subschema_for::<UserDoc>();
-    let definitions = generator.take_definitions(true);
+    let mut definitions = Value::Object(generator.take_definitions(true));
+    for field in fields_of(&definitions) {
+        annotate(&mut definitions, &field);
+    }
+    for (kind, definition) in KINDS {
+        if let Some(properties) = definitions
+            .pointer_mut(&format!("/{definition}/properties"))
+            .and_then(Value::as_object_mut)
+        {
+            properties.insert(
+                "kind".to_string(),
+                serde_json::json!({"const": kind, "description": format!("Document kind: `{kind}`.")}),
+            );
+        }
+    }
     serde_json::json!({
         "$schema": "http://json-schema.org/draft-07/schema#",
         "title": "nanoclaw manifest document",
+        "description": "One YAML document of a nanoclaw manifest, told apart by `kind`. Reference: docs/manifests.md.",
         "oneOf": [agent, channel, user],
         "definitions": definitions,
     })
+}
+
+/// Every field of every kind, with its effect-table path (the walk the schema test checks).
+pub fn fields() -> Vec<Field> {
+    let mut generator = SchemaSettings::draft07().into_generator();
+    generator.subschema_for::<AgentDoc>();
+    generator.subschema_for::<ChannelDoc>();
+    generator.subschema_for::<UserDoc>();
+    let definitions = Value::Object(generator.take_definitions(true));
+    fields_of(&definitions)
+}
+
+/// Walks the kinds' definitions: `channel.wirings[].x` → `wiring.x`, `agent.destinations` →
+/// `destination`, `user.roles` → `role`, `user.member_of` → `member`, `agent.packages.x`.
+fn fields_of(definitions: &Value) -> Vec<Field> {
+    let mut out = Vec::new();
+    for (kind, definition) in KINDS {
+        for (name, property, required) in properties(definitions, definition) {
+            let yaml = format!("{kind}: {name}");
+            let path = match (*kind, name.as_str()) {
+                (_, "kind") => continue,
+                ("agent", "destinations") => "destination".to_string(),
+                ("channel", "wirings") => "wiring".to_string(),
+                ("user", "roles") => "role".to_string(),
+                ("user", "member_of") => "member".to_string(),
+                _ => format!("{kind}.{name}"),
+            };
+            out.push(Field {
+                path: path.clone(),
+                yaml: yaml.clone(),
+                required,
+                description: text(property),
+            });
+            let nested = match (*kind, name.as_str()) {
+                ("channel", "wirings") => {
+                    Some(("WiringDoc", "wiring", format!("{kind}: wirings[].")))
+                }
+                ("agent", "packages") => Some((
+                    "PackagesDoc",
+                    "agent.packages",
+                    format!("{kind}: packages."),
+                )),
+                _ => None,
+            };
+            if let Some((definition, prefix, yaml_prefix)) = nested {
+                for (name, property, required) in properties(definitions, definition) {
+                    out.push(Field {
+                        path: format!("{prefix}.{name}"),
+                        yaml: format!("{yaml_prefix}{name}"),
+                        required,
+                        description: text(property),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+fn properties<'a>(definitions: &'a Value, definition: &str) -> Vec<(String, &'a Value, bool)> {
+    let required: Vec<&str> = definitions
+        .pointer(&format!("/{definition}/required"))
+        .and_then(Value::as_array)
+        .map(|list| list.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    definitions
+        .pointer(&format!("/{definition}/properties"))
+        .and_then(Value::as_object)
+        .map(|properties| {
+            properties
+                .iter()
+                .map(|(name, value)| (name.clone(), value, required.contains(&name.as_str())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn text(property: &Value) -> String {
+    property
+        .get("description")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The default of a field path, as documented.
+pub fn default_of(path: &str) -> Option<&'static str> {
+    DEFAULTS
+        .iter()
+        .find(|(field, _)| *field == path)
+        .map(|(_, default)| *default)
+}
+
+/// "Default: … Changing it: <effect> — <why>." for a field.
+pub fn default_and_effect(field: &Field) -> String {
+    let (effect, why) = effect::of(&field.path);
+    let default = if field.required {
+        "Required.".to_string()
+    } else {
+        format!("Default: {}.", default_of(&field.path).unwrap_or("none"))
+    };
+    format!("{default} Changing it: {effect} — {why}.")
+}
+
+fn annotate(definitions: &mut Value, field: &Field) {
+    let (kind, rest) = field.yaml.split_once(": ").unwrap_or_default();
+    let pointer = if let Some(name) = rest.strip_prefix("wirings[].") {
+        format!("/WiringDoc/properties/{name}")
+    } else if let Some(name) = rest.strip_prefix("packages.") {
+        format!("/PackagesDoc/properties/{name}")
+    } else {
+        let definition = KINDS
+            .iter()
+            .find(|(name, _)| *name == kind)
+            .map_or("", |(_, definition)| *definition);
+        format!("/{definition}/properties/{rest}")
+    };
+    if let Some(Value::Object(property)) = definitions.pointer_mut(&pointer) {
+        let mut description = text(&Value::Object(property.clone()));
+        if !description.is_empty() {
+            description.push(' ');
+        }
+        description.push_str(&default_and_effect(field));
+        property.insert("description".to_string(), Value::String(description));
+    }
+}
+
+/// The generated field reference of docs/manifests.md (between the GENERATED markers).
+pub fn field_table_markdown() -> String {
+    let mut out = String::new();
+    let mut current_kind = "";
+    for field in fields() {
+        let (kind, rest) = field.yaml.split_once(": ").unwrap_or_default();
+        if kind != current_kind {
+            if !current_kind.is_empty() {
+                out.push('\n');
+            }
+            current_kind = match kind {
+                "agent" => "agent",
+                "channel" => "channel",
+                _ => "user",
+            };
+            out.push_str(&format!("### `kind: {kind}`\n\n"));
+            out.push_str("| field | effect path | default | change effect | description |\n");
+            out.push_str("|---|---|---|---|---|\n");
+        }
+        let (effect, why) = effect::of(&field.path);
+        let default = if field.required {
+            "required".to_string()
+        } else {
+            default_of(&field.path).unwrap_or("none").to_string()
+        };
+        let row = format!(
+            "| `{rest}` | `{}` | {default} | **{effect}**: {why} | {} |\n",
+            field.path,
+            field.description.replace('|', "\\|").replace('\n', " ")
+        );
+        out.push_str(&row);
+    }
+    out
+}
+
+/// Marks where the generated table sits in docs/manifests.md.
+pub const DOC_BEGIN: &str = "<!-- BEGIN GENERATED: field table (cargo test rewrites it) -->";
+pub const DOC_END: &str = "<!-- END GENERATED -->";
+
+/// `doc` with the text between the markers replaced by the current table.
+pub fn refresh_doc(doc: &str) -> Option<String> {
+    let (before, rest) = doc.split_once(DOC_BEGIN)?;
+    let (_, after) = rest.split_once(DOC_END)?;
+    Some(format!(
+        "{before}{DOC_BEGIN}\n{}{DOC_END}{after}",
+        field_table_markdown()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn repo(path: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(path)
+    }
+
+    /// Rewrites `path` with `fresh` when it differs, then fails so the change is committed.
+    #[track_caller]
+    fn check_fresh(path: &str, fresh: &str) {
+        let file = repo(path);
+        let current = std::fs::read_to_string(&file).unwrap_or_default();
+        if current != fresh {
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(&file, fresh).unwrap();
+            panic!("{path} was stale and has been regenerated: review and commit it");
+        }
+    }
+
+    #[test]
+    fn the_checked_in_schema_is_fresh() {
+        let fresh = serde_json::to_string_pretty(&json_schema()).unwrap() + "\n";
+        check_fresh("schemas/nanoclaw.schema.json", &fresh);
+    }
+
+    #[test]
+    fn the_docs_field_table_is_fresh() {
+        let current = std::fs::read_to_string(repo("docs/manifests.md")).unwrap();
+        let fresh = refresh_doc(&current).expect("docs/manifests.md has the GENERATED markers");
+        check_fresh("docs/manifests.md", &fresh);
+    }
+
+    #[test]
+    fn every_schema_field_has_an_effect_row() {
+        let fields = fields();
+        assert!(
+            fields.len() > 30,
+            "the walk found too few fields: {}",
+            fields.len()
+        );
+        let missing: Vec<&str> = fields
+            .iter()
+            .map(|field| field.path.as_str())
+            .filter(|path| effect::row_of(path).is_none())
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "no row in plan::effect::TABLE for: {missing:?}"
+        );
+    }
+
+    #[test]
+    fn every_optional_field_documents_its_default() {
+        let missing: Vec<String> = fields()
+            .into_iter()
+            .filter(|field| !field.required && default_of(&field.path).is_none())
+            .map(|field| field.path)
+            .collect();
+        assert!(missing.is_empty(), "no documented default for: {missing:?}");
+    }
+
+    #[test]
+    fn descriptions_state_default_and_effect() {
+        let schema = json_schema();
+        let description = schema
+            .pointer("/definitions/AgentDoc/properties/cli_scope/description")
+            .and_then(Value::as_str)
+            .unwrap();
+        assert!(
+            description.contains("Default: `group`. Changing it: restart — "),
+            "{description}"
+        );
+        let wiring = schema
+            .pointer("/definitions/WiringDoc/properties/engage_mode/description")
+            .and_then(Value::as_str)
+            .unwrap();
+        assert!(
+            wiring.contains("Default: `mention`. Changing it: none"),
+            "{wiring}"
+        );
+        assert_eq!(schema["oneOf"].as_array().unwrap().len(), 3);
+    }
 }

@@ -134,7 +134,7 @@ struct Checker<'d> {
     state: State,
     sources: BTreeMap<Address, Source>,
     /// Where each address was first declared, for duplicate errors.
-    declared: BTreeMap<Address, (PathBuf, u32)>,
+    declared: BTreeMap<Address, (PathBuf, u32, u32)>,
     agents: BTreeSet<String>,
     channels: BTreeSet<String>,
 }
@@ -147,9 +147,9 @@ impl Checker<'_> {
     /// Records a resource unless its address is taken; reports a duplicate with both places.
     fn add<T>(&mut self, at: At, sp: &Sp<T>, resource: Resource, what: &str) {
         let address = resource.address();
-        if let Some((file, line)) = self.declared.get(&address) {
+        if let Some((file, line, col)) = self.declared.get(&address) {
             let message = format!(
-                "{what} is declared twice (first at {}:{line})",
+                "{what} is declared twice (first at {}:{line}:{col})",
                 file.display()
             );
             self.push(
@@ -160,7 +160,7 @@ impl Checker<'_> {
             return;
         }
         self.declared
-            .insert(address.clone(), (at.file.to_path_buf(), sp.line));
+            .insert(address.clone(), (at.file.to_path_buf(), sp.line, sp.col));
         self.sources.insert(address, at.source(sp));
         self.state.insert(resource);
     }
@@ -837,7 +837,7 @@ impl Checker<'_> {
                     continue;
                 };
                 let place = first_source
-                    .map(|s| format!(" (at {}:{})", s.file.display(), s.line))
+                    .map(|s| format!(" (at {}:{}:{})", s.file.display(), s.line, s.col))
                     .unwrap_or_default();
                 let message = format!(
                     "channels `{first}` and `{}` both use {} chat `{}`{place}",
@@ -881,5 +881,226 @@ pub fn normalise(name: &str) -> String {
         "unnamed".to_string()
     } else {
         trimmed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use expect_test::{Expect, expect};
+
+    use crate::manifest::{load_str, render};
+    use crate::state::{Address, DestinationTarget, Resource};
+
+    /// Loads `yaml` as `m.yaml` and snapshots the diagnostics (or `ok: <n> resources`).
+    #[track_caller]
+    fn check(yaml: &str, expected: Expect) {
+        let actual = match load_str("m.yaml", yaml) {
+            Ok(manifests) => format!("ok: {} resources\n", manifests.state.len()),
+            Err(diagnostics) => render(&diagnostics),
+        };
+        expected.assert_eq(&actual);
+    }
+
+    const AGENT: &str = "kind: agent\nname: andy\n---\n";
+
+    #[test]
+    fn defaults_fill_a_minimal_setup() {
+        let yaml = format!(
+            "{AGENT}kind: channel\nname: fam\nchannel_type: telegram\nplatform_id: 'telegram:1'\nwirings: [{{agent: andy}}]\n"
+        );
+        let manifests = load_str("m.yaml", &yaml).unwrap();
+        let wiring = manifests
+            .state
+            .get(&Address::try_from("wiring.fam/andy".to_string()).unwrap())
+            .unwrap();
+        let Resource::Wiring(wiring) = wiring else {
+            panic!("not a wiring")
+        };
+        assert_eq!(wiring.engage_mode, crate::state::EngageMode::Mention);
+        assert_eq!(wiring.priority, 0);
+        let implied = manifests
+            .state
+            .get(&Address::try_from("destination.andy/fam".to_string()).unwrap());
+        assert!(
+            matches!(implied, Some(Resource::Destination(d)) if d.target == DestinationTarget::Channel("fam".into()))
+        );
+        let source = &manifests.sources[&Address::try_from("channel.fam".to_string()).unwrap()];
+        assert_eq!((source.line, source.col), (5, 7));
+    }
+
+    #[test]
+    fn pattern_wiring_needs_a_regex() {
+        check(
+            &format!(
+                "{AGENT}kind: channel\nname: fam\nchannel_type: cli\nplatform_id: x\nwirings: [{{agent: andy, engage_mode: pattern}}]\n"
+            ),
+            expect![[r#"
+                error: m.yaml:8:38: wiring.fam/andy: `engage_pattern` is required for `engage_mode: pattern`
+
+                hint: use `engage_pattern: "."` to engage on every message
+            "#]],
+        );
+    }
+
+    #[test]
+    fn pattern_must_compile_and_is_only_for_pattern_mode() {
+        check(
+            &format!(
+                "{AGENT}kind: channel\nname: fam\nchannel_type: cli\nplatform_id: x\nwirings:\n  - {{agent: andy, engage_mode: pattern, engage_pattern: '(a'}}\n---\nkind: channel\nname: two\nchannel_type: cli\nplatform_id: y\nwirings:\n  - {{agent: andy, engage_pattern: 'x'}}\n"
+            ),
+            expect![[r#"
+                error: m.yaml:9:57: wiring.fam/andy: `engage_pattern` `(a` is not a valid regex: error: unclosed group
+
+                hint: the syntax is Rust's `regex` crate (no look-around or backreferences)
+
+                error: m.yaml:16:35: wiring.two/andy: `engage_pattern` is only allowed with `engage_mode: pattern` (this wiring uses `mention`)
+
+                hint: add `engage_mode: pattern` or remove `engage_pattern`
+            "#]],
+        );
+    }
+
+    #[test]
+    fn dangling_references_name_the_closest_agent() {
+        check(
+            &format!(
+                "{AGENT}kind: channel\nname: fam\nchannel_type: cli\nplatform_id: x\nwirings: [{{agent: andi}}]\n---\nkind: user\nid: 'cli:me'\nroles: [{{role: admin, agent: bob}}]\nmember_of: [andyy]\n"
+            ),
+            expect![[r#"
+                error: m.yaml:8:19: wiring.fam/andi: unknown agent `andi`
+
+                hint: did you mean `andy`?
+
+                error: m.yaml:12:9: user.cli:me: unknown agent `bob`
+
+                hint: declare it with `kind: agent` and `name: bob`
+
+                error: m.yaml:13:13: user.cli:me: unknown agent `andyy`
+
+                hint: did you mean `andy`?
+            "#]],
+        );
+    }
+
+    #[test]
+    fn duplicates_name_the_first_place() {
+        check(
+            &format!("{AGENT}kind: agent\nname: andy\n"),
+            expect![[r#"
+                error: m.yaml:5:7: agent.andy: agent `andy` is declared twice (first at m.yaml:2:7)
+
+                hint: remove one of the two declarations or rename one
+            "#]],
+        );
+    }
+
+    #[test]
+    fn enums_list_allowed_values() {
+        check(
+            "kind: agent\nname: andy\ncli_scope: everything\neffort: huge\n",
+            expect![[r#"
+                error: m.yaml:3:12: agent.andy: invalid `cli_scope` `everything`: expected one of `disabled`, `group`, `global`
+
+                error: m.yaml:4:9: agent.andy: invalid `effort` `huge`: expected one of `low`, `medium`, `high`, `xhigh`, `max`
+
+                hint: did you mean `high`?
+            "#]],
+        );
+    }
+
+    #[test]
+    fn names_packages_and_mounts_follow_the_rules() {
+        check(
+            "kind: agent\nname: Andy_1\npackages: {apt: ['Bad Name'], npm: ['@scope/ok', 'UPPER']}\nmounts:\n  - {host_path: ~/.ssh}\n  - {host_path: relative/dir}\n  - {host_path: /srv/data, container_path: ../up}\n",
+            expect![[r#"
+                error: m.yaml:2:7: agent.Andy_1: `name` `Andy_1` may only hold lowercase letters, digits and `-`, starting with a letter or digit
+
+                hint: try `andy-1`
+
+                error: m.yaml:3:18: agent.Andy_1: invalid apt package name `Bad Name`
+
+                hint: apt names match `^[a-z0-9][a-z0-9._+-]*$`
+
+                error: m.yaml:3:50: agent.Andy_1: invalid npm package name `UPPER`
+
+                hint: npm names match `^(@[a-z0-9][a-z0-9._-]*/)?[a-z0-9][a-z0-9._-]*$`
+
+                error: m.yaml:5:17: agent.Andy_1: `host_path` `~/.ssh` is blocked: it matches `.ssh`
+
+                hint: credential folders and files are never mounted (host.md §4.4)
+
+                error: m.yaml:6:17: agent.Andy_1: `host_path` `relative/dir` must be absolute or start with `~/`
+
+                error: m.yaml:7:44: agent.Andy_1: `container_path` `../up` must not contain `..`
+            "#]],
+        );
+    }
+
+    #[test]
+    fn owner_cannot_be_scoped_and_user_ids_have_a_channel() {
+        check(
+            &format!(
+                "{AGENT}kind: user\nid: nochannel\nroles: [{{role: owner, agent: andy}}, boss]\n"
+            ),
+            expect![[r#"
+                error: m.yaml:5:5: user.nochannel: user id `nochannel` must be `<channel>:<handle>`
+
+                hint: for example `telegram:6037840640`
+
+                error: m.yaml:6:9: user.nochannel: `owner` is always global: it cannot be scoped to an agent
+
+                hint: use `{role: admin, agent: andy}` for one agent
+
+                error: m.yaml:6:37: user.nochannel: invalid role `boss`: expected one of `owner`, `admin`
+            "#]],
+        );
+    }
+
+    #[test]
+    fn mcp_servers_need_exactly_one_transport() {
+        check(
+            "kind: agent\nname: andy\nmcp_servers:\n  both: {command: npx, url: 'https://x'}\n  none: {instructions: hi}\n",
+            expect![[r#"
+                error: m.yaml:4:9: agent.andy: MCP server `both` has both `command` and `url`
+
+                hint: keep `command` for a stdio server or `url` for a remote one
+
+                error: m.yaml:5:9: agent.andy: MCP server `none` needs `command` or `url`
+
+                hint: add `command: <program>` (stdio) or `url: https://…`
+            "#]],
+        );
+    }
+
+    #[test]
+    fn same_chat_twice_is_an_error() {
+        check(
+            "kind: channel\nname: a\nchannel_type: cli\nplatform_id: local\n---\nkind: channel\nname: b\nchannel_type: cli\nplatform_id: local\n",
+            expect![[r#"
+                error: m.yaml:7:7: channel.b: channels `a` and `b` both use cli chat `local` (at m.yaml:2:7)
+
+                hint: one chat is one channel: wire several agents in one channel's `wirings`
+            "#]],
+        );
+    }
+
+    #[test]
+    fn duplicate_destination_names_and_wirings() {
+        check(
+            "kind: agent\nname: andy\ndestinations: [{name: x, agent: andy}, {name: x, channel: fam}, {name: Bad Name, agent: andy}]\n---\nkind: channel\nname: fam\nchannel_type: cli\nplatform_id: p\nwirings: [{agent: andy}, {agent: andy}]\n",
+            expect![[r#"
+                error: m.yaml:3:47: destination.andy/x: destination `x` of agent `andy` is declared twice (first at m.yaml:3:23)
+
+                hint: remove one of the two declarations or rename one
+
+                error: m.yaml:3:72: destination.andy/Bad Name: destination name `Bad Name` may only hold lowercase letters and digits, with single `-` between them
+
+                hint: try `bad-name`
+
+                error: m.yaml:9:26: wiring.fam/andy: wiring of agent `andy` on channel `fam` is declared twice (first at m.yaml:9:11)
+
+                hint: remove one of the two declarations or rename one
+            "#]],
+        );
     }
 }
