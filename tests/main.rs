@@ -6,3 +6,4 @@ mod support;
 
 mod containers;
 mod plan_apply;
+mod runtime;

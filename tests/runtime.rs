@@ -1,0 +1,335 @@
+//! End-to-end tests of the runtime against a real dockerd: `nanoclaw run` as a child process,
+//! `nanoclaw chat` and raw socket clients talking to it, real containers running the static
+//! agent-runner with the mock provider.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{self, Env};
+
+/// A running `nanoclaw run`; SIGTERM and wait on drop; its guard removes what it left.
+struct Daemon<'a> {
+    env: &'a Env,
+    child: Option<Child>,
+    guard: support::DockerGuard,
+}
+
+const CLI_AGENT: &str = "\
+kind: agent
+name: echo
+provider: mock
+---
+kind: channel
+name: terminal
+channel_type: cli
+platform_id: local
+unknown_sender_policy: public
+wirings:
+  - agent: echo
+    engage_mode: pattern
+    engage_pattern: \".\"
+";
+
+impl<'a> Daemon<'a> {
+    fn start(env: &'a Env) -> Daemon<'a> {
+        let image = support::agent_image().tag;
+        std::fs::create_dir_all(env.data()).expect("data dir");
+        let guard = support::DockerGuard::new(&reconciler::paths::slug_of(&env.data()));
+        let child = env
+            .command(&[
+                "run",
+                "manifests",
+                "--image",
+                image,
+                "--sweep-interval",
+                "1s",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(env.root.path().join("run.log")).expect("log file"),
+            ))
+            .spawn()
+            .expect("start nanoclaw run");
+        let daemon = Daemon {
+            env,
+            child: Some(child),
+            guard,
+        };
+        let socket = env.data().join("cli.sock");
+        support::wait_until("the runtime to listen", Duration::from_secs(60), || {
+            UnixStream::connect(&socket).is_ok()
+        });
+        daemon
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.env.root.path().join("run.log")).unwrap_or_default()
+    }
+
+    /// SIGTERM, wait for a clean exit; returns the exit code.
+    fn stop(&mut self) -> i32 {
+        let Some(mut child) = self.child.take() else {
+            return 0;
+        };
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status.code().unwrap_or(-1);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("nanoclaw run did not stop within 30 s\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: a crash.
+    fn crash(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Daemon<'_> {
+    fn containers(&self) -> Vec<String> {
+        self.guard.containers()
+    }
+}
+
+impl Drop for Daemon<'_> {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A raw chat client on the CLI socket.
+struct Client {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Client {
+    fn connect(env: &Env) -> Client {
+        let stream = UnixStream::connect(env.data().join("cli.sock")).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+        let writer = stream.try_clone().expect("clone");
+        let mut client = Client {
+            reader: BufReader::new(stream),
+            writer,
+        };
+        client.send(&serde_json::json!({ "hello": { "platform_id": "local" } }));
+        client
+    }
+
+    fn send(&mut self, value: &serde_json::Value) {
+        writeln!(self.writer, "{value}").expect("send");
+    }
+
+    /// Sends a message and waits until the runtime says it is stored.
+    fn say(&mut self, id: &str, text: &str) {
+        self.send(&serde_json::json!({ "text": text, "id": id }));
+        loop {
+            let line = self.next();
+            if line.get("accepted").and_then(|v| v.as_str()) == Some(id) {
+                return;
+            }
+            assert!(line.get("error").is_none(), "rejected: {line}");
+        }
+    }
+
+    fn next(&mut self) -> serde_json::Value {
+        let mut line = String::new();
+        let read = self
+            .reader
+            .read_line(&mut line)
+            .expect("read from the runtime");
+        assert!(read > 0, "the runtime closed the connection");
+        serde_json::from_str(&line).expect("JSON line")
+    }
+
+    /// Next reply text (skipping acks).
+    fn reply(&mut self) -> (String, String) {
+        loop {
+            let line = self.next();
+            if let (Some(text), Some(reply_to)) = (line.get("text"), line.get("in_reply_to")) {
+                return (
+                    text.as_str().unwrap_or_default().to_string(),
+                    reply_to.as_str().unwrap_or_default().to_string(),
+                );
+            }
+        }
+    }
+}
+
+fn sessions(env: &Env) -> Vec<(String, String)> {
+    let conn = reconciler::db::open_readonly(&env.db()).expect("open db");
+    let mut statement = conn
+        .prepare("SELECT id, agent_group_id FROM sessions ORDER BY agent_group_id")
+        .expect("query");
+    statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("sessions")
+}
+
+#[test]
+fn chat_round_trip_through_a_real_container() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let env = Env::new("roundtrip");
+    env.write("agents.yaml", CLI_AGENT);
+    let mut daemon = Daemon::start(&env);
+    let run = env.run(&["chat", "--message", "hello there", "--timeout", "60s"]);
+    assert_eq!(run.code, 0, "chat failed: {}\n{}", run.stderr, daemon.log());
+    assert_eq!(run.stdout.trim(), "echo: hello there");
+    assert_eq!(
+        daemon.containers().len(),
+        1,
+        "one container for the session"
+    );
+    assert_eq!(daemon.stop(), 0, "clean shutdown\n{}", daemon.log());
+    assert!(
+        daemon.containers().is_empty(),
+        "shutdown leaves no containers behind"
+    );
+}
+
+#[test]
+fn fan_out_to_two_agents_makes_two_sessions_and_two_containers() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let env = Env::new("fanout");
+    env.write(
+        "agents.yaml",
+        "kind: agent\nname: alpha\nprovider: mock\n---\nkind: agent\nname: beta\nprovider: mock\n---\n\
+         kind: channel\nname: terminal\nchannel_type: cli\nplatform_id: local\nunknown_sender_policy: public\n\
+         wirings:\n  - { agent: alpha, engage_mode: pattern, engage_pattern: \".\" }\n  - { agent: beta, engage_mode: pattern, engage_pattern: \".\" }\n",
+    );
+    let daemon = Daemon::start(&env);
+    let run = env.run(&[
+        "chat",
+        "--message",
+        "both of you",
+        "--replies",
+        "2",
+        "--timeout",
+        "60s",
+    ]);
+    assert_eq!(run.code, 0, "chat failed: {}\n{}", run.stderr, daemon.log());
+    assert_eq!(run.stdout, "echo: both of you\necho: both of you\n");
+    let agents: Vec<String> = sessions(&env).into_iter().map(|(_, agent)| agent).collect();
+    assert_eq!(agents, ["alpha", "beta"]);
+    assert_eq!(daemon.containers().len(), 2);
+}
+
+#[test]
+fn accumulated_context_reaches_the_agent_with_the_trigger() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let env = Env::new("accumulate");
+    env.write(
+        "agents.yaml",
+        "kind: agent\nname: bot\nprovider: mock\n---\n\
+         kind: channel\nname: terminal\nchannel_type: cli\nplatform_id: local\nunknown_sender_policy: public\n\
+         wirings:\n  - { agent: bot, engage_mode: pattern, engage_pattern: \"^@bot\", ignored_message_policy: accumulate }\n",
+    );
+    let daemon = Daemon::start(&env);
+    let mut client = Client::connect(&env);
+    client.say("ctx-1", "the sky is green today");
+    client.say("go-1", "@bot what colour is the sky?");
+    let (text, reply_to) = client.reply();
+    assert_eq!(text, "echo: @bot what colour is the sky?");
+    assert_eq!(reply_to, "go-1:bot");
+    let (session, _) = sessions(&env).pop().expect("a session");
+    let turns = std::fs::read_to_string(
+        env.data()
+            .join("sessions/bot")
+            .join(&session)
+            .join(".mock/turns.jsonl"),
+    )
+    .unwrap_or_else(|err| panic!("mock turns log: {err}\n{}", daemon.log()));
+    let first: serde_json::Value =
+        serde_json::from_str(turns.lines().next().expect("a turn")).expect("json");
+    let prompt = first["prompt"].as_str().expect("prompt");
+    assert!(
+        prompt.contains("the sky is green today"),
+        "context row missing from the prompt:\n{prompt}"
+    );
+    assert!(prompt.contains("what colour is the sky?"), "{prompt}");
+}
+
+#[test]
+fn a_burst_of_50_messages_is_answered_once_each_in_order() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let env = Env::new("burst");
+    env.write("agents.yaml", CLI_AGENT);
+    let daemon = Daemon::start(&env);
+    let mut client = Client::connect(&env);
+    for n in 0..50 {
+        client.say(&format!("m{n:02}"), &format!("message {n:02}"));
+    }
+    let mut replies = Vec::new();
+    while replies.len() < 50 {
+        replies.push(client.reply());
+    }
+    let texts: Vec<String> = replies.iter().map(|(text, _)| text.clone()).collect();
+    let expected: Vec<String> = (0..50).map(|n| format!("echo: message {n:02}")).collect();
+    assert_eq!(texts, expected, "{}", daemon.log());
+    // A batch is answered as one turn, so a reply names the newest message of its batch.
+    for (_, reply_to) in &replies {
+        assert!(
+            reply_to.starts_with('m') && reply_to.ends_with(":echo"),
+            "{reply_to}"
+        );
+    }
+}
+
+#[test]
+fn a_host_crash_mid_conversation_loses_nothing() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let env = Env::new("restart");
+    env.write("agents.yaml", CLI_AGENT);
+    let mut daemon = Daemon::start(&env);
+    {
+        let mut client = Client::connect(&env);
+        client.say("first", "first message");
+        assert_eq!(client.reply().0, "echo: first message");
+        // Stored (accepted) but the host dies before the reply can be delivered.
+        client.say("second", "second message");
+    }
+    daemon.crash();
+    let daemon = Daemon::start(&env);
+    let mut client = Client::connect(&env);
+    let (text, reply_to) = client.reply();
+    assert_eq!(
+        (text.as_str(), reply_to.as_str()),
+        ("echo: second message", "second:echo"),
+        "{}",
+        daemon.log()
+    );
+    client.say("third", "third message");
+    assert_eq!(client.reply().0, "echo: third message");
+}
