@@ -4,6 +4,7 @@
 //! Every test is gated by `support::docker()`, gets its own install slug, and a `DockerGuard`
 //! removes that slug's containers on drop (`NANOCLAW_TEST_KEEP=1` keeps them).
 
+use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 use std::time::Duration;
 
@@ -65,6 +66,19 @@ impl Install {
             extra_mounts: Vec::new(),
             env: Vec::new(),
             config_hash: "test".into(),
+        }
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0)
+}
+
+fn chown_tree(path: &std::path::Path, uid: u32, gid: u32) {
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown");
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).expect("read dir") {
+            chown_tree(&entry.expect("dir entry").path(), uid, gid);
         }
     }
 }
@@ -214,6 +228,15 @@ async fn woken_container_answers_a_message() {
     let _guard = DockerGuard::new(&install.slug());
     let spec = install.session("s1");
     let session_dir = spec.session_dir.clone();
+    // As root, hand the install to uid 1000 so the container provably runs as the folder's
+    // owner (not root) and can still write its files.
+    let owner = if is_root() {
+        chown_tree(&install.paths.data, 1000, 1000);
+        "1000:1000".to_string()
+    } else {
+        let meta = std::fs::metadata(&session_dir).expect("session dir");
+        format!("{}:{}", meta.uid(), meta.gid())
+    };
     let inbound_path = session_dir.join(session_db::INBOUND_FILE);
     let mut inbound = session_db::open_inbound_host(&inbound_path).expect("open inbound");
     let message = NewInbound {
@@ -256,6 +279,12 @@ async fn woken_container_answers_a_message() {
         replies[0].content
     );
     assert_eq!(replies[0].channel_type.as_deref(), Some("cli"));
+    let inspect = Command::new("docker")
+        .args(["inspect", "--format", "{{.Config.User}}"])
+        .arg(format!("nanoclaw-{}-s1", install.slug()))
+        .output()
+        .expect("docker inspect");
+    assert_eq!(String::from_utf8_lossy(&inspect.stdout).trim(), owner);
     runner.stop_all().await;
 }
 
@@ -307,4 +336,15 @@ async fn a_container_that_exits_on_its_own_is_reported_with_its_code() {
         guard.containers().is_empty(),
         "an exited container is removed"
     );
+}
+
+#[test]
+fn image_build_with_a_missing_runner_says_so() {
+    let env = support::Env::new("image-missing-runner");
+    let run = env.run(&["image", "build", "--runner", "/nonexistent/agent-runner"]);
+    assert_eq!(run.code, 1);
+    expect_test::expect![[r#"
+        error: runner `/nonexistent/agent-runner` does not exist
+    "#]]
+    .assert_eq(&run.stderr);
 }

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use bollard::models::{BuildInfo, ErrorDetail};
 use bollard::query_parameters::BuildImageOptions;
 use futures_util::StreamExt;
 
@@ -98,26 +99,37 @@ pub async fn build_image(
             },
             other => ContainerError::Docker(other),
         })?;
-        if let Some(detail) = info.error_detail {
-            return Err(ContainerError::Build {
-                step,
-                message: detail.message.unwrap_or_default().trim().to_string(),
-            });
-        }
-        for line in info
-            .stream
-            .iter()
-            .chain(info.status.iter())
-            .flat_map(|text| text.lines())
-            .map(str::trim_end)
-            .filter(|line| !line.trim().is_empty())
-        {
-            if line.starts_with("Step ") {
-                step = format!("`{line}`");
-                progress(BuildProgress::Step(line.to_string()));
-            } else {
-                progress(BuildProgress::Output(line.to_string()));
-            }
+        read_build_info(info, &mut step, &mut progress)?;
+    }
+    Ok(())
+}
+
+/// One item of the build stream: progress lines, or the error naming the current step.
+/// `step` remembers the last `Step n/m : …` line.
+fn read_build_info(
+    info: BuildInfo,
+    step: &mut String,
+    progress: &mut impl FnMut(BuildProgress),
+) -> Result<(), ContainerError> {
+    if let Some(detail) = info.error_detail {
+        return Err(ContainerError::Build {
+            step: step.clone(),
+            message: detail.message.unwrap_or_default().trim().to_string(),
+        });
+    }
+    for line in info
+        .stream
+        .iter()
+        .chain(info.status.iter())
+        .flat_map(|text| text.lines())
+        .map(str::trim_end)
+        .filter(|line| !line.trim().is_empty())
+    {
+        if line.starts_with("Step ") {
+            *step = format!("`{line}`");
+            progress(BuildProgress::Step(line.to_string()));
+        } else {
+            progress(BuildProgress::Output(line.to_string()));
         }
     }
     Ok(())
@@ -189,6 +201,44 @@ mod tests {
             ]
         "#]]
         .assert_debug_eq(&entries);
+    }
+
+    #[test]
+    fn build_errors_name_the_failing_step() {
+        let mut step = String::from("the start of the build");
+        let mut lines = Vec::new();
+        let mut record = |progress: BuildProgress| lines.push(format!("{progress:?}"));
+        let items = [
+            BuildInfo {
+                stream: Some("Step 3/6 : COPY agent-runner /agent-runner\n".into()),
+                ..Default::default()
+            },
+            BuildInfo {
+                stream: Some(" ---> 6d5d9316ee72\n".into()),
+                ..Default::default()
+            },
+            BuildInfo {
+                error_detail: Some(ErrorDetail {
+                    message: Some("COPY failed: file not found in build context\n".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ];
+        let mut result = Ok(());
+        for info in items {
+            result = read_build_info(info, &mut step, &mut record);
+            if result.is_err() {
+                break;
+            }
+        }
+        let err = result.unwrap_err().to_string();
+        expect_test::expect![[r#"
+            [
+                "Step(\"Step 3/6 : COPY agent-runner /agent-runner\")",
+                "Output(\" ---> 6d5d9316ee72\")",
+            ]
+            image build failed at `Step 3/6 : COPY agent-runner /agent-runner`: COPY failed: file not found in build context"#]].assert_eq(&format!("{lines:#?}\n{err}"));
     }
 
     #[test]
