@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use bollard::models::{BuildInfo, ErrorDetail};
+use bollard::models::BuildInfo;
 use bollard::query_parameters::BuildImageOptions;
 use futures_util::StreamExt;
 
@@ -218,7 +218,7 @@ mod tests {
                 ..Default::default()
             },
             BuildInfo {
-                error_detail: Some(ErrorDetail {
+                error_detail: Some(bollard::models::ErrorDetail {
                     message: Some("COPY failed: file not found in build context\n".into()),
                     ..Default::default()
                 }),
