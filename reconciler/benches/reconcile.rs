@@ -1,2 +1,182 @@
-//! Benchmarks.
-fn main() {}
+//! Reconciler benchmarks; prints medians (`cargo bench -p reconciler --bench reconcile`).
+//!
+//! A fleet of 1,000 agents × 3 wirings (1,000 chats) and 200 users (roles, memberships) is
+//! written as manifest files (through `export`, i.e. `manifest::to_yaml`) into a temp dir,
+//! then each step runs the same library code as the CLI:
+//! validate (`manifest::load`), plan on an empty DB (read + diff + render), the first apply
+//! (fresh DB: lock, read, diff, one transaction), plan after apply, and a no-op apply.
+//! Targets (docs/benchmarks.md): plan < 300 ms and no-op apply < 300 ms on a 2-core machine.
+#![allow(clippy::print_stdout, clippy::unwrap_used)]
+
+use std::path::Path;
+use std::time::Instant;
+
+use reconciler::apply::{self, Meta};
+use reconciler::plan::{self, current};
+use reconciler::state::{
+    Agent, Channel, CliScope, EngageMode, IgnoredMessagePolicy, Member, Packages, Resource, Role,
+    RoleKind, SenderScope, SessionMode, Skills, State, UnknownSenderPolicy, User, Wiring,
+};
+
+const AGENTS: usize = 1_000;
+const WIRINGS_PER_AGENT: usize = 3;
+const USERS: usize = 200;
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("manifests");
+    reconciler::export::write(&manifests, &fleet(), false).unwrap();
+    let loaded = reconciler::manifest::load(&manifests).unwrap();
+    println!(
+        "# nanoclaw reconcile benchmarks: {AGENTS} agents × {WIRINGS_PER_AGENT} wirings, \
+         {USERS} users = {} resources",
+        loaded.state.len()
+    );
+    let desired = loaded.state;
+
+    report("validate (manifest::load)", 10, |_| {
+        reconciler::manifest::load(&manifests).unwrap();
+    });
+
+    let empty = dir.path().join("empty.db");
+    drop(reconciler::db::open(&empty).unwrap());
+    report("plan, empty DB", 10, |_| {
+        plan_text(&empty, &desired);
+    });
+
+    report("apply, first (fresh DB)", 5, |run| {
+        let path = dir.path().join(format!("first-{run}.db"));
+        apply_once(dir.path(), &path, &desired);
+    });
+
+    let applied = dir.path().join("applied.db");
+    apply_once(dir.path(), &applied, &desired);
+    report("plan, after apply", 10, |_| {
+        let text = plan_text(&applied, &desired);
+        assert!(text.starts_with("No changes."));
+    });
+    report("apply, no-op", 10, |_| {
+        let changed = apply_once(dir.path(), &applied, &desired);
+        assert!(!changed);
+    });
+    report("plan after apply, with load", 10, |_| {
+        let loaded = reconciler::manifest::load(&manifests).unwrap();
+        plan_text(&applied, &loaded.state);
+    });
+    report("apply no-op, with load", 10, |_| {
+        let loaded = reconciler::manifest::load(&manifests).unwrap();
+        assert!(!apply_once(dir.path(), &applied, &loaded.state));
+    });
+}
+
+/// What `nanoclaw plan` does after loading: read the DB, diff, render.
+fn plan_text(db: &Path, desired: &State) -> String {
+    let conn = reconciler::db::open_readonly(db).unwrap();
+    let current = current::read(&conn).unwrap();
+    let plan = plan::diff(desired, &current);
+    plan::render::render(&plan, false)
+}
+
+/// What `nanoclaw apply --yes` does after loading; returns whether anything was written.
+fn apply_once(data: &Path, db: &Path, desired: &State) -> bool {
+    let _lock = apply::lock(&data.join("apply.lock")).unwrap();
+    let mut conn = reconciler::db::open(db).unwrap();
+    let current = current::read(&conn).unwrap();
+    let plan = plan::diff(desired, &current);
+    let _text = plan::render::render(&plan, false);
+    let meta = Meta {
+        manifest_digest: "bench".into(),
+        git_commit: None,
+    };
+    apply::apply(&mut conn, desired, &plan, &current, &meta)
+        .unwrap()
+        .changed
+}
+
+/// Runs `step` `runs` times and prints the median and the range in milliseconds.
+fn report(name: &str, runs: usize, mut step: impl FnMut(usize)) {
+    let mut times: Vec<f64> = (0..runs)
+        .map(|run| {
+            let start = Instant::now();
+            step(run);
+            start.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    println!(
+        "{name:<28} median {:>8.1} ms   (min {:.1}, max {:.1}, n={runs})",
+        times[runs / 2],
+        times[0],
+        times[runs - 1]
+    );
+}
+
+/// The fleet as a state: agent `a-i` wired to chats `c-i`, `c-(i+1)`, `c-(i+2)`; users own or
+/// administer and are members of a few agents each.
+fn fleet() -> State {
+    let mut state = State::default();
+    for idx in 0..AGENTS {
+        state.insert(Resource::Agent(Agent {
+            name: format!("a-{idx}"),
+            assistant_name: Some(format!("Agent {idx}")),
+            provider: Some("mock".into()),
+            model: Some("sonnet".into()),
+            effort: None,
+            image: None,
+            max_messages_per_prompt: Some(10),
+            cli_scope: CliScope::Group,
+            instructions: Some(format!("You are agent {idx}.\nBe brief.\n")),
+            skills: Skills::All,
+            mcp_servers: Default::default(),
+            packages: Packages {
+                apt: vec!["git".into(), "jq".into()],
+                npm: vec![],
+            },
+            mounts: vec![],
+        }));
+        state.insert(Resource::Channel(Channel {
+            name: format!("c-{idx}"),
+            channel_type: "telegram".into(),
+            platform_id: format!("telegram:{}", 100_000 + idx),
+            display_name: Some(format!("Chat {idx}")),
+            is_group: true,
+            unknown_sender_policy: UnknownSenderPolicy::Strict,
+        }));
+        for offset in 0..WIRINGS_PER_AGENT {
+            state.insert(Resource::Wiring(Wiring {
+                channel: format!("c-{}", (idx + offset) % AGENTS),
+                agent: format!("a-{idx}"),
+                engage_mode: EngageMode::Mention,
+                engage_pattern: None,
+                sender_scope: SenderScope::All,
+                ignored_message_policy: IgnoredMessagePolicy::Drop,
+                session_mode: SessionMode::Shared,
+                priority: offset as i64,
+            }));
+        }
+    }
+    for idx in 0..USERS {
+        let id = format!("telegram:{}", 500_000 + idx);
+        state.insert(Resource::User(User {
+            id: id.clone(),
+            display_name: Some(format!("User {idx}")),
+        }));
+        let role = if idx == 0 {
+            RoleKind::Owner
+        } else {
+            RoleKind::Admin
+        };
+        state.insert(Resource::Role(Role {
+            user: id.clone(),
+            role,
+            agent: (idx != 0).then(|| format!("a-{}", idx * 5)),
+        }));
+        for offset in 0..5 {
+            state.insert(Resource::Member(Member {
+                user: id.clone(),
+                agent: format!("a-{}", idx * 5 + offset),
+            }));
+        }
+    }
+    state
+}
