@@ -67,7 +67,12 @@ pub fn run(args: ChatArgs, ctx: &Ctx) -> anyhow::Result<Status> {
     writeln!(writer, "{hello}").context("sending hello")?;
     match args.message {
         Some(text) => one_shot(stream, writer, &text, args.replies, args.timeout),
-        None => interactive(stream, writer, &platform_id),
+        None => interactive(
+            stream,
+            writer,
+            &platform_id,
+            &ctx.paths.data.join("chat_history"),
+        ),
     }
 }
 
@@ -195,8 +200,11 @@ fn interactive(
     stream: UnixStream,
     mut writer: UnixStream,
     platform_id: &str,
+    history: &Path,
 ) -> anyhow::Result<Status> {
     let mut editor = rustyline::DefaultEditor::new().context("starting the line editor")?;
+    // History persists across chat sessions (best effort: a missing file is a first run).
+    let _ = editor.load_history(history);
     let mut printer = editor
         .create_external_printer()
         .context("starting the reply printer")?;
@@ -235,6 +243,7 @@ fn interactive(
             Err(err) => return Err(err).context("reading input"),
         }
     }
+    let _ = editor.save_history(history);
     let _ = writer.shutdown(std::net::Shutdown::Both);
     let _ = reader_thread.join();
     Ok(Status::Ok)
