@@ -160,9 +160,31 @@ pub fn open_inbound_host(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-/// Host: opens `outbound.db` read-only.
+/// Host: opens `outbound.db` read-only. If a container killed mid-write left a hot journal
+/// (which a read-only connection cannot roll back: `SQLITE_READONLY_ROLLBACK`), it is rolled
+/// back once through a read-write open first; a live writer's journal is never hot, so this
+/// cannot undo a transaction in progress.
 pub fn open_outbound_host(path: &Path) -> Result<Connection> {
-    open_ro(path, false)
+    let conn = open_ro(path, false)?;
+    match touch_schema(&conn) {
+        Ok(()) => Ok(conn),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.extended_code == rusqlite::ffi::SQLITE_READONLY_ROLLBACK =>
+        {
+            drop(conn);
+            touch_schema(&open_rw(path, false)?)?;
+            open_ro(path, false)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The cheapest read that makes SQLite look at the journal.
+fn touch_schema(conn: &Connection) -> rusqlite::Result<()> {
+    conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(|_| ())
 }
 
 /// Host: opens `outbound.db` read-write, only to delete stale `processing` acks after a kill.

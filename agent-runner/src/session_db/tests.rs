@@ -407,3 +407,50 @@ fn ids_have_prefix_ms_and_rand6() {
     assert!(parts[1].parse::<u64>().is_ok());
     assert_eq!(parts[2].len(), 6);
 }
+
+#[test]
+fn host_read_recovers_a_hot_journal_left_by_a_killed_container() {
+    let (_d, s) = session();
+    let path = s.join(OUTBOUND_FILE);
+    let mut outb = open_outbound_container(&path).unwrap();
+    let ro_in = open_inbound_container(&s.join(INBOUND_FILE)).unwrap();
+    container::write_outbound(&ro_in, &mut outb, &out("kept")).unwrap();
+    // Freeze a crash: a transaction whose pages spilled into the file, copied with its journal.
+    outb.pragma_update(None, "cache_size", 1).unwrap();
+    outb.execute_batch("BEGIN IMMEDIATE").unwrap();
+    for i in 0..200 {
+        outb.execute(
+            "INSERT INTO messages_out (id, seq, timestamp, kind, content)
+             VALUES (?1, ?2, 'now', 'chat', ?3)",
+            rusqlite::params![format!("x{i}"), 1001 + 2 * i, "y".repeat(500)],
+        )
+        .unwrap();
+    }
+    let crash = s.join("crash");
+    fs::create_dir_all(&crash).unwrap();
+    fs::copy(&path, crash.join(OUTBOUND_FILE)).unwrap();
+    fs::copy(
+        s.join("outbound.db-journal"),
+        crash.join("outbound.db-journal"),
+    )
+    .unwrap();
+    outb.execute_batch("ROLLBACK").unwrap();
+
+    let copy = crash.join(OUTBOUND_FILE);
+    let raw = open_ro(&copy, false).unwrap();
+    let err = touch_schema(&raw).unwrap_err();
+    assert_eq!(
+        err.sqlite_error().map(|e| e.extended_code),
+        Some(rusqlite::ffi::SQLITE_READONLY_ROLLBACK)
+    );
+    drop(raw);
+    let host = open_outbound_host(&copy).unwrap();
+    let ids: Vec<String> = host
+        .prepare("SELECT id FROM messages_out")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(ids, vec!["kept"]);
+}
