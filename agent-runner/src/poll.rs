@@ -109,18 +109,28 @@ impl InboundWatch {
 }
 
 /// The runner's state for one container lifetime.
+/// Every field is written and read only by the loop's own thread.
 pub struct Runner {
+    /// The session folder as mounted (`inbound.db`, `outbound.db`, `.heartbeat`).
     workspace: PathBuf,
+    /// The user's zone for prompt times.
     tz: String,
+    /// Pending window N (`maxMessagesPerPrompt`).
     max_messages: usize,
+    /// Registry name; keys the continuation in `session_state`.
     provider_name: String,
     provider: Box<dyn Provider>,
     /// Long-lived read-only inbound connection: destinations, threads, seq max.
     inbound: Connection,
+    /// The one writer connection of `outbound.db`.
     outbound: Connection,
+    /// Addendum built once at startup (destinations snapshot, §6.3).
     system_prompt: String,
+    /// Resume id: set by every `init`, cleared by `/clear` and session-invalid errors.
     continuation: Option<String>,
+    /// True until the first pending query (which alone sees `on_wake` rows).
     first_poll: bool,
+    /// Change detection of `inbound.db` for the outer loop and follow-ups.
     watch: InboundWatch,
 }
 
