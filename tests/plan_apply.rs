@@ -358,3 +358,70 @@ fn history_lists_generations_newest_first() {
         "Plan: 7 to add, 0 to change, 0 to destroy · 1 restart"
     );
 }
+
+#[test]
+fn history_records_the_manifest_commit_and_dirty_state() {
+    let env = fixture("history-git");
+    let git = |args: &[&str]| {
+        let status = std::process::Command::new("git")
+            .arg("-C")
+            .arg(env.manifests())
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {args:?}");
+    };
+    git(&["init", "-q"]);
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "fleet"]);
+    env.run(&["apply", "--yes"]).success();
+    env.write("agents.yaml", &AGENTS.replace("[git]", "[git, curl]"));
+    env.run(&["apply", "--yes"]).success();
+    let json: serde_json::Value =
+        serde_json::from_str(&env.run(&["history", "--json"]).stdout).unwrap();
+    let commit = |idx: usize| json[idx]["git_commit"].as_str().unwrap().to_string();
+    let sha = regex::Regex::new("^[0-9a-f]{40}$").unwrap();
+    assert!(sha.is_match(&commit(1)), "{}", commit(1));
+    assert_eq!(commit(0), format!("{}-dirty", commit(1)));
+}
+
+#[test]
+fn a_db_edit_outside_manifests_shows_as_drift_and_apply_reverts_it() {
+    let env = fixture("drift");
+    env.run(&["apply", "--yes"]).success();
+    {
+        let conn = reconciler::db::open(&env.db()).unwrap();
+        conn.execute(
+            "UPDATE container_configs SET model = 'edited-by-hand' WHERE agent_group_id = 'andy'",
+            [],
+        )
+        .unwrap();
+    }
+    let plan = env.run(&["plan"]);
+    expect_test::expect![[r#"
+        Plan: 0 to add, 1 to change, 0 to destroy · 1 restart
+
+        Agents affected:
+          andy  restart   agent.andy: model
+
+        ~ agent.andy  # restarts: model
+            ! drift: model: the DB has "edited-by-hand", the last apply wrote null; apply reverts it
+            model: "edited-by-hand" → null  # restarts: written to container.json at spawn
+            # (12 unchanged fields hidden)
+    "#]]
+    .assert_eq(&plan.stdout);
+    env.run(&["apply", "--yes"]).success();
+    assert_eq!(
+        count(
+            &env,
+            "SELECT COUNT(*) FROM container_configs WHERE model IS NULL"
+        ),
+        1
+    );
+    assert_eq!(
+        env.run(&["plan"]).stdout,
+        "No changes. The database matches the manifests.\n"
+    );
+}
