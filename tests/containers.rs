@@ -107,6 +107,11 @@ fn image_build_works_offline() {
         built.stderr
     );
     assert_eq!(built.stdout, format!("built {}\n", built.tag));
+    assert!(
+        !built.stderr.contains("Pulling"),
+        "nothing is pulled: {}",
+        built.stderr
+    );
     let inspect = Command::new("docker")
         .args([
             "image",

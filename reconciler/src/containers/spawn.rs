@@ -188,7 +188,16 @@ pub async fn spawn(
         name: Some(name.clone()),
         ..Default::default()
     };
-    docker.client.create_container(Some(options), body).await?;
+    match docker.client.create_container(Some(options), body).await {
+        Ok(_) => {}
+        Err(err) if is_not_found(&err) => {
+            return Err(ContainerError::Daemon(format!(
+                "image `{}` not found: {err}\n\nhint: build it with `nanoclaw image build --tag {}`",
+                spec.image, spec.image
+            )));
+        }
+        Err(err) => return Err(err.into()),
+    }
     if let Err(err) = docker.client.start_container(&name, None).await {
         remove_quietly(docker, &name).await?;
         return Err(err.into());
