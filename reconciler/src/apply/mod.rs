@@ -115,6 +115,11 @@ pub fn apply(
                 })?;
         }
     }
+    for address in current.specs.keys() {
+        if desired.get(address).is_none() && current.state.get(address).is_none() {
+            writer.forget(&address.to_string())?;
+        }
+    }
     record(&tx, plan, meta, generation, &now)?;
     tx.commit()?;
     Ok(Outcome {
@@ -417,6 +422,41 @@ mod tests {
                 r#"["agent.andy: created","destination.andy/home: created","destination.andy/main: created","agent.andy: packages.npm","agent.andy: model"]"#.to_string()
             )
         );
+    }
+
+    #[test]
+    fn removing_an_agent_takes_its_sessions_along() {
+        let (_dir, mut conn) = open();
+        let state = fixture::state();
+        apply_state(&mut conn, &state);
+        conn.execute(
+            "INSERT INTO sessions (id, agent_group_id, messaging_group_id, created_at)
+             VALUES ('s1', 'andy', 'main', 'now')",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO pending_questions (question_id, session_id, message_out_id, title,
+               options_json, created_at) VALUES ('q1', 's1', 'm1', 't', '[]', 'now')",
+            [],
+        )
+        .unwrap();
+        let mut desired = state.clone();
+        desired.resources.retain(|address, _| {
+            matches!(
+                address.kind,
+                crate::state::Kind::User | crate::state::Kind::Role
+            )
+        });
+        let outcome = apply_state(&mut conn, &desired);
+        assert_eq!(outcome.generation, 2);
+        let n_sessions: i64 = conn
+            .query_row("SELECT COUNT(*) FROM sessions", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(n_sessions, 0);
+        let current = plan::current::read(&conn).unwrap();
+        assert_eq!(current.state, desired);
+        assert_eq!(current.specs, desired.resources);
     }
 
     #[test]

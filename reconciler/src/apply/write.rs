@@ -170,6 +170,14 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
+    /// Forgets the last-applied spec of an address that is neither desired nor in the DB.
+    pub fn forget(&self, address: &str) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM managed_resources WHERE address = ?1")?
+            .execute([address])?;
+        Ok(())
+    }
+
     /// Deletes `resource`'s rows (the plan lists its children before it) and its spec.
     pub fn delete(&self, resource: &Resource) -> rusqlite::Result<()> {
         let run = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> rusqlite::Result<()> {
@@ -178,6 +186,12 @@ impl<'a> Writer<'a> {
         };
         match resource {
             Resource::Agent(agent) => {
+                // The agent's runtime rows go with it (its sessions and what waits on them):
+                // they reference the agent, so the agent row could not be deleted otherwise.
+                // Its session folders and containers are the runtime's to clean up.
+                for sql in DELETE_AGENT_RUNTIME_ROWS {
+                    run(sql, params![agent.name])?;
+                }
                 run(
                     "DELETE FROM container_configs WHERE agent_group_id = ?1",
                     params![agent.name],
@@ -192,10 +206,9 @@ impl<'a> Writer<'a> {
                 )?;
             }
             Resource::Channel(channel) => {
-                run(
-                    "DELETE FROM user_dms WHERE messaging_group_id = ?1",
-                    params![channel.name],
-                )?;
+                for sql in DELETE_CHANNEL_RUNTIME_ROWS {
+                    run(sql, params![channel.name])?;
+                }
                 run(
                     "DELETE FROM messaging_groups WHERE id = ?1",
                     params![channel.name],
@@ -237,6 +250,26 @@ impl<'a> Writer<'a> {
         )
     }
 }
+
+/// Runtime rows that reference an agent group, deleted (children first) with the agent.
+const DELETE_AGENT_RUNTIME_ROWS: &[&str] = &[
+    "DELETE FROM pending_questions
+     WHERE session_id IN (SELECT id FROM sessions WHERE agent_group_id = ?1)",
+    "DELETE FROM pending_approvals WHERE agent_group_id = ?1
+       OR session_id IN (SELECT id FROM sessions WHERE agent_group_id = ?1)",
+    "DELETE FROM pending_sender_approvals WHERE agent_group_id = ?1",
+    "DELETE FROM pending_channel_approvals WHERE agent_group_id = ?1",
+    "DELETE FROM sessions WHERE agent_group_id = ?1",
+];
+
+/// Runtime rows that reference a chat: sessions keep living without it (they belong to their
+/// agent), approvals waiting in it and DM shortcuts to it go.
+const DELETE_CHANNEL_RUNTIME_ROWS: &[&str] = &[
+    "UPDATE sessions SET messaging_group_id = NULL WHERE messaging_group_id = ?1",
+    "DELETE FROM pending_sender_approvals WHERE messaging_group_id = ?1",
+    "DELETE FROM pending_channel_approvals WHERE messaging_group_id = ?1",
+    "DELETE FROM user_dms WHERE messaging_group_id = ?1",
+];
 
 const UPSERT_CONFIG: &str = "INSERT INTO container_configs (agent_group_id, provider, model,
   effort, image_tag, assistant_name, max_messages_per_prompt, skills, mcp_servers, packages_apt,

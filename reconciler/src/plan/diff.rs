@@ -50,7 +50,11 @@ pub fn diff_with(desired: &State, current: &Current, options: Options) -> Plan {
 
 fn change_for(address: &Address, resource: &Resource, current: &Current) -> Option<Change> {
     let Some(existing) = current.state.get(address) else {
-        return Some(create(address, resource));
+        let mut change = create(address, resource);
+        if current.specs.contains_key(address) {
+            change.reasons = vec!["drift: deleted outside manifests, created again".to_string()];
+        }
+        return Some(change);
     };
     let is_managed = current.managed.contains(address);
     let applied = current.specs.get(address).map(Resource::fields);
@@ -392,6 +396,22 @@ mod tests {
                 "delete destination.andy/home",
                 "delete destination.andy/main",
             ]
+        );
+    }
+
+    #[test]
+    fn a_managed_row_deleted_outside_manifests_is_created_again_as_drift() {
+        let state = fixture::state();
+        let mut current = fixture::applied(&state);
+        current
+            .state
+            .resources
+            .remove(&Address::new(Kind::User, "cli:me"));
+        let plan = diff(&state, &current);
+        assert_eq!(actions(&plan), ["create user.cli:me"]);
+        assert_eq!(
+            plan.changes[0].reasons,
+            ["drift: deleted outside manifests, created again"]
         );
     }
 
