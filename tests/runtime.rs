@@ -333,3 +333,106 @@ fn a_host_crash_mid_conversation_loses_nothing() {
     client.say("third", "third message");
     assert_eq!(client.reply().0, "echo: third message");
 }
+
+#[test]
+fn run_refuses_to_start_on_invalid_manifests() {
+    let env = Env::new("run-invalid");
+    env.write(
+        "agents.yaml",
+        "kind: agent\nname: Bad_Name\nprovider: mock\n",
+    );
+    let run = env.run(&["run", "manifests"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("agents.yaml:2:"),
+        "diagnostic names file and line: {}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("refusing to start"), "{}", run.stderr);
+    assert!(!env.data().join("cli.sock").exists(), "nothing was started");
+    assert!(!env.db().exists(), "nothing was applied");
+}
+
+#[test]
+fn bad_input_is_logged_and_never_stops_the_loop() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let env = Env::new("bad-input");
+    env.write("agents.yaml", CLI_AGENT);
+    let daemon = Daemon::start(&env);
+    let mut client = Client::connect(&env);
+    client.say("warm", "first");
+    assert_eq!(client.reply().0, "echo: first");
+
+    // Malformed, oversized and empty lines are answered with an error; the connection lives.
+    writeln!(client.writer, "this is not json").expect("send");
+    assert!(
+        client.next()["error"]
+            .as_str()
+            .expect("error")
+            .contains("malformed")
+    );
+    writeln!(client.writer, "{{\"text\": \"{}\"}}", "x".repeat(70 * 1024)).expect("send");
+    assert!(
+        client.next()["error"]
+            .as_str()
+            .expect("error")
+            .contains("longer than")
+    );
+    client.send(&serde_json::json!({ "text": "   " }));
+    assert!(
+        client.next()["error"]
+            .as_str()
+            .expect("error")
+            .contains("empty")
+    );
+    client.send(&serde_json::json!({ "text": "x", "id": "../escape" }));
+    assert!(
+        client.next()["error"]
+            .as_str()
+            .expect("error")
+            .contains("may only use")
+    );
+
+    // A message on a chat nobody configured is ignored (stored nowhere, nothing breaks).
+    client
+        .send(&serde_json::json!({ "text": "anyone?", "id": "lost-1", "platform_id": "nowhere" }));
+    assert_eq!(client.next()["accepted"], "lost-1");
+
+    // A container writing a garbage row: it is retried, then marked failed; others still flow.
+    let (session, _) = sessions(&env).pop().expect("a session");
+    let dir = env.data().join("sessions/echo").join(&session);
+    {
+        let outbound = agent_runner::session_db::open_outbound_container(&dir.join("outbound.db"))
+            .expect("outbound");
+        outbound
+            .execute(
+                "INSERT INTO messages_out (id, seq, timestamp, kind, platform_id, channel_type, content)
+                 VALUES ('garbage-1', 100001, datetime('now'), 'chat', 'local', 'cli', '{not json')",
+                [],
+            )
+            .expect("insert garbage");
+    }
+    client.say("after", "after the garbage");
+    assert_eq!(client.reply().0, "echo: after the garbage");
+    support::wait_until(
+        "the garbage row to be marked failed",
+        Duration::from_secs(30),
+        || {
+            let inbound = agent_runner::session_db::open_inbound_host(&dir.join("inbound.db"))
+                .expect("inbound");
+            inbound
+                .query_row(
+                    "SELECT status FROM delivered WHERE message_out_id = 'garbage-1'",
+                    [],
+                    |row| row.get::<_, String>(0),
+                )
+                .is_ok_and(|status| status == "failed")
+        },
+    );
+    assert!(
+        daemon.log().contains("garbage-1"),
+        "the bad row is logged with its id"
+    );
+}

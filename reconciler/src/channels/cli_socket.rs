@@ -24,7 +24,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
-use tokio_util::codec::{Framed, LinesCodec, LinesCodecError};
+use tokio_util::codec::{Decoder, Encoder, Framed, LinesCodec, LinesCodecError};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
@@ -179,7 +179,7 @@ impl CliSocket {
         readers: mpsc::Sender<ReaderArrived>,
         stop: CancellationToken,
     ) {
-        let mut framed = Framed::new(stream, LinesCodec::new_with_max_length(MAX_LINE));
+        let mut framed = Framed::new(stream, BoundedLines::new());
         let (reply_tx, mut reply_rx) = mpsc::channel::<String>(READER_BUFFER);
         let mut reading_for: Option<String> = None;
         debug!(conn, "cli client connected");
@@ -194,14 +194,14 @@ impl CliSocket {
                 frame = framed.next() => {
                     let line = match frame {
                         None => break,
-                        Some(Ok(line)) => line,
-                        Some(Err(LinesCodecError::MaxLineLengthExceeded)) => {
+                        Some(Ok(Line::Text(line))) => line,
+                        Some(Ok(Line::TooLong)) => {
                             warn!(conn, limit = MAX_LINE, "cli line too long, rejected");
                             let error = format!("line longer than {MAX_LINE} bytes rejected");
                             if send_error(&mut framed, &error).await.is_err() { break; }
                             continue;
                         }
-                        Some(Err(LinesCodecError::Io(err))) => {
+                        Some(Err(err)) => {
                             debug!(conn, error = %err, "cli client read failed");
                             break;
                         }
@@ -221,12 +221,12 @@ impl CliSocket {
         }
         if let Some(platform_id) = reading_for
             && let Ok(mut table) = self.readers.lock()
-                && table
-                    .get(&platform_id)
-                    .is_some_and(|reader| reader.conn == conn)
-                {
-                    table.remove(&platform_id);
-                }
+            && table
+                .get(&platform_id)
+                .is_some_and(|reader| reader.conn == conn)
+        {
+            table.remove(&platform_id);
+        }
         debug!(conn, "cli client disconnected");
     }
 
@@ -320,20 +320,71 @@ impl CliSocket {
             return;
         };
         if let Some(previous) = table.insert(platform_id.to_string(), Reader { conn, tx })
-            && previous.conn != conn {
-                let note = serde_json::json!({ "text": "[superseded by a newer client]" });
-                let _ = previous.tx.try_send(note.to_string());
-            }
+            && previous.conn != conn
+        {
+            let note = serde_json::json!({ "text": "[superseded by a newer client]" });
+            let _ = previous.tx.try_send(note.to_string());
+        }
     }
 }
 
 async fn send_error(
-    framed: &mut Framed<UnixStream, LinesCodec>,
+    framed: &mut Framed<UnixStream, BoundedLines>,
     error: &str,
 ) -> Result<(), LinesCodecError> {
     framed
         .send(serde_json::json!({ "error": error }).to_string())
         .await
+}
+
+/// One decoded client line, or the note that a line was too long (and is being skipped).
+enum Line {
+    Text(String),
+    TooLong,
+}
+
+/// `LinesCodec` with a length limit that reports an overlong line as an item instead of an
+/// error: a framed stream ends after its first error, and one bad line must not end the
+/// connection. `LinesCodec` itself skips the rest of the overlong line.
+struct BoundedLines {
+    inner: LinesCodec,
+}
+
+impl BoundedLines {
+    fn new() -> BoundedLines {
+        BoundedLines {
+            inner: LinesCodec::new_with_max_length(MAX_LINE),
+        }
+    }
+}
+
+impl Decoder for BoundedLines {
+    type Item = Line;
+    type Error = LinesCodecError;
+
+    fn decode(&mut self, buf: &mut bytes::BytesMut) -> Result<Option<Line>, LinesCodecError> {
+        match self.inner.decode(buf) {
+            Ok(line) => Ok(line.map(Line::Text)),
+            Err(LinesCodecError::MaxLineLengthExceeded) => Ok(Some(Line::TooLong)),
+            Err(err) => Err(err),
+        }
+    }
+
+    fn decode_eof(&mut self, buf: &mut bytes::BytesMut) -> Result<Option<Line>, LinesCodecError> {
+        match self.inner.decode_eof(buf) {
+            Ok(line) => Ok(line.map(Line::Text)),
+            Err(LinesCodecError::MaxLineLengthExceeded) => Ok(Some(Line::TooLong)),
+            Err(err) => Err(err),
+        }
+    }
+}
+
+impl Encoder<String> for BoundedLines {
+    type Error = LinesCodecError;
+
+    fn encode(&mut self, line: String, buf: &mut bytes::BytesMut) -> Result<(), LinesCodecError> {
+        self.inner.encode(line, buf)
+    }
 }
 
 /// Ids become part of inbound row ids and file names (`inbox/<id>/`), so keep them plain.
@@ -377,6 +428,23 @@ mod tests {
         socket.claim(1, "local", old_tx);
         socket.claim(2, "local", new_tx);
         assert!(old_rx.try_recv().unwrap().contains("superseded"));
+    }
+
+    #[test]
+    fn an_overlong_line_is_reported_and_the_next_line_still_decodes() {
+        let mut codec = BoundedLines::new();
+        let mut buf = bytes::BytesMut::new();
+        buf.extend_from_slice(&vec![b'x'; MAX_LINE + 10]);
+        buf.extend_from_slice(b"\n{\"text\":\"ok\"}\n");
+        assert!(matches!(
+            codec.decode(&mut buf).unwrap(),
+            Some(Line::TooLong)
+        ));
+        let mut next = codec.decode(&mut buf).unwrap();
+        while matches!(next, Some(Line::TooLong)) {
+            next = codec.decode(&mut buf).unwrap();
+        }
+        assert!(matches!(next, Some(Line::Text(text)) if text == r#"{"text":"ok"}"#));
     }
 
     #[test]
