@@ -5,5 +5,6 @@
 mod support;
 
 mod containers;
+mod manifests;
 mod plan_apply;
 mod runtime;

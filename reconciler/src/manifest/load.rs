@@ -420,6 +420,10 @@ fn from_yaml_error(
         .trim()
         .to_string();
     let (message, hint) = explain_limit(message);
+    let (message, hint) = match explain_shape(&message) {
+        Some((message, shape_hint)) => (message, shape_hint.or(hint)),
+        None => (message, hint),
+    };
     let mut diagnostic = Diagnostic::new(
         file,
         u32::try_from(line).unwrap_or(u32::MAX),
@@ -455,6 +459,25 @@ fn from_yaml_error(
     diagnostic
 }
 
+/// Duplicate keys and wrong scalar types in words.
+fn explain_shape(message: &str) -> Option<(String, Option<String>)> {
+    if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+        let key = rest
+            .split(", set DuplicateKeyPolicy")
+            .next()
+            .unwrap_or(rest);
+        let hint = "a key may appear once per mapping; keep one of the two".to_string();
+        return Some((format!("duplicate key `{key}`"), Some(hint)));
+    }
+    let expected = match message {
+        "invalid u8" | "invalid u16" | "invalid u32" | "invalid u64" => "a whole number, 0 or more",
+        "invalid i8" | "invalid i16" | "invalid i32" | "invalid i64" => "a whole number",
+        "invalid bool" | "invalid boolean" => "`true` or `false`",
+        _ => return None,
+    };
+    Some((format!("expected {expected}"), None))
+}
+
 /// Parser budget breaches in words, with the limit that was hit.
 fn explain_limit(message: String) -> (String, Option<String>) {
     let why = "manifests are small: the parser stops inputs that expand or nest without bound";
@@ -487,15 +510,16 @@ fn unknown_key(message: &str) -> Option<String> {
     Some(rest.split_once('`')?.0.to_string())
 }
 
-/// The keys listed after "expected one of" / "expected" in serde's unknown-field message.
+/// The keys listed after "expected one of" / "expected" in the unknown-field message
+/// (serde-saphyr lists them bare, serde with backticks).
 fn expected_keys(message: &str) -> Vec<String> {
     let Some((_, rest)) = message.split_once(", expected ") else {
         return Vec::new();
     };
-    rest.split('`')
-        .enumerate()
-        .filter(|(index, _)| index % 2 == 1)
-        .map(|(_, key)| key.to_string())
+    let rest = rest.strip_prefix("one of ").unwrap_or(rest);
+    rest.split(", ")
+        .map(|key| key.trim().trim_matches('`').to_string())
+        .filter(|key| !key.is_empty() && !key.contains(' '))
         .collect()
 }
 
@@ -525,7 +549,7 @@ mod tests {
 
             error: m.yaml:11:5: channel.fam: unknown key `engage_mod`
 
-            hint: allowed keys here: `kind`, `name`, `channel_type`, `platform_id`, `display_name`, `is_group`, `unknown_sender_policy`, `wirings`
+            hint: did you mean `engage_mode`?
         "#]]
         .assert_eq(&errors(
             "kind: agent\nname: andy\nnmae: x\n---\nkind: channel\nname: fam\nchannel_type: cli\nplatform_id: x\nwirings:\n  - agent: andy\n    engage_mod: pattern\n",

@@ -172,7 +172,7 @@ impl Checker<'_> {
         } else if name.len() > MAX_NAME_LEN {
             Some(format!("is longer than {MAX_NAME_LEN} characters"))
         } else if name == "global" {
-            Some("`global` is reserved".to_string())
+            Some("is reserved".to_string())
         } else if !NAME.is_match(name) {
             Some(
                 "may only hold lowercase letters, digits and `-`, starting with a letter or digit"
@@ -603,8 +603,14 @@ impl Checker<'_> {
             ],
             EngageMode::default(),
         );
+        // An unknown mode was already reported; judging the pattern against it would only
+        // add a second, misleading error.
+        let mode_is_valid = wiring
+            .engage_mode
+            .as_ref()
+            .is_none_or(|mode| mode.value == engage_mode.as_str());
         match (&wiring.engage_pattern, engage_mode) {
-            (None, EngageMode::Pattern) if wiring.engage_mode.is_some() => {
+            (None, EngageMode::Pattern) => {
                 let mode = wiring.engage_mode.as_ref().unwrap_or(&wiring.agent);
                 let message = "`engage_pattern` is required for `engage_mode: pattern`".to_string();
                 self.push(
@@ -614,23 +620,22 @@ impl Checker<'_> {
             }
             (Some(pattern), EngageMode::Pattern) => {
                 if let Err(err) = Regex::new(&pattern.value) {
-                    let first = err
-                        .to_string()
-                        .lines()
-                        .last()
-                        .unwrap_or_default()
-                        .trim()
-                        .to_string();
+                    let text = err.to_string();
+                    let last = text.lines().last().unwrap_or_default().trim();
+                    let reason = last.strip_prefix("error: ").unwrap_or(last);
                     let message = format!(
-                        "`engage_pattern` `{}` is not a valid regex: {first}",
+                        "`engage_pattern` `{}` is not a valid regex: {reason}",
                         pattern.value
                     );
-                    self.push(at.diag(pattern, &address, &field("engage_pattern"), message).hint("the syntax is Rust's `regex` crate (no look-around or backreferences)"));
+                    let hint =
+                        "the syntax is Rust's `regex` crate (no look-around or backreferences)";
+                    self.push(
+                        at.diag(pattern, &address, &field("engage_pattern"), message)
+                            .hint(hint),
+                    );
                 }
             }
-            (Some(pattern), _)
-                if wiring.engage_mode.is_some() || engage_mode != EngageMode::Pattern =>
-            {
+            (Some(pattern), _) if mode_is_valid => {
                 let message = format!(
                     "`engage_pattern` is only allowed with `engage_mode: pattern` (this wiring uses `{}`)",
                     engage_mode.as_str()
@@ -949,7 +954,7 @@ mod tests {
                 "{AGENT}kind: channel\nname: fam\nchannel_type: cli\nplatform_id: x\nwirings:\n  - {{agent: andy, engage_mode: pattern, engage_pattern: '(a'}}\n---\nkind: channel\nname: two\nchannel_type: cli\nplatform_id: y\nwirings:\n  - {{agent: andy, engage_pattern: 'x'}}\n"
             ),
             expect![[r#"
-                error: m.yaml:9:57: wiring.fam/andy: `engage_pattern` `(a` is not a valid regex: error: unclosed group
+                error: m.yaml:9:57: wiring.fam/andy: `engage_pattern` `(a` is not a valid regex: unclosed group
 
                 hint: the syntax is Rust's `regex` crate (no look-around or backreferences)
 

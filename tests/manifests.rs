@@ -1,0 +1,164 @@
+//! The bad-input catalog (STYLE.md §10) and the `validate`/`schema` commands, through the real
+//! binary: every folder under `tests/fixtures/bad/` must be rejected by `nanoclaw validate`
+//! with exactly its `expected.txt`, and `nanoclaw apply` must leave an applied DB unchanged.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::support::{Env, repo_root};
+
+fn cases() -> Vec<PathBuf> {
+    let dir = repo_root().join("tests/fixtures/bad");
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("tests/fixtures/bad exists")
+        .map(|entry| entry.expect("dir entry").path())
+        .filter(|path| path.is_dir())
+        .collect();
+    cases.sort();
+    cases
+}
+
+/// Hash of every `nanoclaw.db*` file in the data dir (DB, WAL, shared memory).
+fn db_hash(data: &Path) -> String {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(data)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.path())
+                .filter(|path| {
+                    path.file_name()
+                        .is_some_and(|name| name.to_string_lossy().starts_with("nanoclaw.db"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    let mut hasher = Sha256::new();
+    for name in names {
+        hasher.update(name.to_string_lossy().as_bytes());
+        hasher.update(std::fs::read(&name).expect("read db file"));
+    }
+    format!("{:x}", hasher.finalize())
+}
+
+fn reset_manifests(env: &Env, case: &Path) {
+    let manifests = env.manifests();
+    if manifests.exists() {
+        std::fs::remove_dir_all(&manifests).expect("clear manifests");
+    }
+    std::fs::create_dir_all(&manifests).expect("manifests dir");
+    env.copy_from(case);
+    let _ = std::fs::remove_file(manifests.join("expected.txt"));
+}
+
+#[test]
+fn bad_manifest_catalog() {
+    let cases = cases();
+    assert!(
+        cases.len() >= 30,
+        "the catalog has only {} cases",
+        cases.len()
+    );
+    let env = Env::new("bad-catalog");
+    // An applied, valid state the bad inputs must not touch.
+    env.copy_from(&repo_root().join("manifests"));
+    env.run(&["apply", "--yes", "manifests"]).success();
+    let before = db_hash(&env.data());
+    assert!(env.db().exists(), "apply created the DB");
+
+    #[allow(clippy::disallowed_methods)] // the snapshot switch, as expect-test reads it
+    let update = std::env::var("UPDATE_EXPECT").is_ok_and(|value| value == "1");
+    let mut failures = Vec::new();
+    for case in &cases {
+        let name = case
+            .file_name()
+            .expect("case name")
+            .to_string_lossy()
+            .into_owned();
+        reset_manifests(&env, case);
+        let run = env.run(&["validate", "manifests"]);
+        let actual = env.normalize(&format!(
+            "$ nanoclaw validate manifests\nexit: {}\n--- stdout\n{}--- stderr\n{}",
+            run.code, run.stdout, run.stderr
+        ));
+        let expected_path = case.join("expected.txt");
+        let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
+        if actual != expected {
+            if update {
+                std::fs::write(&expected_path, &actual).expect("write expected.txt");
+            } else {
+                failures.push(format!(
+                    "{name}:\n--- expected\n{expected}--- actual\n{actual}"
+                ));
+            }
+        }
+        if run.code != 1 {
+            failures.push(format!("{name}: validate exited {} (expected 1)", run.code));
+        }
+        let apply = env.run(&["apply", "--yes", "manifests"]);
+        if apply.code == 0 {
+            failures.push(format!(
+                "{name}: apply accepted bad manifests:\n{}",
+                apply.stdout
+            ));
+        }
+        if db_hash(&env.data()) != before {
+            failures.push(format!("{name}: apply changed the DB"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed (UPDATE_EXPECT=1 rewrites expected.txt):\n\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n\n")
+    );
+}
+
+#[test]
+fn validate_reports_success_and_json() {
+    let env = Env::new("validate-ok");
+    env.copy_from(&repo_root().join("manifests"));
+    let run = env.run(&["validate"]);
+    run.success();
+    assert_eq!(run.stdout, "4 resources in 2 files are valid\n");
+
+    let json = env.run(&["validate", "--json", "manifests"]);
+    json.success();
+    let value: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+    assert_eq!(value["valid"], true);
+    assert_eq!(value["resources"], 4);
+
+    env.write("broken.yaml", "kind: agent\nname: x\nnmae: y\n");
+    let bad = env.run(&["validate", "--json"]);
+    assert_eq!(bad.code, 1);
+    let value: serde_json::Value = serde_json::from_str(&bad.stdout).expect("json");
+    assert_eq!(value["valid"], false);
+    assert_eq!(value["diagnostics"][0]["line"], 3);
+    assert_eq!(value["diagnostics"][0]["file"], "manifests/broken.yaml");
+    assert_eq!(value["diagnostics"][0]["hint"], "did you mean `name`?");
+}
+
+#[test]
+fn validate_names_a_missing_directory() {
+    let env = Env::new("validate-missing");
+    let run = env.run(&["validate", "nowhere"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr
+            .starts_with("error: nowhere: cannot read the manifest directory"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn schema_prints_the_checked_in_schema() {
+    let env = Env::new("schema");
+    let run = env.run(&["schema"]);
+    run.success();
+    let checked_in = std::fs::read_to_string(repo_root().join("schemas/nanoclaw.schema.json"))
+        .expect("schema file");
+    assert_eq!(run.stdout, checked_in);
+}
