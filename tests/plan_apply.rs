@@ -425,3 +425,53 @@ fn a_db_edit_outside_manifests_shows_as_drift_and_apply_reverts_it() {
         "No changes. The database matches the manifests.\n"
     );
 }
+
+/// Runs `nanoclaw apply` on a pseudo-terminal (util-linux `script`) answering `answer`.
+fn apply_on_a_terminal(env: &Env, answer: &str) -> Option<String> {
+    let found = std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !found {
+        eprintln!("skipping: util-linux `script` (a pseudo-terminal) is not installed");
+        return None;
+    }
+    let command = format!(
+        "{} --data {} apply {}",
+        crate::support::BIN,
+        env.data().display(),
+        env.manifests().display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answer.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    Some(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[test]
+fn apply_on_a_terminal_asks_and_only_yes_applies() {
+    let env = fixture("tty");
+    let Some(declined) = apply_on_a_terminal(&env, "n\n") else {
+        return;
+    };
+    assert!(
+        declined.contains("Apply these changes? [y/N]"),
+        "{declined}"
+    );
+    assert!(declined.contains("Apply cancelled."), "{declined}");
+    assert_eq!(generation(&env), 0);
+    let accepted = apply_on_a_terminal(&env, "y\n").unwrap();
+    assert!(accepted.contains("Apply complete"), "{accepted}");
+    assert_eq!(generation(&env), 1);
+}
