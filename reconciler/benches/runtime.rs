@@ -140,7 +140,7 @@ fn round_trips() {
     let mut child = Command::new(BIN)
         .arg("--data")
         .arg(&data)
-        .args(["run"])
+        .args(["run", "--max-containers", "16"])
         .arg(&manifests)
         .stdout(Stdio::null())
         .stderr(Stdio::from(log))
