@@ -18,6 +18,9 @@ use super::{Docker, is_not_found};
 
 /// Capacity of the exit-event channel; a lagging receiver loses the oldest events.
 const EXIT_CHANNEL: usize = 256;
+/// How often, and how many times, `stop` checks that a removed container is gone.
+const GONE_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+const GONE_POLLS: usize = 200;
 
 /// A session container ended (exited, was stopped, or vanished).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -287,6 +290,23 @@ impl Runner {
         if let Err(err) = remove_quietly(&self.inner.docker, name).await {
             tracing::warn!(container = %name, error = %err, "docker rm failed");
         }
+        self.wait_gone(name).await;
+    }
+
+    /// Waits (bounded) until the daemon no longer knows the container: a removal started by
+    /// the exit watcher may still be in progress when ours returns 409.
+    async fn wait_gone(&self, name: &str) {
+        for _ in 0..GONE_POLLS {
+            match self.inner.docker.client.inspect_container(name, None).await {
+                Err(err) if is_not_found(&err) => return,
+                Err(err) => {
+                    tracing::warn!(container = %name, error = %err, "docker inspect failed");
+                    return;
+                }
+                Ok(_) => tokio::time::sleep(GONE_POLL_INTERVAL).await,
+            }
+        }
+        tracing::warn!(container = %name, "container still present after removal");
     }
 }
 
