@@ -427,6 +427,7 @@ fn a_db_edit_outside_manifests_shows_as_drift_and_apply_reverts_it() {
 }
 
 /// Runs `nanoclaw apply` on a pseudo-terminal (util-linux `script`) answering `answer`.
+#[allow(clippy::print_stderr)] // says why the test is skipped
 fn apply_on_a_terminal(env: &Env, answer: &str) -> Option<String> {
     let found = std::process::Command::new("script")
         .arg("--version")
@@ -448,14 +449,14 @@ fn apply_on_a_terminal(env: &Env, answer: &str) -> Option<String> {
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
-        .unwrap();
+        .expect("spawn script");
     child
         .stdin
         .take()
-        .unwrap()
+        .expect("piped stdin")
         .write_all(answer.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+        .expect("write the answer");
+    let output = child.wait_with_output().expect("wait for script");
     Some(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
