@@ -44,7 +44,8 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
-    /// Creates, updates or adopts `resource`'s rows and records its spec.
+    /// Creates, updates or adopts `resource`'s rows and records its spec. Long on purpose: one
+    /// arm per kind, so the resource → row mapping reads as one table.
     pub fn upsert(&self, resource: &Resource) -> rusqlite::Result<()> {
         match resource {
             Resource::Agent(agent) => {

@@ -389,3 +389,67 @@ fn read_specs(conn: &Connection, current: &mut Current) -> Result<(), ReadError>
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Kind;
+
+    #[test]
+    fn runtime_rows_without_a_config_read_with_defaults_and_unmanaged() {
+        let conn = crate::db::open_in_memory().unwrap();
+        conn.execute_batch(
+            "INSERT INTO agent_groups (id, name, folder, agent_provider, created_at)
+               VALUES ('helper', 'helper', 'helper', 'claude', 'now');
+             INSERT INTO messaging_groups (id, channel_type, platform_id, created_at)
+               VALUES ('tg-1', 'telegram', '-100', 'now');
+             INSERT INTO messaging_group_agents (id, messaging_group_id, agent_group_id, created_at)
+               VALUES ('w1', 'tg-1', 'helper', 'now');
+             INSERT INTO users (id, kind, created_at) VALUES ('telegram:7', 'telegram', 'now');
+             INSERT INTO user_roles (user_id, role, agent_group_id, granted_at)
+               VALUES ('telegram:7', 'admin', 'helper', 'now');",
+        )
+        .unwrap();
+        let current = read(&conn).unwrap();
+        assert!(current.managed.is_empty());
+        let addresses: Vec<String> = current
+            .state
+            .resources
+            .keys()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            addresses,
+            [
+                "agent.helper",
+                "channel.tg-1",
+                "wiring.tg-1/helper",
+                "user.telegram:7",
+                "role.telegram:7/admin/helper"
+            ]
+        );
+        let Some(Resource::Agent(agent)) = current.state.get(&Address::new(Kind::Agent, "helper"))
+        else {
+            panic!("agent read");
+        };
+        assert_eq!(agent.provider.as_deref(), Some("claude"));
+        assert_eq!(agent.skills, Skills::All);
+        assert_eq!(agent.cli_scope, CliScope::Group);
+    }
+
+    #[test]
+    fn a_bad_json_column_names_the_resource() {
+        let conn = crate::db::open_in_memory().unwrap();
+        conn.execute_batch(
+            "INSERT INTO agent_groups (id, name, folder, created_at) VALUES ('a', 'a', 'a', 'now');
+             INSERT INTO container_configs (agent_group_id, updated_at, skills)
+               VALUES ('a', 'now', 'not json');",
+        )
+        .unwrap();
+        let err = read(&conn).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`agent.a`: column `skills` holds invalid JSON"
+        );
+    }
+}

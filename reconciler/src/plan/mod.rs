@@ -24,7 +24,7 @@ use serde_json::Value;
 pub use self::current::Current;
 pub use self::diff::{Options, diff, diff_with};
 use self::effect::Effect;
-use crate::state::{Address, Resource, State};
+use crate::state::{Address, Resource};
 
 /// Every change needed to make the DB match the manifests, in apply order (by kind, then
 /// address), plus the strongest effect per agent group.
@@ -230,17 +230,6 @@ pub fn digest_of<T: Serialize>(value: &T) -> String {
         .iter()
         .map(|byte| format!("{byte:02x}"))
         .collect()
-}
-
-/// The desired state of a plan, for callers that need it back (apply).
-pub fn desired_of(plan: &Plan) -> State {
-    let mut state = State::default();
-    for change in &plan.changes {
-        if let Some(resource) = &change.desired {
-            state.insert(resource.clone());
-        }
-    }
-    state
 }
 
 /// Hand-built states shared by the unit tests of `plan` and `apply`.
