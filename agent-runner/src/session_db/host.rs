@@ -3,8 +3,6 @@
 //! Every function takes an already opened connection (see the openers in the parent module) and
 //! does one protocol step; none decides routing or retries. Writers use `BEGIN IMMEDIATE`.
 
-use std::collections::HashSet;
-
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{Result, columns, next_even_seq};
@@ -107,38 +105,77 @@ pub fn insert_inbound(conn: &mut Connection, rows: &[NewInbound]) -> Result<Vec<
     Ok(seqs)
 }
 
-const DUE_OUT: &str = "SELECT id, seq, in_reply_to, timestamp, deliver_after, kind, platform_id,
-  channel_type, thread_id, content FROM messages_out
-WHERE deliver_after IS NULL OR deliver_after <= datetime('now')
-ORDER BY timestamp, seq";
+const DUE_COLUMNS: &str = "id, seq, in_reply_to, timestamp, deliver_after, kind, platform_id,
+  channel_type, thread_id, content";
+const DUE_WHERE: &str = "(deliver_after IS NULL OR deliver_after <= datetime('now'))";
 
 /// Outbound rows due for delivery and not yet in `delivered` (any status), oldest first.
+///
+/// Runs as one SQL join: `outbound.db` is attached read-only (URI `mode=ro`) to the inbound
+/// connection for the duration of the query, so the cost stays about a millisecond however
+/// many rows were already delivered (so `inbound` must not be inside a transaction). An
+/// in-memory `outbound` (no path) is filtered in Rust.
 pub fn due_outbound(inbound: &Connection, outbound: &Connection) -> Result<Vec<OutboundRow>> {
-    let mut stmt = outbound.prepare_cached(DUE_OUT)?;
-    let rows = stmt
-        .query_map([], |r| {
-            Ok(OutboundRow {
-                id: r.get(0)?,
-                seq: r.get(1)?,
-                in_reply_to: r.get(2)?,
-                timestamp: r.get(3)?,
-                deliver_after: r.get(4)?,
-                kind: r.get(5)?,
-                platform_id: r.get(6)?,
-                channel_type: r.get(7)?,
-                thread_id: r.get(8)?,
-                content: r.get(9)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    if rows.is_empty() {
-        return Ok(rows);
+    match outbound.path().filter(|p| !p.is_empty()) {
+        Some(path) => due_attached(inbound, path),
+        None => due_two_connections(inbound, outbound),
     }
-    let mut delivered = inbound.prepare_cached("SELECT message_out_id FROM delivered")?;
-    let done = delivered
-        .query_map([], |r| r.get::<_, String>(0))?
-        .collect::<rusqlite::Result<HashSet<_>>>()?;
-    Ok(rows.into_iter().filter(|r| !done.contains(&r.id)).collect())
+}
+
+fn due_attached(inbound: &Connection, outbound_path: &str) -> Result<Vec<OutboundRow>> {
+    let uri = format!(
+        "file:{}?mode=ro",
+        outbound_path
+            .replace('%', "%25")
+            .replace('?', "%3f")
+            .replace('#', "%23")
+    );
+    inbound.execute("ATTACH DATABASE ?1 AS outbound_ro", [uri])?;
+    let sql = format!(
+        "SELECT {DUE_COLUMNS} FROM outbound_ro.messages_out m WHERE {DUE_WHERE}
+           AND NOT EXISTS (SELECT 1 FROM main.delivered d WHERE d.message_out_id = m.id)
+         ORDER BY timestamp, seq"
+    );
+    let rows = inbound
+        .prepare(&sql)
+        .and_then(|mut stmt| stmt.query_map([], outbound_row)?.collect());
+    let detached = inbound.execute("DETACH DATABASE outbound_ro", []);
+    let rows = rows?;
+    detached?;
+    Ok(rows)
+}
+
+fn due_two_connections(inbound: &Connection, outbound: &Connection) -> Result<Vec<OutboundRow>> {
+    let sql =
+        format!("SELECT {DUE_COLUMNS} FROM messages_out WHERE {DUE_WHERE} ORDER BY timestamp, seq");
+    let mut stmt = outbound.prepare(&sql)?;
+    let rows = stmt
+        .query_map([], outbound_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut delivered =
+        inbound.prepare_cached("SELECT 1 FROM delivered WHERE message_out_id = ?1")?;
+    let mut due = Vec::with_capacity(rows.len());
+    for row in rows {
+        if !delivered.exists([&row.id])? {
+            due.push(row);
+        }
+    }
+    Ok(due)
+}
+
+fn outbound_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboundRow> {
+    Ok(OutboundRow {
+        id: r.get(0)?,
+        seq: r.get(1)?,
+        in_reply_to: r.get(2)?,
+        timestamp: r.get(3)?,
+        deliver_after: r.get(4)?,
+        kind: r.get(5)?,
+        platform_id: r.get(6)?,
+        channel_type: r.get(7)?,
+        thread_id: r.get(8)?,
+        content: r.get(9)?,
+    })
 }
 
 /// Records a delivery attempt's outcome (`INSERT OR IGNORE`: the first outcome wins).

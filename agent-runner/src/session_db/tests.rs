@@ -454,3 +454,35 @@ fn host_read_recovers_a_hot_journal_left_by_a_killed_container() {
         .unwrap();
     assert_eq!(ids, vec!["kept"]);
 }
+
+#[test]
+fn due_outbound_with_odd_path_characters_and_in_memory_outbound() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("we%ird #1?");
+    create(&s).unwrap();
+    let inb = open_inbound_host(&s.join(INBOUND_FILE)).unwrap();
+    let mut outb = open_outbound_container(&s.join(OUTBOUND_FILE)).unwrap();
+    let ro_in = open_inbound_container(&s.join(INBOUND_FILE)).unwrap();
+    container::write_outbound(&ro_in, &mut outb, &out("o1")).unwrap();
+    container::write_outbound(&ro_in, &mut outb, &out("o2")).unwrap();
+    mark_delivered(&inb, "o1", None, false).unwrap();
+    let host_out = open_outbound_host(&s.join(OUTBOUND_FILE)).unwrap();
+    let ids = |rows: Vec<OutboundRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(ids(due_outbound(&inb, &host_out).unwrap()), vec!["o2"]);
+    // Nothing stays attached to the host's inbound connection.
+    let attached: i64 = inb
+        .query_row("SELECT COUNT(*) FROM pragma_database_list", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(attached, 1);
+
+    let mem = Connection::open_in_memory().unwrap();
+    mem.execute_batch(OUTBOUND_SCHEMA).unwrap();
+    mem.execute_batch(
+        "INSERT INTO messages_out (id, seq, timestamp, kind, content) VALUES
+           ('o1', 1, '2026-01-01', 'chat', '{}'), ('m2', 3, '2026-01-02', 'chat', '{}')",
+    )
+    .unwrap();
+    assert_eq!(ids(due_outbound(&inb, &mem).unwrap()), vec!["m2"]);
+}
