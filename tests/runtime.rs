@@ -34,18 +34,28 @@ wirings:
 
 impl<'a> Daemon<'a> {
     fn start(env: &'a Env) -> Daemon<'a> {
+        Daemon::start_with(env, &[])
+    }
+
+    fn start_with(env: &'a Env, extra: &[&str]) -> Daemon<'a> {
         let image = support::agent_image().tag;
         std::fs::create_dir_all(env.data()).expect("data dir");
         let guard = support::DockerGuard::new(&reconciler::paths::slug_of(&env.data()));
         let child = env
-            .command(&[
-                "run",
-                "manifests",
-                "--image",
-                image,
-                "--sweep-interval",
-                "1s",
-            ])
+            .command(
+                &[
+                    &[
+                        "run",
+                        "manifests",
+                        "--image",
+                        image,
+                        "--sweep-interval",
+                        "1s",
+                    ],
+                    extra,
+                ]
+                .concat(),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::from(
                 std::fs::File::create(env.root.path().join("run.log")).expect("log file"),
@@ -434,5 +444,41 @@ fn bad_input_is_logged_and_never_stops_the_loop() {
     assert!(
         daemon.log().contains("garbage-1"),
         "the bad row is logged with its id"
+    );
+}
+
+#[test]
+fn at_the_container_limit_an_idle_container_makes_room() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let env = Env::new("limit");
+    env.write(
+        "agents.yaml",
+        "kind: agent\nname: echo\nprovider: mock\n---\n\
+         kind: channel\nname: one\nchannel_type: cli\nplatform_id: one\nunknown_sender_policy: public\n\
+         wirings:\n  - { agent: echo, engage_mode: pattern, engage_pattern: \".\" }\n---\n\
+         kind: channel\nname: two\nchannel_type: cli\nplatform_id: two\nunknown_sender_policy: public\n\
+         wirings:\n  - { agent: echo, engage_mode: pattern, engage_pattern: \".\" }\n",
+    );
+    let daemon = Daemon::start_with(&env, &["--max-containers", "1"]);
+    for chat in ["one", "two", "one"] {
+        let run = env.run(&[
+            "chat",
+            chat,
+            "--message",
+            &format!("hi {chat}"),
+            "--timeout",
+            "60s",
+        ]);
+        assert_eq!(run.code, 0, "chat {chat}: {}\n{}", run.stderr, daemon.log());
+        assert_eq!(run.stdout.trim(), format!("echo: hi {chat}"));
+        assert_eq!(daemon.containers().len(), 1, "never more than the limit");
+    }
+    assert_eq!(sessions(&env).len(), 2);
+    assert!(
+        daemon
+            .log()
+            .contains("least recently active idle container")
     );
 }

@@ -27,6 +27,7 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use agent_runner::session_db;
 use anyhow::Context;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -321,7 +322,17 @@ impl Waker {
                 env: Vec::new(),
                 config_hash: prepared.config_hash.clone(),
             };
-            if waker.runner.wake(spec).await {
+            let mut running = waker.runner.wake(spec.clone()).await;
+            if !running && waker.runner.running().len() >= waker.settings.max_containers {
+                // At the limit: make room by stopping the least recently active idle container,
+                // so a new conversation never waits behind containers with nothing to do.
+                if let Some(victim) = waker.idle_victim().await {
+                    info!(session = %victim, for_session = %session, "container limit reached: stopping the least recently active idle container");
+                    waker.runner.stop(&victim, "evicted for a new session").await;
+                    running = waker.runner.wake(spec).await;
+                }
+            }
+            if running {
                 waker.started.set(&session);
                 let paths = waker.settings.paths.clone();
                 let _ = tokio::task::spawn_blocking(move || match db::open(&paths.db()) {
@@ -333,6 +344,39 @@ impl Waker {
                 .await;
             }
         });
+    }
+}
+
+impl Waker {
+    /// The running session with nothing due and nothing in flight whose last sign of life
+    /// (heartbeat, else container start) is oldest.
+    async fn idle_victim(&self) -> Option<String> {
+        let running = self.runner.running();
+        let paths = self.settings.paths.clone();
+        let started = self.started.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = db::open(&paths.db()).ok()?;
+            running
+                .into_iter()
+                .filter_map(|id| {
+                    let row = db::sessions::get(&conn, &id).ok()??;
+                    let dir = paths.session(&row.agent, &id);
+                    let inbound =
+                        session_db::open_inbound_host(&dir.join(session_db::INBOUND_FILE)).ok()?;
+                    let outbound =
+                        session_db::open_outbound_host(&dir.join(session_db::OUTBOUND_FILE))
+                            .ok()?;
+                    let idle = session_db::count_due(&inbound).ok()? == 0
+                        && session_db::processing_claims(&outbound).ok()?.is_empty();
+                    let last = session_db::heartbeat_mtime(&dir).or_else(|| started.get(&id))?;
+                    idle.then_some((last, id))
+                })
+                .min()
+                .map(|(_, id)| id)
+        })
+        .await
+        .ok()
+        .flatten()
     }
 }
 
