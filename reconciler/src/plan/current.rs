@@ -306,7 +306,12 @@ fn read_roles(conn: &Connection, current: &mut Current) -> Result<(), ReadError>
     while let Some(row) = rows.next()? {
         let user: String = row.get(0)?;
         let role: String = row.get(1)?;
-        let address = Address::new(crate::state::Kind::Role, format!("{user}/{role}"));
+        let agent: Option<String> = row.get(2)?;
+        let key = match &agent {
+            Some(agent) => format!("{user}/{role}/{agent}"),
+            None => format!("{user}/{role}"),
+        };
+        let address = Address::new(crate::state::Kind::Role, key);
         let role = Role {
             user,
             role: parse(
@@ -316,7 +321,7 @@ fn read_roles(conn: &Connection, current: &mut Current) -> Result<(), ReadError>
                 &[RoleKind::Owner, RoleKind::Admin],
                 RoleKind::as_str,
             )?,
-            agent: row.get(2)?,
+            agent,
         };
         add(current, Resource::Role(role), row.get(3)?);
     }
