@@ -4,7 +4,6 @@
 //! odd-seq outbound writes, continuations (`session_state`) and `container_state`. The container
 //! never writes `inbound.db`. Decisions about batches and routing live in `poll`, not here.
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -80,21 +79,16 @@ pub fn pending(
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let acked = acked_ids(outbound)?;
-    let mut rows: Vec<_> = rows
-        .into_iter()
-        .filter(|r| !acked.contains(&r.id))
-        .collect();
-    rows.reverse();
-    Ok(rows)
-}
-
-fn acked_ids(outbound: &Connection) -> Result<HashSet<String>> {
-    let mut stmt = outbound.prepare_cached("SELECT message_id FROM processing_ack")?;
-    let ids = stmt
-        .query_map([], |r| r.get::<_, String>(0))?
-        .collect::<rusqlite::Result<HashSet<_>>>()?;
-    Ok(ids)
+    // Per-row lookups: acks are never pruned, so loading them all would grow without bound.
+    let mut acked =
+        outbound.prepare_cached("SELECT 1 FROM processing_ack WHERE message_id = ?1")?;
+    let mut fresh = Vec::with_capacity(rows.len());
+    for row in rows.into_iter().rev() {
+        if !acked.exists([&row.id])? {
+            fresh.push(row);
+        }
+    }
+    Ok(fresh)
 }
 
 /// Writes `status` for every id in one transaction (`INSERT OR REPLACE`).

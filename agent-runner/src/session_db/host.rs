@@ -197,13 +197,23 @@ pub fn mark_delivered(
 /// Copies `completed`/`failed` acks into `messages_in` as `completed` (host.md §5.2 step 1).
 /// Returns how many inbound rows changed.
 pub fn sync_acks(inbound: &mut Connection, outbound: &Connection) -> Result<usize> {
-    let mut stmt = outbound.prepare_cached(
-        "SELECT message_id FROM processing_ack WHERE status IN ('completed', 'failed')",
+    // Start from the (small) pending set: acks are never pruned, so they only grow.
+    let pending = {
+        let mut stmt =
+            inbound.prepare_cached("SELECT id FROM messages_in WHERE status = 'pending'")?;
+        stmt.query_map([], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    let mut finished = outbound.prepare_cached(
+        "SELECT 1 FROM processing_ack WHERE message_id = ?1 AND status IN ('completed', 'failed')",
     )?;
-    let ids = stmt
-        .query_map([], |r| r.get::<_, String>(0))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    if ids.is_empty() {
+    let mut done = Vec::new();
+    for id in pending {
+        if finished.exists([&id])? {
+            done.push(id);
+        }
+    }
+    if done.is_empty() {
         return Ok(0);
     }
     let tx = inbound.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -212,7 +222,7 @@ pub fn sync_acks(inbound: &mut Connection, outbound: &Connection) -> Result<usiz
         let mut update = tx.prepare_cached(
             "UPDATE messages_in SET status = 'completed' WHERE id = ?1 AND status = 'pending'",
         )?;
-        for id in &ids {
+        for id in &done {
             changed += update.execute([id])?;
         }
     }
