@@ -482,3 +482,29 @@ fn at_the_container_limit_an_idle_container_makes_room() {
             .contains("least recently active idle container")
     );
 }
+
+#[test]
+fn idle_containers_are_stopped_and_come_back_on_the_next_message() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let env = Env::new("idle");
+    env.write("agents.yaml", CLI_AGENT);
+    let daemon = Daemon::start_with(&env, &["--idle-timeout", "2s"]);
+    let run = env.run(&["chat", "--message", "before", "--timeout", "60s"]);
+    assert_eq!(run.stdout.trim(), "echo: before", "{}", run.stderr);
+    support::wait_until(
+        "the idle container to be stopped",
+        Duration::from_secs(30),
+        || daemon.containers().is_empty(),
+    );
+    let run = env.run(&["chat", "--message", "after", "--timeout", "60s"]);
+    assert_eq!(
+        run.stdout.trim(),
+        "echo: after",
+        "{}\n{}",
+        run.stderr,
+        daemon.log()
+    );
+    assert!(daemon.log().contains("idle: stopping container"));
+}
