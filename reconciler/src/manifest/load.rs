@@ -344,7 +344,7 @@ fn parse_text(file: &Path, text: &str, parsed: &mut Parsed, diagnostics: &mut Ve
 
     // Pass 2 (strict): each document into its kind's struct, unknown keys rejected.
     let mut reader = Cursor::new(text.as_bytes());
-    let strict: Vec<Result<Strict, serde_saphyr::Error>> =
+    let strict: Vec<Result<serde_saphyr::Spanned<Strict>, serde_saphyr::Error>> =
         serde_saphyr::read_with_options(&mut reader, options()).collect();
     KINDS.with(|cell| cell.borrow_mut().clear());
 
@@ -364,13 +364,20 @@ fn parse_text(file: &Path, text: &str, parsed: &mut Parsed, diagnostics: &mut Ve
             DocKind::User => "user",
         };
         match result {
-            Ok(Strict(Some(doc))) => parsed.docs.push(ParsedDoc {
+            // The passes pair documents by order; after a parse error that a pass recovered
+            // from differently they could drift. A pair that starts elsewhere is dropped (the
+            // file already has an error, so nothing is accepted silently).
+            Ok(strict) if strict.referenced != probe.referenced => {}
+            Ok(serde_saphyr::Spanned {
+                value: Strict(Some(doc)),
+                ..
+            }) => parsed.docs.push(ParsedDoc {
                 file: file.to_path_buf(),
                 line: line_of(probe),
                 col: col_of(probe),
                 doc,
             }),
-            Ok(Strict(None)) => {}
+            Ok(_) => {}
             Err(err) => {
                 let address = name.as_ref().map(|name| format!("{kind_text}.{name}"));
                 diagnostics.push(from_yaml_error(file, &err, address, Some(kind.keys())));
@@ -461,6 +468,11 @@ fn from_yaml_error(
 
 /// Duplicate keys and wrong scalar types in words.
 fn explain_shape(message: &str) -> Option<(String, Option<String>)> {
+    if message == "expected mapping start" {
+        let text = "a manifest document must be a mapping of fields".to_string();
+        let hint = "start each document with `kind: agent`, `kind: channel` or `kind: user`";
+        return Some((text, Some(hint.to_string())));
+    }
     if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
         let key = rest
             .split(", set DuplicateKeyPolicy")

@@ -1,0 +1,298 @@
+//! Agent documents: the agent itself, its skills, MCP servers, packages, mounts and
+//! declared destinations. Part of `validate`; pure.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{APT, At, Checker, EFFORTS, LOCAL_NAME, MAX_PACKAGES, NPM, blocked_pattern, normalise};
+use crate::manifest::model::{AgentDoc, SkillsDoc, Sp};
+use crate::state::{
+    Agent, CliScope, Destination, DestinationTarget, Kind, McpServer, Mount, Packages, Resource,
+    Skills,
+};
+
+impl Checker<'_> {
+    pub(super) fn agent(&mut self, at: At, doc: &AgentDoc) {
+        let name = &doc.name.value;
+        let address = format!("agent.{name}");
+        self.name_rule(at, &doc.name, &address, "name");
+        if let Some(effort) = &doc.effort
+            && !EFFORTS.contains(&effort.value.as_str())
+        {
+            let choices: Vec<(&str, ())> = EFFORTS.iter().map(|effort| (*effort, ())).collect();
+            self.choice(at, Some(effort), &address, "effort", &choices, ());
+        }
+        if let Some(max) = &doc.max_messages_per_prompt
+            && !(1..=100).contains(&max.value)
+        {
+            let message = format!(
+                "`max_messages_per_prompt` must be 1 to 100, not {}",
+                max.value
+            );
+            self.push(at.diag(max, &address, "max_messages_per_prompt", message));
+        }
+        let cli_scope = self.choice(
+            at,
+            doc.cli_scope.as_ref(),
+            &address,
+            "cli_scope",
+            &[
+                ("disabled", CliScope::Disabled),
+                ("group", CliScope::Group),
+                ("global", CliScope::Global),
+            ],
+            CliScope::default(),
+        );
+        let skills = self.skills(at, doc.skills.as_ref(), &address);
+        let mcp_servers = self.mcp_servers(at, doc, &address);
+        let packages = self.packages(at, doc, &address);
+        let mounts = self.mounts(at, doc, &address);
+        let agent = Agent {
+            name: name.clone(),
+            assistant_name: doc.assistant_name.as_ref().map(|sp| sp.value.clone()),
+            provider: doc.provider.as_ref().map(|sp| sp.value.clone()),
+            model: doc.model.as_ref().map(|sp| sp.value.clone()),
+            effort: doc.effort.as_ref().map(|sp| sp.value.clone()),
+            image: doc.image.as_ref().map(|sp| sp.value.clone()),
+            max_messages_per_prompt: doc.max_messages_per_prompt.as_ref().map(|sp| sp.value),
+            cli_scope,
+            instructions: doc.instructions.as_ref().map(|sp| sp.value.clone()),
+            skills,
+            mcp_servers,
+            packages,
+            mounts,
+        };
+        self.add(
+            at,
+            &doc.name,
+            Resource::Agent(agent),
+            &format!("agent `{name}`"),
+        );
+        self.destinations(at, doc, &address);
+    }
+
+    fn skills(&mut self, at: At, skills: Option<&Sp<SkillsDoc>>, address: &str) -> Skills {
+        match skills {
+            None => Skills::All,
+            Some(sp) => match &sp.value {
+                SkillsDoc::All(text) if text == "all" => Skills::All,
+                SkillsDoc::All(text) => {
+                    let message =
+                        format!("`skills` must be `all` or a list of names, not `{text}`");
+                    self.push(
+                        at.diag(sp, address, "skills", message)
+                            .hint(format!("write `skills: [{text}]` for one skill")),
+                    );
+                    Skills::All
+                }
+                SkillsDoc::List(names) => {
+                    if names.iter().any(|name| name.trim().is_empty()) {
+                        let message = "skill names must not be empty".to_string();
+                        self.push(at.diag(sp, address, "skills", message));
+                    }
+                    Skills::List(names.clone())
+                }
+            },
+        }
+    }
+
+    fn mcp_servers(
+        &mut self,
+        at: At,
+        doc: &AgentDoc,
+        address: &str,
+    ) -> BTreeMap<String, McpServer> {
+        let mut servers = BTreeMap::new();
+        for (name, sp) in &doc.mcp_servers {
+            let server = &sp.value;
+            let field = format!("mcp_servers.{name}");
+            match (&server.command, &server.url) {
+                (Some(_), Some(_)) => {
+                    let message = format!("MCP server `{name}` has both `command` and `url`");
+                    self.push(
+                        at.diag(sp, address, &field, message)
+                            .hint("keep `command` for a stdio server or `url` for a remote one"),
+                    );
+                }
+                (None, None) => {
+                    let message = format!("MCP server `{name}` needs `command` or `url`");
+                    self.push(
+                        at.diag(sp, address, &field, message)
+                            .hint("add `command: <program>` (stdio) or `url: https://…`"),
+                    );
+                }
+                _ => {}
+            }
+            if server.url.is_some() && (!server.args.is_empty() || !server.env.is_empty()) {
+                let message =
+                    format!("MCP server `{name}`: `args` and `env` only apply to a `command`");
+                self.push(at.diag(sp, address, &field, message));
+            }
+            servers.insert(
+                name.clone(),
+                McpServer {
+                    command: server.command.clone(),
+                    args: server.args.clone(),
+                    env: server.env.clone(),
+                    url: server.url.clone(),
+                    instructions: server.instructions.clone(),
+                },
+            );
+        }
+        servers
+    }
+
+    fn packages(&mut self, at: At, doc: &AgentDoc, address: &str) -> Packages {
+        let Some(packages) = &doc.packages else {
+            return Packages::default();
+        };
+        for (manager, list, rule) in [("apt", &packages.apt, &*APT), ("npm", &packages.npm, &*NPM)]
+        {
+            for sp in list {
+                if !rule.is_match(&sp.value) {
+                    let field = format!("packages.{manager}");
+                    let message = format!("invalid {manager} package name `{}`", sp.value);
+                    let hint = format!("{manager} names match `{}`", rule.as_str());
+                    self.push(at.diag(sp, address, &field, message).hint(hint));
+                }
+            }
+        }
+        let total = packages.apt.len() + packages.npm.len();
+        if total > MAX_PACKAGES {
+            let first_extra = packages.apt.iter().chain(&packages.npm).nth(MAX_PACKAGES);
+            if let Some(sp) = first_extra {
+                let message =
+                    format!("{total} packages listed; at most {MAX_PACKAGES} are allowed");
+                self.push(
+                    at.diag(sp, address, "packages", message)
+                        .hint("bake large toolsets into your own image and set `image`"),
+                );
+            }
+        }
+        Packages {
+            apt: packages.apt.iter().map(|sp| sp.value.clone()).collect(),
+            npm: packages.npm.iter().map(|sp| sp.value.clone()).collect(),
+        }
+    }
+
+    fn mounts(&mut self, at: At, doc: &AgentDoc, address: &str) -> Vec<Mount> {
+        let mut mounts = Vec::new();
+        let mut container_paths: BTreeSet<String> = BTreeSet::new();
+        for (index, sp) in doc.mounts.iter().enumerate() {
+            let mount = &sp.value;
+            let host = &mount.host_path;
+            let host_field = format!("mounts[{index}].host_path");
+            if !(host.value.starts_with('/') || host.value.starts_with("~/") || host.value == "~") {
+                let message = format!(
+                    "`host_path` `{}` must be absolute or start with `~/`",
+                    host.value
+                );
+                self.push(at.diag(host, address, &host_field, message));
+            }
+            if let Some(pattern) = blocked_pattern(&host.value) {
+                let message = format!(
+                    "`host_path` `{}` is blocked: it matches `{pattern}`",
+                    host.value
+                );
+                self.push(
+                    at.diag(host, address, &host_field, message)
+                        .hint("credential folders and files are never mounted (host.md §4.4)"),
+                );
+            }
+            let basename = host
+                .value
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            let container_path = mount
+                .container_path
+                .as_ref()
+                .map_or(basename, |sp| sp.value.clone());
+            let container_sp = mount.container_path.as_ref().unwrap_or(host);
+            let container_field = format!("mounts[{index}].container_path");
+            let problem = if container_path.is_empty() || container_path == "~" {
+                Some("must not be empty")
+            } else if container_path.starts_with('/') {
+                Some("must be relative (it is placed under `/workspace/extra/`)")
+            } else if container_path.split('/').any(|part| part == "..") {
+                Some("must not contain `..`")
+            } else if container_path.contains(':') {
+                Some("must not contain `:`")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                let message = format!("`container_path` `{container_path}` {problem}");
+                self.push(at.diag(container_sp, address, &container_field, message));
+            } else if !container_paths.insert(container_path.clone()) {
+                let message = format!("two mounts use `container_path` `{container_path}`");
+                self.push(at.diag(container_sp, address, &container_field, message));
+            }
+            mounts.push(Mount {
+                host_path: host.value.clone(),
+                container_path,
+                readonly: mount.readonly.unwrap_or(true),
+            });
+        }
+        mounts
+    }
+
+    fn destinations(&mut self, at: At, doc: &AgentDoc, agent_address: &str) {
+        let agent = &doc.name.value;
+        for (index, sp) in doc.destinations.iter().enumerate() {
+            let destination = &sp.value;
+            let local_name = &destination.name.value;
+            let address = format!("destination.{agent}/{local_name}");
+            let field = format!("destinations[{index}]");
+            if !LOCAL_NAME.is_match(local_name) {
+                let message = format!(
+                    "destination name `{local_name}` may only hold lowercase letters and digits, with single `-` between them"
+                );
+                let diagnostic = at
+                    .diag(
+                        &destination.name,
+                        &address,
+                        &format!("{field}.name"),
+                        message,
+                    )
+                    .hint(format!("try `{}`", normalise(local_name)));
+                self.push(diagnostic);
+            }
+            let target = match (&destination.agent, &destination.channel) {
+                (Some(target), None) => {
+                    self.reference(at, target, &address, &format!("{field}.agent"), Kind::Agent);
+                    DestinationTarget::Agent(target.value.clone())
+                }
+                (None, Some(target)) => {
+                    self.reference(
+                        at,
+                        target,
+                        &address,
+                        &format!("{field}.channel"),
+                        Kind::Channel,
+                    );
+                    DestinationTarget::Channel(target.value.clone())
+                }
+                _ => {
+                    let message = format!(
+                        "destination `{local_name}` needs exactly one of `agent` or `channel`"
+                    );
+                    self.push(at.diag(sp, agent_address, &field, message));
+                    continue;
+                }
+            };
+            let resource = Resource::Destination(Destination {
+                agent: agent.clone(),
+                local_name: local_name.clone(),
+                target,
+            });
+            self.add(
+                at,
+                &destination.name,
+                resource,
+                &format!("destination `{local_name}` of agent `{agent}`"),
+            );
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! Channel documents and their wirings (engage modes, patterns, scopes, session modes).
+//! Part of `validate`; pure.
+
+use regex::Regex;
+
+use super::{At, CHANNEL_TYPE, Checker};
+use crate::manifest::model::{ChannelDoc, Sp, WiringDoc};
+use crate::state::{
+    Channel, EngageMode, IgnoredMessagePolicy, Kind, Resource, SenderScope, SessionMode,
+    UnknownSenderPolicy, Wiring,
+};
+
+impl Checker<'_> {
+    pub(super) fn channel(&mut self, at: At, doc: &ChannelDoc) {
+        let name = &doc.name.value;
+        let address = format!("channel.{name}");
+        self.name_rule(at, &doc.name, &address, "name");
+        if !CHANNEL_TYPE.is_match(&doc.channel_type.value) {
+            let message = format!(
+                "`channel_type` `{}` must be lowercase letters, digits and `-`, starting with a letter",
+                doc.channel_type.value
+            );
+            self.push(at.diag(&doc.channel_type, &address, "channel_type", message));
+        }
+        if doc.platform_id.value.trim().is_empty() {
+            let message = "`platform_id` must not be empty".to_string();
+            self.push(
+                at.diag(&doc.platform_id, &address, "platform_id", message)
+                    .hint("use the chat id exactly as the adapter emits it"),
+            );
+        }
+        let unknown_sender_policy = self.choice(
+            at,
+            doc.unknown_sender_policy.as_ref(),
+            &address,
+            "unknown_sender_policy",
+            &[
+                ("strict", UnknownSenderPolicy::Strict),
+                ("request_approval", UnknownSenderPolicy::RequestApproval),
+                ("public", UnknownSenderPolicy::Public),
+            ],
+            UnknownSenderPolicy::default(),
+        );
+        let channel = Channel {
+            name: name.clone(),
+            channel_type: doc.channel_type.value.clone(),
+            platform_id: doc.platform_id.value.clone(),
+            display_name: doc.display_name.as_ref().map(|sp| sp.value.clone()),
+            is_group: doc.is_group.unwrap_or(false),
+            unknown_sender_policy,
+        };
+        self.add(
+            at,
+            &doc.name,
+            Resource::Channel(channel),
+            &format!("channel `{name}`"),
+        );
+        for (index, sp) in doc.wirings.iter().enumerate() {
+            self.wiring(at, doc, index, sp);
+        }
+    }
+
+    fn wiring(&mut self, at: At, channel: &ChannelDoc, index: usize, sp: &Sp<WiringDoc>) {
+        let wiring = &sp.value;
+        let channel_name = &channel.name.value;
+        let agent = &wiring.agent.value;
+        let address = format!("wiring.{channel_name}/{agent}");
+        let field = |name: &str| format!("wirings[{index}].{name}");
+        self.reference(at, &wiring.agent, &address, &field("agent"), Kind::Agent);
+        let engage_mode = self.choice(
+            at,
+            wiring.engage_mode.as_ref(),
+            &address,
+            "engage_mode",
+            &[
+                ("pattern", EngageMode::Pattern),
+                ("mention", EngageMode::Mention),
+                ("mention-sticky", EngageMode::MentionSticky),
+            ],
+            EngageMode::default(),
+        );
+        // An unknown mode was already reported; judging the pattern against it would only
+        // add a second, misleading error.
+        let mode_is_valid = wiring
+            .engage_mode
+            .as_ref()
+            .is_none_or(|mode| mode.value == engage_mode.as_str());
+        match (&wiring.engage_pattern, engage_mode) {
+            (None, EngageMode::Pattern) => {
+                let mode = wiring.engage_mode.as_ref().unwrap_or(&wiring.agent);
+                let message = "`engage_pattern` is required for `engage_mode: pattern`".to_string();
+                self.push(
+                    at.diag(mode, &address, &field("engage_pattern"), message)
+                        .hint("use `engage_pattern: \".\"` to engage on every message"),
+                );
+            }
+            (Some(pattern), EngageMode::Pattern) => {
+                if let Err(err) = Regex::new(&pattern.value) {
+                    let text = err.to_string();
+                    let last = text.lines().last().unwrap_or_default().trim();
+                    let reason = last.strip_prefix("error: ").unwrap_or(last);
+                    let message = format!(
+                        "`engage_pattern` `{}` is not a valid regex: {reason}",
+                        pattern.value
+                    );
+                    let hint =
+                        "the syntax is Rust's `regex` crate (no look-around or backreferences)";
+                    self.push(
+                        at.diag(pattern, &address, &field("engage_pattern"), message)
+                            .hint(hint),
+                    );
+                }
+            }
+            (Some(pattern), _) if mode_is_valid => {
+                let message = format!(
+                    "`engage_pattern` is only allowed with `engage_mode: pattern` (this wiring uses `{}`)",
+                    engage_mode.as_str()
+                );
+                self.push(
+                    at.diag(pattern, &address, &field("engage_pattern"), message)
+                        .hint("add `engage_mode: pattern` or remove `engage_pattern`"),
+                );
+            }
+            _ => {}
+        }
+        let sender_scope = self.choice(
+            at,
+            wiring.sender_scope.as_ref(),
+            &address,
+            "sender_scope",
+            &[("all", SenderScope::All), ("known", SenderScope::Known)],
+            SenderScope::default(),
+        );
+        let ignored_message_policy = self.choice(
+            at,
+            wiring.ignored_message_policy.as_ref(),
+            &address,
+            "ignored_message_policy",
+            &[
+                ("drop", IgnoredMessagePolicy::Drop),
+                ("accumulate", IgnoredMessagePolicy::Accumulate),
+            ],
+            IgnoredMessagePolicy::default(),
+        );
+        let session_mode = self.choice(
+            at,
+            wiring.session_mode.as_ref(),
+            &address,
+            "session_mode",
+            &[
+                ("shared", SessionMode::Shared),
+                ("per-thread", SessionMode::PerThread),
+                ("agent-shared", SessionMode::AgentShared),
+            ],
+            SessionMode::default(),
+        );
+        let resource = Resource::Wiring(Wiring {
+            channel: channel_name.clone(),
+            agent: agent.clone(),
+            engage_mode,
+            engage_pattern: wiring.engage_pattern.as_ref().map(|sp| sp.value.clone()),
+            sender_scope,
+            ignored_message_policy,
+            session_mode,
+            priority: wiring.priority.unwrap_or(0),
+        });
+        self.add(
+            at,
+            sp,
+            resource,
+            &format!("wiring of agent `{agent}` on channel `{channel_name}`"),
+        );
+    }
+}

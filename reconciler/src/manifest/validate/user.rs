@@ -1,0 +1,101 @@
+//! User documents: the id's shape, roles (owner is global) and memberships. Part of
+//! `validate`; pure.
+
+use super::{At, Checker};
+use crate::manifest::diagnostic::did_you_mean;
+use crate::manifest::model::{RoleDoc, Sp, UserDoc};
+use crate::state::{Kind, Member, Resource, Role, RoleKind, User};
+
+impl Checker<'_> {
+    pub(super) fn user(&mut self, at: At, doc: &UserDoc) {
+        let id = &doc.id.value;
+        let address = format!("user.{id}");
+        match id.split_once(':') {
+            Some((channel, handle)) if !channel.is_empty() && !handle.is_empty() => {}
+            _ => {
+                let message = format!("user id `{id}` must be `<channel>:<handle>`");
+                self.push(
+                    at.diag(&doc.id, &address, "id", message)
+                        .hint("for example `telegram:6037840640`"),
+                );
+            }
+        }
+        let user = User {
+            id: id.clone(),
+            display_name: doc.display_name.as_ref().map(|sp| sp.value.clone()),
+        };
+        self.add(at, &doc.id, Resource::User(user), &format!("user `{id}`"));
+        for (index, sp) in doc.roles.iter().enumerate() {
+            let field = format!("roles[{index}]");
+            let (role_text, agent) = match &sp.value {
+                RoleDoc::Global(role) => (role.as_str(), None),
+                RoleDoc::Scoped(scoped) => (scoped.role.as_str(), scoped.agent.as_ref()),
+            };
+            let role = match role_text {
+                "owner" => RoleKind::Owner,
+                "admin" => RoleKind::Admin,
+                other => {
+                    let message =
+                        format!("invalid role `{other}`: expected one of `owner`, `admin`");
+                    self.push(
+                        at.diag(sp, &address, &field, message)
+                            .hint_opt(did_you_mean(other, ["owner", "admin"])),
+                    );
+                    continue;
+                }
+            };
+            if let Some(agent) = agent {
+                if role == RoleKind::Owner {
+                    let message =
+                        "`owner` is always global: it cannot be scoped to an agent".to_string();
+                    self.push(at.diag(sp, &address, &field, message).hint(format!(
+                        "use `{{role: admin, agent: {agent}}}` for one agent"
+                    )));
+                    continue;
+                }
+                let agent_sp = Sp {
+                    value: agent.clone(),
+                    line: sp.line,
+                    col: sp.col,
+                };
+                self.reference(
+                    at,
+                    &agent_sp,
+                    &address,
+                    &format!("{field}.agent"),
+                    Kind::Agent,
+                );
+            }
+            let resource = Resource::Role(Role {
+                user: id.clone(),
+                role,
+                agent: agent.cloned(),
+            });
+            self.add(
+                at,
+                sp,
+                resource,
+                &format!("role `{role_text}` of user `{id}`"),
+            );
+        }
+        for (index, sp) in doc.member_of.iter().enumerate() {
+            self.reference(
+                at,
+                sp,
+                &address,
+                &format!("member_of[{index}]"),
+                Kind::Agent,
+            );
+            let resource = Resource::Member(Member {
+                user: id.clone(),
+                agent: sp.value.clone(),
+            });
+            self.add(
+                at,
+                sp,
+                resource,
+                &format!("membership of user `{id}` in agent `{}`", sp.value),
+            );
+        }
+    }
+}
