@@ -12,7 +12,7 @@ use super::model::{
 };
 use crate::state::{
     Agent, Channel, CliScope, DestinationTarget, EngageMode, IgnoredMessagePolicy, Resource,
-    RoleKind, SenderScope, SessionMode, Skills, State, UnknownSenderPolicy,
+    SenderScope, SessionMode, Skills, State, UnknownSenderPolicy,
 };
 
 /// The state as manifest YAML: agents, then channels, then users, one document each.
@@ -93,7 +93,6 @@ pub fn to_yaml(state: &State) -> String {
             _ => {}
         }
     }
-    let _ = RoleKind::Owner;
     let mut documents = Vec::new();
     documents.extend(agents.values().map(serialize));
     documents.extend(channels.values().map(serialize));
@@ -191,5 +190,204 @@ fn channel_doc(channel: &Channel) -> ChannelDoc {
             UnknownSenderPolicy::as_str,
         ),
         wirings: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use crate::manifest::{load_str, render, to_yaml};
+    use crate::state::*;
+
+    /// Text that YAML likes to reinterpret: booleans, nulls, numbers, indicators, whitespace.
+    fn tricky_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "\\PC{0,24}",
+            Just("yes".to_string()),
+            Just("null".to_string()),
+            Just("~".to_string()),
+            Just("0x1F".to_string()),
+            Just("1e3".to_string()),
+            Just("- item".to_string()),
+            Just("key: value".to_string()),
+            Just("#not a comment".to_string()),
+            Just(" leading and trailing ".to_string()),
+            Just("line one\nline two\n".to_string()),
+            Just("no final newline\nsecond".to_string()),
+            Just("*alias &anchor !tag".to_string()),
+            Just("\"quoted\" and 'single'".to_string()),
+        ]
+    }
+
+    fn name() -> impl Strategy<Value = String> {
+        "[a-z][a-z0-9]{0,6}(-[a-z0-9]{1,4})?"
+    }
+
+    fn agent(name: String) -> impl Strategy<Value = Agent> {
+        (
+            proptest::option::of(tricky_text()),
+            proptest::option::of(tricky_text()),
+            proptest::option::of(1u32..=100),
+            prop_oneof![
+                Just(CliScope::Disabled),
+                Just(CliScope::Group),
+                Just(CliScope::Global)
+            ],
+            proptest::option::of(tricky_text()),
+            proptest::option::of(proptest::collection::vec("[a-z]{1,8}", 0..3)),
+            proptest::collection::vec("[a-z][a-z0-9.+-]{0,8}", 0..3),
+            proptest::collection::vec(tricky_text(), 0..3),
+            any::<bool>(),
+        )
+            .prop_map(
+                move |(
+                    assistant_name,
+                    model,
+                    max,
+                    cli_scope,
+                    instructions,
+                    skills,
+                    apt,
+                    args,
+                    readonly,
+                )| {
+                    let mut mcp_servers = BTreeMap::new();
+                    mcp_servers.insert(
+                        "tool".to_string(),
+                        McpServer {
+                            command: Some("npx".into()),
+                            args,
+                            env: BTreeMap::from([("TOKEN".to_string(), "x".to_string())]),
+                            url: None,
+                            instructions: None,
+                        },
+                    );
+                    Agent {
+                        name: name.clone(),
+                        assistant_name,
+                        provider: Some("mock".into()),
+                        model,
+                        effort: Some("high".into()),
+                        image: None,
+                        max_messages_per_prompt: max,
+                        cli_scope,
+                        instructions,
+                        skills: skills.map_or(Skills::All, Skills::List),
+                        mcp_servers,
+                        packages: Packages {
+                            apt,
+                            npm: vec!["@scope/pkg".into()],
+                        },
+                        mounts: vec![Mount {
+                            host_path: "~/projects/site".into(),
+                            container_path: "site".into(),
+                            readonly,
+                        }],
+                    }
+                },
+            )
+    }
+
+    fn state() -> impl Strategy<Value = State> {
+        (
+            proptest::collection::btree_set(name(), 1..4),
+            proptest::collection::btree_set(name(), 1..3),
+            tricky_text(),
+            any::<bool>(),
+            0usize..3,
+            -5i64..5,
+        )
+            .prop_flat_map(|(agents, channels, display, is_group, mode, priority)| {
+                let agent_names: Vec<String> = agents.into_iter().collect();
+                let strategies: Vec<_> = agent_names.iter().cloned().map(agent).collect();
+                (
+                    strategies,
+                    Just(agent_names),
+                    Just(channels),
+                    Just(display),
+                    Just(is_group),
+                    Just(mode),
+                    Just(priority),
+                )
+            })
+            .prop_map(
+                |(agents, agent_names, channels, display, is_group, mode, priority)| {
+                    let mut state = State::default();
+                    for agent in agents {
+                        state.insert(Resource::Agent(agent));
+                    }
+                    for (index, channel) in channels.iter().enumerate() {
+                        state.insert(Resource::Channel(Channel {
+                            name: channel.clone(),
+                            channel_type: "telegram".into(),
+                            platform_id: format!("telegram:-100{index}"),
+                            display_name: Some(display.clone()),
+                            is_group,
+                            unknown_sender_policy: UnknownSenderPolicy::RequestApproval,
+                        }));
+                        let agent = &agent_names[index % agent_names.len()];
+                        let (engage_mode, engage_pattern) = match mode {
+                            0 => (EngageMode::Pattern, Some("^@?bot\\b".to_string())),
+                            1 => (EngageMode::Mention, None),
+                            _ => (EngageMode::MentionSticky, None),
+                        };
+                        state.insert(Resource::Wiring(Wiring {
+                            channel: channel.clone(),
+                            agent: agent.clone(),
+                            engage_mode,
+                            engage_pattern,
+                            sender_scope: SenderScope::Known,
+                            ignored_message_policy: IgnoredMessagePolicy::Accumulate,
+                            session_mode: SessionMode::PerThread,
+                            priority,
+                        }));
+                        state.insert(Resource::Destination(Destination {
+                            agent: agent.clone(),
+                            local_name: channel.clone(),
+                            target: DestinationTarget::Channel(channel.clone()),
+                        }));
+                    }
+                    let first = agent_names[0].clone();
+                    state.insert(Resource::Destination(Destination {
+                        agent: first.clone(),
+                        local_name: "self-link".into(),
+                        target: DestinationTarget::Agent(first.clone()),
+                    }));
+                    state.insert(Resource::User(User {
+                        id: "telegram:42".into(),
+                        display_name: Some(display),
+                    }));
+                    state.insert(Resource::Role(Role {
+                        user: "telegram:42".into(),
+                        role: RoleKind::Owner,
+                        agent: None,
+                    }));
+                    state.insert(Resource::Role(Role {
+                        user: "telegram:42".into(),
+                        role: RoleKind::Admin,
+                        agent: Some(first.clone()),
+                    }));
+                    state.insert(Resource::Member(Member {
+                        user: "telegram:42".into(),
+                        agent: first,
+                    }));
+                    state
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        #[test]
+        fn load_of_to_yaml_is_the_identity(state in state()) {
+            let yaml = to_yaml(&state);
+            let loaded = load_str("export.yaml", &yaml)
+                .unwrap_or_else(|diagnostics| panic!("{}\n{yaml}", render(&diagnostics)));
+            prop_assert_eq!(loaded.state, state, "{}", yaml);
+        }
     }
 }
