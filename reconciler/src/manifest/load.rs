@@ -427,7 +427,7 @@ fn from_yaml_error(
         .trim()
         .to_string();
     let (message, hint) = explain_limit(message);
-    let (message, hint) = match explain_shape(&message) {
+    let (message, hint) = match explain_shape(&message, keys.is_none()) {
         Some((message, shape_hint)) => (message, shape_hint.or(hint)),
         None => (message, hint),
     };
@@ -467,11 +467,20 @@ fn from_yaml_error(
 }
 
 /// Duplicate keys and wrong scalar types in words.
-fn explain_shape(message: &str) -> Option<(String, Option<String>)> {
-    if message == "expected mapping start" {
+/// `document`: the error is about a whole document (the lenient pass), not a nested value.
+fn explain_shape(message: &str, document: bool) -> Option<(String, Option<String>)> {
+    if message == "expected mapping start" && document {
         let text = "a manifest document must be a mapping of fields".to_string();
         let hint = "start each document with `kind: agent`, `kind: channel` or `kind: user`";
         return Some((text, Some(hint.to_string())));
+    }
+    if message == "expected mapping start" {
+        let hint = "write `key: value` lines below it, or `{key: value}`";
+        return Some(("expected a mapping".to_string(), Some(hint.to_string())));
+    }
+    if message == "expected sequence start" {
+        let hint = "write `- item` lines below it, or `[a, b]`; an empty list is `[]`";
+        return Some(("expected a list".to_string(), Some(hint.to_string())));
     }
     if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
         let key = rest
