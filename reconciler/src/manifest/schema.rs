@@ -18,6 +18,14 @@ const KINDS: &[(&str, &str)] = &[
     ("user", "UserDoc"),
 ];
 
+/// Definitions of list and map entries, and the effect-table path whose effect they share.
+const NESTED: &[(&str, &str)] = &[
+    ("McpServerDoc", "agent.mcp_servers"),
+    ("MountDoc", "agent.mounts"),
+    ("DestinationDoc", "destination"),
+    ("ScopedRoleDoc", "role"),
+];
+
 /// Defaults by effect-table path (v2's, host.md §1.2 and §3.10). Absent = no default.
 pub const DEFAULTS: &[(&str, &str)] = &[
     ("agent.assistant_name", "the agent's `name`"),
@@ -82,6 +90,9 @@ pub fn json_schema() -> Value {
     let mut definitions = Value::Object(generator.take_definitions(true));
     for field in fields_of(&definitions) {
         annotate(&mut definitions, &field);
+    }
+    for (definition, parent) in NESTED {
+        annotate_nested(&mut definitions, definition, parent);
     }
     for (kind, definition) in KINDS {
         if let Some(properties) = definitions
@@ -225,6 +236,24 @@ fn annotate(definitions: &mut Value, field: &Field) {
         }
         description.push_str(&default_and_effect(field));
         property.insert("description".to_string(), Value::String(description));
+    }
+}
+
+/// Appends the parent's change effect to each property of a nested entry's definition.
+fn annotate_nested(definitions: &mut Value, definition: &str, parent: &str) {
+    let (effect, why) = effect::of(parent);
+    let pointer = format!("/{definition}/properties");
+    if let Some(Value::Object(properties)) = definitions.pointer_mut(&pointer) {
+        for property in properties.values_mut() {
+            if let Value::Object(property) = property {
+                let mut description = text(&Value::Object(property.clone()));
+                if !description.is_empty() {
+                    description.push(' ');
+                }
+                description.push_str(&format!("Changing it: {effect} — {why}."));
+                property.insert("description".to_string(), Value::String(description));
+            }
+        }
     }
 }
 
