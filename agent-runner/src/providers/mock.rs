@@ -1,7 +1,9 @@
 //! The `mock` provider (agent-runner.md §7.10) with one deliberate change (§13 item 31): its
-//! default reply is delivered. It answers the newest chat message (or task) with one
-//! `<message to="<origin>">echo: <text></message>` block, addressed to the destination the
-//! message came `from` (else the only destination named in the system prompt).
+//! default reply is delivered. It answers each turn with one
+//! `<message to="<origin>">echo: <text></message>` block holding one `echo: <text>` line per chat
+//! message of the turn, in order (so every message of a batch is answered exactly once), or the
+//! last task's instructions when the turn has no chat message. The block is addressed to the
+//! destination the newest message came `from` (else the only destination in the system prompt).
 //!
 //! For tests it records every turn as one JSON line in `<workspace>/.mock/turns.jsonl` (prompt
 //! plus configuration), and a chat text of exactly `/mock-config` (or containing `!config`) is
@@ -172,17 +174,29 @@ fn unescape(s: &str) -> String {
         .replace("&amp;", "&")
 }
 
-/// The echo reply: `(origin, text)` of the newest chat message, else of the last task.
+/// The echo reply: `(origin of the newest, texts)` of the turn's chat messages, else of the
+/// last task.
 fn default_reply(prompt: &str, system_prompt: &str, config: &serde_json::Value) -> String {
-    let found = MESSAGE
+    let messages: Vec<(String, String)> = MESSAGE
         .captures_iter(prompt)
-        .last()
         .map(|c| (c[1].to_string(), QUOTED.replace(&c[2], "").to_string()))
+        .collect();
+    let found = messages
+        .last()
+        .map(|(attrs, _)| {
+            (
+                attrs.clone(),
+                messages
+                    .iter()
+                    .map(|(_, text)| text.clone())
+                    .collect::<Vec<_>>(),
+            )
+        })
         .or_else(|| {
             TASK.captures_iter(prompt).last().map(|c| {
                 let body = &c[2];
                 let text = body.rsplit("Instructions:\n").next().unwrap_or(body);
-                (c[1].to_string(), text.to_string())
+                (c[1].to_string(), vec![text.to_string()])
             })
         });
     let target = found.as_ref().and_then(|(attrs, _)| {
@@ -192,16 +206,20 @@ fn default_reply(prompt: &str, system_prompt: &str, config: &serde_json::Value) 
             .or_else(|| ONLY_DEST.captures(system_prompt).map(|c| c[1].to_string()))
     });
     match (found, target) {
-        (Some((_, text)), Some(to)) => {
-            let text = unescape(&text);
-            let body = if text.trim() == "/mock-config" || text.contains("!config") {
+        (Some((_, texts)), Some(to)) => {
+            let texts: Vec<String> = texts.iter().map(|text| unescape(text)).collect();
+            let wants_config = texts
+                .last()
+                .is_some_and(|text| text.trim() == "/mock-config" || text.contains("!config"));
+            let body = if wants_config {
                 // `<`/`>` escaped so the JSON cannot close the block early.
                 config
                     .to_string()
                     .replace('<', "\\u003c")
                     .replace('>', "\\u003e")
             } else {
-                format!("echo: {text}")
+                let lines: Vec<String> = texts.iter().map(|text| format!("echo: {text}")).collect();
+                lines.join("\n")
             };
             format!("<message to=\"{to}\">{body}</message>")
         }
@@ -278,11 +296,11 @@ mod tests {
     }
 
     #[test]
-    fn default_reply_echoes_to_origin() {
+    fn default_reply_echoes_every_message_of_the_turn_to_the_newest_origin() {
         let prompt = "<context timezone=\"UTC\" />\n<messages>\n<message id=\"2\" from=\"a\" sender=\"X\" time=\"t\">one</message>\n<message id=\"4\" from=\"b\" sender=\"Y\" time=\"t\">\n  <quoted_message from=\"Z\">q</quoted_message>\nA &amp; B</message>\n</messages>";
         assert_eq!(
             default_reply(prompt, "", &json!({})),
-            "<message to=\"b\">echo: A & B</message>"
+            "<message to=\"b\">echo: one\necho: A & B</message>"
         );
     }
 

@@ -51,10 +51,16 @@ const PENDING: &str = "SELECT id, seq, kind, timestamp, trigger, platform_id, ch
 WHERE status = 'pending'
   AND (process_after IS NULL OR datetime(process_after) <= datetime('now'))
   AND (on_wake = 0 OR ?1)
-ORDER BY seq IS NULL, seq DESC LIMIT ?2";
+ORDER BY seq IS NULL, seq ASC";
 
-/// Pending due rows (on_wake rows only on the first poll), newest `limit` by seq, minus any
-/// acked id, in chronological order. Opens `inbound.db` fresh (cross-mount rule).
+/// Pending due rows (on_wake rows only on the first poll) that no ack hides, oldest first, up
+/// to `limit` non-`system` rows. Opens `inbound.db` fresh (cross-mount rule).
+///
+/// Deliberate change from v2 (agent-runner.md §3.3, §13 item 10): v2 takes the newest N rows
+/// before filtering acked ones, so a backlog larger than N is answered out of order and its
+/// older rows wait for the host's ack sync. Taking the oldest unacked rows answers a backlog
+/// in order, promptly, N at a time. `system` rows are returned (callers drop them) but do not
+/// count against the window, so an orphan tool response cannot block it.
 pub fn pending(
     inbound_path: &Path,
     outbound: &Connection,
@@ -62,31 +68,33 @@ pub fn pending(
     limit: usize,
 ) -> Result<Vec<InboundRow>> {
     let inbound = open_inbound_container(inbound_path)?;
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut stmt = inbound.prepare(PENDING)?;
-    let rows = stmt
-        .query_map(params![first_poll, limit], |r| {
-            Ok(InboundRow {
-                id: r.get(0)?,
-                seq: r.get(1)?,
-                kind: r.get(2)?,
-                timestamp: r.get(3)?,
-                trigger: r.get::<_, i64>(4)? == 1,
-                platform_id: r.get(5)?,
-                channel_type: r.get(6)?,
-                thread_id: r.get(7)?,
-                content: r.get(8)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut rows = stmt.query(params![first_poll])?;
     // Per-row lookups: acks are never pruned, so loading them all would grow without bound.
     let mut acked =
         outbound.prepare_cached("SELECT 1 FROM processing_ack WHERE message_id = ?1")?;
-    let mut fresh = Vec::with_capacity(rows.len());
-    for row in rows.into_iter().rev() {
-        if !acked.exists([&row.id])? {
-            fresh.push(row);
+    let mut fresh = Vec::new();
+    let mut counted = 0;
+    while counted < limit {
+        let Some(r) = rows.next()? else { break };
+        let row = InboundRow {
+            id: r.get(0)?,
+            seq: r.get(1)?,
+            kind: r.get(2)?,
+            timestamp: r.get(3)?,
+            trigger: r.get::<_, i64>(4)? == 1,
+            platform_id: r.get(5)?,
+            channel_type: r.get(6)?,
+            thread_id: r.get(7)?,
+            content: r.get(8)?,
+        };
+        if acked.exists([&row.id])? {
+            continue;
         }
+        if row.kind != "system" {
+            counted += 1;
+        }
+        fresh.push(row);
     }
     Ok(fresh)
 }

@@ -298,26 +298,28 @@ fn on_wake_rows_only_on_first_poll() {
 }
 
 #[test]
-fn pending_window_takes_newest_then_drops_acked() {
+fn pending_window_takes_the_oldest_unacked_rows_so_a_backlog_is_answered_in_order() {
     let (_d, s) = session();
     let mut inb = open_inbound_host(&s.join(INBOUND_FILE)).unwrap();
-    let rows: Vec<_> = (0..5).map(|i| chat(&format!("m{i}"))).collect();
+    let mut rows: Vec<_> = (0..5).map(|i| chat(&format!("m{i}"))).collect();
+    let mut orphan = chat("orphan-response");
+    orphan.kind = "system".into();
+    rows.insert(1, orphan);
     insert_inbound(&mut inb, &rows).unwrap();
     let mut outb = open_outbound_container(&s.join(OUTBOUND_FILE)).unwrap();
-    let got: Vec<_> = container::pending(&s.join(INBOUND_FILE), &outb, false, 3)
-        .unwrap()
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
-    assert_eq!(got, vec!["m2", "m3", "m4"]);
-    container::ack(&mut outb, &["m4".into()], Ack::Processing).unwrap();
-    let got: Vec<_> = container::pending(&s.join(INBOUND_FILE), &outb, false, 3)
-        .unwrap()
-        .into_iter()
-        .map(|r| r.id)
-        .collect();
-    assert_eq!(got, vec!["m2", "m3"]);
-    assert_eq!(container::delete_stale_claims(&outb).unwrap(), 1);
+    let window = |outb: &rusqlite::Connection| -> Vec<String> {
+        container::pending(&s.join(INBOUND_FILE), outb, false, 3)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect()
+    };
+    // The system row rides along but does not take a slot.
+    assert_eq!(window(&outb), vec!["m0", "orphan-response", "m1", "m2"]);
+    // Acked rows are skipped before the window is filled, not after.
+    container::ack(&mut outb, &["m0".into(), "m1".into()], Ack::Processing).unwrap();
+    assert_eq!(window(&outb), vec!["orphan-response", "m2", "m3", "m4"]);
+    assert_eq!(container::delete_stale_claims(&outb).unwrap(), 2);
 }
 
 // ---- session_state (agent-runner.md §12.8) ----
