@@ -528,3 +528,58 @@ fn idle_containers_are_stopped_and_come_back_on_the_next_message() {
     );
     assert!(daemon.log().contains("idle: stopping container"));
 }
+
+#[test]
+fn the_agent_sees_its_configured_provider_and_model() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let env = Env::new("mock-config");
+    env.write(
+        "agents.yaml",
+        &CLI_AGENT.replace(
+            "provider: mock\n",
+            "provider: mock\nmodel: test-model-7\nassistant_name: Echo\n",
+        ),
+    );
+    let daemon = Daemon::start(&env);
+    let run = env.run(&[
+        "chat",
+        "--message",
+        "show me your !config",
+        "--timeout",
+        "60s",
+    ]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, daemon.log());
+    let config: serde_json::Value =
+        serde_json::from_str(run.stdout.trim()).expect("the mock answers with its config JSON");
+    assert_eq!(config["provider"], "mock");
+    assert_eq!(config["model"], "test-model-7");
+    assert_eq!(config["assistant_name"], "Echo");
+}
+
+#[test]
+fn kept_containers_survive_shutdown_and_are_reaped_at_the_next_start() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let env = Env::new("keep");
+    env.write("agents.yaml", CLI_AGENT);
+    let mut daemon = Daemon::start_with(&env, &["--keep-containers"]);
+    let run = env.run(&["chat", "--message", "hi", "--timeout", "60s"]);
+    assert_eq!(run.stdout.trim(), "echo: hi", "{}", run.stderr);
+    assert_eq!(daemon.stop(), 0);
+    assert_eq!(
+        daemon.containers().len(),
+        1,
+        "--keep-containers leaves the container running"
+    );
+    let daemon = Daemon::start(&env);
+    assert!(
+        daemon.containers().is_empty(),
+        "startup removes this install's leftovers\n{}",
+        daemon.log()
+    );
+    let run = env.run(&["chat", "--message", "again", "--timeout", "60s"]);
+    assert_eq!(run.stdout.trim(), "echo: again", "{}", run.stderr);
+}
