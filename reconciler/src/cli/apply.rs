@@ -4,10 +4,9 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
 
-use super::plan::{guard_empty, load_manifests};
+use super::plan::{guard_empty, load_manifests, open_for_apply};
 use super::{Ctx, Status};
 use crate::apply::{self, Meta};
 use crate::plan::saved::SavedPlan;
@@ -40,13 +39,7 @@ pub fn run(args: ApplyArgs, ctx: &Ctx) -> anyhow::Result<Status> {
     let Some(loaded) = load_manifests(&args.dir)? else {
         return Ok(Status::Invalid);
     };
-    ctx.paths
-        .ensure()
-        .with_context(|| format!("creating `{}`", ctx.paths.data.display()))?;
-    let _lock = apply::lock(&ctx.paths.apply_lock())?;
-    let db_path = ctx.paths.db();
-    let mut conn =
-        crate::db::open(&db_path).with_context(|| format!("opening `{}`", db_path.display()))?;
+    let (_lock, mut conn) = open_for_apply(ctx)?;
     let current = plan::current::read(&conn)?;
     let (desired, options) = match &args.plan {
         Some(path) => {

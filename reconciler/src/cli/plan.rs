@@ -101,6 +101,21 @@ pub(crate) fn read_current_readonly(ctx: &Ctx) -> anyhow::Result<Current> {
     Ok(plan::current::read(&conn)?)
 }
 
+/// Creates the data dir, takes the apply lock and opens the central DB read-write: the
+/// start of every command that writes the configuration (`apply`, `run`).
+pub(crate) fn open_for_apply(
+    ctx: &Ctx,
+) -> anyhow::Result<(crate::apply::ApplyLock, rusqlite::Connection)> {
+    ctx.paths
+        .ensure()
+        .with_context(|| format!("creating `{}`", ctx.paths.data.display()))?;
+    let lock = crate::apply::lock(&ctx.paths.apply_lock())?;
+    let db_path = ctx.paths.db();
+    let conn =
+        crate::db::open(&db_path).with_context(|| format!("opening `{}`", db_path.display()))?;
+    Ok((lock, conn))
+}
+
 /// Refuses a plan that deletes everything because the manifest set is empty.
 pub(crate) fn guard_empty(desired: &State, plan: &Plan, allow_empty: bool) -> anyhow::Result<()> {
     let n_deletes = plan.deletes().len();

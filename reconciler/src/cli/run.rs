@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::chat::parse_duration;
-use super::plan::{guard_empty, load_manifests};
+use super::plan::{guard_empty, load_manifests, open_for_apply};
 use super::{Ctx, Status};
 use crate::apply::{self, Meta};
 use crate::containers::{self, image::DEFAULT_TAG};
@@ -111,13 +111,7 @@ fn apply_manifests(
     dir: &std::path::Path,
     loaded: super::plan::Loaded,
 ) -> anyhow::Result<()> {
-    ctx.paths
-        .ensure()
-        .with_context(|| format!("creating `{}`", ctx.paths.data.display()))?;
-    let _lock = apply::lock(&ctx.paths.apply_lock())?;
-    let db_path = ctx.paths.db();
-    let mut conn =
-        crate::db::open(&db_path).with_context(|| format!("opening `{}`", db_path.display()))?;
+    let (_lock, mut conn) = open_for_apply(ctx)?;
     let current = plan::current::read(&conn)?;
     let plan = plan::diff_with(&loaded.state, &current, Options { prune: false });
     guard_empty(&loaded.state, &plan, false)?;
