@@ -14,6 +14,7 @@
 //! cancellation: channels first (no new input), then the router drains what it has, then
 //! delivery, then containers (unless kept). Nothing here talks to Docker directly.
 
+pub mod attachments;
 pub mod delivery;
 pub mod ids;
 pub mod route;

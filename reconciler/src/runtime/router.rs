@@ -16,6 +16,7 @@ use rusqlite::Connection;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use super::attachments;
 use super::route::{self, Action, Facts, MessageFacts, Patterns};
 use crate::channels::{Adapters, Envelope, InboundEvent, Outbound};
 use crate::db::{self, routing, sessions};
@@ -165,9 +166,10 @@ impl Router {
         }
         for (channel_type, outbound) in denials {
             if let Some(adapter) = self.adapters.get(&channel_type)
-                && let Err(err) = adapter.deliver(&outbound) {
-                    warn!(channel = %channel_type, error = %err, "permission-denied reply not delivered");
-                }
+                && let Err(err) = adapter.deliver(&outbound)
+            {
+                warn!(channel = %channel_type, error = %err, "permission-denied reply not delivered");
+            }
         }
     }
 }
@@ -193,13 +195,17 @@ fn route_one(
     patterns: &mut Patterns,
     mut event: InboundEvent,
 ) -> anyhow::Result<Routed> {
+    // Only a live adapter that says it has no threads collapses them; an event for a channel
+    // without a live adapter (operator-injected) keeps its thread (host.md §3.2 step 2).
     let threaded = adapters.supports_threads(&event.channel_type);
-    if !threaded {
+    if adapters.get(&event.channel_type).is_some() && !threaded {
         event.thread_id = None;
     }
     let is_mention = event.message.is_mention;
     let sender = route::sender_id(&event.message.content, &event.channel_type);
     let sender_name = route::sender_name(&event.message.content);
+    // The audit names the sender as the content's `sender` field (host.md §3.2 step 6).
+    let audit_name = content_sender(&event.message.content).or_else(|| sender_name.clone());
     if let Some(sender) = &sender {
         routing::ensure_user(conn, sender, &event.channel_type, sender_name.as_deref())?;
     }
@@ -221,7 +227,7 @@ fn route_one(
                 channel_type: &event.channel_type,
                 platform_id: &event.platform_id,
                 user_id: None,
-                sender_name: sender_name.as_deref(),
+                sender_name: audit_name.as_deref(),
                 reason: route::DropReason::NoAgentWired,
                 chat_id: Some(&chat.id),
                 agent: None,
@@ -261,6 +267,14 @@ fn route_one(
             thread_id: event.thread_id.clone(),
         });
     let mut routed = Routed::default();
+    // A gate refusal names the agent that refused (host.md §3.4); `no_agent_engaged` none.
+    let refused_by = decision.actions.iter().find_map(|action| match action {
+        Action::Skip {
+            agent,
+            audit: Some(audit),
+        } if Some(*audit) == decision.audit => Some(agent.clone()),
+        _ => None,
+    });
     for action in decision.actions {
         match action {
             Action::Deliver {
@@ -276,14 +290,17 @@ fn route_one(
                     event.thread_id.as_deref(),
                     session_mode,
                 )?;
+                let id = format!("{}:{agent}", event.message.id);
+                // Per session: each agent's copy of an attachment lands in its own inbox.
+                let content = attachments::extract(&dir, &id, &event.message.content);
                 let row = NewInbound {
-                    id: format!("{}:{agent}", event.message.id),
+                    id,
                     kind: event.message.kind.clone(),
                     timestamp: event.message.timestamp.clone(),
                     platform_id: Some(reply.platform_id.clone()),
                     channel_type: Some(reply.channel_type.clone()),
                     thread_id: reply.thread_id.clone(),
-                    content: event.message.content.clone(),
+                    content,
                     trigger: wake,
                     on_wake: false,
                     process_after: None,
@@ -313,10 +330,10 @@ fn route_one(
             channel_type: &event.channel_type,
             platform_id: &event.platform_id,
             user_id: sender.as_deref(),
-            sender_name: sender_name.as_deref(),
+            sender_name: audit_name.as_deref(),
             reason,
             chat_id: Some(&chat.id),
-            agent: None,
+            agent: refused_by.as_deref(),
         };
         routing::record_drop(conn, &drop)?;
         debug!(msg = %event.message.id, reason = reason.as_str(), "message dropped");
@@ -352,3 +369,13 @@ fn resolve_session(
     }
     Ok((session.id, dir))
 }
+
+/// `content.sender` when it is a string.
+fn content_sender(content: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(content).ok()?;
+    value.get("sender")?.as_str().map(str::to_string)
+}
+
+#[cfg(test)]
+#[path = "router_tests.rs"]
+mod tests;
