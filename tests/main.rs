@@ -8,3 +8,4 @@ mod containers;
 mod manifests;
 mod plan_apply;
 mod runtime;
+mod tidy;
