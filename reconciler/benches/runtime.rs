@@ -137,7 +137,7 @@ fn round_trips() {
     let built = Command::new(BIN).args(["image", "build"]).status().unwrap();
     assert!(built.success(), "image build failed");
     let log = std::fs::File::create(dir.path().join("run.log")).unwrap();
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .arg("--data")
         .arg(&data)
         .args(["run", "--max-containers", "16"])
@@ -146,6 +146,8 @@ fn round_trips() {
         .stderr(Stdio::from(log))
         .spawn()
         .unwrap();
+    // Stops the runtime (and so its containers) even when a measurement panics.
+    let runtime = Stopper(child);
     let socket = data.join("cli.sock");
     let deadline = Instant::now() + Duration::from_secs(60);
     while UnixStream::connect(&socket).is_err() {
@@ -188,11 +190,22 @@ fn round_trips() {
         client.round_trip("rss");
     }
     std::thread::sleep(Duration::from_secs(2));
-    println!("host RSS, idle, 10 sessions: {:.1} MB", rss_mb(child.id()));
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+    println!(
+        "host RSS, idle, 10 sessions: {:.1} MB",
+        rss_mb(runtime.0.id())
+    );
+}
+
+/// Sends SIGTERM to the child on drop and waits for it.
+struct Stopper(std::process::Child);
+
+impl Drop for Stopper {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
 }
 
 fn ms(duration: Duration) -> f64 {
