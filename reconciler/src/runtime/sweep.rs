@@ -55,9 +55,10 @@ pub fn decide(live: &Liveness, idle_timeout: Duration) -> Verdict {
     let age = |time: SystemTime| live.now.duration_since(time).unwrap_or_default();
     let declared = live.declared_bash.unwrap_or_default();
     if let Some(heartbeat) = live.heartbeat
-        && age(heartbeat) > ABSOLUTE_CEILING.max(declared) {
-            return Verdict::KillCeiling;
-        }
+        && age(heartbeat) > ABSOLUTE_CEILING.max(declared)
+    {
+        return Verdict::KillCeiling;
+    }
     let tolerance = CLAIM_STUCK.max(declared);
     for (message, claimed) in &live.claims {
         if age(*claimed) <= tolerance {
@@ -256,13 +257,14 @@ fn declared_bash(state: &session_db::ContainerState) -> Option<Duration> {
     u64::try_from(millis).ok().map(Duration::from_millis)
 }
 
-/// Parses SQLite-now (`YYYY-MM-DD HH:MM:SS`, UTC) or ISO timestamps.
+/// Parses SQLite-now (`YYYY-MM-DD HH:MM:SS`, UTC) or ISO timestamps with any zone marker.
 fn parse_sqlite_time(text: &str) -> Option<SystemTime> {
-    let normalised = if text.ends_with('Z') || text.contains('+') {
-        text.replace(' ', "T")
-    } else {
-        format!("{}Z", text.replace(' ', "T"))
-    };
+    let text = text.trim().replacen(' ', "T", 1);
+    // A zone marker sits after the date: `Z`/`z`, or a `+`/`-` offset in the time part (the
+    // date's own dashes must not count). Only zone-less text is read as UTC.
+    let time = text.get(10..).unwrap_or_default();
+    let zoned = time.ends_with(['Z', 'z']) || time.contains(['+', '-']);
+    let normalised = if zoned { text } else { format!("{text}Z") };
     let timestamp: jiff::Timestamp = normalised.parse().ok()?;
     let millis = u64::try_from(timestamp.as_millisecond()).ok()?;
     Some(SystemTime::UNIX_EPOCH + Duration::from_millis(millis))
@@ -382,5 +384,382 @@ mod tests {
             Some(SystemTime::UNIX_EPOCH + Duration::from_secs(60))
         );
         assert_eq!(parse_sqlite_time("garbage"), None);
+    }
+
+    // ---- ported from v2's host-sweep tests: decideStuckAction ----
+
+    /// v2's fixture clock: 2026-04-20T12:00:00Z.
+    fn base() -> SystemTime {
+        parse_sqlite_time("2026-04-20 12:00:00").unwrap()
+    }
+
+    fn before(seconds: u64) -> SystemTime {
+        base() - Duration::from_secs(seconds)
+    }
+
+    fn live(heartbeat_age: Option<u64>, claims: &[(&str, u64)]) -> Liveness {
+        Liveness {
+            now: base(),
+            heartbeat: heartbeat_age.map(before),
+            claims: claims
+                .iter()
+                .map(|(id, age)| (id.to_string(), before(*age)))
+                .collect(),
+            busy: true,
+            ..Liveness::default()
+        }
+    }
+
+    #[test]
+    fn returns_ok_when_heartbeat_is_fresh_and_no_claims() {
+        assert_eq!(decide(&live(Some(5), &[]), IDLE), Verdict::Ok);
+    }
+
+    #[test]
+    fn returns_kill_ceiling_when_heartbeat_older_than_30_min() {
+        assert_eq!(
+            decide(&live(Some(30 * 60 + 1), &[]), IDLE),
+            Verdict::KillCeiling
+        );
+    }
+
+    #[test]
+    fn skips_the_ceiling_check_when_no_heartbeat_file_exists() {
+        assert_eq!(decide(&live(None, &[]), IDLE), Verdict::Ok);
+    }
+
+    #[test]
+    fn kills_on_claim_stuck_when_heartbeat_is_absent_and_a_claim_aged_past_tolerance() {
+        assert_eq!(
+            decide(&live(None, &[("msg-1", 65)]), IDLE),
+            Verdict::KillClaim("msg-1".into())
+        );
+    }
+
+    #[test]
+    fn extends_the_ceiling_when_bash_declared_a_longer_timeout() {
+        let mut state = live(Some(45 * 60), &[]);
+        state.declared_bash = Some(Duration::from_secs(2 * 60 * 60));
+        assert_eq!(decide(&state, IDLE), Verdict::Ok);
+    }
+
+    #[test]
+    fn returns_kill_claim_when_a_claim_is_past_60s_and_heartbeat_has_not_moved() {
+        assert_eq!(
+            decide(&live(Some(75), &[("msg-1", 70)]), IDLE),
+            Verdict::KillClaim("msg-1".into())
+        );
+    }
+
+    #[test]
+    fn does_not_kill_when_heartbeat_has_been_touched_since_the_claim() {
+        assert_eq!(decide(&live(Some(2), &[("msg-1", 70)]), IDLE), Verdict::Ok);
+    }
+
+    #[test]
+    fn does_not_kill_when_claim_age_is_below_tolerance() {
+        assert_eq!(decide(&live(Some(70), &[("msg-1", 5)]), IDLE), Verdict::Ok);
+    }
+
+    #[test]
+    fn widens_per_claim_tolerance_for_a_running_bash_with_long_timeout() {
+        let mut state = live(Some(5 * 60 + 5), &[("msg-1", 5 * 60)]);
+        state.declared_bash = Some(Duration::from_secs(10 * 60));
+        assert_eq!(decide(&state, IDLE), Verdict::Ok);
+    }
+
+    #[test]
+    fn only_a_running_bash_declares_a_timeout() {
+        let state = |tool: &str| session_db::ContainerState {
+            current_tool: Some(tool.into()),
+            tool_declared_timeout_ms: Some(600_000),
+            tool_started_at: None,
+            updated_at: "t".into(),
+        };
+        assert_eq!(
+            declared_bash(&state("Bash")),
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(declared_bash(&state("Read")), None);
+    }
+
+    // ---- parseSqliteUtc ----
+
+    #[test]
+    fn treats_a_sqlite_style_timestamp_without_zone_as_utc() {
+        for text in [
+            "2026-04-20 12:00:00",
+            "2026-04-20T12:00:00",
+            "2026-04-20T12:00:00.000",
+        ] {
+            assert_eq!(parse_sqlite_time(text), Some(base()), "{text}");
+        }
+    }
+
+    #[test]
+    fn preserves_an_explicit_z_marker() {
+        for text in ["2026-04-20T12:00:00.000Z", "2026-04-20T12:00:00z"] {
+            assert_eq!(parse_sqlite_time(text), Some(base()), "{text}");
+        }
+    }
+
+    #[test]
+    fn preserves_an_explicit_numeric_offset() {
+        for text in [
+            "2026-04-20T14:00:00+02:00",
+            "2026-04-20T14:00:00+0200",
+            "2026-04-20T07:00:00-05:00",
+        ] {
+            assert_eq!(parse_sqlite_time(text), Some(base()), "{text}");
+        }
+    }
+
+    #[test]
+    fn unparseable_claim_times_are_ignored() {
+        assert_eq!(parse_sqlite_time("not a date"), None);
+    }
+
+    // ---- the sweep's IO shell on real session DBs ----
+
+    /// Records what the sweep asked of the container side.
+    #[derive(Default)]
+    struct Fake {
+        running: bool,
+        woken: std::cell::RefCell<Vec<String>>,
+        stopped: std::cell::RefCell<Vec<(String, String)>>,
+    }
+
+    impl Containers for Fake {
+        fn is_running(&self, _session: &str) -> bool {
+            self.running
+        }
+        fn started(&self, _session: &str) -> Option<SystemTime> {
+            None
+        }
+        fn wake(&self, session: &str) {
+            self.woken.borrow_mut().push(session.to_string());
+        }
+        fn stop(&self, session: &str, reason: &str) {
+            self.stopped
+                .borrow_mut()
+                .push((session.to_string(), reason.to_string()));
+        }
+    }
+
+    struct World {
+        _dir: tempfile::TempDir,
+        paths: Paths,
+        conn: Connection,
+        session: Session,
+    }
+
+    fn world() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::new(dir.path().join("data"));
+        paths.ensure().unwrap();
+        let conn = crate::db::open(&paths.db()).unwrap();
+        conn.execute_batch(
+            "INSERT INTO agent_groups (id, name, folder, created_at) VALUES ('ag-1', 'a', 'ag-1', 't');",
+        )
+        .unwrap();
+        let session = sessions::create(&conn, "ag-1", None, None).unwrap();
+        session_db::create(&paths.session("ag-1", &session.id)).unwrap();
+        World {
+            _dir: dir,
+            paths,
+            conn,
+            session,
+        }
+    }
+
+    impl World {
+        fn dir(&self) -> std::path::PathBuf {
+            self.paths.session("ag-1", &self.session.id)
+        }
+
+        fn inbound(&self) -> Connection {
+            session_db::open_inbound_host(&self.dir().join(session_db::INBOUND_FILE)).unwrap()
+        }
+
+        fn outbound(&self) -> Connection {
+            session_db::open_outbound_container(&self.dir().join(session_db::OUTBOUND_FILE))
+                .unwrap()
+        }
+
+        /// A pending message; `set` is an extra SQL assignment list (`tries = 5, …`).
+        fn message(&self, id: &str, set: &str) {
+            let mut inbound = self.inbound();
+            let row = session_db::NewInbound {
+                id: id.into(),
+                kind: "chat".into(),
+                timestamp: "2026-01-01T00:00:00Z".into(),
+                content: "{}".into(),
+                trigger: true,
+                ..Default::default()
+            };
+            session_db::insert_inbound(&mut inbound, &[row]).unwrap();
+            if !set.is_empty() {
+                inbound
+                    .execute(&format!("UPDATE messages_in SET {set} WHERE id = ?1"), [id])
+                    .unwrap();
+            }
+        }
+
+        fn ack(&self, id: &str, status: &str, changed: &str) {
+            self.outbound()
+                .execute(
+                    &format!(
+                        "INSERT INTO processing_ack (message_id, status, status_changed) VALUES (?1, ?2, {changed})"
+                    ),
+                    [id, status],
+                )
+                .unwrap();
+        }
+
+        fn sweep(&self, containers: &Fake) {
+            sweep_once(&self.conn, &self.paths, containers, IDLE);
+        }
+
+        /// `(status, tries, seconds until process_after)` of an inbound row.
+        fn state(&self, id: &str) -> (String, i64, Option<i64>) {
+            self.inbound()
+                .query_row(
+                    "SELECT status, tries,
+                       CAST(round((julianday(process_after) - julianday('now')) * 86400) AS INTEGER)
+                     FROM messages_in WHERE id = ?1",
+                    [id],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )
+                .unwrap()
+        }
+
+        fn acks(&self) -> Vec<(String, String)> {
+            let outbound = self.outbound();
+            let mut statement = outbound
+                .prepare("SELECT message_id, status FROM processing_ack ORDER BY message_id")
+                .unwrap();
+            statement
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        }
+    }
+
+    #[test]
+    fn ack_sync_marks_completed_and_failed_acks_completed() {
+        let world = world();
+        world.message("m-done", "");
+        world.message("m-fail", "");
+        world.message("m-proc", "");
+        world.ack("m-done", "completed", "datetime('now')");
+        world.ack("m-fail", "failed", "datetime('now')");
+        world.ack("m-proc", "processing", "datetime('now')");
+        world.sweep(&Fake {
+            running: true,
+            ..Fake::default()
+        });
+        assert_eq!(world.state("m-done").0, "completed");
+        assert_eq!(world.state("m-fail").0, "completed");
+        assert_eq!(world.state("m-proc").0, "pending");
+    }
+
+    #[test]
+    fn due_messages_wake_a_session_without_a_container() {
+        let world = world();
+        world.message("m-1", "");
+        let fake = Fake::default();
+        world.sweep(&fake);
+        assert_eq!(*fake.woken.borrow(), [world.session.id.clone()]);
+
+        let running = Fake {
+            running: true,
+            ..Fake::default()
+        };
+        world.sweep(&running);
+        assert!(running.woken.borrow().is_empty(), "already running");
+    }
+
+    #[test]
+    fn context_rows_and_rows_due_later_do_not_wake() {
+        let world = world();
+        world.message("m-context", "trigger = 0");
+        world.message("m-later", "process_after = datetime('now', '+1 hour')");
+        let fake = Fake::default();
+        world.sweep(&fake);
+        assert!(fake.woken.borrow().is_empty());
+    }
+
+    #[test]
+    fn a_stuck_claim_kills_the_container_and_retries_with_backoff() {
+        let world = world();
+        world.message("m-1", "");
+        world.message("m-done", "status = 'completed'");
+        world.ack("m-1", "processing", "datetime('now', '-2 hours')");
+        world.ack("m-done", "completed", "datetime('now', '-2 hours')");
+        let fake = Fake {
+            running: true,
+            ..Fake::default()
+        };
+        world.sweep(&fake);
+        assert_eq!(
+            *fake.stopped.borrow(),
+            [(world.session.id.clone(), "stuck".to_string())]
+        );
+        let (status, tries, delay) = world.state("m-1");
+        assert_eq!((status.as_str(), tries), ("pending", 1));
+        assert!(delay.is_some_and(|d| (4..=6).contains(&d)), "{delay:?}");
+        assert_eq!(
+            world.acks(),
+            [("m-done".to_string(), "completed".to_string())],
+            "orphan processing claims are deleted; finished acks stay"
+        );
+    }
+
+    #[test]
+    fn a_rescheduled_message_is_not_counted_twice_but_its_claim_is_still_cleared() {
+        let world = world();
+        world.message(
+            "m-2",
+            "tries = 1, process_after = datetime('now', '+60 seconds')",
+        );
+        world.ack("m-2", "processing", "datetime('now', '-2 hours')");
+        world.sweep(&Fake::default());
+        assert_eq!(world.state("m-2").1, 1);
+        assert!(world.acks().is_empty());
+    }
+
+    #[test]
+    fn the_sixth_reset_marks_the_message_failed() {
+        let world = world();
+        world.message("m-3", "tries = 5");
+        world.ack("m-3", "processing", "datetime('now', '-2 hours')");
+        world.sweep(&Fake {
+            running: true,
+            ..Fake::default()
+        });
+        assert_eq!(world.state("m-3").0, "failed");
+    }
+
+    #[test]
+    fn an_idle_container_is_stopped() {
+        let world = world();
+        std::fs::write(session_db::heartbeat_path(&world.dir()), "").unwrap();
+        let old = SystemTime::now() - IDLE - Duration::from_secs(60);
+        std::fs::File::options()
+            .write(true)
+            .open(session_db::heartbeat_path(&world.dir()))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let fake = Fake {
+            running: true,
+            ..Fake::default()
+        };
+        world.sweep(&fake);
+        assert_eq!(
+            *fake.stopped.borrow(),
+            [(world.session.id.clone(), "idle".to_string())]
+        );
     }
 }
