@@ -670,7 +670,10 @@ mod tests {
         world.message("m-1", "");
         let fake = Fake::default();
         world.sweep(&fake);
-        assert_eq!(*fake.woken.borrow(), [world.session.id.clone()]);
+        assert_eq!(
+            *fake.woken.borrow(),
+            std::slice::from_ref(&world.session.id)
+        );
 
         let running = Fake {
             running: true,
