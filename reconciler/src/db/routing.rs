@@ -308,4 +308,96 @@ mod tests {
             (2, "no_agent_engaged", "Ann")
         );
     }
+
+    // ---- ported from v2's permissions tests: canAccessAgentGroup ----
+
+    /// `(may access, administers)` of `user` for agent `a`.
+    fn grants(conn: &Connection, user: &str) -> (bool, bool) {
+        let (accessible, administered) = access(conn, user, &["a", "b"]).unwrap();
+        (accessible.contains("a"), administered.contains("a"))
+    }
+
+    fn with_user(sql: &str) -> Connection {
+        let conn = crate::db::open_in_memory().unwrap();
+        conn.execute_batch(
+            "INSERT INTO agent_groups (id, name, folder, created_at) VALUES ('a','a','a','t'), ('b','b','b','t');
+             INSERT INTO users (id, kind, created_at) VALUES ('u', 'telegram', 't');",
+        )
+        .unwrap();
+        conn.execute_batch(sql).unwrap();
+        conn
+    }
+
+    #[test]
+    fn denies_unknown_users() {
+        let conn = with_user("");
+        assert_eq!(grants(&conn, "ghost"), (false, false));
+    }
+
+    #[test]
+    fn allows_owners_and_global_admins_on_every_agent() {
+        for role in ["owner", "admin"] {
+            let conn = with_user(&format!(
+                "INSERT INTO user_roles (user_id, role, agent_group_id, granted_at) VALUES ('u', '{role}', NULL, 't');"
+            ));
+            let (accessible, administered) = access(&conn, "u", &["a", "b"]).unwrap();
+            assert_eq!(accessible.len(), 2, "{role}");
+            assert_eq!(administered.len(), 2, "{role}");
+        }
+    }
+
+    #[test]
+    fn scopes_admins_to_their_agent_group() {
+        let conn = with_user(
+            "INSERT INTO user_roles (user_id, role, agent_group_id, granted_at) VALUES ('u', 'admin', 'b', 't');",
+        );
+        let (accessible, administered) = access(&conn, "u", &["a", "b"]).unwrap();
+        assert_eq!(
+            accessible,
+            HashSet::from(["b".to_string()]),
+            "admin of b is a member of b"
+        );
+        assert_eq!(administered, HashSet::from(["b".to_string()]));
+    }
+
+    #[test]
+    fn allows_members_of_the_group_only() {
+        let conn = with_user(
+            "INSERT INTO agent_group_members (user_id, agent_group_id, added_at) VALUES ('u', 'a', 't');",
+        );
+        assert_eq!(grants(&conn, "u"), (true, false));
+        let (accessible, _) = access(&conn, "u", &["a", "b"]).unwrap();
+        assert!(!accessible.contains("b"));
+    }
+
+    #[test]
+    fn denies_known_but_not_member_users() {
+        let conn = with_user("");
+        assert_eq!(grants(&conn, "u"), (false, false));
+    }
+
+    #[test]
+    fn owner_rows_with_a_scope_are_rejected_by_the_schema() {
+        let conn = with_user("");
+        let scoped_owner = conn.execute(
+            "INSERT INTO user_roles (user_id, role, agent_group_id, granted_at) VALUES ('u', 'owner', 'a', 't')",
+            [],
+        );
+        assert!(scoped_owner.is_err());
+    }
+
+    #[test]
+    fn ensure_user_creates_once_and_never_updates() {
+        let conn = with_user("");
+        ensure_user(&conn, "telegram:9", "telegram", Some("Ann")).unwrap();
+        ensure_user(&conn, "telegram:9", "telegram", Some("Bob")).unwrap();
+        let name: Option<String> = conn
+            .query_row(
+                "SELECT display_name FROM users WHERE id = 'telegram:9'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(name.as_deref(), Some("Ann"));
+    }
 }

@@ -201,4 +201,112 @@ mod tests {
         assert!(sticky(&conn, "m1", Some("t"), &["a"]).unwrap().is_empty());
         assert!(sticky(&conn, "m2", None, &["a"]).unwrap().is_empty());
     }
+
+    // ---- ported from v2's host-core `session manager` and `agent-shared` tests ----
+
+    #[test]
+    fn should_resolve_to_the_existing_session_in_shared_mode() {
+        let conn = seeded();
+        assert_eq!(
+            find(&conn, "a", "m1", None, SessionMode::Shared).unwrap(),
+            None
+        );
+        let created = create(&conn, "a", Some("m1"), None).unwrap();
+        assert_eq!(
+            find(&conn, "a", "m1", None, SessionMode::Shared).unwrap(),
+            Some(created)
+        );
+    }
+
+    #[test]
+    fn should_create_separate_sessions_per_thread_and_reuse_the_same_thread() {
+        let conn = seeded();
+        let first = create(&conn, "a", Some("m1"), Some("thread-1")).unwrap();
+        assert_eq!(
+            find(&conn, "a", "m1", Some("thread-2"), SessionMode::PerThread).unwrap(),
+            None
+        );
+        let second = create(&conn, "a", Some("m1"), Some("thread-2")).unwrap();
+        assert_ne!(first.id, second.id);
+        assert_eq!(
+            find(&conn, "a", "m1", Some("thread-1"), SessionMode::PerThread).unwrap(),
+            Some(first)
+        );
+    }
+
+    #[test]
+    fn sessions_of_another_agent_on_the_same_chat_are_not_reused() {
+        let conn = seeded();
+        conn.execute_batch(
+            "INSERT INTO agent_groups (id, name, folder, created_at) VALUES ('b','b','b','t');",
+        )
+        .unwrap();
+        create(&conn, "b", Some("m1"), None).unwrap();
+        for mode in [
+            SessionMode::Shared,
+            SessionMode::PerThread,
+            SessionMode::AgentShared,
+        ] {
+            assert_eq!(
+                find(&conn, "a", "m1", None, mode).unwrap(),
+                None,
+                "{mode:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn agent_shared_resolves_to_the_same_session_and_it_has_no_chat() {
+        let conn = seeded();
+        let created = create(&conn, "a", None, None).unwrap();
+        assert_eq!(created.chat_id, None);
+        assert_eq!(
+            find(&conn, "a", "m1", None, SessionMode::AgentShared).unwrap(),
+            Some(created.clone())
+        );
+        assert_eq!(
+            find(&conn, "a", "m2", Some("t"), SessionMode::AgentShared).unwrap(),
+            Some(created)
+        );
+    }
+
+    #[test]
+    fn closed_sessions_are_never_resolved() {
+        let conn = seeded();
+        let closed = create(&conn, "a", Some("m1"), None).unwrap();
+        conn.execute(
+            "UPDATE sessions SET status = 'closed' WHERE id = ?1",
+            [&closed.id],
+        )
+        .unwrap();
+        for mode in [
+            SessionMode::Shared,
+            SessionMode::PerThread,
+            SessionMode::AgentShared,
+        ] {
+            assert_eq!(
+                find(&conn, "a", "m1", None, mode).unwrap(),
+                None,
+                "{mode:?}"
+            );
+        }
+        assert!(sticky(&conn, "m1", None, &["a"]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn new_sessions_have_no_last_active_until_touched() {
+        let conn = seeded();
+        let session = create(&conn, "a", Some("m1"), None).unwrap();
+        let last_active = |conn: &Connection| -> Option<String> {
+            conn.query_row(
+                "SELECT last_active FROM sessions WHERE id = ?1",
+                [&session.id],
+                |row| row.get(0),
+            )
+            .unwrap()
+        };
+        assert_eq!(last_active(&conn), None);
+        touch(&conn, &session.id).unwrap();
+        assert!(last_active(&conn).is_some());
+    }
 }

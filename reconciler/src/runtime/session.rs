@@ -422,4 +422,70 @@ mod tests {
             ]
         );
     }
+
+    // ---- ported from v2's host-core `writeSessionRouting` tests ----
+
+    /// Prepares a session of agent `ag-1` created on `chat` (`None` = an agent-shared session
+    /// without a chat) and thread, and returns its `session_routing` row.
+    fn routing_after_prepare(
+        chat: Option<(&str, &str, bool)>,
+        thread: Option<&str>,
+    ) -> (Option<String>, Option<String>, Option<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::new(dir.path().join("data"));
+        paths.ensure().unwrap();
+        let conn = crate::db::open(&paths.db()).unwrap();
+        conn.execute_batch(
+            "INSERT INTO agent_groups (id, name, folder, created_at) VALUES ('ag-1', 'Agent', 'ag-1', 't');
+             INSERT INTO container_configs (agent_group_id, updated_at) VALUES ('ag-1', 't');",
+        )
+        .unwrap();
+        if let Some((channel_type, platform_id, is_group)) = chat {
+            conn.execute(
+                "INSERT INTO messaging_groups (id, channel_type, platform_id, is_group, created_at)
+                 VALUES ('mg-1', ?1, ?2, ?3, 't')",
+                rusqlite::params![channel_type, platform_id, is_group],
+            )
+            .unwrap();
+        }
+        let session =
+            crate::db::sessions::create(&conn, "ag-1", chat.map(|_| "mg-1"), thread).unwrap();
+        let prepared = prepare(&conn, &paths, &session, "image:latest").unwrap();
+        let inbound = session_db::open_inbound_container(
+            &prepared.session_dir.join(session_db::INBOUND_FILE),
+        )
+        .unwrap();
+        inbound
+            .query_row(
+                "SELECT channel_type, platform_id, thread_id FROM session_routing WHERE id = 1",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn session_routing_is_populated_from_the_messaging_group() {
+        assert_eq!(
+            routing_after_prepare(Some(("telegram", "tg:12345", false)), None),
+            (Some("telegram".into()), Some("tg:12345".into()), None)
+        );
+    }
+
+    #[test]
+    fn session_routing_is_null_for_an_agent_shared_session_without_a_chat() {
+        assert_eq!(routing_after_prepare(None, None), (None, None, None));
+    }
+
+    #[test]
+    fn session_routing_includes_the_thread_of_a_per_thread_session() {
+        assert_eq!(
+            routing_after_prepare(Some(("discord", "chan-123", true)), Some("thread-77")),
+            (
+                Some("discord".into()),
+                Some("chan-123".into()),
+                Some("thread-77".into())
+            )
+        );
+    }
 }
