@@ -130,8 +130,12 @@ fn start_dockerd(data_dir: &Path) -> Result<(), ContainerError> {
     let log = std::fs::File::create(&log_path).map_err(io_error)?;
     let log_err = log.try_clone().map_err(io_error)?;
     tracing::info!(log = %log_path.display(), "starting dockerd in the background");
-    // Detached on purpose: the daemon outlives nanoclaw, like a system service would.
+    // Detached on purpose: the daemon outlives nanoclaw, like a system service would. Its own
+    // process group keeps Ctrl-C on `nanoclaw run` (sent to the terminal's foreground group)
+    // from stopping it, and every container of every install with it.
+    use std::os::unix::process::CommandExt;
     Command::new("dockerd")
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err)
