@@ -149,7 +149,12 @@ pub fn route(message: &MessageFacts, facts: &Facts, patterns: &mut Patterns) -> 
                     wake: true,
                     session_mode: effective_mode(wiring, facts),
                 },
-                CommandGate::Filter => Action::Skip { agent, audit: None },
+                // The agent engaged; the host drops the command (v2 counts it as engaged, so
+                // it is not audited as `no_agent_engaged`).
+                CommandGate::Filter => {
+                    taken = true;
+                    Action::Skip { agent, audit: None }
+                }
                 CommandGate::Deny(command) => Action::Deny { agent, command },
             },
             // Gate-refused messages are never accumulated (host.md §3.2 step 9).
@@ -565,5 +570,56 @@ mod tests {
             sender_name(r#"{"author":{"fullName":"Ann"}}"#).as_deref(),
             Some("Ann")
         );
+    }
+
+    #[test]
+    fn a_filtered_command_counts_as_engaged_and_is_not_audited() {
+        let facts = public(vec![wiring("a", EngageMode::Pattern)]);
+        let decision = route(&text("/help"), &facts, &mut Patterns::default());
+        assert_eq!(
+            decision.actions,
+            vec![Action::Skip {
+                agent: "a".into(),
+                audit: None
+            }]
+        );
+        assert_eq!(decision.audit, None, "the agent engaged; the host filtered");
+    }
+
+    #[test]
+    fn messages_that_do_not_engage_are_accumulated_even_from_unknown_senders() {
+        // The gates only run when the wiring engages (host.md §3.2 step 9), so context from
+        // strangers on a strict chat is still stored without waking.
+        let mut a = wiring("a", EngageMode::Mention);
+        a.ignored_message_policy = IgnoredMessagePolicy::Accumulate;
+        let mut facts = public(vec![a]);
+        facts.unknown_sender_policy = UnknownSenderPolicy::Strict;
+        facts.sender = None;
+        let decision = route(&text("chatter"), &facts, &mut Patterns::default());
+        assert_eq!(decision.actions, vec![deliver("a", false)]);
+        assert_eq!(decision.audit, None);
+    }
+
+    #[test]
+    fn one_refusing_wiring_does_not_stop_another_from_taking_the_message() {
+        let a = wiring("a", EngageMode::Pattern);
+        let b = wiring("b", EngageMode::Pattern);
+        let mut facts = public(vec![a, b]);
+        facts.unknown_sender_policy = UnknownSenderPolicy::Strict;
+        facts.accessible.insert("b".into());
+        let decision = route(&text("hi"), &facts, &mut Patterns::default());
+        assert_eq!(
+            decision.actions,
+            vec![
+                Action::Skip {
+                    agent: "a".into(),
+                    audit: Some(DropReason::UnknownSenderStrict)
+                },
+                deliver("b", true)
+            ]
+        );
+        // v2 would also audit `a`'s refusal; we audit a chat only when no agent took the
+        // message (the audit is of dropped messages, and this one was not dropped).
+        assert_eq!(decision.audit, None);
     }
 }
