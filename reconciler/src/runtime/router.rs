@@ -8,7 +8,7 @@
 //! [`route::route`]; this file loads its facts and executes it. A bad event is logged with
 //! its id and skipped; it never stops the loop.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use agent_runner::session_db::{self, NewInbound};
@@ -174,8 +174,33 @@ impl Router {
     }
 }
 
-fn insert(dir: &std::path::Path, rows: &mut [NewInbound]) -> anyhow::Result<()> {
+/// Inserts a session's rows of one batch. A message the channel delivered again (same id)
+/// is already stored: it is skipped, so its primary-key conflict cannot fail the whole batch
+/// and lose the messages stored with it.
+fn insert(dir: &std::path::Path, rows: &mut Vec<NewInbound>) -> anyhow::Result<()> {
     let mut conn = session_db::open_inbound_host(&dir.join(session_db::INBOUND_FILE))?;
+    let mut seen = HashSet::new();
+    {
+        let mut stored = conn.prepare_cached("SELECT 1 FROM messages_in WHERE id = ?1")?;
+        let mut failure = None;
+        rows.retain(|row| {
+            let fresh = seen.insert(row.id.clone())
+                && match stored.exists([&row.id]) {
+                    Ok(exists) => !exists,
+                    Err(err) => {
+                        failure.get_or_insert(err);
+                        true
+                    }
+                };
+            if !fresh {
+                debug!(id = %row.id, "message already stored; skipped");
+            }
+            fresh
+        });
+        if let Some(err) = failure {
+            return Err(err.into());
+        }
+    }
     session_db::insert_inbound(&mut conn, rows)?;
     Ok(())
 }

@@ -692,3 +692,157 @@ fn an_admin_command_from_a_non_admin_is_answered_not_stored() {
     assert_eq!(delivered[0].platform_id, "chan-123");
     assert!(world.woken().is_empty());
 }
+
+// ---- engage modes and session modes through the router ----
+
+#[test]
+fn mention_sticky_keeps_engaging_a_group_chat_after_the_first_mention() {
+    let mut world = World::new();
+    world.sql("UPDATE messaging_group_agents SET engage_mode = 'mention-sticky'");
+    world.route(event("m1", json!({"text": "before"})));
+    assert!(world.sessions("ag-1").is_empty());
+    world.route(mention(event("m2", json!({"text": "@bot hi"}))));
+    world.route(event("m3", json!({"text": "follow-up"})));
+    let session = world.session("ag-1");
+    let ids: Vec<String> = world
+        .rows("ag-1", &session)
+        .into_iter()
+        .map(|row| row.id)
+        .collect();
+    assert_eq!(ids, ["m2:ag-1", "m3:ag-1"]);
+
+    world.sql("UPDATE messaging_groups SET is_group = 0");
+    world.route(event("m4", json!({"text": "a DM never sticks"})));
+    assert_eq!(world.rows("ag-1", &session).len(), 2);
+}
+
+#[test]
+fn agent_shared_wirings_share_one_session_across_chats() {
+    let mut world = World::new();
+    world.sql(
+        "UPDATE messaging_group_agents SET session_mode = 'agent-shared';
+         INSERT INTO messaging_groups (id, channel_type, platform_id, is_group, unknown_sender_policy, created_at)
+           VALUES ('mg-2', 'slack', 'C-2', 1, 'public', 't');
+         INSERT INTO messaging_group_agents (id, messaging_group_id, agent_group_id, engage_mode, engage_pattern,
+           session_mode, created_at) VALUES ('mga-2', 'mg-2', 'ag-1', 'pattern', '.', 'agent-shared', 't');",
+    );
+    world.route(event("m1", json!({"text": "from discord"})));
+    let mut from_slack = event("m2", json!({"text": "from slack"}));
+    from_slack.channel_type = "slack".into();
+    from_slack.platform_id = "C-2".into();
+    world.route(from_slack);
+    let session = world.session("ag-1");
+    let routes: Vec<(Option<String>, Option<String>)> = world
+        .rows("ag-1", &session)
+        .into_iter()
+        .map(|row| (row.channel_type, row.platform_id))
+        .collect();
+    assert_eq!(
+        routes,
+        [
+            (Some("discord".into()), Some("chan-123".into())),
+            (Some("slack".into()), Some("C-2".into()))
+        ],
+        "each row keeps its own reply address"
+    );
+}
+
+#[test]
+fn an_admin_may_send_admin_commands() {
+    let mut world = strict_world("strict");
+    world.sql(
+        "INSERT INTO users (id, kind, created_at) VALUES ('discord:boss', 'discord', 't');
+         INSERT INTO user_roles (user_id, role, agent_group_id, granted_at) VALUES ('discord:boss', 'admin', 'ag-1', 't');",
+    );
+    world.route(event("m1", json!({"senderId": "boss", "text": "/clear"})));
+    let session = world.session("ag-1");
+    assert_eq!(world.rows("ag-1", &session)[0].content["text"], "/clear");
+}
+
+#[test]
+fn accumulated_context_keeps_its_attachments_too() {
+    let mut world = World::new();
+    world.sql(
+        "UPDATE messaging_group_agents SET engage_mode = 'mention', ignored_message_policy = 'accumulate'",
+    );
+    world.route(event(
+        "m1",
+        json!({"text": "", "attachments": [{"type": "photo", "data": "UE5HQllURVM="}]}),
+    ));
+    let session = world.session("ag-1");
+    let row = &world.rows("ag-1", &session)[0];
+    assert!(!row.trigger);
+    let local = row.content["attachments"][0]["localPath"].as_str().unwrap();
+    assert!(
+        local.starts_with("inbox/m1:ag-1/attachment-") && local.ends_with(".jpg"),
+        "{local}"
+    );
+    let file = world.paths.session("ag-1", &session).join(local);
+    assert_eq!(std::fs::read(file).unwrap(), b"PNGBYTES");
+}
+
+#[test]
+fn a_message_id_with_a_slash_is_stored_without_extracting_attachments() {
+    let mut world = World::new();
+    let content = json!({"text": "x", "attachments": [{"name": "a.png", "data": "UE5HQllURVM="}]});
+    world.route(event("../../escape", content.clone()));
+    let session = world.session("ag-1");
+    assert_eq!(world.rows("ag-1", &session)[0].content, content);
+    assert!(!world.paths.session("ag-1", &session).join("inbox").exists());
+}
+
+#[test]
+fn a_batch_acknowledges_each_message_once_it_is_stored() {
+    let mut world = World::new();
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+    let (second_tx, second_rx) = tokio::sync::oneshot::channel();
+    let mut unknown = event("m2", json!({"text": "unknown chat"}));
+    unknown.platform_id = "nowhere".into();
+    world.router.route_batch(&mut vec![
+        Envelope {
+            event: event("m1", json!({"text": "hi"})),
+            stored: Some(first_tx),
+        },
+        Envelope {
+            event: unknown,
+            stored: Some(second_tx),
+        },
+    ]);
+    assert_eq!(first_rx.blocking_recv(), Ok(true));
+    assert_eq!(
+        second_rx.blocking_recv(),
+        Ok(true),
+        "nothing to store is stored"
+    );
+}
+
+#[test]
+fn a_redelivered_message_does_not_take_its_batch_neighbours_down() {
+    let mut world = World::new();
+    world.route(event("m1", json!({"text": "first"})));
+    let (again_tx, again_rx) = tokio::sync::oneshot::channel();
+    let (next_tx, next_rx) = tokio::sync::oneshot::channel();
+    world.router.route_batch(&mut vec![
+        Envelope {
+            event: event("m1", json!({"text": "first"})),
+            stored: Some(again_tx),
+        },
+        Envelope {
+            event: event("m2", json!({"text": "second"})),
+            stored: Some(next_tx),
+        },
+    ]);
+    let session = world.session("ag-1");
+    let ids: Vec<String> = world
+        .rows("ag-1", &session)
+        .into_iter()
+        .map(|row| row.id)
+        .collect();
+    assert_eq!(ids, ["m1:ag-1", "m2:ag-1"]);
+    assert_eq!(next_rx.blocking_recv(), Ok(true));
+    assert_eq!(
+        again_rx.blocking_recv(),
+        Ok(true),
+        "already stored counts as stored"
+    );
+}
