@@ -95,9 +95,11 @@ pub fn extension_for_mime(mime: Option<&Value>) -> &'static str {
 }
 
 /// The file name for an attachment: its `name` when that is a non-empty string, else
-/// `attachment-<now_ms>` with an extension from `mimeType`, failing that from `type`.
+/// `attachment-<stamp>` with an extension from `mimeType`, failing that from `type`. The
+/// stamp is the time in milliseconds (`-<n>` appended for the n-th unnamed attachment of a
+/// message, so several unnamed photos of one message do not collide and get lost).
 /// The result still has to pass [`is_safe_name`].
-pub fn attachment_name(attachment: &Map<String, Value>, now_ms: u128) -> String {
+pub fn attachment_name(attachment: &Map<String, Value>, stamp: &str) -> String {
     if let Some(Value::String(name)) = attachment.get("name")
         && !name.is_empty()
     {
@@ -110,9 +112,9 @@ pub fn attachment_name(attachment: &Map<String, Value>, now_ms: u128) -> String 
         extension = lookup(TYPE_EXTENSIONS, &kind.to_lowercase());
     }
     if extension.is_empty() {
-        format!("attachment-{now_ms}")
+        format!("attachment-{stamp}")
     } else {
-        format!("attachment-{now_ms}.{extension}")
+        format!("attachment-{stamp}.{extension}")
     }
 }
 
@@ -138,6 +140,7 @@ pub fn extract(session_dir: &Path, message_id: &str, content: &str) -> String {
         .as_millis();
     let inbox = session_dir.join(INBOX_DIR);
     let mut changed = false;
+    let mut unnamed = 0;
     for element in attachments.iter_mut() {
         let Value::Object(attachment) = element else {
             continue;
@@ -149,11 +152,22 @@ pub fn extract(session_dir: &Path, message_id: &str, content: &str) -> String {
             warn!(msg = %message_id, "attachment data is not base64; left in the message");
             continue;
         };
-        let raw_name = attachment_name(attachment, now_ms);
+        let explicit =
+            matches!(attachment.get("name"), Some(Value::String(name)) if !name.is_empty());
+        let stamp = if explicit {
+            now_ms.to_string()
+        } else {
+            unnamed += 1;
+            match unnamed {
+                1 => now_ms.to_string(),
+                n => format!("{now_ms}-{n}"),
+            }
+        };
+        let raw_name = attachment_name(attachment, &stamp);
         let filename = if is_safe_name(&raw_name) {
             raw_name
         } else {
-            let replacement = format!("attachment-{now_ms}");
+            let replacement = format!("attachment-{stamp}");
             warn!(msg = %message_id, name = %raw_name, %replacement, "unsafe attachment name replaced");
             replacement
         };
@@ -258,7 +272,7 @@ mod tests {
 
     #[track_caller]
     fn check_name(attachment: Value, expected: &str) {
-        assert_eq!(attachment_name(&object(attachment), 1234), expected);
+        assert_eq!(attachment_name(&object(attachment), "1234"), expected);
     }
 
     const PNG_BYTES: &str = "UE5HQllURVM="; // base64 of "PNGBYTES"
@@ -489,5 +503,22 @@ mod tests {
         assert_eq!(decode("UE5HQl\nlURVM=").unwrap(), b"PNGBYTES");
         assert_eq!(decode("_-8").unwrap(), [0xff, 0xef]);
         assert_eq!(decode("not base64 !!"), None);
+    }
+
+    #[test]
+    fn several_unnamed_attachments_of_one_message_are_all_saved() {
+        let (_root, session) = session();
+        let content = json!({"attachments": [
+            {"type": "photo", "data": PNG_BYTES},
+            {"type": "photo", "data": "b3duZWQ="},
+        ]})
+        .to_string();
+        let stored: Value = serde_json::from_str(&extract(&session, "album", &content)).unwrap();
+        let first = stored["attachments"][0]["localPath"].as_str().unwrap();
+        let second = stored["attachments"][1]["localPath"].as_str().unwrap();
+        assert_ne!(first, second);
+        assert!(second.ends_with("-2.jpg"), "{second}");
+        assert_eq!(fs::read(session.join(first)).unwrap(), b"PNGBYTES");
+        assert_eq!(fs::read(session.join(second)).unwrap(), b"owned");
     }
 }
