@@ -549,4 +549,43 @@ mod tests {
             Some("delivered".into())
         );
     }
+
+    #[test]
+    fn a_reply_for_a_channel_without_a_running_adapter_fails_after_retries() {
+        // v2 drops such a row as delivered at once (host.md §6.3 step 1); we count it as a
+        // failed attempt so the operator sees `failed`, not a silent success.
+        let mut world = world(sent);
+        world
+            .conn
+            .execute_batch(
+                "INSERT INTO messaging_groups (id, channel_type, platform_id, created_at)
+                   VALUES ('mg-d', 'discord', 'chan-1', 't');
+                 UPDATE sessions SET messaging_group_id = 'mg-d';",
+            )
+            .unwrap();
+        world.outbound("out-d", "discord", "chan-1", "");
+        for _ in 0..MAX_ATTEMPTS {
+            world.drain();
+        }
+        assert_eq!(world.calls(), 0);
+        assert_eq!(world.delivered("out-d"), Some(("failed".into(), None)));
+    }
+
+    #[test]
+    fn thread_and_reply_reference_reach_the_adapter() {
+        let mut world = world(sent);
+        let dir = world.paths.session("ag-1", &world.session.id);
+        let conn =
+            session_db::open_outbound_container(&dir.join(session_db::OUTBOUND_FILE)).unwrap();
+        conn.execute_batch(
+            "INSERT INTO messages_out (id, timestamp, kind, platform_id, channel_type, thread_id, in_reply_to, content)
+               VALUES ('out-t', datetime('now'), 'chat', 'telegram:123', 'telegram', 'th-1', 'm1:ag-1', '{\"text\":\"x\"}');",
+        )
+        .unwrap();
+        world.drain();
+        let call = world.recorder.calls.lock().unwrap()[0].clone();
+        assert_eq!(call.thread_id.as_deref(), Some("th-1"));
+        assert_eq!(call.in_reply_to.as_deref(), Some("m1:ag-1"));
+        assert_eq!(call.kind, "chat");
+    }
 }
