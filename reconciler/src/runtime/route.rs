@@ -622,4 +622,20 @@ mod tests {
         // message (the audit is of dropped messages, and this one was not dropped).
         assert_eq!(decision.audit, None);
     }
+
+    #[test]
+    fn commands_not_addressed_to_the_agent_are_accumulated_not_gated() {
+        // Quirk host.md §10 item 2 decided: v2 ran the command gate on the accumulate path
+        // too (denying or filtering context); we store the command as plain context.
+        let mut a = wiring("a", EngageMode::Mention);
+        a.ignored_message_policy = IgnoredMessagePolicy::Accumulate;
+        let facts = public(vec![a]);
+        for command in ["/clear", "/help"] {
+            assert_eq!(
+                route(&text(command), &facts, &mut Patterns::default()).actions,
+                vec![deliver("a", false)],
+                "{command}"
+            );
+        }
+    }
 }
