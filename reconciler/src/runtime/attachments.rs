@@ -124,6 +124,10 @@ pub fn attachment_name(attachment: &Map<String, Value>, stamp: &str) -> String {
 /// not JSON, has no `attachments` array, or whose message id is unsafe is returned as is;
 /// it is re-serialised only when something was saved.
 pub fn extract(session_dir: &Path, message_id: &str, content: &str) -> String {
+    // Most messages carry no attachments: spare them a second JSON parse on the hot path.
+    if !content.contains("\"attachments\"") {
+        return content.to_string();
+    }
     let Ok(Value::Object(mut root)) = serde_json::from_str::<Value>(content) else {
         return content.to_string();
     };
