@@ -484,9 +484,32 @@ pub enum DestinationTarget {
     Channel(String),
 }
 
+/// Parses one of this module's enums from its serialised text (`"mention-sticky"`, …): the
+/// names the DB's CHECK constraints and the manifests use. `None` for anything else.
+pub fn parse_enum<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
+    serde_json::from_value(serde_json::Value::String(text.to_string())).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn enums_parse_from_their_serialised_names() {
+        assert_eq!(
+            parse_enum::<EngageMode>("mention-sticky"),
+            Some(EngageMode::MentionSticky)
+        );
+        assert_eq!(
+            parse_enum::<SessionMode>("agent-shared"),
+            Some(SessionMode::AgentShared)
+        );
+        assert_eq!(
+            parse_enum::<UnknownSenderPolicy>("request_approval"),
+            Some(UnknownSenderPolicy::RequestApproval)
+        );
+        assert_eq!(parse_enum::<EngageMode>("sometimes"), None);
+    }
 
     #[test]
     fn addresses_round_trip_through_text() {

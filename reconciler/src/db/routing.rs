@@ -6,10 +6,8 @@ use std::collections::HashSet;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::runtime::ids;
-use crate::runtime::route::{DropReason, WiringFacts};
-use crate::state::{
-    EngageMode, IgnoredMessagePolicy, SenderScope, SessionMode, UnknownSenderPolicy,
-};
+use crate::runtime::route::DropReason;
+use crate::state::{UnknownSenderPolicy, Wiring, parse_enum};
 
 /// A chat (messaging group) row as the router reads it.
 #[derive(Clone, Debug, PartialEq)]
@@ -35,13 +33,12 @@ pub fn chat(
     let mut statement = conn.prepare_cached(CHAT_BY_ADDRESS)?;
     statement
         .query_row(params![channel_type, platform_id], |row| {
-            let policy: String = row.get(4)?;
             Ok(Chat {
                 id: row.get(0)?,
                 channel_type: row.get(1)?,
                 platform_id: row.get(2)?,
                 is_group: row.get(3)?,
-                unknown_sender_policy: parse_policy(&policy),
+                unknown_sender_policy: enum_column(row, 4)?,
                 denied: row.get(5)?,
             })
         })
@@ -84,48 +81,36 @@ const WIRINGS_OF_CHAT: &str =
 
 /// The chat's wirings whose agent exists, highest priority first (ties by agent name, so the
 /// order is deterministic where v2's was unspecified).
-pub fn wirings(conn: &Connection, chat_id: &str) -> rusqlite::Result<Vec<WiringFacts>> {
+pub fn wirings(conn: &Connection, chat_id: &str) -> rusqlite::Result<Vec<Wiring>> {
     let mut statement = conn.prepare_cached(WIRINGS_OF_CHAT)?;
     let rows = statement.query_map([chat_id], |row| {
-        let engage_mode: String = row.get(1)?;
-        let sender_scope: String = row.get(3)?;
-        let policy: String = row.get(4)?;
-        let session_mode: String = row.get(5)?;
-        Ok(WiringFacts {
+        Ok(Wiring {
+            channel: chat_id.to_string(),
             agent: row.get(0)?,
-            engage_mode: match engage_mode.as_str() {
-                "pattern" => EngageMode::Pattern,
-                "mention-sticky" => EngageMode::MentionSticky,
-                _ => EngageMode::Mention,
-            },
+            engage_mode: enum_column(row, 1)?,
             engage_pattern: row.get(2)?,
-            sender_scope: if sender_scope == "all" {
-                SenderScope::All
-            } else {
-                SenderScope::Known
-            },
-            ignored_message_policy: if policy == "accumulate" {
-                IgnoredMessagePolicy::Accumulate
-            } else {
-                IgnoredMessagePolicy::Drop
-            },
-            session_mode: match session_mode.as_str() {
-                "per-thread" => SessionMode::PerThread,
-                "agent-shared" => SessionMode::AgentShared,
-                _ => SessionMode::Shared,
-            },
+            sender_scope: enum_column(row, 3)?,
+            ignored_message_policy: enum_column(row, 4)?,
+            session_mode: enum_column(row, 5)?,
             priority: row.get(6)?,
         })
     })?;
     rows.collect()
 }
 
-fn parse_policy(text: &str) -> UnknownSenderPolicy {
-    match text {
-        "public" => UnknownSenderPolicy::Public,
-        "request_approval" => UnknownSenderPolicy::RequestApproval,
-        _ => UnknownSenderPolicy::Strict,
-    }
+/// An enum column; the CHECK constraints make anything else a corrupt DB, reported as such.
+fn enum_column<T: serde::de::DeserializeOwned>(
+    row: &rusqlite::Row<'_>,
+    index: usize,
+) -> rusqlite::Result<T> {
+    let text: String = row.get(index)?;
+    parse_enum(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            index,
+            rusqlite::types::Type::Text,
+            format!("unexpected value `{text}`").into(),
+        )
+    })
 }
 
 const INSERT_USER: &str =

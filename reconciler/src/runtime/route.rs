@@ -10,20 +10,8 @@ use std::collections::{HashMap, HashSet};
 use regex::Regex;
 
 use crate::state::{
-    EngageMode, IgnoredMessagePolicy, SenderScope, SessionMode, UnknownSenderPolicy,
+    EngageMode, IgnoredMessagePolicy, SenderScope, SessionMode, UnknownSenderPolicy, Wiring,
 };
-
-/// A wiring as the router sees it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct WiringFacts {
-    pub agent: String,
-    pub engage_mode: EngageMode,
-    pub engage_pattern: Option<String>,
-    pub sender_scope: SenderScope,
-    pub ignored_message_policy: IgnoredMessagePolicy,
-    pub session_mode: SessionMode,
-    pub priority: i64,
-}
 
 /// Everything [`route`] needs to know about the message's context.
 #[derive(Clone, Debug, Default)]
@@ -31,7 +19,7 @@ pub struct Facts {
     pub is_group: bool,
     pub unknown_sender_policy: UnknownSenderPolicy,
     /// Wirings ordered by priority, highest first.
-    pub wirings: Vec<WiringFacts>,
+    pub wirings: Vec<Wiring>,
     /// The sender's user id (`<channel>:<handle>`), when the content names one.
     pub sender: Option<String>,
     /// Agents the sender may access: owner, global admin, scoped admin or member.
@@ -189,7 +177,7 @@ pub fn route(message: &MessageFacts, facts: &Facts, patterns: &mut Patterns) -> 
 }
 
 fn engages(
-    wiring: &WiringFacts,
+    wiring: &Wiring,
     message: &MessageFacts,
     facts: &Facts,
     patterns: &mut Patterns,
@@ -221,7 +209,7 @@ fn access_gate(agent: &str, facts: &Facts) -> Result<(), DropReason> {
 }
 
 /// The sender-scope gate: `known` requires access to the agent even on public chats.
-fn scope_gate(wiring: &WiringFacts, agent: &str, facts: &Facts) -> bool {
+fn scope_gate(wiring: &Wiring, agent: &str, facts: &Facts) -> bool {
     match wiring.sender_scope {
         SenderScope::All => true,
         SenderScope::Known => facts.sender.is_some() && facts.accessible.contains(agent),
@@ -230,7 +218,7 @@ fn scope_gate(wiring: &WiringFacts, agent: &str, facts: &Facts) -> bool {
 
 /// Threaded adapters force per-thread sessions in group chats unless the wiring shares one
 /// session across the agent (host.md §3.5 step 1).
-fn effective_mode(wiring: &WiringFacts, facts: &Facts) -> SessionMode {
+fn effective_mode(wiring: &Wiring, facts: &Facts) -> SessionMode {
     if facts.threaded && facts.is_group && wiring.session_mode != SessionMode::AgentShared {
         SessionMode::PerThread
     } else {
@@ -317,8 +305,9 @@ pub fn sender_name(content: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn wiring(agent: &str, mode: EngageMode) -> WiringFacts {
-        WiringFacts {
+    fn wiring(agent: &str, mode: EngageMode) -> Wiring {
+        Wiring {
+            channel: "chat".into(),
             agent: agent.into(),
             engage_mode: mode,
             engage_pattern: None,
@@ -329,7 +318,7 @@ mod tests {
         }
     }
 
-    fn public(wirings: Vec<WiringFacts>) -> Facts {
+    fn public(wirings: Vec<Wiring>) -> Facts {
         Facts {
             unknown_sender_policy: UnknownSenderPolicy::Public,
             wirings,
