@@ -92,7 +92,15 @@ pub enum DeliveryError {
     Failed(String),
 }
 
-/// The adapter contract (host.md §9.1), narrowed to what this runtime uses today.
+/// The adapter contract (host.md §9.1).
+///
+/// Inbound, an adapter sends [`Envelope`]s to the router through the sender it is given when
+/// it starts (v2's `onInbound`/`onInboundEvent` callbacks); `platform_id` must be exactly what
+/// the manifests' `platform_id` says, `is_mention` must be a platform-confirmed mention (DMs
+/// count), and a threaded adapter passes thread ids (the router then forces per-thread
+/// sessions in group chats). Outbound, it implements the methods below. Starting and stopping
+/// are the adapter's own `serve`-style task, tracked by the runtime. The optional capabilities
+/// have defaults that mean "not supported".
 pub trait Adapter: Send + Sync {
     /// Registry key for routing and delivery (`cli`, `telegram`, …).
     fn channel_type(&self) -> &str;
@@ -100,6 +108,24 @@ pub trait Adapter: Send + Sync {
     fn supports_threads(&self) -> bool;
     /// Delivers one message. Must not block for long: it runs on the delivery task.
     fn deliver(&self, message: &Outbound) -> Result<Delivered, DeliveryError>;
+    /// Whether the platform connection is up (for status reporting).
+    fn is_connected(&self) -> bool {
+        true
+    }
+    /// Shows "typing…" in the chat; errors are the adapter's to swallow.
+    fn set_typing(&self, _platform_id: &str, _thread_id: Option<&str>) {}
+    /// Subscribes the bot to a thread so later messages there arrive (mention-sticky in
+    /// threaded group chats, host.md §3.2 step 9). Must be idempotent.
+    fn subscribe(&self, _platform_id: &str, _thread_id: &str) {}
+    /// The DM chat id for a user handle, for platforms where it differs from the user id;
+    /// `None` = direct-addressable (the handle is the chat id).
+    fn open_dm(&self, _user_handle: &str) -> Option<String> {
+        None
+    }
+    /// The platform's name for a chat, if it can tell.
+    fn resolve_channel_name(&self, _platform_id: &str) -> Option<String> {
+        None
+    }
 }
 
 /// Live adapters by channel type.

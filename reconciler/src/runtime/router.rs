@@ -300,6 +300,7 @@ fn route_one(
         } if Some(*audit) == decision.audit => Some(agent.clone()),
         _ => None,
     });
+    let mut subscribed = false;
     for action in decision.actions {
         match action {
             Action::Deliver {
@@ -333,6 +334,9 @@ fn route_one(
                     source_session_id: None,
                 };
                 routed.rows.push((session, dir, row));
+                if wake && !subscribed {
+                    subscribed = subscribe_sticky(adapters, &wirings, &agent, &chat, &event);
+                }
             }
             Action::Deny { agent, command } => {
                 info!(agent = %agent, command = %command, msg = %event.message.id, "admin command denied");
@@ -364,6 +368,32 @@ fn route_one(
         debug!(msg = %event.message.id, reason = reason.as_str(), "message dropped");
     }
     Ok(routed)
+}
+
+/// Once per message, when a mention-sticky wiring took it in a threaded group chat, asks the
+/// adapter to subscribe to the thread so its later messages arrive (host.md §3.2 step 9).
+/// Returns whether it asked.
+fn subscribe_sticky(
+    adapters: &Adapters,
+    wirings: &[crate::state::Wiring],
+    agent: &str,
+    chat: &routing::Chat,
+    event: &InboundEvent,
+) -> bool {
+    let sticky = wirings.iter().any(|wiring| {
+        wiring.agent == agent && wiring.engage_mode == crate::state::EngageMode::MentionSticky
+    });
+    let (Some(adapter), Some(thread_id)) = (
+        adapters.get(&event.channel_type),
+        event.thread_id.as_deref(),
+    ) else {
+        return false;
+    };
+    if !sticky || !chat.is_group || !adapter.supports_threads() {
+        return false;
+    }
+    adapter.subscribe(&event.platform_id, thread_id);
+    true
 }
 
 /// Finds or creates the session for a delivery (host.md §3.6), creating its folder and DBs.

@@ -14,10 +14,13 @@ use super::*;
 use crate::channels::{Adapter, Delivered, DeliveryError, InboundMessage};
 
 /// An adapter that records what it was asked to deliver.
+#[derive(Default)]
 struct Recorder {
     channel_type: String,
     threads: bool,
     delivered: Mutex<Vec<Outbound>>,
+    /// `(platform id, thread id)` of every subscription the router asked for.
+    subscribed: Mutex<Vec<(String, String)>>,
 }
 
 impl Adapter for Recorder {
@@ -30,6 +33,10 @@ impl Adapter for Recorder {
     fn deliver(&self, message: &Outbound) -> Result<Delivered, DeliveryError> {
         self.delivered.lock().unwrap().push(message.clone());
         Ok(Delivered::Sent(None))
+    }
+    fn subscribe(&self, platform_id: &str, thread_id: &str) {
+        let entry = (platform_id.to_string(), thread_id.to_string());
+        self.subscribed.lock().unwrap().push(entry);
     }
 }
 
@@ -444,6 +451,7 @@ fn an_adapter_without_threads_collapses_them_and_a_threaded_one_splits_group_ses
         channel_type: "discord".into(),
         threads: false,
         delivered: Mutex::default(),
+        ..Recorder::default()
     });
     let mut adapters = Adapters::default();
     adapters.register(flat);
@@ -456,6 +464,7 @@ fn an_adapter_without_threads_collapses_them_and_a_threaded_one_splits_group_ses
         channel_type: "discord".into(),
         threads: true,
         delivered: Mutex::default(),
+        ..Recorder::default()
     });
     let mut adapters = Adapters::default();
     adapters.register(threaded);
@@ -675,6 +684,7 @@ fn an_admin_command_from_a_non_admin_is_answered_not_stored() {
         channel_type: "discord".into(),
         threads: false,
         delivered: Mutex::default(),
+        ..Recorder::default()
     });
     let mut adapters = Adapters::default();
     adapters.register(recorder.clone());
@@ -714,6 +724,43 @@ fn mention_sticky_keeps_engaging_a_group_chat_after_the_first_mention() {
     world.sql("UPDATE messaging_groups SET is_group = 0");
     world.route(event("m4", json!({"text": "a DM never sticks"})));
     assert_eq!(world.rows("ag-1", &session).len(), 2);
+}
+
+#[test]
+fn mention_sticky_subscribes_to_the_thread_in_threaded_group_chats_only() {
+    let threaded = Arc::new(Recorder {
+        channel_type: "discord".into(),
+        threads: true,
+        ..Recorder::default()
+    });
+    let mut adapters = Adapters::default();
+    adapters.register(threaded.clone());
+    let mut world = World::with_adapters(adapters);
+    world.sql("UPDATE messaging_group_agents SET engage_mode = 'mention-sticky'");
+    world.route(mention(in_thread(
+        event("m1", json!({"text": "@bot hi"})),
+        "t1",
+    )));
+    world.route(in_thread(event("m2", json!({"text": "more"})), "t1"));
+    assert_eq!(
+        *threaded.subscribed.lock().unwrap(),
+        [
+            ("chan-123".to_string(), "t1".to_string()),
+            ("chan-123".to_string(), "t1".to_string())
+        ],
+        "once per engaged message; adapters make it idempotent"
+    );
+    world.route(mention(event("m3", json!({"text": "@bot no thread"}))));
+    world.sql("UPDATE messaging_groups SET is_group = 0");
+    world.route(mention(in_thread(
+        event("m4", json!({"text": "@bot dm"})),
+        "t2",
+    )));
+    assert_eq!(
+        threaded.subscribed.lock().unwrap().len(),
+        2,
+        "no thread, or not a group: no subscription"
+    );
 }
 
 #[test]
