@@ -583,3 +583,68 @@ fn kept_containers_survive_shutdown_and_are_reaped_at_the_next_start() {
     let run = env.run(&["chat", "--message", "again", "--timeout", "60s"]);
     assert_eq!(run.stdout.trim(), "echo: again", "{}", run.stderr);
 }
+
+#[test]
+fn agents_message_each_other_through_their_destinations() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let env = Env::new("a2a");
+    env.write(
+        "agents.yaml",
+        "kind: agent\nname: front\nprovider: mock\ndestinations:\n  - { name: helper, agent: helper }\n---\n\
+         kind: agent\nname: helper\nprovider: mock\ndestinations:\n  - { name: front, agent: front }\n---\n\
+         kind: channel\nname: terminal\nchannel_type: cli\nplatform_id: local\nunknown_sender_policy: public\n\
+         wirings:\n  - { agent: front, engage_mode: pattern, engage_pattern: \".\" }\n",
+    );
+    let daemon = Daemon::start(&env);
+    let run = env.run(&[
+        "chat",
+        "--message",
+        "!tell helper what is 2+2?",
+        "--replies",
+        "0",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // front → helper (a new session without a chat) → helper's echo → back to front's session.
+    let front_session = || {
+        sessions(&env)
+            .into_iter()
+            .find(|(_, agent)| agent == "front")
+            .map(|(id, _)| id)
+    };
+    support::wait_until(
+        "the helper's answer to reach front's session",
+        Duration::from_secs(60),
+        || {
+            let Some(session) = front_session() else {
+                return false;
+            };
+            let path = env
+                .data()
+                .join("sessions/front")
+                .join(session)
+                .join("inbound.db");
+            let Ok(inbound) = agent_runner::session_db::open_inbound_host(&path) else {
+                return false;
+            };
+            inbound
+            .query_row(
+                "SELECT content FROM messages_in WHERE channel_type = 'agent' AND platform_id = 'helper'",
+                [],
+                |row| row.get::<_, String>(0),
+            )
+            .is_ok_and(|content| content.contains("echo: what is 2+2?"))
+        },
+    );
+    let conn = reconciler::db::open_readonly(&env.db()).expect("db");
+    let helper_chat: Option<String> = conn
+        .query_row(
+            "SELECT messaging_group_id FROM sessions WHERE agent_group_id = 'helper'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("helper has a session");
+    assert_eq!(helper_chat, None, "an agent-only session has no chat");
+    assert_eq!(daemon.containers().len(), 2, "{}", daemon.log());
+}

@@ -5,6 +5,10 @@
 //! last task's instructions when the turn has no chat message. The block is addressed to the
 //! destination the newest message came `from` (else the only destination in the system prompt).
 //!
+//! A chat text `!tell <destination> <text>` sends `<text>` to that destination instead (to test
+//! agent-to-agent messages), and a turn made only of `echo: …` texts (another mock answering)
+//! is not answered, so two mocks never echo each other forever.
+//!
 //! For tests it records every turn as one JSON line in `<workspace>/.mock/turns.jsonl` (prompt
 //! plus configuration), and a chat text of exactly `/mock-config` (or containing `!config`) is
 //! answered with that configuration JSON instead of the echo.
@@ -211,6 +215,19 @@ fn default_reply(prompt: &str, system_prompt: &str, config: &serde_json::Value) 
             let wants_config = texts
                 .last()
                 .is_some_and(|text| text.trim() == "/mock-config" || text.contains("!config"));
+            if let Some(tell) = texts
+                .last()
+                .and_then(|text| text.trim().strip_prefix("!tell "))
+            {
+                // `!tell <destination> <text>`: send `text` to another destination (an agent).
+                let (to, text) = tell.split_once(' ').unwrap_or((tell, ""));
+                return format!("<message to=\"{to}\">{text}</message>");
+            }
+            if texts.iter().all(|text| text.starts_with("echo: ")) {
+                // Echoes of echoes: another mock answering us. Stay quiet, or two mocks that
+                // message each other would echo forever.
+                return "<internal>not echoing an echo</internal>".to_string();
+            }
             let body = if wants_config {
                 // `<`/`>` escaped so the JSON cannot close the block early.
                 config
@@ -301,6 +318,23 @@ mod tests {
         assert_eq!(
             default_reply(prompt, "", &json!({})),
             "<message to=\"b\">echo: one\necho: A & B</message>"
+        );
+    }
+
+    #[test]
+    fn tell_sends_to_another_destination_and_echoes_of_echoes_stay_quiet() {
+        let message = |text: &str| {
+            format!(
+                "<context timezone=\"UTC\" />\n<message id=\"2\" from=\"cli\" sender=\"X\" time=\"t\">{text}</message>"
+            )
+        };
+        assert_eq!(
+            default_reply(&message("!tell helper what is 2+2?"), "", &json!({})),
+            "<message to=\"helper\">what is 2+2?</message>"
+        );
+        assert_eq!(
+            default_reply(&message("echo: what is 2+2?"), "", &json!({})),
+            "<internal>not echoing an echo</internal>"
         );
     }
 

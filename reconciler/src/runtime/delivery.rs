@@ -46,6 +46,8 @@ pub struct Delivery {
     adapters: Adapters,
     /// Failed attempts per outbound id; cleared on success or when the row is marked failed.
     attempts: HashMap<String, u32>,
+    /// Sessions that received an agent-to-agent message; the waker starts their containers.
+    wake: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 impl Delivery {
@@ -56,7 +58,14 @@ impl Delivery {
             paths,
             adapters,
             attempts: HashMap::new(),
+            wake: None,
         })
+    }
+
+    /// Wake target sessions of agent-to-agent messages through `wake` (the runtime's waker).
+    pub fn waking(mut self, wake: tokio::sync::mpsc::UnboundedSender<String>) -> Delivery {
+        self.wake = Some(wake);
+        self
     }
 
     /// Runs until [`Work::Stop`] or the senders are gone. Bursts of work are coalesced.
@@ -172,7 +181,12 @@ impl Delivery {
             return Ok(Delivered::Sent(None));
         };
         if channel_type == "agent" {
-            return Err("agent-to-agent messages are not supported yet".to_string());
+            let routed = super::a2a::route(&self.conn, &self.paths, agent, session, row)?;
+            debug!(session, id = %row.id, to = %routed.session, "agent message routed");
+            if let Some(wake) = &self.wake {
+                let _ = wake.send(routed.session);
+            }
+            return Ok(Delivered::Sent(None));
         }
         self.authorise(agent, session, channel_type, platform_id)?;
         let adapter = self

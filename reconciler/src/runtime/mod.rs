@@ -14,6 +14,7 @@
 //! cancellation: channels first (no new input), then the router drains what it has, then
 //! delivery, then containers (unless kept). Nothing here talks to Docker directly.
 
+pub mod a2a;
 pub mod attachments;
 pub mod delivery;
 pub mod ids;
@@ -135,7 +136,8 @@ pub async fn run(
 
     // Delivery thread, fed by file events, readers, container exits and polls.
     let (work_tx, work_rx) = std_mpsc::channel::<delivery::Work>();
-    let delivery = delivery::Delivery::new(paths.clone(), adapters.clone())?;
+    let delivery =
+        delivery::Delivery::new(paths.clone(), adapters.clone())?.waking(wake_tx.clone());
     let delivery_thread = std::thread::Builder::new()
         .name("delivery".into())
         .spawn(move || delivery.run(work_rx))
