@@ -66,28 +66,64 @@ fn run_build(args: BuildArgs) -> anyhow::Result<Status> {
         RecipeArg::Minimal => Recipe::Minimal,
     };
     let runner = locate_runner(args.runner)?;
-    let spec = ImageBuild {
-        tag: args.tag.clone(),
-        recipe,
-        runner: runner.clone(),
-    };
-    let tty = std::io::stderr().is_terminal();
-    eprintln!(
-        "building `{}` (recipe {}) with runner {}",
-        args.tag,
-        recipe.name(),
-        runner.display()
-    );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let docker = containers::connect().await?;
-        containers::build_image(&docker, spec, |progress| print_progress(&progress, tty)).await
+        build(&docker, &args.tag, recipe, &runner).await
     })?;
     println!("built {}", args.tag);
     Ok(Status::Ok)
+}
+
+/// Builds `tag` from `recipe` with `runner`, streaming progress to stderr.
+async fn build(
+    docker: &containers::Docker,
+    tag: &str,
+    recipe: Recipe,
+    runner: &Path,
+) -> anyhow::Result<()> {
+    let tty = std::io::stderr().is_terminal();
+    eprintln!(
+        "building `{tag}` (recipe {}) with runner {}",
+        recipe.name(),
+        runner.display()
+    );
+    let spec = ImageBuild {
+        tag: tag.to_string(),
+        recipe,
+        runner: runner.to_path_buf(),
+    };
+    containers::build_image(docker, spec, |progress| print_progress(&progress, tty)).await?;
+    Ok(())
+}
+
+/// For `nanoclaw run`: makes sure `tag` exists and, when this binary's source tree is at
+/// hand, that it holds the current runner (the runner is rebuilt with cargo, a no-op when
+/// fresh, and the image is rebuilt when its runner-digest label differs). Without a source
+/// tree an existing image is used as it is.
+pub(crate) async fn ensure_image(docker: &containers::Docker, tag: &str) -> anyhow::Result<()> {
+    let current = containers::image::image_runner_digest(docker, tag).await?;
+    let exists = current.is_some() || containers::image_exists(docker, tag).await?;
+    let repo = source_tree();
+    if exists && !repo.join("agent-runner/Cargo.toml").is_file() {
+        return Ok(());
+    }
+    let runner = tokio::task::spawn_blocking(|| locate_runner(None)).await??;
+    let bytes =
+        std::fs::read(&runner).with_context(|| format!("reading `{}`", runner.display()))?;
+    if current.as_deref() == Some(containers::image::runner_digest(&bytes).as_str()) {
+        return Ok(());
+    }
+    let why = if exists {
+        "its agent-runner is out of date"
+    } else {
+        "it is missing"
+    };
+    tracing::info!(image = %tag, "building the agent image: {why}");
+    build(docker, tag, Recipe::Minimal, &runner).await
 }
 
 /// Steps stand out on a terminal (bold); other lines are indented. Plain text otherwise.

@@ -75,10 +75,7 @@ pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Status> {
         } else {
             containers::daemon::ensure_daemon(&ctx.paths.data).await?
         };
-        if !containers::image_exists(&docker, &args.image).await? {
-            info!(image = %args.image, "agent image missing: building it");
-            build_image(&args.image, ctx)?;
-        }
+        super::image::ensure_image(&docker, &args.image).await?;
         let stop = CancellationToken::new();
         let signals = stop.clone();
         let tasks = tokio_util::task::TaskTracker::new();
@@ -126,22 +123,6 @@ fn apply_manifests(
     };
     let outcome = apply::apply(&mut conn, &loaded.state, &plan, &current, &meta)?;
     info!(generation = outcome.generation, "manifests applied");
-    Ok(())
-}
-
-/// Builds the agent image with this same binary's `image build` (streamed progress on stderr).
-fn build_image(tag: &str, ctx: &Ctx) -> anyhow::Result<()> {
-    let exe = std::env::current_exe().context("locating the nanoclaw binary")?;
-    let status = std::process::Command::new(exe)
-        .arg("--data")
-        .arg(&ctx.paths.data)
-        .args(["image", "build", "--tag", tag])
-        .status()
-        .context("running `nanoclaw image build`")?;
-    anyhow::ensure!(
-        status.success(),
-        "building the agent image `{tag}` failed (see above)"
-    );
     Ok(())
 }
 

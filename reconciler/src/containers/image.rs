@@ -55,6 +55,35 @@ pub enum BuildProgress {
     Output(String),
 }
 
+/// Image label holding the SHA-256 of the agent-runner inside, so a stale image can be told
+/// from a fresh one without running it.
+pub const LABEL_RUNNER_DIGEST: &str = "nanoclaw.runner-sha256";
+
+/// SHA-256 (hex) of a runner binary, as stored in [`LABEL_RUNNER_DIGEST`].
+pub fn runner_digest(runner: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(runner)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// The runner digest label of the image with this tag; `None` when there is no such image
+/// (or it was built without the label).
+pub async fn image_runner_digest(
+    docker: &Docker,
+    tag: &str,
+) -> Result<Option<String>, ContainerError> {
+    match docker.client.inspect_image(tag).await {
+        Ok(image) => Ok(image
+            .config
+            .and_then(|config| config.labels)
+            .and_then(|labels| labels.get(LABEL_RUNNER_DIGEST).cloned())),
+        Err(err) if is_not_found(&err) => Ok(None),
+        Err(err) => Err(err.into()),
+    }
+}
+
 /// True when the daemon has an image with this tag.
 pub async fn image_exists(docker: &Docker, tag: &str) -> Result<bool, ContainerError> {
     match docker.client.inspect_image(tag).await {
@@ -79,11 +108,16 @@ pub async fn build_image(
             path: PathBuf::from("<build context>"),
             source,
         })?;
+    let labels = std::collections::HashMap::from([(
+        LABEL_RUNNER_DIGEST.to_string(),
+        runner_digest(&runner),
+    )]);
     let options = BuildImageOptions {
         dockerfile: "Dockerfile".to_string(),
         t: Some(spec.tag.clone()),
         rm: true,
         forcerm: true,
+        labels: Some(labels),
         ..Default::default()
     };
     let mut stream =
