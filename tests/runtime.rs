@@ -648,3 +648,44 @@ fn agents_message_each_other_through_their_destinations() {
     assert_eq!(helper_chat, None, "an agent-only session has no chat");
     assert_eq!(daemon.containers().len(), 2, "{}", daemon.log());
 }
+
+#[test]
+fn a_chat_is_told_when_its_agent_cannot_start() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let env = Env::new("cannot-start");
+    env.write(
+        "agents.yaml",
+        &CLI_AGENT.replace(
+            "provider: mock\n",
+            "provider: mock\nimage: nanoclaw-no-such-image:1\n",
+        ),
+    );
+    let daemon = Daemon::start(&env);
+    let run = env.run(&["chat", "--message", "anyone there?", "--timeout", "10s"]);
+    assert_eq!(run.code, 1, "no reply can come: {run:?}");
+    assert!(
+        run.stderr.contains("could not be started"),
+        "the chat is told why: {}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("no reply within"), "{}", run.stderr);
+    assert!(
+        daemon.log().contains("nanoclaw-no-such-image"),
+        "the log names the missing image"
+    );
+    // The message is kept for the sweep, not dropped.
+    let (session, _) = sessions(&env).pop().expect("a session");
+    let inbound = agent_runner::session_db::open_inbound_host(
+        &env.data()
+            .join("sessions/echo")
+            .join(session)
+            .join("inbound.db"),
+    )
+    .expect("inbound");
+    assert_eq!(
+        agent_runner::session_db::count_due(&inbound).expect("count"),
+        1
+    );
+}

@@ -186,11 +186,14 @@ fn one_shot(
         if host.accepted.as_deref() == Some(id.as_str()) {
             accepted = true;
         }
-        if let (Some(text), Some(reply_to)) = (host.text, host.in_reply_to)
-            && reply_to.starts_with(&prefix)
-        {
-            println!("{text}");
-            received += 1;
+        match (host.text, host.in_reply_to) {
+            (Some(text), Some(reply_to)) if reply_to.starts_with(&prefix) => {
+                println!("{text}");
+                received += 1;
+            }
+            // A notice from the runtime itself (e.g. the agent cannot start): show it.
+            (Some(text), None) => eprintln!("{text}"),
+            _ => {}
         }
     }
     Ok(Status::Ok)

@@ -116,6 +116,7 @@ pub async fn run(
         runner: runner.clone(),
         tasks: tasks.clone(),
         started: started.clone(),
+        notices: Notices::new(paths.clone(), adapters.clone()),
     };
     let waker_stop = stop.clone();
     tasks.spawn(async move {
@@ -255,6 +256,77 @@ fn mark_stopped(paths: &Paths, session: &str) {
     }
 }
 
+/// Tells a chat, once until its agent's container next starts, that the agent could not be
+/// started: otherwise the person waits for a reply that is not coming. The messages stay
+/// pending and the sweep keeps retrying; the details are in the log.
+#[derive(Clone)]
+struct Notices {
+    paths: Paths,
+    adapters: Adapters,
+    /// Sessions already told; cleared when their container starts.
+    told: Arc<Mutex<std::collections::HashSet<String>>>,
+}
+
+impl Notices {
+    fn new(paths: Paths, adapters: Adapters) -> Notices {
+        Notices {
+            paths,
+            adapters,
+            told: Arc::default(),
+        }
+    }
+
+    async fn cannot_start(&self, session: &str) {
+        let first = self
+            .told
+            .lock()
+            .map(|mut told| told.insert(session.to_string()))
+            .unwrap_or(false);
+        if !first {
+            return;
+        }
+        let notices = self.clone();
+        let session = session.to_string();
+        let _ = tokio::task::spawn_blocking(move || notices.tell(&session)).await;
+    }
+
+    fn started(&self, session: &str) {
+        if let Ok(mut told) = self.told.lock() {
+            told.remove(session);
+        }
+    }
+
+    fn tell(&self, session: &str) {
+        let address = db::open(&self.paths.db()).and_then(|conn| {
+            conn.query_row(
+                "SELECT s.agent_group_id, m.channel_type, m.platform_id, s.thread_id
+                 FROM sessions s JOIN messaging_groups m ON m.id = s.messaging_group_id WHERE s.id = ?1",
+                [session],
+                |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get(2)?, row.get(3)?)),
+            )
+        });
+        let Ok((agent, channel_type, platform_id, thread_id)) = address else {
+            return;
+        };
+        let Some(adapter) = self.adapters.get(&channel_type) else {
+            return;
+        };
+        let text = format!(
+            "⚠️ The agent `{agent}` could not be started, so it cannot answer yet. Your message is kept and will be retried; the nanoclaw log says why."
+        );
+        let notice = crate::channels::Outbound {
+            platform_id,
+            thread_id,
+            kind: "chat".to_string(),
+            content: serde_json::json!({ "text": text }),
+            in_reply_to: None,
+        };
+        if let Err(err) = adapter.deliver(&notice) {
+            warn!(session, error = %err, "could not tell the chat that the agent cannot start");
+        }
+    }
+}
+
 /// When each running container started (for idle teardown before its first heartbeat).
 #[derive(Clone, Default)]
 struct Started(Arc<Mutex<HashMap<String, SystemTime>>>);
@@ -279,6 +351,7 @@ struct Waker {
     runner: Runner,
     tasks: TaskTracker,
     started: Started,
+    notices: Notices,
 }
 
 impl Waker {
@@ -300,6 +373,7 @@ impl Waker {
                 Ok(Ok(prepared)) => prepared,
                 Ok(Err(err)) => {
                     warn!(session = %session, error = %format!("{err:#}"), "wake failed; the sweep will retry");
+                    waker.notices.cannot_start(&session).await;
                     return;
                 }
                 Err(err) => {
@@ -335,7 +409,12 @@ impl Waker {
                     running = waker.runner.wake(spec).await;
                 }
             }
+            if !running && waker.runner.running().len() < waker.settings.max_containers {
+                // Not a capacity wait: the container could not be started (logged by the runner).
+                waker.notices.cannot_start(&session).await;
+            }
             if running {
+                waker.notices.started(&session);
                 waker.started.set(&session);
                 let paths = waker.settings.paths.clone();
                 let _ = tokio::task::spawn_blocking(move || match db::open(&paths.db()) {
