@@ -44,7 +44,7 @@ pub fn run(args: ApplyArgs, ctx: &Ctx) -> anyhow::Result<Status> {
     let (desired, options) = match &args.plan {
         Some(path) => {
             let saved = SavedPlan::read(path)?;
-            saved.check(path, &current, &loaded.digest)?;
+            saved.check(path, &current, &loaded.digest, &loaded.state)?;
             (saved.desired, saved.options)
         }
         None => (loaded.state, Options { prune: args.prune }),

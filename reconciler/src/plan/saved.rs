@@ -106,12 +106,14 @@ impl SavedPlan {
     }
 
     /// Refuses the plan when the DB generation, the manifests or the DB configuration changed
-    /// since it was computed.
+    /// since it was computed, or when its desired state is not what the manifests (`desired`,
+    /// loaded and validated now) declare: a hand-edited file must not bypass validation.
     pub fn check(
         &self,
         path: &Path,
         current: &Current,
         manifest_digest: &str,
+        desired: &State,
     ) -> Result<(), SavedError> {
         let stale = |why: String| SavedError::Stale {
             path: path.to_path_buf(),
@@ -135,6 +137,27 @@ impl SavedPlan {
                 "the DB configuration changed since the plan was made (an edit outside apply)"
                     .to_string(),
             ));
+        }
+        if &self.desired != desired {
+            let differ: Vec<String> = self
+                .desired
+                .resources
+                .iter()
+                .filter(|(address, resource)| desired.get(address) != Some(*resource))
+                .map(|(address, _)| address)
+                .chain(
+                    desired
+                        .resources
+                        .keys()
+                        .filter(|address| self.desired.get(address).is_none()),
+                )
+                .map(ToString::to_string)
+                .collect();
+            return Err(stale(format!(
+                "its resources do not match what the manifests declare ({}); was the file \
+                 edited? Run `nanoclaw plan --out` again",
+                differ.join(", ")
+            )));
         }
         Ok(())
     }
@@ -169,7 +192,29 @@ mod tests {
         let (_dir, path, read) = saved(&current);
         assert_eq!(read.desired, fixture::state());
         assert_eq!(read.plan["summary"]["add"], 8);
-        read.check(&path, &current, "digest-1").unwrap();
+        read.check(&path, &current, "digest-1", &fixture::state())
+            .unwrap();
+    }
+
+    #[test]
+    fn a_plan_whose_desired_state_was_edited_is_refused() {
+        let current = Current::default();
+        let (_dir, path, mut read) = saved(&current);
+        let manifests = fixture::state();
+        read.desired.insert(Resource::User(User {
+            id: "cli:mallory".into(),
+            display_name: None,
+        }));
+        let err = read
+            .check(&path, &current, "digest-1", &manifests)
+            .unwrap_err()
+            .to_string()
+            .replace(&path.display().to_string(), "PLAN");
+        assert_eq!(
+            err,
+            "saved plan `PLAN` is stale: its resources do not match what the manifests declare \
+             (user.cli:mallory); was the file edited? Run `nanoclaw plan --out` again"
+        );
     }
 
     #[test]
@@ -177,7 +222,7 @@ mod tests {
         let current = Current::default();
         let (_dir, path, read) = saved(&current);
         let why = |current: &Current, digest: &str| {
-            read.check(&path, current, digest)
+            read.check(&path, current, digest, &fixture::state())
                 .unwrap_err()
                 .to_string()
                 .replace(&path.display().to_string(), "PLAN")
