@@ -7,6 +7,7 @@
 //! query so the current turn finishes first. This module owns batching and routing decisions;
 //! SQL lives in `session_db::container`.
 
+use std::collections::VecDeque;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -72,8 +73,10 @@ struct Batch {
 /// Per-query bookkeeping.
 #[derive(Debug, Default)]
 struct Turn {
-    /// Claimed ids completed at the next `result` (initial batch, then pushed follow-ups).
-    awaiting: Vec<String>,
+    /// Claimed ids per user turn, oldest first (initial batch, then each pushed follow-up): a
+    /// `result` completes the oldest turn only, so a follow-up pushed while an earlier turn was
+    /// still in flight stays claimed until its own result (a crash in between retries it).
+    awaiting: VecDeque<Vec<String>>,
     /// Whether the "not delivered" nudge was pushed since the last user turn.
     nudged: bool,
     /// Whether the query's input was ended (command pending or stop requested).
@@ -273,7 +276,7 @@ impl Runner {
             system_prompt: self.system_prompt.clone(),
         });
         let mut turn = Turn {
-            awaiting: initial.to_vec(),
+            awaiting: VecDeque::from([initial.to_vec()]),
             ..Turn::default()
         };
         let outcome = loop {
@@ -301,7 +304,8 @@ impl Runner {
                 warn!(error = %err, "Follow-up poll error");
             }
         };
-        if let Err(err) = db::ack(&mut self.outbound, &turn.awaiting, Ack::Completed) {
+        let remaining: Vec<String> = turn.awaiting.into_iter().flatten().collect();
+        if let Err(err) = db::ack(&mut self.outbound, &remaining, Ack::Completed) {
             warn!(error = %err, "Completing follow-ups failed");
         }
         outcome
@@ -323,8 +327,9 @@ impl Runner {
             ProviderEvent::Result { text } => {
                 let text = text.unwrap_or_default();
                 debug!(result = %text.chars().take(200).collect::<String>(), "Result");
-                db::ack(&mut self.outbound, &turn.awaiting, Ack::Completed)?;
-                turn.awaiting.clear();
+                if let Some(answered) = turn.awaiting.pop_front() {
+                    db::ack(&mut self.outbound, &answered, Ack::Completed)?;
+                }
                 if text.is_empty() {
                     return Ok(());
                 }
@@ -337,6 +342,8 @@ impl Runner {
                             .map(|d| d.name)
                             .collect();
                         query.push(&nudge(&names));
+                        // The nudge is a user turn of its own; its result completes nothing.
+                        turn.awaiting.push_back(Vec::new());
                         turn.nudged = true;
                     }
                 }
@@ -378,7 +385,7 @@ impl Runner {
         );
         turn.nudged = false;
         query.push(&text);
-        turn.awaiting.extend(claimed);
+        turn.awaiting.push_back(claimed);
         Ok(())
     }
 

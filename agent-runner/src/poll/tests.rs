@@ -549,3 +549,120 @@ fn on_wake_rows_are_seen_by_the_first_poll_only() {
     let l = l.finish();
     assert_eq!(l.ack("w2"), None);
 }
+
+/// A provider that answers each user turn (prompt, then every push) with its own result, in order,
+/// and, just before handing out the second result, records the ack status of `watched`.
+struct OneResultPerTurn {
+    outbound: PathBuf,
+    watched: &'static str,
+    seen: Arc<Mutex<Option<String>>>,
+}
+
+struct OneResultPerTurnQuery {
+    queue: std::collections::VecDeque<Next>,
+    results_given: usize,
+    outbound: PathBuf,
+    watched: &'static str,
+    seen: Arc<Mutex<Option<String>>>,
+}
+
+impl Provider for OneResultPerTurn {
+    fn supports_native_slash_commands(&self) -> bool {
+        false
+    }
+    fn query(&mut self, _input: QueryInput) -> Box<dyn AgentQuery> {
+        let reply = r#"<message to="discord-test">first turn</message>"#;
+        Box::new(OneResultPerTurnQuery {
+            queue: [
+                Next::Event(ProviderEvent::Activity),
+                Next::Event(ProviderEvent::Result {
+                    text: Some(reply.into()),
+                }),
+            ]
+            .into(),
+            results_given: 0,
+            outbound: self.outbound.clone(),
+            watched: self.watched,
+            seen: self.seen.clone(),
+        })
+    }
+    fn is_session_invalid(&self, _message: &str) -> bool {
+        false
+    }
+}
+
+impl AgentQuery for OneResultPerTurnQuery {
+    fn push(&mut self, _text: &str) {
+        let reply = r#"<message to="discord-test">second turn</message>"#;
+        self.queue.push_back(Next::Event(ProviderEvent::Result {
+            text: Some(reply.into()),
+        }));
+    }
+    fn end(&mut self) {}
+    fn next_event(&mut self, _wait: Duration) -> Next {
+        let next = self.queue.pop_front().unwrap_or(Next::Done);
+        if matches!(next, Next::Event(ProviderEvent::Result { .. })) {
+            self.results_given += 1;
+            if self.results_given == 2 {
+                let conn = session_db::open_outbound_host(&self.outbound).unwrap();
+                let status = conn
+                    .query_row(
+                        "SELECT status FROM processing_ack WHERE message_id = ?1",
+                        [self.watched],
+                        |r| r.get(0),
+                    )
+                    .ok();
+                *self.seen.lock().unwrap() = status;
+            }
+        }
+        next
+    }
+}
+
+#[test]
+fn a_follow_up_stays_claimed_until_its_own_result_arrives() {
+    // m2 arrives while the first turn is in flight and is pushed before that turn's result is
+    // read; a crash between the two results must leave m2 claimed (retried), not completed (lost).
+    let (dir, ws) = Loop::session(&discord());
+    let inb_path = ws.join(INBOUND_FILE);
+    let mut inb = session_db::open_inbound_host(&inb_path).unwrap();
+    session_db::insert_inbound(&mut inb, &[chat("m1", "one"), chat("m2", "two")]).unwrap();
+    let seen = Arc::new(Mutex::new(None));
+    let provider = OneResultPerTurn {
+        outbound: ws.join(OUTBOUND_FILE),
+        watched: "m2",
+        seen: seen.clone(),
+    };
+    let config = Config {
+        provider: "mock".into(),
+        ..Config::default()
+    };
+    let mut runner = Runner::new(&ws, &config, "UTC", Box::new(provider)).unwrap();
+    let initial = vec!["m1".to_string()];
+    db::ack(&mut runner.outbound, &initial, Ack::Processing).unwrap();
+    let batch = Batch {
+        first_id: "m1".into(),
+        channel_type: Some("discord".into()),
+        platform_id: Some("chan-1".into()),
+        thread_id: None,
+    };
+    runner.watch.force();
+    let stop = AtomicBool::new(false);
+    runner
+        .run_query("prompt".into(), &batch, &initial, &stop)
+        .unwrap();
+    assert_eq!(seen.lock().unwrap().as_deref(), Some("processing"));
+    let status = |id: &str| -> Option<String> {
+        session_db::open_outbound_host(&ws.join(OUTBOUND_FILE))
+            .unwrap()
+            .query_row(
+                "SELECT status FROM processing_ack WHERE message_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .ok()
+    };
+    assert_eq!(status("m1").as_deref(), Some("completed"));
+    assert_eq!(status("m2").as_deref(), Some("completed"));
+    drop(dir);
+}
