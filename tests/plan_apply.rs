@@ -288,11 +288,12 @@ fn a_failing_apply_leaves_the_db_unchanged() {
     env.run(&["plan"]).success();
     std::fs::create_dir_all(env.data()).unwrap();
     {
-        // A chat created at runtime already holds the platform id the manifest's channel wants.
+        // Writing the user fails after the agent and channel rows were written. (A chat held
+        // by a runtime row is refused before writing: see the `chat_conflict` test.)
         let conn = reconciler::db::open(&env.db()).unwrap();
         conn.execute(
-            "INSERT INTO messaging_groups (id, channel_type, platform_id, created_at)
-             VALUES ('auto', 'cli', 'local', 'now')",
+            "CREATE TRIGGER refuse_users BEFORE INSERT ON users
+             BEGIN SELECT RAISE(ABORT, 'users are read-only today'); END",
             [],
         )
         .unwrap();
@@ -301,7 +302,7 @@ fn a_failing_apply_leaves_the_db_unchanged() {
     let run = env.run(&["apply", "--yes"]);
     assert_eq!(run.code, 1);
     assert!(
-        run.stderr.contains("writing `channel.main`"),
+        run.stderr.contains("writing `user.cli:me`"),
         "{}",
         run.stderr
     );
@@ -475,4 +476,43 @@ fn apply_on_a_terminal_asks_and_only_yes_applies() {
     let accepted = apply_on_a_terminal(&env, "y\n").unwrap();
     assert!(accepted.contains("Apply complete"), "{accepted}");
     assert_eq!(generation(&env), 1);
+}
+
+#[test]
+fn a_manifest_channel_for_a_chat_registered_at_runtime_under_another_name_is_refused_clearly() {
+    let env = fixture("chat_conflict");
+    env.run(&["apply", "--yes"]).success();
+    {
+        let conn = reconciler::db::open(&env.db()).unwrap();
+        conn.execute(
+            "INSERT INTO messaging_groups (id, channel_type, platform_id, unknown_sender_policy, created_at)
+             VALUES ('mg-abc', 'telegram', '555', 'request_approval', 'now')",
+            [],
+        )
+        .unwrap();
+    }
+    env.write(
+        "family.yaml",
+        "kind: channel\nname: family\nchannel_type: telegram\nplatform_id: \"555\"\n",
+    );
+    let before = config_rows(&env);
+    for command in [&["plan"][..], &["apply", "--yes"][..]] {
+        let out = env.run(command);
+        assert_eq!(out.code, 1, "{command:?}: {}", out.stdout);
+        assert!(
+            out.stderr.contains(
+                "channel.family: chat telegram/555 is already in the DB as `channel.mg-abc` \
+                 (registered at runtime); name the channel `mg-abc` to adopt it"
+            ),
+            "{command:?}: {}",
+            out.stderr
+        );
+    }
+    assert_eq!(config_rows(&env), before);
+    // Under the runtime row's name it is adopted.
+    env.write(
+        "family.yaml",
+        "kind: channel\nname: mg-abc\nchannel_type: telegram\nplatform_id: \"555\"\n",
+    );
+    env.run(&["apply", "--yes"]).success();
 }

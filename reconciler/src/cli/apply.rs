@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::plan::{guard_empty, load_manifests, open_for_apply};
+use super::plan::{guard_conflicts, guard_empty, load_manifests, open_for_apply};
 use super::{Ctx, Status};
 use crate::apply::{self, Meta};
 use crate::plan::saved::SavedPlan;
@@ -51,6 +51,7 @@ pub fn run(args: ApplyArgs, ctx: &Ctx) -> anyhow::Result<Status> {
     };
     let plan = plan::diff_with(&desired, &current, options);
     guard_empty(&desired, &plan, args.allow_empty)?;
+    guard_conflicts(&desired, &current, &plan)?;
     print!("{}", plan::render::render(&plan, ctx.color));
     if plan.is_empty() {
         return Ok(Status::Ok);

@@ -47,6 +47,7 @@ pub fn run(args: PlanArgs, ctx: &Ctx) -> anyhow::Result<Status> {
     let options = Options { prune: args.prune };
     let plan = plan::diff_with(&loaded.state, &current, options);
     guard_empty(&loaded.state, &plan, args.allow_empty)?;
+    guard_conflicts(&loaded.state, &current, &plan)?;
     if args.json {
         let json = plan::json::to_json(&plan, &loaded.digest);
         println!("{}", serde_json::to_string_pretty(&json)?);
@@ -114,6 +115,20 @@ pub(crate) fn open_for_apply(
     let conn =
         crate::db::open(&db_path).with_context(|| format!("opening `{}`", db_path.display()))?;
     Ok((lock, conn))
+}
+
+/// Refuses a plan that would write a chat already held by a runtime row under another name.
+pub(crate) fn guard_conflicts(
+    desired: &State,
+    current: &Current,
+    plan: &Plan,
+) -> anyhow::Result<()> {
+    let conflicts = plan::conflicts(desired, current, plan);
+    if conflicts.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = conflicts.iter().map(ToString::to_string).collect();
+    anyhow::bail!("{}", lines.join("\n"))
 }
 
 /// Refuses a plan that deletes everything because the manifest set is empty.

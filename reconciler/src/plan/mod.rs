@@ -56,6 +56,56 @@ pub struct Change {
     pub desired: Option<Resource>,
 }
 
+/// A desired resource that cannot be written because a row the plan keeps already holds its
+/// unique key under another name.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{address}: chat {channel_type}/{platform_id} is already in the DB as `{existing}` \
+     (registered at runtime); name the channel `{existing_name}` to adopt it"
+)]
+pub struct Conflict {
+    pub address: Address,
+    pub channel_type: String,
+    pub platform_id: String,
+    pub existing: Address,
+    pub existing_name: String,
+}
+
+/// Finds desired channels whose chat (`channel_type`, `platform_id`) is held by another channel
+/// row that `plan` does not delete: applying them would break the DB's unique key.
+pub fn conflicts(desired: &crate::state::State, current: &Current, plan: &Plan) -> Vec<Conflict> {
+    let deleted = plan.deletes();
+    let kept: BTreeMap<(&str, &str), &crate::state::Channel> = current
+        .state
+        .resources
+        .iter()
+        .filter(|(address, _)| !deleted.contains(address) && desired.get(address).is_none())
+        .filter_map(|(_, resource)| match resource {
+            Resource::Channel(channel) => Some((
+                (channel.channel_type.as_str(), channel.platform_id.as_str()),
+                channel,
+            )),
+            _ => None,
+        })
+        .collect();
+    desired
+        .resources
+        .values()
+        .filter_map(|resource| match resource {
+            Resource::Channel(channel) => kept
+                .get(&(channel.channel_type.as_str(), channel.platform_id.as_str()))
+                .map(|existing| Conflict {
+                    address: resource.address(),
+                    channel_type: channel.channel_type.clone(),
+                    platform_id: channel.platform_id.clone(),
+                    existing: Resource::Channel((*existing).clone()).address(),
+                    existing_name: existing.name.clone(),
+                }),
+            _ => None,
+        })
+        .collect()
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
