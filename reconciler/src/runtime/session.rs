@@ -367,8 +367,11 @@ fn expand_home(path: &str) -> PathBuf {
 }
 
 /// Writes via a temp file and rename so the container never reads a half-written file.
+/// The temp name is unique per call: concurrent wakes of one agent group write the same files.
 fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
-    let tmp = path.with_extension("nanoclaw-tmp");
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("nanoclaw-tmp-{}-{n}", std::process::id()));
     std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
@@ -377,6 +380,33 @@ fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn concurrent_writes_of_one_file_all_succeed() {
+        // Two wakes preparing the same agent group at once used to share one temp file name,
+        // and the loser's rename failed ("No such file or directory"), failing its wake.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("CLAUDE.md");
+        let failures: usize = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|n| {
+                    let path = &path;
+                    scope.spawn(move || {
+                        (0..200)
+                            .filter(|_| write_atomic(path, &format!("writer {n}\n")).is_err())
+                            .count()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(failures, 0);
+        assert!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .starts_with("writer ")
+        );
+    }
 
     #[test]
     fn seed_is_rewritten_only_while_the_agent_has_not_edited_it() {
