@@ -490,6 +490,22 @@ fn explain_shape(message: &str, document: bool) -> Option<(String, Option<String
         let hint = "a key may appear once per mapping; keep one of the two".to_string();
         return Some((format!("duplicate key `{key}`"), Some(hint)));
     }
+    if message == "data did not match any variant of untagged enum RoleDoc" {
+        let shape = "`owner`, `admin` or `{role: admin, agent: <name>}`";
+        let text = format!("a role is {shape}");
+        let hint = format!("write each entry as {shape} (keys: `role`, `agent`)");
+        return Some((text, Some(hint)));
+    }
+    if message == "data did not match any variant of untagged enum SkillsDoc" {
+        let text = "`skills` must be `all` or a list of skill names".to_string();
+        let hint = "write `skills: all` or `skills: [name, other]`".to_string();
+        return Some((text, Some(hint)));
+    }
+    if message.starts_with("cannot deserialize null into") {
+        let hint = "write a value after the `:` (quote it, `\"~\"` or `\"\"`, to mean that text)";
+        let text = "expected a value, found an empty one (null)".to_string();
+        return Some((text, Some(hint.to_string())));
+    }
     let expected = match message {
         "invalid u8" | "invalid u16" | "invalid u32" | "invalid u64" => "a whole number, 0 or more",
         "invalid i8" | "invalid i16" | "invalid i32" | "invalid i64" => "a whole number",
@@ -574,6 +590,34 @@ mod tests {
         "#]]
         .assert_eq(&errors(
             "kind: agent\nname: andy\nnmae: x\n---\nkind: channel\nname: fam\nchannel_type: cli\nplatform_id: x\nwirings:\n  - agent: andy\n    engage_mod: pattern\n",
+        ));
+    }
+
+    #[test]
+    fn an_empty_value_where_text_is_required_says_so_in_words() {
+        expect![[r#"
+            error: m.yaml:5:16: agent.andy: expected a value, found an empty one (null)
+
+            hint: write a value after the `:` (quote it, `"~"` or `""`, to mean that text)
+        "#]]
+        .assert_eq(&errors(
+            "kind: agent\nname: andy\nprovider: mock\nmounts:\n  - host_path: ~\n",
+        ));
+    }
+
+    #[test]
+    fn a_role_or_skills_of_the_wrong_shape_is_explained_without_rust_type_names() {
+        expect![[r#"
+            error: m.yaml:3:9: user.cli:x: a role is `owner`, `admin` or `{role: admin, agent: <name>}`
+
+            hint: write each entry as `owner`, `admin` or `{role: admin, agent: <name>}` (keys: `role`, `agent`)
+
+            error: m.yaml:7:9: agent.b: `skills` must be `all` or a list of skill names
+
+            hint: write `skills: all` or `skills: [name, other]`
+        "#]]
+        .assert_eq(&errors(
+            "kind: user\nid: cli:x\nroles: [{role: admin, agnt: a}]\n---\nkind: agent\nname: b\nskills: {x: 1}\n",
         ));
     }
 
