@@ -501,6 +501,22 @@ mod tests {
     }
 
     #[test]
+    fn a_host_path_without_a_usable_folder_name_asks_for_container_path() {
+        check(
+            "kind: agent\nname: andy\nmounts:\n  - {host_path: /}\n  - {host_path: ~/work/..}\n",
+            expect![[r#"
+                error: m.yaml:4:17: agent.andy: `host_path` `/` has no folder name to mount it under: set `container_path`
+
+                hint: for example `container_path: data` mounts it at `/workspace/extra/data`
+
+                error: m.yaml:5:17: agent.andy: `host_path` `~/work/..` has no folder name to mount it under: set `container_path`
+
+                hint: for example `container_path: data` mounts it at `/workspace/extra/data`
+            "#]],
+        );
+    }
+
+    #[test]
     fn owner_cannot_be_scoped_and_user_ids_have_a_channel() {
         check(
             &format!(

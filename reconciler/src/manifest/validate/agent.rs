@@ -222,7 +222,16 @@ impl Checker<'_> {
             } else {
                 None
             };
-            if let Some(problem) = problem {
+            let no_folder_name = matches!(container_path.as_str(), "" | "." | ".." | "~");
+            if mount.container_path.is_none() && no_folder_name {
+                let message = format!(
+                    "`host_path` `{}` has no folder name to mount it under: set `container_path`",
+                    host.value
+                );
+                self.push(at.diag(host, address, &container_field, message).hint(
+                    "for example `container_path: data` mounts it at `/workspace/extra/data`",
+                ));
+            } else if let Some(problem) = problem {
                 let message = format!("`container_path` `{container_path}` {problem}");
                 self.push(at.diag(container_sp, address, &container_field, message));
             } else if !container_paths.insert(container_path.clone()) {
