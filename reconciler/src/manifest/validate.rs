@@ -248,7 +248,8 @@ impl Checker<'_> {
     }
 
     /// v2 gives every wired agent a destination for the channel (host.md §1.2): the channel's
-    /// name, unless the agent already declares a destination with that local name.
+    /// name, normalised like every local name, unless the agent already declares a destination
+    /// with that local name.
     fn implied_destinations(&mut self) {
         let wirings: Vec<(String, String, Source)> = self
             .state
@@ -266,7 +267,7 @@ impl Checker<'_> {
         for (agent, channel, source) in wirings {
             let destination = Destination {
                 agent,
-                local_name: channel.clone(),
+                local_name: normalise(&channel),
                 target: DestinationTarget::Channel(channel),
             };
             let resource = Resource::Destination(destination);
@@ -497,6 +498,27 @@ mod tests {
 
                 error: m.yaml:7:44: agent.Andy_1: `container_path` `../up` must not contain `..`
             "#]],
+        );
+    }
+
+    #[test]
+    fn a_wiring_gives_its_agent_a_destination_under_the_normalised_channel_name() {
+        let yaml = format!(
+            "{AGENT}kind: channel\nname: team--x-\nchannel_type: cli\nplatform_id: a\nwirings: [{{agent: andy}}]\n"
+        );
+        let manifests = load_str("m.yaml", &yaml).unwrap();
+        let destinations: Vec<String> = manifests
+            .state
+            .resources
+            .iter()
+            .filter_map(|(address, resource)| match resource {
+                Resource::Destination(d) => Some(format!("{address} → {:?}", d.target)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            destinations,
+            vec![r#"destination.andy/team-x → Channel("team--x-")"#]
         );
     }
 
