@@ -339,6 +339,11 @@ fn parse_text(file: &Path, text: &str, parsed: &mut Parsed, diagnostics: &mut Ve
         };
         kinds.push_back(kind);
     }
+    if probes.iter().any(Result::is_err) {
+        // The parser stops at a syntax error: read the names of the file's documents from
+        // their text so references to them elsewhere do not fail as well.
+        parsed.broken.extend(names_by_line(text));
+    }
     let probe_kinds: Vec<Option<DocKind>> = kinds.iter().copied().collect();
     KINDS.with(|cell| *cell.borrow_mut() = kinds);
 
@@ -390,6 +395,32 @@ fn parse_text(file: &Path, text: &str, parsed: &mut Parsed, diagnostics: &mut Ve
             }
         }
     }
+}
+
+/// The `kind` and `name` (or `id`) of each document, read from top-level `key: value` lines
+/// without parsing: a best effort for files that do not parse.
+fn names_by_line(text: &str) -> Vec<BrokenDoc> {
+    let value = |line: &str, key: &str| {
+        let rest = line.strip_prefix(key)?.strip_prefix(':')?;
+        let rest = rest.split(" #").next().unwrap_or_default().trim();
+        let rest = rest.trim_matches(|c| c == '"' || c == '\'');
+        (!rest.is_empty()).then(|| rest.to_string())
+    };
+    let mut found = Vec::new();
+    for document in text.split("\n---") {
+        let lines: Vec<&str> = document.lines().collect();
+        let kind = lines.iter().find_map(|line| value(line, "kind"));
+        let key = if kind.as_deref() == Some("user") {
+            "id"
+        } else {
+            "name"
+        };
+        let name = lines.iter().find_map(|line| value(line, key));
+        if let (Some(kind), Some(name)) = (kind, name) {
+            found.push(BrokenDoc { kind, name });
+        }
+    }
+    found
 }
 
 fn line_of<T>(spanned: &serde_saphyr::Spanned<T>) -> u32 {
@@ -704,6 +735,31 @@ mod tests {
             "{}",
             diagnostics[0]
         );
+    }
+
+    #[test]
+    fn a_syntax_error_does_not_make_the_file_s_other_names_unknown_elsewhere() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.yaml"),
+            "kind: agent\nname: zed\nmodel: [unclosed\n---\nkind: agent\nname: andy\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("b.yaml"),
+            "kind: channel\nname: c\nchannel_type: cli\nplatform_id: x\nwirings: [{agent: andy}, {agent: zed}, {agent: nobody}]\n",
+        )
+        .unwrap();
+        let text = render(&load(dir.path()).unwrap_err())
+            .replace(&dir.path().display().to_string(), "DIR");
+        expect![[r#"
+            error: DIR/a.yaml:3:8: unclosed bracket '['
+
+            error: DIR/b.yaml:5:48: wiring.c/nobody: unknown agent `nobody`
+
+            hint: declare it with `kind: agent` and `name: nobody`
+        "#]]
+        .assert_eq(&text);
     }
 
     #[test]
