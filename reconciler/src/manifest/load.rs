@@ -458,6 +458,10 @@ fn from_yaml_error(
         .trim()
         .to_string();
     let (message, hint) = explain_limit(message);
+    let hint = hint.or_else(|| {
+        (message.contains("found a tab") || message.starts_with("tabs disallowed"))
+            .then(|| "YAML indents with spaces; replace the tab characters with spaces".to_string())
+    });
     let (message, hint) = match explain_shape(&message, keys.is_none()) {
         Some((message, shape_hint)) => (message, shape_hint.or(hint)),
         None => (message, hint),
@@ -650,6 +654,19 @@ mod tests {
         .assert_eq(&errors(
             "kind: user\nid: cli:x\nroles: [{role: admin, agnt: a}]\n---\nkind: agent\nname: b\nskills: {x: 1}\n",
         ));
+    }
+
+    #[test]
+    fn a_tab_in_the_indentation_gets_a_hint() {
+        let text = errors("kind: agent\nname: andy\n\tprovider: mock\n");
+        assert!(text.contains("found a tab"), "{text}");
+        assert!(
+            text.contains("hint: YAML indents with spaces; replace the tab characters with spaces"),
+            "{text}"
+        );
+        let text = errors("kind: agent\nname: x\nskills:\n\t- a\n");
+        assert!(text.contains("tabs disallowed"), "{text}");
+        assert!(text.contains("hint: YAML indents with spaces"), "{text}");
     }
 
     #[test]
