@@ -327,13 +327,15 @@ impl Runner {
             ProviderEvent::Result { text } => {
                 let text = text.unwrap_or_default();
                 debug!(result = %text.chars().take(200).collect::<String>(), "Result");
-                if let Some(answered) = turn.awaiting.pop_front() {
-                    db::ack(&mut self.outbound, &answered, Ack::Completed)?;
-                }
-                if text.is_empty() {
-                    return Ok(());
-                }
-                let (sent, scratchpad) = self.deliver(&text, batch)?;
+                // Reply first, then complete: a kill in between answers twice, never loses.
+                let answered = turn.awaiting.pop_front().unwrap_or_default();
+                let delivered = if text.is_empty() {
+                    Ok((0, String::new()))
+                } else {
+                    self.deliver(&text, batch)
+                };
+                db::ack(&mut self.outbound, &answered, Ack::Completed)?;
+                let (sent, scratchpad) = delivered?;
                 if sent == 0 && !scratchpad.is_empty() {
                     warn!("agent output had no <message to=\"...\"> blocks, nothing was sent");
                     if !turn.nudged {

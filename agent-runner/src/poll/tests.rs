@@ -666,3 +666,32 @@ fn a_follow_up_stays_claimed_until_its_own_result_arrives() {
     assert_eq!(status("m2").as_deref(), Some("completed"));
     drop(dir);
 }
+
+#[test]
+fn a_reply_is_written_before_its_message_is_completed() {
+    // A container killed between the two writes must not leave a message completed without its
+    // reply (lost); the other order at worst answers it twice. The trigger makes the wrong order
+    // observable: it refuses a reply whose message is already completed.
+    let (dir, ws) = Loop::session(&discord());
+    session_db::open_outbound_container(&ws.join(OUTBOUND_FILE))
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER reply_after_completion BEFORE INSERT ON messages_out
+             WHEN (SELECT status FROM processing_ack WHERE message_id = 'm1') = 'completed'
+             BEGIN SELECT RAISE(ABORT, 'm1 was completed before its reply'); END;",
+        )
+        .unwrap();
+    let mut inb = session_db::open_inbound_host(&ws.join(INBOUND_FILE)).unwrap();
+    session_db::insert_inbound(&mut inb, &[chat("m1", "hi")]).unwrap();
+    let reply = r#"<message to="discord-test">hello</message>"#;
+    let l = Loop::start(
+        dir,
+        ws,
+        Some(Box::new(move |_| Ok(reply.to_string()))),
+        false,
+    );
+    l.wait_completed("m1");
+    let l = l.finish();
+    let texts: Vec<_> = l.replies().into_iter().map(|r| r.0).collect();
+    assert_eq!(texts, vec!["hello".to_string()]);
+}
