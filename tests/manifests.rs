@@ -123,6 +123,12 @@ fn validate_reports_success_and_json() {
     let run = env.run(&["validate"]);
     run.success();
     assert_eq!(run.stdout, "4 resources in 2 files are valid\n");
+    let single = Env::new("validate-one");
+    single.write("a.yaml", "kind: agent\nname: andy\n");
+    assert_eq!(
+        single.run(&["validate"]).stdout,
+        "1 resource in 1 file is valid\n"
+    );
 
     let json = env.run(&["validate", "--json", "manifests"]);
     json.success();

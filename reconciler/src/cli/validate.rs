@@ -52,9 +52,14 @@ pub fn run(args: ValidateArgs, ctx: &Ctx) -> anyhow::Result<Status> {
                 ""
             };
             println!(
-                "{tick}{} in {} are valid",
+                "{tick}{} in {} {} valid",
                 plural(manifests.state.len(), "resource"),
-                plural(manifests.files.len(), "file")
+                plural(manifests.files.len(), "file"),
+                if manifests.state.len() == 1 {
+                    "is"
+                } else {
+                    "are"
+                }
             );
             Ok(Status::Ok)
         }
