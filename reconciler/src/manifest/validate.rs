@@ -539,6 +539,22 @@ mod tests {
     }
 
     #[test]
+    fn ids_with_surrounding_spaces_never_match_a_message_and_are_refused() {
+        check(
+            "kind: user\nid: ' cli:x'\n---\nkind: channel\nname: c\nchannel_type: cli\nplatform_id: '123 '\n",
+            expect![[r#"
+                error: m.yaml:2:5: user. cli:x: user id ` cli:x` starts or ends with a space
+
+                hint: ids are matched exactly: write `cli:x`
+
+                error: m.yaml:7:14: channel.c: `platform_id` `123 ` starts or ends with a space
+
+                hint: ids are matched exactly: write `123`
+            "#]],
+        );
+    }
+
+    #[test]
     fn owner_cannot_be_scoped_and_user_ids_have_a_channel() {
         check(
             &format!(

@@ -28,6 +28,19 @@ impl Checker<'_> {
                 at.diag(&doc.platform_id, &address, "platform_id", message)
                     .hint("use the chat id exactly as the adapter emits it"),
             );
+        } else if doc.platform_id.value.trim() != doc.platform_id.value {
+            let message = format!(
+                "`platform_id` `{}` starts or ends with a space",
+                doc.platform_id.value
+            );
+            let hint = format!(
+                "ids are matched exactly: write `{}`",
+                doc.platform_id.value.trim()
+            );
+            self.push(
+                at.diag(&doc.platform_id, &address, "platform_id", message)
+                    .hint(hint),
+            );
         }
         let unknown_sender_policy = self.choice(
             at,

@@ -11,6 +11,13 @@ impl Checker<'_> {
         let id = &doc.id.value;
         let address = format!("user.{id}");
         match id.split_once(':') {
+            _ if id.trim() != id && !id.trim().is_empty() => {
+                let message = format!("user id `{id}` starts or ends with a space");
+                self.push(
+                    at.diag(&doc.id, &address, "id", message)
+                        .hint(format!("ids are matched exactly: write `{}`", id.trim())),
+                );
+            }
             Some((channel, handle)) if !channel.is_empty() && !handle.is_empty() => {}
             _ => {
                 let message = format!("user id `{id}` must be `<channel>:<handle>`");
