@@ -516,3 +516,19 @@ fn a_manifest_channel_for_a_chat_registered_at_runtime_under_another_name_is_ref
     );
     env.run(&["apply", "--yes"]).success();
 }
+
+#[test]
+fn export_without_a_central_db_says_so_and_writes_nothing() {
+    let env = Env::new("export-no-db");
+    let run = env.run(&["export", "out"]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("there is no central DB at `")
+            && run.stderr.contains("nothing to export"),
+        "{}",
+        run.stderr
+    );
+    let root = env.manifests().parent().unwrap().to_path_buf();
+    assert!(!root.join("out").exists());
+    assert!(!env.data().exists());
+}

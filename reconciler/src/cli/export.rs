@@ -23,13 +23,17 @@ pub struct ExportArgs {
 
 pub fn run(args: ExportArgs, ctx: &Ctx) -> anyhow::Result<Status> {
     let path = ctx.paths.db();
-    let state = if path.exists() {
-        let conn = crate::db::open_readonly(&path)
-            .with_context(|| format!("opening `{}`", path.display()))?;
-        crate::export::read(&conn)?
-    } else {
-        crate::state::State::default()
-    };
+    if !path.exists() {
+        // Most likely the wrong `--data`: an empty export would look like success.
+        anyhow::bail!(
+            "there is no central DB at `{}`, so there is nothing to export; pass the state \
+             directory with `--data DIR` (or NANOCLAW_DATA_DIR)",
+            path.display()
+        );
+    }
+    let conn =
+        crate::db::open_readonly(&path).with_context(|| format!("opening `{}`", path.display()))?;
+    let state = crate::export::read(&conn)?;
     let written = crate::export::write(&args.out, &state, args.force)?;
     println!(
         "Exported {} resources to {} ({}).",
