@@ -153,7 +153,8 @@ fn walk(
 
 /// `*.yaml`/`*.yml`, and not an editor's temp, swap, lock or backup file.
 pub fn is_manifest_file(name: &str) -> bool {
-    let is_yaml = name.ends_with(".yaml") || name.ends_with(".yml");
+    let lower = name.to_ascii_lowercase();
+    let is_yaml = lower.ends_with(".yaml") || lower.ends_with(".yml");
     let is_temp = name.starts_with('.')
         || name.starts_with('#')
         || name.ends_with('~')
@@ -836,6 +837,10 @@ mod tests {
         assert!(!is_manifest_file(".#agents.yaml"));
         assert!(!is_manifest_file("#agents.yaml#"));
         assert!(!is_manifest_file("agents.json"));
+        // Upper-case extensions (common from Windows and macOS editors) are read too.
+        assert!(is_manifest_file("Agents.YAML"));
+        assert!(is_manifest_file("agents.Yml"));
+        assert!(!is_manifest_file("agents.YAML.swp"));
     }
 
     fn parse_bytes(bytes: Vec<u8>) {
