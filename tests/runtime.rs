@@ -689,3 +689,25 @@ fn a_chat_is_told_when_its_agent_cannot_start() {
         1
     );
 }
+
+#[test]
+fn a_clean_shutdown_is_not_reported_as_unclean_at_the_next_start() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let env = Env::new("cleanstop");
+    env.write("agents.yaml", CLI_AGENT);
+    let mut daemon = Daemon::start(&env);
+    let run = env.run(&["chat", "--message", "hello", "--timeout", "60s"]);
+    assert_eq!(run.code, 0, "chat failed: {}\n{}", run.stderr, daemon.log());
+    assert_eq!(daemon.stop(), 0, "clean shutdown\n{}", daemon.log());
+    let conn = reconciler::db::open_readonly(&env.db()).expect("open db");
+    let running: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM sessions WHERE container_status != 'stopped'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("count");
+    assert_eq!(running, 0, "sessions still marked running after shutdown");
+}

@@ -239,6 +239,20 @@ pub async fn run(
         info!("leaving containers running (--keep-containers)");
     } else {
         runner.stop_all().await;
+        // The exit watcher has stopped; record the stops so the next start does not report
+        // an unclean stop.
+        let db_path = paths.db();
+        let _ = tokio::task::spawn_blocking(move || match db::open(&db_path) {
+            Ok(conn) => {
+                if let Err(err) = db::sessions::reset_container_status(&conn) {
+                    warn!(error = %err, "container status not recorded at shutdown");
+                }
+            }
+            Err(err) => {
+                warn!(error = %format!("{err:#}"), "container status not recorded at shutdown")
+            }
+        })
+        .await;
     }
     tasks.wait().await;
     info!("stopped");
