@@ -32,7 +32,10 @@ pub enum SavedError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("`{path}` is not a saved plan")]
+    #[error(
+        "`{path}` is not a saved plan: save one with `nanoclaw plan --out FILE` (the output of \
+         `plan --json` cannot be applied)"
+    )]
     Parse {
         path: PathBuf,
         source: serde_json::Error,
@@ -194,6 +197,23 @@ mod tests {
         assert_eq!(read.plan["summary"]["add"], 8);
         read.check(&path, &current, "digest-1", &fixture::state())
             .unwrap();
+    }
+
+    #[test]
+    fn plan_json_output_is_not_mistaken_for_a_saved_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.json");
+        let plan = diff(&fixture::state(), &Current::default());
+        let json = json::to_json(&plan, "digest-1").to_string();
+        std::fs::write(&path, json).unwrap();
+        let err = SavedPlan::read(&path).unwrap_err().to_string();
+        assert!(
+            err.ends_with(
+                "is not a saved plan: save one with `nanoclaw plan --out FILE` \
+                 (the output of `plan --json` cannot be applied)"
+            ),
+            "{err}"
+        );
     }
 
     #[test]
