@@ -322,7 +322,10 @@ impl CliSocket {
         if let Some(previous) = table.insert(platform_id.to_string(), Reader { conn, tx })
             && previous.conn != conn
         {
-            let note = serde_json::json!({ "text": "[superseded by a newer client]" });
+            let note = serde_json::json!({
+                "text": "[superseded by a newer client]",
+                "superseded": true,
+            });
             let _ = previous.tx.try_send(note.to_string());
         }
     }
@@ -427,7 +430,9 @@ mod tests {
         let (new_tx, _new_rx) = mpsc::channel(4);
         socket.claim(1, "local", old_tx);
         socket.claim(2, "local", new_tx);
-        assert!(old_rx.try_recv().unwrap().contains("superseded"));
+        let note: serde_json::Value = serde_json::from_str(&old_rx.try_recv().unwrap()).unwrap();
+        assert_eq!(note["superseded"], true);
+        assert!(note["text"].as_str().unwrap().contains("superseded"));
     }
 
     #[test]

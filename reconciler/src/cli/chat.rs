@@ -136,6 +136,8 @@ struct HostLine {
     in_reply_to: Option<String>,
     accepted: Option<String>,
     error: Option<String>,
+    /// A newer client of the same chat now receives its replies.
+    superseded: Option<bool>,
 }
 
 fn one_shot(
@@ -185,6 +187,17 @@ fn one_shot(
         }
         if host.accepted.as_deref() == Some(id.as_str()) {
             accepted = true;
+        }
+        if host.superseded == Some(true) {
+            bail!(
+                "another client of this chat connected and now receives its replies{}; \
+                 give concurrent scripts their own CLI channels",
+                if accepted {
+                    " (the message was stored)"
+                } else {
+                    ""
+                }
+            );
         }
         match (host.text, host.in_reply_to) {
             (Some(text), Some(reply_to)) if reply_to.starts_with(&prefix) => {
@@ -250,4 +263,25 @@ fn interactive(
     let _ = writer.shutdown(std::net::Shutdown::Both);
     let _ = reader_thread.join();
     Ok(Status::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_one_shot_client_taken_over_by_another_fails_at_once_with_the_reason() {
+        let (ours, mut host) = UnixStream::pair().unwrap();
+        let writer = ours.try_clone().unwrap();
+        writeln!(
+            host,
+            r#"{{"text":"[superseded by a newer client]","superseded":true}}"#
+        )
+        .unwrap();
+        let err = one_shot(ours, writer, "hi", 1, Duration::from_secs(2)).unwrap_err();
+        assert!(
+            err.to_string().contains("another client"),
+            "unexpected error: {err}"
+        );
+    }
 }
