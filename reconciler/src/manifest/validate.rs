@@ -249,9 +249,11 @@ impl Checker<'_> {
 
     /// v2 gives every wired agent a destination for the channel (host.md §1.2): the channel's
     /// name, normalised like every local name, unless the agent already declares a destination
-    /// with that local name.
+    /// with that local name. Two channels whose names normalise alike get `-2`, `-3`, … as in
+    /// v2 (channels already in normal form choose first).
     fn implied_destinations(&mut self) {
-        let wirings: Vec<(String, String, Source)> = self
+        let mut implied: BTreeSet<Address> = BTreeSet::new();
+        let mut wirings: Vec<(String, String, Source)> = self
             .state
             .resources
             .iter()
@@ -264,15 +266,34 @@ impl Checker<'_> {
                 _ => None,
             })
             .collect();
+        wirings.sort_by_key(|(agent, channel, _)| {
+            (
+                normalise(channel) != *channel,
+                agent.clone(),
+                channel.clone(),
+            )
+        });
         for (agent, channel, source) in wirings {
+            let base = normalise(&channel);
+            let mut local_name = base.clone();
+            let mut suffix = 1;
+            loop {
+                let address = Address::new(Kind::Destination, format!("{agent}/{local_name}"));
+                if !implied.contains(&address) {
+                    break;
+                }
+                suffix += 1;
+                local_name = format!("{base}-{suffix}");
+            }
             let destination = Destination {
                 agent,
-                local_name: normalise(&channel),
+                local_name,
                 target: DestinationTarget::Channel(channel),
             };
             let resource = Resource::Destination(destination);
             let address = resource.address();
             if self.state.get(&address).is_none() {
+                implied.insert(address.clone());
                 self.sources.insert(address, source);
                 self.state.insert(resource);
             }
@@ -519,6 +540,30 @@ mod tests {
         assert_eq!(
             destinations,
             vec![r#"destination.andy/team-x → Channel("team--x-")"#]
+        );
+    }
+
+    #[test]
+    fn two_channels_whose_names_normalise_alike_both_get_a_destination() {
+        let yaml = format!(
+            "{AGENT}kind: channel\nname: a-b\nchannel_type: cli\nplatform_id: a\nwirings: [{{agent: andy}}]\n---\nkind: channel\nname: a--b\nchannel_type: cli\nplatform_id: b\nwirings: [{{agent: andy}}]\n"
+        );
+        let manifests = load_str("m.yaml", &yaml).unwrap();
+        let destinations: Vec<String> = manifests
+            .state
+            .resources
+            .iter()
+            .filter_map(|(address, resource)| match resource {
+                Resource::Destination(d) => Some(format!("{address} → {:?}", d.target)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            destinations,
+            vec![
+                r#"destination.andy/a-b → Channel("a-b")"#,
+                r#"destination.andy/a-b-2 → Channel("a--b")"#
+            ]
         );
     }
 
