@@ -37,7 +37,7 @@ pub const CHANNEL_TYPE: &str = "cli";
 pub const DEFAULT_PLATFORM_ID: &str = "local";
 /// Longest accepted line in bytes; longer lines are rejected with an error reply.
 pub const MAX_LINE: usize = 64 * 1024;
-/// Replies buffered per connected reader before delivery counts a failed attempt.
+/// Replies buffered per connected reader; beyond that they stay queued in the session.
 const READER_BUFFER: usize = 256;
 
 /// A chat that just gained a reader: delivery should retry its queued replies.
@@ -104,10 +104,9 @@ impl Adapter for CliSocket {
                 readers.remove(&message.platform_id);
                 Ok(Delivered::NoReader)
             }
-            Err(mpsc::error::TrySendError::Full(_)) => Err(DeliveryError::Failed(format!(
-                "cli reader for `{}` is not keeping up",
-                message.platform_id
-            ))),
+            // A reader that does not keep up: the reply waits (the delivery poll retries it)
+            // until it reads again or a newer client takes the chat, instead of failing.
+            Err(mpsc::error::TrySendError::Full(_)) => Ok(Delivered::NoReader),
         }
     }
 }
@@ -421,6 +420,26 @@ mod tests {
         assert_eq!(socket.deliver(&outbound).unwrap(), Delivered::Sent(None));
         let line = rx.try_recv().unwrap();
         assert_eq!(line, r#"{"text":"hi","in_reply_to":null}"#);
+    }
+
+    #[test]
+    fn a_reader_that_does_not_keep_up_leaves_replies_queued_not_failed() {
+        // A terminal that stops reading must not make delivery give up on its replies (3
+        // failed attempts mark them failed for good): they wait until it reads or is replaced.
+        let socket = CliSocket::new();
+        let outbound = Outbound {
+            platform_id: "local".into(),
+            thread_id: None,
+            kind: "chat".into(),
+            content: serde_json::json!({"text": "hi"}),
+            in_reply_to: None,
+        };
+        let (tx, mut rx) = mpsc::channel(1);
+        socket.claim(1, "local", tx);
+        assert_eq!(socket.deliver(&outbound).unwrap(), Delivered::Sent(None));
+        assert_eq!(socket.deliver(&outbound).unwrap(), Delivered::NoReader);
+        rx.try_recv().unwrap();
+        assert_eq!(socket.deliver(&outbound).unwrap(), Delivered::Sent(None));
     }
 
     #[test]
