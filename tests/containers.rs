@@ -112,6 +112,25 @@ fn image_build_works_offline() {
         "nothing is pulled: {}",
         built.stderr
     );
+    let label = Command::new("docker")
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            "{{index .Config.Labels \"nanoclaw.runner-sha256\"}}",
+        ])
+        .arg(built.tag)
+        .output()
+        .expect("docker image inspect");
+    let runner = std::fs::read(
+        support::repo_root().join("target/x86_64-unknown-linux-musl/release/agent-runner"),
+    )
+    .expect("the runner the image was built from");
+    assert_eq!(
+        String::from_utf8_lossy(&label.stdout).trim(),
+        reconciler::containers::image::runner_digest(&runner),
+        "the image is labelled with its runner's digest (how `run` spots a stale image)"
+    );
     let inspect = Command::new("docker")
         .args([
             "image",
