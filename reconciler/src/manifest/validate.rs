@@ -568,6 +568,18 @@ mod tests {
     }
 
     #[test]
+    fn a_package_listed_twice_is_reported() {
+        check(
+            "kind: agent\nname: andy\npackages: {apt: [git, curl, git]}\n",
+            expect![[r#"
+                error: m.yaml:3:29: agent.andy: apt package `git` is listed twice
+
+                hint: remove one of the two entries
+            "#]],
+        );
+    }
+
+    #[test]
     fn a_host_path_without_a_usable_folder_name_asks_for_container_path() {
         check(
             "kind: agent\nname: andy\nmounts:\n  - {host_path: /}\n  - {host_path: ~/work/..}\n",

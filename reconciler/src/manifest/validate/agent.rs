@@ -147,8 +147,16 @@ impl Checker<'_> {
         };
         for (manager, list, rule) in [("apt", &packages.apt, &*APT), ("npm", &packages.npm, &*NPM)]
         {
+            let mut seen = BTreeSet::new();
             for sp in list {
-                if !rule.is_match(&sp.value) {
+                if !seen.insert(sp.value.as_str()) {
+                    let field = format!("packages.{manager}");
+                    let message = format!("{manager} package `{}` is listed twice", sp.value);
+                    self.push(
+                        at.diag(sp, address, &field, message)
+                            .hint("remove one of the two entries"),
+                    );
+                } else if !rule.is_match(&sp.value) {
                     let field = format!("packages.{manager}");
                     let message = format!("invalid {manager} package name `{}`", sp.value);
                     let hint = format!("{manager} names match `{}`", rule.as_str());
