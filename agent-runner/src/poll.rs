@@ -327,15 +327,21 @@ impl Runner {
             ProviderEvent::Result { text } => {
                 let text = text.unwrap_or_default();
                 debug!(result = %text.chars().take(200).collect::<String>(), "Result");
-                // Reply first, then complete: a kill in between answers twice, never loses.
+                // The replies and the completion of what they answer commit together: a kill
+                // can neither lose an answer nor send it twice.
                 let answered = turn.awaiting.pop_front().unwrap_or_default();
-                let delivered = if text.is_empty() {
-                    Ok((0, String::new()))
+                let (replies, scratchpad) = if text.is_empty() {
+                    (Vec::new(), String::new())
                 } else {
-                    self.deliver(&text, batch)
+                    self.replies(&text, batch)?
                 };
-                db::ack(&mut self.outbound, &answered, Ack::Completed)?;
-                let (sent, scratchpad) = delivered?;
+                db::write_replies_and_complete(
+                    &self.inbound,
+                    &mut self.outbound,
+                    &replies,
+                    &answered,
+                )?;
+                let sent = replies.len();
                 if sent == 0 && !scratchpad.is_empty() {
                     warn!("agent output had no <message to=\"...\"> blocks, nothing was sent");
                     if !turn.nudged {
@@ -391,12 +397,16 @@ impl Runner {
         Ok(())
     }
 
-    /// Routes a result's blocks (§5.1–5.2); returns (rows sent, scratchpad).
-    fn deliver(&mut self, text: &str, batch: &Batch) -> Result<(usize, String), SessionDbError> {
+    /// Routes a result's blocks (§5.1–5.2) into the rows to write; returns (rows, scratchpad).
+    fn replies(
+        &mut self,
+        text: &str,
+        batch: &Batch,
+    ) -> Result<(Vec<NewOutbound>, String), SessionDbError> {
         let parsed = output::parse(text);
         let dests = db::destinations(&self.inbound)?;
         let mut scratch = parsed.outside;
-        let mut sent = 0;
+        let mut replies = Vec::new();
         for block in parsed.blocks {
             let Some(dest) = destinations::by_name(&dests, &block.to) else {
                 warn!(to = %block.to, "Unknown destination, dropping block");
@@ -424,14 +434,13 @@ impl Runner {
                 thread_id,
                 content: serde_json::json!({ "text": block.body }).to_string(),
             };
-            db::write_outbound(&self.inbound, &mut self.outbound, &row)?;
-            sent += 1;
+            replies.push(row);
         }
         let scratch = strip_internal_tags(&scratch);
         if !scratch.is_empty() {
             debug!(scratchpad = %scratch.chars().take(500).collect::<String>(), "scratchpad");
         }
-        Ok((sent, scratch))
+        Ok((replies, scratch))
     }
 
     /// `Session cleared.` / `Error: …`: a chat row to the batch's own address, no in_reply_to.

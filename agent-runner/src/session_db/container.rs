@@ -127,13 +127,27 @@ pub fn delete_stale_claims(outbound: &Connection) -> Result<usize> {
     Ok(outbound.execute("DELETE FROM processing_ack WHERE status = 'processing'", [])?)
 }
 
-/// Writes one outbound row with the next odd seq (max over both tables) inside a
-/// `BEGIN IMMEDIATE` transaction, so concurrent writers in the container cannot collide.
+/// Writes one outbound row with the next odd seq (agent-runner.md §2.3) in its own
+/// `BEGIN IMMEDIATE` transaction; returns the seq.
 pub fn write_outbound(
     inbound: &Connection,
     outbound: &mut Connection,
     row: &NewOutbound,
 ) -> Result<i64> {
+    let seqs = write_replies_and_complete(inbound, outbound, std::slice::from_ref(row), &[])?;
+    Ok(seqs[0])
+}
+
+/// Writes a turn's replies and marks the messages they answer `completed`, in ONE
+/// `BEGIN IMMEDIATE` transaction: a container killed at any point has either answered and
+/// completed them (nothing to redo) or neither (the host retries them), so a kill can neither
+/// lose an answer nor send it twice. Returns the replies' seqs.
+pub fn write_replies_and_complete(
+    inbound: &Connection,
+    outbound: &mut Connection,
+    rows: &[NewOutbound],
+    completed: &[String],
+) -> Result<Vec<i64>> {
     let tx = outbound.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let max_in: i64 =
         inbound.query_row("SELECT COALESCE(MAX(seq), 0) FROM messages_in", [], |r| {
@@ -142,24 +156,39 @@ pub fn write_outbound(
     let max_out: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM messages_out", [], |r| {
         r.get(0)
     })?;
-    let seq = next_odd_seq(max_in.max(max_out));
-    tx.execute(
-        "INSERT INTO messages_out (id, seq, in_reply_to, timestamp, kind, platform_id,
-           channel_type, thread_id, content)
-         VALUES (?1, ?2, ?3, datetime('now'), ?4, ?5, ?6, ?7, ?8)",
-        params![
-            row.id,
-            seq,
-            row.in_reply_to,
-            row.kind,
-            row.platform_id,
-            row.channel_type,
-            row.thread_id,
-            row.content
-        ],
-    )?;
+    let mut max = max_in.max(max_out);
+    let mut seqs = Vec::with_capacity(rows.len());
+    for row in rows {
+        let seq = next_odd_seq(max);
+        tx.execute(
+            "INSERT INTO messages_out (id, seq, in_reply_to, timestamp, kind, platform_id,
+               channel_type, thread_id, content)
+             VALUES (?1, ?2, ?3, datetime('now'), ?4, ?5, ?6, ?7, ?8)",
+            params![
+                row.id,
+                seq,
+                row.in_reply_to,
+                row.kind,
+                row.platform_id,
+                row.channel_type,
+                row.thread_id,
+                row.content
+            ],
+        )?;
+        seqs.push(seq);
+        max = seq;
+    }
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT OR REPLACE INTO processing_ack (message_id, status, status_changed)
+             VALUES (?1, 'completed', datetime('now'))",
+        )?;
+        for id in completed {
+            stmt.execute([id])?;
+        }
+    }
     tx.commit()?;
-    Ok(seq)
+    Ok(seqs)
 }
 
 /// The newest inbound row (any status or kind) from an address: `(id, thread_id)`.

@@ -488,3 +488,45 @@ fn due_outbound_with_odd_path_characters_and_in_memory_outbound() {
     .unwrap();
     assert_eq!(ids(due_outbound(&inb, &mem).unwrap()), vec!["m2"]);
 }
+
+#[test]
+fn replies_and_their_completion_commit_together_or_not_at_all() {
+    let (_d, s) = session();
+    let ro_in = open_inbound_container(&s.join(INBOUND_FILE)).unwrap();
+    let mut outb = open_outbound_container(&s.join(OUTBOUND_FILE)).unwrap();
+    let answered = vec!["m1".to_string()];
+    let seqs = container::write_replies_and_complete(
+        &ro_in,
+        &mut outb,
+        &[out("r1"), out("r2")],
+        &answered,
+    )
+    .unwrap();
+    assert_eq!(seqs, vec![1, 3]);
+    let completed = |outb: &rusqlite::Connection, id: &str| -> bool {
+        outb.query_row(
+            "SELECT EXISTS (SELECT 1 FROM processing_ack WHERE message_id = ?1 AND status = 'completed')",
+            [id],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert!(completed(&outb, "m1"));
+    // A failing reply (duplicate id) takes the completion down with it: nothing half-done.
+    let err = container::write_replies_and_complete(
+        &ro_in,
+        &mut outb,
+        &[out("r3"), out("r1")],
+        &["m2".into()],
+    );
+    assert!(err.is_err());
+    assert!(!completed(&outb, "m2"), "no completion without its replies");
+    let r3: i64 = outb
+        .query_row(
+            "SELECT COUNT(*) FROM messages_out WHERE id = 'r3'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(r3, 0, "no reply without its completion");
+}
