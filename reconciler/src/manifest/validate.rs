@@ -522,13 +522,10 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_wiring_gives_its_agent_a_destination_under_the_normalised_channel_name() {
-        let yaml = format!(
-            "{AGENT}kind: channel\nname: team--x-\nchannel_type: cli\nplatform_id: a\nwirings: [{{agent: andy}}]\n"
-        );
-        let manifests = load_str("m.yaml", &yaml).unwrap();
-        let destinations: Vec<String> = manifests
+    /// `address → target` of every destination the manifests declare or imply.
+    fn destinations_of(yaml: &str) -> Vec<String> {
+        let manifests = load_str("m.yaml", yaml).unwrap();
+        manifests
             .state
             .resources
             .iter()
@@ -536,7 +533,15 @@ mod tests {
                 Resource::Destination(d) => Some(format!("{address} → {:?}", d.target)),
                 _ => None,
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn a_wiring_gives_its_agent_a_destination_under_the_normalised_channel_name() {
+        let yaml = format!(
+            "{AGENT}kind: channel\nname: team--x-\nchannel_type: cli\nplatform_id: a\nwirings: [{{agent: andy}}]\n"
+        );
+        let destinations = destinations_of(&yaml);
         assert_eq!(
             destinations,
             vec![r#"destination.andy/team-x → Channel("team--x-")"#]
@@ -548,16 +553,7 @@ mod tests {
         let yaml = format!(
             "{AGENT}kind: channel\nname: a-b\nchannel_type: cli\nplatform_id: a\nwirings: [{{agent: andy}}]\n---\nkind: channel\nname: a--b\nchannel_type: cli\nplatform_id: b\nwirings: [{{agent: andy}}]\n"
         );
-        let manifests = load_str("m.yaml", &yaml).unwrap();
-        let destinations: Vec<String> = manifests
-            .state
-            .resources
-            .iter()
-            .filter_map(|(address, resource)| match resource {
-                Resource::Destination(d) => Some(format!("{address} → {:?}", d.target)),
-                _ => None,
-            })
-            .collect();
+        let destinations = destinations_of(&yaml);
         assert_eq!(
             destinations,
             vec![
