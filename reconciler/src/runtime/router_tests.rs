@@ -102,6 +102,18 @@ impl World {
         }
     }
 
+    /// The fixture with a recording discord adapter (threaded or not) registered.
+    fn with_recorder(threads: bool) -> (Arc<Recorder>, World) {
+        let recorder = Arc::new(Recorder {
+            channel_type: "discord".into(),
+            threads,
+            ..Recorder::default()
+        });
+        let mut adapters = Adapters::default();
+        adapters.register(recorder.clone());
+        (recorder, World::with_adapters(adapters))
+    }
+
     fn sql(&self, sql: &str) {
         self.conn.execute_batch(sql).unwrap();
     }
@@ -447,28 +459,12 @@ fn reply_to_overrides_the_row_routing() {
 
 #[test]
 fn an_adapter_without_threads_collapses_them_and_a_threaded_one_splits_group_sessions() {
-    let flat = Arc::new(Recorder {
-        channel_type: "discord".into(),
-        threads: false,
-        delivered: Mutex::default(),
-        ..Recorder::default()
-    });
-    let mut adapters = Adapters::default();
-    adapters.register(flat);
-    let mut world = World::with_adapters(adapters);
+    let (_flat, mut world) = World::with_recorder(false);
     world.route(in_thread(event("m1", json!({"text": "a"})), "t1"));
     let session = world.session("ag-1");
     assert_eq!(world.rows("ag-1", &session)[0].thread_id, None);
 
-    let threaded = Arc::new(Recorder {
-        channel_type: "discord".into(),
-        threads: true,
-        delivered: Mutex::default(),
-        ..Recorder::default()
-    });
-    let mut adapters = Adapters::default();
-    adapters.register(threaded);
-    let mut world = World::with_adapters(adapters);
+    let (_threaded, mut world) = World::with_recorder(true);
     world.route(in_thread(event("m1", json!({"text": "a"})), "t1"));
     world.route(in_thread(event("m2", json!({"text": "b"})), "t2"));
     world.route(in_thread(event("m3", json!({"text": "c"})), "t1"));
@@ -680,15 +676,7 @@ fn sender_scope_known_refuses_unknown_senders_even_on_public_chats_without_audit
 fn an_admin_command_from_a_non_admin_is_answered_not_stored() {
     // Quirk host.md §10 item 1 decided: the denial goes straight to the adapter instead of
     // being written into the container-owned outbound.db.
-    let recorder = Arc::new(Recorder {
-        channel_type: "discord".into(),
-        threads: false,
-        delivered: Mutex::default(),
-        ..Recorder::default()
-    });
-    let mut adapters = Adapters::default();
-    adapters.register(recorder.clone());
-    let mut world = World::with_adapters(adapters);
+    let (recorder, mut world) = World::with_recorder(false);
     world.route(event(
         "m1",
         json!({"senderId": "u", "text": "/clear please"}),
@@ -728,14 +716,7 @@ fn mention_sticky_keeps_engaging_a_group_chat_after_the_first_mention() {
 
 #[test]
 fn mention_sticky_subscribes_to_the_thread_in_threaded_group_chats_only() {
-    let threaded = Arc::new(Recorder {
-        channel_type: "discord".into(),
-        threads: true,
-        ..Recorder::default()
-    });
-    let mut adapters = Adapters::default();
-    adapters.register(threaded.clone());
-    let mut world = World::with_adapters(adapters);
+    let (threaded, mut world) = World::with_recorder(true);
     world.sql("UPDATE messaging_group_agents SET engage_mode = 'mention-sticky'");
     world.route(mention(in_thread(
         event("m1", json!({"text": "@bot hi"})),
