@@ -62,7 +62,7 @@ impl Install {
             agent: "andy".into(),
             session_dir,
             group_dir: self.paths.group("andy"),
-            image: support::TEST_IMAGE.to_string(),
+            image: support::test_image().to_string(),
             extra_mounts: Vec::new(),
             env: Vec::new(),
             config_hash: "test".into(),

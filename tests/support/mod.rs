@@ -182,8 +182,18 @@ pub fn docker() -> Option<()> {
     None
 }
 
-/// Tag of the agent image the tests use (built once per test run by [`agent_image`]).
-pub const TEST_IMAGE: &str = "nanoclaw-agent:test";
+/// Tag of the agent image the tests use (built once per test run by [`agent_image`]):
+/// `nanoclaw-agent:test-<slug of this checkout>`, so two checkouts testing at once on one
+/// Docker daemon (git worktrees, a second clone) never rebuild each other's image.
+pub fn test_image() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        format!(
+            "nanoclaw-agent:test-{}",
+            reconciler::paths::slug_of(&repo_root())
+        )
+    })
+}
 
 /// What the one image build of this test run printed.
 pub struct ImageBuilt {
@@ -192,7 +202,7 @@ pub struct ImageBuilt {
     pub stderr: String,
 }
 
-/// Builds [`TEST_IMAGE`] once per test run through the real binary (`nanoclaw image build`),
+/// Builds [`test_image`] once per test run through the real binary (`nanoclaw image build`),
 /// after refreshing the static runner with cargo (a no-op when it is fresh). Parallel callers
 /// wait for the one build. Call only after [`docker`] returned `Some`.
 pub fn agent_image() -> &'static ImageBuilt {
@@ -210,7 +220,7 @@ pub fn agent_image() -> &'static ImageBuilt {
             String::from_utf8_lossy(&cargo.stderr)
         );
         let output = Command::new(BIN)
-            .args(["image", "build", "--tag", TEST_IMAGE])
+            .args(["image", "build", "--tag", test_image()])
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .output()
@@ -218,7 +228,7 @@ pub fn agent_image() -> &'static ImageBuilt {
         let run = Run::from(output);
         run.success();
         ImageBuilt {
-            tag: TEST_IMAGE,
+            tag: test_image(),
             stdout: run.stdout,
             stderr: run.stderr,
         }
