@@ -30,7 +30,8 @@ pub struct ValidateArgs {
 }
 
 pub fn run(args: ValidateArgs, ctx: &Ctx) -> anyhow::Result<Status> {
-    let result = manifest::load(&args.dir);
+    let policy = crate::mount_policy::Policy::load(&ctx.paths.data);
+    let result = manifest::load_for_host(&args.dir, &policy);
     if args.json {
         let (valid, diagnostics, resources) = match &result {
             Ok(manifests) => (true, Vec::new(), manifests.state.len()),
