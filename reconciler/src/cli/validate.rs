@@ -17,7 +17,9 @@ Examples:
 ///
 /// Reads every `*.yaml`/`*.yml` file under DIR (hidden folders and editor temp files are
 /// skipped), validates names, references, enums, regexes, packages and mounts, and changes
-/// nothing. Exit code 0 when valid, 1 when not.
+/// nothing. Mounts are resolved on this machine and checked against its mount allowlist
+/// (`~/.config/nanoclaw/mount-allowlist.yaml`, see docs/manifests.md). Exit code 0 when
+/// valid, 1 when not.
 #[derive(Debug, Args)]
 #[command(after_help = AFTER_HELP)]
 pub struct ValidateArgs {
