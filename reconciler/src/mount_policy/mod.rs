@@ -284,6 +284,14 @@ fn check_plain_text(text: &str, extra: &[Pattern]) -> Result<(), Reason> {
     if rules::is_home_or_home_parent(path) {
         return Err(Reason::WholeHome);
     }
+    if let Some(socket) = rules::DOCKER_SOCKETS
+        .iter()
+        .find(|socket| Path::new(socket).starts_with(path))
+    {
+        return Err(Reason::DockerSocket {
+            socket: PathBuf::from(socket),
+        });
+    }
     Ok(())
 }
 

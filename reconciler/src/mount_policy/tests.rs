@@ -358,6 +358,7 @@ fn text_rules_refuse_before_touching_the_disk() {
             "`host_path` `/еtc` uses look-alike characters: it reads as `/etc`, which is in the system folder `/etc`",
             "`host_path` `/srv/site\\u{200B}` contains the invisible character U+200B",
             "`host_path` `∕srv∕site` must be absolute or start with `~/`",
+            "`host_path` `/var/run/` is or holds the Docker socket `/var/run/docker.sock`",
             "ok",
             "ok",
         ]
@@ -378,6 +379,7 @@ fn text_rules_refuse_before_touching_the_disk() {
             "/еtc",
             "/srv/site\u{200B}",
             "∕srv∕site",
+            "/var/run/",
             "~/projects/Документы",
             "/srv/site/",
         ]
