@@ -39,6 +39,8 @@ pub struct Root {
     /// Its real path; `None` when it does not exist (then it allows nothing).
     pub path: Option<PathBuf>,
     pub read_write: bool,
+    /// What it is for, as the file says.
+    pub description: Option<String>,
 }
 
 /// Why there is no usable allowlist. Every additional mount is refused with it.
@@ -107,7 +109,6 @@ struct RootEntry {
     path: String,
     #[serde(default, alias = "allowReadWrite")]
     allow_read_write: bool,
-    #[allow(dead_code)] // documentation for the reader of the file
     #[serde(default)]
     description: Option<String>,
 }
@@ -191,6 +192,7 @@ impl Allowlist {
                 path: std::fs::canonicalize(&expanded).ok(),
                 written,
                 read_write: entry.allow_read_write,
+                description: entry.description,
             });
         }
         for text in file.blocked_patterns {
