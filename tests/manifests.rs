@@ -1,12 +1,29 @@
 //! The bad-input catalog (STYLE.md §10) and the `validate`/`schema` commands, through the real
 //! binary: every folder under `tests/fixtures/bad/` must be rejected by `nanoclaw validate`
 //! with exactly its `expected.txt`, and `nanoclaw apply` must leave an applied DB unchanged.
+//!
+//! Mount cases run in a fake host ([`mount_world`]): HOME is `$ROOT/home` with allowed roots,
+//! credentials and symlinks, and the allowlist is `$ROOT/config/nanoclaw/mount-allowlist.yaml`.
+//! A case folder may replace that allowlist with `allowlist.yaml.txt` and/or
+//! `allowlist.json.txt` (`$ROOT` is substituted), or remove it with an empty `no-allowlist.txt`.
 
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::support::{Env, repo_root};
+use crate::support::{Env, Run, repo_root};
+
+/// Files of a case folder that set up the host, not manifests.
+const SETUP_FILES: &[&str] = &[
+    "expected.txt",
+    "allowlist.yaml.txt",
+    "allowlist.json.txt",
+    "no-allowlist.txt",
+];
+
+/// The default allowlist of the catalog's fake host.
+const WORLD_ALLOWLIST: &str =
+    "allowed_roots:\n  - path: ~/projects\n    allow_read_write: true\n  - path: ~/docs\n";
 
 fn cases() -> Vec<PathBuf> {
     let dir = repo_root().join("tests/fixtures/bad");
@@ -49,7 +66,88 @@ fn reset_manifests(env: &Env, case: &Path) {
     }
     std::fs::create_dir_all(&manifests).expect("manifests dir");
     env.copy_from(case);
-    let _ = std::fs::remove_file(manifests.join("expected.txt"));
+    for name in SETUP_FILES {
+        let _ = std::fs::remove_file(manifests.join(name));
+    }
+    reset_allowlist(env, case);
+}
+
+/// The fake host of the mount cases, under `$ROOT/home` (HOME):
+///
+/// ```text
+/// .ssh/id_ed25519                 a real key folder
+/// projects/                       allowed root, read-write
+///   site/index.html               a folder that may be mounted
+///   etc-link -> /etc              notes -> ../.ssh          state -> $ROOT/data
+///   up -> /etc/ssl                everything -> /           home-link -> ..
+///   app/.env                      deploy/keys/id_rsa        docker.sock (a socket)
+/// docs/manual/                    allowed root, read-only
+/// ```
+fn mount_world(env: &Env) {
+    let home = env.root.path().join("home");
+    for folder in [
+        ".ssh",
+        "projects/site",
+        "projects/app",
+        "projects/deploy/keys",
+        "docs/manual",
+    ] {
+        std::fs::create_dir_all(home.join(folder)).expect("mkdir");
+    }
+    for (file, text) in [
+        (".ssh/id_ed25519", "key"),
+        ("projects/site/index.html", "<p>hi</p>"),
+        ("projects/app/.env", "TOKEN=x"),
+        ("projects/deploy/keys/id_rsa", "key"),
+    ] {
+        std::fs::write(home.join(file), text).expect("write");
+    }
+    let links: [(&Path, &str); 6] = [
+        (Path::new("/etc"), "etc-link"),
+        (Path::new("../.ssh"), "notes"),
+        (&env.data(), "state"),
+        (Path::new("/etc/ssl"), "up"),
+        (Path::new("/"), "everything"),
+        (Path::new(".."), "home-link"),
+    ];
+    for (target, name) in links {
+        std::os::unix::fs::symlink(target, home.join("projects").join(name)).expect("symlink");
+    }
+    std::os::unix::net::UnixListener::bind(home.join("projects/docker.sock")).expect("socket");
+}
+
+/// The case's allowlist files, or the world's default one.
+fn reset_allowlist(env: &Env, case: &Path) {
+    let dir = env.config_home().join("nanoclaw");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("config dir");
+    if case.join("no-allowlist.txt").exists() {
+        return;
+    }
+    let root = env.root.path().display().to_string();
+    let mut custom = false;
+    for (fixture, name) in [
+        ("allowlist.yaml.txt", "mount-allowlist.yaml"),
+        ("allowlist.json.txt", "mount-allowlist.json"),
+    ] {
+        if let Ok(text) = std::fs::read_to_string(case.join(fixture)) {
+            std::fs::write(dir.join(name), text.replace("$ROOT", &root)).expect("write allowlist");
+            custom = true;
+        }
+    }
+    if !custom {
+        env.allowlist(WORLD_ALLOWLIST);
+    }
+}
+
+/// Runs the binary with HOME set to the fake host's home.
+fn run_at_home(env: &Env, args: &[&str]) -> Run {
+    let output = env
+        .command(args)
+        .env("HOME", env.root.path().join("home"))
+        .output()
+        .expect("run nanoclaw");
+    Run::from(output)
 }
 
 #[test]
@@ -63,7 +161,8 @@ fn bad_manifest_catalog() {
     let env = Env::new("bad-catalog");
     // An applied, valid state the bad inputs must not touch.
     env.copy_from(&repo_root().join("manifests"));
-    env.run(&["apply", "--yes", "manifests"]).success();
+    run_at_home(&env, &["apply", "--yes", "manifests"]).success();
+    mount_world(&env);
     let before = db_hash(&env.data());
     assert!(env.db().exists(), "apply created the DB");
 
@@ -77,7 +176,7 @@ fn bad_manifest_catalog() {
             .to_string_lossy()
             .into_owned();
         reset_manifests(&env, case);
-        let run = env.run(&["validate", "manifests"]);
+        let run = run_at_home(&env, &["validate", "manifests"]);
         let actual = env.normalize(&format!(
             "$ nanoclaw validate manifests\nexit: {}\n--- stdout\n{}--- stderr\n{}",
             run.code, run.stdout, run.stderr
@@ -96,7 +195,7 @@ fn bad_manifest_catalog() {
         if run.code != 1 {
             failures.push(format!("{name}: validate exited {} (expected 1)", run.code));
         }
-        let apply = env.run(&["apply", "--yes", "manifests"]);
+        let apply = run_at_home(&env, &["apply", "--yes", "manifests"]);
         if apply.code == 0 {
             failures.push(format!(
                 "{name}: apply accepted bad manifests:\n{}",

@@ -711,3 +711,136 @@ fn a_clean_shutdown_is_not_reported_as_unclean_at_the_next_start() {
         .expect("count");
     assert_eq!(running, 0, "sessions still marked running after shutdown");
 }
+
+/// `docker inspect`'s mounts of a container below `/workspace/extra`: (target, source, rw).
+fn extra_mounts(container: &str) -> Vec<(String, String, bool)> {
+    let output = std::process::Command::new("docker")
+        .args(["inspect", "--format", "{{json .Mounts}}", container])
+        .output()
+        .expect("docker inspect");
+    let mounts: Vec<serde_json::Value> =
+        serde_json::from_slice(&output.stdout).expect("mounts JSON");
+    let mut extra: Vec<(String, String, bool)> = mounts
+        .iter()
+        .filter_map(|mount| {
+            let target = mount["Destination"].as_str()?;
+            target.starts_with("/workspace/extra/").then(|| {
+                (
+                    target.to_string(),
+                    mount["Source"].as_str().unwrap_or_default().to_string(),
+                    mount["RW"].as_bool().unwrap_or_default(),
+                )
+            })
+        })
+        .collect();
+    extra.sort();
+    extra
+}
+
+/// `docker cp` of a host file into the container; the error text when it fails.
+fn copy_into(from: &std::path::Path, container: &str, target: &str) -> Result<(), String> {
+    let output = std::process::Command::new("docker")
+        .arg("cp")
+        .arg(from)
+        .arg(format!("{container}:{target}"))
+        .output()
+        .expect("docker cp");
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+#[test]
+fn issue_7_allowlisted_mounts_are_bound_read_only_or_read_write_and_a_swapped_one_is_left_out() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let env = Env::new("mounts");
+    let host = env.root.path().join("host");
+    for folder in ["ro/docs", "rw/scratch", "rw/swap", "secrets/.ssh"] {
+        std::fs::create_dir_all(host.join(folder)).expect("mkdir");
+    }
+    std::fs::write(host.join("ro/docs/hello.txt"), "hello from the host").expect("write");
+    std::fs::write(host.join("secrets/.ssh/id_rsa"), "key").expect("write");
+    let real = |relative: &str| {
+        std::fs::canonicalize(host.join(relative))
+            .expect("real path")
+            .display()
+            .to_string()
+    };
+    env.allowlist(&format!(
+        "allowed_roots:\n  - path: {}\n  - path: {}\n    allow_read_write: true\n",
+        real("ro"),
+        real("rw")
+    ));
+    env.write(
+        "agents.yaml",
+        &CLI_AGENT.replace(
+            "provider: mock\n",
+            &format!(
+                "provider: mock\nmounts:\n  - {{ host_path: {} }}\n  - {{ host_path: {}, readonly: false }}\n  - {{ host_path: {} }}\n",
+                real("ro/docs"),
+                real("rw/scratch"),
+                real("rw/swap"),
+            ),
+        ),
+    );
+    let daemon = Daemon::start(&env);
+    // Validated and applied; now the third folder becomes a link to a key folder.
+    std::fs::remove_dir(host.join("rw/swap")).expect("rmdir");
+    std::os::unix::fs::symlink(host.join("secrets/.ssh"), host.join("rw/swap")).expect("symlink");
+
+    let mut client = Client::connect(&env);
+    client.say("m1", "hello");
+    assert_eq!(client.reply().0, "echo: hello", "{}", daemon.log());
+    let containers = daemon.containers();
+    assert_eq!(containers.len(), 1, "{}", daemon.log());
+    let container = &containers[0];
+    assert_eq!(
+        extra_mounts(container),
+        [
+            ("/workspace/extra/docs".to_string(), real("ro/docs"), false),
+            (
+                "/workspace/extra/scratch".to_string(),
+                real("rw/scratch"),
+                true
+            ),
+        ],
+        "{}",
+        daemon.log()
+    );
+    let log = daemon.log();
+    assert!(
+        log.contains("additional mount refused") && log.contains(".ssh"),
+        "the refusal is logged with its reason:\n{log}"
+    );
+
+    // Inside the container: the read-only mount refuses a write, the read-write one takes it.
+    let note = env.root.path().join("note.txt");
+    std::fs::write(&note, "from the test").expect("write");
+    let refused = copy_into(&note, container, "/workspace/extra/docs/");
+    assert!(
+        refused.as_ref().is_err_and(|err| err.contains("read-only")),
+        "{refused:?}"
+    );
+    assert!(!host.join("ro/docs/note.txt").exists());
+    copy_into(&note, container, "/workspace/extra/scratch/").expect("write to the rw mount");
+    assert_eq!(
+        std::fs::read_to_string(host.join("rw/scratch/note.txt")).expect("written through"),
+        "from the test"
+    );
+    let listing = std::process::Command::new("docker")
+        .args([
+            "cp",
+            &format!("{container}:/workspace/extra/docs/hello.txt"),
+            "-",
+        ])
+        .output()
+        .expect("docker cp out");
+    assert!(
+        String::from_utf8_lossy(&listing.stdout).contains("hello from the host"),
+        "the host file is visible inside the container"
+    );
+}

@@ -24,8 +24,11 @@ pub const DOCKER_HOST: &str = "DOCKER_HOST";
 pub const TZ: &str = "TZ";
 /// Used to find the default data directory.
 pub const XDG_STATE_HOME: &str = "XDG_STATE_HOME";
-/// Used to find the default data directory.
+/// Used to find the default data directory, `~` in mount paths and the mount allowlist.
 pub const HOME: &str = "HOME";
+/// Where the mount allowlist lives: `$XDG_CONFIG_HOME/nanoclaw/mount-allowlist.yaml`
+/// (default `~/.config/nanoclaw/…`).
+pub const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";
 
 /// Every variable above, with its one-line meaning (for docs and `--help`).
 pub const ALL: &[(&str, &str)] = &[
@@ -44,7 +47,11 @@ pub const ALL: &[(&str, &str)] = &[
     (DOCKER_HOST, "Docker endpoint"),
     (TZ, "timezone handed to agent containers"),
     (XDG_STATE_HOME, "base of the default data directory"),
-    (HOME, "base of the default data directory"),
+    (
+        HOME,
+        "base of the default data directory; `~` in mount paths",
+    ),
+    (XDG_CONFIG_HOME, "base of the mount allowlist's folder"),
 ];
 
 /// Reads one of the variables above; unset or non-UTF-8 is `None`, empty is `None`.

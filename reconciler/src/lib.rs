@@ -9,6 +9,7 @@
 //! - [`db`]: the central SQLite DB (open, migrations).
 //! - [`runtime`]: the long-running daemon (router, delivery, sweep).
 //! - [`containers`]: the only Docker code.
+//! - [`mount_policy`]: which host paths an agent may mount (resolved paths, the allowlist).
 //! - [`channels`]: channel adapters (CLI socket, …).
 //! - [`env`], [`paths`], [`logging`]: environment, file layout, tracing.
 
@@ -21,6 +22,7 @@ pub mod env;
 pub mod export;
 pub mod logging;
 pub mod manifest;
+pub mod mount_policy;
 pub mod paths;
 pub mod plan;
 pub mod runtime;

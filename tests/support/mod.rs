@@ -69,7 +69,22 @@ impl Env {
         copy_tree(dir, &self.manifests());
     }
 
-    /// A command for the binary with `--data` set, NO_COLOR, and the manifest dir as cwd parent.
+    /// `XDG_CONFIG_HOME` of the binary: the mount allowlist lives in `nanoclaw/` below it, so no
+    /// test reads this machine's own allowlist.
+    pub fn config_home(&self) -> PathBuf {
+        self.root.path().join("config")
+    }
+
+    /// Writes the mount allowlist (YAML) the binary reads.
+    pub fn allowlist(&self, yaml: &str) -> PathBuf {
+        let path = self.config_home().join("nanoclaw/mount-allowlist.yaml");
+        std::fs::create_dir_all(path.parent().expect("file has a parent")).expect("mkdir");
+        std::fs::write(&path, yaml).expect("write allowlist");
+        path
+    }
+
+    /// A command for the binary with `--data` set, NO_COLOR, its own `XDG_CONFIG_HOME`, and
+    /// the manifest dir as cwd parent.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(BIN);
         command
@@ -78,6 +93,7 @@ impl Env {
             .args(args)
             .current_dir(self.root.path())
             .env("NO_COLOR", "1")
+            .env("XDG_CONFIG_HOME", self.config_home())
             .env_remove("NANOCLAW_DATA_DIR")
             .env_remove("NANOCLAW_LOG")
             .env_remove("RUST_LOG")

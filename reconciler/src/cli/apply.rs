@@ -36,7 +36,7 @@ pub struct ApplyArgs {
 }
 
 pub fn run(args: ApplyArgs, ctx: &Ctx) -> anyhow::Result<Status> {
-    let Some(loaded) = load_manifests(&args.dir)? else {
+    let Some(loaded) = load_manifests(&args.dir, ctx)? else {
         return Ok(Status::Invalid);
     };
     let (_lock, mut conn) = open_for_apply(ctx)?;

@@ -40,7 +40,7 @@ pub struct PlanArgs {
 }
 
 pub fn run(args: PlanArgs, ctx: &Ctx) -> anyhow::Result<Status> {
-    let Some(loaded) = load_manifests(&args.dir)? else {
+    let Some(loaded) = load_manifests(&args.dir, ctx)? else {
         return Ok(Status::Invalid);
     };
     let current = read_current_readonly(ctx)?;
@@ -77,9 +77,11 @@ pub(crate) struct Loaded {
     pub digest: String,
 }
 
-/// Loads `dir`; prints the diagnostics and returns `None` when there are any.
-pub(crate) fn load_manifests(dir: &Path) -> anyhow::Result<Option<Loaded>> {
-    match crate::manifest::load(dir) {
+/// Loads `dir`, checking mounts on this machine; prints the diagnostics and returns `None`
+/// when there are any.
+pub(crate) fn load_manifests(dir: &Path, ctx: &Ctx) -> anyhow::Result<Option<Loaded>> {
+    let policy = crate::mount_policy::Policy::load(&ctx.paths.data);
+    match crate::manifest::load_for_host(dir, &policy) {
         Ok(manifests) => Ok(Some(Loaded {
             state: manifests.state,
             digest: manifests.digest,

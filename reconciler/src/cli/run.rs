@@ -55,7 +55,7 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Status> {
-    let Some(loaded) = load_manifests(&args.dir)? else {
+    let Some(loaded) = load_manifests(&args.dir, ctx)? else {
         eprintln!(
             "error: refusing to start: fix the manifests in `{}` first",
             args.dir.display()

@@ -17,7 +17,9 @@ Examples:
 ///
 /// Reads every `*.yaml`/`*.yml` file under DIR (hidden folders and editor temp files are
 /// skipped), validates names, references, enums, regexes, packages and mounts, and changes
-/// nothing. Exit code 0 when valid, 1 when not.
+/// nothing. Mounts are resolved on this machine and checked against its mount allowlist
+/// (`~/.config/nanoclaw/mount-allowlist.yaml`, see docs/manifests.md). Exit code 0 when
+/// valid, 1 when not.
 #[derive(Debug, Args)]
 #[command(after_help = AFTER_HELP)]
 pub struct ValidateArgs {
@@ -30,7 +32,8 @@ pub struct ValidateArgs {
 }
 
 pub fn run(args: ValidateArgs, ctx: &Ctx) -> anyhow::Result<Status> {
-    let result = manifest::load(&args.dir);
+    let policy = crate::mount_policy::Policy::load(&ctx.paths.data);
+    let result = manifest::load_for_host(&args.dir, &policy);
     if args.json {
         let (valid, diagnostics, resources) = match &result {
             Ok(manifests) => (true, Vec::new(), manifests.state.len()),

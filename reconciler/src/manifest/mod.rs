@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 pub use self::diagnostic::{Diagnostic, render};
 pub use self::export::to_yaml;
 pub use self::schema::json_schema;
+use crate::mount_policy::Policy;
 use crate::state::{Address, State};
 
 /// The loaded, validated manifests.
@@ -46,10 +47,20 @@ pub struct Source {
 /// Loads and validates every manifest under `dir`. `Err` holds all diagnostics, sorted by
 /// file and position; nothing partial is returned when any is an error.
 pub fn load(dir: &Path) -> Result<Manifests, Vec<Diagnostic>> {
+    load_with(dir, None)
+}
+
+/// [`load`], also checking every mount on this machine (resolved paths against the mount
+/// allowlist, `mount_policy`): what `validate`, `plan`, `apply` and `run` use.
+pub fn load_for_host(dir: &Path, policy: &Policy) -> Result<Manifests, Vec<Diagnostic>> {
+    load_with(dir, Some(policy))
+}
+
+fn load_with(dir: &Path, policy: Option<&Policy>) -> Result<Manifests, Vec<Diagnostic>> {
     let files = load::read_tree(dir)?;
     let mut diagnostics = Vec::new();
     let parsed = load::parse_files(&files, &mut diagnostics);
-    let validated = validate::validate(&parsed.docs, &parsed.broken, &mut diagnostics);
+    let validated = validate::validate_with(&parsed.docs, &parsed.broken, &mut diagnostics, policy);
     if !diagnostics.is_empty() {
         diagnostics.sort_by(|a, b| {
             (&a.file, a.line, a.col, &a.message).cmp(&(&b.file, b.line, b.col, &b.message))

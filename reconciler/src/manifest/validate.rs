@@ -1,7 +1,8 @@
 //! Validation: parsed documents → a resolved `State`, or every problem at once.
 //!
 //! Owns the manifest rules (names, references, enums, packages, mounts, duplicates) and the
-//! defaults (host.md §1.2, §3.10). Pure: no IO. Every diagnostic carries the file, line and
+//! defaults (host.md §1.2, §3.10). Pure: no IO, except mounts checked through an optional
+//! `mount_policy::Policy` (`validate_with`). Every diagnostic carries the file, line and
 //! column of the offending value, the resource address and the field.
 //!
 //! This file holds the entry point, the shared checks (names, enums, references, duplicates)
@@ -21,32 +22,13 @@ use super::Source;
 use super::diagnostic::{Diagnostic, did_you_mean};
 use super::load::{BrokenDoc, ParsedDoc};
 use super::model::{Doc, Sp};
+use crate::mount_policy::Policy;
 use crate::state::{Address, Channel, Destination, DestinationTarget, Kind, Resource, State};
 
 /// Most packages (apt + npm) one agent may list.
 pub const MAX_PACKAGES: usize = 20;
 /// Longest agent or channel name.
 pub const MAX_NAME_LEN: usize = 64;
-/// Path components that mark a credential folder or file (host.md §4.4); never mounted.
-pub const BLOCKED_MOUNT_PATTERNS: &[&str] = &[
-    ".ssh",
-    ".gnupg",
-    ".gpg",
-    ".aws",
-    ".azure",
-    ".gcloud",
-    ".kube",
-    ".docker",
-    "credentials",
-    ".env",
-    ".netrc",
-    ".npmrc",
-    ".pypirc",
-    "id_rsa",
-    "id_ed25519",
-    "private_key",
-    ".secret",
-];
 pub const EFFORTS: &[&str] = &["low", "medium", "high", "xhigh", "max"];
 
 static NAME: LazyLock<Regex> = LazyLock::new(|| rx(r"^[a-z0-9][a-z0-9-]*$"));
@@ -72,8 +54,20 @@ pub fn validate(
     broken: &[BrokenDoc],
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Validated {
+    validate_with(docs, broken, diagnostics, None)
+}
+
+/// [`validate`], also checking every mount against this machine's `mount_policy` (the one
+/// step that reads the file system: resolved paths and the allowlist).
+pub fn validate_with(
+    docs: &[ParsedDoc],
+    broken: &[BrokenDoc],
+    diagnostics: &mut Vec<Diagnostic>,
+    mount_policy: Option<&Policy>,
+) -> Validated {
     let mut checker = Checker {
         diagnostics,
+        mount_policy,
         state: State::default(),
         sources: BTreeMap::new(),
         declared: BTreeMap::new(),
@@ -134,6 +128,8 @@ impl At<'_> {
 
 struct Checker<'d> {
     diagnostics: &'d mut Vec<Diagnostic>,
+    /// Checks mounts on this machine; `None` checks only their text.
+    mount_policy: Option<&'d Policy>,
     state: State,
     sources: BTreeMap<Address, Source>,
     /// Where each address was first declared, for duplicate errors.
@@ -342,16 +338,6 @@ impl Checker<'_> {
     }
 }
 
-/// The first blocked pattern a path component equals or contains.
-fn blocked_pattern(path: &str) -> Option<&'static str> {
-    path.split('/').find_map(|component| {
-        BLOCKED_MOUNT_PATTERNS
-            .iter()
-            .find(|pattern| !component.is_empty() && component.contains(**pattern))
-            .copied()
-    })
-}
-
 /// v2's name normalisation (host.md §1.2): lowercase, runs of other characters → `-`, trimmed.
 pub fn normalise(name: &str) -> String {
     let mut out = String::new();
@@ -511,13 +497,17 @@ mod tests {
 
                 hint: npm names match `^(@[a-z0-9][a-z0-9._-]*/)?[a-z0-9][a-z0-9._-]*$`
 
-                error: m.yaml:5:17: agent.Andy_1: `host_path` `~/.ssh` is blocked: it matches `.ssh`
+                error: m.yaml:5:17: agent.Andy_1: `host_path` `~/.ssh` is blocked: `.ssh` is a credential name
 
-                hint: credential folders and files are never mounted (host.md §4.4)
+                hint: credential folders and files are never mounted; mount a folder that holds none (names are checked 3 levels deep)
 
                 error: m.yaml:6:17: agent.Andy_1: `host_path` `relative/dir` must be absolute or start with `~/`
 
+                hint: write an absolute path such as `/srv/site` or `~/projects/site`
+
                 error: m.yaml:7:44: agent.Andy_1: `container_path` `../up` must not contain `..`
+
+                hint: for example `container_path: data` mounts it at `/workspace/extra/data`
             "#]],
         );
     }
@@ -576,17 +566,21 @@ mod tests {
     }
 
     #[test]
-    fn a_host_path_without_a_usable_folder_name_asks_for_container_path() {
+    fn a_host_path_without_a_usable_folder_name_is_refused_or_asks_for_container_path() {
         check(
-            "kind: agent\nname: andy\nmounts:\n  - {host_path: /}\n  - {host_path: ~/work/..}\n",
+            "kind: agent\nname: andy\nmounts:\n  - {host_path: /}\n  - {host_path: ~/work/..}\n  - {host_path: /srv/Документы}\n",
             expect![[r#"
-                error: m.yaml:4:17: agent.andy: `host_path` `/` has no folder name to mount it under: set `container_path`
+                error: m.yaml:4:17: agent.andy: `host_path` `/` is the root folder `/`
 
-                hint: for example `container_path: data` mounts it at `/workspace/extra/data`
+                hint: system folders (`/`, `/proc`, `/sys`, `/dev`, `/etc`, `/boot`, `/root`) are never mounted
 
-                error: m.yaml:5:17: agent.andy: `host_path` `~/work/..` has no folder name to mount it under: set `container_path`
+                error: m.yaml:5:17: agent.andy: `host_path` `~/work/..` contains a `..` segment
 
-                hint: for example `container_path: data` mounts it at `/workspace/extra/data`
+                hint: write the path without `..`: after a symlink, `..` climbs from the link's target, not from where it is written
+
+                error: m.yaml:6:17: agent.andy: `host_path` `/srv/Документы` gives the mount name `Документы`, which may only hold letters, digits, `.`, `_`, `-` and `/`
+
+                hint: set `container_path`, for example `container_path: data` mounts it at `/workspace/extra/data`
             "#]],
         );
     }

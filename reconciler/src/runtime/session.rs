@@ -134,7 +134,7 @@ pub fn prepare(
         .clone()
         .filter(|tag| !tag.is_empty())
         .unwrap_or_else(|| default_image.to_string());
-    let extra_mounts = extra_mounts(&config.additional_mounts);
+    let extra_mounts = extra_mounts(&config.additional_mounts, paths, &session.agent);
     let mut hasher = Sha256::new();
     for part in [container_text.as_str(), claude_md.as_str(), image.as_str()] {
         hasher.update(part.as_bytes());
@@ -332,38 +332,17 @@ fn default_routing(
         .optional()?)
 }
 
-fn extra_mounts(additional: &Value) -> Vec<ExtraMount> {
-    let Value::Array(entries) = additional else {
-        return Vec::new();
-    };
-    entries
-        .iter()
-        .filter_map(|entry| {
-            let host = entry.get("hostPath")?.as_str()?;
-            let container = entry.get("containerPath").and_then(Value::as_str);
-            let readonly = entry
-                .get("readonly")
-                .and_then(Value::as_bool)
-                .unwrap_or(true);
-            let host = expand_home(host);
-            let container = container.map(str::to_string).or_else(|| {
-                host.file_name()
-                    .map(|name| name.to_string_lossy().into_owned())
-            })?;
-            Some(ExtraMount {
-                host,
-                container,
-                readonly,
-            })
+/// The agent's additional mounts, checked again now (`mount_policy`): refused ones are logged
+/// and left out, and each is bound by its resolved real path.
+fn extra_mounts(additional: &Value, paths: &Paths, agent: &str) -> Vec<ExtraMount> {
+    crate::mount_policy::at_spawn(agent, additional, &paths.data)
+        .into_iter()
+        .map(|resolved| ExtraMount {
+            host: resolved.host,
+            container: resolved.container,
+            readonly: resolved.readonly,
         })
         .collect()
-}
-
-fn expand_home(path: &str) -> PathBuf {
-    match (path.strip_prefix("~/"), crate::env::get(crate::env::HOME)) {
-        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
-        _ => PathBuf::from(path),
-    }
 }
 
 /// Writes via a temp file and rename so the container never reads a half-written file.
@@ -428,28 +407,6 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(group.join("CLAUDE.local.md")).unwrap(),
             "my own notes\n"
-        );
-    }
-
-    #[test]
-    fn mounts_default_to_readonly_and_the_basename() {
-        let mounts = extra_mounts(
-            &json!([{ "hostPath": "/srv/site" }, { "hostPath": "/x", "containerPath": "y", "readonly": false }]),
-        );
-        assert_eq!(
-            mounts,
-            vec![
-                ExtraMount {
-                    host: "/srv/site".into(),
-                    container: "site".into(),
-                    readonly: true
-                },
-                ExtraMount {
-                    host: "/x".into(),
-                    container: "y".into(),
-                    readonly: false
-                },
-            ]
         );
     }
 

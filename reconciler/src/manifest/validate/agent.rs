@@ -3,8 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{APT, At, Checker, EFFORTS, LOCAL_NAME, MAX_PACKAGES, NPM, blocked_pattern, normalise};
+use super::{APT, At, Checker, EFFORTS, LOCAL_NAME, MAX_PACKAGES, NPM, normalise};
 use crate::manifest::model::{AgentDoc, SkillsDoc, Sp};
+use crate::mount_policy::{self, Refusal, Request};
 use crate::state::{
     Agent, CliScope, Destination, DestinationTarget, Kind, McpServer, Mount, Packages, Resource,
     Skills,
@@ -182,6 +183,8 @@ impl Checker<'_> {
         }
     }
 
+    /// The mount rules live in `mount_policy`: the text rules always, the resolved path and
+    /// the allowlist when validation runs with this machine's policy.
     fn mounts(&mut self, at: At, doc: &AgentDoc, address: &str) -> Vec<Mount> {
         let mut mounts = Vec::new();
         let mut container_paths: BTreeSet<String> = BTreeSet::new();
@@ -189,70 +192,59 @@ impl Checker<'_> {
             let mount = &sp.value;
             let host = &mount.host_path;
             let host_field = format!("mounts[{index}].host_path");
-            if !(host.value.starts_with('/') || host.value.starts_with("~/") || host.value == "~") {
-                let message = format!(
-                    "`host_path` `{}` must be absolute or start with `~/`",
-                    host.value
-                );
-                self.push(at.diag(host, address, &host_field, message));
-            }
-            if let Some(pattern) = blocked_pattern(&host.value) {
-                let message = format!(
-                    "`host_path` `{}` is blocked: it matches `{pattern}`",
-                    host.value
-                );
-                self.push(
-                    at.diag(host, address, &host_field, message)
-                        .hint("credential folders and files are never mounted (host.md §4.4)"),
-                );
-            }
-            let basename = host
-                .value
-                .trim_end_matches('/')
-                .rsplit('/')
-                .next()
-                .unwrap_or_default()
-                .to_string();
-            let container_path = mount
-                .container_path
-                .as_ref()
-                .map_or(basename, |sp| sp.value.clone());
+            let request = Request {
+                host_path: &host.value,
+                container_path: mount.container_path.as_ref().map(|sp| sp.value.as_str()),
+                readonly: mount.readonly.unwrap_or(true),
+            };
+            let extra = self
+                .mount_policy
+                .and_then(|policy| policy.allowlist.as_ref().ok())
+                .map_or(&[][..], |allowlist| &allowlist.blocked[..]);
+            let text_ok = match mount_policy::check_text(&host.value, extra) {
+                Ok(()) => true,
+                Err(refusal) => {
+                    self.refuse(at, host, address, &host_field, &refusal);
+                    false
+                }
+            };
             let container_sp = mount.container_path.as_ref().unwrap_or(host);
             let container_field = format!("mounts[{index}].container_path");
-            let problem = if container_path.is_empty() || container_path == "~" {
-                Some("must not be empty")
-            } else if container_path.starts_with('/') {
-                Some("must be relative (it is placed under `/workspace/extra/`)")
-            } else if container_path.split('/').any(|part| part == "..") {
-                Some("must not contain `..`")
-            } else if container_path.contains(':') {
-                Some("must not contain `:`")
-            } else {
-                None
+            let container_path = match mount_policy::container_path(&request) {
+                Ok(name) => {
+                    if !container_paths.insert(name.clone()) {
+                        let message = format!("two mounts use `container_path` `{name}`");
+                        self.push(at.diag(container_sp, address, &container_field, message));
+                    }
+                    Some(name)
+                }
+                Err(refusal) => {
+                    // A host path refused above has no meaningful default name.
+                    if text_ok || mount.container_path.is_some() {
+                        self.refuse(at, container_sp, address, &container_field, &refusal);
+                    }
+                    None
+                }
             };
-            let no_folder_name = matches!(container_path.as_str(), "" | "." | ".." | "~");
-            if mount.container_path.is_none() && no_folder_name {
-                let message = format!(
-                    "`host_path` `{}` has no folder name to mount it under: set `container_path`",
-                    host.value
-                );
-                self.push(at.diag(host, address, &container_field, message).hint(
-                    "for example `container_path: data` mounts it at `/workspace/extra/data`",
-                ));
-            } else if let Some(problem) = problem {
-                let message = format!("`container_path` `{container_path}` {problem}");
-                self.push(at.diag(container_sp, address, &container_field, message));
-            } else if !container_paths.insert(container_path.clone()) {
-                let message = format!("two mounts use `container_path` `{container_path}`");
-                self.push(at.diag(container_sp, address, &container_field, message));
+            if text_ok
+                && container_path.is_some()
+                && let Some(policy) = self.mount_policy
+                && let Err(refusal) = policy.check(&request)
+            {
+                self.refuse(at, host, address, &host_field, &refusal);
             }
             mounts.push(Mount {
                 host_path: host.value.clone(),
-                container_path,
-                readonly: mount.readonly.unwrap_or(true),
+                container_path: container_path.unwrap_or_default(),
+                readonly: request.readonly,
             });
         }
         mounts
+    }
+
+    fn refuse<T>(&mut self, at: At, sp: &Sp<T>, address: &str, field: &str, refusal: &Refusal) {
+        let diagnostic = at.diag(sp, address, field, refusal.reason());
+        self.push(diagnostic.hint(refusal.hint()));
     }
 
     fn destinations(&mut self, at: At, doc: &AgentDoc, agent_address: &str) {
