@@ -1,13 +1,14 @@
-//! Agent documents: the agent itself, its skills, MCP servers, packages, mounts and
-//! declared destinations. Part of `validate`; pure.
+//! Agent documents: the agent itself, its skills, MCP servers, packages, mounts, container
+//! resources and declared destinations. Part of `validate`; pure.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{APT, At, Checker, EFFORTS, LOCAL_NAME, MAX_PACKAGES, NPM, blocked_pattern, normalise};
 use crate::manifest::model::{AgentDoc, SkillsDoc, Sp};
+use crate::resources::{Cpus, Memory, check_pids};
 use crate::state::{
     Agent, CliScope, Destination, DestinationTarget, Kind, McpServer, Mount, Packages, Resource,
-    Skills,
+    Resources, Skills,
 };
 
 impl Checker<'_> {
@@ -46,6 +47,7 @@ impl Checker<'_> {
         let mcp_servers = self.mcp_servers(at, doc, &address);
         let packages = self.packages(at, doc, &address);
         let mounts = self.mounts(at, doc, &address);
+        let resources = self.resources(at, doc, &address);
         let agent = Agent {
             name: name.clone(),
             assistant_name: doc.assistant_name.as_ref().map(|sp| sp.value.clone()),
@@ -60,6 +62,7 @@ impl Checker<'_> {
             mcp_servers,
             packages,
             mounts,
+            resources,
         };
         self.add(
             at,
@@ -180,6 +183,49 @@ impl Checker<'_> {
             apt: packages.apt.iter().map(|sp| sp.value.clone()).collect(),
             npm: packages.npm.iter().map(|sp| sp.value.clone()).collect(),
         }
+    }
+
+    /// `resources`: each limit parsed and bounded by `crate::resources`; a refused one is
+    /// reported and left at its default.
+    fn resources(&mut self, at: At, doc: &AgentDoc, address: &str) -> Resources {
+        let Some(sp) = &doc.resources else {
+            return Resources::default();
+        };
+        let mut refused = Vec::new();
+        let memory = sp.value.memory.as_ref().and_then(|memory| {
+            Memory::parse(&memory.value.to_text())
+                .map_err(|refusal| {
+                    refused.push(
+                        at.diag(memory, address, "resources.memory", refusal.message)
+                            .hint(refusal.hint),
+                    )
+                })
+                .ok()
+        });
+        let cpus = sp.value.cpus.as_ref().and_then(|cpus| {
+            Cpus::parse(&cpus.value.to_text())
+                .map_err(|refusal| {
+                    refused.push(
+                        at.diag(cpus, address, "resources.cpus", refusal.message)
+                            .hint(refusal.hint),
+                    )
+                })
+                .ok()
+        });
+        let pids = sp.value.pids.as_ref().and_then(|pids| {
+            check_pids(pids.value)
+                .map_err(|refusal| {
+                    refused.push(
+                        at.diag(pids, address, "resources.pids", refusal.message)
+                            .hint(refusal.hint),
+                    )
+                })
+                .ok()
+        });
+        for diagnostic in refused {
+            self.push(diagnostic);
+        }
+        Resources { memory, cpus, pids }
     }
 
     fn mounts(&mut self, at: At, doc: &AgentDoc, address: &str) -> Vec<Mount> {
