@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{APT, At, Checker, EFFORTS, LOCAL_NAME, MAX_PACKAGES, NPM, blocked_pattern, normalise};
 use crate::manifest::model::{AgentDoc, SkillsDoc, Sp};
-use crate::resources::{Cpus, Memory, check_pids};
+use crate::resources::{Cpus, Memory, Refusal, check_pids};
 use crate::state::{
     Agent, CliScope, Destination, DestinationTarget, Kind, McpServer, Mount, Packages, Resource,
     Resources, Skills,
@@ -186,46 +186,46 @@ impl Checker<'_> {
     }
 
     /// `resources`: each limit parsed and bounded by `crate::resources`; a refused one is
-    /// reported and left at its default.
+    /// reported where it is written and left at its default.
     fn resources(&mut self, at: At, doc: &AgentDoc, address: &str) -> Resources {
         let Some(sp) = &doc.resources else {
             return Resources::default();
         };
-        let mut refused = Vec::new();
-        let memory = sp.value.memory.as_ref().and_then(|memory| {
-            Memory::parse(&memory.value.to_text())
-                .map_err(|refusal| {
-                    refused.push(
-                        at.diag(memory, address, "resources.memory", refusal.message)
-                            .hint(refusal.hint),
-                    )
-                })
-                .ok()
-        });
-        let cpus = sp.value.cpus.as_ref().and_then(|cpus| {
-            Cpus::parse(&cpus.value.to_text())
-                .map_err(|refusal| {
-                    refused.push(
-                        at.diag(cpus, address, "resources.cpus", refusal.message)
-                            .hint(refusal.hint),
-                    )
-                })
-                .ok()
-        });
-        let pids = sp.value.pids.as_ref().and_then(|pids| {
-            check_pids(pids.value)
-                .map_err(|refusal| {
-                    refused.push(
-                        at.diag(pids, address, "resources.pids", refusal.message)
-                            .hint(refusal.hint),
-                    )
-                })
-                .ok()
-        });
-        for diagnostic in refused {
-            self.push(diagnostic);
+        let limits = &sp.value;
+        Resources {
+            memory: self.limit(at, limits.memory.as_ref(), address, "memory", |memory| {
+                Memory::parse(&memory.to_text())
+            }),
+            cpus: self.limit(at, limits.cpus.as_ref(), address, "cpus", |cpus| {
+                Cpus::parse(&cpus.to_text())
+            }),
+            pids: self.limit(at, limits.pids.as_ref(), address, "pids", |pids| {
+                check_pids(*pids)
+            }),
         }
-        Resources { memory, cpus, pids }
+    }
+
+    /// One limit of `resources`, or `None` (absent, or refused and reported).
+    fn limit<V, T>(
+        &mut self,
+        at: At,
+        sp: Option<&Sp<V>>,
+        address: &str,
+        name: &str,
+        parse: impl Fn(&V) -> Result<T, Refusal>,
+    ) -> Option<T> {
+        let sp = sp?;
+        match parse(&sp.value) {
+            Ok(value) => Some(value),
+            Err(refusal) => {
+                let field = format!("resources.{name}");
+                self.push(
+                    at.diag(sp, address, &field, refusal.message)
+                        .hint(refusal.hint),
+                );
+                None
+            }
+        }
     }
 
     fn mounts(&mut self, at: At, doc: &AgentDoc, address: &str) -> Vec<Mount> {
