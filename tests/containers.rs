@@ -1,5 +1,6 @@
 //! Docker layer against the real daemon: the agent image build (offline), orphan cleanup that
-//! spares other installs, and the Runner's wake dedup, limit, stop and a message round trip.
+//! spares other installs, the Runner's wake dedup, limit, stop and a message round trip, and the
+//! confinement of a running agent container (`assert_confined`, shared with `runtime`).
 //!
 //! Every test is gated by `support::docker()`, gets its own install slug, and a `DockerGuard`
 //! removes that slug's containers on drop (`NANOCLAW_TEST_KEEP=1` keeps them).
@@ -11,6 +12,7 @@ use std::time::Duration;
 use agent_runner::session_db::{self, DestinationRow, NewInbound};
 use reconciler::containers::{self, Runner, SpawnSpec};
 use reconciler::paths::Paths;
+use reconciler::resources::{Cpus, Memory, Resources};
 
 use crate::support::{self, DockerGuard};
 
@@ -66,6 +68,7 @@ impl Install {
             extra_mounts: Vec::new(),
             env: Vec::new(),
             config_hash: "test".into(),
+            resources: Resources::default(),
         }
     }
 }
@@ -371,4 +374,150 @@ fn image_build_with_a_missing_runner_says_so() {
         error: runner `/nonexistent/agent-runner` does not exist
     "#]]
     .assert_eq(&run.stderr);
+}
+
+/// `docker inspect` of one container as JSON.
+pub fn inspect(name: &str) -> serde_json::Value {
+    let output = Command::new("docker")
+        .args(["inspect", name])
+        .output()
+        .expect("docker inspect");
+    assert!(
+        output.status.success(),
+        "docker inspect {name}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let list: serde_json::Value = serde_json::from_slice(&output.stdout).expect("inspect JSON");
+    list[0].clone()
+}
+
+/// Asserts every confinement item of docs/containers.md ("Confinement") on an inspected
+/// container with the given limits. Shared with the runtime tests.
+#[track_caller]
+pub fn assert_confined(container: &serde_json::Value, memory: i64, cpus_millis: i64, pids: i64) {
+    let host = &container["HostConfig"];
+    assert_eq!(
+        host["CapDrop"],
+        serde_json::json!(["ALL"]),
+        "no capabilities"
+    );
+    assert!(
+        host["CapAdd"].as_array().is_none_or(Vec::is_empty),
+        "none added back: {}",
+        host["CapAdd"]
+    );
+    assert_eq!(
+        host["SecurityOpt"],
+        serde_json::json!(["no-new-privileges"]),
+        "no privilege gain, and the default seccomp/AppArmor profiles stay on"
+    );
+    assert_eq!(host["Privileged"], false);
+    assert_eq!(host["ReadonlyRootfs"], true, "read-only root filesystem");
+    let tmp = host["Tmpfs"]["/tmp"].as_str().expect("a tmpfs at /tmp");
+    for option in ["rw", "nosuid", "nodev", &format!("size={}", memory / 2)] {
+        assert!(
+            tmp.split(',').any(|part| part == option),
+            "/tmp has `{option}`: {tmp}"
+        );
+    }
+    assert_eq!(host["Memory"], memory, "memory limit");
+    assert_eq!(
+        host["MemorySwap"], memory,
+        "no swap beyond the memory limit"
+    );
+    assert_eq!(host["CpuPeriod"], 100_000);
+    assert_eq!(host["CpuQuota"], cpus_millis * 100, "CPU limit");
+    assert_eq!(host["PidsLimit"], pids, "pids limit");
+    assert_eq!(host["NetworkMode"], "bridge", "not the host's network");
+    for mode in [
+        "PidMode",
+        "IpcMode",
+        "UTSMode",
+        "UsernsMode",
+        "CgroupnsMode",
+    ] {
+        let value = host[mode].as_str().unwrap_or_default();
+        assert_ne!(value, "host", "{mode} is not the host's");
+    }
+    assert_eq!(host["IpcMode"], "private");
+    assert_eq!(host["CgroupnsMode"], "private");
+    assert!(
+        host["Devices"].as_array().is_none_or(Vec::is_empty),
+        "no devices: {}",
+        host["Devices"]
+    );
+    assert!(
+        host["DeviceRequests"].as_array().is_none_or(Vec::is_empty),
+        "no device requests: {}",
+        host["DeviceRequests"]
+    );
+    let env = container["Config"]["Env"].to_string();
+    assert!(env.contains("\"HOME=/tmp\""), "HOME is on the tmpfs: {env}");
+    let mounts = container["Mounts"].as_array().expect("mounts");
+    for mount in mounts {
+        let text = mount.to_string();
+        assert!(
+            !text.contains("docker.sock") && !text.contains("containerd.sock"),
+            "no container runtime socket is mounted: {text}"
+        );
+        assert_ne!(mount["Source"], "/", "the host root is not mounted");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_agent_container_is_confined() {
+    let Some(()) = support::docker() else { return };
+    support::agent_image();
+    let install = Install::new();
+    let _guard = DockerGuard::new(&install.slug());
+    let docker = containers::connect().await.expect("connect");
+    let runner = Runner::new(docker, install.slug(), 2);
+
+    // Defaults.
+    assert!(runner.wake(install.session("s1")).await);
+    let container = inspect(&format!("nanoclaw-{}-s1", install.slug()));
+    assert_eq!(container["State"]["Running"], true);
+    assert_confined(&container, 2 << 30, 1000, 512);
+
+    // The agent's own limits.
+    let mut spec = install.session("s2");
+    spec.resources = Resources {
+        memory: Some(Memory::parse("64m").expect("size")),
+        cpus: Some(Cpus::parse("0.5").expect("cpus")),
+        pids: Some(64),
+    };
+    assert!(runner.wake(spec).await);
+    let container = inspect(&format!("nanoclaw-{}-s2", install.slug()));
+    assert_eq!(container["State"]["Running"], true);
+    assert_confined(&container, 64 << 20, 500, 64);
+    runner.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mount_that_would_expose_the_docker_socket_is_refused() {
+    let Some(()) = support::docker() else { return };
+    support::agent_image();
+    let install = Install::new();
+    let guard = DockerGuard::new(&install.slug());
+    let docker = containers::connect().await.expect("connect");
+    let runner = Runner::new(docker, install.slug(), 2);
+    let socket = containers::socket_path().expect("socket path");
+    let folder = std::path::Path::new(&socket)
+        .parent()
+        .expect("the socket's folder")
+        .to_path_buf();
+    for (session, host) in [("s1", std::path::PathBuf::from(&socket)), ("s2", folder)] {
+        let mut spec = install.session(session);
+        spec.extra_mounts = vec![containers::MountSpec {
+            host: host.clone(),
+            container: "sneaky".into(),
+            readonly: true,
+        }];
+        assert!(
+            !runner.wake(spec).await,
+            "a container with `{}` mounted must not start",
+            host.display()
+        );
+    }
+    assert!(guard.containers().is_empty(), "nothing was created");
 }

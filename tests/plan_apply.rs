@@ -410,7 +410,7 @@ fn a_db_edit_outside_manifests_shows_as_drift_and_apply_reverts_it() {
         ~ agent.andy  # restarts: model
             ! drift: model: the DB has "edited-by-hand", the last apply wrote null; apply reverts it
             model: "edited-by-hand" → null  # restarts: written to container.json at spawn
-            # (12 unchanged fields hidden)
+            # (13 unchanged fields hidden)
     "#]]
     .assert_eq(&plan.stdout);
     env.run(&["apply", "--yes"]).success();
@@ -531,4 +531,83 @@ fn export_without_a_central_db_says_so_and_writes_nothing() {
     let root = env.manifests().parent().unwrap().to_path_buf();
     assert!(!root.join("out").exists());
     assert!(!env.data().exists());
+}
+
+#[test]
+fn agent_resources_are_stored_planned_as_recreate_and_exported() {
+    let env = Env::new("resources");
+    let agent = |resources: &str| format!("kind: agent\nname: andy\nprovider: mock\n{resources}");
+    env.write(
+        "agents.yaml",
+        &agent("resources:\n  memory: 1.5g\n  cpus: 0.5\n  pids: 64\n"),
+    );
+    env.run(&["apply", "--yes"]).success();
+    let columns = {
+        let conn = reconciler::db::open_readonly(&env.db()).expect("open the DB");
+        conn.query_row(
+            "SELECT memory_bytes, cpu_millis, pids_limit FROM container_configs WHERE agent_group_id = 'andy'",
+            [],
+            |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?)),
+        )
+        .expect("the agent's limits")
+    };
+    assert_eq!(columns, (1_610_612_736, 500, 64));
+
+    // The same size spelled another way is no change.
+    env.write(
+        "agents.yaml",
+        &agent("resources: {memory: 1536MiB, cpus: '0.50', pids: 64}\n"),
+    );
+    assert_eq!(
+        env.run(&["plan"]).stdout,
+        "No changes. The database matches the manifests.\n"
+    );
+
+    env.write(
+        "agents.yaml",
+        &agent("resources: {memory: 1g, cpus: 0.5, pids: 64}\n"),
+    );
+    let plan = env.run(&["plan"]);
+    expect_test::expect![[r#"
+        Plan: 0 to add, 1 to change, 0 to destroy · 1 recreate
+
+        Agents affected:
+          andy  recreate  agent.andy: resources.memory
+
+        ~ agent.andy  # forces recreate: resources.memory
+            resources.memory: "1536MiB" → "1GiB"  # forces recreate: the memory limit is set when the container is created (`docker run --memory`)
+            # (13 unchanged fields hidden)
+    "#]]
+    .assert_eq(&plan.stdout);
+    env.run(&["apply", "--yes"]).success();
+
+    let export = env.run(&["export", "out"]);
+    export.success();
+    let exported =
+        std::fs::read_to_string(env.root.path().join("out/agents.yaml")).expect("export");
+    assert!(
+        exported.contains("resources:\n  memory: 1GiB\n  cpus: 0.5\n  pids: 64\n"),
+        "{exported}"
+    );
+    assert_eq!(
+        env.run(&["plan", "out"]).stdout,
+        "No changes. The database matches the manifests.\n"
+    );
+
+    // An agent applied before `resources` existed: no columns, no field in its saved spec.
+    env.write("agents.yaml", &agent(""));
+    env.run(&["apply", "--yes"]).success();
+    {
+        let conn = reconciler::db::open(&env.db()).expect("open the DB");
+        conn.execute(
+            "UPDATE managed_resources SET spec_json = json_remove(spec_json, '$.resources') WHERE address = 'agent.andy'",
+            [],
+        )
+        .expect("drop the field from the saved spec");
+    }
+    assert_eq!(
+        env.run(&["plan"]).stdout,
+        "No changes. The database matches the manifests.\n",
+        "no drift and no change for limits that were never set"
+    );
 }

@@ -844,3 +844,126 @@ fn issue_7_allowlisted_mounts_are_bound_read_only_or_read_write_and_a_swapped_on
         "the host file is visible inside the container"
     );
 }
+
+/// An agent `intruder` with small limits on chat `attack`, and `bystander` on chat `calm`.
+const CONFINED_AGENTS: &str = "\
+kind: agent
+name: intruder
+provider: mock
+resources: {memory: 64m, cpus: 0.5, pids: 64}
+---
+kind: agent
+name: bystander
+provider: mock
+---
+kind: channel
+name: attack
+channel_type: cli
+platform_id: attack
+unknown_sender_policy: public
+wirings:
+  - { agent: intruder, engage_mode: pattern, engage_pattern: \".\" }
+---
+kind: channel
+name: calm
+channel_type: cli
+platform_id: calm
+unknown_sender_policy: public
+wirings:
+  - { agent: bystander, engage_mode: pattern, engage_pattern: \".\" }
+";
+
+/// Sends one message on a CLI channel and returns the reply (the daemon log on failure).
+#[track_caller]
+fn ask(env: &Env, daemon: &Daemon, channel: &str, text: &str) -> String {
+    let run = env.run(&["chat", channel, "--message", text, "--timeout", "60s"]);
+    assert_eq!(
+        run.code,
+        0,
+        "{channel} <- {text}: {}\n{}",
+        run.stderr,
+        daemon.log()
+    );
+    run.stdout.trim().to_string()
+}
+
+#[test]
+fn an_agent_attacking_its_container_is_contained_while_others_keep_answering() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let env = Env::new("confined");
+    env.write("agents.yaml", CONFINED_AGENTS);
+    let mut daemon = Daemon::start(&env);
+    assert_eq!(ask(&env, &daemon, "calm", "hello"), "echo: hello");
+
+    // The manifest's limits reach the container, with the rest of the confinement.
+    assert_eq!(
+        ask(&env, &daemon, "attack", "!try mount"),
+        "try mount: refused: Operation not permitted (os error 1)"
+    );
+    let (session, _) = sessions(&env)
+        .into_iter()
+        .find(|(_, agent)| agent == "intruder")
+        .expect("the intruder's session");
+    let slug = reconciler::paths::slug_of(&env.data());
+    let container = crate::containers::inspect(&format!("nanoclaw-{slug}-{session}"));
+    crate::containers::assert_confined(&container, 64 << 20, 500, 64);
+
+    assert_eq!(
+        ask(&env, &daemon, "attack", "!try chown"),
+        "try chown: refused: Operation not permitted (os error 1)"
+    );
+    assert_eq!(
+        ask(&env, &daemon, "attack", "!try write-root"),
+        "try write-root: refused: Read-only file system (os error 30); / is mounted read-only"
+    );
+    assert_eq!(
+        ask(&env, &daemon, "attack", "!try docker-socket"),
+        "try docker-socket: refused: /var/run/docker.sock: No such file or directory (os error 2); \
+         /run/docker.sock: No such file or directory (os error 2)"
+    );
+    let fork_bomb = ask(&env, &daemon, "attack", "!try fork-bomb");
+    let started: usize = fork_bomb
+        .strip_prefix("try fork-bomb: contained: ")
+        .and_then(|rest| rest.split_once(" threads started, then: "))
+        .map(|(count, _)| count.parse().expect("a thread count"))
+        .unwrap_or_else(|| panic!("the fork bomb is stopped: {fork_bomb}"));
+    assert!(started < 64, "stopped at the pids limit of 64: {fork_bomb}");
+    assert_eq!(
+        ask(&env, &daemon, "attack", "and after it?"),
+        "echo: and after it?",
+        "the agent itself survives its fork bomb"
+    );
+
+    // The memory hog is killed inside its container, not on the host.
+    let run = env.run(&[
+        "chat",
+        "attack",
+        "--message",
+        "!try memory-hog",
+        "--replies",
+        "0",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    support::wait_until(
+        "the memory hog's container to be killed at its limit",
+        Duration::from_secs(60),
+        || daemon.log().contains("out of memory"),
+    );
+    let log = daemon.log();
+    let line = log
+        .lines()
+        .find(|line| line.contains("out of memory"))
+        .expect("an out-of-memory line");
+    assert!(
+        line.contains(&session),
+        "the line names the session: {line}"
+    );
+    assert_eq!(
+        ask(&env, &daemon, "calm", "still there?"),
+        "echo: still there?",
+        "another agent keeps answering"
+    );
+    assert_eq!(daemon.stop(), 0, "the daemon stayed up\n{}", daemon.log());
+}

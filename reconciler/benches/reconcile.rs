@@ -133,6 +133,7 @@ fn fleet() -> State {
                 npm: vec![],
             },
             mounts: vec![],
+            resources: Default::default(),
         }));
         state.insert(Resource::Channel(Channel {
             name: format!("c-{idx}"),

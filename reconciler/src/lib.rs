@@ -3,6 +3,7 @@
 //! - [`cli`]: clap types and one file per subcommand; the only place that prints.
 //! - [`manifest`]: YAML loading with spans, the manifest model, validation, diagnostics.
 //! - [`state`]: the configuration as typed resources keyed by address (desired and current).
+//! - [`resources`]: an agent's container limits (memory, CPUs, pids): parsing, bounds, defaults.
 //! - [`plan`]: diff desired vs. current, the field → effect table, rendering, saved plans.
 //! - [`apply`]: one transaction, the apply lock, generations and history.
 //! - [`export`]: the DB's configuration written back as manifests.
@@ -25,5 +26,6 @@ pub mod manifest;
 pub mod mount_policy;
 pub mod paths;
 pub mod plan;
+pub mod resources;
 pub mod runtime;
 pub mod state;

@@ -13,6 +13,8 @@ use std::fmt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use crate::resources::Resources;
+
 /// The stable name of a resource in plans, errors and JSON: `<kind>.<key>`.
 ///
 /// Keys: `agent.<name>`, `channel.<name>`, `wiring.<channel>/<agent>`, `user.<user id>`,
@@ -131,7 +133,9 @@ impl State {
     }
 }
 
-/// One resource of any kind.
+/// One resource of any kind. Agents are the big variant; boxing them would put an allocation
+/// and a deref on every plan and apply path for a few hundred bytes per resource.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Resource {
@@ -226,6 +230,9 @@ pub struct Agent {
     pub mcp_servers: BTreeMap<String, McpServer>,
     pub packages: Packages,
     pub mounts: Vec<Mount>,
+    /// Container limits; `default` so specs saved before the field existed still load.
+    #[serde(default)]
+    pub resources: Resources,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

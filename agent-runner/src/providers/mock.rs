@@ -7,7 +7,10 @@
 //!
 //! A chat text `!tell <destination> <text>` sends `<text>` to that destination instead (to test
 //! agent-to-agent messages), and a turn made only of `echo: …` texts (another mock answering)
-//! is not answered, so two mocks never echo each other forever.
+//! is not answered, so two mocks never echo each other forever. A chat text `!try <probe>` makes
+//! the runner attempt something a confined container must refuse (`mount`, `chown`,
+//! `write-root`, `fork-bomb`, `memory-hog`, `docker-socket`) and answers with the outcome
+//! ([`super::probe`]).
 //!
 //! For tests it records every turn as one JSON line in `<workspace>/.mock/turns.jsonl` (prompt
 //! plus configuration), and a chat text of exactly `/mock-config` (or containing `!config`) is
@@ -21,7 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use regex::Regex;
 use serde_json::json;
 
-use super::{AgentQuery, Next, Provider, ProviderEvent, ProviderOptions, QueryInput, idle};
+use super::{AgentQuery, Next, Provider, ProviderEvent, ProviderOptions, QueryInput, idle, probe};
 
 /// A custom reply function for tests: `Err` makes the query fail with that message.
 pub type Responder = Box<dyn FnMut(&str) -> Result<String, String>>;
@@ -215,6 +218,16 @@ fn default_reply(prompt: &str, system_prompt: &str, config: &serde_json::Value) 
             let wants_config = texts
                 .last()
                 .is_some_and(|text| text.trim() == "/mock-config" || text.contains("!config"));
+            if let Some(name) = texts
+                .last()
+                .and_then(|text| text.trim().strip_prefix("!try "))
+            {
+                // A confinement probe: the runner attempts it and reports (providers/probe.rs).
+                return format!(
+                    "<message to=\"{to}\">{}</message>",
+                    probe::reply(name.trim())
+                );
+            }
             if let Some(tell) = texts
                 .last()
                 .and_then(|text| text.trim().strip_prefix("!tell "))
@@ -335,6 +348,16 @@ mod tests {
         assert_eq!(
             default_reply(&message("echo: what is 2+2?"), "", &json!({})),
             "<internal>not echoing an echo</internal>"
+        );
+    }
+
+    #[test]
+    fn try_answers_with_the_probe_outcome_to_the_origin() {
+        // Only an unknown probe here: a real one would act on this machine (probe.rs).
+        let prompt = "<context timezone=\"UTC\" />\n<message id=\"2\" from=\"cli\" sender=\"X\" time=\"t\">!try rm-rf</message>";
+        assert_eq!(
+            default_reply(prompt, "", &json!({})),
+            "<message to=\"cli\">try: unknown probe `rm-rf`; probes: mount, chown, write-root, fork-bomb, memory-hog, docker-socket</message>"
         );
     }
 

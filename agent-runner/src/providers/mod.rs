@@ -5,6 +5,7 @@
 //! issue); a new provider is one module plus one line in [`REGISTRY`].
 
 pub mod mock;
+pub mod probe;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -64,6 +64,7 @@ impl<'a> Writer<'a> {
                         readonly: Some(mount.readonly),
                     })
                     .collect();
+                let [memory_bytes, cpu_millis, pids_limit] = agent.resources.to_columns();
                 self.conn.prepare_cached(UPSERT_CONFIG)?.execute(params![
                     agent.name,
                     agent.provider,
@@ -80,6 +81,9 @@ impl<'a> Writer<'a> {
                     self.now,
                     agent.cli_scope.as_str(),
                     agent.instructions,
+                    memory_bytes,
+                    cpu_millis,
+                    pids_limit,
                 ])?;
             }
             Resource::Channel(channel) => self.update_or_insert(
@@ -274,8 +278,9 @@ const DELETE_CHANNEL_RUNTIME_ROWS: &[&str] = &[
 
 const UPSERT_CONFIG: &str = "INSERT INTO container_configs (agent_group_id, provider, model,
   effort, image_tag, assistant_name, max_messages_per_prompt, skills, mcp_servers, packages_apt,
-  packages_npm, additional_mounts, updated_at, cli_scope, instructions)
-  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+  packages_npm, additional_mounts, updated_at, cli_scope, instructions, memory_bytes,
+  cpu_millis, pids_limit)
+  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
   ON CONFLICT (agent_group_id) DO UPDATE SET provider = excluded.provider,
     model = excluded.model, effort = excluded.effort, image_tag = excluded.image_tag,
     assistant_name = excluded.assistant_name,
@@ -283,7 +288,8 @@ const UPSERT_CONFIG: &str = "INSERT INTO container_configs (agent_group_id, prov
     mcp_servers = excluded.mcp_servers, packages_apt = excluded.packages_apt,
     packages_npm = excluded.packages_npm, additional_mounts = excluded.additional_mounts,
     updated_at = excluded.updated_at, cli_scope = excluded.cli_scope,
-    instructions = excluded.instructions";
+    instructions = excluded.instructions, memory_bytes = excluded.memory_bytes,
+    cpu_millis = excluded.cpu_millis, pids_limit = excluded.pids_limit";
 
 fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()

@@ -11,7 +11,8 @@
 //!                                           false at max_concurrent or on failure (logged)
 //!   is_running(session) / running()
 //!   stop(session, reason) / stop_all()      stop + remove; no-op when not running
-//!   exits() -> broadcast::Receiver<Exited>  one event per container end (session id, exit code)
+//!   exits() -> broadcast::Receiver<Exited>  one event per container end (session id, exit code,
+//!                                           whether it was killed at its memory limit)
 //! remove_orphans(&docker, slug) -> usize    startup: removes THIS install's labelled containers
 //! image_exists(&docker, tag) / build_image(&docker, ImageBuild, progress)
 //! daemon::ensure_daemon(data_dir)           `nanoclaw run`: start dockerd when root, else explain

@@ -1,18 +1,25 @@
 //! Turning a [`SpawnSpec`] into a running container: the mount list and the create request
 //! (pure, snapshot-tested), then create + start against the daemon.
 //!
+//! Every container is confined ([`confinement`]: no capabilities, read-only root, limits, own
+//! namespaces), and no mount may hand it the container runtime's socket ([`mount_exposing`]).
 //! It does not track running containers or wait for exits (that is [`super::wake`]), and it
-//! never validates additional mounts (the caller passes only validated ones, host.md §4.4).
+//! never validates additional mounts otherwise (the caller passes only validated ones, host.md
+//! §4.4).
 
+use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, HostConfigCgroupnsModeEnum, Mount, MountType,
+};
 use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions};
 
 use super::labels::{container_labels, container_name, is_valid_name};
 use super::{ContainerError, Docker, is_not_found};
 use crate::env;
+use crate::resources::Resources;
 
 /// Where the session folder appears inside the container (the runner's `--workspace`).
 pub const WORKSPACE: &str = "/workspace";
@@ -22,6 +29,10 @@ pub const AGENT_DIR: &str = "/workspace/agent";
 pub const EXTRA_DIR: &str = "/workspace/extra";
 /// Seconds Docker waits after SIGTERM before SIGKILL.
 pub const STOP_TIMEOUT_SECS: i64 = 2;
+/// The length of one CPU scheduling period; the CPU limit is a quota of it (`--cpu-period`).
+pub const CPU_PERIOD_MICROS: i64 = 100_000;
+/// Where the writable scratch space is: `HOME` of the agent, caches, temp files.
+pub const TMP_DIR: &str = "/tmp";
 /// Files of the group folder mounted read-only over the RW group mount when they exist.
 const READ_ONLY_GROUP_ENTRIES: &[&str] = &["container.json", "CLAUDE.md", ".claude-fragments"];
 
@@ -42,6 +53,8 @@ pub struct SpawnSpec {
     pub env: Vec<(String, String)>,
     /// Hash of the container configuration, stored as a label so a config change can be seen.
     pub config_hash: String,
+    /// The agent's limits (unset ones take `crate::resources`' defaults).
+    pub resources: Resources,
 }
 
 /// One bind mount.
@@ -160,10 +173,75 @@ pub fn create_body(
             extra_hosts: Some(vec!["host.docker.internal:host-gateway".to_string()]),
             // Not `--rm`: the exit code is read by `wait` first, then the container is removed.
             auto_remove: Some(false),
-            ..Default::default()
+            ..confinement(&spec.resources)
         }),
         ..Default::default()
     }
+}
+
+/// What an agent may do to its host, as Docker settings (docs/containers.md, "Confinement").
+/// Agents are untrusted code: no capabilities, no privilege gain, nothing writable but the
+/// mounts and a bounded `/tmp`, bounded memory, CPU and tasks, no host namespaces, no devices.
+pub fn confinement(resources: &Resources) -> HostConfig {
+    let memory = i64::try_from(resources.memory_or_default().bytes()).unwrap_or(i64::MAX);
+    // Half the memory limit: filling /tmp (which is memory) fails with ENOSPC before the
+    // kernel has to kill the agent.
+    let tmp = format!("rw,nosuid,nodev,size={},mode=1777", memory / 2);
+    let cpu_quota = i64::from(resources.cpus_or_default().millis()) * CPU_PERIOD_MICROS / 1000;
+    HostConfig {
+        cap_drop: Some(vec!["ALL".to_string()]),
+        cap_add: None,
+        security_opt: Some(vec!["no-new-privileges".to_string()]),
+        privileged: Some(false),
+        readonly_rootfs: Some(true),
+        tmpfs: Some(HashMap::from([(TMP_DIR.to_string(), tmp)])),
+        memory: Some(memory),
+        // Swap limit = memory limit: no swap beyond it.
+        memory_swap: Some(memory),
+        cpu_period: Some(CPU_PERIOD_MICROS),
+        cpu_quota: Some(cpu_quota),
+        pids_limit: Some(i64::from(resources.pids_or_default())),
+        // Own namespaces: PID, UTS and user namespace modes stay unset (Docker's private
+        // default; only `host` would share them), the rest are named.
+        network_mode: Some("bridge".to_string()),
+        ipc_mode: Some("private".to_string()),
+        cgroupns_mode: Some(HostConfigCgroupnsModeEnum::PRIVATE),
+        devices: Some(Vec::new()),
+        ..Default::default()
+    }
+}
+
+/// Sockets of the container runtime an agent must never reach: whoever can talk to them can
+/// start a privileged container, i.e. is root on the host. The one we use, and the usual paths.
+fn runtime_sockets() -> Vec<PathBuf> {
+    let mut sockets: Vec<PathBuf> = [
+        super::DEFAULT_SOCKET,
+        "/run/docker.sock",
+        "/run/containerd/containerd.sock",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .collect();
+    if let Ok(socket) = super::socket_path() {
+        sockets.push(PathBuf::from(socket));
+    }
+    sockets
+}
+
+/// The first mount whose host side is one of `sockets` or a folder holding one (compared as
+/// resolved by `canonical`, so symlinks do not hide them), with that socket.
+pub fn mount_exposing<'a>(
+    mounts: &'a [MountSpec],
+    sockets: &'a [PathBuf],
+    canonical: impl Fn(&Path) -> Option<PathBuf>,
+) -> Option<(&'a MountSpec, &'a PathBuf)> {
+    mounts.iter().find_map(|mount| {
+        let host = canonical(&mount.host)?;
+        sockets
+            .iter()
+            .find(|socket| socket.starts_with(&host))
+            .map(|socket| (mount, socket))
+    })
 }
 
 /// Creates and starts the session's container; returns its name. A leftover container of the
@@ -182,6 +260,20 @@ pub async fn spawn(
     }
     let facts = HostFacts::gather(&spec.session_dir)?;
     let mount_list = mounts(spec, Path::exists);
+    let sockets: Vec<PathBuf> = runtime_sockets()
+        .iter()
+        .filter_map(|socket| socket.canonicalize().ok())
+        .collect();
+    if let Some((mount, socket)) =
+        mount_exposing(&mount_list, &sockets, |path| path.canonicalize().ok())
+    {
+        return Err(ContainerError::Daemon(format!(
+            "mount `{}` → `{}` would hand the agent the container runtime's socket `{}`: not starting the container\n\nhint: remove that mount from the agent's `mounts`; whoever holds that socket is root on the host",
+            mount.host.display(),
+            mount.container,
+            socket.display()
+        )));
+    }
     let body = create_body(spec, slug, &mount_list, &facts);
     remove_quietly(docker, &name).await?;
     let options = CreateContainerOptions {
@@ -243,6 +335,7 @@ mod tests {
                 "http://host.docker.internal:8080".into(),
             )],
             config_hash: "cafe".into(),
+            resources: Resources::default(),
         }
     }
 
@@ -327,10 +420,20 @@ mod tests {
               ],
               "HostConfig": {
                 "AutoRemove": false,
+                "CapDrop": [
+                  "ALL"
+                ],
+                "CgroupnsMode": "private",
+                "CpuPeriod": 100000,
+                "CpuQuota": 100000,
+                "Devices": [],
                 "ExtraHosts": [
                   "host.docker.internal:host-gateway"
                 ],
                 "Init": true,
+                "IpcMode": "private",
+                "Memory": 2147483648,
+                "MemorySwap": 2147483648,
                 "Mounts": [
                   {
                     "ReadOnly": false,
@@ -350,7 +453,17 @@ mod tests {
                     "Target": "/workspace/extra/notes",
                     "Type": "bind"
                   }
-                ]
+                ],
+                "NetworkMode": "bridge",
+                "PidsLimit": 512,
+                "Privileged": false,
+                "ReadonlyRootfs": true,
+                "SecurityOpt": [
+                  "no-new-privileges"
+                ],
+                "Tmpfs": {
+                  "/tmp": "rw,nosuid,nodev,size=1073741824,mode=1777"
+                }
               },
               "Image": "nanoclaw-agent:latest",
               "Labels": {
@@ -366,6 +479,34 @@ mod tests {
               "WorkingDir": "/workspace"
             }"#]]
         .assert_eq(&serde_json::to_string_pretty(&json).unwrap());
+    }
+
+    #[test]
+    fn a_mount_of_the_docker_socket_or_a_folder_holding_it_is_found() {
+        let sockets = [PathBuf::from("/run/docker.sock")];
+        let mount = |host: &str| MountSpec {
+            host: host.into(),
+            container: format!("/workspace/extra{host}"),
+            readonly: true,
+        };
+        // `/var/run` is a symlink to `/run` on most systems.
+        let canonical = |path: &Path| {
+            Some(match path.strip_prefix("/var/run") {
+                Ok(rest) => Path::new("/run").join(rest),
+                Err(_) => path.to_path_buf(),
+            })
+        };
+        for host in ["/var/run/docker.sock", "/run", "/var/run", "/"] {
+            let list = [mount("/home/me/notes"), mount(host)];
+            let found = mount_exposing(&list, &sockets, canonical);
+            assert_eq!(
+                found.map(|(mount, _)| mount.host.clone()),
+                Some(PathBuf::from(host)),
+                "{host}"
+            );
+        }
+        let harmless = [mount("/home/me/notes"), mount("/run/user/1000/app")];
+        assert_eq!(mount_exposing(&harmless, &sockets, canonical), None);
     }
 
     #[test]

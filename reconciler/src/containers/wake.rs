@@ -28,6 +28,8 @@ pub struct Exited {
     pub session_id: String,
     /// The container's exit code; `-1` when it could not be read.
     pub exit_code: i64,
+    /// The kernel killed it at its memory limit (`resources.memory`).
+    pub oom_killed: bool,
 }
 
 /// Tracks and drives session containers. Cheap to clone (Arc inside).
@@ -233,6 +235,7 @@ impl Runner {
     /// Waits for the container to end, removes it, untracks it and emits [`Exited`].
     async fn watch_exit(&self, session_id: String, name: String) {
         let exit_code = self.wait_exit(&name).await;
+        let oom_killed = self.was_oom_killed(&name).await;
         if let Err(err) = remove_quietly(&self.inner.docker, &name).await {
             tracing::warn!(session = %session_id, error = %err, "cannot remove exited container");
         }
@@ -242,12 +245,33 @@ impl Runner {
                 state.running.remove(&session_id);
             }
         }
-        tracing::info!(session = %session_id, exit_code, "container exited");
+        if oom_killed {
+            // The agent hit its own limit: contained, but the user should know why it stopped.
+            tracing::warn!(session = %session_id, exit_code,
+                "container exited: out of memory (the kernel killed the agent at its `resources.memory` limit)");
+        } else {
+            tracing::info!(session = %session_id, exit_code, "container exited");
+        }
         // No receiver is fine: nobody listens yet.
         let _ = self.inner.exits.send(Exited {
             session_id,
             exit_code,
+            oom_killed,
         });
+    }
+
+    /// Whether Docker saw the container's memory cgroup kill it (read before removal).
+    async fn was_oom_killed(&self, name: &str) -> bool {
+        match self.inner.docker.client.inspect_container(name, None).await {
+            Ok(container) => container
+                .state
+                .and_then(|state| state.oom_killed)
+                .unwrap_or(false),
+            Err(err) => {
+                tracing::debug!(container = %name, error = %err, "cannot inspect exited container");
+                false
+            }
+        }
     }
 
     async fn wait_exit(&self, name: &str) -> i64 {

@@ -15,10 +15,27 @@ pub struct Migration {
 }
 
 /// Every migration, in the order they run.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    name: "001-initial-schema",
-    sql: INITIAL_SCHEMA,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        name: "001-initial-schema",
+        sql: INITIAL_SCHEMA,
+    },
+    Migration {
+        name: "002-container-resources",
+        sql: CONTAINER_RESOURCES,
+    },
+];
+
+/// An agent's container limits (`resources` in its manifest); NULL = the default
+/// (`crate::resources`). Units are in the names: bytes, thousandths of a CPU, tasks.
+const CONTAINER_RESOURCES: &str = r#"
+ALTER TABLE container_configs ADD COLUMN memory_bytes INTEGER
+  CHECK (memory_bytes IS NULL OR memory_bytes > 0);
+ALTER TABLE container_configs ADD COLUMN cpu_millis INTEGER
+  CHECK (cpu_millis IS NULL OR cpu_millis > 0);
+ALTER TABLE container_configs ADD COLUMN pids_limit INTEGER
+  CHECK (pids_limit IS NULL OR pids_limit > 0);
+"#;
 
 const INITIAL_SCHEMA: &str = r#"
 CREATE TABLE agent_groups (

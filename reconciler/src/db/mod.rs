@@ -120,6 +120,44 @@ mod tests {
     }
 
     #[test]
+    fn a_db_from_before_container_resources_upgrades_to_default_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        #[allow(clippy::disallowed_methods)] // builds a DB as the first release left it
+        let mut conn = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+        conn.execute_batch(CREATE_SCHEMA_VERSION).unwrap();
+        let first = &migrations::MIGRATIONS[0];
+        conn.execute_batch(first.sql).unwrap();
+        conn.execute(INSERT_VERSION, [first.name]).unwrap();
+        conn.execute_batch(
+            "INSERT INTO agent_groups (id, name, folder, created_at) VALUES ('a', 'a', 'a', 'now');
+             INSERT INTO container_configs (agent_group_id, updated_at) VALUES ('a', 'now');",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let limits: (Option<i64>, Option<i64>, Option<i64>) = conn
+            .query_row(
+                "SELECT memory_bytes, cpu_millis, pids_limit FROM container_configs",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            limits,
+            (None, None, None),
+            "existing agents keep the defaults"
+        );
+        for column in ["memory_bytes", "cpu_millis", "pids_limit"] {
+            let err = conn
+                .execute(&format!("UPDATE container_configs SET {column} = 0"), [])
+                .unwrap_err();
+            assert!(
+                err.to_string().contains("CHECK constraint failed"),
+                "{column}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn enum_columns_reject_bad_values() {
         let conn = open_in_memory().unwrap();
         conn.execute(

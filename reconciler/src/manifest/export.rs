@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 
 use super::model::{
-    AgentDoc, ChannelDoc, DestinationDoc, McpServerDoc, MountDoc, PackagesDoc, RoleDoc,
-    ScopedRoleDoc, SkillsDoc, Sp, UserDoc, WiringDoc,
+    AgentDoc, ChannelDoc, DestinationDoc, McpServerDoc, MountDoc, PackagesDoc, QuantityDoc,
+    ResourcesDoc, RoleDoc, ScopedRoleDoc, SkillsDoc, Sp, UserDoc, WiringDoc,
 };
 use crate::state::{
     Agent, Channel, CliScope, DestinationTarget, EngageMode, IgnoredMessagePolicy, Resource,
@@ -174,6 +174,18 @@ fn agent_doc(agent: &Agent) -> AgentDoc {
             })
             .collect(),
         destinations: Vec::new(),
+        resources: (!agent.resources.is_default()).then(|| {
+            let resources = &agent.resources;
+            Sp::bare(ResourcesDoc {
+                memory: resources
+                    .memory
+                    .map(|memory| Sp::bare(QuantityDoc::Text(memory.to_string()))),
+                cpus: resources
+                    .cpus
+                    .map(|cpus| Sp::bare(QuantityDoc::Number(cpus.as_f64()))),
+                pids: resources.pids.map(|pids| Sp::bare(i64::from(pids))),
+            })
+        }),
     }
 }
 
@@ -241,6 +253,7 @@ mod tests {
             proptest::collection::vec("[a-z][a-z0-9.+-]{0,8}", 0..3),
             proptest::collection::vec(tricky_text(), 0..3),
             any::<bool>(),
+            resources(),
         )
             .prop_map(
                 move |(
@@ -253,6 +266,7 @@ mod tests {
                     apt,
                     args,
                     readonly,
+                    resources,
                 )| {
                     let mut mcp_servers = BTreeMap::new();
                     mcp_servers.insert(
@@ -286,9 +300,23 @@ mod tests {
                             container_path: "site".into(),
                             readonly,
                         }],
+                        resources,
                     }
                 },
             )
+    }
+
+    /// Limits as a manifest can state them (each absent, or in bounds).
+    fn resources() -> impl Strategy<Value = Resources> {
+        use crate::resources::{Cpus, Memory};
+        (
+            proptest::option::of(
+                ((32u64 << 10)..=(1 << 24)).prop_map(|kib| Memory::from_bytes(kib << 10)),
+            ),
+            proptest::option::of((10u32..=64_000).prop_map(Cpus::from_millis)),
+            proptest::option::of(16u32..=100_000),
+        )
+            .prop_map(|(memory, cpus, pids)| Resources { memory, cpus, pids })
     }
 
     fn state() -> impl Strategy<Value = State> {

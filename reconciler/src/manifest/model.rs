@@ -118,6 +118,9 @@ pub struct AgentDoc {
     /// Agents and channels this agent may send to, under a local name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub destinations: Vec<Sp<DestinationDoc>>,
+    /// Limits of the agent's containers: `memory`, `cpus`, `pids`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Sp<ResourcesDoc>>,
 }
 
 /// Reasoning effort levels.
@@ -182,6 +185,39 @@ pub struct MountDoc {
     /// Read-only unless `false`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readonly: Option<bool>,
+}
+
+/// Container limits; each absent one takes its default.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResourcesDoc {
+    /// Memory limit, swap included: a number and a binary unit (`512m`, `2g`, `1.5GiB`); at least `32MiB`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Sp<QuantityDoc>>,
+    /// CPU time as a number of CPUs (`0.5`, `2`); at least `0.01`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<Sp<QuantityDoc>>,
+    /// Most processes and threads at once, 16 to 4194304.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<Sp<i64>>,
+}
+
+/// A quantity as written: a YAML number (`1.5`) or text with a unit (`512m`).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum QuantityDoc {
+    Number(f64),
+    Text(String),
+}
+
+impl QuantityDoc {
+    /// The quantity as text (`1.5`, `512m`), for parsing and messages.
+    pub fn to_text(&self) -> String {
+        match self {
+            QuantityDoc::Number(number) => number.to_string(),
+            QuantityDoc::Text(text) => text.clone(),
+        }
+    }
 }
 
 /// A local name for another agent or a channel: exactly one of `agent` or `channel`.
@@ -315,6 +351,7 @@ pub const AGENT_KEYS: &[&str] = &[
     "packages",
     "mounts",
     "destinations",
+    "resources",
 ];
 pub const CHANNEL_KEYS: &[&str] = &[
     "kind",

@@ -48,6 +48,10 @@ pub const DEFAULTS: &[(&str, &str)] = &[
         "agent.mounts",
         "none (`readonly` defaults to `true`, `container_path` to the host path's basename)",
     ),
+    ("agent.resources", "every limit at its default"),
+    ("agent.resources.memory", "`2GiB` (no swap beyond it)"),
+    ("agent.resources.cpus", "`1`"),
+    ("agent.resources.pids", "`512`"),
     (
         "destination",
         "one per wiring: the channel's name → that channel",
@@ -154,6 +158,11 @@ fn fields_of(definitions: &Value) -> Vec<Field> {
                     "agent.packages",
                     format!("{kind}: packages."),
                 )),
+                ("agent", "resources") => Some((
+                    "ResourcesDoc",
+                    "agent.resources",
+                    format!("{kind}: resources."),
+                )),
                 _ => None,
             };
             if let Some((definition, prefix, yaml_prefix)) = nested {
@@ -222,6 +231,8 @@ fn annotate(definitions: &mut Value, field: &Field) {
         format!("/WiringDoc/properties/{name}")
     } else if let Some(name) = rest.strip_prefix("packages.") {
         format!("/PackagesDoc/properties/{name}")
+    } else if let Some(name) = rest.strip_prefix("resources.") {
+        format!("/ResourcesDoc/properties/{name}")
     } else {
         let definition = KINDS
             .iter()
@@ -370,6 +381,36 @@ mod tests {
             .map(|field| field.path)
             .collect();
         assert!(missing.is_empty(), "no documented default for: {missing:?}");
+    }
+
+    #[test]
+    fn resource_defaults_are_documented_as_declared() {
+        use crate::resources::{DEFAULT_CPUS, DEFAULT_MEMORY, DEFAULT_PIDS};
+        for (path, value) in [
+            ("agent.resources.memory", DEFAULT_MEMORY.to_string()),
+            ("agent.resources.cpus", DEFAULT_CPUS.to_string()),
+            ("agent.resources.pids", DEFAULT_PIDS.to_string()),
+        ] {
+            let documented = default_of(path).unwrap();
+            assert!(
+                documented.starts_with(&format!("`{value}`")),
+                "{path}: documented `{documented}`, declared `{value}`"
+            );
+        }
+        use crate::resources::{MAX_PIDS, MIN_CPUS, MIN_MEMORY, MIN_PIDS};
+        let schema = json_schema();
+        let description = |field: &str| {
+            schema
+                .pointer(&format!(
+                    "/definitions/ResourcesDoc/properties/{field}/description"
+                ))
+                .and_then(Value::as_str)
+                .unwrap()
+                .to_string()
+        };
+        assert!(description("memory").contains(&format!("at least `{MIN_MEMORY}`")));
+        assert!(description("cpus").contains(&format!("at least `{MIN_CPUS}`")));
+        assert!(description("pids").contains(&format!("{MIN_PIDS} to {MAX_PIDS}")));
     }
 
     #[test]

@@ -401,6 +401,63 @@ mod tests {
     }
 
     #[test]
+    fn resources_take_numbers_or_text_in_canonical_form() {
+        let yaml = "kind: agent\nname: andy\nresources:\n  memory: 1.5GiB\n  cpus: '0.5'\n  pids: 64\n---\nkind: agent\nname: bob\nresources: {memory: 536870912, cpus: 2}\n---\nkind: agent\nname: cleo\n";
+        let manifests = load_str("m.yaml", yaml).unwrap();
+        let resources = |name: &str| {
+            let address = Address::try_from(format!("agent.{name}")).unwrap();
+            let Some(Resource::Agent(agent)) = manifests.state.get(&address) else {
+                panic!("no agent {name}")
+            };
+            serde_json::to_string(&agent.resources).unwrap()
+        };
+        assert_eq!(
+            resources("andy"),
+            r#"{"memory":"1536MiB","cpus":0.5,"pids":64}"#
+        );
+        assert_eq!(
+            resources("bob"),
+            r#"{"memory":"512MiB","cpus":2.0,"pids":null}"#
+        );
+        assert_eq!(
+            resources("cleo"),
+            r#"{"memory":null,"cpus":null,"pids":null}"#
+        );
+    }
+
+    #[test]
+    fn resource_nonsense_is_refused_where_it_is_written() {
+        check(
+            "kind: agent\nname: andy\nresources:\n  memory: 512\n  cpus: -1\n  pids: 4\n---\nkind: agent\nname: bob\nresources: {memory: lots, cpus: 0}\n---\nkind: agent\nname: cleo\nresources: {swap: 1g}\n",
+            expect![[r#"
+                error: m.yaml:4:11: agent.andy: `resources.memory` `512` is below the minimum of 32MiB
+
+                hint: a number without a unit is bytes: write `512m` for 512 MiB (at least `32MiB`)
+
+                error: m.yaml:5:9: agent.andy: `resources.cpus` `-1` is not a number of CPUs
+
+                hint: write a positive number of CPUs, `0.5` for half a core, at least `0.01`; the default is `1`
+
+                error: m.yaml:6:9: agent.andy: `resources.pids` must be 16 to 4194304, not 4
+
+                hint: it counts the container's processes and threads; the default is 512
+
+                error: m.yaml:10:21: agent.bob: `resources.memory` `lots` is not a size
+
+                hint: write a number and a unit: `512m`, `2g`, `1.5GiB` (k, m, g, t; binary, as in Docker)
+
+                error: m.yaml:10:33: agent.bob: `resources.cpus` `0` is below the minimum of 0.01 CPUs
+
+                hint: write a positive number of CPUs, `0.5` for half a core, at least `0.01`; the default is `1`
+
+                error: m.yaml:14:13: agent.cleo: unknown key `swap`
+
+                hint: allowed keys here: `memory`, `cpus`, `pids`
+            "#]],
+        );
+    }
+
+    #[test]
     fn pattern_wiring_needs_a_regex() {
         check(
             &format!(

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::state::{
     Address, Agent, Channel, CliScope, Destination, DestinationTarget, EngageMode,
-    IgnoredMessagePolicy, Member, Mount, Resource, Role, RoleKind, SenderScope, SessionMode,
-    Skills, State, UnknownSenderPolicy, User, Wiring,
+    IgnoredMessagePolicy, Member, Mount, Resource, Resources, Role, RoleKind, SenderScope,
+    SessionMode, Skills, State, UnknownSenderPolicy, User, Wiring,
 };
 
 /// What the DB holds now.
@@ -128,7 +128,7 @@ fn parse<T: Copy>(
 const SELECT_AGENTS: &str = "SELECT g.id, g.managed_by, g.agent_provider, c.agent_group_id,
   c.provider, c.model, c.effort, c.image_tag, c.assistant_name, c.max_messages_per_prompt,
   c.cli_scope, c.instructions, c.skills, c.mcp_servers, c.packages_apt, c.packages_npm,
-  c.additional_mounts
+  c.additional_mounts, c.memory_bytes, c.cpu_millis, c.pids_limit
 FROM agent_groups g LEFT JOIN container_configs c ON c.agent_group_id = g.id";
 
 fn read_agents(conn: &Connection, current: &mut Current) -> Result<(), ReadError> {
@@ -173,6 +173,7 @@ fn read_agents(conn: &Connection, current: &mut Current) -> Result<(), ReadError
                 npm: json(&address, "packages_npm", row.get(15)?, Vec::new())?,
             },
             mounts: mounts.into_iter().map(mount_of).collect(),
+            resources: Resources::from_columns(row.get(17)?, row.get(18)?, row.get(19)?),
         };
         add(current, Resource::Agent(agent), row.get(1)?);
     }

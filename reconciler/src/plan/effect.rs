@@ -8,7 +8,8 @@
 //!
 //! Why each effect (host.md §4): wirings, policies, users, roles and memberships are read from
 //! the central DB per message (`none`); container.json, CLAUDE.md and skills are composed at
-//! spawn (`restart`); image and mounts are `docker run` arguments (`recreate`); packages are
+//! spawn (`restart`); image, mounts and resource limits are `docker run` arguments
+//! (`recreate`); packages are
 //! baked into the per-agent image (`rebuild`).
 
 use std::fmt;
@@ -151,6 +152,26 @@ pub const TABLE: &[Row] = &[
         "agent.mounts",
         Effect::Recreate,
         "mounts are `docker run` arguments",
+    ),
+    row(
+        "agent.resources",
+        Effect::Recreate,
+        "limits are set when the container is created (`docker run --memory`, `--cpu-quota`, `--pids-limit`)",
+    ),
+    row(
+        "agent.resources.memory",
+        Effect::Recreate,
+        "the memory limit is set when the container is created (`docker run --memory`)",
+    ),
+    row(
+        "agent.resources.cpus",
+        Effect::Recreate,
+        "the CPU quota is set when the container is created (`docker run --cpu-quota`)",
+    ),
+    row(
+        "agent.resources.pids",
+        Effect::Recreate,
+        "the pids limit is set when the container is created (`docker run --pids-limit`)",
     ),
     row("channel", Effect::None, "chats are looked up per message"),
     row(

@@ -305,6 +305,7 @@ pub(crate) mod fixture {
                 npm: vec![],
             },
             mounts: vec![],
+            resources: Resources::default(),
         }
     }
 

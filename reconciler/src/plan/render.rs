@@ -286,7 +286,7 @@ mod tests {
                       -Answer in English.
                       +Answer in French.
                     packages.apt: ["git"] → ["git","curl"]  # forces rebuild: apt packages are installed into the agent's own image
-                    # (10 unchanged fields hidden)
+                    # (11 unchanged fields hidden)
 
                 - destination.andy/home  # restarts: deleted
 

@@ -412,6 +412,7 @@ impl Waker {
                     .collect(),
                 env: Vec::new(),
                 config_hash: prepared.config_hash.clone(),
+                resources: prepared.resources,
             };
             let mut running = waker.runner.wake(spec.clone()).await;
             if !running && waker.runner.running().len() >= waker.settings.max_containers {

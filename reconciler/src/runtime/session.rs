@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::db::sessions::Session;
 use crate::paths::Paths;
+use crate::resources::Resources;
 
 /// What the container runner needs to start the session's container.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,6 +31,8 @@ pub struct Prepared {
     pub extra_mounts: Vec<ExtraMount>,
     /// Hash of everything read at spawn; a container labelled with another hash is stale.
     pub config_hash: String,
+    /// The agent's container limits.
+    pub resources: Resources,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,12 +58,13 @@ struct AgentConfig {
     packages_npm: Value,
     additional_mounts: Value,
     instructions: Option<String>,
+    resources: Resources,
 }
 
 const AGENT_CONFIG: &str =
     "SELECT a.name, c.provider, c.model, c.effort, c.image_tag, c.assistant_name,
     c.max_messages_per_prompt, c.skills, c.mcp_servers, c.packages_apt, c.packages_npm,
-    c.additional_mounts, c.instructions
+    c.additional_mounts, c.instructions, c.memory_bytes, c.cpu_millis, c.pids_limit
   FROM agent_groups a JOIN container_configs c ON c.agent_group_id = a.id WHERE a.id = ?1";
 
 fn agent_config(conn: &Connection, agent: &str) -> anyhow::Result<Option<AgentConfig>> {
@@ -81,6 +85,7 @@ fn agent_config(conn: &Connection, agent: &str) -> anyhow::Result<Option<AgentCo
                 packages_npm: json(row.get(10)?),
                 additional_mounts: json(row.get(11)?),
                 instructions: row.get(12)?,
+                resources: Resources::from_columns(row.get(13)?, row.get(14)?, row.get(15)?),
             })
         })
         .optional()
@@ -141,6 +146,7 @@ pub fn prepare(
         hasher.update([0]);
     }
     hasher.update(format!("{extra_mounts:?}").as_bytes());
+    hasher.update(format!("{:?}", config.resources).as_bytes());
     let config_hash = hasher
         .finalize()
         .iter()
@@ -155,6 +161,7 @@ pub fn prepare(
         image,
         extra_mounts,
         config_hash,
+        resources: config.resources,
     })
 }
 

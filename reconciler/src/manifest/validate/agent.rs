@@ -1,14 +1,15 @@
-//! Agent documents: the agent itself, its skills, MCP servers, packages, mounts and
-//! declared destinations. Part of `validate`; pure.
+//! Agent documents: the agent itself, its skills, MCP servers, packages, mounts, container
+//! resources and declared destinations. Part of `validate`; pure.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{APT, At, Checker, EFFORTS, LOCAL_NAME, MAX_PACKAGES, NPM, normalise};
 use crate::manifest::model::{AgentDoc, SkillsDoc, Sp};
 use crate::mount_policy::{self, Refusal, Request};
+use crate::resources::{Cpus, Memory, Refusal as LimitRefusal, check_pids};
 use crate::state::{
     Agent, CliScope, Destination, DestinationTarget, Kind, McpServer, Mount, Packages, Resource,
-    Skills,
+    Resources, Skills,
 };
 
 impl Checker<'_> {
@@ -47,6 +48,7 @@ impl Checker<'_> {
         let mcp_servers = self.mcp_servers(at, doc, &address);
         let packages = self.packages(at, doc, &address);
         let mounts = self.mounts(at, doc, &address);
+        let resources = self.resources(at, doc, &address);
         let agent = Agent {
             name: name.clone(),
             assistant_name: doc.assistant_name.as_ref().map(|sp| sp.value.clone()),
@@ -61,6 +63,7 @@ impl Checker<'_> {
             mcp_servers,
             packages,
             mounts,
+            resources,
         };
         self.add(
             at,
@@ -180,6 +183,49 @@ impl Checker<'_> {
         Packages {
             apt: packages.apt.iter().map(|sp| sp.value.clone()).collect(),
             npm: packages.npm.iter().map(|sp| sp.value.clone()).collect(),
+        }
+    }
+
+    /// `resources`: each limit parsed and bounded by `crate::resources`; a refused one is
+    /// reported where it is written and left at its default.
+    fn resources(&mut self, at: At, doc: &AgentDoc, address: &str) -> Resources {
+        let Some(sp) = &doc.resources else {
+            return Resources::default();
+        };
+        let limits = &sp.value;
+        Resources {
+            memory: self.limit(at, limits.memory.as_ref(), address, "memory", |memory| {
+                Memory::parse(&memory.to_text())
+            }),
+            cpus: self.limit(at, limits.cpus.as_ref(), address, "cpus", |cpus| {
+                Cpus::parse(&cpus.to_text())
+            }),
+            pids: self.limit(at, limits.pids.as_ref(), address, "pids", |pids| {
+                check_pids(*pids)
+            }),
+        }
+    }
+
+    /// One limit of `resources`, or `None` (absent, or refused and reported).
+    fn limit<V, T>(
+        &mut self,
+        at: At,
+        sp: Option<&Sp<V>>,
+        address: &str,
+        name: &str,
+        parse: impl Fn(&V) -> Result<T, LimitRefusal>,
+    ) -> Option<T> {
+        let sp = sp?;
+        match parse(&sp.value) {
+            Ok(value) => Some(value),
+            Err(refusal) => {
+                let field = format!("resources.{name}");
+                self.push(
+                    at.diag(sp, address, &field, refusal.message)
+                        .hint(refusal.hint),
+                );
+                None
+            }
         }
     }
 
