@@ -18,7 +18,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use self::link::{Link, Next, Shown};
-use self::target::Target;
+use self::target::{Mode, Target};
 use super::{Ctx, Status};
 use crate::channels::cli_protocol::{ClientLine, HostLine, Message, Reply};
 use crate::channels::cli_socket::CHANNEL_TYPE;
@@ -75,7 +75,12 @@ const RECONNECT_EVERY: Duration = Duration::from_millis(250);
 
 pub fn run(args: ChatArgs, ctx: &Ctx) -> anyhow::Result<Status> {
     let chats = cli_chats(&ctx.paths.db(), args.target.is_some())?;
-    let target = target::choose(args.target.as_deref(), &chats).map_err(anyhow::Error::msg)?;
+    let mode = match args.message {
+        Some(_) => Mode::OneShot,
+        None => Mode::Interactive,
+    };
+    let target =
+        target::choose(args.target.as_deref(), &chats, mode).map_err(anyhow::Error::msg)?;
     let socket = ctx.paths.cli_socket();
     let link = Link::connect(&socket, &target.platform_id).with_context(|| {
         format!(

@@ -57,8 +57,12 @@ pub fn run(link: Link, socket: &Path, target: &Target, history: &Path) -> anyhow
                 break Status::Error;
             }
             Event::Host(line) => {
-                if let Some(status) = session.host(line, &mut screen) {
-                    break status;
+                if let Some(leave) = session.host(line, &mut screen) {
+                    if let Some(writer) = &session.writer {
+                        writer.close();
+                    }
+                    screen.leave(&leave.farewell);
+                    return Ok(leave.status);
                 }
             }
             Event::Closed => {
@@ -71,8 +75,14 @@ pub fn run(link: Link, socket: &Path, target: &Target, history: &Path) -> anyhow
     if let Some(writer) = &session.writer {
         writer.close();
     }
-    screen.restore();
     Ok(status)
+}
+
+/// The client has to stop, saying why.
+#[derive(Debug, PartialEq, Eq)]
+struct Leave {
+    status: Status,
+    farewell: String,
 }
 
 /// Where replies and notes go.
@@ -107,8 +117,8 @@ impl Session {
         }
     }
 
-    /// Handles one line from the runtime; `Some(status)` when the client must stop.
-    fn host(&mut self, line: HostLine, screen: &mut dyn Show) -> Option<Status> {
+    /// Handles one line from the runtime; `Some` when the client must stop.
+    fn host(&mut self, line: HostLine, screen: &mut dyn Show) -> Option<Leave> {
         match line {
             HostLine::Welcome { .. } if self.greeted => screen.show("(reconnected)".into()),
             HostLine::Welcome { .. } => {
@@ -136,10 +146,12 @@ impl Session {
                     .chat
                     .as_deref()
                     .unwrap_or(&self.target.platform_id);
-                screen.show(format!(
-                    "another client took over the CLI chat `{chat}` and now receives its replies; leaving"
-                ));
-                return Some(Status::Error);
+                return Some(Leave {
+                    status: Status::Error,
+                    farewell: format!(
+                        "another client took over the CLI chat `{chat}` and now receives its replies; leaving"
+                    ),
+                });
             }
             HostLine::Reply(reply) => {
                 if self.shown.first_time(&reply.id) {
@@ -223,8 +235,10 @@ impl Screen {
         Ok(Screen::Editor { printer, saved })
     }
 
-    /// Puts the terminal back as it was, in case the input thread is still in `readline`.
-    fn restore(&self) {
+    /// Shows `farewell` last, with the terminal put back as it was: the input thread may still
+    /// be in `readline`, and the process ends without waiting for it.
+    fn leave(&self, farewell: &str) {
+        let mut stdout = std::io::stdout();
         if let Screen::Editor {
             saved: Some(saved), ..
         } = self
@@ -234,11 +248,11 @@ impl Screen {
                 rustix::termios::OptionalActions::Now,
                 saved,
             );
-            // rustyline turns bracketed paste on while it reads a line.
-            let mut stdout = std::io::stdout();
+            // rustyline turns bracketed paste on while it reads a line; start a fresh line.
             let _ = stdout.write_all(b"\x1b[?2004l\r\n");
-            let _ = stdout.flush();
         }
+        let _ = writeln!(stdout, "{farewell}");
+        let _ = stdout.flush();
     }
 }
 
@@ -403,10 +417,15 @@ mod tests {
             },
             &mut screen,
         );
-        assert_eq!(stop, Some(Status::Error));
         assert_eq!(
-            screen,
-            ["another client took over the CLI chat `chat` and now receives its replies; leaving"]
+            stop,
+            Some(Leave {
+                status: Status::Error,
+                farewell:
+                    "another client took over the CLI chat `chat` and now receives its replies; leaving"
+                        .into()
+            })
         );
+        assert!(screen.is_empty(), "said last, by the caller");
     }
 }

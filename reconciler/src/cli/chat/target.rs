@@ -41,9 +41,18 @@ impl Target {
     }
 }
 
+/// How the client shows replies, which the note mentions for a shared chat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `--message`: waits for the named agent's reply.
+    OneShot,
+    /// Shows every reply, naming its agent on a shared chat.
+    Interactive,
+}
+
 /// Chooses the chat for `target` (an agent or a CLI chat, by name; `None`: the default chat)
 /// among `chats` (every CLI chat, by name). The error is the message to print.
-pub fn choose(target: Option<&str>, chats: &[WiredChat]) -> Result<Target, String> {
+pub fn choose(target: Option<&str>, chats: &[WiredChat], mode: Mode) -> Result<Target, String> {
     let Some(target) = target else {
         return Ok(default_chat(chats));
     };
@@ -77,7 +86,8 @@ pub fn choose(target: Option<&str>, chats: &[WiredChat]) -> Result<Target, Strin
     let Some(chat) = wired.iter().min_by_key(|chat| chat.agents.len()) else {
         return Err(unknown(target, chats));
     };
-    let mut note = shared_note(chat, Some(target)).unwrap_or_default();
+    let waiting_for = (mode == Mode::OneShot).then_some(target);
+    let mut note = shared_note(chat, waiting_for).unwrap_or_default();
     if wired.len() > 1 {
         let others = names(wired.iter().filter(|other| other.name != chat.name));
         note.push_str(&format!(" (also wired to it: {others})"));
@@ -175,7 +185,7 @@ mod tests {
 
     #[track_caller]
     fn check(target: Option<&str>, chats: &[WiredChat], expect: Expect) {
-        let shown = match choose(target, chats) {
+        let shown = match choose(target, chats, Mode::OneShot) {
             Ok(target) => format!(
                 "platform {} (chat {:?}), waiting for {:?}, shared: {}\nnote: {}",
                 target.platform_id,
@@ -229,6 +239,16 @@ mod tests {
                 platform local (chat Some("chat")), waiting for Some("helper"), shared: true
                 note: the CLI chat `chat` is shared by `andy`, `helper`: waiting for `helper`'s reply (also wired to it: `big`)"#]],
         );
+    }
+
+    #[test]
+    fn interactive_mode_on_a_shared_chat_names_each_reply_s_agent() {
+        let chats = [chat("chat", "local", &["andy", "helper"])];
+        let target = choose(Some("helper"), &chats, Mode::Interactive).unwrap();
+        expect![[
+            r#"the CLI chat `chat` is shared by `andy`, `helper`: each reply names its agent"#
+        ]]
+        .assert_eq(target.note.as_deref().unwrap_or_default());
     }
 
     #[test]
