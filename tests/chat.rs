@@ -298,7 +298,8 @@ fn issue_8_running_out_of_file_descriptors_backs_off_and_recovers() {
     };
     let env = Env::new("chat-fds");
     env.write("agents.yaml", CLI_AGENT);
-    let daemon = Daemon::start_with_fd_limit(&env, 64);
+    // No sweep after the first: its DB opens would come and go with free descriptors.
+    let daemon = Daemon::start_with_fd_limit(&env, 64, &["--sweep-interval", "1h"]);
     let socket = env.data().join("cli.sock");
     let accept_lines = |log: &str| log.lines().filter(|line| line.contains("accept")).count();
     let mut held = Vec::new();

@@ -43,27 +43,21 @@ impl<'a> Daemon<'a> {
         Daemon::spawn(env, extra, None)
     }
 
-    /// Starts the runtime with at most `files` open file descriptors (soft and hard limit).
-    pub(crate) fn start_with_fd_limit(env: &'a Env, files: u32) -> Daemon<'a> {
-        Daemon::spawn(env, &[], Some(files))
+    /// Starts the runtime with at most `files` open file descriptors (soft and hard limit) and
+    /// `extra` arguments.
+    pub(crate) fn start_with_fd_limit(env: &'a Env, files: u32, extra: &[&str]) -> Daemon<'a> {
+        Daemon::spawn(env, extra, Some(files))
     }
 
     fn spawn(env: &'a Env, extra: &[&str], fd_limit: Option<u32>) -> Daemon<'a> {
         let image = support::agent_image().tag;
         std::fs::create_dir_all(env.data()).expect("data dir");
         let guard = support::DockerGuard::new(&reconciler::paths::slug_of(&env.data()));
-        let args = [
-            &[
-                "run",
-                "manifests",
-                "--image",
-                image,
-                "--sweep-interval",
-                "1s",
-            ],
-            extra,
-        ]
-        .concat();
+        let mut args = vec!["run", "manifests", "--image", image];
+        if !extra.contains(&"--sweep-interval") {
+            args.extend(["--sweep-interval", "1s"]);
+        }
+        args.extend(extra);
         let mut command = match fd_limit {
             Some(files) => env.command_with_fd_limit(files, &args),
             None => env.command(&args),
