@@ -1,11 +1,12 @@
 //! The CLI socket protocol, version [`VERSION`]: the lines a client (`nanoclaw chat`, the tests,
 //! a script) and the CLI channel exchange, as typed values shared by both ends.
 //!
-//! One JSON object per line, at most [`MAX_LINE`] bytes, UTF-8. This module is the only place
-//! that builds or parses a line; `docs/runtime.md` ("The CLI channel") documents it and must
-//! change with it. It does no IO.
+//! One JSON object per line, at most [`MAX_LINE`] bytes, UTF-8 ([`LineCodec`] frames them for
+//! the server). This module is the only place that builds or parses a line; `docs/runtime.md`
+//! ("The CLI channel") documents it and must change with it. It does no IO.
 
 use serde::{Deserialize, Serialize};
+use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, Decoder, Encoder};
 
 /// Version of the protocol below. A client may name it in its hello; the host refuses others.
 pub const VERSION: u32 = 1;
@@ -172,6 +173,74 @@ pub fn is_safe_id(id: &str) -> bool {
         && id != ".."
 }
 
+/// One decoded client line, or the note that a line was bad and skipped.
+#[derive(Debug, PartialEq)]
+pub enum Line {
+    Text(String),
+    TooLong,
+    InvalidUtf8,
+}
+
+/// The framing: newline-delimited lines of at most [`MAX_LINE`] bytes, decoded as UTF-8; an overlong or non-UTF-8 line is reported as
+/// an item instead of an error, because a framed stream ends after its first error and one
+/// bad line must not end the connection (or lose the next line). The codec skips the rest of
+/// an overlong line.
+pub struct LineCodec {
+    inner: AnyDelimiterCodec,
+}
+
+impl Default for LineCodec {
+    fn default() -> LineCodec {
+        LineCodec::new()
+    }
+}
+
+impl LineCodec {
+    pub fn new() -> LineCodec {
+        LineCodec {
+            inner: AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), b"\n".to_vec(), MAX_LINE),
+        }
+    }
+
+    fn line(
+        chunk: Result<Option<bytes::Bytes>, AnyDelimiterCodecError>,
+    ) -> Result<Option<Line>, AnyDelimiterCodecError> {
+        match chunk {
+            Ok(Some(bytes)) => {
+                let bytes = bytes.strip_suffix(b"\r").unwrap_or(&bytes);
+                Ok(Some(match std::str::from_utf8(bytes) {
+                    Ok(text) => Line::Text(text.to_string()),
+                    Err(_) => Line::InvalidUtf8,
+                }))
+            }
+            Ok(None) => Ok(None),
+            Err(AnyDelimiterCodecError::MaxChunkLengthExceeded) => Ok(Some(Line::TooLong)),
+            Err(err) => Err(err),
+        }
+    }
+}
+
+impl Decoder for LineCodec {
+    type Item = Line;
+    type Error = AnyDelimiterCodecError;
+
+    fn decode(&mut self, buf: &mut bytes::BytesMut) -> Result<Option<Line>, Self::Error> {
+        LineCodec::line(self.inner.decode(buf))
+    }
+
+    fn decode_eof(&mut self, buf: &mut bytes::BytesMut) -> Result<Option<Line>, Self::Error> {
+        LineCodec::line(self.inner.decode_eof(buf))
+    }
+}
+
+impl Encoder<String> for LineCodec {
+    type Error = AnyDelimiterCodecError;
+
+    fn encode(&mut self, line: String, buf: &mut bytes::BytesMut) -> Result<(), Self::Error> {
+        self.inner.encode(line, buf)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use expect_test::{Expect, expect};
@@ -298,5 +367,33 @@ mod tests {
         assert!(!is_safe_id("../x"));
         assert!(!is_safe_id(""));
         assert!(!is_safe_id("a/b"));
+    }
+
+    fn decode_all(input: &[u8]) -> Vec<Line> {
+        let mut codec = LineCodec::new();
+        let mut buf = bytes::BytesMut::from(input);
+        let mut lines = Vec::new();
+        while let Some(line) = codec.decode(&mut buf).unwrap() {
+            lines.push(line);
+        }
+        lines
+    }
+
+    #[test]
+    fn an_overlong_line_is_reported_and_the_next_line_still_decodes() {
+        let mut input = vec![b'x'; MAX_LINE + 10];
+        input.extend_from_slice(b"\n{\"text\":\"ok\"}\n");
+        assert_eq!(
+            decode_all(&input),
+            [Line::TooLong, Line::Text(r#"{"text":"ok"}"#.into())]
+        );
+    }
+
+    #[test]
+    fn issue_8_a_line_with_invalid_utf8_is_reported_and_the_next_line_still_decodes() {
+        assert_eq!(
+            decode_all(b"{\"text\":\"\xff\xfe\"}\r\n{\"text\":\"ok\"}\r\n"),
+            [Line::InvalidUtf8, Line::Text(r#"{"text":"ok"}"#.into())]
+        );
     }
 }

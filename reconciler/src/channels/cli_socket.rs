@@ -23,13 +23,13 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
-use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, Decoder, Encoder, Framed};
+use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use super::accept::{self, Log, Throttle};
-use super::cli_protocol::{self, ClientLine, HostLine, Reply, Welcome};
+use super::cli_protocol::{self, ClientLine, HostLine, Line, LineCodec, Reply, Welcome};
 use super::{
     Adapter, Delivered, DeliveryError, Envelope, InboundEvent, InboundMessage, Outbound, Receipt,
 };
@@ -546,68 +546,6 @@ struct Opened(Arc<AtomicUsize>);
 impl Drop for Opened {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// One decoded client line, or the note that a line was bad and skipped.
-#[derive(Debug, PartialEq)]
-enum Line {
-    Text(String),
-    TooLong,
-    InvalidUtf8,
-}
-
-/// Newline-delimited lines with a length limit; an overlong or non-UTF-8 line is reported as
-/// an item instead of an error, because a framed stream ends after its first error and one
-/// bad line must not end the connection (or lose the next line). The codec skips the rest of
-/// an overlong line.
-struct LineCodec {
-    inner: AnyDelimiterCodec,
-}
-
-impl LineCodec {
-    fn new() -> LineCodec {
-        LineCodec {
-            inner: AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), b"\n".to_vec(), MAX_LINE),
-        }
-    }
-
-    fn line(
-        chunk: Result<Option<bytes::Bytes>, AnyDelimiterCodecError>,
-    ) -> Result<Option<Line>, AnyDelimiterCodecError> {
-        match chunk {
-            Ok(Some(bytes)) => {
-                let bytes = bytes.strip_suffix(b"\r").unwrap_or(&bytes);
-                Ok(Some(match std::str::from_utf8(bytes) {
-                    Ok(text) => Line::Text(text.to_string()),
-                    Err(_) => Line::InvalidUtf8,
-                }))
-            }
-            Ok(None) => Ok(None),
-            Err(AnyDelimiterCodecError::MaxChunkLengthExceeded) => Ok(Some(Line::TooLong)),
-            Err(err) => Err(err),
-        }
-    }
-}
-
-impl Decoder for LineCodec {
-    type Item = Line;
-    type Error = AnyDelimiterCodecError;
-
-    fn decode(&mut self, buf: &mut bytes::BytesMut) -> Result<Option<Line>, Self::Error> {
-        LineCodec::line(self.inner.decode(buf))
-    }
-
-    fn decode_eof(&mut self, buf: &mut bytes::BytesMut) -> Result<Option<Line>, Self::Error> {
-        LineCodec::line(self.inner.decode_eof(buf))
-    }
-}
-
-impl Encoder<String> for LineCodec {
-    type Error = AnyDelimiterCodecError;
-
-    fn encode(&mut self, line: String, buf: &mut bytes::BytesMut) -> Result<(), Self::Error> {
-        self.inner.encode(line, buf)
     }
 }
 

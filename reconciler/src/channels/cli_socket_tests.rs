@@ -153,34 +153,6 @@ fn a_notice_without_a_row_is_shown_like_a_reply() {
     );
 }
 
-fn decode_all(input: &[u8]) -> Vec<Line> {
-    let mut codec = LineCodec::new();
-    let mut buf = bytes::BytesMut::from(input);
-    let mut lines = Vec::new();
-    while let Some(line) = codec.decode(&mut buf).unwrap() {
-        lines.push(line);
-    }
-    lines
-}
-
-#[test]
-fn an_overlong_line_is_reported_and_the_next_line_still_decodes() {
-    let mut input = vec![b'x'; MAX_LINE + 10];
-    input.extend_from_slice(b"\n{\"text\":\"ok\"}\n");
-    assert_eq!(
-        decode_all(&input),
-        [Line::TooLong, Line::Text(r#"{"text":"ok"}"#.into())]
-    );
-}
-
-#[test]
-fn issue_8_a_line_with_invalid_utf8_is_reported_and_the_next_line_still_decodes() {
-    assert_eq!(
-        decode_all(b"{\"text\":\"\xff\xfe\"}\r\n{\"text\":\"ok\"}\r\n"),
-        [Line::InvalidUtf8, Line::Text(r#"{"text":"ok"}"#.into())]
-    );
-}
-
 #[tokio::test]
 async fn issue_8_connections_beyond_the_limit_are_refused_with_an_error() {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
