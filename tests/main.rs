@@ -4,6 +4,7 @@
 
 mod support;
 
+mod chat;
 mod containers;
 mod manifests;
 mod plan_apply;

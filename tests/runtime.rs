@@ -7,16 +7,18 @@ use std::os::unix::net::UnixStream;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use reconciler::channels::cli_protocol::{self, ClientLine, Hello, HostLine, Message, Reply};
+
 use crate::support::{self, Env};
 
 /// A running `nanoclaw run`; SIGTERM and wait on drop; its guard removes what it left.
-struct Daemon<'a> {
+pub(crate) struct Daemon<'a> {
     env: &'a Env,
     child: Option<Child>,
     guard: support::DockerGuard,
 }
 
-const CLI_AGENT: &str = "\
+pub(crate) const CLI_AGENT: &str = "\
 kind: agent
 name: echo
 provider: mock
@@ -33,29 +35,34 @@ wirings:
 ";
 
 impl<'a> Daemon<'a> {
-    fn start(env: &'a Env) -> Daemon<'a> {
+    pub(crate) fn start(env: &'a Env) -> Daemon<'a> {
         Daemon::start_with(env, &[])
     }
 
-    fn start_with(env: &'a Env, extra: &[&str]) -> Daemon<'a> {
+    pub(crate) fn start_with(env: &'a Env, extra: &[&str]) -> Daemon<'a> {
+        Daemon::spawn(env, extra, None)
+    }
+
+    /// Starts the runtime with at most `files` open file descriptors (soft and hard limit) and
+    /// `extra` arguments.
+    pub(crate) fn start_with_fd_limit(env: &'a Env, files: u32, extra: &[&str]) -> Daemon<'a> {
+        Daemon::spawn(env, extra, Some(files))
+    }
+
+    fn spawn(env: &'a Env, extra: &[&str], fd_limit: Option<u32>) -> Daemon<'a> {
         let image = support::agent_image().tag;
         std::fs::create_dir_all(env.data()).expect("data dir");
         let guard = support::DockerGuard::new(&reconciler::paths::slug_of(&env.data()));
-        let child = env
-            .command(
-                &[
-                    &[
-                        "run",
-                        "manifests",
-                        "--image",
-                        image,
-                        "--sweep-interval",
-                        "1s",
-                    ],
-                    extra,
-                ]
-                .concat(),
-            )
+        let mut args = vec!["run", "manifests", "--image", image];
+        if !extra.contains(&"--sweep-interval") {
+            args.extend(["--sweep-interval", "1s"]);
+        }
+        args.extend(extra);
+        let mut command = match fd_limit {
+            Some(files) => env.command_with_fd_limit(files, &args),
+            None => env.command(&args),
+        };
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::from(
                 std::fs::File::create(env.root.path().join("run.log")).expect("log file"),
@@ -74,12 +81,12 @@ impl<'a> Daemon<'a> {
         daemon
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.env.root.path().join("run.log")).unwrap_or_default()
     }
 
     /// SIGTERM, wait for a clean exit; returns the exit code.
-    fn stop(&mut self) -> i32 {
+    pub(crate) fn stop(&mut self) -> i32 {
         let Some(mut child) = self.child.take() else {
             return 0;
         };
@@ -100,7 +107,7 @@ impl<'a> Daemon<'a> {
     }
 
     /// SIGKILL: a crash.
-    fn crash(&mut self) {
+    pub(crate) fn crash(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -125,16 +132,17 @@ impl Drop for Daemon<'_> {
     }
 }
 
-/// A raw chat client on the CLI socket.
-struct Client {
+/// A chat client on the CLI socket speaking the protocol's typed lines: it reads the chat
+/// `local` and acknowledges each reply it returns (as `nanoclaw chat` does once it showed one).
+pub(crate) struct Client {
     reader: BufReader<UnixStream>,
-    writer: UnixStream,
+    pub(crate) writer: UnixStream,
     /// Replies that arrived while waiting for an acknowledgement.
-    early: std::collections::VecDeque<(String, String)>,
+    early: std::collections::VecDeque<Reply>,
 }
 
 impl Client {
-    fn connect(env: &Env) -> Client {
+    pub(crate) fn connect(env: &Env) -> Client {
         let stream = UnixStream::connect(env.data().join("cli.sock")).expect("connect");
         stream
             .set_read_timeout(Some(Duration::from_secs(60)))
@@ -145,30 +153,43 @@ impl Client {
             writer,
             early: std::collections::VecDeque::new(),
         };
-        client.send(&serde_json::json!({ "hello": { "platform_id": "local" } }));
+        client.send_line(&ClientLine::Hello {
+            hello: Hello {
+                platform_id: Some("local".into()),
+                protocol: Some(cli_protocol::VERSION),
+            },
+        });
         client
     }
 
-    fn send(&mut self, value: &serde_json::Value) {
+    /// Sends a raw JSON line (for bad input).
+    pub(crate) fn send(&mut self, value: &serde_json::Value) {
         writeln!(self.writer, "{value}").expect("send");
     }
 
+    pub(crate) fn send_line(&mut self, line: &ClientLine) {
+        writeln!(self.writer, "{}", line.to_line()).expect("send");
+    }
+
     /// Sends a message and waits until the runtime says it is stored.
-    fn say(&mut self, id: &str, text: &str) {
-        self.send(&serde_json::json!({ "text": text, "id": id }));
+    pub(crate) fn say(&mut self, id: &str, text: &str) {
+        self.send_line(&ClientLine::Message(Message {
+            text: text.into(),
+            id: Some(id.into()),
+            platform_id: None,
+        }));
         loop {
-            let line = self.next();
-            if line.get("accepted").and_then(|v| v.as_str()) == Some(id) {
-                return;
+            match self.next_line() {
+                HostLine::Accepted { accepted, .. } if accepted == id => return,
+                HostLine::Reply(reply) => self.early.push_back(reply),
+                HostLine::Error { error } => panic!("rejected: {error}"),
+                _ => {}
             }
-            if let Some(reply) = as_reply(&line) {
-                self.early.push_back(reply);
-            }
-            assert!(line.get("error").is_none(), "rejected: {line}");
         }
     }
 
-    fn next(&mut self) -> serde_json::Value {
+    /// The next line as JSON.
+    pub(crate) fn next(&mut self) -> serde_json::Value {
         let mut line = String::new();
         let read = self
             .reader
@@ -178,26 +199,42 @@ impl Client {
         serde_json::from_str(&line).expect("JSON line")
     }
 
-    /// Next reply text (skipping acks).
-    fn reply(&mut self) -> (String, String) {
-        if let Some(reply) = self.early.pop_front() {
-            return reply;
-        }
+    /// The next line of a kind this protocol version knows.
+    pub(crate) fn next_line(&mut self) -> HostLine {
         loop {
-            if let Some(reply) = as_reply(&self.next()) {
-                return reply;
+            if let Some(line) = HostLine::parse(&self.next().to_string()) {
+                return line;
             }
         }
     }
+
+    /// The next `{"error": …}` line's text (skipping other lines).
+    pub(crate) fn next_error(&mut self) -> String {
+        loop {
+            if let HostLine::Error { error } = self.next_line() {
+                return error;
+            }
+        }
+    }
+
+    /// The next reply as `(text, in_reply_to)`, acknowledged.
+    pub(crate) fn reply(&mut self) -> (String, String) {
+        let reply = match self.early.pop_front() {
+            Some(reply) => reply,
+            None => loop {
+                if let HostLine::Reply(reply) = self.next_line() {
+                    break reply;
+                }
+            },
+        };
+        self.send_line(&ClientLine::Ack {
+            ack: reply.id.clone(),
+        });
+        (reply.text, reply.in_reply_to.unwrap_or_default())
+    }
 }
 
-fn as_reply(line: &serde_json::Value) -> Option<(String, String)> {
-    let text = line.get("text")?.as_str()?;
-    let reply_to = line.get("in_reply_to")?.as_str()?;
-    Some((text.to_string(), reply_to.to_string()))
-}
-
-fn sessions(env: &Env) -> Vec<(String, String)> {
+pub(crate) fn sessions(env: &Env) -> Vec<(String, String)> {
     let conn = reconciler::db::open_readonly(&env.db()).expect("open db");
     let mut statement = conn
         .prepare("SELECT id, agent_group_id FROM sessions ORDER BY agent_group_id")
@@ -207,6 +244,35 @@ fn sessions(env: &Env) -> Vec<(String, String)> {
         .expect("rows")
         .collect::<Result<_, _>>()
         .expect("sessions")
+}
+
+/// `(outbound id, delivery status)` of the reply a session wrote to `message_id`.
+pub(crate) fn reply_status(
+    env: &Env,
+    agent: &str,
+    message_id: &str,
+) -> Option<(String, Option<String>)> {
+    let (session, _) = sessions(env)
+        .into_iter()
+        .find(|(_, owner)| owner == agent)?;
+    let dir = env.data().join("sessions").join(agent).join(session);
+    let outbound = agent_runner::session_db::open_outbound_host(&dir.join("outbound.db")).ok()?;
+    let id: String = outbound
+        .query_row(
+            "SELECT id FROM messages_out WHERE in_reply_to = ?1",
+            [format!("{message_id}:{agent}")],
+            |row| row.get(0),
+        )
+        .ok()?;
+    let inbound = agent_runner::session_db::open_inbound_host(&dir.join("inbound.db")).ok()?;
+    let status = inbound
+        .query_row(
+            "SELECT status FROM delivered WHERE message_out_id = ?1",
+            [&id],
+            |row| row.get(0),
+        )
+        .ok();
+    Some((id, status))
 }
 
 #[test]
@@ -347,6 +413,17 @@ fn a_host_crash_mid_conversation_loses_nothing() {
         let mut client = Client::connect(&env);
         client.say("first", "first message");
         assert_eq!(client.reply().0, "echo: first message");
+        // A reply counts as delivered once the client acknowledged it and the runtime recorded
+        // that; a crash in between (milliseconds) would send it again.
+        support::wait_until(
+            "the shown reply to be recorded as delivered",
+            Duration::from_secs(30),
+            || {
+                reply_status(&env, "echo", "first")
+                    .and_then(|(_, status)| status)
+                    .is_some()
+            },
+        );
         // Stored (accepted) but the host dies before the reply can be delivered.
         client.say("second", "second message");
     }
@@ -425,10 +502,10 @@ fn bad_input_is_logged_and_never_stops_the_loop() {
             .contains("may only use")
     );
 
-    // A message on a chat nobody configured is ignored (stored nowhere, nothing breaks).
+    // A message on a chat nobody configured is refused, naming the chat; nothing breaks.
     client
         .send(&serde_json::json!({ "text": "anyone?", "id": "lost-1", "platform_id": "nowhere" }));
-    assert_eq!(client.next()["accepted"], "lost-1");
+    assert!(client.next_error().contains("`nowhere`"));
 
     // A container writing a garbage row: it is retried, then marked failed; others still flow.
     let (session, _) = sessions(&env).pop().expect("a session");

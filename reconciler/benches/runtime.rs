@@ -15,6 +15,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use reconciler::channels::cli_protocol::{self, ClientLine, Hello, HostLine, Message};
 use reconciler::channels::cli_socket::CliSocket;
 use reconciler::channels::{Adapters, Envelope, InboundEvent, InboundMessage};
 use reconciler::paths::Paths;
@@ -233,6 +234,7 @@ fn bare_docker_run() -> Option<Duration> {
     Some(start.elapsed())
 }
 
+/// A client of the CLI socket that reads one chat and acknowledges each reply it waits for.
 struct Client {
     reader: BufReader<UnixStream>,
     writer: UnixStream,
@@ -245,36 +247,53 @@ impl Client {
         stream
             .set_read_timeout(Some(Duration::from_secs(60)))
             .unwrap();
-        let mut writer = stream.try_clone().unwrap();
-        writeln!(writer, r#"{{"hello":{{"platform_id":"{platform_id}"}}}}"#).unwrap();
-        Client {
+        let writer = stream.try_clone().unwrap();
+        let mut client = Client {
             reader: BufReader::new(stream),
             writer,
             n: 0,
-        }
+        };
+        client.send(&ClientLine::Hello {
+            hello: Hello {
+                platform_id: Some(platform_id.to_string()),
+                protocol: Some(cli_protocol::VERSION),
+            },
+        });
+        client
+    }
+
+    fn send(&mut self, line: &ClientLine) {
+        writeln!(self.writer, "{}", line.to_line()).unwrap();
     }
 
     fn round_trip(&mut self, label: &str) -> Duration {
         self.n += 1;
         let id = format!("{label}-{}-{}", std::process::id(), self.n);
         let start = Instant::now();
-        writeln!(self.writer, r#"{{"text":"ping {id}","id":"{id}"}}"#).unwrap();
+        self.send(&ClientLine::Message(Message {
+            text: format!("ping {id}"),
+            id: Some(id.clone()),
+            platform_id: None,
+        }));
         loop {
             let mut line = String::new();
             assert!(
                 self.reader.read_line(&mut line).unwrap() > 0,
                 "runtime closed the socket"
             );
-            let value: serde_json::Value = serde_json::from_str(&line).unwrap();
-            if let Some(error) = value.get("error") {
-                panic!("runtime rejected the message: {error}");
-            }
-            if value
-                .get("in_reply_to")
-                .and_then(|v| v.as_str())
-                .is_some_and(|to| to.starts_with(&id))
-            {
-                return start.elapsed();
+            match HostLine::parse(&line) {
+                Some(HostLine::Error { error }) => panic!("runtime rejected the message: {error}"),
+                Some(HostLine::Reply(reply))
+                    if reply
+                        .in_reply_to
+                        .as_deref()
+                        .is_some_and(|to| to.starts_with(&id)) =>
+                {
+                    let elapsed = start.elapsed();
+                    self.send(&ClientLine::Ack { ack: reply.id });
+                    return elapsed;
+                }
+                _ => {}
             }
         }
     }

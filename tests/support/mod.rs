@@ -87,10 +87,26 @@ impl Env {
     /// the manifest dir as cwd parent.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(BIN);
+        command.arg("--data").arg(self.data()).args(args);
+        self.prepare(command)
+    }
+
+    /// [`Env::command`] run through `sh` after `ulimit -n files`: the binary may open at most
+    /// `files` file descriptors.
+    pub fn command_with_fd_limit(&self, files: u32, args: &[&str]) -> Command {
+        let mut command = Command::new("sh");
         command
+            .arg("-c")
+            .arg(format!("ulimit -n {files} && exec \"$0\" \"$@\""))
+            .arg(BIN)
             .arg("--data")
             .arg(self.data())
-            .args(args)
+            .args(args);
+        self.prepare(command)
+    }
+
+    fn prepare(&self, mut command: Command) -> Command {
+        command
             .current_dir(self.root.path())
             .env("NO_COLOR", "1")
             .env("XDG_CONFIG_HOME", self.config_home())

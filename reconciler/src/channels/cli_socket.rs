@@ -1,57 +1,78 @@
 //! The CLI channel: a Unix socket (`<data>/cli.sock`, mode 0600) that `nanoclaw chat` talks to
-//! (host.md §9.3, adapted).
+//! (host.md §9.3, adapted). The lines are the typed values of [`super::cli_protocol`]; this
+//! file is the server: connections, the one reader per chat, and delivery to it.
 //!
-//! Protocol: one JSON object per line, both ways, at most [`MAX_LINE`] bytes.
-//! - client → host `{"hello": {"platform_id": "local"}}`: this connection now reads replies for
-//!   that chat (the chat slot; a previous reader of the same chat is told it was superseded).
-//! - client → host `{"text": "…", "id": "cli-…"?, "platform_id": "local"?}`: one message. The id
-//!   is generated when absent; it is echoed in `{"accepted": "<id>"}` once the router has stored
-//!   it in every session it was routed to (so an accepted message survives a host crash).
-//! - host → client `{"text": "…", "in_reply_to": "<id>:<agent>"?}`: a delivered reply.
-//! - host → client `{"error": "…"}`: that line was rejected (malformed, oversized, empty text);
-//!   the connection stays open and nothing else is affected.
+//! A reply is delivered only once the reader has shown it: [`CliSocket::deliver`] hands it to
+//! the chat's reader and answers [`Delivered::AwaitingAck`] (queued, no attempt counted) until
+//! the reader acknowledges its id; then the next delivery of that row answers `Sent`. A reader
+//! that leaves (or is superseded) without acknowledging leaves the reply queued for the next
+//! reader. Replies for a chat with no reader stay queued ([`Delivered::NoReader`]); when a
+//! reader says hello or acknowledges, delivery is nudged through the `readers` channel.
 //!
-//! Replies for a chat with no connected reader stay queued ([`Delivered::NoReader`]); when a
-//! reader says hello, delivery is nudged through the `readers` channel and drains them.
+//! The accept loop backs off when accepting fails (file descriptors exhausted), logs such
+//! failures once per interval, and refuses connections beyond [`MAX_CONNECTIONS`] with an
+//! error line.
 
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
-use tokio_util::codec::{Decoder, Encoder, Framed, LinesCodec, LinesCodecError};
+use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use super::{Adapter, Delivered, DeliveryError, Envelope, InboundEvent, InboundMessage, Outbound};
+use super::accept::{self, Log, Throttle};
+use super::cli_protocol::{self, ClientLine, HostLine, Line, LineCodec, Reply, Welcome};
+use super::{
+    Adapter, Delivered, DeliveryError, Envelope, InboundEvent, InboundMessage, Outbound, Receipt,
+};
+
+pub use super::cli_protocol::{DEFAULT_PLATFORM_ID, MAX_LINE};
 
 /// Channel type of the CLI channel in manifests (`channel_type: cli`).
 pub const CHANNEL_TYPE: &str = "cli";
-/// Platform id used when a client names none.
-pub const DEFAULT_PLATFORM_ID: &str = "local";
-/// Longest accepted line in bytes; longer lines are rejected with an error reply.
-pub const MAX_LINE: usize = 64 * 1024;
+/// Most client connections at once; more are answered with an error and closed.
+pub const MAX_CONNECTIONS: usize = 256;
 /// Replies buffered per connected reader; beyond that they stay queued in the session.
 const READER_BUFFER: usize = 256;
+/// How long an acknowledgement waits for delivery to collect it. Delivery collects the
+/// acknowledgements of queued rows within a second; a runtime notice has no row, so its
+/// acknowledgement is never collected and is forgotten after this.
+const ACK_KEPT: Duration = Duration::from_secs(600);
 
-/// A chat that just gained a reader: delivery should retry its queued replies.
+/// A chat whose queued replies may go now: it gained a reader, or its reader acknowledged one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReaderArrived {
     pub channel_type: String,
     pub platform_id: String,
 }
 
-/// The adapter half: who is connected, and delivery to them.
-#[derive(Default)]
+/// The adapter half: who reads which chat, what they were sent and have shown.
 pub struct CliSocket {
-    readers: Mutex<HashMap<String, Reader>>,
+    chats: Mutex<HashMap<String, Chat>>,
     next_conn: AtomicU64,
+    /// Open client connections (each connection task holds one [`Opened`]).
+    open: Arc<AtomicUsize>,
+    max_connections: usize,
+}
+
+/// One CLI chat's delivery state. Written by `deliver` (delivery thread) and the connection
+/// tasks (hello, ack, leaving), always under the `chats` lock.
+#[derive(Default)]
+struct Chat {
+    /// The connection that reads this chat's replies.
+    reader: Option<Reader>,
+    /// Replies handed to a reader that has not acknowledged them: reply id → connection.
+    unacked: HashMap<String, u64>,
+    /// Replies a reader acknowledged, until delivery collects them: reply id → when.
+    acked: HashMap<String, Instant>,
 }
 
 struct Reader {
@@ -59,19 +80,15 @@ struct Reader {
     tx: mpsc::Sender<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClientLine {
-    hello: Option<Hello>,
-    text: Option<serde_json::Value>,
-    id: Option<String>,
-    platform_id: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Hello {
-    platform_id: Option<String>,
+impl Default for CliSocket {
+    fn default() -> CliSocket {
+        CliSocket {
+            chats: Mutex::default(),
+            next_conn: AtomicU64::new(0),
+            open: Arc::default(),
+            max_connections: MAX_CONNECTIONS,
+        }
+    }
 }
 
 impl Adapter for CliSocket {
@@ -92,22 +109,54 @@ impl Adapter for CliSocket {
                 _ => return Ok(Delivered::Sent(None)),
             },
         };
-        let line =
-            serde_json::json!({ "text": text, "in_reply_to": message.in_reply_to }).to_string();
-        let mut readers = self.readers.lock().map_err(|_| poisoned())?;
-        let Some(reader) = readers.get(&message.platform_id) else {
+        let mut chats = self.chats.lock().map_err(|_| poisoned())?;
+        let chat = chats.entry(message.platform_id.clone()).or_default();
+        if chat.acked.remove(&message.id).is_some() {
+            return Ok(Delivered::Sent(None));
+        }
+        let Some(reader) = &chat.reader else {
             return Ok(Delivered::NoReader);
         };
+        if chat.unacked.get(&message.id) == Some(&reader.conn) {
+            return Ok(Delivered::AwaitingAck);
+        }
+        let line = HostLine::Reply(Reply {
+            id: message.id.clone(),
+            text,
+            agent: message.agent.clone(),
+            in_reply_to: message.in_reply_to.clone(),
+        })
+        .to_line();
         match reader.tx.try_send(line) {
-            Ok(()) => Ok(Delivered::Sent(None)),
+            Ok(()) => {
+                let conn = reader.conn;
+                chat.unacked.insert(message.id.clone(), conn);
+                Ok(Delivered::AwaitingAck)
+            }
             Err(mpsc::error::TrySendError::Closed(_)) => {
-                readers.remove(&message.platform_id);
+                let conn = reader.conn;
+                chat.leave(conn);
                 Ok(Delivered::NoReader)
             }
             // A reader that does not keep up: the reply waits (the delivery poll retries it)
             // until it reads again or a newer client takes the chat, instead of failing.
             Err(mpsc::error::TrySendError::Full(_)) => Ok(Delivered::NoReader),
         }
+    }
+}
+
+impl Chat {
+    /// Connection `conn` is gone: it reads no more, and what it did not acknowledge goes to
+    /// the next reader.
+    fn leave(&mut self, conn: u64) {
+        if self
+            .reader
+            .as_ref()
+            .is_some_and(|reader| reader.conn == conn)
+        {
+            self.reader = None;
+        }
+        self.unacked.retain(|_, holder| *holder != conn);
     }
 }
 
@@ -139,6 +188,12 @@ impl CliSocket {
         CliSocket::default()
     }
 
+    /// At most `max` client connections at once (default [`MAX_CONNECTIONS`]).
+    pub fn with_max_connections(mut self, max: usize) -> CliSocket {
+        self.max_connections = max;
+        self
+    }
+
     /// Accepts connections until `stop`; every connection is a tracked task.
     pub async fn serve(
         self: Arc<Self>,
@@ -150,24 +205,97 @@ impl CliSocket {
         stop: CancellationToken,
     ) {
         info!(socket = %path.display(), "cli channel listening");
+        let mut failures: u32 = 0;
+        let mut failed = Throttle::new(accept::LOG_INTERVAL);
+        let mut refused = Throttle::new(accept::LOG_INTERVAL);
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {
+                        if failures > 0 {
+                            failures = 0;
+                            info!(failures = failed.end(), "cli channel accepting connections again");
+                        }
+                        let Some(opened) = self.opened() else {
+                            self.refuse(stream, &mut refused);
+                            continue;
+                        };
+                        if refused.end() > 0 {
+                            info!("cli channel below its connection limit again");
+                        }
                         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
                         let socket = Arc::clone(&self);
                         let connection = socket.connection(
                             conn, stream, inbound.clone(), readers.clone(), stop.child_token(),
                         );
-                        tasks.spawn(connection);
+                        tasks.spawn(async move {
+                            connection.await;
+                            drop(opened);
+                        });
                     }
-                    Err(err) => warn!(error = %err, "cli channel accept failed"),
+                    Err(err) => {
+                        // Retrying at once fails again (e.g. out of file descriptors until
+                        // some close): wait, longer each time, and log once per interval.
+                        failures = failures.saturating_add(1);
+                        match failed.event(Instant::now()) {
+                            Log::First => warn!(error = %err, "cli channel accept failed; retrying with backoff"),
+                            Log::Summary { count } => warn!(
+                                failures = count, error = %err,
+                                "cli channel: more accept failures since the last report; still retrying"
+                            ),
+                            Log::Quiet => {}
+                        }
+                        tokio::select! {
+                            () = stop.cancelled() => break,
+                            () = tokio::time::sleep(accept::backoff(failures)) => {}
+                        }
+                    }
                 },
             }
         }
         let _ = std::fs::remove_file(&path);
         info!("cli channel closed");
+    }
+
+    /// Counts one more open connection, unless the limit is reached.
+    fn opened(&self) -> Option<Opened> {
+        let mut open = self.open.load(Ordering::Relaxed);
+        loop {
+            if open >= self.max_connections {
+                return None;
+            }
+            match self
+                .open
+                .compare_exchange(open, open + 1, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return Some(Opened(Arc::clone(&self.open))),
+                Err(now) => open = now,
+            }
+        }
+    }
+
+    /// Answers a connection over the limit with an error line (best effort) and closes it.
+    fn refuse(&self, stream: UnixStream, refused: &mut Throttle) {
+        let error = HostLine::error(format!(
+            "the cli channel has {} connections open, its limit; try again later",
+            self.max_connections
+        ));
+        let _ = stream.try_write(format!("{}\n", error.to_line()).as_bytes());
+        match refused.event(Instant::now()) {
+            Log::First => {
+                warn!(
+                    limit = self.max_connections,
+                    "cli connection refused: too many open connections"
+                )
+            }
+            Log::Summary { count } => warn!(
+                refused = count,
+                limit = self.max_connections,
+                "cli channel: more connections refused since the last report"
+            ),
+            Log::Quiet => {}
+        }
     }
 
     async fn connection(
@@ -178,9 +306,13 @@ impl CliSocket {
         readers: mpsc::Sender<ReaderArrived>,
         stop: CancellationToken,
     ) {
-        let mut framed = Framed::new(stream, BoundedLines::new());
+        let mut framed = Framed::new(stream, LineCodec::new());
         let (reply_tx, mut reply_rx) = mpsc::channel::<String>(READER_BUFFER);
-        let mut reading_for: Option<String> = None;
+        let mut client = Client {
+            conn,
+            reply_tx,
+            reading: None,
+        };
         debug!(conn, "cli client connected");
         loop {
             tokio::select! {
@@ -191,99 +323,138 @@ impl CliSocket {
                     }
                 }
                 frame = framed.next() => {
-                    let line = match frame {
+                    let answer = match frame {
                         None => break,
-                        Some(Ok(Line::Text(line))) => line,
-                        Some(Ok(Line::TooLong)) => {
-                            warn!(conn, limit = MAX_LINE, "cli line too long, rejected");
-                            let error = format!("line longer than {MAX_LINE} bytes rejected");
-                            if send_error(&mut framed, &error).await.is_err() { break; }
-                            continue;
+                        Some(Ok(Line::Text(line))) => {
+                            self.handle_line(&mut client, &line, &inbound, &readers).await
                         }
+                        Some(Ok(Line::TooLong)) => Some(HostLine::error(format!(
+                            "line longer than {MAX_LINE} bytes rejected"
+                        ))),
+                        Some(Ok(Line::InvalidUtf8)) => Some(HostLine::error(
+                            "line is not valid UTF-8; rejected",
+                        )),
                         Some(Err(err)) => {
                             debug!(conn, error = %err, "cli client read failed");
                             break;
                         }
                     };
-                    let outcome = self.handle_line(conn, &line, &reply_tx, &inbound, &readers, &mut reading_for).await;
-                    let reply = match outcome {
-                        Ok(Some(accepted)) => serde_json::json!({ "accepted": accepted }).to_string(),
-                        Ok(None) => continue,
-                        Err(error) => {
-                            warn!(conn, %error, "cli line rejected");
-                            serde_json::json!({ "error": error }).to_string()
-                        }
-                    };
-                    if framed.send(reply).await.is_err() { break; }
+                    let Some(answer) = answer else { continue };
+                    if let HostLine::Error { error } = &answer {
+                        warn!(conn, %error, "cli line rejected");
+                    }
+                    if framed.send(answer.to_line()).await.is_err() {
+                        break;
+                    }
                 }
             }
         }
-        if let Some(platform_id) = reading_for
-            && let Ok(mut table) = self.readers.lock()
-            && table
-                .get(&platform_id)
-                .is_some_and(|reader| reader.conn == conn)
+        if let Some(platform_id) = client.reading
+            && let Ok(mut chats) = self.chats.lock()
+            && let Some(chat) = chats.get_mut(&platform_id)
         {
-            table.remove(&platform_id);
+            chat.leave(conn);
         }
         debug!(conn, "cli client disconnected");
     }
 
-    /// Handles one client line: `Ok(Some(id))` = message accepted, `Ok(None)` = hello,
-    /// `Err(reason)` = rejected (reported to the client).
+    /// Handles one client line; returns the line to answer with, if any.
     async fn handle_line(
         &self,
-        conn: u64,
+        client: &mut Client,
         line: &str,
-        reply_tx: &mpsc::Sender<String>,
         inbound: &mpsc::Sender<Envelope>,
         readers: &mpsc::Sender<ReaderArrived>,
-        reading_for: &mut Option<String>,
-    ) -> Result<Option<String>, String> {
+    ) -> Option<HostLine> {
         if line.trim().is_empty() {
-            return Ok(None);
+            return None;
         }
-        let parsed: ClientLine =
-            serde_json::from_str(line).map_err(|err| format!("malformed line: {err}"))?;
-        if let Some(hello) = parsed.hello {
-            let platform_id = hello
-                .platform_id
-                .unwrap_or_else(|| DEFAULT_PLATFORM_ID.to_string());
-            self.claim(conn, &platform_id, reply_tx.clone());
-            *reading_for = Some(platform_id.clone());
-            let arrived = ReaderArrived {
-                channel_type: CHANNEL_TYPE.to_string(),
-                platform_id,
-            };
-            let _ = readers.send(arrived).await;
-            return Ok(None);
-        }
-        let text = match parsed.text {
-            Some(serde_json::Value::String(text)) if !text.trim().is_empty() => text,
-            Some(serde_json::Value::String(_)) => return Err("`text` is empty".to_string()),
-            Some(_) => return Err("`text` must be a string".to_string()),
-            None => return Err("expected `text` or `hello`".to_string()),
+        let parsed = match ClientLine::parse(line) {
+            Ok(parsed) => parsed,
+            Err(error) => return Some(HostLine::error(error)),
         };
-        let platform_id = parsed
+        match parsed {
+            ClientLine::Hello { hello } => {
+                if let Some(version) = hello.protocol
+                    && version != cli_protocol::VERSION
+                {
+                    return Some(HostLine::error(format!(
+                        "protocol version {version} is not supported; this runtime speaks version {}\n\n\
+                         hint: use the `nanoclaw` binary of the running runtime",
+                        cli_protocol::VERSION
+                    )));
+                }
+                let platform_id = hello
+                    .platform_id
+                    .unwrap_or_else(|| DEFAULT_PLATFORM_ID.to_string());
+                if let Some(previous) = client.reading.take()
+                    && previous != platform_id
+                    && let Ok(mut chats) = self.chats.lock()
+                    && let Some(chat) = chats.get_mut(&previous)
+                {
+                    chat.leave(client.conn);
+                }
+                self.claim(client.conn, &platform_id, client.reply_tx.clone());
+                client.reading = Some(platform_id.clone());
+                let _ = readers.try_send(ReaderArrived {
+                    channel_type: CHANNEL_TYPE.to_string(),
+                    platform_id: platform_id.clone(),
+                });
+                Some(HostLine::Welcome {
+                    hello: Welcome {
+                        platform_id,
+                        protocol: cli_protocol::VERSION,
+                    },
+                })
+            }
+            ClientLine::Ack { ack } => {
+                let Some(platform_id) = &client.reading else {
+                    return Some(HostLine::error(
+                        "`ack` before `hello`: only the reader of a chat acknowledges its replies",
+                    ));
+                };
+                if self.ack(platform_id, &ack) {
+                    // Delivery records it now rather than at its next poll.
+                    let _ = readers.try_send(ReaderArrived {
+                        channel_type: CHANNEL_TYPE.to_string(),
+                        platform_id: platform_id.clone(),
+                    });
+                } else {
+                    debug!(conn = client.conn, id = %ack, "acknowledgement of no waiting reply ignored");
+                }
+                None
+            }
+            ClientLine::Message(message) => Some(self.submit(client, message, inbound).await),
+        }
+    }
+
+    /// Hands one message to the router and answers once it is stored (or why not).
+    async fn submit(
+        &self,
+        client: &Client,
+        message: cli_protocol::Message,
+        inbound: &mpsc::Sender<Envelope>,
+    ) -> HostLine {
+        let platform_id = message
             .platform_id
-            .or_else(|| reading_for.clone())
+            .or_else(|| client.reading.clone())
             .unwrap_or_else(|| DEFAULT_PLATFORM_ID.to_string());
-        let id = parsed
+        let id = message
             .id
             .unwrap_or_else(|| crate::runtime::ids::generate("cli"));
-        if !is_safe_id(&id) {
-            return Err(format!(
+        if !cli_protocol::is_safe_id(&id) {
+            return HostLine::error(format!(
                 "message id `{id}` may only use letters, digits, `-`, `_` and `.`"
             ));
         }
         let content = serde_json::json!({
-            "text": text,
+            "text": message.text,
             "sender": "cli",
             "senderId": format!("cli:{platform_id}"),
         });
         let event = InboundEvent {
             channel_type: CHANNEL_TYPE.to_string(),
-            platform_id,
+            platform_id: platform_id.clone(),
             thread_id: None,
             message: InboundMessage {
                 id: id.clone(),
@@ -300,182 +471,84 @@ impl CliSocket {
             event,
             stored: Some(stored_tx),
         };
-        inbound
-            .send(envelope)
-            .await
-            .map_err(|_| "the runtime is shutting down".to_string())?;
+        let shutting_down = || HostLine::error("the runtime is shutting down");
+        if inbound.send(envelope).await.is_err() {
+            return shutting_down();
+        }
         match stored_rx.await {
-            Ok(true) => Ok(Some(id)),
-            Ok(false) => Err(format!(
+            Ok(Receipt::Stored { answering }) => HostLine::Accepted {
+                accepted: id,
+                agents: answering,
+            },
+            Ok(Receipt::UnknownChat) => HostLine::error(format!(
+                "no CLI chat `{platform_id}` is configured, so message `{id}` was not stored\n\n\
+                 hint: add a channel with `channel_type: cli` and `platform_id: {platform_id}` \
+                 to the manifests, or talk to a configured chat"
+            )),
+            Ok(Receipt::Failed) => HostLine::error(format!(
                 "message `{id}` could not be stored; see the runtime log"
             )),
-            Err(_) => Err("the runtime is shutting down".to_string()),
+            Err(_) => shutting_down(),
         }
     }
 
     /// Makes `conn` the reader of `platform_id`, telling a previous reader it was superseded.
+    /// What the previous reader did not acknowledge goes to the new one.
     fn claim(&self, conn: u64, platform_id: &str, tx: mpsc::Sender<String>) {
-        let Ok(mut table) = self.readers.lock() else {
+        let Ok(mut chats) = self.chats.lock() else {
             return;
         };
-        if let Some(previous) = table.insert(platform_id.to_string(), Reader { conn, tx })
+        let chat = chats.entry(platform_id.to_string()).or_default();
+        if let Some(previous) = chat.reader.replace(Reader { conn, tx })
             && previous.conn != conn
         {
-            let note = serde_json::json!({
-                "text": "[superseded by a newer client]",
-                "superseded": true,
-            });
-            let _ = previous.tx.try_send(note.to_string());
-        }
-    }
-}
-
-async fn send_error(
-    framed: &mut Framed<UnixStream, BoundedLines>,
-    error: &str,
-) -> Result<(), LinesCodecError> {
-    framed
-        .send(serde_json::json!({ "error": error }).to_string())
-        .await
-}
-
-/// One decoded client line, or the note that a line was too long (and is being skipped).
-enum Line {
-    Text(String),
-    TooLong,
-}
-
-/// `LinesCodec` with a length limit that reports an overlong line as an item instead of an
-/// error: a framed stream ends after its first error, and one bad line must not end the
-/// connection. `LinesCodec` itself skips the rest of the overlong line.
-struct BoundedLines {
-    inner: LinesCodec,
-}
-
-impl BoundedLines {
-    fn new() -> BoundedLines {
-        BoundedLines {
-            inner: LinesCodec::new_with_max_length(MAX_LINE),
-        }
-    }
-}
-
-impl Decoder for BoundedLines {
-    type Item = Line;
-    type Error = LinesCodecError;
-
-    fn decode(&mut self, buf: &mut bytes::BytesMut) -> Result<Option<Line>, LinesCodecError> {
-        match self.inner.decode(buf) {
-            Ok(line) => Ok(line.map(Line::Text)),
-            Err(LinesCodecError::MaxLineLengthExceeded) => Ok(Some(Line::TooLong)),
-            Err(err) => Err(err),
+            let note = HostLine::Superseded {
+                superseded: true,
+                text: cli_protocol::SUPERSEDED_TEXT.to_string(),
+            };
+            let _ = previous.tx.try_send(note.to_line());
+            chat.unacked.retain(|_, holder| *holder != previous.conn);
         }
     }
 
-    fn decode_eof(&mut self, buf: &mut bytes::BytesMut) -> Result<Option<Line>, LinesCodecError> {
-        match self.inner.decode_eof(buf) {
-            Ok(line) => Ok(line.map(Line::Text)),
-            Err(LinesCodecError::MaxLineLengthExceeded) => Ok(Some(Line::TooLong)),
-            Err(err) => Err(err),
+    /// Records that the reader of `platform_id` showed reply `id`; false when no such reply
+    /// waits for an acknowledgement.
+    fn ack(&self, platform_id: &str, id: &str) -> bool {
+        let Ok(mut chats) = self.chats.lock() else {
+            return false;
+        };
+        let Some(chat) = chats.get_mut(platform_id) else {
+            return false;
+        };
+        if chat.unacked.remove(id).is_none() {
+            return false;
         }
+        let now = Instant::now();
+        chat.acked
+            .retain(|_, at| now.duration_since(*at) < ACK_KEPT);
+        chat.acked.insert(id.to_string(), now);
+        true
     }
 }
 
-impl Encoder<String> for BoundedLines {
-    type Error = LinesCodecError;
-
-    fn encode(&mut self, line: String, buf: &mut bytes::BytesMut) -> Result<(), LinesCodecError> {
-        self.inner.encode(line, buf)
-    }
+/// One connection's own state (owned by its task).
+struct Client {
+    conn: u64,
+    /// Where `deliver` sends this connection's replies once it reads a chat.
+    reply_tx: mpsc::Sender<String>,
+    /// The chat this connection reads (after its hello).
+    reading: Option<String>,
 }
 
-/// Ids become part of inbound row ids and file names (`inbox/<id>/`), so keep them plain.
-fn is_safe_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && id != "."
-        && id != ".."
+/// Holds one slot of [`MAX_CONNECTIONS`] while its connection is open.
+struct Opened(Arc<AtomicUsize>);
+
+impl Drop for Opened {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn delivery_without_reader_stays_queued() {
-        let socket = CliSocket::new();
-        let outbound = Outbound {
-            platform_id: "local".into(),
-            thread_id: None,
-            kind: "chat".into(),
-            content: serde_json::json!({"text": "hi"}),
-            in_reply_to: None,
-        };
-        assert_eq!(socket.deliver(&outbound).unwrap(), Delivered::NoReader);
-        let (tx, mut rx) = mpsc::channel(4);
-        socket.claim(1, "local", tx);
-        assert_eq!(socket.deliver(&outbound).unwrap(), Delivered::Sent(None));
-        let line = rx.try_recv().unwrap();
-        assert_eq!(line, r#"{"text":"hi","in_reply_to":null}"#);
-    }
-
-    #[test]
-    fn a_reader_that_does_not_keep_up_leaves_replies_queued_not_failed() {
-        // A terminal that stops reading must not make delivery give up on its replies (3
-        // failed attempts mark them failed for good): they wait until it reads or is replaced.
-        let socket = CliSocket::new();
-        let outbound = Outbound {
-            platform_id: "local".into(),
-            thread_id: None,
-            kind: "chat".into(),
-            content: serde_json::json!({"text": "hi"}),
-            in_reply_to: None,
-        };
-        let (tx, mut rx) = mpsc::channel(1);
-        socket.claim(1, "local", tx);
-        assert_eq!(socket.deliver(&outbound).unwrap(), Delivered::Sent(None));
-        assert_eq!(socket.deliver(&outbound).unwrap(), Delivered::NoReader);
-        rx.try_recv().unwrap();
-        assert_eq!(socket.deliver(&outbound).unwrap(), Delivered::Sent(None));
-    }
-
-    #[test]
-    fn a_newer_reader_supersedes_the_old_one() {
-        let socket = CliSocket::new();
-        let (old_tx, mut old_rx) = mpsc::channel(4);
-        let (new_tx, _new_rx) = mpsc::channel(4);
-        socket.claim(1, "local", old_tx);
-        socket.claim(2, "local", new_tx);
-        let note: serde_json::Value = serde_json::from_str(&old_rx.try_recv().unwrap()).unwrap();
-        assert_eq!(note["superseded"], true);
-        assert!(note["text"].as_str().unwrap().contains("superseded"));
-    }
-
-    #[test]
-    fn an_overlong_line_is_reported_and_the_next_line_still_decodes() {
-        let mut codec = BoundedLines::new();
-        let mut buf = bytes::BytesMut::new();
-        buf.extend_from_slice(&vec![b'x'; MAX_LINE + 10]);
-        buf.extend_from_slice(b"\n{\"text\":\"ok\"}\n");
-        assert!(matches!(
-            codec.decode(&mut buf).unwrap(),
-            Some(Line::TooLong)
-        ));
-        let mut next = codec.decode(&mut buf).unwrap();
-        while matches!(next, Some(Line::TooLong)) {
-            next = codec.decode(&mut buf).unwrap();
-        }
-        assert!(matches!(next, Some(Line::Text(text)) if text == r#"{"text":"ok"}"#));
-    }
-
-    #[test]
-    fn ids_are_restricted() {
-        assert!(is_safe_id("cli-123-abc"));
-        assert!(!is_safe_id("../x"));
-        assert!(!is_safe_id(""));
-        assert!(!is_safe_id("a/b"));
-    }
-}
+#[path = "cli_socket_tests.rs"]
+mod tests;

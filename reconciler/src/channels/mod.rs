@@ -5,6 +5,8 @@
 //! nothing about agents, sessions or the DB. The registry ([`Adapters`]) is keyed by
 //! channel type; the router and delivery look adapters up there.
 
+pub mod accept;
+pub mod cli_protocol;
 pub mod cli_socket;
 
 use std::collections::BTreeMap;
@@ -24,12 +26,24 @@ pub struct InboundEvent {
 }
 
 /// An inbound event on its way to the router, with an optional receipt: the router answers
-/// `true` once the message is stored in every session it was routed to (or `false` when it
-/// could not be stored), so a channel can acknowledge only what is safe on disk.
+/// with a [`Receipt`] once the message is stored in every session it was routed to (or could
+/// not be), so a channel can acknowledge only what is safe on disk.
 #[derive(Debug)]
 pub struct Envelope {
     pub event: InboundEvent,
-    pub stored: Option<tokio::sync::oneshot::Sender<bool>>,
+    pub stored: Option<tokio::sync::oneshot::Sender<Receipt>>,
+}
+
+/// What the router did with one message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Receipt {
+    /// Stored in every session it was routed to (possibly none). `answering`: the agents that
+    /// took it and will answer (engaged, or refused with a reply), in routing order.
+    Stored { answering: Vec<String> },
+    /// No chat is registered at that address and the message did not address the bot.
+    UnknownChat,
+    /// Not (completely) stored; the runtime log says why.
+    Failed,
 }
 
 impl Envelope {
@@ -66,6 +80,12 @@ pub struct ReplyAddress {
 /// One message to deliver (an outbound row, already routed and authorised).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Outbound {
+    /// The outbound row id (or a fresh id for a runtime notice that has no row). A channel
+    /// that cannot exclude showing a message twice passes it on so the reader can drop the
+    /// duplicate.
+    pub id: String,
+    /// The agent that wrote it, by manifest name.
+    pub agent: Option<String>,
     pub platform_id: String,
     pub thread_id: Option<String>,
     /// `chat`, `chat-sdk`.
@@ -84,6 +104,10 @@ pub enum Delivered {
     /// Nobody is there to receive it right now (e.g. no CLI client connected): keep it
     /// queued, do not count an attempt. Delivery retries when the adapter reports a reader.
     NoReader,
+    /// Handed to a reader that has not confirmed showing it yet: keep it queued, do not count
+    /// an attempt. A later delivery returns `Sent` once the reader acknowledged it, or hands
+    /// it to the next reader when this one leaves without acknowledging.
+    AwaitingAck,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,37 +1,55 @@
 //! `nanoclaw chat [AGENT|CHANNEL]`: a terminal client of the CLI channel socket.
 //!
-//! Interactive mode (line editing and history by rustyline) shows replies as they arrive,
-//! above the prompt; Ctrl-D leaves. `--message TEXT` sends one message, waits for the reply
-//! (or `--replies N` replies, for fan-out) and prints it: for scripts.
+//! Interactive mode (line editing and history by rustyline; plain lines when not on a
+//! terminal, `interactive.rs`) shows replies as they arrive, above the prompt; Ctrl-D leaves.
+//! `--message TEXT` sends one message, waits for its reply (or `--replies N` replies, for
+//! fan-out) and prints it: for scripts. Either way a reply is acknowledged only once shown, so
+//! the runtime records it as delivered only then; the chosen chat is `target.rs`'s decision.
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
+mod interactive;
+mod link;
+mod target;
+
+use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use rusqlite::OptionalExtension;
 
+use self::link::{Link, Next, Shown};
+use self::target::{Mode, Target};
 use super::{Ctx, Status};
-use crate::channels::cli_socket::{CHANNEL_TYPE, DEFAULT_PLATFORM_ID};
-use crate::db;
+use crate::channels::cli_protocol::{ClientLine, HostLine, Message, Reply};
+use crate::channels::cli_socket::CHANNEL_TYPE;
+use crate::db::{self, routing};
 
 const AFTER_HELP: &str = "\
 The runtime must be running (`nanoclaw run`) on the same --data directory.
 
+Which chat: `nanoclaw chat AGENT` talks on the agent's own CLI chat (one wired only to it)
+when it has one. Otherwise it uses a CLI chat the agent shares with other agents, where every
+wired agent may answer: --message then waits for AGENT's reply, and interactive mode prefixes
+each reply with its agent's name. When there was a choice, the chat used is named on stderr.
+A CLI chat can also be named directly; without a target the chat on platform `local` (or the
+only CLI chat) is used.
+
+A reply counts as delivered only once this client has shown it. --message shows the replies to
+its own message (and notices from the runtime) and leaves others queued for the next reader of
+the chat. A reply that comes again (after a reconnect) is shown once.
+
 Examples:
-  nanoclaw chat                          talk to whoever is wired to the default CLI chat
-  nanoclaw chat andy                     talk to the agent `andy` (through its CLI channel)
-  nanoclaw chat --message 'hello'        send one message, print the reply, exit
+  nanoclaw chat                          talk on the default CLI chat
+  nanoclaw chat andy                     talk to the agent `andy`
+  nanoclaw chat andy --message 'hello'   send one message, print andy's reply, exit
   nanoclaw chat --message hi --replies 2 wait for two replies (a chat wired to two agents)";
 
 /// Talk to agents from the terminal through the CLI channel.
 #[derive(Debug, Args)]
 #[command(after_help = AFTER_HELP)]
 pub struct ChatArgs {
-    /// An agent (its CLI channel is used) or a CLI channel, by manifest name.
-    /// Default: the CLI chat `local`.
+    /// An agent (its own CLI chat is preferred, see below) or a CLI chat, by manifest name.
+    /// Default: the CLI chat on platform `local`.
     pub target: Option<String>,
     /// Send this one message, print the reply and exit (0 on a reply, 1 on timeout).
     #[arg(long, short = 'm', value_name = "TEXT")]
@@ -52,144 +70,130 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from(signed).map_err(|_| format!("`{text}` must not be negative"))
 }
 
+/// How often a client whose runtime went away tries to reconnect.
+const RECONNECT_EVERY: Duration = Duration::from_millis(250);
+
 pub fn run(args: ChatArgs, ctx: &Ctx) -> anyhow::Result<Status> {
-    let platform_id = resolve_target(&ctx.paths.db(), args.target.as_deref())?;
+    let chats = cli_chats(&ctx.paths.db(), args.target.is_some())?;
+    let mode = match args.message {
+        Some(_) => Mode::OneShot,
+        None => Mode::Interactive,
+    };
+    let target =
+        target::choose(args.target.as_deref(), &chats, mode).map_err(anyhow::Error::msg)?;
     let socket = ctx.paths.cli_socket();
-    let stream = UnixStream::connect(&socket).with_context(|| {
+    let link = Link::connect(&socket, &target.platform_id).with_context(|| {
         format!(
             "no runtime is listening at {}: start it with `nanoclaw run --data {}`",
             socket.display(),
             ctx.paths.data.display()
         )
     })?;
-    let mut writer = stream.try_clone().context("cloning the socket")?;
-    let hello = serde_json::json!({ "hello": { "platform_id": platform_id } });
-    writeln!(writer, "{hello}").context("sending hello")?;
     match args.message {
-        Some(text) => one_shot(stream, writer, &text, args.replies, args.timeout),
-        None => interactive(
-            stream,
-            writer,
-            &platform_id,
-            &ctx.paths.data.join("chat_history"),
-        ),
+        Some(text) => {
+            if let Some(note) = &target.note {
+                eprintln!("note: {note}");
+            }
+            let request = Request {
+                text: &text,
+                replies: args.replies,
+                timeout: args.timeout,
+            };
+            let mut stdout = std::io::stdout();
+            let mut stderr = std::io::stderr();
+            one_shot(link, &socket, &target, &request, &mut stdout, &mut stderr)
+        }
+        None => interactive::run(link, &socket, &target, &ctx.paths.data.join("chat_history")),
     }
 }
 
-/// The CLI platform id to talk on: a CLI channel by name, the CLI channel wired to an agent,
-/// or the default `local`.
-fn resolve_target(db_path: &Path, target: Option<&str>) -> anyhow::Result<String> {
-    let Some(target) = target else {
-        return Ok(DEFAULT_PLATFORM_ID.to_string());
-    };
+/// Every CLI chat with its agents; none when nothing was applied yet and no target needs them.
+fn cli_chats(db_path: &Path, needed: bool) -> anyhow::Result<Vec<routing::WiredChat>> {
     if !db_path.exists() {
-        bail!(
-            "no configuration yet at {}: run `nanoclaw run` or `nanoclaw apply` first",
-            db_path.display()
-        );
+        if needed {
+            bail!(
+                "no configuration yet at {}\n\nhint: run `nanoclaw run` or `nanoclaw apply` first",
+                db_path.display()
+            );
+        }
+        return Ok(Vec::new());
     }
     let conn =
         db::open_readonly(db_path).with_context(|| format!("opening {}", db_path.display()))?;
-    let by_channel: Option<String> = conn
-        .query_row(
-            "SELECT platform_id FROM messaging_groups WHERE id = ?1 AND channel_type = ?2",
-            [target, CHANNEL_TYPE],
-            |row| row.get(0),
-        )
-        .optional()?;
-    if let Some(platform_id) = by_channel {
-        return Ok(platform_id);
-    }
-    let by_agent: Option<String> = conn
-        .query_row(
-            "SELECT m.platform_id FROM messaging_group_agents w JOIN messaging_groups m ON m.id = w.messaging_group_id
-             WHERE w.agent_group_id = ?1 AND m.channel_type = ?2 ORDER BY m.id LIMIT 1",
-            [target, CHANNEL_TYPE],
-            |row| row.get(0),
-        )
-        .optional()?;
-    if let Some(platform_id) = by_agent {
-        return Ok(platform_id);
-    }
-    let mut statement = conn.prepare(
-        "SELECT m.id || ' (agents: ' || COALESCE(group_concat(w.agent_group_id, ', '), 'none') || ')'
-         FROM messaging_groups m LEFT JOIN messaging_group_agents w ON w.messaging_group_id = m.id
-         WHERE m.channel_type = ?1 GROUP BY m.id ORDER BY m.id",
-    )?;
-    let available: Vec<String> = statement
-        .query_map([CHANNEL_TYPE], |row| row.get(0))?
-        .collect::<Result<_, _>>()?;
-    bail!(
-        "`{target}` is neither a CLI channel nor an agent wired to one\n\nhint: CLI channels: {}",
-        if available.is_empty() {
-            "none — add a channel with `channel_type: cli`".to_string()
-        } else {
-            available.join("; ")
-        }
-    )
+    routing::chats_of_type(&conn, CHANNEL_TYPE)
+        .with_context(|| format!("reading the CLI chats from {}", db_path.display()))
 }
 
-/// A line from the host.
-#[derive(Debug, serde::Deserialize)]
-struct HostLine {
-    text: Option<String>,
-    in_reply_to: Option<String>,
-    accepted: Option<String>,
-    error: Option<String>,
-    /// A newer client of the same chat now receives its replies.
-    superseded: Option<bool>,
-}
-
-fn one_shot(
-    stream: UnixStream,
-    mut writer: UnixStream,
-    text: &str,
+/// A `--message` run.
+struct Request<'a> {
+    text: &'a str,
     replies: usize,
     timeout: Duration,
+}
+
+/// Sends one message and prints its replies to `out` (notices to `err`), acknowledging each.
+/// Replies to other messages are neither shown nor acknowledged: they stay queued.
+fn one_shot(
+    mut link: Link,
+    socket: &Path,
+    target: &Target,
+    request: &Request<'_>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
 ) -> anyhow::Result<Status> {
+    let deadline = Instant::now() + request.timeout;
     let id = crate::runtime::ids::generate("cli");
-    let line = serde_json::json!({ "text": text, "id": id });
-    writeln!(writer, "{line}").context("sending the message")?;
-    let deadline = Instant::now() + timeout;
-    let mut reader = BufReader::new(stream);
-    let prefix = format!("{id}:");
-    let mut received = 0;
+    let message = ClientLine::Message(Message {
+        text: request.text.to_string(),
+        id: Some(id.clone()),
+        platform_id: None,
+    });
+    link.send(&message).context("sending the message")?;
+    let mut shown = Shown::default();
     let mut accepted = false;
-    while !accepted || received < replies {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let waiting = || format!("no reply within {timeout:?} ({received} of {replies} received)");
-        if left.is_zero() {
-            bail!(waiting());
-        }
-        reader
-            .get_ref()
-            .set_read_timeout(Some(left))
-            .context("setting a read timeout")?;
-        let mut buffer = String::new();
-        match reader.read_line(&mut buffer) {
-            Ok(0) => bail!("the runtime closed the connection before replying"),
-            Ok(_) => {}
-            Err(err)
-                if matches!(
-                    err.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                bail!(waiting())
+    let mut received = 0;
+    let waiting = |received: usize| {
+        format!(
+            "no reply within {:?} ({received} of {} received)",
+            request.timeout, request.replies
+        )
+    };
+    while !accepted || received < request.replies {
+        let line = match link
+            .next(Some(deadline))
+            .context("reading from the runtime")?
+        {
+            Next::Line(line) => line,
+            Next::TimedOut => bail!(waiting(received)),
+            Next::Closed if !accepted => {
+                bail!("the runtime closed the connection before storing the message")
             }
-            Err(err) => return Err(err).context("reading from the runtime"),
-        }
-        let Ok(host) = serde_json::from_str::<HostLine>(&buffer) else {
-            continue;
+            Next::Closed => {
+                // The message is stored; its reply comes once the runtime is back.
+                writeln!(
+                    err,
+                    "note: the runtime went away; waiting for it to come back"
+                )?;
+                link = reconnect(socket, &target.platform_id, deadline)
+                    .with_context(|| waiting(received))?;
+                continue;
+            }
         };
-        if let Some(error) = host.error {
-            bail!("the runtime rejected the message: {error}");
-        }
-        if host.accepted.as_deref() == Some(id.as_str()) {
-            accepted = true;
-        }
-        if host.superseded == Some(true) {
-            bail!(
+        match line {
+            HostLine::Welcome { .. } => {}
+            HostLine::Accepted {
+                accepted: stored,
+                agents,
+            } => {
+                if stored == id {
+                    accepted = true;
+                    if request.replies > 0 {
+                        expect_an_answer(target, &agents)?;
+                    }
+                }
+            }
+            HostLine::Error { error } => bail!("the runtime rejected the message: {error}"),
+            HostLine::Superseded { .. } => bail!(
                 "another client of this chat connected and now receives its replies{}; \
                  give concurrent scripts their own CLI channels",
                 if accepted {
@@ -197,91 +201,91 @@ fn one_shot(
                 } else {
                     ""
                 }
-            );
-        }
-        match (host.text, host.in_reply_to) {
-            (Some(text), Some(reply_to)) if reply_to.starts_with(&prefix) => {
-                println!("{text}");
-                received += 1;
-            }
-            // A notice from the runtime itself (e.g. the agent cannot start): show it.
-            (Some(text), None) => eprintln!("{text}"),
-            _ => {}
+            ),
+            HostLine::Reply(reply) => match addressed(&reply, &id, target.agent.as_deref()) {
+                Addressed::Answer => {
+                    if shown.first_time(&reply.id) {
+                        writeln!(out, "{}", reply.text)?;
+                        out.flush()?;
+                        received += 1;
+                    }
+                    link.ack(&reply.id).context("acknowledging a reply")?;
+                }
+                Addressed::Notice => {
+                    if shown.first_time(&reply.id) {
+                        writeln!(err, "{}", reply.text)?;
+                    }
+                    link.ack(&reply.id).context("acknowledging a notice")?;
+                }
+                Addressed::Other => {}
+            },
         }
     }
     Ok(Status::Ok)
 }
 
-fn interactive(
-    stream: UnixStream,
-    mut writer: UnixStream,
-    platform_id: &str,
-    history: &Path,
-) -> anyhow::Result<Status> {
-    let mut editor = rustyline::DefaultEditor::new().context("starting the line editor")?;
-    // History persists across chat sessions (best effort: a missing file is a first run).
-    let _ = editor.load_history(history);
-    let mut printer = editor
-        .create_external_printer()
-        .context("starting the reply printer")?;
-    let reader_thread = std::thread::spawn(move || {
-        use rustyline::ExternalPrinter;
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            let Ok(host) = serde_json::from_str::<HostLine>(&line) else {
-                continue;
-            };
-            let shown = match (host.text, host.error, host.accepted) {
-                (Some(text), _, _) => Some(text),
-                (_, Some(error), _) => Some(format!("error: {error}")),
-                _ => None,
-            };
-            if let Some(shown) = shown {
-                let _ = printer.print(format!("{shown}\n"));
-            }
+/// Fails early when the runtime says nobody (or not the named agent) will answer.
+fn expect_an_answer(target: &Target, answering: &[String]) -> anyhow::Result<()> {
+    let chat = target.chat.as_deref().unwrap_or(&target.platform_id);
+    if answering.is_empty() {
+        bail!(
+            "the message was stored, but no agent on the CLI chat `{chat}` answers it, so no reply will come\n\n\
+             hint: check the engage mode and pattern of the chat's wirings"
+        );
+    }
+    if let Some(agent) = &target.agent
+        && !answering.contains(agent)
+    {
+        bail!(
+            "the message was stored, but `{agent}` does not answer it on the CLI chat `{chat}` (answering: {})\n\n\
+             hint: check the engage mode and pattern of `{agent}`'s wiring",
+            answering.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Who a reply is for, from a one-shot client's point of view.
+#[derive(Debug, PartialEq, Eq)]
+enum Addressed {
+    /// It answers our message (from the agent we wait for): show it on stdout.
+    Answer,
+    /// It answers no message (a notice, e.g. the agent cannot start): show it on stderr.
+    Notice,
+    /// It answers another message or comes from another agent: leave it queued.
+    Other,
+}
+
+fn addressed(reply: &Reply, message_id: &str, agent: Option<&str>) -> Addressed {
+    match (&reply.in_reply_to, agent) {
+        (Some(to), Some(agent)) if *to == format!("{message_id}:{agent}") => Addressed::Answer,
+        (Some(to), None)
+            if to
+                .strip_prefix(message_id)
+                .is_some_and(|rest| rest.starts_with(':')) =>
+        {
+            Addressed::Answer
         }
-        let _ = printer.print("(the runtime closed the connection)\n".to_string());
-    });
-    println!("Connected to the CLI chat `{platform_id}`. Type a message; Ctrl-D leaves.");
+        (Some(_), _) => Addressed::Other,
+        (None, Some(agent)) if reply.agent.as_deref().is_some_and(|from| from != agent) => {
+            Addressed::Other
+        }
+        (None, _) => Addressed::Notice,
+    }
+}
+
+/// Connects again until `deadline`.
+fn reconnect(socket: &Path, platform_id: &str, deadline: Instant) -> anyhow::Result<Link> {
     loop {
-        match editor.readline("> ") {
-            Ok(line) if line.trim().is_empty() => continue,
-            Ok(line) => {
-                let _ = editor.add_history_entry(line.as_str());
-                let message = serde_json::json!({ "text": line });
-                if writeln!(writer, "{message}").is_err() {
-                    eprintln!("error: the runtime is gone");
-                    return Ok(Status::Error);
-                }
+        match Link::connect(socket, platform_id) {
+            Ok(link) => return Ok(link),
+            Err(err) if Instant::now() >= deadline => {
+                return Err(err).context("the runtime did not come back");
             }
-            Err(rustyline::error::ReadlineError::Interrupted) => continue,
-            Err(rustyline::error::ReadlineError::Eof) => break,
-            Err(err) => return Err(err).context("reading input"),
+            Err(_) => std::thread::sleep(RECONNECT_EVERY),
         }
     }
-    let _ = editor.save_history(history);
-    let _ = writer.shutdown(std::net::Shutdown::Both);
-    let _ = reader_thread.join();
-    Ok(Status::Ok)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_one_shot_client_taken_over_by_another_fails_at_once_with_the_reason() {
-        let (ours, mut host) = UnixStream::pair().unwrap();
-        let writer = ours.try_clone().unwrap();
-        writeln!(
-            host,
-            r#"{{"text":"[superseded by a newer client]","superseded":true}}"#
-        )
-        .unwrap();
-        let err = one_shot(ours, writer, "hi", 1, Duration::from_secs(2)).unwrap_err();
-        assert!(
-            err.to_string().contains("another client"),
-            "unexpected error: {err}"
-        );
-    }
-}
+mod tests;

@@ -98,6 +98,50 @@ pub fn wirings(conn: &Connection, chat_id: &str) -> rusqlite::Result<Vec<Wiring>
     rows.collect()
 }
 
+/// A chat of one channel type with the agents wired to it (for `nanoclaw chat`'s choice).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WiredChat {
+    /// The chat's manifest name (messaging group id).
+    pub name: String,
+    pub platform_id: String,
+    /// Wired agents that exist, by name.
+    pub agents: Vec<String>,
+}
+
+const CHATS_OF_TYPE: &str = "SELECT m.id, m.platform_id, a.id
+  FROM messaging_groups m
+  LEFT JOIN messaging_group_agents w ON w.messaging_group_id = m.id
+  LEFT JOIN agent_groups a ON a.id = w.agent_group_id
+  WHERE m.channel_type = ?1
+  ORDER BY m.id, a.id";
+
+/// Every chat of `channel_type` with its wired agents, by name.
+pub fn chats_of_type(conn: &Connection, channel_type: &str) -> rusqlite::Result<Vec<WiredChat>> {
+    let mut statement = conn.prepare_cached(CHATS_OF_TYPE)?;
+    let rows = statement.query_map([channel_type], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, Option<String>>(2)?,
+        ))
+    })?;
+    let mut chats: Vec<WiredChat> = Vec::new();
+    for row in rows {
+        let (name, platform_id, agent) = row?;
+        if chats.last().is_none_or(|chat| chat.name != name) {
+            chats.push(WiredChat {
+                name,
+                platform_id,
+                agents: Vec::new(),
+            });
+        }
+        if let (Some(agent), Some(chat)) = (agent, chats.last_mut()) {
+            chat.agents.push(agent);
+        }
+    }
+    Ok(chats)
+}
+
 /// An enum column; the CHECK constraints make anything else a corrupt DB, reported as such.
 fn enum_column<T: serde::de::DeserializeOwned>(
     row: &rusqlite::Row<'_>,
@@ -245,6 +289,36 @@ mod tests {
             .collect();
         assert_eq!(agents, ["b", "a"]);
         assert!(super::chat(&conn, "telegram", "nope").unwrap().is_none());
+    }
+
+    #[test]
+    fn chats_of_a_type_list_their_existing_agents() {
+        let conn = crate::db::open_in_memory().unwrap();
+        seed(&conn);
+        conn.execute_batch(
+            "INSERT INTO messaging_groups (id, channel_type, platform_id, unknown_sender_policy, created_at)
+               VALUES ('empty', 'telegram', 'telegram:9', 'strict', 't'), ('term', 'cli', 'local', 'public', 't');
+             INSERT INTO messaging_group_agents (id, messaging_group_id, agent_group_id, engage_mode, priority, created_at)
+               VALUES ('term/a', 'term', 'a', 'pattern', 1, 't');",
+        )
+        .unwrap();
+        let chats = chats_of_type(&conn, "telegram").unwrap();
+        let wired = |name: &str, platform_id: &str, agents: &[&str]| WiredChat {
+            name: name.into(),
+            platform_id: platform_id.into(),
+            agents: agents.iter().map(|agent| agent.to_string()).collect(),
+        };
+        assert_eq!(
+            chats,
+            [
+                wired("empty", "telegram:9", &[]),
+                wired("fam", "telegram:1", &["a", "b"])
+            ]
+        );
+        assert_eq!(
+            chats_of_type(&conn, "cli").unwrap(),
+            [wired("term", "local", &["a"])]
+        );
     }
 
     #[test]

@@ -149,6 +149,9 @@ impl Delivery {
             Ok(Delivered::NoReader) => {
                 debug!(session, id = %row.id, "no reader connected; reply stays queued")
             }
+            Ok(Delivered::AwaitingAck) => {
+                debug!(session, id = %row.id, "not shown yet; reply stays queued")
+            }
             Err(reason) => {
                 let tries = self.attempts.entry(row.id.clone()).or_insert(0);
                 *tries += 1;
@@ -194,6 +197,8 @@ impl Delivery {
             .get(channel_type)
             .ok_or_else(|| format!("no `{channel_type}` channel is running"))?;
         let message = Outbound {
+            id: row.id.clone(),
+            agent: Some(agent.to_string()),
             platform_id: platform_id.clone(),
             thread_id: row.thread_id.clone(),
             kind: row.kind.clone(),

@@ -329,6 +329,8 @@ impl Notices {
             "⚠️ The agent `{agent}` could not be started, so it cannot answer yet. Your message is kept and will be retried; the nanoclaw log says why."
         );
         let notice = crate::channels::Outbound {
+            id: ids::generate("notice"),
+            agent: Some(agent.clone()),
             platform_id,
             thread_id,
             kind: "chat".to_string(),

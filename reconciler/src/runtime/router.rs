@@ -18,7 +18,7 @@ use tracing::{debug, info, warn};
 
 use super::attachments;
 use super::route::{self, Action, Facts, MessageFacts, Patterns};
-use crate::channels::{Adapters, Envelope, InboundEvent, Outbound};
+use crate::channels::{Adapters, Envelope, InboundEvent, Outbound, Receipt};
 use crate::db::{self, routing, sessions};
 use crate::paths::Paths;
 use crate::state::SessionMode;
@@ -84,8 +84,7 @@ impl Router {
         let mut writes: Vec<(String, SessionWrites)> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         let mut denials = Vec::new();
-        let mut receipts: Vec<(tokio::sync::oneshot::Sender<bool>, Option<Vec<usize>>)> =
-            Vec::new();
+        let mut receipts: Vec<(tokio::sync::oneshot::Sender<Receipt>, Stored)> = Vec::new();
         match self.conn.transaction() {
             Ok(tx) => {
                 for envelope in envelopes.drain(..) {
@@ -97,7 +96,8 @@ impl Router {
                         &mut self.patterns,
                         envelope.event,
                     );
-                    let slots = match outcome {
+                    let stored = match outcome {
+                        Ok(routed) if routed.unknown_chat => Stored::UnknownChat,
                         Ok(routed) => {
                             let mut slots = Vec::with_capacity(routed.rows.len());
                             for (session, dir, row) in routed.rows {
@@ -115,15 +115,18 @@ impl Router {
                                 slots.push(slot);
                             }
                             denials.extend(routed.denials);
-                            Some(slots)
+                            Stored::In {
+                                slots,
+                                answering: routed.answering,
+                            }
                         }
                         Err(err) => {
                             warn!(msg = %message_id, error = %format!("{err:#}"), "message not routed");
-                            None
+                            Stored::Failed
                         }
                     };
-                    if let Some(stored) = envelope.stored {
-                        receipts.push((stored, slots));
+                    if let Some(receipt) = envelope.stored {
+                        receipts.push((receipt, stored));
                     }
                 }
                 if let Err(err) = tx.commit() {
@@ -133,8 +136,8 @@ impl Router {
             Err(err) => {
                 warn!(error = %err, "router cannot start a transaction");
                 for envelope in envelopes.drain(..) {
-                    if let Some(stored) = envelope.stored {
-                        let _ = stored.send(false);
+                    if let Some(receipt) = envelope.stored {
+                        let _ = receipt.send(Receipt::Failed);
                     }
                 }
             }
@@ -160,9 +163,15 @@ impl Router {
                 }
             }
         }
-        for (stored, slots) in receipts {
-            let ok = slots.is_some_and(|slots| slots.iter().all(|slot| stored_ok[*slot]));
-            let _ = stored.send(ok);
+        for (receipt, stored) in receipts {
+            let answer = match stored {
+                Stored::In { slots, answering } if slots.iter().all(|slot| stored_ok[*slot]) => {
+                    Receipt::Stored { answering }
+                }
+                Stored::UnknownChat => Receipt::UnknownChat,
+                Stored::In { .. } | Stored::Failed => Receipt::Failed,
+            };
+            let _ = receipt.send(answer);
         }
         for (channel_type, outbound) in denials {
             if let Some(adapter) = self.adapters.get(&channel_type)
@@ -210,6 +219,21 @@ fn insert(dir: &std::path::Path, rows: &mut Vec<NewInbound>) -> anyhow::Result<(
 struct Routed {
     rows: Vec<(String, PathBuf, NewInbound)>,
     denials: Vec<(String, Outbound)>,
+    /// Agents that will answer: engaged, or refused with a reply.
+    answering: Vec<String>,
+    /// No chat at the event's address (and it did not address the bot).
+    unknown_chat: bool,
+}
+
+/// Where one message of a batch went, for its receipt.
+enum Stored {
+    /// Rows in these `writes` slots (possibly none).
+    In {
+        slots: Vec<usize>,
+        answering: Vec<String>,
+    },
+    UnknownChat,
+    Failed,
 }
 
 /// Routes one event inside the batch transaction (host.md §3.2).
@@ -242,7 +266,10 @@ fn route_one(
         }
         None => {
             debug!(channel = %event.channel_type, platform = %event.platform_id, "message from an unknown chat ignored");
-            return Ok(Routed::default());
+            return Ok(Routed {
+                unknown_chat: true,
+                ..Routed::default()
+            });
         }
     };
     let wirings = routing::wirings(conn, &chat.id)?;
@@ -334,13 +361,19 @@ fn route_one(
                     source_session_id: None,
                 };
                 routed.rows.push((session, dir, row));
+                if wake {
+                    routed.answering.push(agent.clone());
+                }
                 if wake && !subscribed {
                     subscribed = subscribe_sticky(adapters, &wirings, &agent, &chat, &event);
                 }
             }
             Action::Deny { agent, command } => {
                 info!(agent = %agent, command = %command, msg = %event.message.id, "admin command denied");
+                routed.answering.push(agent.clone());
                 let outbound = Outbound {
+                    id: crate::runtime::ids::generate("denial"),
+                    agent: Some(agent.clone()),
                     platform_id: reply.platform_id.clone(),
                     thread_id: reply.thread_id.clone(),
                     kind: "chat".to_string(),

@@ -836,12 +836,44 @@ fn a_batch_acknowledges_each_message_once_it_is_stored() {
             stored: Some(second_tx),
         },
     ]);
-    assert_eq!(first_rx.blocking_recv(), Ok(true));
+    assert_eq!(
+        first_rx.blocking_recv(),
+        Ok(Receipt::Stored {
+            answering: vec!["ag-1".into()]
+        })
+    );
     assert_eq!(
         second_rx.blocking_recv(),
-        Ok(true),
-        "nothing to store is stored"
+        Ok(Receipt::UnknownChat),
+        "the channel can tell its client that nobody will read it"
     );
+}
+
+#[test]
+fn a_receipt_names_only_the_agents_that_will_answer() {
+    let mut world = World::new();
+    world
+        .conn
+        .execute_batch(
+            "INSERT INTO agent_groups (id, name, folder, created_at) VALUES ('ag-2', 'Quiet', 'ag-2', 't');
+             INSERT INTO messaging_group_agents (id, messaging_group_id, agent_group_id, engage_mode, engage_pattern,
+               sender_scope, ignored_message_policy, session_mode, priority, created_at)
+               VALUES ('mga-2', 'mg-1', 'ag-2', 'pattern', '^@quiet', 'all', 'accumulate', 'shared', 0, 't');",
+        )
+        .unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    world.router.route_batch(&mut vec![Envelope {
+        event: event("m1", json!({"text": "hi"})),
+        stored: Some(tx),
+    }]);
+    assert_eq!(
+        rx.blocking_recv(),
+        Ok(Receipt::Stored {
+            answering: vec!["ag-1".into()]
+        }),
+        "ag-2 keeps the message as context and will not answer"
+    );
+    assert_eq!(world.rows("ag-2", &world.session("ag-2")).len(), 1);
 }
 
 #[test]
@@ -867,10 +899,13 @@ fn a_redelivered_message_does_not_take_its_batch_neighbours_down() {
         .map(|row| row.id)
         .collect();
     assert_eq!(ids, ["m1:ag-1", "m2:ag-1"]);
-    assert_eq!(next_rx.blocking_recv(), Ok(true));
+    let stored = Ok(Receipt::Stored {
+        answering: vec!["ag-1".into()],
+    });
+    assert_eq!(next_rx.blocking_recv(), stored);
     assert_eq!(
         again_rx.blocking_recv(),
-        Ok(true),
+        stored,
         "already stored counts as stored"
     );
 }

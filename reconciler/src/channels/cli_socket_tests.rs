@@ -1,0 +1,200 @@
+//! Unit tests of the CLI channel: delivery to readers and acknowledgements, the line codec,
+//! and the connection limit on a real socket in a temp dir.
+
+use super::*;
+
+fn reply(id: &str, text: &str) -> Outbound {
+    Outbound {
+        id: id.into(),
+        agent: Some("andy".into()),
+        platform_id: "local".into(),
+        thread_id: None,
+        kind: "chat".into(),
+        content: serde_json::json!({ "text": text }),
+        in_reply_to: Some("m1:andy".into()),
+    }
+}
+
+/// A reader of `local` on connection `conn`, as a hello would make it.
+fn reader(socket: &CliSocket, conn: u64, buffer: usize) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel(buffer);
+    socket.claim(conn, "local", tx);
+    rx
+}
+
+#[test]
+fn delivery_without_reader_stays_queued() {
+    let socket = CliSocket::new();
+    assert_eq!(
+        socket.deliver(&reply("r1", "hi")).unwrap(),
+        Delivered::NoReader
+    );
+    let mut rx = reader(&socket, 1, 4);
+    assert_eq!(
+        socket.deliver(&reply("r1", "hi")).unwrap(),
+        Delivered::AwaitingAck
+    );
+    let line = rx.try_recv().unwrap();
+    assert_eq!(
+        line,
+        r#"{"id":"r1","text":"hi","agent":"andy","in_reply_to":"m1:andy"}"#
+    );
+}
+
+#[test]
+fn issue_8_a_reply_is_delivered_only_once_its_reader_acknowledges_it() {
+    let socket = CliSocket::new();
+    let mut rx = reader(&socket, 1, 4);
+    assert_eq!(
+        socket.deliver(&reply("r1", "hi")).unwrap(),
+        Delivered::AwaitingAck
+    );
+    rx.try_recv().unwrap();
+    // Delivery polls again before the client answered: not sent twice, still not delivered.
+    assert_eq!(
+        socket.deliver(&reply("r1", "hi")).unwrap(),
+        Delivered::AwaitingAck
+    );
+    assert!(rx.try_recv().is_err(), "not sent twice to one reader");
+    assert!(!socket.ack("local", "other"), "an id never sent is ignored");
+    assert!(socket.ack("local", "r1"));
+    assert_eq!(
+        socket.deliver(&reply("r1", "hi")).unwrap(),
+        Delivered::Sent(None)
+    );
+    assert!(rx.try_recv().is_err());
+}
+
+#[test]
+fn issue_8_a_reader_that_leaves_without_acknowledging_leaves_the_reply_queued() {
+    let socket = CliSocket::new();
+    let mut first = reader(&socket, 1, 4);
+    assert_eq!(
+        socket.deliver(&reply("r1", "hi")).unwrap(),
+        Delivered::AwaitingAck
+    );
+    first.try_recv().unwrap();
+    socket
+        .chats
+        .lock()
+        .unwrap()
+        .get_mut("local")
+        .unwrap()
+        .leave(1);
+    assert_eq!(
+        socket.deliver(&reply("r1", "hi")).unwrap(),
+        Delivered::NoReader
+    );
+    let mut second = reader(&socket, 2, 4);
+    assert_eq!(
+        socket.deliver(&reply("r1", "hi")).unwrap(),
+        Delivered::AwaitingAck
+    );
+    assert!(second.try_recv().unwrap().contains(r#""id":"r1""#));
+}
+
+#[test]
+fn a_reader_that_does_not_keep_up_leaves_replies_queued_not_failed() {
+    // A terminal that stops reading must not make delivery give up on its replies (3
+    // failed attempts mark them failed for good): they wait until it reads or is replaced.
+    let socket = CliSocket::new();
+    let mut rx = reader(&socket, 1, 1);
+    assert_eq!(
+        socket.deliver(&reply("r1", "one")).unwrap(),
+        Delivered::AwaitingAck
+    );
+    assert_eq!(
+        socket.deliver(&reply("r2", "two")).unwrap(),
+        Delivered::NoReader
+    );
+    rx.try_recv().unwrap();
+    assert_eq!(
+        socket.deliver(&reply("r2", "two")).unwrap(),
+        Delivered::AwaitingAck
+    );
+}
+
+#[test]
+fn a_newer_reader_supersedes_the_old_one_and_gets_what_it_did_not_acknowledge() {
+    let socket = CliSocket::new();
+    let mut old = reader(&socket, 1, 4);
+    socket.deliver(&reply("r1", "hi")).unwrap();
+    old.try_recv().unwrap();
+    let mut new = reader(&socket, 2, 4);
+    let note = HostLine::parse(&old.try_recv().unwrap());
+    assert!(
+        matches!(
+            note,
+            Some(HostLine::Superseded {
+                superseded: true,
+                ..
+            })
+        ),
+        "{note:?}"
+    );
+    assert_eq!(
+        socket.deliver(&reply("r1", "hi")).unwrap(),
+        Delivered::AwaitingAck
+    );
+    assert!(new.try_recv().unwrap().contains(r#""id":"r1""#));
+}
+
+#[test]
+fn a_notice_without_a_row_is_shown_like_a_reply() {
+    let socket = CliSocket::new();
+    let mut rx = reader(&socket, 1, 4);
+    let mut notice = reply("notice-1", "cannot start");
+    notice.in_reply_to = None;
+    notice.agent = None;
+    socket.deliver(&notice).unwrap();
+    assert_eq!(
+        rx.try_recv().unwrap(),
+        r#"{"id":"notice-1","text":"cannot start"}"#
+    );
+}
+
+#[tokio::test]
+async fn issue_8_connections_beyond_the_limit_are_refused_with_an_error() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cli.sock");
+    let listener = bind(&path).unwrap();
+    let socket = Arc::new(CliSocket::new().with_max_connections(2));
+    let (inbound_tx, _inbound_rx) = mpsc::channel(8);
+    let (readers_tx, _readers_rx) = mpsc::channel(8);
+    let tasks = TaskTracker::new();
+    let stop = CancellationToken::new();
+    tasks.spawn(Arc::clone(&socket).serve(
+        listener,
+        path.clone(),
+        inbound_tx,
+        readers_tx,
+        tasks.clone(),
+        stop.clone(),
+    ));
+    let hello = |stream: UnixStream| async move {
+        let (read, mut write) = stream.into_split();
+        write.write_all(b"{\"hello\":{}}\n").await.unwrap();
+        let mut line = String::new();
+        BufReader::new(read).read_line(&mut line).await.unwrap();
+        (line, write)
+    };
+    let (first, _keep_first) = hello(UnixStream::connect(&path).await.unwrap()).await;
+    let (second, _keep_second) = hello(UnixStream::connect(&path).await.unwrap()).await;
+    assert_eq!(
+        first.trim(),
+        r#"{"hello":{"platform_id":"local","protocol":1}}"#
+    );
+    assert!(second.contains("hello"), "{second}");
+    let mut third = BufReader::new(UnixStream::connect(&path).await.unwrap());
+    let mut line = String::new();
+    third.read_line(&mut line).await.unwrap();
+    assert!(line.contains("limit"), "{line}");
+    line.clear();
+    assert_eq!(third.read_line(&mut line).await.unwrap(), 0, "then closed");
+    drop((_keep_first, _keep_second));
+    stop.cancel();
+    tasks.close();
+    tasks.wait().await;
+}
