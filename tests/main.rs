@@ -5,6 +5,7 @@
 mod support;
 
 mod containers;
+mod daemon;
 mod manifests;
 mod plan_apply;
 mod runtime;

@@ -16,7 +16,7 @@ struct Daemon<'a> {
     guard: support::DockerGuard,
 }
 
-const CLI_AGENT: &str = "\
+pub(crate) const CLI_AGENT: &str = "\
 kind: agent
 name: echo
 provider: mock

@@ -2,6 +2,7 @@
 //! to running agents. Never creates or writes the DB. Also holds the loading steps `apply`
 //! shares (manifests, current state, the empty-manifest guard).
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -85,7 +86,8 @@ pub(crate) fn load_manifests(dir: &Path) -> anyhow::Result<Option<Loaded>> {
             digest: manifests.digest,
         })),
         Err(diagnostics) => {
-            eprint!("{}", crate::manifest::render(&diagnostics));
+            let text = crate::manifest::render(&diagnostics);
+            let _ = crate::logging::stderr().write_all(text.as_bytes());
             Ok(None)
         }
     }

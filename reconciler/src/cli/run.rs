@@ -1,6 +1,10 @@
 //! `nanoclaw run [DIR]`: validate and apply the manifests, make sure Docker and the agent image
 //! are there, then run the runtime until SIGINT/SIGTERM.
+//!
+//! Nothing here may panic on a broken stderr: the plan and messages go through
+//! `logging::stderr()`, and the signal task cancels before it logs.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -56,7 +60,7 @@ pub struct RunArgs {
 
 pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Status> {
     let Some(loaded) = load_manifests(&args.dir)? else {
-        eprintln!(
+        say!(
             "error: refusing to start: fix the manifests in `{}` first",
             args.dir.display()
         );
@@ -81,8 +85,9 @@ pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Status> {
         let tasks = tokio_util::task::TaskTracker::new();
         tasks.spawn(async move {
             wait_for_signal().await;
-            info!("signal received: shutting down (a second signal forces exit)");
+            // Cancel first: shutdown must never wait on a log line (stderr may be gone).
             signals.cancel();
+            info!("signal received (a second signal forces exit)");
             wait_for_signal().await;
             warn!("second signal: exiting now");
             std::process::exit(130);
@@ -116,7 +121,12 @@ fn apply_manifests(
         info!(generation = plan.generation, "configuration up to date");
         return Ok(());
     }
-    eprint!("{}", plan::render::render(&plan, false));
+    // Through a writer a closed stderr cannot turn into a panic.
+    let _ = write!(
+        crate::logging::stderr(),
+        "{}",
+        plan::render::render(&plan, false)
+    );
     let meta = Meta {
         manifest_digest: loaded.digest,
         git_commit: apply::git_commit(dir),
