@@ -1,11 +1,14 @@
-//! The daemon's own guarantees, end to end with real `nanoclaw run` processes: a broken stderr
-//! that cannot deafen it.
+//! The daemon's own guarantees, end to end with real `nanoclaw run` processes: one daemon per
+//! data dir (the lock, its message, a crash freeing it, the data dir's permissions) and a broken
+//! stderr that cannot deafen it.
 
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::runtime::CLI_AGENT;
-use crate::support::{self, Env};
+use crate::runtime::{CLI_AGENT, Daemon};
+use crate::support::{self, Env, Run};
 
 /// A child process that is killed (SIGKILL) if the test ends before it exited.
 struct Process(Child);
@@ -42,6 +45,137 @@ impl Drop for Process {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Runs `nanoclaw ARGS` to completion with output in files, killing it after `deadline` (a
+/// `run` that should refuse must not hang the test when it starts instead).
+fn run_with_deadline(env: &Env, args: &[&str], deadline: Duration) -> Run {
+    let stdout_path = env.root.path().join("second.stdout");
+    let stderr_path = env.root.path().join("second.stderr");
+    let child = env
+        .command(args)
+        .stdout(std::fs::File::create(&stdout_path).expect("stdout file"))
+        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
+        .spawn()
+        .expect("start nanoclaw");
+    let mut process = Process(child);
+    let code = process.wait(&format!("`nanoclaw {}` to exit", args.join(" ")), deadline);
+    Run {
+        code,
+        stdout: std::fs::read_to_string(stdout_path).unwrap_or_default(),
+        stderr: std::fs::read_to_string(stderr_path).unwrap_or_default(),
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[test]
+fn issue_7_a_second_run_on_one_data_dir_refuses_and_names_the_holder() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let env = Env::new("one-daemon");
+    env.write("agents.yaml", CLI_AGENT);
+    let daemon = Daemon::start(&env);
+    let hello = env.run(&["chat", "--message", "hello", "--timeout", "60s"]);
+    assert_eq!(hello.stdout.trim(), "echo: hello", "{}", hello.stderr);
+    let containers = daemon.containers();
+    assert_eq!(containers.len(), 1, "{}", daemon.log());
+
+    let image = support::agent_image().tag;
+    let second = run_with_deadline(
+        &env,
+        &["run", "manifests", "--image", image],
+        Duration::from_secs(60),
+    );
+    assert_eq!(second.code, 1, "the second run must refuse: {second:?}");
+    let holder = regex::Regex::new(&format!(
+        r"pid {}, started \d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\dZ",
+        daemon.pid()
+    ))
+    .expect("regex");
+    assert!(
+        holder.is_match(&second.stderr),
+        "names the holder's pid and start time: {}",
+        second.stderr
+    );
+    assert!(second.stderr.contains("hint: "), "{}", second.stderr);
+
+    assert_eq!(
+        daemon.containers(),
+        containers,
+        "the first daemon's container survives\n{}",
+        daemon.log()
+    );
+    let again = env.run(&["chat", "--message", "still there?", "--timeout", "60s"]);
+    assert_eq!(
+        again.stdout.trim(),
+        "echo: still there?",
+        "the first daemon keeps answering: {}\n{}",
+        again.stderr,
+        daemon.log()
+    );
+}
+
+#[test]
+fn issue_7_kill_9_of_the_holder_frees_the_lock() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let env = Env::new("lock-crash");
+    env.write("agents.yaml", CLI_AGENT);
+    let mut daemon = Daemon::start(&env);
+    let first = env.run(&["chat", "--message", "one", "--timeout", "60s"]);
+    assert_eq!(first.stdout.trim(), "echo: one", "{}", first.stderr);
+    daemon.crash();
+    let daemon = Daemon::start(&env);
+    let second = env.run(&["chat", "--message", "two", "--timeout", "60s"]);
+    assert_eq!(
+        second.stdout.trim(),
+        "echo: two",
+        "{}\n{}",
+        second.stderr,
+        daemon.log()
+    );
+}
+
+#[test]
+fn issue_7_a_data_dir_others_can_write_is_refused_with_the_fix() {
+    let env = Env::new("data-dir-mode");
+    env.write("agents.yaml", CLI_AGENT);
+    std::fs::create_dir_all(env.data()).expect("data dir");
+    for writable in [0o777, 0o770, 0o702] {
+        std::fs::set_permissions(env.data(), std::fs::Permissions::from_mode(writable))
+            .expect("chmod");
+        for command in [&["run", "manifests"][..], &["apply", "--yes"][..]] {
+            let run = run_with_deadline(&env, command, Duration::from_secs(60));
+            assert_eq!(run.code, 1, "{command:?} with mode {writable:o}: {run:?}");
+            let fix = format!("hint: run `chmod 700 {}`", env.data().display());
+            assert!(
+                run.stderr.contains(&fix),
+                "{command:?} with mode {writable:o}: {}",
+                run.stderr
+            );
+        }
+    }
+    assert!(!env.db().exists(), "nothing was written");
+    assert!(!env.data().join("cli.sock").exists());
+}
+
+#[test]
+fn issue_7_a_new_data_dir_and_its_files_are_private() {
+    let env = Env::new("data-dir-private");
+    env.write("agents.yaml", CLI_AGENT);
+    env.run(&["apply", "--yes"]).success();
+    assert_eq!(mode(&env.data()), 0o700);
+    assert_eq!(mode(&env.db()), 0o600);
+    assert_eq!(mode(&env.data().join("apply.lock")), 0o600);
 }
 
 /// Starts `nanoclaw run` with stderr on a pipe, has a container answer, closes the pipe's

@@ -10,7 +10,9 @@
 //! - [`runtime`]: the long-running daemon (router, delivery, sweep).
 //! - [`containers`]: the only Docker code.
 //! - [`channels`]: channel adapters (CLI socket, …).
-//! - [`env`], [`paths`], [`logging`]: environment, file layout, tracing.
+//! - [`env`], [`paths`], [`logging`]: environment, file layout (and the data dir's checks),
+//!   tracing.
+//! - [`lockfile`]: OS file locks that name their holder (apply lock, daemon lock).
 
 pub mod apply;
 pub mod channels;
@@ -19,6 +21,7 @@ pub mod containers;
 pub mod db;
 pub mod env;
 pub mod export;
+pub mod lockfile;
 pub mod logging;
 pub mod manifest;
 pub mod paths;

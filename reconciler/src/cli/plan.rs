@@ -104,14 +104,12 @@ pub(crate) fn read_current_readonly(ctx: &Ctx) -> anyhow::Result<Current> {
     Ok(plan::current::read(&conn)?)
 }
 
-/// Creates the data dir, takes the apply lock and opens the central DB read-write: the
-/// start of every command that writes the configuration (`apply`, `run`).
+/// Creates (or checks) the data dir, takes the apply lock and opens the central DB read-write:
+/// the start of every command that writes the configuration (`apply`, `run`).
 pub(crate) fn open_for_apply(
     ctx: &Ctx,
 ) -> anyhow::Result<(crate::apply::ApplyLock, rusqlite::Connection)> {
-    ctx.paths
-        .ensure()
-        .with_context(|| format!("creating `{}`", ctx.paths.data.display()))?;
+    ctx.paths.ensure()?;
     let lock = crate::apply::lock(&ctx.paths.apply_lock())?;
     let db_path = ctx.paths.db();
     let conn =

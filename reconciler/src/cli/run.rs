@@ -1,5 +1,5 @@
-//! `nanoclaw run [DIR]`: validate and apply the manifests, make sure Docker and the agent image
-//! are there, then run the runtime until SIGINT/SIGTERM.
+//! `nanoclaw run [DIR]`: take the data dir's daemon lock, validate and apply the manifests, make
+//! sure Docker and the agent image are there, then run the runtime until SIGINT/SIGTERM.
 //!
 //! Nothing here may panic on a broken stderr: the plan and messages go through
 //! `logging::stderr()`, and the signal task cancels before it logs.
@@ -22,9 +22,11 @@ use crate::plan::{self, Options};
 use crate::runtime::{self, Settings};
 
 const AFTER_HELP: &str = "\
-Startup: validate the manifests (refuse to start on errors), apply them, check Docker (install
-and start it when run as root and no daemon answers), build the agent image when missing, remove
-containers this install left behind, then route messages until Ctrl-C / SIGTERM.
+Startup: take the data dir's lock (one `run` per data dir: a second one refuses at once, naming
+the first's pid and start time), validate the manifests (refuse to start on errors), apply them,
+check Docker (install and start it when run as root and no daemon answers), build the agent
+image when missing, remove containers this install left behind, then route messages until
+Ctrl-C / SIGTERM (stop and remove this install's containers, then exit).
 
 Examples:
   nanoclaw run                              the bundled manifests in ./manifests
@@ -59,6 +61,10 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Status> {
+    ctx.paths.ensure()?;
+    // Before anything touches the DB, containers or the socket: they are this daemon's only
+    // while it holds the lock.
+    let lock = runtime::lock::acquire(&ctx.paths)?;
     let Some(loaded) = load_manifests(&args.dir)? else {
         say!(
             "error: refusing to start: fix the manifests in `{}` first",
@@ -101,7 +107,7 @@ pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Status> {
             sweep_interval: args.sweep_interval,
             keep_containers: args.keep_containers,
         };
-        runtime::run(settings, docker, stop).await
+        runtime::run(settings, docker, stop, &lock).await
     })?;
     Ok(Status::Ok)
 }
