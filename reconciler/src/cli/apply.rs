@@ -10,7 +10,7 @@ use super::plan::{guard_conflicts, guard_empty, load_manifests, open_for_apply};
 use super::{Ctx, Status};
 use crate::apply::{self, Meta};
 use crate::plan::saved::SavedPlan;
-use crate::plan::{self, Options};
+use crate::plan::{self, Options, Running};
 
 /// Make the central DB match the manifests. Shows the plan first and asks for confirmation on
 /// a terminal (`--yes` skips the question). Every change is written in one transaction.
@@ -41,6 +41,7 @@ pub fn run(args: ApplyArgs, ctx: &Ctx) -> anyhow::Result<Status> {
     };
     let (_lock, mut conn) = open_for_apply(ctx)?;
     let current = plan::current::read(&conn)?;
+    let running = Running(crate::db::sessions::running_agents(&conn)?);
     let (desired, options) = match &args.plan {
         Some(path) => {
             let saved = SavedPlan::read(path)?;
@@ -49,7 +50,7 @@ pub fn run(args: ApplyArgs, ctx: &Ctx) -> anyhow::Result<Status> {
         }
         None => (loaded.state, Options { prune: args.prune }),
     };
-    let plan = plan::diff_with(&desired, &current, options);
+    let plan = plan::diff_with(&desired, &current, options, &running);
     guard_empty(&desired, &plan, args.allow_empty)?;
     guard_conflicts(&desired, &current, &plan)?;
     print!("{}", plan::render::render(&plan, ctx.color));

@@ -10,11 +10,12 @@ use clap::Args;
 
 use super::{Ctx, Status};
 use crate::plan::saved::SavedPlan;
-use crate::plan::{self, Current, Options, Plan};
+use crate::plan::{self, Current, Options, Plan, Running};
 use crate::state::State;
 
-/// Show what `apply` would change: summary first, then each resource's field changes, their
-/// effect on running agents (none, restart, recreate, rebuild) and any drift.
+/// Show what `apply` would change: summary first, then what it does to each agent (new,
+/// removed, restart, recreate, rebuild, or next start when none of its containers runs), each
+/// resource's field changes with their effect, and any drift.
 ///
 /// Example: nanoclaw plan manifests --detailed-exitcode
 #[derive(Debug, Args)]
@@ -44,9 +45,9 @@ pub fn run(args: PlanArgs, ctx: &Ctx) -> anyhow::Result<Status> {
     let Some(loaded) = load_manifests(&args.dir)? else {
         return Ok(Status::Invalid);
     };
-    let current = read_current_readonly(ctx)?;
+    let (current, running) = read_current_readonly(ctx)?;
     let options = Options { prune: args.prune };
-    let plan = plan::diff_with(&loaded.state, &current, options);
+    let plan = plan::diff_with(&loaded.state, &current, options, &running);
     guard_empty(&loaded.state, &plan, args.allow_empty)?;
     guard_conflicts(&loaded.state, &current, &plan)?;
     if args.json {
@@ -93,15 +94,17 @@ pub(crate) fn load_manifests(dir: &Path) -> anyhow::Result<Option<Loaded>> {
     }
 }
 
-/// The DB's configuration, read-only; an absent DB is empty (plan never creates it).
-pub(crate) fn read_current_readonly(ctx: &Ctx) -> anyhow::Result<Current> {
+/// The DB's configuration and the agents with a running container, read-only; an absent DB is
+/// empty (plan never creates it).
+fn read_current_readonly(ctx: &Ctx) -> anyhow::Result<(Current, Running)> {
     let path = ctx.paths.db();
     if !path.exists() {
-        return Ok(Current::default());
+        return Ok((Current::default(), Running::default()));
     }
     let conn =
         crate::db::open_readonly(&path).with_context(|| format!("opening `{}`", path.display()))?;
-    Ok(plan::current::read(&conn)?)
+    let running = Running(crate::db::sessions::running_agents(&conn)?);
+    Ok((plan::current::read(&conn)?, running))
 }
 
 /// Creates (or checks) the data dir, takes the apply lock and opens the central DB read-write:

@@ -121,7 +121,14 @@ fn apply_manifests(
 ) -> anyhow::Result<()> {
     let (_lock, mut conn) = open_for_apply(ctx)?;
     let current = plan::current::read(&conn)?;
-    let plan = plan::diff_with(&loaded.state, &current, Options { prune: false });
+    // Holding the daemon lock, no container of this install survives startup (leftovers are
+    // removed), so nothing counts as running and nothing is restarted.
+    let plan = plan::diff_with(
+        &loaded.state,
+        &current,
+        Options { prune: false },
+        &plan::Running::default(),
+    );
     guard_empty(&loaded.state, &plan, false)?;
     if plan.is_empty() {
         info!(generation = plan.generation, "configuration up to date");
