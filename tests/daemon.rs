@@ -1,6 +1,6 @@
 //! The daemon's own guarantees, end to end with real `nanoclaw run` processes: one daemon per
-//! data dir (the lock, its message, a crash freeing it, the data dir's permissions) and a broken
-//! stderr that cannot deafen it.
+//! data dir (the lock, its message, a crash freeing it, the data dir's permissions), a broken
+//! stderr that cannot deafen it, and what `run` may apply without asking.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -231,4 +231,136 @@ fn issue_8_a_daemon_whose_stderr_pipe_closed_still_stops_on_sigint() {
         return;
     };
     stops_cleanly_with_a_closed_stderr("closed-stderr-int", "INT");
+}
+
+/// The configuration rows `run` may or may not have deleted.
+fn agents_and_sessions(env: &Env) -> (Vec<String>, Vec<String>) {
+    let conn = reconciler::db::open_readonly(&env.db()).expect("open the DB");
+    let column = |sql: &str| -> Vec<String> {
+        let mut statement = conn.prepare(sql).expect("query");
+        statement
+            .query_map([], |row| row.get(0))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("column")
+    };
+    (
+        column("SELECT id FROM agent_groups ORDER BY id"),
+        column("SELECT id FROM sessions ORDER BY id"),
+    )
+}
+
+#[test]
+fn issue_8_run_holds_deletions_nobody_confirmed_and_applies_the_rest() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let env = Env::new("held-deletions");
+    env.write("agents.yaml", CLI_AGENT);
+    env.write("helper.yaml", "kind: agent\nname: helper\nprovider: mock\n");
+    env.run(&["apply", "--yes"]).success();
+    {
+        let conn = reconciler::db::open(&env.db()).expect("open the DB");
+        conn.execute(
+            "INSERT INTO sessions (id, agent_group_id, created_at) VALUES ('s-helper', 'helper', 'now')",
+            [],
+        )
+        .expect("a session of helper");
+    }
+    // `helper` came from elsewhere; this directory has a new agent instead.
+    std::fs::remove_file(env.manifests().join("helper.yaml")).expect("remove helper");
+    env.write("newbie.yaml", "kind: agent\nname: newbie\nprovider: mock\n");
+
+    let mut daemon = Daemon::start(&env);
+    assert_eq!(
+        agents_and_sessions(&env),
+        (
+            vec!["echo".to_string(), "helper".into(), "newbie".into()],
+            vec!["s-helper".to_string()]
+        ),
+        "the addition is applied, the deletion (and its session) held\n{}",
+        daemon.log()
+    );
+    let log = daemon.log();
+    assert!(log.contains("Held back 1 deletion"), "{log}");
+    assert!(log.contains("  - agent.helper\n"), "{log}");
+    let apply_hint = format!("`nanoclaw --data {} apply manifests`", env.data().display());
+    assert!(log.contains(&apply_hint), "{log}");
+    assert!(log.contains("`nanoclaw run manifests --yes`"), "{log}");
+    let hello = env.run(&["chat", "--message", "hello", "--timeout", "60s"]);
+    assert_eq!(hello.stdout.trim(), "echo: hello", "{}", hello.stderr);
+    assert_eq!(daemon.stop(), 0);
+
+    let daemon = Daemon::start_with(&env, &["--yes"]);
+    let (agents, sessions) = agents_and_sessions(&env);
+    assert_eq!(agents, ["echo", "newbie"], "{}", daemon.log());
+    assert!(
+        !sessions.contains(&"s-helper".to_string()),
+        "the deleted agent's session went with it: {sessions:?}"
+    );
+}
+
+#[test]
+fn issue_8_run_runs_the_conflict_guard_that_apply_runs() {
+    let env = Env::new("run-conflict");
+    env.write("agents.yaml", CLI_AGENT);
+    env.run(&["apply", "--yes"]).success();
+    {
+        let conn = reconciler::db::open(&env.db()).expect("open the DB");
+        conn.execute(
+            "INSERT INTO messaging_groups (id, channel_type, platform_id, unknown_sender_policy, created_at)
+             VALUES ('mg-abc', 'telegram', '555', 'request_approval', 'now')",
+            [],
+        )
+        .expect("a chat registered at runtime");
+    }
+    env.write(
+        "family.yaml",
+        "kind: channel\nname: family\nchannel_type: telegram\nplatform_id: \"555\"\n",
+    );
+    let run = run_with_deadline(&env, &["run", "manifests"], Duration::from_secs(60));
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains(
+            "channel.family: chat telegram/555 is already in the DB as `channel.mg-abc` \
+             (registered at runtime); name the channel `mg-abc` to adopt it"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(!env.data().join("cli.sock").exists(), "nothing was started");
+}
+
+#[test]
+fn issue_8_run_refuses_an_addition_that_needs_a_held_deletion() {
+    let env = Env::new("run-needs-held");
+    env.write("agents.yaml", CLI_AGENT);
+    env.run(&["apply", "--yes"]).success();
+    // The channel is renamed: the new name wants the chat the old (held) one still holds.
+    env.write(
+        "agents.yaml",
+        &CLI_AGENT.replace("name: terminal", "name: console"),
+    );
+    let before = agents_and_sessions(&env);
+    let run = run_with_deadline(&env, &["run", "manifests"], Duration::from_secs(60));
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains(
+            "`channel.console` needs `channel.terminal` deleted first (both are chat cli/local)"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("hint: confirm the deletions with `nanoclaw run manifests --yes`"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(agents_and_sessions(&env), before);
+    let generation = {
+        let conn = reconciler::db::open_readonly(&env.db()).expect("open the DB");
+        reconciler::db::generation(&conn).expect("generation")
+    };
+    assert_eq!(generation, 1, "nothing was applied");
 }

@@ -1,6 +1,6 @@
 //! `nanoclaw plan`: show what `apply` would change in the central DB and what each change does
-//! to running agents. Never creates or writes the DB. Also holds the loading steps `apply`
-//! shares (manifests, current state, the empty-manifest guard).
+//! to running agents. Never creates or writes the DB. Also holds the loading steps and guards
+//! `apply` and `run` share (manifests, the locked DB, the empty-manifest and conflict guards).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
