@@ -67,10 +67,10 @@ fn plan_on_an_empty_db_lists_creates_and_writes_nothing() {
     let first = run.stdout.lines().next().unwrap();
     assert_eq!(
         first,
-        "Plan: 7 to add, 0 to change, 0 to destroy · 1 restart"
+        "Plan: 7 to add, 0 to change, 0 to destroy · 1 new agent"
     );
     assert!(
-        run.stdout.contains("+ agent.andy  # restarts: created"),
+        run.stdout.contains("+ agent.andy  # new agent: created"),
         "{}",
         run.stdout
     );
@@ -84,7 +84,7 @@ fn apply_then_apply_again_is_no_changes_without_a_new_generation() {
     run.success();
     assert!(
         run.stdout.contains(
-            "Apply complete: 7 to add, 0 to change, 0 to destroy · 1 restart (generation 1)."
+            "Apply complete: 7 to add, 0 to change, 0 to destroy · 1 new agent (generation 1)."
         ),
         "{}",
         run.stdout
@@ -98,13 +98,8 @@ fn apply_then_apply_again_is_no_changes_without_a_new_generation() {
         1
     );
     assert_eq!(count(&env, "SELECT COUNT(*) FROM managed_resources"), 7);
-    assert_eq!(
-        count(
-            &env,
-            "SELECT COUNT(*) FROM pending_effects WHERE effect = 'restart'"
-        ),
-        1
-    );
+    // Nothing acts on pending effects yet, so none are recorded (issue 8).
+    assert_eq!(count(&env, "SELECT COUNT(*) FROM pending_effects"), 0);
     let again = env.run(&["apply", "--yes"]);
     again.success();
     assert_eq!(
@@ -143,12 +138,14 @@ fn plan_json_is_versioned() {
     let run = env.run(&["plan", "--json"]);
     run.success();
     let json: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-    assert_eq!(json["format_version"], 1);
+    assert_eq!(json["format_version"], 2);
     assert_eq!(json["generation"], 0);
     assert_eq!(json["summary"]["add"], 7);
     assert_eq!(json["changes"][0]["address"], "agent.andy");
     assert_eq!(json["changes"][0]["action"], "create");
-    assert_eq!(json["effects"][0]["effect"], "restart");
+    assert_eq!(json["effects"][0]["impact"], "new");
+    assert_eq!(json["summary"]["new_agents"], 1);
+    assert_eq!(json["summary"]["restart"], 0);
 }
 
 #[test]
@@ -348,7 +345,7 @@ fn history_lists_generations_newest_first() {
     expect_test::expect![[r#"
         GENERATION  APPLIED AT            COMMIT  DIGEST        SUMMARY
                  2  $TIME  -       $DIGEST  Plan: 0 to add, 1 to change, 0 to destroy · 1 rebuild
-                 1  $TIME  -       $DIGEST  Plan: 7 to add, 0 to change, 0 to destroy · 1 restart
+                 1  $TIME  -       $DIGEST  Plan: 7 to add, 0 to change, 0 to destroy · 1 new agent
     "#]]
     .assert_eq(&table);
     let json: serde_json::Value =
@@ -356,7 +353,7 @@ fn history_lists_generations_newest_first() {
     assert_eq!(json[0]["generation"], 2);
     assert_eq!(
         json[1]["summary"],
-        "Plan: 7 to add, 0 to change, 0 to destroy · 1 restart"
+        "Plan: 7 to add, 0 to change, 0 to destroy · 1 new agent"
     );
 }
 
@@ -402,14 +399,14 @@ fn a_db_edit_outside_manifests_shows_as_drift_and_apply_reverts_it() {
     }
     let plan = env.run(&["plan"]);
     expect_test::expect![[r#"
-        Plan: 0 to add, 1 to change, 0 to destroy · 1 restart
+        Plan: 0 to add, 1 to change, 0 to destroy
 
         Agents affected:
-          andy  restart   agent.andy: model
+          andy  next start  agent.andy: model
 
-        ~ agent.andy  # restarts: model
+        ~ agent.andy  # at its next start: model
             ! drift: model: the DB has "edited-by-hand", the last apply wrote null; apply reverts it
-            model: "edited-by-hand" → null  # restarts: written to container.json at spawn
+            model: "edited-by-hand" → null  # at its next start: written to container.json at spawn
             # (13 unchanged fields hidden)
     "#]]
     .assert_eq(&plan.stdout);
@@ -567,12 +564,22 @@ fn agent_resources_are_stored_planned_as_recreate_and_exported() {
         "agents.yaml",
         &agent("resources: {memory: 1g, cpus: 0.5, pids: 64}\n"),
     );
+    {
+        // A running container, so the plan counts the recreate it forces.
+        let conn = reconciler::db::open(&env.db()).expect("open the DB");
+        conn.execute(
+            "INSERT INTO sessions (id, agent_group_id, created_at, container_status)
+             VALUES ('s1', 'andy', 'now', 'running')",
+            [],
+        )
+        .expect("a running session");
+    }
     let plan = env.run(&["plan"]);
     expect_test::expect![[r#"
         Plan: 0 to add, 1 to change, 0 to destroy · 1 recreate
 
         Agents affected:
-          andy  recreate  agent.andy: resources.memory
+          andy  recreate    agent.andy: resources.memory
 
         ~ agent.andy  # forces recreate: resources.memory
             resources.memory: "1536MiB" → "1GiB"  # forces recreate: the memory limit is set when the container is created (`docker run --memory`)
@@ -609,5 +616,65 @@ fn agent_resources_are_stored_planned_as_recreate_and_exported() {
         env.run(&["plan"]).stdout,
         "No changes. The database matches the manifests.\n",
         "no drift and no change for limits that were never set"
+    );
+}
+
+#[test]
+fn issue_8_plan_counts_a_restart_only_for_an_agent_with_a_running_container() {
+    let env = fixture("running-facts");
+    env.run(&["apply", "--yes"]).success();
+    env.write("agents.yaml", &format!("{AGENTS}model: opus\n"));
+    let set_status = |status: &str| {
+        let conn = reconciler::db::open(&env.db()).unwrap();
+        conn.execute(
+            "INSERT OR REPLACE INTO sessions (id, agent_group_id, messaging_group_id, created_at,
+               container_status) VALUES ('s1', 'andy', 'main', 'now', ?1)",
+            [status],
+        )
+        .unwrap();
+    };
+    set_status("stopped");
+    let idle = env.run(&["plan"]);
+    let first = idle.stdout.lines().next().unwrap();
+    assert_eq!(first, "Plan: 0 to add, 1 to change, 0 to destroy");
+    assert!(
+        idle.stdout
+            .contains("  andy  next start  agent.andy: model\n"),
+        "{}",
+        idle.stdout
+    );
+    set_status("running");
+    let busy = env.run(&["plan"]);
+    let first = busy.stdout.lines().next().unwrap();
+    assert_eq!(
+        first,
+        "Plan: 0 to add, 1 to change, 0 to destroy · 1 restart"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&env.run(&["plan", "--json"]).stdout).unwrap();
+    assert_eq!(json["effects"][0]["impact"], "restart");
+    assert_eq!(json["summary"]["restart"], 1);
+}
+
+#[test]
+fn issue_8_deleted_agents_are_counted_as_removed_not_restarts() {
+    let env = fixture("removed-agents");
+    env.write(
+        "more.yaml",
+        "kind: agent\nname: extra\nprovider: mock\n---\nkind: agent\nname: spare\nprovider: mock\n",
+    );
+    env.run(&["apply", "--yes"]).success();
+    std::fs::remove_file(env.manifests().join("more.yaml")).unwrap();
+    let plan = env.run(&["plan"]);
+    let first = plan.stdout.lines().next().unwrap();
+    assert_eq!(
+        first,
+        "Plan: 0 to add, 0 to change, 2 to destroy · 2 agents removed"
+    );
+    assert!(
+        plan.stdout
+            .contains("- agent.extra  # removed agent: deleted"),
+        "{}",
+        plan.stdout
     );
 }

@@ -116,8 +116,13 @@ impl<'a> Daemon<'a> {
 }
 
 impl Daemon<'_> {
-    fn containers(&self) -> Vec<String> {
+    pub(crate) fn containers(&self) -> Vec<String> {
         self.guard.containers()
+    }
+
+    /// The daemon's process id (0 once it was stopped).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
     }
 }
 

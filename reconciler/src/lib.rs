@@ -12,7 +12,9 @@
 //! - [`containers`]: the only Docker code.
 //! - [`mount_policy`]: which host paths an agent may mount (resolved paths, the allowlist).
 //! - [`channels`]: channel adapters (CLI socket, …).
-//! - [`env`], [`paths`], [`logging`]: environment, file layout, tracing.
+//! - [`env`], [`paths`], [`logging`]: environment, file layout (and the data dir's checks),
+//!   tracing.
+//! - [`lockfile`]: OS file locks that name their holder (apply lock, daemon lock).
 
 pub mod apply;
 pub mod channels;
@@ -21,6 +23,7 @@ pub mod containers;
 pub mod db;
 pub mod env;
 pub mod export;
+pub mod lockfile;
 pub mod logging;
 pub mod manifest;
 pub mod mount_policy;

@@ -4,12 +4,18 @@
 //! <data>/
 //!   nanoclaw.db (+ -wal, -shm)   central DB
 //!   apply.lock                   held while an apply writes (names the holder)
+//!   run.lock                     held by the one `nanoclaw run` of this data dir (names it)
 //!   cli.sock                     CLI chat channel (0600)
 //!   groups/<agent>/              per-agent workspace (CLAUDE.local.md, container.json, …)
 //!   sessions/<agent>/.claude-shared/
 //!   sessions/<agent>/<session>/  inbound.db, outbound.db, .heartbeat, inbox/, outbox/
 //! ```
+//!
+//! The data dir is created 0700 and its central DB and lock files 0600. An existing data dir
+//! that another user could write (group/other write bits, or another owner) is refused: whoever
+//! can write it can swap the DB, the socket or a session folder under the daemon.
 
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -46,6 +52,11 @@ impl Paths {
         self.data.join("apply.lock")
     }
 
+    /// Held by the running daemon (`runtime::lock`).
+    pub fn run_lock(&self) -> PathBuf {
+        self.data.join("run.lock")
+    }
+
     pub fn cli_socket(&self) -> PathBuf {
         self.data.join("cli.sock")
     }
@@ -70,13 +81,29 @@ impl Paths {
         self.sessions().join(agent).join(session)
     }
 
-    /// Creates the data directory (0700: it holds sockets and private chats).
-    pub fn ensure(&self) -> std::io::Result<()> {
+    /// Creates the data directory (0700: it holds sockets and private chats), or checks that an
+    /// existing one is a directory only its owner, this user, can write.
+    pub fn ensure(&self) -> Result<(), DataDirError> {
         use std::os::unix::fs::DirBuilderExt;
+        let path = &self.data;
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
-            .create(&self.data)
+            .create(path)
+            .map_err(|source| DataDirError::Create {
+                path: path.clone(),
+                source,
+            })?;
+        let meta = std::fs::metadata(path).map_err(|source| DataDirError::Create {
+            path: path.clone(),
+            source,
+        })?;
+        check_data_dir(
+            path,
+            meta.permissions().mode(),
+            meta.uid(),
+            rustix::process::geteuid().as_raw(),
+        )
     }
 
     /// Stable 8-hex-digit id of this install: SHA-256 of the canonical data directory.
@@ -84,6 +111,57 @@ impl Paths {
     pub fn slug(&self) -> String {
         slug_of(&self.data)
     }
+}
+
+/// Why a data directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    #[error("cannot create the data dir `{path}`")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the data dir `{path}` can be written by {who} (mode {mode:03o}): they could replace its \
+         database, socket or session files\n\nhint: run `chmod 700 {path}`"
+    )]
+    Writable {
+        path: PathBuf,
+        mode: u32,
+        who: &'static str,
+    },
+    #[error(
+        "the data dir `{path}` belongs to uid {owner}, not to this user (uid {me}): its owner \
+         could replace its database, socket or session files\n\nhint: run nanoclaw as uid \
+         {owner}, or give the directory to this user with `chown -R {me} {path}`"
+    )]
+    Owner { path: PathBuf, owner: u32, me: u32 },
+}
+
+/// The decision of [`Paths::ensure`] on an existing directory (pure): only its owner may
+/// write it, and its owner must be us.
+fn check_data_dir(path: &Path, mode: u32, owner: u32, me: u32) -> Result<(), DataDirError> {
+    let who = match (mode & 0o020 != 0, mode & 0o002 != 0) {
+        (true, true) => Some("its group and others"),
+        (true, false) => Some("its group"),
+        (false, true) => Some("others"),
+        (false, false) => None,
+    };
+    if let Some(who) = who {
+        return Err(DataDirError::Writable {
+            path: path.to_path_buf(),
+            mode: mode & 0o7777,
+            who,
+        });
+    }
+    if owner != me {
+        return Err(DataDirError::Owner {
+            path: path.to_path_buf(),
+            owner,
+            me,
+        });
+    }
+    Ok(())
 }
 
 /// The slug of a data directory (canonicalised when it exists).
@@ -109,5 +187,47 @@ mod tests {
         assert_eq!(paths.slug(), Paths::new(dir.path().join(".")).slug());
         let other = tempfile::tempdir().unwrap();
         assert_ne!(paths.slug(), Paths::new(other.path()).slug());
+    }
+
+    #[test]
+    fn issue_7_a_data_dir_others_can_write_or_own_is_refused_with_the_fix() {
+        let path = Path::new("/srv/nanoclaw");
+        let refusal = |mode, owner| {
+            check_data_dir(path, mode, owner, 1000)
+                .map_err(|err| err.to_string())
+                .err()
+        };
+        assert_eq!(refusal(0o40700, 1000), None);
+        assert_eq!(refusal(0o40755, 1000), None);
+        expect_test::expect![[r#"
+            the data dir `/srv/nanoclaw` can be written by its group and others (mode 777): they could replace its database, socket or session files
+
+            hint: run `chmod 700 /srv/nanoclaw`"#]]
+        .assert_eq(&refusal(0o40777, 1000).unwrap());
+        assert!(
+            refusal(0o40770, 1000)
+                .unwrap()
+                .contains("by its group (mode 770)")
+        );
+        assert!(
+            refusal(0o41702, 1000)
+                .unwrap()
+                .contains("by others (mode 1702)")
+        );
+        expect_test::expect![[r#"
+            the data dir `/srv/nanoclaw` belongs to uid 0, not to this user (uid 1000): its owner could replace its database, socket or session files
+
+            hint: run nanoclaw as uid 0, or give the directory to this user with `chown -R 1000 /srv/nanoclaw`"#]]
+        .assert_eq(&refusal(0o40700, 0).unwrap());
+    }
+
+    #[test]
+    fn a_new_data_dir_is_private_and_passes_its_own_check() {
+        let root = tempfile::tempdir().unwrap();
+        let paths = Paths::new(root.path().join("a/data"));
+        paths.ensure().unwrap();
+        let mode = std::fs::metadata(&paths.data).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        paths.ensure().unwrap();
     }
 }

@@ -2,20 +2,21 @@
 //!
 //! Every write happens in ONE `BEGIN IMMEDIATE` transaction: deletes first (children before
 //! parents), then creates and updates (parents before children), then the bookkeeping — the
-//! last-applied spec of each resource (`managed_resources`, for drift), the generation, a row of
-//! `apply_history`, and the `pending_effects` the runtime acts on (strongest effect wins). An
-//! error anywhere rolls everything back. The apply lock ([`lock`]) keeps applies from
-//! interleaving. This module decides nothing: the plan says what to write.
+//! last-applied spec of each resource (`managed_resources`, for drift), the generation and a
+//! row of `apply_history`. An error anywhere rolls everything back. The apply lock ([`lock`])
+//! keeps applies from interleaving. This module decides nothing: the plan says what to write.
+//!
+//! No `pending_effects` rows are written: nothing acts on them yet (restarting containers after
+//! an apply is a later, level-triggered executor's job), and a row nobody reads or clears would
+//! only claim work that never happens.
 
 pub mod lock;
 mod write;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior, params};
 
-use crate::plan::effect::Effect;
 use crate::plan::{self, Action, Current, Plan};
 use crate::state::State;
 
@@ -132,7 +133,7 @@ const INSERT_HISTORY: &str = "INSERT INTO apply_history
   (generation, applied_at, manifest_digest, git_commit, summary, plan_json)
   VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
-/// The generation, history and pending effects of an apply.
+/// The generation and history row of an apply.
 fn record(
     tx: &Connection,
     plan: &Plan,
@@ -155,55 +156,6 @@ fn record(
             plan.summary().line(),
             plan_json
         ],
-    )?;
-    for effect in &plan.effects {
-        merge_effect(
-            tx,
-            &effect.agent,
-            effect.effect,
-            &effect.reasons,
-            generation,
-        )?;
-    }
-    Ok(())
-}
-
-/// Upserts one pending effect: the stronger of the pending and the new effect wins; reasons
-/// are merged (the runtime has not acted on the earlier ones yet).
-fn merge_effect(
-    tx: &Connection,
-    agent: &str,
-    effect: Effect,
-    reasons: &[String],
-    generation: i64,
-) -> rusqlite::Result<()> {
-    let pending: Option<(String, String)> = tx
-        .query_row(
-            "SELECT effect, reasons FROM pending_effects WHERE agent_group_id = ?1",
-            [agent],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .optional()?;
-    let mut merged: Vec<String> = Vec::new();
-    let mut strongest = effect;
-    if let Some((old_effect, old_reasons)) = pending {
-        if let Some(old) = Effect::parse(&old_effect) {
-            strongest = strongest.max(old);
-        }
-        merged = serde_json::from_str(&old_reasons).unwrap_or_default();
-    }
-    for reason in reasons {
-        if !merged.contains(reason) {
-            merged.push(reason.clone());
-        }
-    }
-    let reasons_json = serde_json::to_string(&merged).unwrap_or_else(|_| "[]".to_string());
-    tx.execute(
-        "INSERT INTO pending_effects (agent_group_id, effect, reasons, generation)
-         VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (agent_group_id) DO UPDATE SET
-           effect = excluded.effect, reasons = excluded.reasons, generation = excluded.generation",
-        params![agent, strongest.as_str(), reasons_json, generation],
     )?;
     Ok(())
 }
@@ -265,14 +217,6 @@ pub fn history(conn: &Connection) -> rusqlite::Result<Vec<HistoryEntry>> {
             summary: row.get(4)?,
         })
     })?;
-    rows.collect()
-}
-
-/// Pending effects by agent (for tests and `run`).
-pub fn pending_effects(conn: &Connection) -> rusqlite::Result<BTreeMap<String, (String, String)>> {
-    let mut statement =
-        conn.prepare("SELECT agent_group_id, effect, reasons FROM pending_effects")?;
-    let rows = statement.query_map([], |row| Ok((row.get(0)?, (row.get(1)?, row.get(2)?))))?;
     rows.collect()
 }
 
@@ -357,7 +301,7 @@ mod tests {
         assert_eq!(history.len(), 1);
         assert_eq!(
             history[0].summary,
-            "Plan: 8 to add, 0 to change, 0 to destroy · 1 restart"
+            "Plan: 8 to add, 0 to change, 0 to destroy · 1 new agent"
         );
     }
 
@@ -405,7 +349,7 @@ mod tests {
     }
 
     #[test]
-    fn pending_effects_keep_the_strongest_and_merge_reasons() {
+    fn issue_8_applies_leave_no_pending_effects_nobody_acts_on() {
         let (_dir, mut conn) = open();
         let mut desired = fixture::state();
         apply_state(&mut conn, &desired);
@@ -414,14 +358,10 @@ mod tests {
         fixture::agent_mut(&mut desired, "andy").model = Some("opus".into());
         let outcome = apply_state(&mut conn, &desired);
         assert_eq!(outcome.generation, 3);
-        let effects = pending_effects(&conn).unwrap();
-        assert_eq!(
-            effects["andy"],
-            (
-                "rebuild".to_string(),
-                r#"["agent.andy: created","destination.andy/home: created","destination.andy/main: created","agent.andy: packages.npm","agent.andy: model"]"#.to_string()
-            )
-        );
+        let n_rows: i64 = conn
+            .query_row("SELECT COUNT(*) FROM pending_effects", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(n_rows, 0);
     }
 
     #[test]

@@ -164,9 +164,37 @@ fn poisoned() -> DeliveryError {
     DeliveryError::Failed("cli reader table poisoned by a panic".to_string())
 }
 
-/// Binds the socket: removes a stale file, binds, and restricts it to the owner (0600).
-pub fn bind(path: &Path) -> io::Result<UnixListener> {
-    use std::os::unix::fs::PermissionsExt;
+/// The socket file one daemon bound, identified by device and inode: removed at shutdown only
+/// while it is still that file, so a daemon never deletes a socket it did not create.
+#[derive(Debug)]
+pub struct SocketFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl SocketFile {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Removes the file if it is still the one we bound; returns whether it did.
+    pub fn remove_if_ours(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(meta) if meta.dev() == self.dev && meta.ino() == self.ino => {
+                std::fs::remove_file(&self.path).is_ok()
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Binds the socket and restricts it to the owner (0600). A socket file already there is a
+/// leftover of a daemon that is gone (the caller holds the data dir's daemon lock) and is
+/// removed; anything else at the path is refused.
+pub fn bind(path: &Path) -> io::Result<(UnixListener, SocketFile)> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         use std::os::unix::fs::FileTypeExt;
         if meta.file_type().is_socket() {
@@ -180,7 +208,13 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
     }
     let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
+    let meta = std::fs::symlink_metadata(path)?;
+    let file = SocketFile {
+        path: path.to_path_buf(),
+        dev: meta.dev(),
+        ino: meta.ino(),
+    };
+    Ok((listener, file))
 }
 
 impl CliSocket {
@@ -198,13 +232,13 @@ impl CliSocket {
     pub async fn serve(
         self: Arc<Self>,
         listener: UnixListener,
-        path: PathBuf,
+        socket_file: SocketFile,
         inbound: mpsc::Sender<Envelope>,
         readers: mpsc::Sender<ReaderArrived>,
         tasks: TaskTracker,
         stop: CancellationToken,
     ) {
-        info!(socket = %path.display(), "cli channel listening");
+        info!(socket = %socket_file.path().display(), "cli channel listening");
         let mut failures: u32 = 0;
         let mut failed = Throttle::new(accept::LOG_INTERVAL);
         let mut refused = Throttle::new(accept::LOG_INTERVAL);
@@ -254,7 +288,9 @@ impl CliSocket {
                 },
             }
         }
-        let _ = std::fs::remove_file(&path);
+        if !socket_file.remove_if_ours() && socket_file.path().exists() {
+            warn!(socket = %socket_file.path().display(), "cli socket left in place: it is no longer the one this daemon bound");
+        }
         info!("cli channel closed");
     }
 

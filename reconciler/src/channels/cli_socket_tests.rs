@@ -159,7 +159,7 @@ async fn issue_8_connections_beyond_the_limit_are_refused_with_an_error() {
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cli.sock");
-    let listener = bind(&path).unwrap();
+    let (listener, socket_file) = bind(&path).unwrap();
     let socket = Arc::new(CliSocket::new().with_max_connections(2));
     let (inbound_tx, _inbound_rx) = mpsc::channel(8);
     let (readers_tx, _readers_rx) = mpsc::channel(8);
@@ -167,7 +167,7 @@ async fn issue_8_connections_beyond_the_limit_are_refused_with_an_error() {
     let stop = CancellationToken::new();
     tasks.spawn(Arc::clone(&socket).serve(
         listener,
-        path.clone(),
+        socket_file,
         inbound_tx,
         readers_tx,
         tasks.clone(),
@@ -197,4 +197,17 @@ async fn issue_8_connections_beyond_the_limit_are_refused_with_an_error() {
     stop.cancel();
     tasks.close();
     tasks.wait().await;
+}
+
+#[tokio::test]
+async fn issue_7_a_socket_replaced_by_another_is_not_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cli.sock");
+    let (_first, first_file) = bind(&path).unwrap();
+    // Another process binds its own socket in the same place.
+    let (_second, second_file) = bind(&path).unwrap();
+    assert!(!first_file.remove_if_ours(), "not ours any more");
+    assert!(path.exists(), "the other socket is left alone");
+    assert!(second_file.remove_if_ours());
+    assert!(!path.exists());
 }

@@ -86,7 +86,7 @@ async fn build(
     runner: &Path,
 ) -> anyhow::Result<()> {
     let tty = std::io::stderr().is_terminal();
-    eprintln!(
+    say!(
         "building `{tag}` (recipe {}) with runner {}",
         recipe.name(),
         runner.display()
@@ -129,10 +129,10 @@ pub(crate) async fn ensure_image(docker: &containers::Docker, tag: &str) -> anyh
 /// Steps stand out on a terminal (bold); other lines are indented. Plain text otherwise.
 fn print_progress(progress: &BuildProgress, tty: bool) {
     match (progress, tty) {
-        (BuildProgress::Step(line), true) => eprintln!("\x1b[1m{line}\x1b[0m"),
-        (BuildProgress::Step(line), false) => eprintln!("{line}"),
-        (BuildProgress::Output(line), true) => eprintln!("\x1b[2m  {line}\x1b[0m"),
-        (BuildProgress::Output(line), false) => eprintln!("  {line}"),
+        (BuildProgress::Step(line), true) => say!("\x1b[1m{line}\x1b[0m"),
+        (BuildProgress::Step(line), false) => say!("{line}"),
+        (BuildProgress::Output(line), true) => say!("\x1b[2m  {line}\x1b[0m"),
+        (BuildProgress::Output(line), false) => say!("  {line}"),
     }
 }
 
@@ -171,7 +171,7 @@ fn locate_runner(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         ),
     }
     provision_musl()?;
-    eprintln!(
+    say!(
         "building the static agent-runner: cargo build -p agent-runner --release --target {MUSL_TARGET}"
     );
     let output = Command::new("cargo")
@@ -192,7 +192,7 @@ fn locate_runner(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if !output.status.success() {
         let lines: Vec<&str> = stderr.lines().collect();
         for line in &lines[lines.len().saturating_sub(40)..] {
-            eprintln!("{line}");
+            say!("{line}");
         }
         if is_missing_target(&stderr) {
             anyhow::bail!(
@@ -266,16 +266,14 @@ fn provision_musl() -> anyhow::Result<()> {
     for step in provision_plan(has_target, has_rustup, has_musl_gcc, is_root) {
         match step {
             Provision::RustupTarget => {
-                eprintln!(
-                    "installing the Rust target {MUSL_TARGET}: rustup target add {MUSL_TARGET}"
-                );
+                say!("installing the Rust target {MUSL_TARGET}: rustup target add {MUSL_TARGET}");
                 let status = Command::new("rustup")
                     .args(["target", "add", MUSL_TARGET])
                     .status()?;
                 anyhow::ensure!(status.success(), "`rustup target add {MUSL_TARGET}` failed");
             }
             Provision::AptMuslTools => {
-                eprintln!(
+                say!(
                     "installing musl-tools (musl-gcc, for the static runner's bundled SQLite): apt-get install -y musl-tools"
                 );
                 let update = Command::new("apt-get").args(["update", "-qq"]).status()?;

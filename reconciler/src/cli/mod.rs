@@ -5,6 +5,16 @@
 //! only this folder writes to stdout/stderr.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+/// `eprintln!` that cannot panic: text for the person at the terminal (progress, the plan `run`
+/// applies, errors) goes to stderr, and a closed or broken stderr drops it instead of panicking
+/// (a dead `tee` must not take `nanoclaw run` down).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!($crate::logging::stderr(), $($arg)*);
+    }};
+}
+
 pub mod apply;
 pub mod chat;
 pub mod completions;
@@ -150,11 +160,12 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
     }
 }
 
-/// Prints an error and its causes as `error: …` lines; returns exit code 1.
+/// Prints an error and its causes as `error: …` lines; returns exit code 1. A broken stderr
+/// loses the text but never turns the exit into a panic.
 pub fn report(err: &anyhow::Error) -> ExitCode {
-    eprintln!("error: {err}");
+    say!("error: {err}");
     for cause in err.chain().skip(1) {
-        eprintln!("  caused by: {cause}");
+        say!("  caused by: {cause}");
     }
     ExitCode::from(1)
 }

@@ -1,7 +1,8 @@
 //! `nanoclaw plan`: show what `apply` would change in the central DB and what each change does
-//! to running agents. Never creates or writes the DB. Also holds the loading steps `apply`
-//! shares (manifests, current state, the empty-manifest guard).
+//! to running agents. Never creates or writes the DB. Also holds the loading steps and guards
+//! `apply` and `run` share (manifests, the locked DB, the empty-manifest and conflict guards).
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -9,11 +10,12 @@ use clap::Args;
 
 use super::{Ctx, Status};
 use crate::plan::saved::SavedPlan;
-use crate::plan::{self, Current, Options, Plan};
+use crate::plan::{self, Current, Options, Plan, Running};
 use crate::state::State;
 
-/// Show what `apply` would change: summary first, then each resource's field changes, their
-/// effect on running agents (none, restart, recreate, rebuild) and any drift.
+/// Show what `apply` would change: summary first, then what it does to each agent (new,
+/// removed, restart, recreate, rebuild, or next start when none of its containers runs), each
+/// resource's field changes with their effect, and any drift.
 ///
 /// Example: nanoclaw plan manifests --detailed-exitcode
 #[derive(Debug, Args)]
@@ -43,9 +45,9 @@ pub fn run(args: PlanArgs, ctx: &Ctx) -> anyhow::Result<Status> {
     let Some(loaded) = load_manifests(&args.dir, ctx)? else {
         return Ok(Status::Invalid);
     };
-    let current = read_current_readonly(ctx)?;
+    let (current, running) = read_current_readonly(ctx)?;
     let options = Options { prune: args.prune };
-    let plan = plan::diff_with(&loaded.state, &current, options);
+    let plan = plan::diff_with(&loaded.state, &current, options, &running);
     guard_empty(&loaded.state, &plan, args.allow_empty)?;
     guard_conflicts(&loaded.state, &current, &plan)?;
     if args.json {
@@ -87,31 +89,32 @@ pub(crate) fn load_manifests(dir: &Path, ctx: &Ctx) -> anyhow::Result<Option<Loa
             digest: manifests.digest,
         })),
         Err(diagnostics) => {
-            eprint!("{}", crate::manifest::render(&diagnostics));
+            let text = crate::manifest::render(&diagnostics);
+            let _ = crate::logging::stderr().write_all(text.as_bytes());
             Ok(None)
         }
     }
 }
 
-/// The DB's configuration, read-only; an absent DB is empty (plan never creates it).
-pub(crate) fn read_current_readonly(ctx: &Ctx) -> anyhow::Result<Current> {
+/// The DB's configuration and the agents with a running container, read-only; an absent DB is
+/// empty (plan never creates it).
+fn read_current_readonly(ctx: &Ctx) -> anyhow::Result<(Current, Running)> {
     let path = ctx.paths.db();
     if !path.exists() {
-        return Ok(Current::default());
+        return Ok((Current::default(), Running::default()));
     }
     let conn =
         crate::db::open_readonly(&path).with_context(|| format!("opening `{}`", path.display()))?;
-    Ok(plan::current::read(&conn)?)
+    let running = Running(crate::db::sessions::running_agents(&conn)?);
+    Ok((plan::current::read(&conn)?, running))
 }
 
-/// Creates the data dir, takes the apply lock and opens the central DB read-write: the
-/// start of every command that writes the configuration (`apply`, `run`).
+/// Creates (or checks) the data dir, takes the apply lock and opens the central DB read-write:
+/// the start of every command that writes the configuration (`apply`, `run`).
 pub(crate) fn open_for_apply(
     ctx: &Ctx,
 ) -> anyhow::Result<(crate::apply::ApplyLock, rusqlite::Connection)> {
-    ctx.paths
-        .ensure()
-        .with_context(|| format!("creating `{}`", ctx.paths.data.display()))?;
+    ctx.paths.ensure()?;
     let lock = crate::apply::lock(&ctx.paths.apply_lock())?;
     let db_path = ctx.paths.db();
     let conn =

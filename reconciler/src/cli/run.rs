@@ -1,5 +1,9 @@
-//! `nanoclaw run [DIR]`: validate and apply the manifests, make sure Docker and the agent image
-//! are there, then run the runtime until SIGINT/SIGTERM.
+//! `nanoclaw run [DIR]`: take the data dir's daemon lock, validate and apply the manifests
+//! (through `apply`'s pipeline: deletions only when confirmed), make sure Docker and the agent
+//! image are there, then run the runtime until SIGINT/SIGTERM.
+//!
+//! Nothing here may panic on a broken stderr: the plan and messages go through
+//! `logging::stderr()`, and the signal task cancels before it logs.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,22 +13,30 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::apply::{Applied, Caller, Request, apply_dir};
 use super::chat::parse_duration;
-use super::plan::{guard_empty, load_manifests, open_for_apply};
 use super::{Ctx, Status};
-use crate::apply::{self, Meta};
 use crate::containers::{self, image::DEFAULT_TAG};
-use crate::plan::{self, Options};
 use crate::runtime::{self, Settings};
 
 const AFTER_HELP: &str = "\
-Startup: validate the manifests (refuse to start on errors), apply them, check Docker (install
-and start it when run as root and no daemon answers), build the agent image when missing, remove
-containers this install left behind, then route messages until Ctrl-C / SIGTERM.
+What `run DIR` does to the database: it applies DIR like `nanoclaw apply` (the same checks,
+one transaction). Additions and changes are written without asking. Deletions (resources an
+earlier apply wrote that DIR no longer lists, agents with their sessions) are written only with
+`--yes` or a `y` on a terminal; otherwise they are held back: listed, left in the database, and
+the daemon starts with them (apply them later with `nanoclaw apply DIR`). Rows made at runtime
+(paired users, auto-created chats) are deleted only with `--prune`, which is a deletion too.
+
+Startup: take the data dir's lock (one `run` per data dir: a second one refuses at once, naming
+the first's pid and start time), validate the manifests (refuse to start on errors), apply them
+as above, check Docker (install and start it when run as root and no daemon answers), build the
+agent image when missing, remove containers this install left behind, then route messages until
+Ctrl-C / SIGTERM (stop and remove this install's containers, then exit).
 
 Examples:
   nanoclaw run                              the bundled manifests in ./manifests
   nanoclaw run ~/agents --data ~/.nanoclaw  your own manifests and state directory
+  nanoclaw run --yes                        also apply deletions without asking
   nanoclaw run --log-format json            machine-readable logs on stderr";
 
 /// Apply the manifests and run the agents (channels, router, containers, delivery, sweep).
@@ -34,6 +46,17 @@ pub struct RunArgs {
     /// Manifest directory.
     #[arg(default_value = "manifests")]
     pub dir: PathBuf,
+    /// Also apply deletions (and prunes) without asking; without it they are asked about on a
+    /// terminal, and held back otherwise.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Also delete configuration made at runtime that the manifests do not list (a deletion:
+    /// needs `--yes` or a yes on a terminal).
+    #[arg(long)]
+    pub prune: bool,
+    /// Allow a manifest set with no resources to delete every managed resource.
+    #[arg(long)]
+    pub allow_empty: bool,
     /// Agent image for agents without an `image` override.
     #[arg(long, default_value = DEFAULT_TAG, value_name = "TAG")]
     pub image: String,
@@ -55,14 +78,46 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Status> {
-    let Some(loaded) = load_manifests(&args.dir, ctx)? else {
-        eprintln!(
-            "error: refusing to start: fix the manifests in `{}` first",
-            args.dir.display()
-        );
-        return Ok(Status::Invalid);
+    ctx.paths.ensure()?;
+    // Before anything touches the DB, containers or the socket: they are this daemon's only
+    // while it holds the lock.
+    let lock = runtime::lock::acquire(&ctx.paths)?;
+    let request = Request {
+        dir: &args.dir,
+        yes: args.yes,
+        prune: args.prune,
+        allow_empty: args.allow_empty,
+        saved_plan: None,
+        caller: Caller::Run,
     };
-    apply_manifests(ctx, &args.dir, loaded)?;
+    // The plan goes to stderr (stdout stays free for tools), through a writer a closed pipe
+    // cannot turn into a panic.
+    match apply_dir(ctx, &request, &mut crate::logging::stderr())? {
+        Applied::Invalid => {
+            say!(
+                "error: refusing to start: fix the manifests in `{}` first",
+                args.dir.display()
+            );
+            return Ok(Status::Invalid);
+        }
+        Applied::Unchanged => info!("configuration up to date"),
+        Applied::Cancelled => {}
+        Applied::Written {
+            generation,
+            changed,
+            held,
+        } => {
+            if changed {
+                info!(generation, "manifests applied");
+            }
+            if !held.is_empty() {
+                warn!(
+                    held = held.len(),
+                    "deletions held back: not applied without `--yes`"
+                );
+            }
+        }
+    }
 
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -81,8 +136,9 @@ pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Status> {
         let tasks = tokio_util::task::TaskTracker::new();
         tasks.spawn(async move {
             wait_for_signal().await;
-            info!("signal received: shutting down (a second signal forces exit)");
+            // Cancel first: shutdown must never wait on a log line (stderr may be gone).
             signals.cancel();
+            info!("signal received (a second signal forces exit)");
             wait_for_signal().await;
             warn!("second signal: exiting now");
             std::process::exit(130);
@@ -96,34 +152,9 @@ pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Status> {
             sweep_interval: args.sweep_interval,
             keep_containers: args.keep_containers,
         };
-        runtime::run(settings, docker, stop).await
+        runtime::run(settings, docker, stop, &lock).await
     })?;
     Ok(Status::Ok)
-}
-
-/// Applies the manifests before starting, like `nanoclaw apply --yes` (the plan goes to
-/// stderr: stdout stays free for tools).
-fn apply_manifests(
-    ctx: &Ctx,
-    dir: &std::path::Path,
-    loaded: super::plan::Loaded,
-) -> anyhow::Result<()> {
-    let (_lock, mut conn) = open_for_apply(ctx)?;
-    let current = plan::current::read(&conn)?;
-    let plan = plan::diff_with(&loaded.state, &current, Options { prune: false });
-    guard_empty(&loaded.state, &plan, false)?;
-    if plan.is_empty() {
-        info!(generation = plan.generation, "configuration up to date");
-        return Ok(());
-    }
-    eprint!("{}", plan::render::render(&plan, false));
-    let meta = Meta {
-        manifest_digest: loaded.digest,
-        git_commit: apply::git_commit(dir),
-    };
-    let outcome = apply::apply(&mut conn, &loaded.state, &plan, &current, &meta)?;
-    info!(generation = outcome.generation, "manifests applied");
-    Ok(())
 }
 
 async fn wait_for_signal() {

@@ -22,6 +22,7 @@ pub const FILE_NAME: &str = "nanoclaw.db";
 /// Opens (creating if needed) the central DB read-write: WAL, foreign keys, busy timeout, and
 /// every pending migration applied.
 pub fn open(path: &Path) -> rusqlite::Result<Connection> {
+    create_private(path);
     #[allow(clippy::disallowed_methods)] // the one permitted opener of the central DB
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
@@ -30,6 +31,18 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     migrate(&mut conn)?;
     Ok(conn)
+}
+
+/// Creates the DB file owner-only (0600) when it does not exist yet: it holds chats and
+/// configuration, and SQLite gives its `-wal` and `-shm` files the DB file's mode. Any failure
+/// is left to SQLite's own open, which reports it.
+fn create_private(path: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
 }
 
 /// Opens an existing central DB read-only (for `plan`, tests and tools that must not write).

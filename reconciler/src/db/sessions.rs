@@ -1,6 +1,8 @@
 //! The `sessions` table: resolution by session mode (host.md §3.6), container status, and the
 //! lists the sweep and delivery iterate.
 
+use std::collections::BTreeSet;
+
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::runtime::ids;
@@ -136,6 +138,17 @@ pub fn reset_container_status(conn: &Connection) -> rusqlite::Result<usize> {
         "UPDATE sessions SET container_status = 'stopped' WHERE container_status != 'stopped'",
         [],
     )
+}
+
+/// Agent groups with a session whose container is recorded as running: the fact a plan needs to
+/// tell a restart from a change that waits for the next start. A crash leaves stale rows until
+/// the next `run` resets them.
+pub fn running_agents(conn: &Connection) -> rusqlite::Result<BTreeSet<String>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT DISTINCT agent_group_id FROM sessions WHERE container_status != 'stopped'",
+    )?;
+    let rows = statement.query_map([], |row| row.get(0))?;
+    rows.collect()
 }
 
 /// Bumps `last_active` for sessions that just received messages.

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Value};
 
 use super::effect::{self, Effect};
-use super::{Action, Change, Current, FieldChange, Plan, agent_effects, drift};
+use super::{Action, Change, Current, FieldChange, Plan, Running, agent_effects, drift};
 use crate::state::{Address, DestinationTarget, Kind, Resource, State};
 
 /// Diff switches (`--prune`).
@@ -22,13 +22,14 @@ pub struct Options {
     pub prune: bool,
 }
 
-/// The plan without pruning.
+/// The plan without pruning, with no container running.
 pub fn diff(desired: &State, current: &Current) -> Plan {
-    diff_with(desired, current, Options::default())
+    diff_with(desired, current, Options::default(), &Running::default())
 }
 
-/// The plan that makes `current` equal to `desired`.
-pub fn diff_with(desired: &State, current: &Current, options: Options) -> Plan {
+/// The plan that makes `current` equal to `desired`; `running` (the agents with a running
+/// container) decides which changes restart something now.
+pub fn diff_with(desired: &State, current: &Current, options: Options, running: &Running) -> Plan {
     let mut changes = Vec::new();
     for (address, resource) in &desired.resources {
         if let Some(change) = change_for(address, resource, current) {
@@ -43,7 +44,7 @@ pub fn diff_with(desired: &State, current: &Current, options: Options) -> Plan {
     changes.sort_by(|a, b| a.address.cmp(&b.address));
     Plan {
         generation: current.generation,
-        effects: agent_effects(&changes),
+        effects: agent_effects(&changes, running),
         changes,
     }
 }
@@ -282,7 +283,7 @@ fn is_blank(value: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::fixture;
+    use crate::plan::{AgentEffect, Impact, fixture};
     use crate::state::{User, Wiring};
 
     fn actions(plan: &Plan) -> Vec<String> {
@@ -313,7 +314,7 @@ mod tests {
         assert!(plan.changes.iter().all(|c| c.action == Action::Create));
         assert_eq!(
             plan.summary().line(),
-            "Plan: 8 to add, 0 to change, 0 to destroy · 1 restart"
+            "Plan: 8 to add, 0 to change, 0 to destroy · 1 new agent"
         );
     }
 
@@ -342,7 +343,7 @@ mod tests {
         );
         assert_eq!(change.effect, Effect::Rebuild);
         assert_eq!(change.reasons, ["packages.apt"]);
-        assert_eq!(plan.effects[0].effect, Effect::Rebuild);
+        assert_eq!(plan.effects[0].impact, Impact::Rebuild);
     }
 
     #[test]
@@ -351,7 +352,12 @@ mod tests {
         let mut current = fixture::applied(&state);
         current.state.insert(runtime_user());
         assert!(diff(&state, &current).is_empty());
-        let pruned = diff_with(&state, &current, Options { prune: true });
+        let pruned = diff_with(
+            &state,
+            &current,
+            Options { prune: true },
+            &Running::default(),
+        );
         assert_eq!(actions(&pruned), ["delete user.telegram:99"]);
     }
 
@@ -425,5 +431,115 @@ mod tests {
         assert_eq!(field.path, "model");
         assert!(field.drift);
         assert_eq!(field.new, Some(Value::Null));
+    }
+
+    fn running(agents: &[&str]) -> Running {
+        Running(agents.iter().map(|agent| agent.to_string()).collect())
+    }
+
+    #[test]
+    fn issue_8_a_created_agent_is_new_not_a_restart() {
+        let plan = diff(&fixture::state(), &Current::default());
+        assert_eq!(
+            plan.effects,
+            [AgentEffect {
+                agent: "andy".into(),
+                impact: Impact::New,
+                reasons: vec!["agent.andy: created".into()],
+            }]
+        );
+        let summary = plan.summary();
+        assert_eq!((summary.new_agents, summary.restart), (1, 0));
+    }
+
+    #[test]
+    fn issue_8_deleted_agents_are_removed_not_restarts() {
+        let mut state = fixture::state();
+        state.insert(Resource::Agent(fixture::agent("bob")));
+        let current = fixture::applied(&state);
+        let mut desired = state.clone();
+        desired.resources.retain(|address, resource| {
+            address.kind == Kind::Channel
+                || address.kind == Kind::User
+                || resource.agent().is_none()
+        });
+        let plan = diff_with(
+            &desired,
+            &current,
+            Options::default(),
+            &running(&["andy", "bob"]),
+        );
+        let impacts: Vec<(&str, Impact)> = plan
+            .effects
+            .iter()
+            .map(|effect| (effect.agent.as_str(), effect.impact))
+            .collect();
+        assert_eq!(
+            impacts,
+            [("andy", Impact::Removed), ("bob", Impact::Removed)]
+        );
+        assert_eq!(
+            plan.summary().line(),
+            "Plan: 0 to add, 0 to change, 6 to destroy · 2 agents removed"
+        );
+    }
+
+    #[test]
+    fn issue_8_an_agent_without_a_running_container_is_not_counted_as_a_restart() {
+        let state = fixture::state();
+        let mut desired = state.clone();
+        fixture::agent_mut(&mut desired, "andy").model = Some("opus".into());
+        let current = fixture::applied(&state);
+        let idle = diff_with(&desired, &current, Options::default(), &running(&[]));
+        assert_eq!(idle.effects[0].impact, Impact::NextStart);
+        assert_eq!(idle.effects[0].reasons, ["agent.andy: model"]);
+        assert_eq!(
+            idle.summary().line(),
+            "Plan: 0 to add, 1 to change, 0 to destroy"
+        );
+        let busy = diff_with(&desired, &current, Options::default(), &running(&["andy"]));
+        assert_eq!(busy.effects[0].impact, Impact::Restart);
+        assert_eq!(
+            busy.summary().line(),
+            "Plan: 0 to add, 1 to change, 0 to destroy · 1 restart"
+        );
+    }
+
+    #[test]
+    fn a_rebuild_counts_whether_or_not_a_container_runs() {
+        let state = fixture::state();
+        let mut desired = state.clone();
+        fixture::agent_mut(&mut desired, "andy").packages.npm = vec!["left-pad".into()];
+        let plan = diff(&desired, &fixture::applied(&state));
+        assert_eq!(plan.effects[0].impact, Impact::Rebuild);
+        assert_eq!(plan.summary().rebuild, 1);
+    }
+
+    #[test]
+    fn held_deletions_leave_the_additions_and_changes() {
+        let state = fixture::state();
+        let current = fixture::applied(&state);
+        let mut desired = state.clone();
+        desired
+            .resources
+            .retain(|address, _| address.kind != Kind::Destination);
+        fixture::agent_mut(&mut desired, "andy").model = Some("opus".into());
+        desired.insert(Resource::User(User {
+            id: "cli:new".into(),
+            display_name: None,
+        }));
+        let plan = diff(&desired, &current);
+        let (applied, held) = plan.hold_deletions(&Running::default());
+        assert_eq!(
+            actions(&applied),
+            ["update agent.andy", "create user.cli:new"]
+        );
+        let held: Vec<String> = held
+            .iter()
+            .map(|change| change.address.to_string())
+            .collect();
+        assert_eq!(held, ["destination.andy/home", "destination.andy/main"]);
+        assert_eq!(applied.effects[0].impact, Impact::NextStart);
+        assert_eq!(applied.effects[0].reasons, ["agent.andy: model"]);
     }
 }

@@ -75,8 +75,8 @@ const fn row(path: &'static str, effect: Effect, why: &'static str) -> Row {
 pub const TABLE: &[Row] = &[
     row(
         "agent",
-        Effect::Restart,
-        "a new or removed agent starts or stops its containers",
+        Effect::None,
+        "a new agent's first message starts its container; a removed agent's sessions go with it",
     ),
     row(
         "agent.name",

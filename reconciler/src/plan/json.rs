@@ -6,8 +6,10 @@ use serde_json::{Value, json};
 
 use super::Plan;
 
-/// Bumped on any incompatible change of the JSON shape.
-pub const FORMAT_VERSION: u32 = 1;
+/// Bumped on any incompatible change of the JSON shape. 2: `effects[].impact` replaced
+/// `effects[].effect`, and `summary` counts new and removed agents on their own and restarts
+/// only of running agents.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// `{"format_version", "generation", "manifest_digest", "summary", "changes", "effects"}`.
 pub fn to_json(plan: &Plan, manifest_digest: &str) -> Value {
@@ -42,7 +44,7 @@ pub fn to_json(plan: &Plan, manifest_digest: &str) -> Value {
         .effects
         .iter()
         .map(|effect| {
-            json!({"agent": effect.agent, "effect": effect.effect, "reasons": effect.reasons})
+            json!({"agent": effect.agent, "impact": effect.impact, "reasons": effect.reasons})
         })
         .collect();
     json!({
@@ -71,7 +73,7 @@ mod tests {
         let text = serde_json::to_string_pretty(&to_json(&plan, "abc123")).unwrap();
         expect![[r#"
             {
-              "format_version": 1,
+              "format_version": 2,
               "generation": 1,
               "manifest_digest": "abc123",
               "summary": {
@@ -79,6 +81,8 @@ mod tests {
                 "change": 1,
                 "adopt": 0,
                 "destroy": 0,
+                "new_agents": 0,
+                "removed_agents": 0,
                 "restart": 0,
                 "recreate": 0,
                 "rebuild": 1
@@ -107,7 +111,7 @@ mod tests {
               "effects": [
                 {
                   "agent": "andy",
-                  "effect": "rebuild",
+                  "impact": "rebuild",
                   "reasons": [
                     "agent.andy: packages.npm"
                   ]

@@ -3,6 +3,8 @@
 //!
 //! [`diff::diff`] compares the desired [`State`] (the manifests) with the [`Current`] one (read
 //! from the DB by [`current::read`]) and returns a [`Plan`]; it is pure (no file, DB or clock).
+//! Which agents have a running container is a runtime fact the caller reads and hands in as
+//! [`Running`]: it decides whether a change means a restart now or waits for the next start.
 //! [`render`] turns a plan into text, [`json`] into the versioned JSON format
 //! (docs/plan-format.md), and [`saved`] writes and checks plan files for `apply --plan`. Each
 //! field change is classified by [`effect::of`], the one field → effect table. Nothing here
@@ -27,14 +29,27 @@ use self::effect::Effect;
 use crate::state::{Address, Resource};
 
 /// Every change needed to make the DB match the manifests, in apply order (by kind, then
-/// address), plus the strongest effect per agent group.
+/// address), plus what it does to each agent group.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
     /// The DB generation the plan was computed against.
     pub generation: i64,
     pub changes: Vec<Change>,
-    /// One entry per agent group whose containers need more than nothing (`effect > none`).
+    /// One entry per agent group created, deleted, or changed in a way its containers notice
+    /// (`effect > none`).
     pub effects: Vec<AgentEffect>,
+}
+
+/// Agent groups that have a running container, as the caller found them (the sessions'
+/// `container_status`). `plan` does no IO: this fact comes in as data. Empty means nothing
+/// runs, so no change restarts anything now.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Running(pub BTreeSet<String>);
+
+impl Running {
+    pub fn contains(&self, agent: &str) -> bool {
+        self.0.contains(agent)
+    }
 }
 
 /// One resource to create, update, adopt or delete.
@@ -153,21 +168,71 @@ pub struct FieldChange {
     pub applied: Option<Value>,
 }
 
-/// The strongest effect of a plan on one agent group and the reasons for it.
+/// What a plan does to one agent group and the changes that cause it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AgentEffect {
     pub agent: String,
-    pub effect: Effect,
+    pub impact: Impact,
+    /// `<address>: <reason>` of the changes carrying the impact.
     pub reasons: Vec<String>,
 }
 
-/// Counts shown in the plan's first line.
+/// What a plan does to one agent group, in the plan's words. A created or deleted agent has its
+/// own word; a changed one gets the strongest effect of its changes when a container of it
+/// runs, and `next_start` when none does (nothing is restarted; the next container starts with
+/// the change), except `rebuild`, whose image is rebuilt either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Impact {
+    /// A new agent: no container to touch; its first message starts one.
+    New,
+    /// A deleted agent: its sessions are deleted with it.
+    Removed,
+    /// Changed, no container running: the change takes effect when one next starts.
+    NextStart,
+    /// Running containers are restarted.
+    Restart,
+    /// Running containers are removed and created again (new `docker run` arguments).
+    Recreate,
+    /// The agent's image is rebuilt, then its containers are recreated.
+    Rebuild,
+}
+
+impl Impact {
+    /// The word of plan text (`next start`); JSON uses the snake_case name.
+    pub fn word(self) -> &'static str {
+        match self {
+            Impact::New => "new",
+            Impact::Removed => "removed",
+            Impact::NextStart => "next start",
+            Impact::Restart => "restart",
+            Impact::Recreate => "recreate",
+            Impact::Rebuild => "rebuild",
+        }
+    }
+
+    /// The impact of a change of strength `effect` on an agent that has (or has not) a running
+    /// container.
+    pub fn of_change(effect: Effect, is_running: bool) -> Impact {
+        match (effect, is_running) {
+            (Effect::Rebuild, _) => Impact::Rebuild,
+            (Effect::Recreate, true) => Impact::Recreate,
+            (Effect::Restart, true) => Impact::Restart,
+            _ => Impact::NextStart,
+        }
+    }
+}
+
+/// Counts shown in the plan's first line: resources per action, agent groups per impact
+/// (`next start` is not counted: nothing happens to a container).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {
     pub add: usize,
     pub change: usize,
     pub adopt: usize,
     pub destroy: usize,
+    pub new_agents: usize,
+    pub removed_agents: usize,
     pub restart: usize,
     pub recreate: usize,
     pub rebuild: usize,
@@ -189,14 +254,40 @@ impl Plan {
             }
         }
         for effect in &self.effects {
-            match effect.effect {
-                Effect::None => {}
-                Effect::Restart => summary.restart += 1,
-                Effect::Recreate => summary.recreate += 1,
-                Effect::Rebuild => summary.rebuild += 1,
+            match effect.impact {
+                Impact::New => summary.new_agents += 1,
+                Impact::Removed => summary.removed_agents += 1,
+                Impact::NextStart => {}
+                Impact::Restart => summary.restart += 1,
+                Impact::Recreate => summary.recreate += 1,
+                Impact::Rebuild => summary.rebuild += 1,
             }
         }
         summary
+    }
+
+    /// The impact of this plan on `agent`, if it has one.
+    pub fn impact_on(&self, agent: &str) -> Option<Impact> {
+        self.effects
+            .iter()
+            .find(|effect| effect.agent == agent)
+            .map(|effect| effect.impact)
+    }
+
+    /// Splits off the deletions: the plan of the additions and changes alone (what `run`
+    /// applies without asking) and the deletions it holds back.
+    pub fn hold_deletions(&self, running: &Running) -> (Plan, Vec<Change>) {
+        let (held, kept): (Vec<Change>, Vec<Change>) = self
+            .changes
+            .iter()
+            .cloned()
+            .partition(|change| change.action == Action::Delete);
+        let plan = Plan {
+            generation: self.generation,
+            effects: agent_effects(&kept, running),
+            changes: kept,
+        };
+        (plan, held)
     }
 
     /// Addresses the plan deletes.
@@ -210,8 +301,8 @@ impl Plan {
 }
 
 impl Summary {
-    /// `Plan: 2 to add, 1 to change, 0 to destroy · 1 restart, 1 rebuild`, or the no-changes
-    /// sentence.
+    /// `Plan: 2 to add, 1 to change, 0 to destroy · 1 new agent, 2 restarts`, or the
+    /// no-changes sentence.
     pub fn line(&self) -> String {
         if self.add + self.change + self.adopt + self.destroy == 0 {
             return "No changes. The database matches the manifests.".to_string();
@@ -224,13 +315,15 @@ impl Summary {
             line.push_str(&format!(", {} to adopt", self.adopt));
         }
         let effects: Vec<String> = [
-            (self.restart, "restart"),
-            (self.recreate, "recreate"),
-            (self.rebuild, "rebuild"),
+            (self.new_agents, "new agent", "new agents"),
+            (self.removed_agents, "agent removed", "agents removed"),
+            (self.restart, "restart", "restarts"),
+            (self.recreate, "recreate", "recreates"),
+            (self.rebuild, "rebuild", "rebuilds"),
         ]
         .into_iter()
-        .filter(|(count, _)| *count > 0)
-        .map(|(count, name)| format!("{count} {name}"))
+        .filter(|(count, _, _)| *count > 0)
+        .map(|(count, one, many)| format!("{count} {}", if count == 1 { one } else { many }))
         .collect();
         if !effects.is_empty() {
             line.push_str(" · ");
@@ -240,36 +333,61 @@ impl Summary {
     }
 }
 
-/// Merges per-change effects into one entry per agent group: the strongest effect wins and
-/// the reasons of the changes carrying it are kept (in plan order, without repeats).
-fn agent_effects(changes: &[Change]) -> Vec<AgentEffect> {
-    let mut by_agent: BTreeMap<&str, AgentEffect> = BTreeMap::new();
+/// One entry per agent group: `new`/`removed` when the plan creates or deletes the agent
+/// itself; otherwise the strongest effect of its changes (the reasons of the changes carrying
+/// it, in plan order, without repeats) turned into an [`Impact`] by whether it runs.
+fn agent_effects(changes: &[Change], running: &Running) -> Vec<AgentEffect> {
+    let mut lifecycle: BTreeMap<&str, AgentEffect> = BTreeMap::new();
+    let mut strongest: BTreeMap<&str, (Effect, Vec<String>)> = BTreeMap::new();
     for change in changes {
         let Some(agent) = change.agent.as_deref() else {
             continue;
         };
+        let reason = |reason: &str| format!("{}: {reason}", change.address);
+        if change.address.kind == crate::state::Kind::Agent
+            && matches!(change.action, Action::Create | Action::Delete)
+        {
+            let impact = if change.action == Action::Create {
+                Impact::New
+            } else {
+                Impact::Removed
+            };
+            let reasons = change.reasons.iter().map(|r| reason(r)).collect();
+            lifecycle.insert(
+                agent,
+                AgentEffect {
+                    agent: agent.to_string(),
+                    impact,
+                    reasons,
+                },
+            );
+            continue;
+        }
         if change.effect == Effect::None {
             continue;
         }
-        let entry = by_agent.entry(agent).or_insert_with(|| AgentEffect {
-            agent: agent.to_string(),
-            effect: change.effect,
-            reasons: Vec::new(),
-        });
-        if change.effect > entry.effect {
-            entry.effect = change.effect;
-            entry.reasons.clear();
+        let entry = strongest
+            .entry(agent)
+            .or_insert_with(|| (change.effect, Vec::new()));
+        if change.effect > entry.0 {
+            *entry = (change.effect, Vec::new());
         }
-        if change.effect == entry.effect {
-            for reason in &change.reasons {
-                let reason = format!("{}: {reason}", change.address);
-                if !entry.reasons.contains(&reason) {
-                    entry.reasons.push(reason);
+        if change.effect == entry.0 {
+            for reason in change.reasons.iter().map(|r| reason(r)) {
+                if !entry.1.contains(&reason) {
+                    entry.1.push(reason);
                 }
             }
         }
     }
-    by_agent.into_values().collect()
+    for (agent, (effect, reasons)) in strongest {
+        lifecycle.entry(agent).or_insert_with(|| AgentEffect {
+            agent: agent.to_string(),
+            impact: Impact::of_change(effect, running.contains(agent)),
+            reasons,
+        });
+    }
+    lifecycle.into_values().collect()
 }
 
 /// A short stable digest of any serialisable value (hex SHA-256), used to pin saved plans.

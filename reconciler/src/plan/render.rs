@@ -1,6 +1,7 @@
-//! The plan as text: the summary line first, then the agents affected, then one block per
-//! change (`+` create, `~` update/adopt, `-` delete) with per-field old → new, the effect and
-//! why, drift marked `!`, multi-line text as a unified diff, and unchanged fields collapsed.
+//! The plan as text: the summary line first, then the agents affected (new, removed, or what
+//! their containers need), then one block per change (`+` create, `~` update/adopt, `-`
+//! delete) with per-field old → new, the effect and why, drift marked `!`, multi-line text as a
+//! unified diff, and unchanged fields collapsed.
 //!
 //! Returns a `String` (printing is `cli/`'s job). Colour is optional decoration: the text reads
 //! the same without it.
@@ -10,7 +11,7 @@ use std::fmt::Write;
 use serde_json::Value;
 
 use super::effect::Effect;
-use super::{Action, Change, FieldChange, Plan};
+use super::{Action, Change, FieldChange, Impact, Plan};
 
 /// Renders `plan`; `color` adds ANSI colours to markers.
 pub fn render(plan: &Plan, color: bool) -> String {
@@ -34,16 +35,20 @@ pub fn render(plan: &Plan, color: bool) -> String {
         for effect in &plan.effects {
             let _ = writeln!(
                 out,
-                "  {:width$}  {:8}  {}",
+                "  {:width$}  {:10}  {}",
                 effect.agent,
-                effect.effect.as_str(),
+                effect.impact.word(),
                 effect.reasons.join(", "),
             );
         }
     }
     for change in &plan.changes {
         out.push('\n');
-        render_change(&mut out, change, paint);
+        let agent_impact = change
+            .agent
+            .as_deref()
+            .and_then(|agent| plan.impact_on(agent));
+        render_change(&mut out, change, agent_impact, paint);
     }
     out
 }
@@ -58,7 +63,19 @@ pub fn effect_phrase(effect: Effect) -> &'static str {
     }
 }
 
-fn render_change(out: &mut String, change: &Change, paint: Paint) {
+/// The comment of a change or field: its effect, in the words of what happens to its agent.
+/// The rows of a created or deleted agent restart nothing (no container of it runs on them),
+/// and a restart or recreate of an agent with no running container waits for its next start.
+fn phrase(effect: Effect, agent_impact: Option<Impact>) -> &'static str {
+    match (agent_impact, effect) {
+        (Some(Impact::New), _) => "new agent",
+        (Some(Impact::Removed), _) => "removed agent",
+        (Some(Impact::NextStart), Effect::Restart | Effect::Recreate) => "at its next start",
+        _ => effect_phrase(effect),
+    }
+}
+
+fn render_change(out: &mut String, change: &Change, agent_impact: Option<Impact>, paint: Paint) {
     let marker = paint.action(change.action, change.action.symbol());
     let adopt = if change.action == Action::Adopt {
         " (adopt: created at runtime, now managed)"
@@ -69,11 +86,11 @@ fn render_change(out: &mut String, change: &Change, paint: Paint) {
         out,
         "{marker} {}{adopt}  # {}: {}",
         change.address,
-        effect_phrase(change.effect),
+        phrase(change.effect, agent_impact),
         change.reasons.join(", ")
     );
     for field in &change.fields {
-        render_field(out, field, change.action, paint);
+        render_field(out, field, change.action, agent_impact, paint);
     }
     if change.unchanged > 0 && change.action != Action::Create {
         let plural = if change.unchanged == 1 { "" } else { "s" };
@@ -85,7 +102,13 @@ fn render_change(out: &mut String, change: &Change, paint: Paint) {
     }
 }
 
-fn render_field(out: &mut String, field: &FieldChange, action: Action, paint: Paint) {
+fn render_field(
+    out: &mut String,
+    field: &FieldChange,
+    action: Action,
+    agent_impact: Option<Impact>,
+    paint: Paint,
+) {
     if field.drift {
         let applied = field.applied.as_ref().map_or("null".to_string(), value);
         let _ = writeln!(
@@ -99,7 +122,7 @@ fn render_field(out: &mut String, field: &FieldChange, action: Action, paint: Pa
     let comment = if action == Action::Create {
         String::new()
     } else {
-        format!("  # {}: {}", effect_phrase(field.effect), field.why)
+        format!("  # {}: {}", phrase(field.effect, agent_impact), field.why)
     };
     if let Some(diff) = text_diff(field.old.as_ref(), field.new.as_ref()) {
         let _ = writeln!(out, "    {}:{comment}", field.path);
@@ -189,8 +212,8 @@ mod tests {
     use expect_test::{Expect, expect};
 
     use super::*;
-    use crate::plan::{Current, diff, fixture};
-    use crate::state::{Kind, Resource, State, User};
+    use crate::plan::{Current, Options, Running, diff, diff_with, fixture};
+    use crate::state::{Address, Kind, Resource, State, User};
 
     #[track_caller]
     fn check(desired: &State, current: &Current, expect: Expect) {
@@ -219,34 +242,34 @@ mod tests {
             &state,
             &Current::default(),
             expect![[r#"
-            Plan: 2 to add, 0 to change, 0 to destroy · 1 restart
+                Plan: 2 to add, 0 to change, 0 to destroy · 1 new agent
 
-            Agents affected:
-              andy  restart   agent.andy: created
+                Agents affected:
+                  andy  new         agent.andy: created
 
-            + agent.andy  # restarts: created
-                name: "andy"
-                provider: "mock"
-                cli_scope: "group"
-                instructions:
-                  --- old
-                  +++ new
-                  @@ -0,0 +1,2 @@
-                  +Be brief.
-                  +Answer in English.
-                skills: "all"
-                packages: {"apt":["git"],"npm":[]}
+                + agent.andy  # new agent: created
+                    name: "andy"
+                    provider: "mock"
+                    cli_scope: "group"
+                    instructions:
+                      --- old
+                      +++ new
+                      @@ -0,0 +1,2 @@
+                      +Be brief.
+                      +Answer in English.
+                    skills: "all"
+                    packages: {"apt":["git"],"npm":[]}
 
-            + wiring.main/andy  # takes effect on the next message: created
-                channel: "main"
-                agent: "andy"
-                engage_mode: "pattern"
-                engage_pattern: "."
-                sender_scope: "all"
-                ignored_message_policy: "drop"
-                session_mode: "shared"
-                priority: 0
-        "#]],
+                + wiring.main/andy  # new agent: created
+                    channel: "main"
+                    agent: "andy"
+                    engage_mode: "pattern"
+                    engage_pattern: "."
+                    sender_scope: "all"
+                    ignored_message_policy: "drop"
+                    session_mode: "shared"
+                    priority: 0
+            "#]],
         );
     }
 
@@ -273,7 +296,7 @@ mod tests {
                 Plan: 0 to add, 1 to change, 2 to destroy · 1 rebuild
 
                 Agents affected:
-                  andy  rebuild   agent.andy: packages.apt
+                  andy  rebuild     agent.andy: packages.apt
 
                 ~ agent.andy  # forces rebuild: packages.apt
                     ! drift: model: the DB has "edited", the last apply wrote null; apply reverts it
@@ -293,6 +316,56 @@ mod tests {
                 - destination.andy/main  # restarts: deleted
             "#]],
         );
+    }
+
+    #[test]
+    fn issue_8_new_removed_and_idle_agents_get_their_own_words() {
+        let mut state = State::default();
+        for name in ["busy", "idle", "old"] {
+            state.insert(Resource::Agent(fixture::agent(name)));
+        }
+        let current = fixture::applied(&state);
+        let mut desired = state.clone();
+        desired.resources.remove(&Address::new(Kind::Agent, "old"));
+        desired.insert(Resource::Agent(fixture::agent("fresh")));
+        for name in ["busy", "idle"] {
+            fixture::agent_mut(&mut desired, name).model = Some("opus".into());
+        }
+        let running = Running(["busy".to_string(), "old".to_string()].into());
+        let plan = diff_with(&desired, &current, Options::default(), &running);
+        expect![[r#"
+            Plan: 1 to add, 2 to change, 1 to destroy · 1 new agent, 1 agent removed, 1 restart
+
+            Agents affected:
+              busy   restart     agent.busy: model
+              fresh  new         agent.fresh: created
+              idle   next start  agent.idle: model
+              old    removed     agent.old: deleted
+
+            ~ agent.busy  # restarts: model
+                model: null → "opus"  # restarts: written to container.json at spawn
+                # (13 unchanged fields hidden)
+
+            + agent.fresh  # new agent: created
+                name: "fresh"
+                provider: "mock"
+                cli_scope: "group"
+                instructions:
+                  --- old
+                  +++ new
+                  @@ -0,0 +1,2 @@
+                  +Be brief.
+                  +Answer in English.
+                skills: "all"
+                packages: {"apt":["git"],"npm":[]}
+
+            ~ agent.idle  # at its next start: model
+                model: null → "opus"  # at its next start: written to container.json at spawn
+                # (13 unchanged fields hidden)
+
+            - agent.old  # removed agent: deleted
+        "#]]
+        .assert_eq(&render(&plan, false));
     }
 
     #[test]

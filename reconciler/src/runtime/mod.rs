@@ -12,12 +12,15 @@
 //!
 //! [`run`] starts every part as a tracked task or thread and stops them in order on
 //! cancellation: channels first (no new input), then the router drains what it has, then
-//! delivery, then containers (unless kept). Nothing here talks to Docker directly.
+//! delivery, then containers (unless kept). Nothing here talks to Docker directly. It needs the
+//! data dir's [`lock::DaemonLock`]: only the one daemon of a data dir may remove leftover
+//! containers and bind the socket.
 
 pub mod a2a;
 pub mod attachments;
 pub mod delivery;
 pub mod ids;
+pub mod lock;
 pub mod route;
 pub mod router;
 pub mod session;
@@ -61,11 +64,13 @@ pub struct Settings {
 /// Inbound events buffered between channels and the router.
 const INBOUND_BUFFER: usize = 4096;
 
-/// Runs until `stop` is cancelled, then shuts down cleanly.
+/// Runs until `stop` is cancelled, then shuts down cleanly. `_lock` proves this process is the
+/// data dir's one daemon, so the containers and socket it finds are leftovers it may remove.
 pub async fn run(
     settings: Settings,
     docker: containers::Docker,
     stop: CancellationToken,
+    _lock: &lock::DaemonLock,
 ) -> anyhow::Result<()> {
     let paths = settings.paths.clone();
     paths
@@ -97,12 +102,12 @@ pub async fn run(
     let (inbound_tx, inbound_rx) = mpsc::channel::<Envelope>(INBOUND_BUFFER);
     let (reader_tx, mut reader_rx) = mpsc::channel::<ReaderArrived>(64);
     let socket_path = paths.cli_socket();
-    let listener = cli_socket::bind(&socket_path)
+    let (listener, socket_file) = cli_socket::bind(&socket_path)
         .with_context(|| format!("binding {}", socket_path.display()))?;
     let channels_stop = CancellationToken::new();
     tasks.spawn(cli.serve(
         listener,
-        socket_path,
+        socket_file,
         inbound_tx,
         reader_tx,
         tasks.clone(),
