@@ -288,7 +288,7 @@ fn accumulated_context_reaches_the_agent_with_the_trigger() {
         env.data()
             .join("sessions/bot")
             .join(&session)
-            .join(".mock/turns.jsonl"),
+            .join("outbound/.mock/turns.jsonl"),
     )
     .unwrap_or_else(|err| panic!("mock turns log: {err}\n{}", daemon.log()));
     let first: serde_json::Value =
@@ -434,8 +434,9 @@ fn bad_input_is_logged_and_never_stops_the_loop() {
     let (session, _) = sessions(&env).pop().expect("a session");
     let dir = env.data().join("sessions/echo").join(&session);
     {
-        let outbound = agent_runner::session_db::open_outbound_container(&dir.join("outbound.db"))
-            .expect("outbound");
+        let outbound =
+            agent_runner::session_db::open_outbound_container(&dir.join("outbound/outbound.db"))
+                .expect("outbound");
         outbound
             .execute(
                 "INSERT INTO messages_out (id, seq, timestamp, kind, platform_id, channel_type, content)

@@ -10,6 +10,7 @@
 //! - [`runtime`]: the long-running daemon (router, delivery, sweep).
 //! - [`containers`]: the only Docker code.
 //! - [`channels`]: channel adapters (CLI socket, …).
+//! - [`hostfs`]: file writes and reads a planted link cannot redirect.
 //! - [`env`], [`paths`], [`logging`]: environment, file layout, tracing.
 
 pub mod apply;
@@ -19,6 +20,7 @@ pub mod containers;
 pub mod db;
 pub mod env;
 pub mod export;
+pub mod hostfs;
 pub mod logging;
 pub mod manifest;
 pub mod paths;

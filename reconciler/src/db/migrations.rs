@@ -15,10 +15,30 @@ pub struct Migration {
 }
 
 /// Every migration, in the order they run.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    name: "001-initial-schema",
-    sql: INITIAL_SCHEMA,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        name: "001-initial-schema",
+        sql: INITIAL_SCHEMA,
+    },
+    Migration {
+        name: "002-delivered-outbound",
+        sql: DELIVERED_OUTBOUND,
+    },
+];
+
+/// The host's own record of what it delivered from each session's `outbound.db` (issue 8
+/// point 12): `inbound.db`'s `delivered` table is a projection the host rebuilds from it, so a
+/// lost or recreated `inbound.db` never re-sends a reply.
+const DELIVERED_OUTBOUND: &str = "
+CREATE TABLE delivered_outbound (
+  session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+  message_out_id TEXT NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('delivered', 'failed')),
+  platform_message_id TEXT,
+  delivered_at TEXT NOT NULL,
+  PRIMARY KEY (session_id, message_out_id)
+) WITHOUT ROWID;
+";
 
 const INITIAL_SCHEMA: &str = r#"
 CREATE TABLE agent_groups (

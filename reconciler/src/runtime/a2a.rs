@@ -59,7 +59,7 @@ pub fn route(
     let session =
         target_session(conn, &source_dir, target, row).map_err(|err| format!("{err:#}"))?;
     let dir = paths.session(target, &session.id);
-    session_db::create(&dir).map_err(|err| err.to_string())?;
+    session_db::create_inbound(&dir).map_err(|err| err.to_string())?;
     let inbound_row = NewInbound {
         id: ids::generate("a2a"),
         kind: "chat".to_string(),

@@ -420,7 +420,7 @@ fn resolve_session(
     };
     let dir = paths.session(agent, &session.id);
     if !dir.join(session_db::INBOUND_FILE).exists() {
-        session_db::create(&dir)?;
+        session_db::create_inbound(&dir)?;
     }
     Ok((session.id, dir))
 }
