@@ -430,7 +430,7 @@ fn bad_input_is_logged_and_never_stops_the_loop() {
         .send(&serde_json::json!({ "text": "anyone?", "id": "lost-1", "platform_id": "nowhere" }));
     assert_eq!(client.next()["accepted"], "lost-1");
 
-    // A container writing a garbage row: it is retried, then marked failed; others still flow.
+    // A container writing a garbage row: it is recorded failed and skipped; others still flow.
     let (session, _) = sessions(&env).pop().expect("a session");
     let dir = env.data().join("sessions/echo").join(&session);
     {

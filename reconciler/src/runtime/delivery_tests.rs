@@ -352,3 +352,339 @@ fn thread_and_reply_reference_reach_the_adapter() {
     assert_eq!(call.in_reply_to.as_deref(), Some("m1:ag-1"));
     assert_eq!(call.kind, "chat");
 }
+
+// ---- issue 7 point 6: everything read from outbound.db is untrusted ----
+
+impl World {
+    fn session_dir(&self) -> std::path::PathBuf {
+        self.paths.session("ag-1", &self.session.id)
+    }
+
+    /// Inserts a row with raw SQL values for `(kind, channel_type, platform_id, content)`.
+    fn raw(&self, id: &str, values: &str) {
+        let conn =
+            session_db::open_outbound_container(&session_db::outbound_path(&self.session_dir()))
+                .unwrap();
+        conn.execute(
+            &format!(
+                "INSERT INTO messages_out (id, timestamp, kind, channel_type, platform_id, content)
+                 VALUES ('{id}', datetime('now'), {values})"
+            ),
+            [],
+        )
+        .unwrap();
+    }
+
+    /// Texts the adapter was given, in order.
+    fn texts(&self) -> Vec<String> {
+        self.recorder
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|call| {
+                call.content["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    fn recorded(&self, id: &str) -> Option<Outcome> {
+        delivered::outcome(&self.conn, &self.session.id, id).unwrap()
+    }
+}
+
+#[test]
+fn bad_rows_are_recorded_failed_at_once_and_never_reach_the_adapter() {
+    let mut world = world(sent);
+    let big = format!("'{{\"text\":\"{}\"}}'", "x".repeat(300 * 1024));
+    let cases = [
+        (
+            "unknown-kind",
+            "'webhook', 'telegram', 'telegram:123', '{}'".to_string(),
+        ),
+        (
+            "not-json",
+            "'chat', 'telegram', 'telegram:123', '{not json'".to_string(),
+        ),
+        (
+            "not-an-object",
+            "'chat', 'telegram', 'telegram:123', '[1, 2]'".to_string(),
+        ),
+        (
+            "too-big",
+            format!("'chat', 'telegram', 'telegram:123', {big}"),
+        ),
+        (
+            "blob",
+            "'chat', 'telegram', 'telegram:123', x'7b7d'".to_string(),
+        ),
+        (
+            "bad-channel",
+            "'chat', 'Telegram; DROP', 'telegram:123', '{}'".to_string(),
+        ),
+        (
+            "control",
+            "'chat', 'telegram', 'telegram:123' || char(10), '{}'".to_string(),
+        ),
+        ("empty-address", "'chat', 'telegram', '', '{}'".to_string()),
+    ];
+    for (id, values) in &cases {
+        world.raw(id, values);
+    }
+    world.reply("fine");
+    world.drain();
+    assert_eq!(world.texts(), ["hello"], "only the good row is sent");
+    for (id, _) in &cases {
+        assert_eq!(
+            world.delivered(id).map(|d| d.0).as_deref(),
+            Some("failed"),
+            "{id} is recorded failed on the first drain"
+        );
+        assert_eq!(world.recorded(id).map(|o| o.failed), Some(true), "{id}");
+    }
+    world.drain();
+    assert_eq!(world.calls(), 1, "nothing is retried");
+}
+
+#[test]
+fn row_checks_name_what_is_wrong() {
+    let row = |kind: &str, channel_type: Option<&str>, platform_id: Option<&str>, content: &str| {
+        OutboundRow {
+            id: "o1".into(),
+            seq: Some(1),
+            in_reply_to: None,
+            timestamp: "t".into(),
+            deliver_after: None,
+            kind: kind.into(),
+            platform_id: platform_id.map(str::to_string),
+            channel_type: channel_type.map(str::to_string),
+            thread_id: None,
+            content: content.into(),
+        }
+    };
+    let results: Vec<String> = [
+        row("chat", Some("telegram"), Some("tg:1"), "{}"),
+        row("system", None, None, r#"{"action":"x"}"#),
+        row("chat-sdk", Some("cli"), Some("local"), "{}"),
+        row("webhook", None, None, "{}"),
+        row("chat\n", None, None, "{}"),
+        row("chat", Some("UPPER"), Some("x"), "{}"),
+        row("chat", Some("agent"), Some("a\u{7}b"), "{}"),
+        row("chat", None, None, "\"text\""),
+    ]
+    .iter()
+    .map(|row| match check_row(row) {
+        Ok(()) => "ok".to_string(),
+        Err(why) => why,
+    })
+    .collect();
+    expect_test::expect![[r#"
+        [
+            "ok",
+            "ok",
+            "ok",
+            "unknown kind `webhook` (known: chat, chat-sdk, system)",
+            "unknown kind `chat\\n` (known: chat, chat-sdk, system)",
+            "`channel_type` `UPPER` is not a channel name",
+            "`platform_id` holds control characters",
+            "content is not a JSON object",
+        ]
+    "#]]
+    .assert_debug_eq(&results);
+}
+
+#[test]
+fn a_backlog_larger_than_a_page_is_read_in_pages_and_kept_rows_do_not_block_later_ones() {
+    // 300 replies to a chat without a reader stay queued; the page offset skips them so the
+    // replies behind them still go out in the same drain.
+    let mut world = world(|_| Ok(Delivered::Sent(None)));
+    world
+        .conn
+        .execute_batch(
+            "INSERT INTO messaging_groups (id, channel_type, platform_id, created_at)
+               VALUES ('mg-q', 'cli', 'queued', 't');
+             INSERT INTO agent_destinations (agent_group_id, local_name, target_type, target_id, created_at)
+               VALUES ('ag-1', 'queued', 'channel', 'mg-q', 't');",
+        )
+        .unwrap();
+    let queue = Arc::new(crate::channels::cli_socket::CliSocket::new());
+    let mut adapters = Adapters::default();
+    adapters.register(world.recorder.clone());
+    adapters.register(queue);
+    world.delivery = Delivery::new(world.paths.clone(), adapters).unwrap();
+    let conn =
+        session_db::open_outbound_container(&session_db::outbound_path(&world.session_dir()))
+            .unwrap();
+    conn.execute_batch(
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 299)
+         INSERT INTO messages_out (id, seq, timestamp, kind, channel_type, platform_id, content)
+         SELECT printf('q%03d', i), 2 * i + 1, '2026-01-01 00:00:00', 'chat', 'cli', 'queued', '{\"text\":\"q\"}' FROM n;
+         INSERT INTO messages_out (id, seq, timestamp, kind, channel_type, platform_id, content)
+         VALUES ('late', 1001, '2026-01-01 00:00:01', 'chat', 'telegram', 'telegram:123', '{\"text\":\"late\"}');",
+    )
+    .unwrap();
+    world.drain();
+    assert_eq!(world.texts(), ["late"]);
+    assert_eq!(world.delivered("q000"), None, "queued rows stay due");
+}
+
+// ---- issue 8 point 12: missing or damaged session DBs ----
+
+#[test]
+fn issue_8_deleting_inbound_db_never_sends_an_earlier_reply_again() {
+    let mut world = world(sent);
+    world.reply("out-1");
+    world.drain();
+    assert_eq!(world.texts(), ["hello"]);
+    std::fs::remove_file(world.session_dir().join(session_db::INBOUND_FILE)).unwrap();
+    world.drain();
+    world.drain();
+    let texts = world.texts();
+    assert_eq!(texts.len(), 2, "no re-send, one notice: {texts:?}");
+    assert!(texts[1].contains("inbound.db was missing"), "{}", texts[1]);
+    assert_eq!(
+        world.delivered("out-1").map(|d| d.0).as_deref(),
+        Some("delivered"),
+        "the recreated inbound.db gets the projection back"
+    );
+    assert!(world.delivery.health().was_told(
+        &world.session.id,
+        super::super::health::Problem::InboundLost
+    ));
+    // New replies flow again.
+    world.reply("out-2");
+    world.drain();
+    assert_eq!(world.texts().last().map(String::as_str), Some("hello"));
+    assert_eq!(world.calls(), 3);
+}
+
+#[test]
+fn issue_8_a_recreated_inbound_db_gets_its_destinations_back() {
+    let mut world = world(sent);
+    world
+        .conn
+        .execute_batch(
+            "INSERT INTO agent_destinations (agent_group_id, local_name, target_type, target_id, created_at)
+               VALUES ('ag-1', 'home', 'channel', 'mg-1', 't');",
+        )
+        .unwrap();
+    world.drain();
+    std::fs::remove_file(world.session_dir().join(session_db::INBOUND_FILE)).unwrap();
+    world.drain();
+    let inbound =
+        session_db::open_inbound_container(&world.session_dir().join(session_db::INBOUND_FILE))
+            .unwrap();
+    let routing: (String, String) = inbound
+        .query_row(
+            "SELECT channel_type, platform_id FROM session_routing WHERE id = 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        routing,
+        ("telegram".to_string(), "telegram:123".to_string())
+    );
+    let names: i64 = inbound
+        .query_row("SELECT COUNT(*) FROM destinations", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(names, 1);
+}
+
+#[test]
+fn issue_8_a_garbage_inbound_db_is_moved_aside_recreated_and_told_once() {
+    let mut world = world(sent);
+    world.reply("out-1");
+    world.drain();
+    std::fs::write(
+        world.session_dir().join(session_db::INBOUND_FILE),
+        vec![0x5a; 8192],
+    )
+    .unwrap();
+    world.drain();
+    world.drain();
+    let texts = world.texts();
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(texts[1].contains("was damaged"), "{}", texts[1]);
+    let aside = std::fs::read_dir(world.session_dir())
+        .unwrap()
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("inbound.db.damaged-")
+        })
+        .count();
+    assert_eq!(aside, 1, "the damaged file is kept for inspection");
+    assert!(world.delivered("out-1").is_some(), "the projection is back");
+}
+
+#[test]
+fn issue_8_a_garbage_outbound_db_is_reported_and_the_chat_told_once() {
+    let mut world = world(sent);
+    let outbound = session_db::outbound_path(&world.session_dir());
+    std::fs::write(&outbound, vec![0x5a; 8192]).unwrap();
+    for _ in 0..3 {
+        world.drain();
+    }
+    let texts = world.texts();
+    assert_eq!(texts.len(), 1, "told once: {texts:?}");
+    assert!(texts[0].contains("outbound.db is damaged"), "{}", texts[0]);
+    assert_eq!(
+        std::fs::read(&outbound).unwrap(),
+        vec![0x5a; 8192],
+        "the host never writes outbound.db"
+    );
+    // The container replaces it; replies flow again; a new damage is told again.
+    std::fs::remove_file(&outbound).unwrap();
+    world.reply("out-1");
+    world.drain();
+    assert_eq!(world.texts().last().map(String::as_str), Some("hello"));
+    std::fs::write(&outbound, vec![0x5a; 8192]).unwrap();
+    world.drain();
+    assert_eq!(world.calls(), 3);
+}
+
+#[test]
+fn issue_8_a_deleted_outbound_db_is_told_and_its_successor_delivers() {
+    let mut world = world(sent);
+    world.reply("out-1");
+    world.drain();
+    std::fs::remove_file(session_db::outbound_path(&world.session_dir())).unwrap();
+    world.drain();
+    world.drain();
+    let texts = world.texts();
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(
+        texts[1].contains("outbound.db was deleted or replaced"),
+        "{}",
+        texts[1]
+    );
+    // The runner creates a fresh file; its rows are delivered, no second notice.
+    world.reply("out-2");
+    world.drain();
+    assert_eq!(world.texts().len(), 3);
+    assert_eq!(world.texts()[2], "hello");
+}
+
+#[test]
+fn a_symlink_or_fifo_at_outbound_db_is_damage_and_never_opened() {
+    let mut world = world(sent);
+    let outbound = session_db::outbound_path(&world.session_dir());
+    std::fs::remove_file(&outbound).unwrap();
+    let status = std::process::Command::new("mkfifo")
+        .arg(&outbound)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // A FIFO without a writer would block a plain open (and the delivery thread) forever.
+    world.drain();
+    let texts = world.texts();
+    assert_eq!(texts.len(), 1);
+    assert!(texts[0].contains("outbound.db is damaged"));
+}
