@@ -8,4 +8,5 @@ mod containers;
 mod manifests;
 mod plan_apply;
 mod runtime;
+mod session_files;
 mod tidy;

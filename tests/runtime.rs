@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 use crate::support::{self, Env};
 
 /// A running `nanoclaw run`; SIGTERM and wait on drop; its guard removes what it left.
-struct Daemon<'a> {
+pub(crate) struct Daemon<'a> {
     env: &'a Env,
     child: Option<Child>,
     guard: support::DockerGuard,
 }
 
-const CLI_AGENT: &str = "\
+pub(crate) const CLI_AGENT: &str = "\
 kind: agent
 name: echo
 provider: mock
@@ -33,11 +33,11 @@ wirings:
 ";
 
 impl<'a> Daemon<'a> {
-    fn start(env: &'a Env) -> Daemon<'a> {
+    pub(crate) fn start(env: &'a Env) -> Daemon<'a> {
         Daemon::start_with(env, &[])
     }
 
-    fn start_with(env: &'a Env, extra: &[&str]) -> Daemon<'a> {
+    pub(crate) fn start_with(env: &'a Env, extra: &[&str]) -> Daemon<'a> {
         let image = support::agent_image().tag;
         std::fs::create_dir_all(env.data()).expect("data dir");
         let guard = support::DockerGuard::new(&reconciler::paths::slug_of(&env.data()));
@@ -74,12 +74,12 @@ impl<'a> Daemon<'a> {
         daemon
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.env.root.path().join("run.log")).unwrap_or_default()
     }
 
     /// SIGTERM, wait for a clean exit; returns the exit code.
-    fn stop(&mut self) -> i32 {
+    pub(crate) fn stop(&mut self) -> i32 {
         let Some(mut child) = self.child.take() else {
             return 0;
         };
@@ -109,8 +109,13 @@ impl<'a> Daemon<'a> {
 }
 
 impl Daemon<'_> {
-    fn containers(&self) -> Vec<String> {
+    pub(crate) fn containers(&self) -> Vec<String> {
         self.guard.containers()
+    }
+
+    /// The daemon's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
     }
 }
 
@@ -197,7 +202,7 @@ fn as_reply(line: &serde_json::Value) -> Option<(String, String)> {
     Some((text.to_string(), reply_to.to_string()))
 }
 
-fn sessions(env: &Env) -> Vec<(String, String)> {
+pub(crate) fn sessions(env: &Env) -> Vec<(String, String)> {
     let conn = reconciler::db::open_readonly(&env.db()).expect("open db");
     let mut statement = conn
         .prepare("SELECT id, agent_group_id FROM sessions ORDER BY agent_group_id")

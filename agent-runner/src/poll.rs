@@ -126,6 +126,9 @@ pub struct Runner {
     provider: Box<dyn Provider>,
     /// Long-lived read-only inbound connection: destinations, threads, seq max.
     inbound: Connection,
+    /// `(st_dev, st_ino)` of the `inbound.db` that `inbound` has open; the host may recreate a
+    /// lost file, and a connection to a deleted file reads stale rows (issue 8 point 12).
+    inbound_id: Option<(u64, u64)>,
     /// The one writer connection of `outbound.db`.
     outbound: Connection,
     /// `(st_dev, st_ino)` of the `outbound.db` that `outbound` has open: another value (or no
@@ -151,6 +154,7 @@ impl Runner {
     ) -> Result<Self, PollError> {
         let inbound_path = workspace.join(INBOUND_FILE);
         let inbound = session_db::open_inbound_container(&inbound_path)?;
+        let inbound_id = file_id(&inbound_path);
         let (outbound, outbound_id) = open_outbound(workspace)?;
         let dests = db::destinations(&inbound)?;
         let system_prompt = system_prompt_addendum(config.assistant_name.as_deref(), &dests);
@@ -161,6 +165,7 @@ impl Runner {
             provider_name: config.provider.clone(),
             provider,
             inbound,
+            inbound_id,
             outbound,
             outbound_id,
             system_prompt,
@@ -215,13 +220,21 @@ impl Runner {
         db::pending(&inbound, &self.outbound, first_poll, self.max_messages)
     }
 
-    /// Reopens `outbound.db` when the file at its path is not the one open (deleted or
-    /// replaced): replies written to a deleted file would never reach the host.
+    /// Reopens a session DB whose file at its path is not the one open (deleted or replaced):
+    /// replies written to a deleted `outbound.db` would never reach the host, and a deleted
+    /// `inbound.db` holds none of the new messages.
     fn check_outbound(&mut self) -> Result<(), SessionDbError> {
         let path = session_db::outbound_path(&self.workspace);
         if file_id(&path) != self.outbound_id {
             warn!(path = %path.display(), "outbound.db was deleted or replaced; reopening it");
             self.reopen_outbound(false)?;
+        }
+        let inbound_path = self.workspace.join(INBOUND_FILE);
+        let inbound_id = file_id(&inbound_path);
+        if inbound_id.is_some() && inbound_id != self.inbound_id {
+            warn!(path = %inbound_path.display(), "inbound.db was replaced; reopening it");
+            self.inbound = session_db::open_inbound_container(&inbound_path)?;
+            self.inbound_id = inbound_id;
         }
         Ok(())
     }

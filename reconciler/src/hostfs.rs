@@ -136,25 +136,6 @@ impl Dir {
             .map_err(|errno| with_path(errno, &self.path, "setting the mode of"))
     }
 
-    /// Sets the mode of the regular file `name` (opened without following it, `O_NONBLOCK`);
-    /// anything that is not a regular file is an error and is left alone.
-    pub fn set_file_mode(&self, name: &str, mode: u32) -> io::Result<()> {
-        check_name(name)?;
-        let flags =
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
-        let fd = rfs::openat(&self.fd, name, flags, Mode::empty())
-            .map_err(|errno| self.err(errno, name, "opening"))?;
-        let entry = entry_of(&rfs::fstat(&fd).map_err(|errno| self.err(errno, name, "stat"))?);
-        if entry.kind != Kind::File {
-            return Err(io::Error::other(format!(
-                "`{}` is not a regular file",
-                self.path.join(name).display()
-            )));
-        }
-        rfs::fchmod(&fd, Mode::from_raw_mode(mode))
-            .map_err(|errno| self.err(errno, name, "setting the mode of"))
-    }
-
     /// Opens the subdirectory `name`; a symlink or any non-directory there is an error.
     pub fn child(&self, name: &str) -> io::Result<Dir> {
         check_name(name)?;

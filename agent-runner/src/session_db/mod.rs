@@ -64,6 +64,8 @@ pub const OUTBOX_DIR: &str = "outbox";
 pub const CONTAINER_CONFIG_FILE: &str = "container.json";
 /// Suffix SQLite gives a DELETE-mode journal.
 pub const JOURNAL_SUFFIX: &str = "-journal";
+/// Mode of `inbound.db`: the container (another uid when the daemon is root) reads it.
+pub const INBOUND_MODE: u32 = 0o644;
 /// How long either side waits for the other's lock before `SQLITE_BUSY`.
 pub const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
 /// Longest string or blob a host connection to a container-written DB materialises
@@ -228,8 +230,9 @@ pub fn create(session_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Host: creates the session folder (when missing) and `inbound.db` with its schema
-/// (idempotent). Permissions and the rest of the layout are the host's `runtime::layout`.
+/// Creates the session folder (when missing) and `inbound.db` with its schema (idempotent).
+/// For tests and tools; the host creates it atomically through [`create_inbound_file`] and a
+/// rename, so nobody sees a half-made file.
 pub fn create_inbound(session_dir: &Path) -> Result<()> {
     fs::create_dir_all(session_dir).map_err(|source| SessionDbError::Io {
         path: session_dir.to_path_buf(),
@@ -237,10 +240,36 @@ pub fn create_inbound(session_dir: &Path) -> Result<()> {
     })?;
     let path = inbound_path(session_dir);
     check_files(&path, false)?;
-    let conn = open_rw(&path, true)?;
-    migrate_inbound(&conn)?;
-    conn.execute_batch(INBOUND_SCHEMA)?;
+    if path.exists() {
+        open_inbound_host(&path)?;
+        return Ok(());
+    }
+    drop(create_inbound_file(&path)?);
     Ok(())
+}
+
+/// Host: creates a fresh `inbound.db` schema at `path` (which must not exist yet: the host
+/// gives it an unpredictable temp name and renames it into place), mode [`INBOUND_MODE`]
+/// whatever the umask. Returns the connection, to fill projections before the rename.
+pub fn create_inbound_file(path: &Path) -> Result<Connection> {
+    if fs::symlink_metadata(path).is_ok() {
+        return Err(SessionDbError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+        });
+    }
+    let conn = open_rw(path, true)?;
+    conn.execute_batch(INBOUND_SCHEMA)?;
+    // chmod(2) by path, never an open + close: closing any descriptor of a DB file drops every
+    // POSIX lock this process holds on it, including other connections' (SQLite's pitfall).
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(INBOUND_MODE)).map_err(|source| {
+        SessionDbError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?;
+    Ok(conn)
 }
 
 /// Host: opens an existing `inbound.db` read-write (DELETE journal) and runs the lazy column
@@ -253,6 +282,20 @@ pub fn open_inbound_host(path: &Path) -> Result<Connection> {
     harden(&conn)?;
     migrate_inbound(&conn)?;
     conn.execute_batch(INBOUND_SCHEMA)?;
+    Ok(conn)
+}
+
+/// Host: opens an existing `inbound.db` read-only, for reads that may take a while (delivery).
+///
+/// Why not read-write: a read-write connection whose file was deleted and recreated under it
+/// takes the new file's journal for its own hot journal, rolls it back into the deleted file
+/// and deletes it, breaking the new file's writer (SQLite's "unlinked while open" hazard). A
+/// read-only connection never does; writes open read-write for the one statement.
+pub fn open_inbound_reader(path: &Path) -> Result<Connection> {
+    check_files(path, true)?;
+    let conn = open_ro(path, true)?;
+    harden(&conn)?;
+    touch_schema(&conn)?;
     Ok(conn)
 }
 

@@ -826,3 +826,32 @@ fn replies_and_their_completion_commit_together_or_not_at_all() {
         .unwrap();
     assert_eq!(r3, 0, "no reply without its completion");
 }
+
+#[test]
+fn a_reader_left_on_a_deleted_inbound_db_never_breaks_the_writer_of_its_successor() {
+    // A read-write connection to a deleted file takes the new file's journal for its own hot
+    // journal and deletes it (the new file's commit then fails with a disk I/O error); that is
+    // why the host reads `inbound.db` through `open_inbound_reader` and writes per statement.
+    let (_d, s) = session();
+    let path = s.join(INBOUND_FILE);
+    let stale = open_inbound_reader(&path).unwrap();
+    fs::remove_file(&path).unwrap();
+    create_inbound(&s).unwrap();
+    let mut fresh = open_inbound_host(&path).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reading = stop.clone();
+    let reader = std::thread::spawn(move || {
+        while !reading.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = stale.query_row("SELECT COUNT(*) FROM messages_in", [], |r| {
+                r.get::<_, i64>(0)
+            });
+        }
+    });
+    let failures = (0..200)
+        .filter(|i| insert_inbound(&mut fresh, &[chat(&format!("m{i}"))]).is_err())
+        .count();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    reader.join().unwrap();
+    assert_eq!(failures, 0);
+    assert_eq!(count_due(&fresh).unwrap(), 200);
+}

@@ -24,7 +24,7 @@ use agent_runner::session_db::{self, Due, OutboundRow};
 use rusqlite::{Connection, OptionalExtension};
 use tracing::{debug, info, warn};
 
-use super::health::{Health, Reporter};
+use super::health::{self, FileId, Health, Reporter};
 use crate::channels::{Adapters, Delivered, Outbound};
 use crate::db::delivered::{self, Outcome};
 use crate::db::{self, sessions};
@@ -127,15 +127,33 @@ impl Delivery {
             adapters: &self.adapters,
             paths: &self.paths,
         };
-        let Some((inbound, outbound)) = self.health.open(&reporter, agent, session) else {
+        let Some((conn, outbound)) = self.health.open(&reporter, agent, session) else {
             return;
+        };
+        let path = session_db::inbound_path(&self.paths.session(agent, session));
+        let inbound = Inbound {
+            id: health::file_id(&path),
+            path,
+            conn,
+            replaced: std::cell::Cell::new(false),
         };
         // Rows that stay due (no reader yet, an attempt short of the limit) are skipped by the
         // next page's offset.
         let mut kept = 0;
         for _ in 0..MAX_PAGES {
-            let page = match session_db::due_outbound(&inbound, &outbound, kept) {
+            if !inbound.is_current() {
+                debug!(
+                    session,
+                    "inbound.db was replaced during the drain; stopping it"
+                );
+                return;
+            }
+            let page = match session_db::due_outbound(&inbound.conn, &outbound, kept) {
                 Ok(page) => page,
+                Err(err) if err.is_missing() => {
+                    debug!(session, error = %err, "outbound.db went away during the drain");
+                    return;
+                }
                 Err(err) => {
                     warn!(session, error = %err, "reading outbound rows failed");
                     return;
@@ -145,6 +163,14 @@ impl Delivery {
             for due in page {
                 if !self.deliver_due(&inbound, agent, session, &due) {
                     kept += 1;
+                }
+                if inbound.replaced.get() {
+                    // The next drain opens the new file (and restores its projection).
+                    debug!(
+                        session,
+                        "inbound.db was replaced during the drain; stopping it"
+                    );
+                    return;
                 }
             }
             if !full {
@@ -159,7 +185,7 @@ impl Delivery {
     }
 
     /// Handles one due row; returns whether it now has an outcome (false: it stays due).
-    fn deliver_due(&mut self, inbound: &Connection, agent: &str, session: &str, due: &Due) -> bool {
+    fn deliver_due(&mut self, inbound: &Inbound, agent: &str, session: &str, due: &Due) -> bool {
         match delivered::outcome(&self.conn, session, due.id()) {
             Ok(Some(outcome)) => {
                 // Delivered before `inbound.db` was recreated: restore the projection only.
@@ -190,7 +216,7 @@ impl Delivery {
 
     fn deliver_row(
         &mut self,
-        inbound: &Connection,
+        inbound: &Inbound,
         agent: &str,
         session: &str,
         row: &OutboundRow,
@@ -227,20 +253,31 @@ impl Delivery {
     }
 
     /// Records an outcome: the central record first (the authority), then the projection.
-    fn mark(&self, inbound: &Connection, session: &str, id: &str, outcome: &Outcome) {
+    fn mark(&self, inbound: &Inbound, session: &str, id: &str, outcome: &Outcome) {
         if let Err(err) = delivered::record(&self.conn, session, id, outcome) {
             warn!(session, id, error = %err, "delivery not recorded");
         }
         self.mark_projection(inbound, session, id, outcome);
     }
 
-    fn mark_projection(&self, inbound: &Connection, session: &str, id: &str, outcome: &Outcome) {
-        if let Err(err) = session_db::mark_delivered(
-            inbound,
-            id,
-            outcome.platform_message_id.as_deref(),
-            outcome.failed,
-        ) {
+    /// Writes the outcome into `inbound.db` through a read-write connection opened for this
+    /// one statement (the drain reads through a read-only one), unless the file was replaced
+    /// since the drain opened it: a read-write connection to a deleted DB file takes the new
+    /// file's journal for its own hot journal and rolls it back, breaking the new file's writer
+    /// (SQLite's "unlinked while open" hazard). Both narrow that window to microseconds.
+    fn mark_projection(&self, inbound: &Inbound, session: &str, id: &str, outcome: &Outcome) {
+        if !inbound.is_current() {
+            return;
+        }
+        let written = session_db::open_inbound_host(&inbound.path).and_then(|writer| {
+            session_db::mark_delivered(
+                &writer,
+                id,
+                outcome.platform_message_id.as_deref(),
+                outcome.failed,
+            )
+        });
+        if let Err(err) = written {
             warn!(session, id, error = %err, "delivery not recorded in inbound.db");
         }
     }
@@ -324,6 +361,28 @@ impl Delivery {
                 "unauthorized channel destination: {agent} cannot send to {channel_type}/{platform_id}"
             )),
         }
+    }
+}
+
+/// The `inbound.db` a drain works on, and whether it is still the file at its path.
+struct Inbound {
+    /// Read-only: the due query.
+    conn: Connection,
+    path: std::path::PathBuf,
+    /// The file's identity when the drain opened it.
+    id: Option<FileId>,
+    /// Set when the file at `path` is no longer `id`: the drain stops.
+    replaced: std::cell::Cell<bool>,
+}
+
+impl Inbound {
+    /// Whether the file at the path is still the one `conn` has open (else `replaced` is set).
+    fn is_current(&self) -> bool {
+        let current = health::file_id(&self.path) == self.id;
+        if !current {
+            self.replaced.set(true);
+        }
+        current
     }
 }
 

@@ -27,7 +27,7 @@ use crate::hostfs::Dir;
 use crate::paths::Paths;
 
 /// `(st_dev, st_ino)` of a session DB file.
-type FileId = (u64, u64);
+pub(crate) type FileId = (u64, u64);
 
 /// Something wrong with a session's files that the chat should hear about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -88,7 +88,8 @@ pub struct Reporter<'a> {
 }
 
 impl Health {
-    /// Opens the session's DBs for a drain (`inbound.db` read-write, `outbound.db` read-only),
+    /// Opens the session's DBs for a drain (both read-only: see
+    /// [`session_db::open_inbound_reader`] for why `inbound.db` too),
     /// repairing `inbound.db` and reporting what is wrong on the way. `None`: nothing to drain
     /// now (no `outbound.db` yet, damaged, or busy).
     pub fn open(
@@ -162,7 +163,7 @@ impl Health {
         before: Option<FileId>,
     ) -> Option<Connection> {
         let path = session_db::inbound_path(dir);
-        let problem = match session_db::open_inbound_host(&path) {
+        let problem = match session_db::open_inbound_reader(&path) {
             Ok(conn) => {
                 let id = file_id(&path);
                 self.seen.entry(session.to_string()).or_default().inbound = id;
@@ -216,16 +217,22 @@ impl Health {
         };
         if let Some(err) = &problem {
             debug!(session, error = %err, "recreating inbound.db");
-            if let Err(err) = session_db::create_inbound(dir) {
-                warn!(session, error = %err, "inbound.db could not be recreated");
+            let row = sessions::get(reporter.conn, session).ok().flatten();
+            let created = Dir::open(dir)
+                .map_err(anyhow::Error::from)
+                .and_then(|folder| {
+                    layout::create_inbound(&folder, row.as_ref().map(|row| (reporter.conn, row)))
+                });
+            if let Err(err) = created {
+                warn!(session, error = %format!("{err:#}"), "inbound.db could not be recreated");
                 return None;
             }
         }
         // Recreated or replaced: put back what the central DB knows.
-        let mut conn = session_db::open_inbound_host(&path).ok()?;
+        let mut writer = session_db::open_inbound_host(&path).ok()?;
         match sessions::get(reporter.conn, session) {
             Ok(Some(row)) => {
-                if let Err(err) = session::write_projections(reporter.conn, &row, &mut conn) {
+                if let Err(err) = session::write_projections(reporter.conn, &row, &mut writer) {
                     warn!(session, error = %format!("{err:#}"), "destinations not rewritten into the recreated inbound.db");
                 }
             }
@@ -234,13 +241,9 @@ impl Health {
                 warn!(session, error = %err, "session not found for a recreated inbound.db")
             }
         }
-        if let Err(err) = Dir::open(dir)
-            .and_then(|dir| dir.set_file_mode(session_db::INBOUND_FILE, layout::FILE_MODE))
-        {
-            warn!(session, error = %err, "cannot make the recreated inbound.db readable");
-        }
+        drop(writer);
         self.seen.entry(session.to_string()).or_default().inbound = file_id(&path);
-        Some(conn)
+        session_db::open_inbound_reader(&path).ok()
     }
 
     /// Logs the problem and tells the session's chat, once per `(session, problem)` until it
@@ -316,7 +319,8 @@ fn aside_with_journal(dir: &Dir) -> std::io::Result<()> {
     Ok(())
 }
 
-fn file_id(path: &Path) -> Option<FileId> {
+/// `(st_dev, st_ino)` of the file at `path`, not followed; `None` when absent.
+pub(crate) fn file_id(path: &Path) -> Option<FileId> {
     use std::os::unix::fs::MetadataExt;
     std::fs::symlink_metadata(path)
         .ok()

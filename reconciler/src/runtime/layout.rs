@@ -135,10 +135,40 @@ fn ensure_inbound(session: &Dir) -> anyhow::Result<()> {
         }
     }
     if session.entry(name)?.is_none() {
-        session_db::create_inbound(session.path())?;
+        create_inbound(session, None)?;
     }
-    session.set_file_mode(name, FILE_MODE)?;
     Ok(())
+}
+
+/// Creates `inbound.db` in the session folder atomically: a fresh file under an unpredictable
+/// temp name gets the schema (and, given the central DB and the session, the destinations and
+/// reply address), then is renamed into place without replacing anything. Nobody ever sees a
+/// half-made file; when another thread won the race, its file stays. Returns whether this call
+/// created it.
+pub fn create_inbound(
+    session: &Dir,
+    projections: Option<(&rusqlite::Connection, &crate::db::sessions::Session)>,
+) -> anyhow::Result<bool> {
+    let temp = crate::hostfs::temp_name()?;
+    let temp_path = session.path().join(&temp);
+    let made = (|| -> anyhow::Result<()> {
+        let mut conn = session_db::create_inbound_file(&temp_path)?;
+        if let Some((central, row)) = projections {
+            super::session::write_projections(central, row, &mut conn)?;
+        }
+        Ok(())
+    })();
+    let placed = made.and_then(|()| {
+        session
+            .rename_new(&temp, session, session_db::INBOUND_FILE)
+            .map_err(anyhow::Error::from)
+    });
+    let journal = format!("{temp}{}", session_db::JOURNAL_SUFFIX);
+    if !matches!(placed, Ok(true)) {
+        let _ = session.remove(&temp);
+    }
+    let _ = session.remove(&journal);
+    placed
 }
 
 /// Opens (creating) an agent-writable folder `name` in `parent`, owned by `owner`. An entry
