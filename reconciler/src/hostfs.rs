@@ -347,7 +347,8 @@ impl Dir {
     }
 
     /// Gives this directory and everything inside it to `owner`, never following a symlink
-    /// (a symlink itself is re-owned), at most [`MAX_DEPTH`] deep.
+    /// (a symlink itself is re-owned) and skipping files with more than one hard link, at most
+    /// [`MAX_DEPTH`] deep.
     pub fn chown_tree(&self, owner: Owner) -> io::Result<()> {
         self.chown_tree_at(owner, 0)
     }
@@ -365,6 +366,9 @@ impl Dir {
                     // Replaced meanwhile: nothing of ours to re-own.
                     Err(_) => continue,
                 },
+                // A file with a second hard link may be someone else's file (a link the agent
+                // made when it could still see it): never hand that inode over.
+                Some(entry) if entry.kind == Kind::File && entry.links > 1 => {}
                 Some(_) => {
                     match rfs::chownat(
                         &self.fd,

@@ -313,6 +313,34 @@ fn heartbeat_is_created_and_touched() {
     assert_eq!(heartbeat_mtime(&s), None);
     touch_heartbeat(&s);
     assert!(heartbeat_mtime(&s).is_some());
+    assert!(
+        s.join("outbound/.heartbeat").is_file(),
+        "in the writable folder"
+    );
+}
+
+#[test]
+fn the_host_reads_a_heartbeat_defensively() {
+    let (_d, s) = session();
+    let heartbeat = heartbeat_path(&s);
+    // A time in the future (the container sets its own mtime) reads as now.
+    touch_heartbeat(&s);
+    File::options()
+        .write(true)
+        .open(&heartbeat)
+        .unwrap()
+        .set_modified(SystemTime::now() + Duration::from_secs(365 * 24 * 3600))
+        .unwrap();
+    assert!(heartbeat_mtime(&s).unwrap() <= SystemTime::now());
+    // Only a regular file counts: a link is never followed, a folder is no heartbeat.
+    fs::remove_file(&heartbeat).unwrap();
+    let target = s.join("fresh");
+    fs::write(&target, "").unwrap();
+    std::os::unix::fs::symlink(&target, &heartbeat).unwrap();
+    assert_eq!(heartbeat_mtime(&s), None);
+    fs::remove_file(&heartbeat).unwrap();
+    fs::create_dir(&heartbeat).unwrap();
+    assert_eq!(heartbeat_mtime(&s), None);
 }
 
 // ---- pending selection (agent-runner.md §12.1: accumulate gate, on_wake) ----

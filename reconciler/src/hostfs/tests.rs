@@ -203,6 +203,7 @@ fn chown_tree_re_owns_links_not_their_targets() {
     std::fs::create_dir_all(world.data.join("tree/deeper")).unwrap();
     std::fs::write(world.data.join("tree/deeper/file"), "x").unwrap();
     std::os::unix::fs::symlink(&world.outside, world.data.join("tree/deeper/link")).unwrap();
+    std::fs::hard_link(&world.outside, world.data.join("tree/hard")).unwrap();
     let owner = Owner {
         uid: 10001,
         gid: 10001,
@@ -223,7 +224,11 @@ fn chown_tree_re_owns_links_not_their_targets() {
         assert_eq!((meta.uid(), meta.gid()), (10001, 10001), "{path}");
     }
     let outside = std::fs::metadata(&world.outside).unwrap();
-    assert_eq!(outside.uid(), 0, "the symlink's target keeps its owner");
+    assert_eq!(
+        outside.uid(),
+        0,
+        "neither a symlink's target nor a hard-linked file changes owner"
+    );
 }
 
 #[test]

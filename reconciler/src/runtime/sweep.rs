@@ -26,6 +26,9 @@ pub const ABSOLUTE_CEILING: Duration = Duration::from_secs(30 * 60);
 pub const CLAIM_STUCK: Duration = Duration::from_secs(60);
 /// Retries before a message is marked failed (host.md §5.4).
 pub const MAX_TRIES: i64 = 5;
+/// Longest `Bash` timeout a container may declare to extend its limits (the value is
+/// container-written, so it is bounded).
+pub const MAX_DECLARED_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// What the sweep knows about one running container.
 #[derive(Clone, Debug)]
@@ -277,12 +280,16 @@ fn reset_claims(inbound: &Connection, claims: &[(String, String)]) -> anyhow::Re
     Ok(())
 }
 
-/// The `Bash` tool's declared timeout while it runs (host.md §5.3 `declaredBash`).
+/// The `Bash` tool's declared timeout while it runs (host.md §5.3 `declaredBash`), at most
+/// [`MAX_DECLARED_TIMEOUT`]: the container writes this value, and an enormous one would exempt
+/// it from the ceiling forever.
 fn declared_bash(state: &session_db::ContainerState) -> Option<Duration> {
     let millis = state
         .tool_declared_timeout_ms
         .filter(|_| state.current_tool.as_deref() == Some("Bash"))?;
-    u64::try_from(millis).ok().map(Duration::from_millis)
+    u64::try_from(millis)
+        .ok()
+        .map(|millis| Duration::from_millis(millis).min(MAX_DECLARED_TIMEOUT))
 }
 
 /// Parses SQLite-now (`YYYY-MM-DD HH:MM:SS`, UTC) or ISO timestamps with any zone marker.
@@ -509,6 +516,11 @@ mod tests {
             Some(Duration::from_secs(600))
         );
         assert_eq!(declared_bash(&state("Read")), None);
+        let forever = session_db::ContainerState {
+            tool_declared_timeout_ms: Some(i64::MAX),
+            ..state("Bash")
+        };
+        assert_eq!(declared_bash(&forever), Some(MAX_DECLARED_TIMEOUT));
     }
 
     // ---- parseSqliteUtc ----
