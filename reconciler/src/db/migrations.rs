@@ -21,7 +21,7 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: INITIAL_SCHEMA,
     },
     Migration {
-        name: "002-delivered-outbound",
+        name: "003-delivered-outbound",
         sql: DELIVERED_OUTBOUND,
     },
 ];
