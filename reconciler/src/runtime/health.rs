@@ -154,6 +154,9 @@ impl Health {
         Some((inbound, outbound))
     }
 
+    /// Opens `inbound.db` read-only, first recreating it when missing or damaged. Long because
+    /// the three cases (replaced, missing, damaged) share one tail: recreate, restore the
+    /// projections, remember the new file.
     fn open_inbound(
         &mut self,
         reporter: &Reporter<'_>,
