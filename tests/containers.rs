@@ -5,7 +5,6 @@
 //! Every test is gated by `support::docker()`, gets its own install slug, and a `DockerGuard`
 //! removes that slug's containers on drop (`NANOCLAW_TEST_KEEP=1` keeps them).
 
-use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 use std::time::Duration;
 
@@ -13,8 +12,12 @@ use agent_runner::session_db::{self, DestinationRow, NewInbound};
 use reconciler::containers::{self, Runner, SpawnSpec};
 use reconciler::paths::Paths;
 use reconciler::resources::{Cpus, Memory, Resources};
+use reconciler::runtime::layout;
 
 use crate::support::{self, DockerGuard};
+
+/// The container.json of the tests' agent `andy`: the mock provider.
+const MOCK_CONFIG: &str = r#"{"provider": "mock", "assistantName": "Andy"}"#;
 
 /// One temporary install with an agent `andy` whose container.json selects the mock provider.
 struct Install {
@@ -30,13 +33,6 @@ impl Install {
             .tempdir()
             .expect("tempdir");
         let paths = Paths::new(root.path().join("data"));
-        let group = paths.group("andy");
-        std::fs::create_dir_all(&group).expect("group dir");
-        std::fs::write(
-            group.join("container.json"),
-            r#"{"provider": "mock", "assistantName": "Andy"}"#,
-        )
-        .expect("container.json");
         Install { _root: root, paths }
     }
 
@@ -44,10 +40,13 @@ impl Install {
         self.paths.slug()
     }
 
-    /// Creates the session folder with both DBs and one CLI destination.
+    /// Lays the session out as the waker does (folders, owners, `inbound.db`), writes the mock
+    /// `container.json` and one CLI destination.
     fn session(&self, session_id: &str) -> SpawnSpec {
         let session_dir = self.paths.session("andy", session_id);
-        session_db::create(&session_dir).expect("session DBs");
+        layout::prepare(&self.paths, "andy", session_id, &[]).expect("session layout");
+        std::fs::write(session_db::container_config_path(&session_dir), MOCK_CONFIG)
+            .expect("container.json");
         let mut inbound =
             session_db::open_inbound_host(&session_dir.join(session_db::INBOUND_FILE))
                 .expect("open inbound");
@@ -69,19 +68,6 @@ impl Install {
             env: Vec::new(),
             config_hash: "test".into(),
             resources: Resources::default(),
-        }
-    }
-}
-
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0)
-}
-
-fn chown_tree(path: &std::path::Path, uid: u32, gid: u32) {
-    std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown");
-    if path.is_dir() {
-        for entry in std::fs::read_dir(path).expect("read dir") {
-            chown_tree(&entry.expect("dir entry").path(), uid, gid);
         }
     }
 }
@@ -255,15 +241,11 @@ async fn woken_container_answers_a_message() {
     let _guard = DockerGuard::new(&install.slug());
     let spec = install.session("s1");
     let session_dir = spec.session_dir.clone();
-    // As root, hand the install to uid 1000 so the container provably runs as the folder's
-    // owner (not root) and can still write its files.
-    let owner = if is_root() {
-        chown_tree(&install.paths.data, 1000, 1000);
-        "1000:1000".to_string()
-    } else {
-        let meta = std::fs::metadata(&session_dir).expect("session dir");
-        format!("{}:{}", meta.uid(), meta.gid())
-    };
+    // Never root: as root the container runs as 10001:10001 and can still write `outbound/`
+    // (the layout gave it to that user), through a read-only /workspace.
+    let (uid, gid) = containers::container_user();
+    assert_ne!(uid, 0);
+    let owner = format!("{uid}:{gid}");
     let inbound_path = session_dir.join(session_db::INBOUND_FILE);
     let mut inbound = session_db::open_inbound_host(&inbound_path).expect("open inbound");
     let message = NewInbound {
@@ -281,7 +263,7 @@ async fn woken_container_answers_a_message() {
     let docker = containers::connect().await.expect("connect");
     let runner = Runner::new(docker, install.slug(), 2);
     assert!(runner.wake(spec).await);
-    let outbound_path = session_dir.join(session_db::OUTBOUND_FILE);
+    let outbound_path = session_db::outbound_path(&session_dir);
     let replies = tokio::task::spawn_blocking(move || {
         let mut replies = Vec::new();
         support::wait_until(
@@ -289,9 +271,18 @@ async fn woken_container_answers_a_message() {
             Duration::from_secs(60),
             || {
                 let inbound = session_db::open_inbound_host(&inbound_path).expect("open inbound");
-                let outbound =
-                    session_db::open_outbound_host(&outbound_path).expect("open outbound");
-                replies = session_db::due_outbound(&inbound, &outbound).expect("due outbound");
+                // The runner creates outbound.db as it starts.
+                let Ok(outbound) = session_db::open_outbound_host(&outbound_path) else {
+                    return false;
+                };
+                replies = session_db::due_outbound(&inbound, &outbound, 0)
+                    .expect("due outbound")
+                    .into_iter()
+                    .map(|due| match due {
+                        session_db::Due::Row(row) => row,
+                        bad => panic!("a bad row: {bad:?}"),
+                    })
+                    .collect();
                 !replies.is_empty()
             },
         );
@@ -322,15 +313,27 @@ async fn failed_wake_is_false_and_clears_a_stale_heartbeat() {
     let guard = DockerGuard::new(&install.slug());
     let mut spec = install.session("s1");
     spec.image = "nanoclaw-agent:no-such-tag".into();
-    let heartbeat = spec.session_dir.join(session_db::HEARTBEAT_FILE);
+    let heartbeat = session_db::heartbeat_path(&spec.session_dir);
     std::fs::write(&heartbeat, "").expect("stale heartbeat");
     let docker = containers::connect().await.expect("connect");
     let runner = Runner::new(docker, install.slug(), 2);
-    assert!(!runner.wake(spec).await);
+    assert!(!runner.wake(spec.clone()).await);
     assert!(
         !heartbeat.exists(),
         "the stale heartbeat is deleted before the spawn"
     );
+    // A heartbeat the agent made a link: the link goes, its target stays.
+    let outside = install
+        .paths
+        .data
+        .parent()
+        .expect("root")
+        .join("outside.txt");
+    std::fs::write(&outside, "keep").expect("outside file");
+    std::os::unix::fs::symlink(&outside, &heartbeat).expect("planted heartbeat");
+    assert!(!runner.wake(spec).await);
+    assert!(std::fs::symlink_metadata(&heartbeat).is_err());
+    assert_eq!(std::fs::read_to_string(&outside).expect("outside"), "keep");
     assert!(!runner.is_running("s1"));
     assert!(guard.containers().is_empty());
 }
@@ -342,15 +345,16 @@ async fn a_container_that_exits_on_its_own_is_reported_with_its_code() {
     let install = Install::new();
     let guard = DockerGuard::new(&install.slug());
     // An unknown provider makes the runner fail right after start.
+    let spec = install.session("s1");
     std::fs::write(
-        install.paths.group("andy").join("container.json"),
+        session_db::container_config_path(&spec.session_dir),
         r#"{"provider": "no-such-provider"}"#,
     )
     .expect("container.json");
     let docker = containers::connect().await.expect("connect");
     let runner = Runner::new(docker, install.slug(), 2);
     let mut exits = runner.exits();
-    assert!(runner.wake(install.session("s1")).await);
+    assert!(runner.wake(spec).await);
     let exited = tokio::time::timeout(Duration::from_secs(30), exits.recv())
         .await
         .expect("an exit event within 30 s")

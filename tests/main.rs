@@ -10,4 +10,5 @@ mod daemon;
 mod manifests;
 mod plan_apply;
 mod runtime;
+mod session_files;
 mod tidy;

@@ -261,7 +261,10 @@ pub(crate) fn reply_status(
         .into_iter()
         .find(|(_, owner)| owner == agent)?;
     let dir = env.data().join("sessions").join(agent).join(session);
-    let outbound = agent_runner::session_db::open_outbound_host(&dir.join("outbound.db")).ok()?;
+    let outbound = agent_runner::session_db::open_outbound_host(
+        &agent_runner::session_db::outbound_path(&dir),
+    )
+    .ok()?;
     let id: String = outbound
         .query_row(
             "SELECT id FROM messages_out WHERE in_reply_to = ?1",
@@ -269,7 +272,10 @@ pub(crate) fn reply_status(
             |row| row.get(0),
         )
         .ok()?;
-    let inbound = agent_runner::session_db::open_inbound_host(&dir.join("inbound.db")).ok()?;
+    let inbound = agent_runner::session_db::open_inbound_reader(
+        &agent_runner::session_db::inbound_path(&dir),
+    )
+    .ok()?;
     let status = inbound
         .query_row(
             "SELECT status FROM delivered WHERE message_out_id = ?1",
@@ -359,7 +365,7 @@ fn accumulated_context_reaches_the_agent_with_the_trigger() {
         env.data()
             .join("sessions/bot")
             .join(&session)
-            .join(".mock/turns.jsonl"),
+            .join("outbound/.mock/turns.jsonl"),
     )
     .unwrap_or_else(|err| panic!("mock turns log: {err}\n{}", daemon.log()));
     let first: serde_json::Value =
@@ -512,12 +518,13 @@ fn bad_input_is_logged_and_never_stops_the_loop() {
         .send(&serde_json::json!({ "text": "anyone?", "id": "lost-1", "platform_id": "nowhere" }));
     assert!(client.next_error().contains("`nowhere`"));
 
-    // A container writing a garbage row: it is retried, then marked failed; others still flow.
+    // A container writing a garbage row: it is recorded failed and skipped; others still flow.
     let (session, _) = sessions(&env).pop().expect("a session");
     let dir = env.data().join("sessions/echo").join(&session);
     {
-        let outbound = agent_runner::session_db::open_outbound_container(&dir.join("outbound.db"))
-            .expect("outbound");
+        let outbound =
+            agent_runner::session_db::open_outbound_container(&dir.join("outbound/outbound.db"))
+                .expect("outbound");
         outbound
             .execute(
                 "INSERT INTO messages_out (id, seq, timestamp, kind, platform_id, channel_type, content)

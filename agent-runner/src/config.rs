@@ -1,5 +1,6 @@
-//! `<workspace>/agent/container.json` (agent-runner.md §1.1): read once at startup; any read or
-//! parse error means all defaults. Every field is "falsy → default". The runner never writes it.
+//! `<workspace>/container.json` (agent-runner.md §1.1, moved out of the agent's folder): read once
+//! at startup; any read or parse error means all defaults. Every field is "falsy → default". The
+//! host writes it at every spawn into the session folder, which the container sees read-only.
 
 use std::path::Path;
 

@@ -1,5 +1,5 @@
 //! Entry point of the in-container runner: `agent-runner [--workspace DIR]` (default
-//! `/workspace`). Reads `agent/container.json`, installs SIGTERM/SIGINT handlers that request a
+//! `/workspace`). Reads `container.json`, installs SIGTERM/SIGINT handlers that request a
 //! stop at the next safe point, and runs the poll loop. Logs go to stderr; stdout stays empty.
 
 use std::path::PathBuf;
@@ -28,7 +28,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let config_path = workspace.join("agent").join("container.json");
+    let config_path = agent_runner::session_db::container_config_path(&workspace);
     let config = config::load(&config_path).unwrap_or_else(|err| {
         warn!(error = %err, "using default config");
         config::Config::default()

@@ -25,7 +25,7 @@ use crate::providers::{
     create_provider,
 };
 use crate::session_db::container::{self as db, Ack, InboundRow, NewOutbound};
-use crate::session_db::{self, INBOUND_FILE, OUTBOUND_FILE, SessionDbError};
+use crate::session_db::{self, INBOUND_FILE, SessionDbError};
 
 /// How often the inbound file's metadata is checked (and a provider is waited on).
 pub const TICK: Duration = Duration::from_millis(10);
@@ -114,7 +114,8 @@ impl InboundWatch {
 /// The runner's state for one container lifetime.
 /// Every field is written and read only by the loop's own thread.
 pub struct Runner {
-    /// The session folder as mounted (`inbound.db`, `outbound.db`, `.heartbeat`).
+    /// The session folder as mounted (`inbound.db`; `outbound/` holds `outbound.db` and
+    /// `.heartbeat`).
     workspace: PathBuf,
     /// The user's zone for prompt times.
     tz: String,
@@ -125,8 +126,14 @@ pub struct Runner {
     provider: Box<dyn Provider>,
     /// Long-lived read-only inbound connection: destinations, threads, seq max.
     inbound: Connection,
+    /// `(st_dev, st_ino)` of the `inbound.db` that `inbound` has open; the host may recreate a
+    /// lost file, and a connection to a deleted file reads stale rows (issue 8 point 12).
+    inbound_id: Option<(u64, u64)>,
     /// The one writer connection of `outbound.db`.
     outbound: Connection,
+    /// `(st_dev, st_ino)` of the `outbound.db` that `outbound` has open: another value (or no
+    /// file) at the path means it was deleted or replaced, and is reopened (issue 8 point 12).
+    outbound_id: Option<(u64, u64)>,
     /// Addendum built once at startup (destinations snapshot, §6.3).
     system_prompt: String,
     /// Resume id: set by every `init`, cleared by `/clear` and session-invalid errors.
@@ -147,7 +154,8 @@ impl Runner {
     ) -> Result<Self, PollError> {
         let inbound_path = workspace.join(INBOUND_FILE);
         let inbound = session_db::open_inbound_container(&inbound_path)?;
-        let outbound = session_db::open_outbound_container(&workspace.join(OUTBOUND_FILE))?;
+        let inbound_id = file_id(&inbound_path);
+        let (outbound, outbound_id) = open_outbound(workspace)?;
         let dests = db::destinations(&inbound)?;
         let system_prompt = system_prompt_addendum(config.assistant_name.as_deref(), &dests);
         Ok(Runner {
@@ -157,7 +165,9 @@ impl Runner {
             provider_name: config.provider.clone(),
             provider,
             inbound,
+            inbound_id,
             outbound,
+            outbound_id,
             system_prompt,
             continuation: None,
             first_poll: true,
@@ -188,6 +198,13 @@ impl Runner {
             match self.iteration(stop) {
                 Ok(true) => self.watch.force(),
                 Ok(false) => {}
+                Err(err) if err.is_damaged() => {
+                    warn!(error = %err, "outbound.db is damaged; moving it aside");
+                    if let Err(err) = self.reopen_outbound(true) {
+                        warn!(error = %err, "Poll error");
+                        std::thread::sleep(FULL_POLL);
+                    }
+                }
                 Err(err) => {
                     warn!(error = %err, "Poll error");
                     std::thread::sleep(FULL_POLL);
@@ -203,8 +220,39 @@ impl Runner {
         db::pending(&inbound, &self.outbound, first_poll, self.max_messages)
     }
 
+    /// Reopens a session DB whose file at its path is not the one open (deleted or replaced):
+    /// replies written to a deleted `outbound.db` would never reach the host, and a deleted
+    /// `inbound.db` holds none of the new messages.
+    fn check_outbound(&mut self) -> Result<(), SessionDbError> {
+        let path = session_db::outbound_path(&self.workspace);
+        if file_id(&path) != self.outbound_id {
+            warn!(path = %path.display(), "outbound.db was deleted or replaced; reopening it");
+            self.reopen_outbound(false)?;
+        }
+        let inbound_path = self.workspace.join(INBOUND_FILE);
+        let inbound_id = file_id(&inbound_path);
+        if inbound_id.is_some() && inbound_id != self.inbound_id {
+            warn!(path = %inbound_path.display(), "inbound.db was replaced; reopening it");
+            self.inbound = session_db::open_inbound_container(&inbound_path)?;
+            self.inbound_id = inbound_id;
+        }
+        Ok(())
+    }
+
+    /// Opens `outbound.db` afresh (creating it); `damaged`: move the current file aside first.
+    fn reopen_outbound(&mut self, damaged: bool) -> Result<(), SessionDbError> {
+        if damaged {
+            move_aside(&session_db::outbound_path(&self.workspace));
+        }
+        let (outbound, id) = open_outbound(&self.workspace)?;
+        self.outbound = outbound;
+        self.outbound_id = id;
+        Ok(())
+    }
+
     /// One outer iteration (§3.4). Returns whether a batch was taken.
     fn iteration(&mut self, stop: &AtomicBool) -> Result<bool, SessionDbError> {
+        self.check_outbound()?;
         let first = std::mem::replace(&mut self.first_poll, false);
         let rows: Vec<_> = self
             .pending(first)?
@@ -372,6 +420,7 @@ impl Runner {
         query: &mut dyn AgentQuery,
         turn: &mut Turn,
     ) -> Result<(), SessionDbError> {
+        self.check_outbound()?;
         let rows = self.pending(false)?;
         if rows.iter().any(|r| r.trigger && is_runner_command(r)) {
             info!("Pending slash command, ending stream so the outer loop can process it");
@@ -456,6 +505,57 @@ impl Runner {
         };
         db::write_outbound(&self.inbound, &mut self.outbound, &row)?;
         Ok(())
+    }
+}
+
+/// Opens (creating) `outbound/outbound.db` and returns it with its file identity. A file that
+/// is not a database, or not a regular file, is moved aside once and a fresh one created: the
+/// container owns this file, so only it can repair it.
+fn open_outbound(workspace: &Path) -> Result<(Connection, Option<(u64, u64)>), SessionDbError> {
+    let dir = session_db::outbound_dir(workspace);
+    fs::create_dir_all(&dir).map_err(|source| SessionDbError::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    let path = session_db::outbound_path(workspace);
+    let regular = fs::symlink_metadata(&path).map_or(true, |m| m.file_type().is_file());
+    if !regular {
+        warn!(path = %path.display(), "outbound.db is not a regular file; moving it aside");
+        move_aside(&path);
+    }
+    let conn = match session_db::open_outbound_container(&path) {
+        Err(err) if err.is_damaged() => {
+            warn!(error = %err, "outbound.db is damaged; moving it aside and starting a fresh one");
+            move_aside(&path);
+            session_db::open_outbound_container(&path)?
+        }
+        other => other?,
+    };
+    Ok((conn, file_id(&path)))
+}
+
+/// `(st_dev, st_ino)` of the file at `path` (not followed), `None` when absent.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Renames `path` (and its journal) to `<name>.damaged-<ms>` next to it; best effort.
+fn move_aside(path: &Path) {
+    let ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let mut journal = path.as_os_str().to_owned();
+    journal.push(session_db::JOURNAL_SUFFIX);
+    for from in [path.to_path_buf(), PathBuf::from(journal)] {
+        let mut to = from.as_os_str().to_owned();
+        to.push(format!(".damaged-{ms}"));
+        if let Err(err) = fs::rename(&from, &to)
+            && err.kind() != std::io::ErrorKind::NotFound
+        {
+            warn!(path = %from.display(), error = %err, "cannot move a damaged file aside");
+        }
     }
 }
 

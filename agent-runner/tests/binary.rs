@@ -12,10 +12,12 @@ use agent_runner::session_db::{self, DestinationRow, NewInbound};
 fn session(provider: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let ws = dir.path();
-    session_db::create(ws).unwrap();
-    std::fs::create_dir_all(ws.join("agent")).unwrap();
+    // What the host creates: the session folder, `inbound.db`, the (empty) `outbound/` and
+    // `container.json`; the runner creates `outbound/outbound.db` itself.
+    session_db::create_inbound(ws).unwrap();
+    std::fs::create_dir_all(session_db::outbound_dir(ws)).unwrap();
     std::fs::write(
-        ws.join("agent/container.json"),
+        session_db::container_config_path(ws),
         serde_json::json!({"provider": provider, "model": "mock-1", "assistantName": "Andy"})
             .to_string(),
     )
@@ -68,11 +70,17 @@ fn spawn(ws: &Path) -> Child {
 /// Texts of the delivered-to-be rows, as the host's delivery sees them.
 fn replies(ws: &Path) -> Vec<String> {
     let inb = session_db::open_inbound_host(&ws.join("inbound.db")).unwrap();
-    let out = session_db::open_outbound_host(&ws.join("outbound.db")).unwrap();
-    session_db::due_outbound(&inb, &out)
+    // The runner creates `outbound.db` at its start.
+    let Ok(out) = session_db::open_outbound_host(&session_db::outbound_path(ws)) else {
+        return Vec::new();
+    };
+    session_db::due_outbound(&inb, &out, 0)
         .unwrap()
         .into_iter()
-        .map(|r| {
+        .map(|due| {
+            let session_db::Due::Row(r) = due else {
+                panic!("a bad row: {due:?}")
+            };
             assert_eq!(
                 (r.channel_type.as_deref(), r.platform_id.as_deref()),
                 (Some("cli"), Some("local"))
@@ -130,7 +138,7 @@ fn binary_answers_a_chat_message_and_stops_on_sigterm() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.stdout.is_empty(), "the runner never writes stdout");
-    let turns = std::fs::read_to_string(ws.join(".mock/turns.jsonl")).unwrap();
+    let turns = std::fs::read_to_string(ws.join("outbound/.mock/turns.jsonl")).unwrap();
     assert!(turns.contains(r#"timezone=\"America/New_York\""#));
     assert!(turns.contains("Jun 15, 2026, 8:00 AM"));
 }

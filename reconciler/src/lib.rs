@@ -12,6 +12,7 @@
 //! - [`containers`]: the only Docker code.
 //! - [`mount_policy`]: which host paths an agent may mount (resolved paths, the allowlist).
 //! - [`channels`]: channel adapters (CLI socket, …).
+//! - [`hostfs`]: file writes and reads a planted link cannot redirect.
 //! - [`env`], [`paths`], [`logging`]: environment, file layout (and the data dir's checks),
 //!   tracing.
 //! - [`lockfile`]: OS file locks that name their holder (apply lock, daemon lock).
@@ -23,6 +24,7 @@ pub mod containers;
 pub mod db;
 pub mod env;
 pub mod export;
+pub mod hostfs;
 pub mod lockfile;
 pub mod logging;
 pub mod manifest;

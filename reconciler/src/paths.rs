@@ -1,15 +1,34 @@
 //! Where everything lives inside the data directory, resolved once at startup.
 //!
 //! ```text
-//! <data>/
-//!   nanoclaw.db (+ -wal, -shm)   central DB
-//!   apply.lock                   held while an apply writes (names the holder)
-//!   run.lock                     held by the one `nanoclaw run` of this data dir (names it)
-//!   cli.sock                     CLI chat channel (0600)
-//!   groups/<agent>/              per-agent workspace (CLAUDE.local.md, container.json, …)
-//!   sessions/<agent>/.claude-shared/
-//!   sessions/<agent>/<session>/  inbound.db, outbound.db, .heartbeat, inbox/, outbox/
+//! <data>/                               host-owned (0700)
+//!   nanoclaw.db (+ -wal, -shm)          central DB
+//!   apply.lock                          held while an apply writes (names the holder)
+//!   run.lock                            held by the one `nanoclaw run` of this data dir (names it)
+//!   cli.sock                            CLI chat channel (0600)
+//!   groups/<agent>/                     AGENT-WRITABLE: /workspace/agent (rw): CLAUDE.local.md and
+//!                                       the agent's own files
+//!   sessions/<agent>/                   host-owned
+//!     claude-local.seed                 the CLAUDE.local.md seed last written (re-seed rule)
+//!     .claude-shared/                   AGENT-WRITABLE per-agent state (not mounted yet)
+//!     <session>/                        host-owned: /workspace (READ-ONLY)
+//!       inbound.db (+ -journal)         host writes, container reads
+//!       container.json                  composed at every spawn
+//!       CLAUDE.md, .claude-fragments/   composed at every spawn
+//!       inbox/<msg>/…                   inbound attachments
+//!       agent/, extra/<name>            empty mount points
+//!       outbound/                       AGENT-WRITABLE: /workspace/outbound (rw)
+//!         outbound.db (+ -journal)      container writes; the host only reads it
+//!         .heartbeat                    container touches; host reads the mtime, deletes it
+//!                                       before a spawn
+//!         outbox/                       files the agent sends
 //! ```
+//!
+//! Every agent-writable folder is a *leaf* whose parent the host owns, so a path down to it can
+//! be trusted and only the entries inside it cannot (issue 7, `runtime::layout`). The host
+//! writes into host-owned folders with unpredictable temp names and `renameat`
+//! ([`crate::hostfs`]); into an agent-writable folder it only creates a missing file exclusively,
+//! or renames a fresh temp file over `CLAUDE.local.md`.
 //!
 //! The data dir is created 0700 and its central DB and lock files 0600. An existing data dir
 //! that another user could write (group/other write bits, or another owner) is refused: whoever
@@ -73,8 +92,13 @@ impl Paths {
         self.data.join("sessions")
     }
 
+    /// `sessions/<agent>/`: host-owned, never mounted; holds the agent's sessions and state.
+    pub fn agent_state(&self, agent: &str) -> PathBuf {
+        self.sessions().join(agent)
+    }
+
     pub fn claude_shared(&self, agent: &str) -> PathBuf {
-        self.sessions().join(agent).join(".claude-shared")
+        self.agent_state(agent).join(".claude-shared")
     }
 
     pub fn session(&self, agent: &str, session: &str) -> PathBuf {

@@ -150,7 +150,7 @@ impl Loop {
     }
 
     fn outbound(&self) -> Connection {
-        session_db::open_outbound_host(&self.ws.join(OUTBOUND_FILE)).unwrap()
+        session_db::open_outbound_host(&session_db::outbound_path(&self.ws)).unwrap()
     }
 
     /// (text, channel_type, platform_id, thread_id, in_reply_to) of every outbound row.
@@ -179,7 +179,8 @@ impl Loop {
     }
 
     fn ack(&self, id: &str) -> Option<String> {
-        self.outbound()
+        session_db::open_outbound_host(&session_db::outbound_path(&self.ws))
+            .ok()?
             .query_row(
                 "SELECT status FROM processing_ack WHERE message_id = ?1",
                 [id],
@@ -216,6 +217,49 @@ impl Loop {
 
 fn discord() -> Vec<DestinationRow> {
     vec![dest("discord-test", "discord", "chan-1")]
+}
+
+#[test]
+fn issue_8_a_deleted_outbound_db_is_recreated_and_the_next_message_answered() {
+    // Deleting outbound.db under a running container left the chat silently dead: the runner
+    // kept writing into the deleted file, which the host can no longer see.
+    let (dir, ws) = Loop::session(&discord());
+    let l = Loop::start(dir, ws, None, false);
+    l.insert(&[chat("m1", "before")]);
+    l.wait_completed("m1");
+    std::fs::remove_file(session_db::outbound_path(&l.ws)).unwrap();
+    l.insert(&[chat("m2", "after")]);
+    l.wait_completed("m2");
+    let replies = l.finish().replies();
+    assert_eq!(
+        replies.len(),
+        1,
+        "the fresh file holds the answer to m2: {replies:?}"
+    );
+    assert!(replies[0].0.ends_with("echo: after"), "{replies:?}");
+    assert_eq!(replies[0].4.as_deref(), Some("m2"));
+}
+
+#[test]
+fn issue_8_a_corrupt_outbound_db_is_moved_aside_and_replaced() {
+    let (dir, ws) = Loop::session(&discord());
+    let path = session_db::outbound_path(&ws);
+    std::fs::write(&path, vec![0x5a; 4096]).unwrap();
+    let l = Loop::start(dir, ws, None, false);
+    l.insert(&[chat("m1", "hello")]);
+    l.wait_completed("m1");
+    let l = l.finish();
+    assert_eq!(l.replies()[0].0, "echo: hello");
+    let aside: Vec<_> = std::fs::read_dir(session_db::outbound_dir(&l.ws))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("outbound.db.damaged-"))
+        .collect();
+    assert_eq!(
+        aside.len(),
+        1,
+        "the damaged file is kept for inspection: {aside:?}"
+    );
 }
 
 #[test]
@@ -377,7 +421,7 @@ fn processes_messages_arriving_after_start_with_default_echo() {
         ]
     );
     assert!(session_db::heartbeat_mtime(&l.ws).is_some());
-    let turns = std::fs::read_to_string(l.ws.join(".mock/turns.jsonl")).unwrap();
+    let turns = std::fs::read_to_string(l.ws.join("outbound/.mock/turns.jsonl")).unwrap();
     assert_eq!(turns.lines().count(), 2);
 }
 
@@ -457,7 +501,7 @@ fn provider_error_writes_error_row_and_continues() {
 #[test]
 fn stale_session_is_cleared_on_session_invalid_error() {
     let (dir, ws) = Loop::session(&discord());
-    let o = session_db::open_outbound_container(&ws.join(OUTBOUND_FILE)).unwrap();
+    let o = session_db::open_outbound_container(&session_db::outbound_path(&ws)).unwrap();
     db::set_continuation(&o, "mock", "old-session").unwrap();
     let l = Loop::start(
         dir,
@@ -475,7 +519,7 @@ fn stale_session_is_cleared_on_session_invalid_error() {
 #[test]
 fn clear_command_resets_session_and_skips_query() {
     let (dir, ws) = Loop::session(&discord());
-    let o = session_db::open_outbound_container(&ws.join(OUTBOUND_FILE)).unwrap();
+    let o = session_db::open_outbound_container(&session_db::outbound_path(&ws)).unwrap();
     db::set_continuation(&o, "mock", "old-session").unwrap();
     let l = Loop::start(dir, ws, Some(Box::new(|_| Ok("unused".into()))), false);
     l.insert(&[chat("c1", "/clear")]);
@@ -499,7 +543,7 @@ fn context_only_rows_wait_for_a_trigger_row() {
     l.wait_completed("go");
     let l = l.finish();
     assert_eq!(l.ack("ctx").as_deref(), Some("completed"));
-    let turns = std::fs::read_to_string(l.ws.join(".mock/turns.jsonl")).unwrap();
+    let turns = std::fs::read_to_string(l.ws.join("outbound/.mock/turns.jsonl")).unwrap();
     let first: serde_json::Value = serde_json::from_str(turns.lines().next().unwrap()).unwrap();
     assert!(first["prompt"].as_str().unwrap().contains("background"));
 }
@@ -629,7 +673,7 @@ fn a_follow_up_stays_claimed_until_its_own_result_arrives() {
     session_db::insert_inbound(&mut inb, &[chat("m1", "one"), chat("m2", "two")]).unwrap();
     let seen = Arc::new(Mutex::new(None));
     let provider = OneResultPerTurn {
-        outbound: ws.join(OUTBOUND_FILE),
+        outbound: session_db::outbound_path(&ws),
         watched: "m2",
         seen: seen.clone(),
     };
@@ -653,7 +697,7 @@ fn a_follow_up_stays_claimed_until_its_own_result_arrives() {
         .unwrap();
     assert_eq!(seen.lock().unwrap().as_deref(), Some("processing"));
     let status = |id: &str| -> Option<String> {
-        session_db::open_outbound_host(&ws.join(OUTBOUND_FILE))
+        session_db::open_outbound_host(&session_db::outbound_path(&ws))
             .unwrap()
             .query_row(
                 "SELECT status FROM processing_ack WHERE message_id = ?1",
@@ -673,7 +717,7 @@ fn a_reply_is_written_before_its_message_is_completed() {
     // reply (lost); the other order at worst answers it twice. The trigger makes the wrong order
     // observable: it refuses a reply whose message is already completed.
     let (dir, ws) = Loop::session(&discord());
-    session_db::open_outbound_container(&ws.join(OUTBOUND_FILE))
+    session_db::open_outbound_container(&session_db::outbound_path(&ws))
         .unwrap()
         .execute_batch(
             "CREATE TRIGGER reply_after_completion BEFORE INSERT ON messages_out

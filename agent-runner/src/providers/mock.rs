@@ -12,7 +12,8 @@
 //! `write-root`, `fork-bomb`, `memory-hog`, `docker-socket`) and answers with the outcome
 //! ([`super::probe`]).
 //!
-//! For tests it records every turn as one JSON line in `<workspace>/.mock/turns.jsonl` (prompt
+//! For tests it records every turn as one JSON line in `<workspace>/outbound/.mock/turns.jsonl`
+//! (the only writable part of the workspace; prompt
 //! plus configuration), and a chat text of exactly `/mock-config` (or containing `!config`) is
 //! answered with that configuration JSON instead of the echo.
 
@@ -121,12 +122,13 @@ impl MockQuery {
         })
     }
 
-    /// Appends the turn to `.mock/turns.jsonl`; best effort (a test double must not fail turns).
+    /// Appends the turn to `outbound/.mock/turns.jsonl`; best effort (a test double must not
+    /// fail turns).
     fn record(&self, prompt: &str) {
         if self.options.workspace.as_os_str().is_empty() {
             return;
         }
-        let dir = self.options.workspace.join(".mock");
+        let dir = crate::session_db::outbound_dir(&self.options.workspace).join(".mock");
         let mut line = self.config_json();
         line["prompt"] = json!(prompt);
         let _ = std::fs::create_dir_all(&dir);
@@ -395,7 +397,7 @@ mod tests {
         let cfg: serde_json::Value = serde_json::from_str(&parsed.blocks[0].body).unwrap();
         assert_eq!(cfg["model"], "m-1");
         assert_eq!(cfg["provider"], "mock");
-        let log = std::fs::read_to_string(dir.path().join(".mock/turns.jsonl")).unwrap();
+        let log = std::fs::read_to_string(dir.path().join("outbound/.mock/turns.jsonl")).unwrap();
         let line: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
         assert_eq!(line["max_messages_per_prompt"], 7);
         assert!(line["prompt"].as_str().unwrap().contains("/mock-config"));

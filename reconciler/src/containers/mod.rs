@@ -34,7 +34,7 @@ use std::path::PathBuf;
 
 pub use image::{BuildProgress, ImageBuild, build_image, image_exists};
 pub use orphans::remove_orphans;
-pub use spawn::{MountSpec, SpawnSpec};
+pub use spawn::{MountSpec, SpawnSpec, UNPRIVILEGED_GID, UNPRIVILEGED_UID, container_user};
 pub use wake::{Exited, Runner};
 
 use crate::env;

@@ -4,11 +4,11 @@
 //! Every container is confined ([`confinement`]: no capabilities, read-only root, limits, own
 //! namespaces), and no mount may hand it the container runtime's socket ([`mount_exposing`]).
 //! It does not track running containers or wait for exits (that is [`super::wake`]), and it
-//! never validates additional mounts otherwise (the caller passes only validated ones, host.md
-//! §4.4).
+//! never validates additional mounts (the caller passes only validated ones, host.md §4.4).
+//! It decides who a container runs as ([`container_user`]: never root); the runtime's layout
+//! gives the agent-writable folders to that user.
 
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use bollard::models::{
@@ -21,10 +21,13 @@ use super::{ContainerError, Docker, is_not_found};
 use crate::env;
 use crate::resources::Resources;
 
-/// Where the session folder appears inside the container (the runner's `--workspace`).
+/// Where the session folder appears inside the container (the runner's `--workspace`),
+/// read-only: everything in it is written by the host.
 pub const WORKSPACE: &str = "/workspace";
-/// Where the agent's group folder appears inside the container.
+/// Where the agent's group folder appears inside the container (read-write).
 pub const AGENT_DIR: &str = "/workspace/agent";
+/// Where the session's agent-writable `outbound/` folder appears (read-write).
+pub const OUTBOUND_DIR: &str = "/workspace/outbound";
 /// Parent of additional mounts inside the container.
 pub const EXTRA_DIR: &str = "/workspace/extra";
 /// Seconds Docker waits after SIGTERM before SIGKILL.
@@ -33,8 +36,22 @@ pub const STOP_TIMEOUT_SECS: i64 = 2;
 pub const CPU_PERIOD_MICROS: i64 = 100_000;
 /// Where the writable scratch space is: `HOME` of the agent, caches, temp files.
 pub const TMP_DIR: &str = "/tmp";
-/// Files of the group folder mounted read-only over the RW group mount when they exist.
-const READ_ONLY_GROUP_ENTRIES: &[&str] = &["container.json", "CLAUDE.md", ".claude-fragments"];
+/// The uid containers run as when the daemon runs as root: a fixed unprivileged user, so a
+/// container is never root and never the daemon's own uid (docs/containers.md).
+pub const UNPRIVILEGED_UID: u32 = 10001;
+/// The gid that goes with [`UNPRIVILEGED_UID`].
+pub const UNPRIVILEGED_GID: u32 = 10001;
+
+/// `(uid, gid)` every container runs as: the daemon's own effective ids when they are not
+/// root (its files stay its own), else [`UNPRIVILEGED_UID`]:[`UNPRIVILEGED_GID`].
+pub fn container_user() -> (u32, u32) {
+    let uid = rustix::process::geteuid().as_raw();
+    if uid == 0 {
+        (UNPRIVILEGED_UID, UNPRIVILEGED_GID)
+    } else {
+        (uid, rustix::process::getegid().as_raw())
+    }
+}
 
 /// Everything needed to start one session's container.
 #[derive(Clone, Debug)]
@@ -42,7 +59,8 @@ pub struct SpawnSpec {
     pub session_id: String,
     /// Agent (group) name, for the label.
     pub agent: String,
-    /// `sessions/<agent>/<session>/`, mounted at `/workspace`.
+    /// `sessions/<agent>/<session>/`, mounted read-only at `/workspace`; its `outbound/` is
+    /// mounted read-write at `/workspace/outbound`.
     pub session_dir: PathBuf,
     /// `groups/<agent>/`, mounted at `/workspace/agent`.
     pub group_dir: PathBuf,
@@ -67,31 +85,30 @@ pub struct MountSpec {
     pub readonly: bool,
 }
 
-/// The mounts of a session container, in order (host.md §4.4 adapted): session → /workspace,
-/// group → /workspace/agent, read-only overlays of group files that exist, then extras.
-pub fn mounts(spec: &SpawnSpec, exists: impl Fn(&Path) -> bool) -> Vec<MountSpec> {
+/// The mounts of a session container, in order (host.md §4.4, changed): the session folder
+/// read-only at `/workspace`, then the agent-writable leaves inside it (the agent's folder and
+/// the session's `outbound/`), then extras. Every writable mount's parent is host-owned, so the
+/// host can trust a directory path and distrust only the entries inside a writable one. The
+/// mount points (`agent/`, `outbound/`, `extra/<name>`) must exist in the session folder: the
+/// read-only mount keeps Docker from creating them (`runtime::layout` does).
+pub fn mounts(spec: &SpawnSpec) -> Vec<MountSpec> {
     let mut list = vec![
         MountSpec {
             host: spec.session_dir.clone(),
             container: WORKSPACE.to_string(),
-            readonly: false,
+            readonly: true,
         },
         MountSpec {
             host: spec.group_dir.clone(),
             container: AGENT_DIR.to_string(),
             readonly: false,
         },
+        MountSpec {
+            host: agent_runner::session_db::outbound_dir(&spec.session_dir),
+            container: OUTBOUND_DIR.to_string(),
+            readonly: false,
+        },
     ];
-    for entry in READ_ONLY_GROUP_ENTRIES {
-        let host = spec.group_dir.join(entry);
-        if exists(&host) {
-            list.push(MountSpec {
-                host,
-                container: format!("{AGENT_DIR}/{entry}"),
-                readonly: true,
-            });
-        }
-    }
     for extra in &spec.extra_mounts {
         list.push(MountSpec {
             host: extra.host.clone(),
@@ -105,19 +122,15 @@ pub fn mounts(spec: &SpawnSpec, exists: impl Fn(&Path) -> bool) -> Vec<MountSpec
 /// Host facts the create request depends on, gathered once per spawn.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostFacts {
-    /// `uid:gid` the container runs as (the owner of the session folder).
+    /// `uid:gid` the container runs as ([`container_user`]; never `0`).
     pub user: String,
     /// IANA zone handed to the container as `TZ`.
     pub timezone: String,
 }
 
 impl HostFacts {
-    /// Reads the session folder's owner and the timezone (`TZ`, else the system zone, else UTC).
-    pub fn gather(session_dir: &Path) -> Result<HostFacts, ContainerError> {
-        let meta = std::fs::metadata(session_dir).map_err(|source| ContainerError::Io {
-            path: session_dir.to_path_buf(),
-            source,
-        })?;
+    /// The container user and the timezone (`TZ`, else the system zone, else UTC).
+    pub fn gather() -> HostFacts {
         let timezone = env::get(env::TZ)
             .or_else(|| {
                 jiff::tz::TimeZone::try_system()
@@ -125,10 +138,11 @@ impl HostFacts {
                     .and_then(|zone| zone.iana_name().map(str::to_string))
             })
             .unwrap_or_else(|| "UTC".to_string());
-        Ok(HostFacts {
-            user: format!("{}:{}", meta.uid(), meta.gid()),
+        let (uid, gid) = container_user();
+        HostFacts {
+            user: format!("{uid}:{gid}"),
             timezone,
-        })
+        }
     }
 }
 
@@ -258,8 +272,8 @@ pub async fn spawn(
             spec.session_id
         )));
     }
-    let facts = HostFacts::gather(&spec.session_dir)?;
-    let mount_list = mounts(spec, Path::exists);
+    let facts = HostFacts::gather();
+    let mount_list = mounts(spec);
     let sockets: Vec<PathBuf> = runtime_sockets()
         .iter()
         .filter_map(|socket| socket.canonicalize().ok())
@@ -360,9 +374,8 @@ mod tests {
     }
 
     #[test]
-    fn mounts_overlay_existing_group_files_read_only() {
-        let only_claude_md = |path: &Path| path.ends_with("CLAUDE.md");
-        let text: Vec<String> = mounts(&spec(), only_claude_md)
+    fn the_session_folder_is_read_only_and_only_its_leaves_are_writable() {
+        let text: Vec<String> = mounts(&spec())
             .iter()
             .map(|m| {
                 format!(
@@ -375,30 +388,13 @@ mod tests {
             .collect();
         expect_test::expect![[r#"
             [
-                "/data/sessions/andy/sess-1 -> /workspace rw",
+                "/data/sessions/andy/sess-1 -> /workspace ro",
                 "/data/groups/andy -> /workspace/agent rw",
-                "/data/groups/andy/CLAUDE.md -> /workspace/agent/CLAUDE.md ro",
+                "/data/sessions/andy/sess-1/outbound -> /workspace/outbound rw",
                 "/home/me/notes -> /workspace/extra/notes ro",
             ]
         "#]]
         .assert_debug_eq(&text);
-    }
-
-    #[test]
-    fn mounts_list_every_group_overlay_when_all_exist() {
-        let list = mounts(&spec(), |_| true);
-        let targets: Vec<&str> = list.iter().map(|m| m.container.as_str()).collect();
-        assert_eq!(
-            targets,
-            [
-                "/workspace",
-                "/workspace/agent",
-                "/workspace/agent/container.json",
-                "/workspace/agent/CLAUDE.md",
-                "/workspace/agent/.claude-fragments",
-                "/workspace/extra/notes"
-            ]
-        );
     }
 
     #[test]
@@ -408,7 +404,7 @@ mod tests {
             user: "1000:1000".into(),
             timezone: "Europe/Berlin".into(),
         };
-        let body = create_body(&spec, "0a1b2c3d", &mounts(&spec, |_| false), &facts);
+        let body = create_body(&spec, "0a1b2c3d", &mounts(&spec), &facts);
         let json = sorted_json(serde_json::to_value(&body).unwrap());
         expect_test::expect![[r#"
             {
@@ -436,7 +432,7 @@ mod tests {
                 "MemorySwap": 2147483648,
                 "Mounts": [
                   {
-                    "ReadOnly": false,
+                    "ReadOnly": true,
                     "Source": "/data/sessions/andy/sess-1",
                     "Target": "/workspace",
                     "Type": "bind"
@@ -445,6 +441,12 @@ mod tests {
                     "ReadOnly": false,
                     "Source": "/data/groups/andy",
                     "Target": "/workspace/agent",
+                    "Type": "bind"
+                  },
+                  {
+                    "ReadOnly": false,
+                    "Source": "/data/sessions/andy/sess-1/outbound",
+                    "Target": "/workspace/outbound",
                     "Type": "bind"
                   },
                   {
@@ -510,11 +512,20 @@ mod tests {
     }
 
     #[test]
-    fn host_facts_take_the_owner_of_the_session_folder() {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = std::fs::metadata(dir.path()).unwrap();
-        let facts = HostFacts::gather(dir.path()).unwrap();
-        assert_eq!(facts.user, format!("{}:{}", meta.uid(), meta.gid()));
+    fn a_container_never_runs_as_root() {
+        let facts = HostFacts::gather();
+        let (uid, gid) = container_user();
+        assert_eq!(facts.user, format!("{uid}:{gid}"));
+        assert_ne!(uid, 0);
+        if rustix::process::geteuid().is_root() {
+            assert_eq!((uid, gid), (UNPRIVILEGED_UID, UNPRIVILEGED_GID));
+        } else {
+            assert_eq!(
+                uid,
+                rustix::process::geteuid().as_raw(),
+                "the daemon's own uid"
+            );
+        }
         assert!(!facts.timezone.is_empty());
     }
 }

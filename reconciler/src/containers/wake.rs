@@ -191,9 +191,9 @@ impl Runner {
     async fn start(&self, spec: SpawnSpec, outcome: watch::Sender<Option<bool>>) {
         let session_id = spec.session_id.clone();
         // A stale heartbeat from the previous container would trip the sweep (host.md §4.2.8).
-        let heartbeat = spec
-            .session_dir
-            .join(agent_runner::session_db::HEARTBEAT_FILE);
+        // `outbound/` is agent-writable but the host owns its parent, so the path is trusted up
+        // to the last name; unlink(2) removes whatever sits there (a link, not its target).
+        let heartbeat = agent_runner::session_db::heartbeat_path(&spec.session_dir);
         if let Err(err) = std::fs::remove_file(&heartbeat)
             && err.kind() != std::io::ErrorKind::NotFound
         {

@@ -24,6 +24,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "002-container-resources",
         sql: CONTAINER_RESOURCES,
     },
+    Migration {
+        name: "003-delivered-outbound",
+        sql: DELIVERED_OUTBOUND,
+    },
 ];
 
 /// An agent's container limits (`resources` in its manifest); NULL = the default
@@ -36,6 +40,20 @@ ALTER TABLE container_configs ADD COLUMN cpu_millis INTEGER
 ALTER TABLE container_configs ADD COLUMN pids_limit INTEGER
   CHECK (pids_limit IS NULL OR pids_limit > 0);
 "#;
+
+/// The host's own record of what it delivered from each session's `outbound.db` (issue 8
+/// point 12): `inbound.db`'s `delivered` table is a projection the host rebuilds from it, so a
+/// lost or recreated `inbound.db` never re-sends a reply.
+const DELIVERED_OUTBOUND: &str = "
+CREATE TABLE delivered_outbound (
+  session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+  message_out_id TEXT NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('delivered', 'failed')),
+  platform_message_id TEXT,
+  delivered_at TEXT NOT NULL,
+  PRIMARY KEY (session_id, message_out_id)
+) WITHOUT ROWID;
+";
 
 const INITIAL_SCHEMA: &str = r#"
 CREATE TABLE agent_groups (

@@ -59,7 +59,12 @@ pub fn route(
     let session =
         target_session(conn, &source_dir, target, row).map_err(|err| format!("{err:#}"))?;
     let dir = paths.session(target, &session.id);
-    session_db::create(&dir).map_err(|err| err.to_string())?;
+    if !session_db::inbound_path(&dir).exists() {
+        crate::hostfs::Dir::create_all(&dir, super::layout::DIR_MODE)
+            .map_err(anyhow::Error::from)
+            .and_then(|folder| super::layout::create_inbound(&folder, Some((conn, &session))))
+            .map_err(|err| format!("{err:#}"))?;
+    }
     let inbound_row = NewInbound {
         id: ids::generate("a2a"),
         kind: "chat".to_string(),

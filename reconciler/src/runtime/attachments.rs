@@ -259,6 +259,14 @@ fn store(
         Err(err) => return Err(io_err(&path)(err)),
     };
     file.write_all(bytes).map_err(io_err(&path))?;
+    // The container reads these as another uid when the daemon is root: modes independent of
+    // the daemon's umask (the folders were checked above to be real folders in the inbox).
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(fs::Permissions::from_mode(0o644))
+        .map_err(io_err(&path))?;
+    for folder in [&real_inbox, &real_dir] {
+        fs::set_permissions(folder, fs::Permissions::from_mode(0o755)).map_err(io_err(folder))?;
+    }
     Ok(())
 }
 

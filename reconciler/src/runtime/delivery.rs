@@ -5,23 +5,37 @@
 //! to drain through [`Work`]: a file change under a session folder (the fast path: `notify`
 //! reports `outbound.db` writes within milliseconds), a chat gaining a reader, or the
 //! backstop polls (running sessions every second, all active sessions every minute).
-//! Rows are marked in `inbound.db`'s `delivered` table right after the adapter accepts them;
-//! the table is checked before every send, so a restart never re-sends what was delivered.
+//! Rows are recorded in the central DB's `delivered_outbound` (the authority, out of every
+//! container's reach) and in `inbound.db`'s `delivered` (the projection the due query joins)
+//! right after the adapter accepts them; the record is checked before every send, so neither a
+//! restart nor a lost `inbound.db` re-sends what was delivered.
+//!
+//! Everything read from `outbound.db` is untrusted (the container writes it): the session DB
+//! layer bounds sizes and types, [`check_row`] validates kind, routing and content before any
+//! lookup, and a bad row is recorded as failed with a log line and skipped. Reads are paged
+//! ([`session_db::host::DUE_PAGE`] rows, at most [`MAX_PAGES`] pages per drain). Missing or
+//! damaged session DBs are handled by [`super::health`].
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
-use agent_runner::session_db::{self, OutboundRow};
+use agent_runner::session_db::{self, Due, OutboundRow};
 use rusqlite::{Connection, OptionalExtension};
 use tracing::{debug, info, warn};
 
+use super::health::{self, FileId, Health, Reporter};
 use crate::channels::{Adapters, Delivered, Outbound};
+use crate::db::delivered::{self, Outcome};
 use crate::db::{self, sessions};
 use crate::paths::Paths;
 
 /// Attempts before a row is marked failed (host.md §6.2).
 pub const MAX_ATTEMPTS: u32 = 3;
+/// Most pages of due rows one drain reads; the next drain continues.
+pub const MAX_PAGES: usize = 16;
+/// The `kind`s a container may write (host.md §2.5); any other is recorded failed.
+pub const KINDS: &[&str] = &["chat", "chat-sdk", "system"];
 
 /// What the delivery worker should look at.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,6 +62,8 @@ pub struct Delivery {
     attempts: HashMap<String, u32>,
     /// Sessions that received an agent-to-agent message; the waker starts their containers.
     wake: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    /// What each session's DB files were at the last drain, and what the chats were told.
+    health: Health,
 }
 
 impl Delivery {
@@ -59,6 +75,7 @@ impl Delivery {
             adapters,
             attempts: HashMap::new(),
             wake: None,
+            health: Health::default(),
         })
     }
 
@@ -105,52 +122,123 @@ impl Delivery {
 
     /// Delivers every due row of one session (host.md §6.2). Errors are logged per row.
     pub fn drain(&mut self, agent: &str, session: &str) {
-        let dir = self.paths.session(agent, session);
-        let outbound_path = dir.join(session_db::OUTBOUND_FILE);
-        if !outbound_path.exists() {
+        let reporter = Reporter {
+            conn: &self.conn,
+            adapters: &self.adapters,
+            paths: &self.paths,
+        };
+        let Some((conn, outbound)) = self.health.open(&reporter, agent, session) else {
             return;
-        }
-        let opened = session_db::open_inbound_host(&dir.join(session_db::INBOUND_FILE))
-            .and_then(|inbound| Ok((inbound, session_db::open_outbound_host(&outbound_path)?)));
-        let (inbound, outbound) = match opened {
-            Ok(pair) => pair,
-            Err(err) => {
-                debug!(session, error = %err, "session DBs not readable yet");
+        };
+        let path = session_db::inbound_path(&self.paths.session(agent, session));
+        let inbound = Inbound {
+            id: health::file_id(&path),
+            path,
+            conn,
+            replaced: std::cell::Cell::new(false),
+        };
+        // Rows that stay due (no reader yet, an attempt short of the limit) are skipped by the
+        // next page's offset.
+        let mut kept = 0;
+        for _ in 0..MAX_PAGES {
+            if !inbound.is_current() {
+                debug!(
+                    session,
+                    "inbound.db was replaced during the drain; stopping it"
+                );
                 return;
             }
-        };
-        let rows = match session_db::due_outbound(&inbound, &outbound) {
-            Ok(rows) => rows,
-            Err(err) => {
-                warn!(session, error = %err, "reading outbound rows failed");
-                return;
+            let page = match session_db::due_outbound(&inbound.conn, &outbound, kept) {
+                Ok(page) => page,
+                Err(err) if err.is_missing() => {
+                    debug!(session, error = %err, "outbound.db went away during the drain");
+                    return;
+                }
+                Err(err) => {
+                    warn!(session, error = %err, "reading outbound rows failed");
+                    return;
+                }
+            };
+            let full = page.len() == session_db::host::DUE_PAGE;
+            for due in page {
+                if !self.deliver_due(&inbound, agent, session, &due) {
+                    kept += 1;
+                }
+                if inbound.replaced.get() {
+                    // The next drain opens the new file (and restores its projection).
+                    debug!(
+                        session,
+                        "inbound.db was replaced during the drain; stopping it"
+                    );
+                    return;
+                }
             }
-        };
-        for row in rows {
-            self.deliver_row(&inbound, agent, session, &row);
+            if !full {
+                break;
+            }
         }
     }
 
-    fn deliver_row(&mut self, inbound: &Connection, agent: &str, session: &str, row: &OutboundRow) {
-        let outcome = self.send(agent, session, row);
-        let mark = |failed: bool, platform_message_id: Option<&str>| {
-            if let Err(err) =
-                session_db::mark_delivered(inbound, &row.id, platform_message_id, failed)
-            {
-                warn!(session, id = %row.id, error = %err, "delivery not recorded");
+    /// Health of the session files (tests).
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// Handles one due row; returns whether it now has an outcome (false: it stays due).
+    fn deliver_due(&mut self, inbound: &Inbound, agent: &str, session: &str, due: &Due) -> bool {
+        match delivered::outcome(&self.conn, session, due.id()) {
+            Ok(Some(outcome)) => {
+                // Delivered before `inbound.db` was recreated: restore the projection only.
+                self.mark_projection(inbound, session, due.id(), &outcome);
+                return true;
+            }
+            Ok(None) => {}
+            Err(err) => {
+                warn!(session, id = %due.id(), error = %err, "delivery record not readable; row left for later");
+                return false;
+            }
+        }
+        let row = match due {
+            Due::Row(row) => row,
+            Due::Bad { id, reason } => {
+                warn!(session, id = %id, %reason, "outbound row refused: out of bounds; recorded as failed");
+                self.mark(inbound, session, id, &FAILED);
+                return true;
             }
         };
-        match outcome {
+        if let Err(reason) = check_row(row) {
+            warn!(session, id = %row.id, %reason, "outbound row refused; recorded as failed");
+            self.mark(inbound, session, &row.id, &FAILED);
+            return true;
+        }
+        self.deliver_row(inbound, agent, session, row)
+    }
+
+    fn deliver_row(
+        &mut self,
+        inbound: &Inbound,
+        agent: &str,
+        session: &str,
+        row: &OutboundRow,
+    ) -> bool {
+        match self.send(agent, session, row) {
             Ok(Delivered::Sent(platform_message_id)) => {
                 self.attempts.remove(&row.id);
-                mark(false, platform_message_id.as_deref());
+                let outcome = Outcome {
+                    failed: false,
+                    platform_message_id,
+                };
+                self.mark(inbound, session, &row.id, &outcome);
                 debug!(session, id = %row.id, "delivered");
+                true
             }
             Ok(Delivered::NoReader) => {
-                debug!(session, id = %row.id, "no reader connected; reply stays queued")
+                debug!(session, id = %row.id, "no reader connected; reply stays queued");
+                false
             }
             Ok(Delivered::AwaitingAck) => {
-                debug!(session, id = %row.id, "not shown yet; reply stays queued")
+                debug!(session, id = %row.id, "not shown yet; reply stays queued");
+                false
             }
             Err(reason) => {
                 let tries = self.attempts.entry(row.id.clone()).or_insert(0);
@@ -158,11 +246,43 @@ impl Delivery {
                 if *tries >= MAX_ATTEMPTS {
                     self.attempts.remove(&row.id);
                     warn!(session, id = %row.id, %reason, "delivery failed {MAX_ATTEMPTS} times; marked failed");
-                    mark(true, None);
+                    self.mark(inbound, session, &row.id, &FAILED);
+                    true
                 } else {
                     warn!(session, id = %row.id, %reason, attempt = *tries, "delivery failed; will retry");
+                    false
                 }
             }
+        }
+    }
+
+    /// Records an outcome: the central record first (the authority), then the projection.
+    fn mark(&self, inbound: &Inbound, session: &str, id: &str, outcome: &Outcome) {
+        if let Err(err) = delivered::record(&self.conn, session, id, outcome) {
+            warn!(session, id, error = %err, "delivery not recorded");
+        }
+        self.mark_projection(inbound, session, id, outcome);
+    }
+
+    /// Writes the outcome into `inbound.db` through a read-write connection opened for this
+    /// one statement (the drain reads through a read-only one), unless the file was replaced
+    /// since the drain opened it: a read-write connection to a deleted DB file takes the new
+    /// file's journal for its own hot journal and rolls it back, breaking the new file's writer
+    /// (SQLite's "unlinked while open" hazard). Both narrow that window to microseconds.
+    fn mark_projection(&self, inbound: &Inbound, session: &str, id: &str, outcome: &Outcome) {
+        if !inbound.is_current() {
+            return;
+        }
+        let written = session_db::open_inbound_host(&inbound.path).and_then(|writer| {
+            session_db::mark_delivered(
+                &writer,
+                id,
+                outcome.platform_message_id.as_deref(),
+                outcome.failed,
+            )
+        });
+        if let Err(err) = written {
+            warn!(session, id, error = %err, "delivery not recorded in inbound.db");
         }
     }
 
@@ -250,361 +370,82 @@ impl Delivery {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    //! Ported from v2's delivery tests: real temp session DBs, a recording fake adapter.
+/// The `inbound.db` a drain works on, and whether it is still the file at its path.
+struct Inbound {
+    /// Read-only: the due query.
+    conn: Connection,
+    path: std::path::PathBuf,
+    /// The file's identity when the drain opened it.
+    id: Option<FileId>,
+    /// Set when the file at `path` is no longer `id`: the drain stops.
+    replaced: std::cell::Cell<bool>,
+}
 
-    use std::sync::{Arc, Mutex};
-
-    use super::*;
-    use crate::channels::{Adapter, DeliveryError};
-    use crate::db::sessions::Session;
-
-    type Script = Box<dyn Fn(usize) -> Result<Delivered, DeliveryError> + Send + Sync>;
-
-    /// A `telegram` adapter that records every message and answers per call number.
-    struct Recorder {
-        calls: Mutex<Vec<Outbound>>,
-        script: Script,
-    }
-
-    impl Adapter for Recorder {
-        fn channel_type(&self) -> &str {
-            "telegram"
+impl Inbound {
+    /// Whether the file at the path is still the one `conn` has open (else `replaced` is set).
+    fn is_current(&self) -> bool {
+        let current = health::file_id(&self.path) == self.id;
+        if !current {
+            self.replaced.set(true);
         }
-        fn supports_threads(&self) -> bool {
-            false
-        }
-        fn deliver(&self, message: &Outbound) -> Result<Delivered, DeliveryError> {
-            let mut calls = self.calls.lock().unwrap();
-            calls.push(message.clone());
-            (self.script)(calls.len())
-        }
-    }
-
-    struct World {
-        _dir: tempfile::TempDir,
-        paths: Paths,
-        conn: Connection,
-        session: Session,
-        recorder: Arc<Recorder>,
-        delivery: Delivery,
-    }
-
-    /// v2's fixture: agent `ag-1`, chat telegram/telegram:123, a shared session on it.
-    fn world(
-        script: impl Fn(usize) -> Result<Delivered, DeliveryError> + Send + Sync + 'static,
-    ) -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let paths = Paths::new(dir.path().join("data"));
-        paths.ensure().unwrap();
-        let conn = db::open(&paths.db()).unwrap();
-        conn.execute_batch(
-            "INSERT INTO agent_groups (id, name, folder, created_at) VALUES ('ag-1', 'Test Agent', 'ag-1', 't');
-             INSERT INTO messaging_groups (id, channel_type, platform_id, name, is_group, unknown_sender_policy, created_at)
-               VALUES ('mg-1', 'telegram', 'telegram:123', 'Test Chat', 0, 'public', 't');",
-        )
-        .unwrap();
-        let session = sessions::create(&conn, "ag-1", Some("mg-1"), None).unwrap();
-        session_db::create(&paths.session("ag-1", &session.id)).unwrap();
-        let recorder = Arc::new(Recorder {
-            calls: Mutex::default(),
-            script: Box::new(script),
-        });
-        let mut adapters = Adapters::default();
-        adapters.register(recorder.clone());
-        let delivery = Delivery::new(paths.clone(), adapters).unwrap();
-        World {
-            _dir: dir,
-            paths,
-            conn,
-            session,
-            recorder,
-            delivery,
-        }
-    }
-
-    fn sent(_: usize) -> Result<Delivered, DeliveryError> {
-        Ok(Delivered::Sent(Some("plat-msg-1".into())))
-    }
-
-    impl World {
-        fn outbound(&self, id: &str, channel_type: &str, platform_id: &str, extra: &str) {
-            let dir = self.paths.session("ag-1", &self.session.id);
-            let conn =
-                session_db::open_outbound_container(&dir.join(session_db::OUTBOUND_FILE)).unwrap();
-            conn.execute(
-                &format!(
-                    "INSERT INTO messages_out (id, timestamp, kind, platform_id, channel_type, content{})
-                     VALUES (?1, datetime('now'), 'chat', ?2, ?3, '{{\"text\":\"hello\"}}'{})",
-                    if extra.is_empty() { "" } else { ", deliver_after" },
-                    if extra.is_empty() { String::new() } else { format!(", {extra}") },
-                ),
-                rusqlite::params![id, platform_id, channel_type],
-            )
-            .unwrap();
-        }
-
-        fn reply(&self, id: &str) {
-            self.outbound(id, "telegram", "telegram:123", "");
-        }
-
-        fn drain(&mut self) {
-            self.delivery.drain("ag-1", &self.session.id);
-        }
-
-        fn calls(&self) -> usize {
-            self.recorder.calls.lock().unwrap().len()
-        }
-
-        /// `(status, platform message id)` recorded in `delivered` for an outbound id.
-        fn delivered(&self, id: &str) -> Option<(String, Option<String>)> {
-            let dir = self.paths.session("ag-1", &self.session.id);
-            let inbound =
-                session_db::open_inbound_container(&dir.join(session_db::INBOUND_FILE)).unwrap();
-            inbound
-                .query_row(
-                    "SELECT status, platform_message_id FROM delivered WHERE message_out_id = ?1",
-                    [id],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()
-                .unwrap()
-        }
-    }
-
-    #[test]
-    fn detects_an_undelivered_row_and_delivers_it_exactly_once() {
-        // v2's concurrent-poll race cannot happen here: one worker thread drains sessions one
-        // at a time. What remains to prove is that a second drain does not re-send.
-        let mut world = world(sent);
-        world.reply("out-1");
-        world.drain();
-        world.drain();
-        assert_eq!(world.calls(), 1);
-        assert_eq!(
-            world.delivered("out-1"),
-            Some(("delivered".into(), Some("plat-msg-1".into())))
-        );
-        let call = world.recorder.calls.lock().unwrap()[0].clone();
-        assert_eq!(call.platform_id, "telegram:123");
-        assert_eq!(call.content, serde_json::json!({"text": "hello"}));
-    }
-
-    #[test]
-    fn still_delivers_on_a_subsequent_call_after_the_first_finishes() {
-        let mut world = world(sent);
-        world.reply("out-first");
-        world.drain();
-        world.reply("out-second");
-        world.drain();
-        assert_eq!(world.calls(), 2);
-    }
-
-    #[test]
-    fn retries_on_adapter_failure_and_marks_failed_after_max_attempts() {
-        let mut world = world(|_| Err(DeliveryError::Failed("network timeout".into())));
-        world.reply("out-flaky");
-        for attempt in 1..=MAX_ATTEMPTS as usize {
-            assert_eq!(world.delivered("out-flaky"), None);
-            world.drain();
-            assert_eq!(world.calls(), attempt);
-        }
-        world.drain();
-        assert_eq!(
-            world.calls(),
-            MAX_ATTEMPTS as usize,
-            "failed rows are not retried"
-        );
-        assert_eq!(world.delivered("out-flaky"), Some(("failed".into(), None)));
-    }
-
-    #[test]
-    fn clears_the_attempt_counter_on_successful_delivery() {
-        let mut world = world(|call| {
-            if call == 1 || call == 3 || call == 4 {
-                Err(DeliveryError::Failed("transient".into()))
-            } else {
-                Ok(Delivered::Sent(None))
-            }
-        });
-        world.reply("out-retry-ok");
-        world.drain();
-        world.drain();
-        world.drain();
-        assert_eq!(world.calls(), 2);
-        assert_eq!(
-            world.delivered("out-retry-ok"),
-            Some(("delivered".into(), None))
-        );
-        // A later row gets its own full set of attempts.
-        world.reply("out-next");
-        world.drain();
-        world.drain();
-        assert_eq!(
-            world.delivered("out-next"),
-            None,
-            "two failures are not three"
-        );
-        world.drain();
-        assert_eq!(
-            world.delivered("out-next"),
-            Some(("delivered".into(), None))
-        );
-    }
-
-    #[test]
-    fn no_reader_keeps_the_row_queued_without_counting_an_attempt() {
-        let mut world = world(|call| {
-            if call <= 4 {
-                Ok(Delivered::NoReader)
-            } else {
-                Ok(Delivered::Sent(None))
-            }
-        });
-        world.reply("out-1");
-        for _ in 0..4 {
-            world.drain();
-        }
-        assert_eq!(world.delivered("out-1"), None);
-        world.drain();
-        assert_eq!(world.delivered("out-1"), Some(("delivered".into(), None)));
-    }
-
-    #[test]
-    fn rows_due_later_wait() {
-        let mut world = world(sent);
-        world.outbound(
-            "out-later",
-            "telegram",
-            "telegram:123",
-            "datetime('now', '+1 hour')",
-        );
-        world.outbound(
-            "out-past",
-            "telegram",
-            "telegram:123",
-            "datetime('now', '-1 minute')",
-        );
-        world.drain();
-        assert_eq!(world.calls(), 1);
-        assert!(world.delivered("out-past").is_some());
-        assert_eq!(world.delivered("out-later"), None);
-    }
-
-    #[test]
-    fn rejects_delivery_to_an_unauthorized_channel_destination() {
-        let mut world = world(sent);
-        world
-            .conn
-            .execute_batch(
-                "INSERT INTO messaging_groups (id, channel_type, platform_id, created_at)
-                   VALUES ('mg-2', 'telegram', 'telegram:456', 't');",
-            )
-            .unwrap();
-        world.outbound("out-unauth", "telegram", "telegram:456", "");
-        for _ in 0..MAX_ATTEMPTS {
-            world.drain();
-        }
-        assert_eq!(world.calls(), 0, "refused before the adapter");
-        assert_eq!(world.delivered("out-unauth"), Some(("failed".into(), None)));
-    }
-
-    #[test]
-    fn a_destination_row_authorises_another_chat() {
-        let mut world = world(sent);
-        world
-            .conn
-            .execute_batch(
-                "INSERT INTO messaging_groups (id, channel_type, platform_id, created_at)
-                   VALUES ('mg-2', 'telegram', 'telegram:456', 't');
-                 INSERT INTO agent_destinations (agent_group_id, local_name, target_type, target_id, created_at)
-                   VALUES ('ag-1', 'family', 'channel', 'mg-2', 't');",
-            )
-            .unwrap();
-        world.outbound("out-family", "telegram", "telegram:456", "");
-        world.drain();
-        assert_eq!(world.calls(), 1);
-        assert_eq!(
-            world.delivered("out-family").map(|d| d.0),
-            Some("delivered".into())
-        );
-    }
-
-    #[test]
-    fn refuses_an_unknown_destination() {
-        let mut world = world(sent);
-        world.outbound("out-nowhere", "telegram", "telegram:999", "");
-        for _ in 0..MAX_ATTEMPTS {
-            world.drain();
-        }
-        assert_eq!(world.calls(), 0);
-        assert_eq!(
-            world.delivered("out-nowhere"),
-            Some(("failed".into(), None))
-        );
-    }
-
-    #[test]
-    fn system_rows_and_rows_without_routing_are_dropped_as_delivered() {
-        let mut world = world(sent);
-        let dir = world.paths.session("ag-1", &world.session.id);
-        let conn =
-            session_db::open_outbound_container(&dir.join(session_db::OUTBOUND_FILE)).unwrap();
-        conn.execute_batch(
-            "INSERT INTO messages_out (id, timestamp, kind, content)
-               VALUES ('out-sys', datetime('now'), 'system', '{\"action\":\"schedule_task\"}'),
-                      ('out-bare', datetime('now'), 'chat', '{\"text\":\"to nobody\"}');",
-        )
-        .unwrap();
-        world.drain();
-        assert_eq!(world.calls(), 0);
-        assert_eq!(
-            world.delivered("out-sys").map(|d| d.0),
-            Some("delivered".into())
-        );
-        assert_eq!(
-            world.delivered("out-bare").map(|d| d.0),
-            Some("delivered".into())
-        );
-    }
-
-    #[test]
-    fn a_reply_for_a_channel_without_a_running_adapter_fails_after_retries() {
-        // v2 drops such a row as delivered at once (host.md §6.3 step 1); we count it as a
-        // failed attempt so the operator sees `failed`, not a silent success.
-        let mut world = world(sent);
-        world
-            .conn
-            .execute_batch(
-                "INSERT INTO messaging_groups (id, channel_type, platform_id, created_at)
-                   VALUES ('mg-d', 'discord', 'chan-1', 't');
-                 UPDATE sessions SET messaging_group_id = 'mg-d';",
-            )
-            .unwrap();
-        world.outbound("out-d", "discord", "chan-1", "");
-        for _ in 0..MAX_ATTEMPTS {
-            world.drain();
-        }
-        assert_eq!(world.calls(), 0);
-        assert_eq!(world.delivered("out-d"), Some(("failed".into(), None)));
-    }
-
-    #[test]
-    fn thread_and_reply_reference_reach_the_adapter() {
-        let mut world = world(sent);
-        let dir = world.paths.session("ag-1", &world.session.id);
-        let conn =
-            session_db::open_outbound_container(&dir.join(session_db::OUTBOUND_FILE)).unwrap();
-        conn.execute_batch(
-            "INSERT INTO messages_out (id, timestamp, kind, platform_id, channel_type, thread_id, in_reply_to, content)
-               VALUES ('out-t', datetime('now'), 'chat', 'telegram:123', 'telegram', 'th-1', 'm1:ag-1', '{\"text\":\"x\"}');",
-        )
-        .unwrap();
-        world.drain();
-        let call = world.recorder.calls.lock().unwrap()[0].clone();
-        assert_eq!(call.thread_id.as_deref(), Some("th-1"));
-        assert_eq!(call.in_reply_to.as_deref(), Some("m1:ag-1"));
-        assert_eq!(call.kind, "chat");
+        current
     }
 }
+
+const FAILED: Outcome = Outcome {
+    failed: true,
+    platform_message_id: None,
+};
+
+/// Validates a container-written row before anything is looked up for it (issue 7 point 6):
+/// a known `kind`, content that is a JSON object, and routing fields of a sane shape
+/// (`channel_type` a lower-case name; ids and addresses without control characters). Sizes
+/// were bounded when the row was read. A failure is final: the row is recorded failed.
+pub fn check_row(row: &OutboundRow) -> Result<(), String> {
+    if !KINDS.contains(&row.kind.as_str()) {
+        return Err(format!(
+            "unknown kind `{}` (known: {})",
+            row.kind.escape_debug(),
+            KINDS.join(", ")
+        ));
+    }
+    match serde_json::from_str::<serde_json::Value>(&row.content) {
+        Ok(serde_json::Value::Object(_)) => {}
+        Ok(_) => return Err("content is not a JSON object".to_string()),
+        Err(err) => return Err(format!("content is not JSON: {err}")),
+    }
+    if let Some(channel_type) = &row.channel_type {
+        let valid = !channel_type.is_empty()
+            && channel_type.len() <= 64
+            && channel_type.bytes().all(|byte| {
+                byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-' || byte == b'_'
+            });
+        if !valid {
+            return Err(format!(
+                "`channel_type` `{}` is not a channel name",
+                channel_type.escape_debug()
+            ));
+        }
+    }
+    let fields = [
+        ("id", Some(&row.id)),
+        ("platform_id", row.platform_id.as_ref()),
+        ("thread_id", row.thread_id.as_ref()),
+        ("in_reply_to", row.in_reply_to.as_ref()),
+    ];
+    for (name, value) in fields {
+        if let Some(value) = value
+            && value.chars().any(char::is_control)
+        {
+            return Err(format!("`{name}` holds control characters"));
+        }
+    }
+    if row.platform_id.as_deref() == Some("") {
+        return Err("`platform_id` is empty".to_string());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "delivery_tests.rs"]
+mod tests;

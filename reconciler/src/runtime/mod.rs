@@ -19,7 +19,9 @@
 pub mod a2a;
 pub mod attachments;
 pub mod delivery;
+pub mod health;
 pub mod ids;
+pub mod layout;
 pub mod lock;
 pub mod route;
 pub mod router;
@@ -468,10 +470,11 @@ impl Waker {
                     let inbound =
                         session_db::open_inbound_host(&dir.join(session_db::INBOUND_FILE)).ok()?;
                     let outbound =
-                        session_db::open_outbound_host(&dir.join(session_db::OUTBOUND_FILE))
-                            .ok()?;
+                        session_db::open_outbound_host(&session_db::outbound_path(&dir)).ok()?;
                     let idle = session_db::count_due(&inbound).ok()? == 0
-                        && session_db::processing_claims(&outbound).ok()?.is_empty();
+                        && session_db::processing_claims(&inbound, &outbound)
+                            .ok()?
+                            .is_empty();
                     let last = session_db::heartbeat_mtime(&dir).or_else(|| started.get(&id))?;
                     idle.then_some((last, id))
                 })

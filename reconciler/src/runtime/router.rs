@@ -453,7 +453,8 @@ fn resolve_session(
     };
     let dir = paths.session(agent, &session.id);
     if !dir.join(session_db::INBOUND_FILE).exists() {
-        session_db::create(&dir)?;
+        let folder = crate::hostfs::Dir::create_all(&dir, super::layout::DIR_MODE)?;
+        super::layout::create_inbound(&folder, Some((conn, &session)))?;
     }
     Ok((session.id, dir))
 }

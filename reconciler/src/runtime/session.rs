@@ -1,23 +1,44 @@
 //! Getting a session ready for its container (host.md §4.2 steps 1–5, §4.8, §4.9, §8):
-//! the agent's folder, `container.json`, the composed `CLAUDE.md`, the destinations
-//! projection and the default reply address in `inbound.db`.
+//! its folders ([`layout::prepare`]), `container.json` and the composed `CLAUDE.md` in the
+//! (host-owned, read-only mounted) session folder, `CLAUDE.local.md` seeded in the agent's
+//! folder, the destinations projection and the default reply address in `inbound.db`.
 //!
 //! Everything here is read from the central DB at spawn time, which is why the effect table
 //! calls these fields `restart`. The result is a [`Prepared`] the waker hands to
-//! `containers`. No Docker code here.
+//! `containers`. No Docker code here. Every file is written through [`crate::hostfs`]: into the
+//! session folder with an unpredictable temp name and `renameat`; into the agent's folder only
+//! `CLAUDE.local.md`, created exclusively or replaced by a rename (never written through).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use agent_runner::session_db::{self, DestinationRow};
 use anyhow::Context;
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use tracing::{info, warn};
 
+use super::layout::{self, FILE_MODE, MountPoint};
 use crate::db::sessions::Session;
+use crate::hostfs::{Dir, Owner, Read};
 use crate::paths::Paths;
 use crate::resources::Resources;
+
+/// The agent's memory file in its folder, seeded from the manifest's `instructions`.
+pub const LOCAL_INSTRUCTIONS: &str = "CLAUDE.local.md";
+/// The last seed written, kept host-side in `sessions/<agent>/` (re-seed rule).
+pub const SEED_FILE: &str = "claude-local.seed";
+/// The composed instructions in the session folder.
+pub const CLAUDE_MD: &str = "CLAUDE.md";
+/// The composed fragments' folder in the session folder.
+pub const FRAGMENTS_DIR: &str = ".claude-fragments";
+/// Largest `CLAUDE.local.md` (and old seed) the host reads; a larger file counts as the agent's.
+const MAX_LOCAL_BYTES: u64 = 1024 * 1024;
+/// Files the previous layout composed into the agent's folder; removed once (never followed).
+const LEGACY_GROUP_FILES: &[&str] = &["container.json", "CLAUDE.md", ".claude-fragments"];
+/// Where the previous layout remembered the seed: the agent's folder.
+const LEGACY_SEED_FILE: &str = ".claude-local.seed";
 
 /// What the container runner needs to start the session's container.
 #[derive(Clone, Debug, PartialEq)]
@@ -106,40 +127,40 @@ pub fn prepare(
             session.agent
         )
     })?;
-    let session_dir = paths.session(&session.agent, &session.id);
-    session_db::create(&session_dir)?;
-    let group_dir = paths.group(&session.agent);
+    let extra_mounts = extra_mounts(&config.additional_mounts, paths, &session.agent);
+    let mount_points: Vec<MountPoint> = extra_mounts
+        .iter()
+        .map(|mount| MountPoint {
+            container: mount.container.clone(),
+            is_file: layout::is_file_source(&mount.host),
+        })
+        .collect();
+    let dirs = layout::prepare(paths, &session.agent, &session.id, &mount_points)?;
     init_group(
-        &group_dir,
-        &paths.claude_shared(&session.agent),
+        &dirs.group,
+        &dirs.agent_state,
+        layout::agent_owner(),
         config.instructions.as_deref(),
     )?;
     let container_json = container_json(&config);
     let container_text = serde_json::to_string_pretty(&container_json)? + "\n";
-    write_atomic(&group_dir.join("container.json"), &container_text)?;
-    let claude_md = compose_claude_md(&group_dir, &config)?;
-
-    let mut inbound = session_db::open_inbound_host(&session_dir.join(session_db::INBOUND_FILE))?;
-    let destinations = destinations(conn, &session.agent)?;
-    session_db::write_destinations(&mut inbound, &destinations)?;
-    let routing = default_routing(conn, session)?;
-    session_db::write_session_routing(
-        &inbound,
-        routing
-            .as_ref()
-            .map(|(channel_type, _)| channel_type.as_str()),
-        routing
-            .as_ref()
-            .map(|(_, platform_id)| platform_id.as_str()),
-        session.thread_id.as_deref(),
+    dirs.session.replace(
+        session_db::CONTAINER_CONFIG_FILE,
+        container_text.as_bytes(),
+        FILE_MODE,
+        None,
     )?;
+    let claude_md = compose_claude_md(&dirs.session, &config)?;
+
+    let session_dir = paths.session(&session.agent, &session.id);
+    let mut inbound = session_db::open_inbound_host(&session_db::inbound_path(&session_dir))?;
+    write_projections(conn, session, &mut inbound)?;
 
     let image = config
         .image_tag
         .clone()
         .filter(|tag| !tag.is_empty())
         .unwrap_or_else(|| default_image.to_string());
-    let extra_mounts = extra_mounts(&config.additional_mounts, paths, &session.agent);
     let mut hasher = Sha256::new();
     for part in [container_text.as_str(), claude_md.as_str(), image.as_str()] {
         hasher.update(part.as_bytes());
@@ -157,12 +178,36 @@ pub fn prepare(
         session_id: session.id.clone(),
         agent: session.agent.clone(),
         session_dir,
-        group_dir,
+        group_dir: paths.group(&session.agent),
         image,
         extra_mounts,
         config_hash,
         resources: config.resources,
     })
+}
+
+/// Writes what `inbound.db` mirrors from the central DB: the agent's destinations and the
+/// session's default reply address (host.md §2.3). At every spawn, and when a lost
+/// `inbound.db` is recreated.
+pub fn write_projections(
+    conn: &Connection,
+    session: &Session,
+    inbound: &mut Connection,
+) -> anyhow::Result<()> {
+    let destinations = destinations(conn, &session.agent)?;
+    session_db::write_destinations(inbound, &destinations)?;
+    let routing = default_routing(conn, session)?;
+    session_db::write_session_routing(
+        inbound,
+        routing
+            .as_ref()
+            .map(|(channel_type, _)| channel_type.as_str()),
+        routing
+            .as_ref()
+            .map(|(_, platform_id)| platform_id.as_str()),
+        session.thread_id.as_deref(),
+    )?;
+    Ok(())
 }
 
 /// `container.json` as the runner reads it (host.md §4.8; cli_scope stays host-side).
@@ -200,47 +245,111 @@ fn container_json(config: &AgentConfig) -> Value {
     Value::Object(map)
 }
 
-/// Idempotent folder setup (host.md §4.9): the group dir, `CLAUDE.local.md` seeded from the
-/// manifest's instructions, and the per-agent Claude state dir.
+/// Seeds `CLAUDE.local.md` in the agent's folder from the manifest's instructions (host.md
+/// §4.9 step 2).
 ///
 /// Re-seeding: the seed is written again when the manifest's instructions change *and* the
 /// agent has not edited the file since the last seed (its content still equals the old seed,
-/// remembered in `.claude-local.seed`). An agent's own edits always win.
+/// remembered host-side in `sessions/<agent>/claude-local.seed`). An agent's own edits always
+/// win; so does anything at the name that is not a small regular file. A missing file is created
+/// exclusively; an unedited one is replaced by renaming a fresh temp file over it.
+///
+/// The first time a folder of the previous layout is seen (no host-side seed yet), its old seed
+/// is adopted and the files the host used to compose there are removed (never followed).
 fn init_group(
-    group_dir: &Path,
-    claude_shared: &Path,
+    group: &Dir,
+    agent_state: &Dir,
+    owner: Option<Owner>,
     instructions: Option<&str>,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(group_dir)
-        .with_context(|| format!("creating {}", group_dir.display()))?;
-    std::fs::create_dir_all(claude_shared.join("skills"))
-        .with_context(|| format!("creating {}", claude_shared.display()))?;
     let seed = instructions
         .map(|text| format!("{}\n", text.trim_end()))
         .unwrap_or_default();
-    let local = group_dir.join("CLAUDE.local.md");
-    let seed_file = group_dir.join(".claude-local.seed");
-    let current = std::fs::read_to_string(&local).ok();
-    let previous_seed = std::fs::read_to_string(&seed_file).ok();
-    let untouched = match (&current, &previous_seed) {
-        (None, _) => true,
-        (Some(current), Some(previous)) => current == previous,
-        (Some(current), None) => current.is_empty(),
+    let remembered = match agent_state.read_regular(SEED_FILE, MAX_LOCAL_BYTES)? {
+        Read::Bytes(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
+        _ => None,
     };
-    if untouched && current.as_deref() != Some(seed.as_str()) {
-        write_atomic(&local, &seed)?;
-    }
+    let previous_seed = match &remembered {
+        Some(seed) => Some(seed.clone()),
+        None => migrate_legacy_group(group)?,
+    };
+    let current = match group.read_regular(LOCAL_INSTRUCTIONS, MAX_LOCAL_BYTES)? {
+        Read::Absent => Local::Absent,
+        Read::Bytes(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => Local::Text(text),
+            Err(_) => Local::Foreign,
+        },
+        Read::NotRegular(_) | Read::TooLarge(_) => Local::Foreign,
+    };
+    let untouched = match (&current, &previous_seed) {
+        (Local::Absent, _) => true,
+        (Local::Text(current), Some(previous)) => current == previous,
+        (Local::Text(current), None) => current.is_empty(),
+        (Local::Foreign, _) => false,
+    };
     if untouched {
-        write_atomic(&seed_file, &seed)?;
+        match &current {
+            Local::Absent => {
+                group.create_new(LOCAL_INSTRUCTIONS, seed.as_bytes(), FILE_MODE, owner)?;
+            }
+            Local::Text(text) if *text != seed => {
+                group.replace(LOCAL_INSTRUCTIONS, seed.as_bytes(), FILE_MODE, owner)?;
+            }
+            _ => {}
+        }
+    }
+    let remember = if untouched {
+        Some(seed)
+    } else if remembered.is_none() {
+        // Mark the folder as migrated, keeping the old seed's meaning.
+        Some(previous_seed.unwrap_or_default())
+    } else {
+        None
+    };
+    if let Some(text) = remember
+        && remembered.as_deref() != Some(text.as_str())
+    {
+        agent_state.replace(SEED_FILE, text.as_bytes(), FILE_MODE, None)?;
     }
     Ok(())
 }
 
+/// What `CLAUDE.local.md` holds, as far as the re-seed rule is concerned.
+enum Local {
+    Absent,
+    Text(String),
+    /// Not a small UTF-8 regular file: the agent's business, never touched.
+    Foreign,
+}
+
+/// First prepare of a folder the previous layout composed into: returns its old seed (read
+/// only from a small regular file) and removes `container.json`, `CLAUDE.md`,
+/// `.claude-fragments/` and the old seed with `unlinkat`, never following a link.
+fn migrate_legacy_group(group: &Dir) -> anyhow::Result<Option<String>> {
+    let seed = match group.read_regular(LEGACY_SEED_FILE, MAX_LOCAL_BYTES)? {
+        Read::Bytes(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
+        _ => None,
+    };
+    let mut removed = Vec::new();
+    for name in LEGACY_GROUP_FILES.iter().chain([&LEGACY_SEED_FILE]) {
+        match group.remove(name) {
+            Ok(true) => removed.push(*name),
+            Ok(false) => {}
+            Err(err) => warn!(path = %group.path().join(name).display(), error = %err,
+                "a file of the previous layout could not be removed"),
+        }
+    }
+    if !removed.is_empty() {
+        info!(folder = %group.path().display(), removed = ?removed,
+            "composed files moved out of the agent's folder (now in the read-only session folder)");
+    }
+    Ok(seed)
+}
+
 /// Composes `CLAUDE.md` from imports only (host.md §8.2): the shared base, then one fragment
-/// per MCP server with instructions. Returns the text written.
-fn compose_claude_md(group_dir: &Path, config: &AgentConfig) -> anyhow::Result<String> {
-    let fragments_dir = group_dir.join(".claude-fragments");
-    std::fs::create_dir_all(&fragments_dir)?;
+/// per MCP server with instructions, into the session folder. Returns the text written.
+fn compose_claude_md(session: &Dir, config: &AgentConfig) -> anyhow::Result<String> {
+    let fragments = session.ensure_dir(FRAGMENTS_DIR, layout::DIR_MODE, None)?;
     let mut desired: BTreeMap<String, String> = BTreeMap::new();
     if let Value::Object(servers) = &config.mcp_servers {
         for (name, server) in servers {
@@ -252,11 +361,10 @@ fn compose_claude_md(group_dir: &Path, config: &AgentConfig) -> anyhow::Result<S
             }
         }
     }
-    for entry in std::fs::read_dir(&fragments_dir)? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
+    for name in fragments.names()? {
+        let name = name.to_string_lossy().into_owned();
         if !desired.contains_key(&name) {
-            let _ = std::fs::remove_file(entry.path());
+            fragments.remove(&name)?;
         }
     }
     let mut text = String::from(
@@ -264,10 +372,10 @@ fn compose_claude_md(group_dir: &Path, config: &AgentConfig) -> anyhow::Result<S
     );
     text.push_str("@./.claude-shared.md\n");
     for (name, content) in &desired {
-        write_atomic(&fragments_dir.join(name), content)?;
+        fragments.replace(name, content.as_bytes(), FILE_MODE, None)?;
         text.push_str(&format!("@./.claude-fragments/{name}\n"));
     }
-    write_atomic(&group_dir.join("CLAUDE.md"), &text)?;
+    session.replace(CLAUDE_MD, text.as_bytes(), FILE_MODE, None)?;
     Ok(text)
 }
 
@@ -352,134 +460,6 @@ fn extra_mounts(additional: &Value, paths: &Paths, agent: &str) -> Vec<ExtraMoun
         .collect()
 }
 
-/// Writes via a temp file and rename so the container never reads a half-written file.
-/// The temp name is unique per call: concurrent wakes of one agent group write the same files.
-fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = path.with_extension(format!("nanoclaw-tmp-{}-{n}", std::process::id()));
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn concurrent_writes_of_one_file_all_succeed() {
-        // Two wakes preparing the same agent group at once used to share one temp file name,
-        // and the loser's rename failed ("No such file or directory"), failing its wake.
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("CLAUDE.md");
-        let failures: usize = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..8)
-                .map(|n| {
-                    let path = &path;
-                    scope.spawn(move || {
-                        (0..200)
-                            .filter(|_| write_atomic(path, &format!("writer {n}\n")).is_err())
-                            .count()
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).sum()
-        });
-        assert_eq!(failures, 0);
-        assert!(
-            std::fs::read_to_string(&path)
-                .unwrap()
-                .starts_with("writer ")
-        );
-    }
-
-    #[test]
-    fn seed_is_rewritten_only_while_the_agent_has_not_edited_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let group = dir.path().join("g");
-        let shared = dir.path().join("s");
-        init_group(&group, &shared, Some("first")).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(group.join("CLAUDE.local.md")).unwrap(),
-            "first\n"
-        );
-        init_group(&group, &shared, Some("second")).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(group.join("CLAUDE.local.md")).unwrap(),
-            "second\n"
-        );
-        std::fs::write(group.join("CLAUDE.local.md"), "my own notes\n").unwrap();
-        init_group(&group, &shared, Some("third")).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(group.join("CLAUDE.local.md")).unwrap(),
-            "my own notes\n"
-        );
-    }
-
-    // ---- ported from v2's host-core `writeSessionRouting` tests ----
-
-    /// Prepares a session of agent `ag-1` created on `chat` (`None` = an agent-shared session
-    /// without a chat) and thread, and returns its `session_routing` row.
-    fn routing_after_prepare(
-        chat: Option<(&str, &str, bool)>,
-        thread: Option<&str>,
-    ) -> (Option<String>, Option<String>, Option<String>) {
-        let dir = tempfile::tempdir().unwrap();
-        let paths = Paths::new(dir.path().join("data"));
-        paths.ensure().unwrap();
-        let conn = crate::db::open(&paths.db()).unwrap();
-        conn.execute_batch(
-            "INSERT INTO agent_groups (id, name, folder, created_at) VALUES ('ag-1', 'Agent', 'ag-1', 't');
-             INSERT INTO container_configs (agent_group_id, updated_at) VALUES ('ag-1', 't');",
-        )
-        .unwrap();
-        if let Some((channel_type, platform_id, is_group)) = chat {
-            conn.execute(
-                "INSERT INTO messaging_groups (id, channel_type, platform_id, is_group, created_at)
-                 VALUES ('mg-1', ?1, ?2, ?3, 't')",
-                rusqlite::params![channel_type, platform_id, is_group],
-            )
-            .unwrap();
-        }
-        let session =
-            crate::db::sessions::create(&conn, "ag-1", chat.map(|_| "mg-1"), thread).unwrap();
-        let prepared = prepare(&conn, &paths, &session, "image:latest").unwrap();
-        let inbound = session_db::open_inbound_container(
-            &prepared.session_dir.join(session_db::INBOUND_FILE),
-        )
-        .unwrap();
-        inbound
-            .query_row(
-                "SELECT channel_type, platform_id, thread_id FROM session_routing WHERE id = 1",
-                [],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-            )
-            .unwrap()
-    }
-
-    #[test]
-    fn session_routing_is_populated_from_the_messaging_group() {
-        assert_eq!(
-            routing_after_prepare(Some(("telegram", "tg:12345", false)), None),
-            (Some("telegram".into()), Some("tg:12345".into()), None)
-        );
-    }
-
-    #[test]
-    fn session_routing_is_null_for_an_agent_shared_session_without_a_chat() {
-        assert_eq!(routing_after_prepare(None, None), (None, None, None));
-    }
-
-    #[test]
-    fn session_routing_includes_the_thread_of_a_per_thread_session() {
-        assert_eq!(
-            routing_after_prepare(Some(("discord", "chan-123", true)), Some("thread-77")),
-            (
-                Some("discord".into()),
-                Some("chan-123".into()),
-                Some("thread-77".into())
-            )
-        );
-    }
-}
+#[path = "session_tests.rs"]
+mod tests;

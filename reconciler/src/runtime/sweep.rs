@@ -5,6 +5,11 @@
 //! teardown), and give back claims of dead containers with backoff ([`reset_plan`]). Missing
 //! an event anywhere else in the runtime costs latency, never correctness, because this runs.
 //! The decisions are pure functions; [`sweep_once`] executes them.
+//!
+//! The sweep never writes `outbound.db` (issue 7): a dead container's `processing` claims stay
+//! until the next container deletes its predecessor's claims at its start. So a claim is given
+//! back at most once ([`needs_reset`]: only while its message was not rescheduled after the
+//! claim), and claims older than the running container are not that container's.
 
 use std::time::{Duration, SystemTime};
 
@@ -21,6 +26,9 @@ pub const ABSOLUTE_CEILING: Duration = Duration::from_secs(30 * 60);
 pub const CLAIM_STUCK: Duration = Duration::from_secs(60);
 /// Retries before a message is marked failed (host.md §5.4).
 pub const MAX_TRIES: i64 = 5;
+/// Longest `Bash` timeout a container may declare to extend its limits (the value is
+/// container-written, so it is bounded).
+pub const MAX_DECLARED_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// What the sweep knows about one running container.
 #[derive(Clone, Debug)]
@@ -64,6 +72,14 @@ pub fn decide(live: &Liveness, idle_timeout: Duration) -> Verdict {
         if age(*claimed) <= tolerance {
             continue;
         }
+        // Left by a previous container (this one deletes them as it starts). Claim times have
+        // one-second resolution, hence the slack.
+        if live
+            .started
+            .is_some_and(|started| *claimed + Duration::from_secs(1) < started)
+        {
+            continue;
+        }
         if live.heartbeat.is_some_and(|heartbeat| heartbeat > *claimed) {
             continue;
         }
@@ -86,6 +102,19 @@ pub enum Reset {
     Retry { tries: i64, delay: Duration },
     /// Out of retries.
     Fail,
+}
+
+/// Whether a dead container's claim on a message still has to be given back: only while the
+/// message was not rescheduled after the claim was taken (`process_after` absent or not later
+/// than the claim). A reset sets `process_after` past the claim, so each claim is given back
+/// once, however many sweeps see it before a new container deletes it.
+pub fn needs_reset(claimed: Option<SystemTime>, process_after: Option<SystemTime>) -> bool {
+    match (claimed, process_after) {
+        (_, None) => true,
+        (Some(claimed), Some(after)) => after <= claimed,
+        // An unreadable claim time with a schedule: already handled.
+        (None, Some(_)) => false,
+    }
 }
 
 /// Backoff for a message that had `tries` retries: 5, 10, 20, 40, 80 s, then failed.
@@ -139,16 +168,30 @@ fn sweep_session(
     idle_timeout: Duration,
 ) -> anyhow::Result<()> {
     let dir = paths.session(&session.agent, &session.id);
-    let inbound_path = dir.join(session_db::INBOUND_FILE);
+    let inbound_path = session_db::inbound_path(&dir);
     if !inbound_path.exists() {
         return Ok(());
     }
     let mut inbound = session_db::open_inbound_host(&inbound_path)?;
-    let outbound = session_db::open_outbound_host(&dir.join(session_db::OUTBOUND_FILE)).ok();
+    let outbound = match session_db::open_outbound_host(&session_db::outbound_path(&dir)) {
+        Ok(outbound) => Some(outbound),
+        Err(err) if err.is_missing() => None,
+        Err(err) => {
+            // Damage is reported (once) by delivery; here it only means nothing to sync.
+            debug!(session = %session.id, error = %err, "outbound.db not readable");
+            None
+        }
+    };
     if let Some(outbound) = &outbound {
         let synced = session_db::sync_acks(&mut inbound, outbound)?;
         if synced > 0 {
             debug!(session = %session.id, synced, "acks synced");
+        }
+        let unaddressable = session_db::unaddressable_outbound(outbound)?;
+        if unaddressable > 0 {
+            warn!(session = %session.id, rows = unaddressable,
+                "outbound rows without a usable id (text of 1 to {} bytes) are ignored",
+                session_db::host::MAX_ID_BYTES);
         }
     }
     let due = session_db::count_due(&inbound)?;
@@ -161,7 +204,7 @@ fn sweep_session(
     let Some(outbound) = outbound else {
         return Ok(());
     };
-    let claims = session_db::processing_claims(&outbound)?;
+    let claims = session_db::processing_claims(&inbound, &outbound)?;
     if running {
         let state = session_db::container_state(&outbound)?;
         let live = Liveness {
@@ -184,23 +227,20 @@ fn sweep_session(
             verdict => {
                 warn!(session = %session.id, ?verdict, "container stuck: killing it and retrying its messages");
                 containers.stop(&session.id, "stuck");
-                reset_claims(&inbound, &dir, &claims)?;
+                reset_claims(&inbound, &claims)?;
             }
         }
     } else if !claims.is_empty() {
-        reset_claims(&inbound, &dir, &claims)?;
+        reset_claims(&inbound, &claims)?;
     }
     Ok(())
 }
 
-/// Gives claimed messages of a dead container back with backoff, then deletes the claims so a
-/// fresh container is not judged by them (host.md §5.4).
-fn reset_claims(
-    inbound: &Connection,
-    dir: &std::path::Path,
-    claims: &[(String, String)],
-) -> anyhow::Result<()> {
-    for (message, _) in claims {
+/// Gives claimed messages of a dead container back with backoff (host.md §5.4), each claim at
+/// most once ([`needs_reset`]). The claims themselves stay in `outbound.db`, which only the
+/// container writes; the next container deletes them as it starts.
+fn reset_claims(inbound: &Connection, claims: &[(String, String)]) -> anyhow::Result<()> {
+    for (message, claimed_at) in claims {
         let row: Option<(i64, Option<String>)> = inbound
             .query_row(
                 "SELECT tries, process_after FROM messages_in WHERE id = ?1 AND status = 'pending'",
@@ -211,15 +251,14 @@ fn reset_claims(
         let Some((tries, process_after)) = row else {
             continue;
         };
-        let future: bool = match &process_after {
-            Some(after) => {
-                inbound.query_row("SELECT datetime(?1) > datetime('now')", [after], |row| {
-                    row.get(0)
-                })?
-            }
-            None => false,
+        let claimed = parse_sqlite_time(claimed_at);
+        let after = process_after.as_deref().map(parse_sqlite_time);
+        let after = match after {
+            Some(None) => continue, // an unreadable schedule is the host's own: leave it
+            Some(Some(time)) => Some(time),
+            None => None,
         };
-        if future {
+        if !needs_reset(claimed, after) {
             continue;
         }
         match reset_plan(tries) {
@@ -238,23 +277,19 @@ fn reset_claims(
             }
         }
     }
-    match session_db::open_outbound_host_rw(&dir.join(session_db::OUTBOUND_FILE)) {
-        Ok(outbound) => {
-            if let Err(err) = session_db::host::delete_processing_claims(&outbound) {
-                warn!(error = %err, "stale claims not deleted");
-            }
-        }
-        Err(err) => warn!(error = %err, "stale claims not deleted"),
-    }
     Ok(())
 }
 
-/// The `Bash` tool's declared timeout while it runs (host.md §5.3 `declaredBash`).
+/// The `Bash` tool's declared timeout while it runs (host.md §5.3 `declaredBash`), at most
+/// [`MAX_DECLARED_TIMEOUT`]: the container writes this value, and an enormous one would exempt
+/// it from the ceiling forever.
 fn declared_bash(state: &session_db::ContainerState) -> Option<Duration> {
     let millis = state
         .tool_declared_timeout_ms
         .filter(|_| state.current_tool.as_deref() == Some("Bash"))?;
-    u64::try_from(millis).ok().map(Duration::from_millis)
+    u64::try_from(millis)
+        .ok()
+        .map(|millis| Duration::from_millis(millis).min(MAX_DECLARED_TIMEOUT))
 }
 
 /// Parses SQLite-now (`YYYY-MM-DD HH:MM:SS`, UTC) or ISO timestamps with any zone marker.
@@ -481,6 +516,11 @@ mod tests {
             Some(Duration::from_secs(600))
         );
         assert_eq!(declared_bash(&state("Read")), None);
+        let forever = session_db::ContainerState {
+            tool_declared_timeout_ms: Some(i64::MAX),
+            ..state("Bash")
+        };
+        assert_eq!(declared_bash(&forever), Some(MAX_DECLARED_TIMEOUT));
     }
 
     // ---- parseSqliteUtc ----
@@ -582,8 +622,7 @@ mod tests {
         }
 
         fn outbound(&self) -> Connection {
-            session_db::open_outbound_container(&self.dir().join(session_db::OUTBOUND_FILE))
-                .unwrap()
+            session_db::open_outbound_container(&session_db::outbound_path(&self.dir())).unwrap()
         }
 
         /// A pending message; `set` is an extra SQL assignment list (`tries = 5, …`).
@@ -712,15 +751,20 @@ mod tests {
         let (status, tries, delay) = world.state("m-1");
         assert_eq!((status.as_str(), tries), ("pending", 1));
         assert!(delay.is_some_and(|d| (4..=6).contains(&d)), "{delay:?}");
+        // v2 deleted the dead container's claims from outbound.db here; the host never writes
+        // that file now (issue 7): the next container deletes them as it starts.
         assert_eq!(
             world.acks(),
-            [("m-done".to_string(), "completed".to_string())],
-            "orphan processing claims are deleted; finished acks stay"
+            [
+                ("m-1".to_string(), "processing".to_string()),
+                ("m-done".to_string(), "completed".to_string())
+            ],
+            "the sweep leaves outbound.db alone"
         );
     }
 
     #[test]
-    fn a_rescheduled_message_is_not_counted_twice_but_its_claim_is_still_cleared() {
+    fn a_rescheduled_message_is_not_counted_twice() {
         let world = world();
         world.message(
             "m-2",
@@ -729,7 +773,75 @@ mod tests {
         world.ack("m-2", "processing", "datetime('now', '-2 hours')");
         world.sweep(&Fake::default());
         assert_eq!(world.state("m-2").1, 1);
-        assert!(world.acks().is_empty());
+    }
+
+    #[test]
+    fn a_dead_containers_claim_is_given_back_once_however_many_sweeps_see_it() {
+        // Without the host deleting claims, the claim outlives the reset; once its backoff has
+        // passed, v2's check (`process_after` in the future) would count it again every sweep.
+        let world = world();
+        world.message("m-ctx", "trigger = 0");
+        world.ack("m-ctx", "processing", "datetime('now', '-2 hours')");
+        world.sweep(&Fake::default());
+        assert_eq!(world.state("m-ctx").1, 1);
+        world
+            .inbound()
+            .execute(
+                "UPDATE messages_in SET process_after = datetime('now', '-1 second') WHERE id = 'm-ctx'",
+                [],
+            )
+            .unwrap();
+        world.sweep(&Fake::default());
+        world.sweep(&Fake::default());
+        let (status, tries, _) = world.state("m-ctx");
+        assert_eq!(
+            (status.as_str(), tries),
+            ("pending", 1),
+            "one claim, one reset"
+        );
+        // A new claim (a new container took it again) is a new reset.
+        world
+            .outbound()
+            .execute(
+                "UPDATE processing_ack SET status_changed = datetime('now') WHERE message_id = 'm-ctx'",
+                [],
+            )
+            .unwrap();
+        world.sweep(&Fake::default());
+        assert_eq!(world.state("m-ctx").1, 2);
+    }
+
+    #[test]
+    fn claims_older_than_the_running_container_are_not_its_own() {
+        let live = Liveness {
+            now: at(200),
+            started: Some(at(150)),
+            claims: vec![("m1".into(), at(10))],
+            busy: true,
+            ..Liveness::default()
+        };
+        assert_eq!(decide(&live, IDLE), Verdict::Ok);
+        let own = Liveness {
+            claims: vec![("m1".into(), at(150))],
+            now: at(300),
+            ..live
+        };
+        assert_eq!(decide(&own, IDLE), Verdict::KillClaim("m1".into()));
+    }
+
+    #[test]
+    fn a_claim_needs_a_reset_only_until_its_message_is_rescheduled() {
+        assert!(needs_reset(Some(at(10)), None));
+        assert!(needs_reset(None, None));
+        assert!(
+            needs_reset(Some(at(10)), Some(at(5))),
+            "scheduled before the claim"
+        );
+        assert!(
+            !needs_reset(Some(at(10)), Some(at(15))),
+            "rescheduled after it"
+        );
+        assert!(!needs_reset(None, Some(at(15))));
     }
 
     #[test]
@@ -748,6 +860,7 @@ mod tests {
     fn an_idle_container_is_stopped() {
         let world = world();
         std::fs::write(session_db::heartbeat_path(&world.dir()), "").unwrap();
+        // A symlinked heartbeat is no heartbeat (never followed): only the file counts.
         let old = SystemTime::now() - IDLE - Duration::from_secs(60);
         std::fs::File::options()
             .write(true)

@@ -1,4 +1,4 @@
-//! File watching: changes to `sessions/<agent>/<session>/outbound.db` become delivery work
+//! File watching: changes to `sessions/<agent>/<session>/outbound/outbound.db` become delivery work
 //! within milliseconds (v2 polled every second, host.md §6.1). The delivery polls stay as a
 //! backstop, so a missed or coalesced event costs latency, never a message.
 
@@ -32,7 +32,7 @@ pub fn sessions(paths: &Paths, work: std_mpsc::Sender<Work>) -> notify::Result<R
     Ok(watcher)
 }
 
-/// `sessions/<agent>/<session>/outbound.db[-journal]` → the session to drain.
+/// `sessions/<agent>/<session>/outbound/outbound.db[-journal]` → the session to drain.
 fn work_for(root: &Path, path: &Path) -> Option<Work> {
     let relative = path.strip_prefix(root).ok()?;
     let parts: Vec<&str> = relative
@@ -43,7 +43,9 @@ fn work_for(root: &Path, path: &Path) -> Option<Work> {
         })
         .collect();
     match parts.as_slice() {
-        [agent, session, file] if file.starts_with(session_db::OUTBOUND_FILE) => {
+        [agent, session, dir, file]
+            if *dir == session_db::OUTBOUND_DIR && file.starts_with(session_db::OUTBOUND_FILE) =>
+        {
             Some(Work::Session {
                 agent: (*agent).to_string(),
                 session: (*session).to_string(),
@@ -61,7 +63,10 @@ mod tests {
     fn only_outbound_files_of_a_session_are_work() {
         let root = Path::new("/d/sessions");
         assert_eq!(
-            work_for(root, Path::new("/d/sessions/andy/sess-1/outbound.db")),
+            work_for(
+                root,
+                Path::new("/d/sessions/andy/sess-1/outbound/outbound.db")
+            ),
             Some(Work::Session {
                 agent: "andy".into(),
                 session: "sess-1".into()
@@ -70,9 +75,21 @@ mod tests {
         assert!(
             work_for(
                 root,
-                Path::new("/d/sessions/andy/sess-1/outbound.db-journal")
+                Path::new("/d/sessions/andy/sess-1/outbound/outbound.db-journal")
             )
             .is_some()
+        );
+        assert_eq!(
+            work_for(root, Path::new("/d/sessions/andy/sess-1/outbound.db")),
+            None,
+            "the previous layout's place"
+        );
+        assert_eq!(
+            work_for(
+                root,
+                Path::new("/d/sessions/andy/sess-1/outbound/.heartbeat")
+            ),
+            None
         );
         assert_eq!(
             work_for(root, Path::new("/d/sessions/andy/sess-1/inbound.db")),

@@ -1,0 +1,690 @@
+//! Delivery against real temp session DBs and a recording fake adapter: ported from v2's
+//! delivery tests, then untrusted rows (issue 7 point 6) and lost or damaged session DBs
+//! (issue 8 point 12).
+
+use std::sync::{Arc, Mutex};
+
+use super::*;
+use crate::channels::{Adapter, DeliveryError};
+use crate::db::sessions::Session;
+
+type Script = Box<dyn Fn(usize) -> Result<Delivered, DeliveryError> + Send + Sync>;
+
+/// A `telegram` adapter that records every message and answers per call number.
+struct Recorder {
+    calls: Mutex<Vec<Outbound>>,
+    script: Script,
+}
+
+impl Adapter for Recorder {
+    fn channel_type(&self) -> &str {
+        "telegram"
+    }
+    fn supports_threads(&self) -> bool {
+        false
+    }
+    fn deliver(&self, message: &Outbound) -> Result<Delivered, DeliveryError> {
+        let mut calls = self.calls.lock().unwrap();
+        calls.push(message.clone());
+        (self.script)(calls.len())
+    }
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    paths: Paths,
+    conn: Connection,
+    session: Session,
+    recorder: Arc<Recorder>,
+    delivery: Delivery,
+}
+
+/// v2's fixture: agent `ag-1`, chat telegram/telegram:123, a shared session on it.
+fn world(
+    script: impl Fn(usize) -> Result<Delivered, DeliveryError> + Send + Sync + 'static,
+) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = Paths::new(dir.path().join("data"));
+    paths.ensure().unwrap();
+    let conn = db::open(&paths.db()).unwrap();
+    conn.execute_batch(
+        "INSERT INTO agent_groups (id, name, folder, created_at) VALUES ('ag-1', 'Test Agent', 'ag-1', 't');
+         INSERT INTO messaging_groups (id, channel_type, platform_id, name, is_group, unknown_sender_policy, created_at)
+           VALUES ('mg-1', 'telegram', 'telegram:123', 'Test Chat', 0, 'public', 't');",
+    )
+    .unwrap();
+    let session = sessions::create(&conn, "ag-1", Some("mg-1"), None).unwrap();
+    session_db::create(&paths.session("ag-1", &session.id)).unwrap();
+    let recorder = Arc::new(Recorder {
+        calls: Mutex::default(),
+        script: Box::new(script),
+    });
+    let mut adapters = Adapters::default();
+    adapters.register(recorder.clone());
+    let delivery = Delivery::new(paths.clone(), adapters).unwrap();
+    World {
+        _dir: dir,
+        paths,
+        conn,
+        session,
+        recorder,
+        delivery,
+    }
+}
+
+fn sent(_: usize) -> Result<Delivered, DeliveryError> {
+    Ok(Delivered::Sent(Some("plat-msg-1".into())))
+}
+
+impl World {
+    fn outbound(&self, id: &str, channel_type: &str, platform_id: &str, extra: &str) {
+        let dir = self.paths.session("ag-1", &self.session.id);
+        let conn = session_db::open_outbound_container(&session_db::outbound_path(&dir)).unwrap();
+        conn.execute(
+            &format!(
+                "INSERT INTO messages_out (id, timestamp, kind, platform_id, channel_type, content{})
+                 VALUES (?1, datetime('now'), 'chat', ?2, ?3, '{{\"text\":\"hello\"}}'{})",
+                if extra.is_empty() { "" } else { ", deliver_after" },
+                if extra.is_empty() { String::new() } else { format!(", {extra}") },
+            ),
+            rusqlite::params![id, platform_id, channel_type],
+        )
+        .unwrap();
+    }
+
+    fn reply(&self, id: &str) {
+        self.outbound(id, "telegram", "telegram:123", "");
+    }
+
+    fn drain(&mut self) {
+        self.delivery.drain("ag-1", &self.session.id);
+    }
+
+    fn calls(&self) -> usize {
+        self.recorder.calls.lock().unwrap().len()
+    }
+
+    /// `(status, platform message id)` recorded in `delivered` for an outbound id.
+    fn delivered(&self, id: &str) -> Option<(String, Option<String>)> {
+        let dir = self.paths.session("ag-1", &self.session.id);
+        let inbound =
+            session_db::open_inbound_container(&dir.join(session_db::INBOUND_FILE)).unwrap();
+        inbound
+            .query_row(
+                "SELECT status, platform_message_id FROM delivered WHERE message_out_id = ?1",
+                [id],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .unwrap()
+    }
+}
+
+#[test]
+fn detects_an_undelivered_row_and_delivers_it_exactly_once() {
+    // v2's concurrent-poll race cannot happen here: one worker thread drains sessions one
+    // at a time. What remains to prove is that a second drain does not re-send.
+    let mut world = world(sent);
+    world.reply("out-1");
+    world.drain();
+    world.drain();
+    assert_eq!(world.calls(), 1);
+    assert_eq!(
+        world.delivered("out-1"),
+        Some(("delivered".into(), Some("plat-msg-1".into())))
+    );
+    let call = world.recorder.calls.lock().unwrap()[0].clone();
+    assert_eq!(call.platform_id, "telegram:123");
+    assert_eq!(call.content, serde_json::json!({"text": "hello"}));
+}
+
+#[test]
+fn still_delivers_on_a_subsequent_call_after_the_first_finishes() {
+    let mut world = world(sent);
+    world.reply("out-first");
+    world.drain();
+    world.reply("out-second");
+    world.drain();
+    assert_eq!(world.calls(), 2);
+}
+
+#[test]
+fn retries_on_adapter_failure_and_marks_failed_after_max_attempts() {
+    let mut world = world(|_| Err(DeliveryError::Failed("network timeout".into())));
+    world.reply("out-flaky");
+    for attempt in 1..=MAX_ATTEMPTS as usize {
+        assert_eq!(world.delivered("out-flaky"), None);
+        world.drain();
+        assert_eq!(world.calls(), attempt);
+    }
+    world.drain();
+    assert_eq!(
+        world.calls(),
+        MAX_ATTEMPTS as usize,
+        "failed rows are not retried"
+    );
+    assert_eq!(world.delivered("out-flaky"), Some(("failed".into(), None)));
+}
+
+#[test]
+fn clears_the_attempt_counter_on_successful_delivery() {
+    let mut world = world(|call| {
+        if call == 1 || call == 3 || call == 4 {
+            Err(DeliveryError::Failed("transient".into()))
+        } else {
+            Ok(Delivered::Sent(None))
+        }
+    });
+    world.reply("out-retry-ok");
+    world.drain();
+    world.drain();
+    world.drain();
+    assert_eq!(world.calls(), 2);
+    assert_eq!(
+        world.delivered("out-retry-ok"),
+        Some(("delivered".into(), None))
+    );
+    // A later row gets its own full set of attempts.
+    world.reply("out-next");
+    world.drain();
+    world.drain();
+    assert_eq!(
+        world.delivered("out-next"),
+        None,
+        "two failures are not three"
+    );
+    world.drain();
+    assert_eq!(
+        world.delivered("out-next"),
+        Some(("delivered".into(), None))
+    );
+}
+
+#[test]
+fn no_reader_keeps_the_row_queued_without_counting_an_attempt() {
+    let mut world = world(|call| {
+        if call <= 4 {
+            Ok(Delivered::NoReader)
+        } else {
+            Ok(Delivered::Sent(None))
+        }
+    });
+    world.reply("out-1");
+    for _ in 0..4 {
+        world.drain();
+    }
+    assert_eq!(world.delivered("out-1"), None);
+    world.drain();
+    assert_eq!(world.delivered("out-1"), Some(("delivered".into(), None)));
+}
+
+#[test]
+fn rows_due_later_wait() {
+    let mut world = world(sent);
+    world.outbound(
+        "out-later",
+        "telegram",
+        "telegram:123",
+        "datetime('now', '+1 hour')",
+    );
+    world.outbound(
+        "out-past",
+        "telegram",
+        "telegram:123",
+        "datetime('now', '-1 minute')",
+    );
+    world.drain();
+    assert_eq!(world.calls(), 1);
+    assert!(world.delivered("out-past").is_some());
+    assert_eq!(world.delivered("out-later"), None);
+}
+
+#[test]
+fn rejects_delivery_to_an_unauthorized_channel_destination() {
+    let mut world = world(sent);
+    world
+        .conn
+        .execute_batch(
+            "INSERT INTO messaging_groups (id, channel_type, platform_id, created_at)
+               VALUES ('mg-2', 'telegram', 'telegram:456', 't');",
+        )
+        .unwrap();
+    world.outbound("out-unauth", "telegram", "telegram:456", "");
+    for _ in 0..MAX_ATTEMPTS {
+        world.drain();
+    }
+    assert_eq!(world.calls(), 0, "refused before the adapter");
+    assert_eq!(world.delivered("out-unauth"), Some(("failed".into(), None)));
+}
+
+#[test]
+fn a_destination_row_authorises_another_chat() {
+    let mut world = world(sent);
+    world
+        .conn
+        .execute_batch(
+            "INSERT INTO messaging_groups (id, channel_type, platform_id, created_at)
+               VALUES ('mg-2', 'telegram', 'telegram:456', 't');
+             INSERT INTO agent_destinations (agent_group_id, local_name, target_type, target_id, created_at)
+               VALUES ('ag-1', 'family', 'channel', 'mg-2', 't');",
+        )
+        .unwrap();
+    world.outbound("out-family", "telegram", "telegram:456", "");
+    world.drain();
+    assert_eq!(world.calls(), 1);
+    assert_eq!(
+        world.delivered("out-family").map(|d| d.0),
+        Some("delivered".into())
+    );
+}
+
+#[test]
+fn refuses_an_unknown_destination() {
+    let mut world = world(sent);
+    world.outbound("out-nowhere", "telegram", "telegram:999", "");
+    for _ in 0..MAX_ATTEMPTS {
+        world.drain();
+    }
+    assert_eq!(world.calls(), 0);
+    assert_eq!(
+        world.delivered("out-nowhere"),
+        Some(("failed".into(), None))
+    );
+}
+
+#[test]
+fn system_rows_and_rows_without_routing_are_dropped_as_delivered() {
+    let mut world = world(sent);
+    let dir = world.paths.session("ag-1", &world.session.id);
+    let conn = session_db::open_outbound_container(&session_db::outbound_path(&dir)).unwrap();
+    conn.execute_batch(
+        "INSERT INTO messages_out (id, timestamp, kind, content)
+           VALUES ('out-sys', datetime('now'), 'system', '{\"action\":\"schedule_task\"}'),
+                  ('out-bare', datetime('now'), 'chat', '{\"text\":\"to nobody\"}');",
+    )
+    .unwrap();
+    world.drain();
+    assert_eq!(world.calls(), 0);
+    assert_eq!(
+        world.delivered("out-sys").map(|d| d.0),
+        Some("delivered".into())
+    );
+    assert_eq!(
+        world.delivered("out-bare").map(|d| d.0),
+        Some("delivered".into())
+    );
+}
+
+#[test]
+fn a_reply_for_a_channel_without_a_running_adapter_fails_after_retries() {
+    // v2 drops such a row as delivered at once (host.md §6.3 step 1); we count it as a
+    // failed attempt so the operator sees `failed`, not a silent success.
+    let mut world = world(sent);
+    world
+        .conn
+        .execute_batch(
+            "INSERT INTO messaging_groups (id, channel_type, platform_id, created_at)
+               VALUES ('mg-d', 'discord', 'chan-1', 't');
+             UPDATE sessions SET messaging_group_id = 'mg-d';",
+        )
+        .unwrap();
+    world.outbound("out-d", "discord", "chan-1", "");
+    for _ in 0..MAX_ATTEMPTS {
+        world.drain();
+    }
+    assert_eq!(world.calls(), 0);
+    assert_eq!(world.delivered("out-d"), Some(("failed".into(), None)));
+}
+
+#[test]
+fn thread_and_reply_reference_reach_the_adapter() {
+    let mut world = world(sent);
+    let dir = world.paths.session("ag-1", &world.session.id);
+    let conn = session_db::open_outbound_container(&session_db::outbound_path(&dir)).unwrap();
+    conn.execute_batch(
+        "INSERT INTO messages_out (id, timestamp, kind, platform_id, channel_type, thread_id, in_reply_to, content)
+           VALUES ('out-t', datetime('now'), 'chat', 'telegram:123', 'telegram', 'th-1', 'm1:ag-1', '{\"text\":\"x\"}');",
+    )
+    .unwrap();
+    world.drain();
+    let call = world.recorder.calls.lock().unwrap()[0].clone();
+    assert_eq!(call.thread_id.as_deref(), Some("th-1"));
+    assert_eq!(call.in_reply_to.as_deref(), Some("m1:ag-1"));
+    assert_eq!(call.kind, "chat");
+}
+
+// ---- issue 7 point 6: everything read from outbound.db is untrusted ----
+
+impl World {
+    fn session_dir(&self) -> std::path::PathBuf {
+        self.paths.session("ag-1", &self.session.id)
+    }
+
+    /// Inserts a row with raw SQL values for `(kind, channel_type, platform_id, content)`.
+    fn raw(&self, id: &str, values: &str) {
+        let conn =
+            session_db::open_outbound_container(&session_db::outbound_path(&self.session_dir()))
+                .unwrap();
+        conn.execute(
+            &format!(
+                "INSERT INTO messages_out (id, timestamp, kind, channel_type, platform_id, content)
+                 VALUES ('{id}', datetime('now'), {values})"
+            ),
+            [],
+        )
+        .unwrap();
+    }
+
+    /// Texts the adapter was given, in order.
+    fn texts(&self) -> Vec<String> {
+        self.recorder
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|call| {
+                call.content["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    fn recorded(&self, id: &str) -> Option<Outcome> {
+        delivered::outcome(&self.conn, &self.session.id, id).unwrap()
+    }
+}
+
+#[test]
+fn bad_rows_are_recorded_failed_at_once_and_never_reach_the_adapter() {
+    let mut world = world(sent);
+    let big = format!("'{{\"text\":\"{}\"}}'", "x".repeat(300 * 1024));
+    let cases = [
+        (
+            "unknown-kind",
+            "'webhook', 'telegram', 'telegram:123', '{}'".to_string(),
+        ),
+        (
+            "not-json",
+            "'chat', 'telegram', 'telegram:123', '{not json'".to_string(),
+        ),
+        (
+            "not-an-object",
+            "'chat', 'telegram', 'telegram:123', '[1, 2]'".to_string(),
+        ),
+        (
+            "too-big",
+            format!("'chat', 'telegram', 'telegram:123', {big}"),
+        ),
+        (
+            "blob",
+            "'chat', 'telegram', 'telegram:123', x'7b7d'".to_string(),
+        ),
+        (
+            "bad-channel",
+            "'chat', 'Telegram; DROP', 'telegram:123', '{}'".to_string(),
+        ),
+        (
+            "control",
+            "'chat', 'telegram', 'telegram:123' || char(10), '{}'".to_string(),
+        ),
+        ("empty-address", "'chat', 'telegram', '', '{}'".to_string()),
+    ];
+    for (id, values) in &cases {
+        world.raw(id, values);
+    }
+    world.reply("fine");
+    world.drain();
+    assert_eq!(world.texts(), ["hello"], "only the good row is sent");
+    for (id, _) in &cases {
+        assert_eq!(
+            world.delivered(id).map(|d| d.0).as_deref(),
+            Some("failed"),
+            "{id} is recorded failed on the first drain"
+        );
+        assert_eq!(world.recorded(id).map(|o| o.failed), Some(true), "{id}");
+    }
+    world.drain();
+    assert_eq!(world.calls(), 1, "nothing is retried");
+}
+
+#[test]
+fn row_checks_name_what_is_wrong() {
+    let row = |kind: &str, channel_type: Option<&str>, platform_id: Option<&str>, content: &str| {
+        OutboundRow {
+            id: "o1".into(),
+            seq: Some(1),
+            in_reply_to: None,
+            timestamp: "t".into(),
+            deliver_after: None,
+            kind: kind.into(),
+            platform_id: platform_id.map(str::to_string),
+            channel_type: channel_type.map(str::to_string),
+            thread_id: None,
+            content: content.into(),
+        }
+    };
+    let results: Vec<String> = [
+        row("chat", Some("telegram"), Some("tg:1"), "{}"),
+        row("system", None, None, r#"{"action":"x"}"#),
+        row("chat-sdk", Some("cli"), Some("local"), "{}"),
+        row("webhook", None, None, "{}"),
+        row("chat\n", None, None, "{}"),
+        row("chat", Some("UPPER"), Some("x"), "{}"),
+        row("chat", Some("agent"), Some("a\u{7}b"), "{}"),
+        row("chat", None, None, "\"text\""),
+    ]
+    .iter()
+    .map(|row| match check_row(row) {
+        Ok(()) => "ok".to_string(),
+        Err(why) => why,
+    })
+    .collect();
+    expect_test::expect![[r#"
+        [
+            "ok",
+            "ok",
+            "ok",
+            "unknown kind `webhook` (known: chat, chat-sdk, system)",
+            "unknown kind `chat\\n` (known: chat, chat-sdk, system)",
+            "`channel_type` `UPPER` is not a channel name",
+            "`platform_id` holds control characters",
+            "content is not a JSON object",
+        ]
+    "#]]
+    .assert_debug_eq(&results);
+}
+
+#[test]
+fn a_backlog_larger_than_a_page_is_read_in_pages_and_kept_rows_do_not_block_later_ones() {
+    // 300 replies to a chat without a reader stay queued; the page offset skips them so the
+    // replies behind them still go out in the same drain.
+    let mut world = world(|_| Ok(Delivered::Sent(None)));
+    world
+        .conn
+        .execute_batch(
+            "INSERT INTO messaging_groups (id, channel_type, platform_id, created_at)
+               VALUES ('mg-q', 'cli', 'queued', 't');
+             INSERT INTO agent_destinations (agent_group_id, local_name, target_type, target_id, created_at)
+               VALUES ('ag-1', 'queued', 'channel', 'mg-q', 't');",
+        )
+        .unwrap();
+    let queue = Arc::new(crate::channels::cli_socket::CliSocket::new());
+    let mut adapters = Adapters::default();
+    adapters.register(world.recorder.clone());
+    adapters.register(queue);
+    world.delivery = Delivery::new(world.paths.clone(), adapters).unwrap();
+    let conn =
+        session_db::open_outbound_container(&session_db::outbound_path(&world.session_dir()))
+            .unwrap();
+    conn.execute_batch(
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 299)
+         INSERT INTO messages_out (id, seq, timestamp, kind, channel_type, platform_id, content)
+         SELECT printf('q%03d', i), 2 * i + 1, '2026-01-01 00:00:00', 'chat', 'cli', 'queued', '{\"text\":\"q\"}' FROM n;
+         INSERT INTO messages_out (id, seq, timestamp, kind, channel_type, platform_id, content)
+         VALUES ('late', 1001, '2026-01-01 00:00:01', 'chat', 'telegram', 'telegram:123', '{\"text\":\"late\"}');",
+    )
+    .unwrap();
+    world.drain();
+    assert_eq!(world.texts(), ["late"]);
+    assert_eq!(world.delivered("q000"), None, "queued rows stay due");
+}
+
+// ---- issue 8 point 12: missing or damaged session DBs ----
+
+#[test]
+fn issue_8_deleting_inbound_db_never_sends_an_earlier_reply_again() {
+    let mut world = world(sent);
+    world.reply("out-1");
+    world.drain();
+    assert_eq!(world.texts(), ["hello"]);
+    std::fs::remove_file(world.session_dir().join(session_db::INBOUND_FILE)).unwrap();
+    world.drain();
+    world.drain();
+    let texts = world.texts();
+    assert_eq!(texts.len(), 2, "no re-send, one notice: {texts:?}");
+    assert!(texts[1].contains("inbound.db was missing"), "{}", texts[1]);
+    assert_eq!(
+        world.delivered("out-1").map(|d| d.0).as_deref(),
+        Some("delivered"),
+        "the recreated inbound.db gets the projection back"
+    );
+    assert!(world.delivery.health().was_told(
+        &world.session.id,
+        super::super::health::Problem::InboundLost
+    ));
+    // New replies flow again.
+    world.reply("out-2");
+    world.drain();
+    assert_eq!(world.texts().last().map(String::as_str), Some("hello"));
+    assert_eq!(world.calls(), 3);
+}
+
+#[test]
+fn issue_8_a_recreated_inbound_db_gets_its_destinations_back() {
+    let mut world = world(sent);
+    world
+        .conn
+        .execute_batch(
+            "INSERT INTO agent_destinations (agent_group_id, local_name, target_type, target_id, created_at)
+               VALUES ('ag-1', 'home', 'channel', 'mg-1', 't');",
+        )
+        .unwrap();
+    world.drain();
+    std::fs::remove_file(world.session_dir().join(session_db::INBOUND_FILE)).unwrap();
+    world.drain();
+    let inbound =
+        session_db::open_inbound_container(&world.session_dir().join(session_db::INBOUND_FILE))
+            .unwrap();
+    let routing: (String, String) = inbound
+        .query_row(
+            "SELECT channel_type, platform_id FROM session_routing WHERE id = 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        routing,
+        ("telegram".to_string(), "telegram:123".to_string())
+    );
+    let names: i64 = inbound
+        .query_row("SELECT COUNT(*) FROM destinations", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(names, 1);
+}
+
+#[test]
+fn issue_8_a_garbage_inbound_db_is_moved_aside_recreated_and_told_once() {
+    let mut world = world(sent);
+    world.reply("out-1");
+    world.drain();
+    std::fs::write(
+        world.session_dir().join(session_db::INBOUND_FILE),
+        vec![0x5a; 8192],
+    )
+    .unwrap();
+    world.drain();
+    world.drain();
+    let texts = world.texts();
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(texts[1].contains("was damaged"), "{}", texts[1]);
+    let aside = std::fs::read_dir(world.session_dir())
+        .unwrap()
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("inbound.db.damaged-")
+        })
+        .count();
+    assert_eq!(aside, 1, "the damaged file is kept for inspection");
+    assert!(world.delivered("out-1").is_some(), "the projection is back");
+}
+
+#[test]
+fn issue_8_a_garbage_outbound_db_is_reported_and_the_chat_told_once() {
+    let mut world = world(sent);
+    let outbound = session_db::outbound_path(&world.session_dir());
+    std::fs::write(&outbound, vec![0x5a; 8192]).unwrap();
+    for _ in 0..3 {
+        world.drain();
+    }
+    let texts = world.texts();
+    assert_eq!(texts.len(), 1, "told once: {texts:?}");
+    assert!(texts[0].contains("outbound.db is damaged"), "{}", texts[0]);
+    assert_eq!(
+        std::fs::read(&outbound).unwrap(),
+        vec![0x5a; 8192],
+        "the host never writes outbound.db"
+    );
+    // The container replaces it; replies flow again; a new damage is told again.
+    std::fs::remove_file(&outbound).unwrap();
+    world.reply("out-1");
+    world.drain();
+    assert_eq!(world.texts().last().map(String::as_str), Some("hello"));
+    std::fs::write(&outbound, vec![0x5a; 8192]).unwrap();
+    world.drain();
+    assert_eq!(world.calls(), 3);
+}
+
+#[test]
+fn issue_8_a_deleted_outbound_db_is_told_and_its_successor_delivers() {
+    let mut world = world(sent);
+    world.reply("out-1");
+    world.drain();
+    std::fs::remove_file(session_db::outbound_path(&world.session_dir())).unwrap();
+    world.drain();
+    world.drain();
+    let texts = world.texts();
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(
+        texts[1].contains("outbound.db was deleted or replaced"),
+        "{}",
+        texts[1]
+    );
+    // The runner creates a fresh file; its rows are delivered, no second notice.
+    world.reply("out-2");
+    world.drain();
+    assert_eq!(world.texts().len(), 3);
+    assert_eq!(world.texts()[2], "hello");
+}
+
+#[test]
+fn a_symlink_or_fifo_at_outbound_db_is_damage_and_never_opened() {
+    let mut world = world(sent);
+    let outbound = session_db::outbound_path(&world.session_dir());
+    std::fs::remove_file(&outbound).unwrap();
+    let status = std::process::Command::new("mkfifo")
+        .arg(&outbound)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // A FIFO without a writer would block a plain open (and the delivery thread) forever.
+    world.drain();
+    let texts = world.texts();
+    assert_eq!(texts.len(), 1);
+    assert!(texts[0].contains("outbound.db is damaged"));
+}
