@@ -168,3 +168,27 @@ fn schema_prints_the_checked_in_schema() {
         .expect("schema file");
     assert_eq!(run.stdout, checked_in);
 }
+
+#[test]
+fn issue_7_a_symlink_to_proc_kmsg_fails_validate_plan_and_apply_at_once() {
+    let env = Env::new("kmsg");
+    env.copy_from(&repo_root().join("manifests"));
+    std::os::unix::fs::symlink("/proc/kmsg", env.manifests().join("x.yaml")).expect("symlink");
+    std::os::unix::fs::symlink("/", env.manifests().join("root")).expect("symlink");
+    for command in ["validate", "plan", "apply"] {
+        let run = env.run(&[command, "manifests"]);
+        assert_eq!(run.code, 1, "{command}: {}", run.stderr);
+        let stderr = env.normalize(&run.stderr);
+        assert!(
+            stderr.contains(
+                "error: manifests/root: symlink `root` points outside the manifest folder, to `/`"
+            ),
+            "{command}: {stderr}"
+        );
+        assert!(
+            stderr.contains("error: manifests/x.yaml: symlink `x.yaml` points outside the manifest folder, to `/proc/kmsg`"),
+            "{command}: {stderr}"
+        );
+    }
+    assert!(!env.db().exists(), "apply wrote nothing");
+}

@@ -1,37 +1,22 @@
-//! Reading manifests from disk: walking the tree, reading bytes, splitting YAML documents and
-//! deserialising each into a [`Doc`] with spans.
+//! Parsing manifest files: splitting YAML documents and deserialising each into a [`Doc`]
+//! with spans.
 //!
-//! Owns every YAML-parser concern (budgets, duplicate keys, error → `Diagnostic` mapping) and
-//! the file selection rules. It must not judge values (that is `validate`).
+//! Owns every YAML-parser concern (budgets, duplicate keys, error → `Diagnostic` mapping).
+//! It must not touch the filesystem (that is `walk`) or judge values (that is `validate`).
 
 use std::cell::RefCell;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer};
 
 use super::diagnostic::{Diagnostic, did_you_mean};
+use super::limits::{
+    MAX_ALIASES, MAX_DEPTH, MAX_DOCUMENTS, MAX_EVENTS, MAX_NODES, MAX_REPLAYED_EVENTS,
+};
+pub use super::walk::SourceFile;
 use super::model::{AGENT_KEYS, AgentDoc, CHANNEL_KEYS, ChannelDoc, Doc, Sp, USER_KEYS, UserDoc};
-
-/// Files larger than this are rejected before parsing.
-pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
-/// Deepest nesting of mappings and sequences accepted.
-pub const MAX_DEPTH: usize = 32;
-/// Most alias (`*name`) uses in one document.
-pub const MAX_ALIASES: usize = 1_000;
-/// Most events an alias expansion may replay in one file (stops "billion laughs").
-pub const MAX_REPLAYED_EVENTS: usize = 10_000;
-
-/// One file read from disk.
-#[derive(Debug)]
-pub struct SourceFile {
-    /// As given: the directory joined with the path below it.
-    pub path: PathBuf,
-    /// Relative to the manifest directory, with `/` separators (digest input).
-    pub relative: String,
-    pub bytes: Vec<u8>,
-}
 
 /// One document that parsed, with where it starts.
 #[derive(Debug)]
@@ -55,127 +40,6 @@ pub struct BrokenDoc {
 pub struct Parsed {
     pub docs: Vec<ParsedDoc>,
     pub broken: Vec<BrokenDoc>,
-}
-
-/// Lists the manifest files under `dir` (sorted), reading their bytes.
-pub fn read_tree(dir: &Path) -> Result<Vec<SourceFile>, Vec<Diagnostic>> {
-    match std::fs::metadata(dir) {
-        Ok(meta) if meta.is_dir() => {}
-        Ok(_) => {
-            return Err(vec![Diagnostic::new(
-                dir,
-                0,
-                0,
-                "manifest path is not a directory",
-            )]);
-        }
-        Err(err) => {
-            return Err(vec![
-                Diagnostic::new(
-                    dir,
-                    0,
-                    0,
-                    format!("cannot read the manifest directory: {err}"),
-                )
-                .hint("pass the directory holding your manifests: `nanoclaw validate <DIR>`"),
-            ]);
-        }
-    }
-    let mut files = Vec::new();
-    let mut diagnostics = Vec::new();
-    let mut visited = BTreeSet::new();
-    walk(dir, "", &mut visited, &mut files, &mut diagnostics);
-    files.sort_by(|a, b| a.relative.cmp(&b.relative));
-    if diagnostics.is_empty() {
-        Ok(files)
-    } else {
-        Err(diagnostics)
-    }
-}
-
-fn walk(
-    dir: &Path,
-    prefix: &str,
-    visited: &mut BTreeSet<PathBuf>,
-    files: &mut Vec<SourceFile>,
-    diagnostics: &mut Vec<Diagnostic>,
-) {
-    // Symlinked folders are followed once: a loop leads back to a canonical dir already seen.
-    match std::fs::canonicalize(dir) {
-        Ok(canonical) => {
-            if !visited.insert(canonical) {
-                return;
-            }
-        }
-        Err(err) => {
-            diagnostics.push(Diagnostic::new(dir, 0, 0, format!("cannot read: {err}")));
-            return;
-        }
-    }
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(err) => {
-            diagnostics.push(Diagnostic::new(dir, 0, 0, format!("cannot read: {err}")));
-            return;
-        }
-    };
-    let mut names: Vec<(String, PathBuf)> = entries
-        .filter_map(Result::ok)
-        .map(|entry| {
-            (
-                entry.file_name().to_string_lossy().into_owned(),
-                entry.path(),
-            )
-        })
-        .collect();
-    names.sort();
-    for (name, path) in names {
-        let relative = format!("{prefix}{name}");
-        if path.is_dir() {
-            if !name.starts_with('.') {
-                walk(&path, &format!("{relative}/"), visited, files, diagnostics);
-            }
-            continue;
-        }
-        if !is_manifest_file(&name) || !path.is_file() {
-            continue;
-        }
-        match read_file(&path) {
-            Ok(bytes) => files.push(SourceFile {
-                path,
-                relative,
-                bytes,
-            }),
-            Err(diagnostic) => diagnostics.push(*diagnostic),
-        }
-    }
-}
-
-/// `*.yaml`/`*.yml`, and not an editor's temp, swap, lock or backup file.
-pub fn is_manifest_file(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    let is_yaml = lower.ends_with(".yaml") || lower.ends_with(".yml");
-    let is_temp = name.starts_with('.')
-        || name.starts_with('#')
-        || name.ends_with('~')
-        || name.ends_with(".tmp")
-        || name.ends_with(".bak")
-        || name.ends_with(".swp");
-    is_yaml && !is_temp
-}
-
-fn read_file(path: &Path) -> Result<Vec<u8>, Box<Diagnostic>> {
-    let too_big = std::fs::metadata(path).map(|meta| meta.len() > MAX_FILE_BYTES);
-    if let Ok(true) = too_big {
-        return Err(Box::new(Diagnostic::new(
-            path,
-            0,
-            0,
-            format!("file is larger than {MAX_FILE_BYTES} bytes"),
-        )));
-    }
-    std::fs::read(path)
-        .map_err(|err| Box::new(Diagnostic::new(path, 0, 0, format!("cannot read: {err}"))))
 }
 
 /// Parses every file's documents. Diagnostics are appended; good documents are returned.
@@ -286,9 +150,9 @@ fn options() -> serde_saphyr::Options {
     let mut budget = serde_saphyr::Budget::default();
     budget.max_depth = MAX_DEPTH;
     budget.max_aliases = MAX_ALIASES;
-    budget.max_events = 200_000;
-    budget.max_nodes = 100_000;
-    budget.max_documents = 1_000;
+    budget.max_events = MAX_EVENTS;
+    budget.max_nodes = MAX_NODES;
+    budget.max_documents = MAX_DOCUMENTS;
     let mut alias_limits = serde_saphyr::options::AliasLimits::default();
     alias_limits.max_total_replayed_events = MAX_REPLAYED_EVENTS;
     alias_limits.max_replay_stack_depth = 16;
@@ -598,8 +462,6 @@ fn expected_keys(message: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use expect_test::expect;
     use proptest::prelude::*;
 
@@ -743,19 +605,6 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_directory_is_a_clear_error() {
-        let diagnostics = load(Path::new("/nonexistent/nanoclaw-manifests")).unwrap_err();
-        assert_eq!(diagnostics.len(), 1);
-        assert!(
-            diagnostics[0].to_string().starts_with(
-                "error: /nonexistent/nanoclaw-manifests: cannot read the manifest directory"
-            ),
-            "{}",
-            diagnostics[0]
-        );
-    }
-
-    #[test]
     fn a_syntax_error_does_not_make_the_file_s_other_names_unknown_elsewhere() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
@@ -778,69 +627,6 @@ mod tests {
             hint: declare it with `kind: agent` and `name: nobody`
         "#]]
         .assert_eq(&text);
-    }
-
-    #[test]
-    fn the_walk_skips_temp_files_hidden_dirs_and_symlink_loops() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        let agent = |name: &str| format!("kind: agent\nname: {name}\n");
-        std::fs::create_dir_all(root.join("sub/deeper")).unwrap();
-        std::fs::create_dir_all(root.join(".git")).unwrap();
-        std::fs::write(root.join("a.yaml"), agent("a")).unwrap();
-        std::fs::write(root.join("sub/b.yml"), agent("b")).unwrap();
-        std::fs::write(root.join("sub/deeper/c.yaml"), agent("c")).unwrap();
-        for ignored in [
-            ".git/x.yaml",
-            "a.yaml~",
-            ".a.yaml.swp",
-            ".#a.yaml",
-            "#a.yaml#",
-            "x.tmp",
-            "x.bak",
-            "notes.txt",
-            "sub/.hidden.yaml",
-        ] {
-            std::fs::write(root.join(ignored), "not: [valid").unwrap();
-        }
-        std::os::unix::fs::symlink(root, root.join("sub/loop")).unwrap();
-        std::os::unix::fs::symlink(root.join("sub"), root.join("sub/deeper/up")).unwrap();
-        let manifests = load(root).unwrap();
-        let files: Vec<String> = manifests
-            .files
-            .iter()
-            .map(|file| file.strip_prefix(root).unwrap().display().to_string())
-            .collect();
-        assert_eq!(files, ["a.yaml", "sub/b.yml", "sub/deeper/c.yaml"]);
-        assert_eq!(manifests.state.len(), 3);
-        assert_eq!(manifests.digest.len(), 64);
-    }
-
-    #[test]
-    fn the_digest_covers_paths_and_bytes() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("a.yaml"), "kind: agent\nname: a\n").unwrap();
-        let first = load(dir.path()).unwrap().digest;
-        std::fs::write(dir.path().join("a.yaml"), "kind: agent\nname: a # same\n").unwrap();
-        let second = load(dir.path()).unwrap().digest;
-        std::fs::rename(dir.path().join("a.yaml"), dir.path().join("b.yaml")).unwrap();
-        let third = load(dir.path()).unwrap().digest;
-        assert_ne!(first, second);
-        assert_ne!(second, third);
-    }
-
-    #[test]
-    fn file_selection_rules() {
-        assert!(is_manifest_file("agents.yaml"));
-        assert!(is_manifest_file("agents.yml"));
-        assert!(!is_manifest_file("agents.yaml~"));
-        assert!(!is_manifest_file(".#agents.yaml"));
-        assert!(!is_manifest_file("#agents.yaml#"));
-        assert!(!is_manifest_file("agents.json"));
-        // Upper-case extensions (common from Windows and macOS editors) are read too.
-        assert!(is_manifest_file("Agents.YAML"));
-        assert!(is_manifest_file("agents.Yml"));
-        assert!(!is_manifest_file("agents.YAML.swp"));
     }
 
     fn parse_bytes(bytes: Vec<u8>) {

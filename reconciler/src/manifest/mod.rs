@@ -1,15 +1,18 @@
 //! Manifests: YAML files in a directory tree → a validated [`State`], or every problem at once.
 //!
-//! `load` walks and reads the tree, `model` is the YAML's shape, `validate` applies the rules
-//! and defaults, `diagnostic` formats problems, `schema` derives the JSON Schema and the docs
-//! table, `export` writes a `State` back as manifests. Nothing here prints or touches the DB.
+//! `walk` finds and reads the files (bounded), `load` parses their YAML, `model` is the YAML's
+//! shape, `validate` applies the rules and defaults, `limits` declares every size and count
+//! limit, `diagnostic` formats problems, `schema` derives the JSON Schema and the docs table,
+//! `export` writes a `State` back as manifests. Nothing here prints or touches the DB.
 
 pub mod diagnostic;
 pub mod export;
+pub mod limits;
 pub mod load;
 pub mod model;
 pub mod schema;
 pub mod validate;
+pub mod walk;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -46,7 +49,7 @@ pub struct Source {
 /// Loads and validates every manifest under `dir`. `Err` holds all diagnostics, sorted by
 /// file and position; nothing partial is returned when any is an error.
 pub fn load(dir: &Path) -> Result<Manifests, Vec<Diagnostic>> {
-    let files = load::read_tree(dir)?;
+    let files = walk::read_tree(dir)?;
     let mut diagnostics = Vec::new();
     let parsed = load::parse_files(&files, &mut diagnostics);
     let validated = validate::validate(&parsed.docs, &parsed.broken, &mut diagnostics);

@@ -23,10 +23,7 @@ use super::load::{BrokenDoc, ParsedDoc};
 use super::model::{Doc, Sp};
 use crate::state::{Address, Channel, Destination, DestinationTarget, Kind, Resource, State};
 
-/// Most packages (apt + npm) one agent may list.
-pub const MAX_PACKAGES: usize = 20;
-/// Longest agent or channel name.
-pub const MAX_NAME_LEN: usize = 64;
+pub use super::limits::{MAX_NAME_LEN, MAX_PACKAGES};
 /// Path components that mark a credential folder or file (host.md §4.4); never mounted.
 pub const BLOCKED_MOUNT_PATTERNS: &[&str] = &[
     ".ssh",

@@ -115,7 +115,7 @@ impl Patterns {
         let compiled = self
             .compiled
             .entry(pattern.to_string())
-            .or_insert_with(|| Regex::new(pattern).ok());
+            .or_insert_with(|| crate::state::engage_regex(pattern).ok());
         compiled.as_ref().is_none_or(|regex| regex.is_match(text))
     }
 }
