@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::diagnostic::{Diagnostic, did_you_mean};
 use super::limits::{
-    MAX_ALIASES, MAX_DEPTH, MAX_DOCUMENTS, MAX_EVENTS, MAX_NODES, MAX_REPLAYED_EVENTS,
+    MAX_ALIASES, MAX_DEPTH, MAX_DOCUMENTS, MAX_EVENTS, MAX_NODES, MAX_REPLAYED_EVENTS, thousands,
 };
 pub use super::walk::SourceFile;
 use super::model::{AGENT_KEYS, AgentDoc, CHANNEL_KEYS, ChannelDoc, Doc, Sp, USER_KEYS, UserDoc};
@@ -168,7 +168,21 @@ fn parse_text(file: &Path, text: &str, parsed: &mut Parsed, diagnostics: &mut Ve
     // Pass 1 (lenient): each document's kind, name and start.
     let mut reader = Cursor::new(text.as_bytes());
     let probes: Vec<Result<serde_saphyr::Spanned<Probe>, serde_saphyr::Error>> =
-        serde_saphyr::read_with_options(&mut reader, options()).collect();
+        serde_saphyr::read_with_options(&mut reader, options())
+            .take(MAX_DOCUMENTS + 1)
+            .collect();
+    if let Some(Ok(extra)) = probes.get(MAX_DOCUMENTS) {
+        let message = format!(
+            "the file holds more than {} documents",
+            thousands(MAX_DOCUMENTS)
+        );
+        diagnostics.push(
+            Diagnostic::new(file, line_of(extra), col_of(extra), message)
+                .hint("split it into several files"),
+        );
+        parsed.broken.extend(names_by_line(text));
+        return;
+    }
     let mut kinds = VecDeque::new();
     for probe in &probes {
         let kind = match probe {
@@ -587,6 +601,22 @@ mod tests {
         let text = errors(&yaml);
         assert!(text.starts_with("error: m.yaml:"), "{text}");
         assert!(text.contains("deeper than 32 levels"), "{text}");
+    }
+
+    #[test]
+    fn issue_7_more_than_1000_documents_in_one_file_are_refused() {
+        let mut yaml = String::new();
+        for index in 0..=MAX_DOCUMENTS {
+            yaml.push_str(&format!("---\nkind: agent\nname: a-{index}\n"));
+        }
+        expect![[r#"
+            error: m.yaml:3002:1: the file holds more than 1,000 documents
+
+            hint: split it into several files
+        "#]]
+        .assert_eq(&errors(&yaml));
+        let fits: String = yaml.lines().take(3 * MAX_DOCUMENTS).map(|line| format!("{line}\n")).collect();
+        assert_eq!(errors(&fits), "ok: 1000 resources");
     }
 
     #[test]
