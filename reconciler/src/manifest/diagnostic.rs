@@ -94,6 +94,8 @@ pub fn render(diagnostics: &[Diagnostic]) -> String {
 }
 
 /// "did you mean `x`?" for the closest candidate within a small edit distance, if any.
+/// The distance is strsim's optimal string alignment: a swap of two neighbours (`knid` →
+/// `kind`) costs 1, as a typo should.
 pub fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
@@ -101,25 +103,10 @@ pub fn did_you_mean<'a>(
     let limit = (word.chars().count() / 3).max(1) + 1;
     candidates
         .into_iter()
-        .map(|candidate| (edit_distance(word, candidate), candidate))
+        .map(|candidate| (strsim::osa_distance(word, candidate), candidate))
         .filter(|(distance, _)| *distance <= limit)
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, candidate)| format!("did you mean `{candidate}`?"))
-}
-
-/// Levenshtein distance over chars.
-pub fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, char_a) in a.chars().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, char_b) in b.iter().enumerate() {
-            let substitute = previous[j] + usize::from(char_a != *char_b);
-            current.push(substitute.min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
-    }
-    previous[b.len()]
 }
 
 #[cfg(test)]
@@ -148,6 +135,9 @@ mod tests {
     #[test]
     fn far_words_get_no_hint() {
         assert_eq!(did_you_mean("zzzzzz", ["name", "model"]), None);
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(
+            did_you_mean("knid", ["name", "kind"]).as_deref(),
+            Some("did you mean `kind`?")
+        );
     }
 }

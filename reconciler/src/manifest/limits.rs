@@ -57,14 +57,30 @@ pub enum Unit {
 
 /// The limits table of docs/manifests.md, in reading order.
 pub const LIMITS: &[Limit] = &[
-    limit("folder levels below the manifest folder", MAX_WALK_DEPTH, Unit::Count),
-    limit("directory entries looked at by the walk", MAX_ENTRIES, Unit::Count),
+    limit(
+        "folder levels below the manifest folder",
+        MAX_WALK_DEPTH,
+        Unit::Count,
+    ),
+    limit(
+        "directory entries looked at by the walk",
+        MAX_ENTRIES,
+        Unit::Count,
+    ),
     limit("manifest files", MAX_FILES, Unit::Count),
     limit("size of one file", MAX_FILE_BYTES as usize, Unit::Bytes),
-    limit("size of all files together", MAX_TOTAL_BYTES as usize, Unit::Bytes),
+    limit(
+        "size of all files together",
+        MAX_TOTAL_BYTES as usize,
+        Unit::Bytes,
+    ),
     limit("documents per file", MAX_DOCUMENTS, Unit::Count),
     limit("nesting depth (mappings and lists)", MAX_DEPTH, Unit::Count),
-    limit("alias (`*name`) uses per document", MAX_ALIASES, Unit::Count),
+    limit(
+        "alias (`*name`) uses per document",
+        MAX_ALIASES,
+        Unit::Count,
+    ),
     limit(
         "events replayed by alias expansion (\"billion laughs\")",
         MAX_REPLAYED_EVENTS,
@@ -130,7 +146,10 @@ pub const DOC_END: &str = "<!-- END GENERATED -->";
 pub fn refresh_doc(doc: &str) -> Option<String> {
     let (before, rest) = doc.split_once(DOC_BEGIN)?;
     let (_, after) = rest.split_once(DOC_END)?;
-    Some(format!("{before}{DOC_BEGIN}\n{}{DOC_END}{after}", table_markdown()))
+    Some(format!(
+        "{before}{DOC_BEGIN}\n{}{DOC_END}{after}",
+        table_markdown()
+    ))
 }
 
 /// The generated "Limits" table of docs/manifests.md (between the GENERATED markers).

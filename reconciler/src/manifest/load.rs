@@ -15,8 +15,10 @@ use super::diagnostic::{Diagnostic, did_you_mean};
 use super::limits::{
     MAX_ALIASES, MAX_DEPTH, MAX_DOCUMENTS, MAX_EVENTS, MAX_NODES, MAX_REPLAYED_EVENTS, thousands,
 };
+use super::model::{AgentDoc, ChannelDoc, Doc, UserDoc};
+use super::schema;
+use super::tree::{self, Node, NodeValue};
 pub use super::walk::SourceFile;
-use super::model::{AGENT_KEYS, AgentDoc, CHANNEL_KEYS, ChannelDoc, Doc, Sp, USER_KEYS, UserDoc};
 
 /// One document that parsed, with where it starts.
 #[derive(Debug)]
@@ -72,29 +74,6 @@ pub fn parse_files(files: &[SourceFile], diagnostics: &mut Vec<Diagnostic>) -> P
     parsed
 }
 
-/// What a first, lenient pass reads from each document: its kind, name and position.
-#[derive(Deserialize)]
-struct Probe {
-    kind: Option<Sp<String>>,
-    #[serde(default)]
-    name: Option<serde_saphyr::Spanned<ProbeScalar>>,
-    #[serde(default)]
-    id: Option<serde_saphyr::Spanned<ProbeScalar>>,
-}
-
-/// Any scalar as text (so a wrong type is reported by the strict pass, not here).
-struct ProbeScalar(Option<String>);
-
-impl<'de> Deserialize<'de> for ProbeScalar {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<ProbeScalar, D::Error> {
-        let value = serde_json::Value::deserialize(deserializer)?;
-        Ok(ProbeScalar(match value {
-            serde_json::Value::String(text) => Some(text),
-            _ => None,
-        }))
-    }
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum DocKind {
     Agent,
@@ -112,11 +91,28 @@ impl DocKind {
         }
     }
 
-    fn keys(self) -> &'static [&'static str] {
+    fn as_str(self) -> &'static str {
         match self {
-            DocKind::Agent => AGENT_KEYS,
-            DocKind::Channel => CHANNEL_KEYS,
-            DocKind::User => USER_KEYS,
+            DocKind::Agent => "agent",
+            DocKind::Channel => "channel",
+            DocKind::User => "user",
+        }
+    }
+
+    /// The key naming a document of this kind.
+    fn name_key(self) -> &'static str {
+        match self {
+            DocKind::User => "id",
+            _ => "name",
+        }
+    }
+
+    /// Its definition in the JSON Schema.
+    fn definition(self) -> &'static str {
+        match self {
+            DocKind::Agent => "AgentDoc",
+            DocKind::Channel => "ChannelDoc",
+            DocKind::User => "UserDoc",
         }
     }
 }
@@ -165,9 +161,10 @@ fn options() -> serde_saphyr::Options {
 }
 
 fn parse_text(file: &Path, text: &str, parsed: &mut Parsed, diagnostics: &mut Vec<Diagnostic>) {
-    // Pass 1 (lenient): each document's kind, name and start.
+    // Pass 1 (lenient): each document as a tree of positioned nodes: its kind, name and start,
+    // every unknown key and every oversized string.
     let mut reader = Cursor::new(text.as_bytes());
-    let probes: Vec<Result<serde_saphyr::Spanned<Probe>, serde_saphyr::Error>> =
+    let probes: Vec<Result<Node, serde_saphyr::Error>> =
         serde_saphyr::read_with_options(&mut reader, options())
             .take(MAX_DOCUMENTS + 1)
             .collect();
@@ -177,7 +174,7 @@ fn parse_text(file: &Path, text: &str, parsed: &mut Parsed, diagnostics: &mut Ve
             thousands(MAX_DOCUMENTS)
         );
         diagnostics.push(
-            Diagnostic::new(file, line_of(extra), col_of(extra), message)
+            Diagnostic::new(file, extra.line, extra.col, message)
                 .hint("split it into several files"),
         );
         parsed.broken.extend(names_by_line(text));
@@ -186,33 +183,9 @@ fn parse_text(file: &Path, text: &str, parsed: &mut Parsed, diagnostics: &mut Ve
     let mut kinds = VecDeque::new();
     for probe in &probes {
         let kind = match probe {
-            Ok(probe) => match &probe.value.kind {
-                Some(kind) => match DocKind::parse(&kind.value) {
-                    Some(doc_kind) => Some(doc_kind),
-                    None => {
-                        diagnostics.push(
-                            Diagnostic::new(
-                                file,
-                                kind.line,
-                                kind.col,
-                                format!("unknown kind `{}`", kind.value),
-                            )
-                            .field("kind")
-                            .hint("`kind` is one of `agent`, `channel`, `user`"),
-                        );
-                        None
-                    }
-                },
-                None => {
-                    diagnostics.push(
-                        Diagnostic::new(file, line_of(probe), col_of(probe), "document has no `kind`")
-                            .hint("start each document with `kind: agent`, `kind: channel` or `kind: user`"),
-                    );
-                    None
-                }
-            },
+            Ok(node) => probe_document(file, node, diagnostics),
             Err(err) => {
-                diagnostics.push(from_yaml_error(file, err, None, None));
+                diagnostics.push(from_yaml_error(file, err, false));
                 None
             }
         };
@@ -226,10 +199,13 @@ fn parse_text(file: &Path, text: &str, parsed: &mut Parsed, diagnostics: &mut Ve
     let probe_kinds: Vec<Option<DocKind>> = kinds.iter().copied().collect();
     KINDS.with(|cell| *cell.borrow_mut() = kinds);
 
-    // Pass 2 (strict): each document into its kind's struct, unknown keys rejected.
+    // Pass 2 (strict): each document into its kind's struct (unknown keys were reported above
+    // and are ignored here, so a document's other errors are reported too).
     let mut reader = Cursor::new(text.as_bytes());
     let strict: Vec<Result<serde_saphyr::Spanned<Strict>, serde_saphyr::Error>> =
-        serde_saphyr::read_with_options(&mut reader, options()).collect();
+        serde_saphyr::read_with_options(&mut reader, options())
+            .take(probes.len())
+            .collect();
     KINDS.with(|cell| cell.borrow_mut().clear());
 
     for (index, (probe, result)) in probes.iter().zip(strict).enumerate() {
@@ -237,37 +213,37 @@ fn parse_text(file: &Path, text: &str, parsed: &mut Parsed, diagnostics: &mut Ve
         let Some(kind) = probe_kinds.get(index).copied().flatten() else {
             continue;
         };
-        let name = match kind {
-            DocKind::User => probe.value.id.as_ref(),
-            _ => probe.value.name.as_ref(),
-        }
-        .and_then(|name| name.value.0.clone());
-        let kind_text = match kind {
-            DocKind::Agent => "agent",
-            DocKind::Channel => "channel",
-            DocKind::User => "user",
-        };
+        let name = probe
+            .get(kind.name_key())
+            .and_then(Node::as_text)
+            .map(str::to_string);
         match result {
             // The passes pair documents by order; after a parse error that a pass recovered
             // from differently they could drift. A pair that starts elsewhere is dropped (the
             // file already has an error, so nothing is accepted silently).
-            Ok(strict) if strict.referenced != probe.referenced => {}
+            Ok(strict) if (line_of(&strict), col_of(&strict)) != (probe.line, probe.col) => {}
             Ok(serde_saphyr::Spanned {
                 value: Strict(Some(doc)),
                 ..
             }) => parsed.docs.push(ParsedDoc {
                 file: file.to_path_buf(),
-                line: line_of(probe),
-                col: col_of(probe),
+                line: probe.line,
+                col: probe.col,
                 doc,
             }),
             Ok(_) => {}
             Err(err) => {
-                let address = name.as_ref().map(|name| format!("{kind_text}.{name}"));
-                diagnostics.push(from_yaml_error(file, &err, address, Some(kind.keys())));
+                let address = name
+                    .as_ref()
+                    .map(|name| format!("{}.{name}", kind.as_str()));
+                let mut diagnostic = from_yaml_error(file, &err, true);
+                if let Some(address) = address {
+                    diagnostic = diagnostic.address(address);
+                }
+                diagnostics.push(diagnostic);
                 if let Some(name) = name {
                     parsed.broken.push(BrokenDoc {
-                        kind: kind_text.to_string(),
+                        kind: kind.as_str().to_string(),
                         name,
                     });
                 }
@@ -275,6 +251,76 @@ fn parse_text(file: &Path, text: &str, parsed: &mut Parsed, diagnostics: &mut Ve
         }
     }
 }
+
+/// Reads a document's kind and checks its keys and string sizes against the schema; the kind
+/// is `None` when the document has none or an unknown one (then it is not read further).
+fn probe_document(file: &Path, node: &Node, diagnostics: &mut Vec<Diagnostic>) -> Option<DocKind> {
+    let definitions = schema::definitions();
+    if !matches!(node.value, NodeValue::Map(_)) {
+        let message = "a manifest document must be a mapping of fields";
+        diagnostics.push(Diagnostic::new(file, node.line, node.col, message).hint(KIND_HINT));
+        return None;
+    }
+    let kind = match node.get("kind") {
+        None => {
+            diagnostics.push(
+                Diagnostic::new(file, node.line, node.col, "document has no `kind`")
+                    .hint(KIND_HINT),
+            );
+            None
+        }
+        Some(kind_node) => {
+            let text = kind_node.as_text().unwrap_or_default();
+            let kind = DocKind::parse(text);
+            if kind.is_none() {
+                let message = match kind_node.as_text() {
+                    Some(text) => format!("unknown kind `{text}`"),
+                    None => "`kind` must be text".to_string(),
+                };
+                diagnostics.push(
+                    Diagnostic::new(file, kind_node.line, kind_node.col, message)
+                        .field("kind")
+                        .hint_opt(did_you_mean(text, KINDS_ALLOWED.iter().copied()).or_else(
+                            || Some("`kind` is one of `agent`, `channel`, `user`".to_string()),
+                        )),
+                );
+            }
+            kind
+        }
+    };
+    let Some(kind) = kind else {
+        // Without a kind the keys cannot be judged per kind: name those no kind has (a typo
+        // of `kind` itself among them).
+        let known = schema::document_keys();
+        let mut context = tree::Context {
+            file,
+            address: None,
+            diagnostics,
+        };
+        if let NodeValue::Map(entries) = &node.value {
+            for (key, _) in entries {
+                let name = key.as_text().unwrap_or_default();
+                if !known.contains(&name) {
+                    tree::unknown_key(key, name, &known, &mut context);
+                }
+            }
+        }
+        return None;
+    };
+    let name = node.get(kind.name_key()).and_then(Node::as_text);
+    let address = name.map(|name| format!("{}.{name}", kind.as_str()));
+    let mut context = tree::Context {
+        file,
+        address: address.as_deref(),
+        diagnostics,
+    };
+    let definition = &definitions[kind.definition()];
+    tree::check(node, definition, definitions, &mut context);
+    Some(kind)
+}
+
+const KIND_HINT: &str = "start each document with `kind: agent`, `kind: channel` or `kind: user`";
+const KINDS_ALLOWED: &[&str] = &["agent", "channel", "user"];
 
 /// The `kind` and `name` (or `id`) of each document, read from top-level `key: value` lines
 /// without parsing: a best effort for files that do not parse.
@@ -315,13 +361,8 @@ fn to_u32(value: usize) -> u32 {
 }
 
 /// A parser or shape error as a diagnostic: location from the parser, message without the
-/// parser's own location suffix, unknown keys with a "did you mean" hint.
-fn from_yaml_error(
-    file: &Path,
-    err: &serde_saphyr::Error,
-    address: Option<String>,
-    keys: Option<&[&str]>,
-) -> Diagnostic {
+/// parser's own location suffix. `in_document`: from the strict pass, inside a typed document.
+fn from_yaml_error(file: &Path, err: &serde_saphyr::Error, in_document: bool) -> Diagnostic {
     let (line, col) = err
         .location()
         .map(|location| (location.line(), location.column()))
@@ -341,43 +382,17 @@ fn from_yaml_error(
         (message.contains("found a tab") || message.starts_with("tabs disallowed"))
             .then(|| "YAML indents with spaces; replace the tab characters with spaces".to_string())
     });
-    let (message, hint) = match explain_shape(&message, keys.is_none()) {
+    let (message, hint) = match explain_shape(&message, !in_document) {
         Some((message, shape_hint)) => (message, shape_hint.or(hint)),
         None => (message, hint),
     };
-    let mut diagnostic = Diagnostic::new(
+    Diagnostic::new(
         file,
         u32::try_from(line).unwrap_or(u32::MAX),
         u32::try_from(col).unwrap_or(u32::MAX),
-        message.clone(),
+        message,
     )
-    .hint_opt(hint);
-    if let Some(address) = address {
-        diagnostic = diagnostic.address(address);
-    }
-    if let Some(key) = unknown_key(&message) {
-        let expected = expected_keys(&message);
-        let candidates: Vec<&str> = if expected.is_empty() {
-            keys.unwrap_or_default().to_vec()
-        } else {
-            expected.iter().map(String::as_str).collect()
-        };
-        let hint = did_you_mean(&key, candidates.iter().copied()).or_else(|| {
-            (!candidates.is_empty()).then(|| {
-                format!(
-                    "allowed keys here: {}",
-                    candidates
-                        .iter()
-                        .map(|key| format!("`{key}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            })
-        });
-        diagnostic.message = format!("unknown key `{key}`");
-        diagnostic = diagnostic.field(key).hint_opt(hint);
-    }
-    diagnostic
+    .hint_opt(hint)
 }
 
 /// Duplicate keys and wrong scalar types in words.
@@ -455,25 +470,6 @@ fn explain_limit(message: String) -> (String, Option<String>) {
     }
 }
 
-/// The key named by serde's "unknown field `x`" message.
-fn unknown_key(message: &str) -> Option<String> {
-    let rest = message.split_once("unknown field `")?.1;
-    Some(rest.split_once('`')?.0.to_string())
-}
-
-/// The keys listed after "expected one of" / "expected" in the unknown-field message
-/// (serde-saphyr lists them bare, serde with backticks).
-fn expected_keys(message: &str) -> Vec<String> {
-    let Some((_, rest)) = message.split_once(", expected ") else {
-        return Vec::new();
-    };
-    let rest = rest.strip_prefix("one of ").unwrap_or(rest);
-    rest.split(", ")
-        .map(|key| key.trim().trim_matches('`').to_string())
-        .filter(|key| !key.is_empty() && !key.contains(' '))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use expect_test::expect;
@@ -506,6 +502,96 @@ mod tests {
     }
 
     #[test]
+    fn issue_8_an_unknown_key_does_not_hide_the_document_s_other_errors() {
+        expect![[r#"
+            error: m.yaml:3:1: agent.andy: unknown key `nmae`
+
+            hint: did you mean `name`?
+
+            error: m.yaml:4:1: agent.andy: unknown key `modle`
+
+            hint: did you mean `model`?
+
+            error: m.yaml:5:12: agent.andy: invalid `cli_scope` `everything`: expected one of `disabled`, `group`, `global`
+
+            error: m.yaml:13:5: channel.fam: unknown key `engage_mod`
+
+            hint: did you mean `engage_mode`?
+
+            error: m.yaml:14:19: wiring.fam/andy: invalid `sender_scope` `nobody`: expected one of `all`, `known`
+        "#]]
+        .assert_eq(&errors(
+            "kind: agent\nname: andy\nnmae: x\nmodle: y\ncli_scope: everything\n---\nkind: channel\nname: fam\nchannel_type: cli\nplatform_id: x\nwirings:\n  - agent: andy\n    engage_mod: pattern\n    sender_scope: nobody\n",
+        ));
+    }
+
+    #[test]
+    fn unknown_keys_are_found_at_every_level() {
+        expect![[r#"
+            error: m.yaml:3:19: agent.a: unknown key `comand`
+
+            hint: did you mean `command`?
+
+            error: m.yaml:4:12: agent.a: unknown key `pip`
+
+            hint: allowed keys here: `apt`, `npm`
+
+            error: m.yaml:5:30: agent.a: unknown key `read_only`
+
+            hint: did you mean `readonly`?
+
+            error: m.yaml:6:36: agent.a: unknown key `agnt`
+
+            hint: did you mean `agent`?
+
+            error: m.yaml:10:30: user.cli:x: unknown key `agnt`
+
+            hint: did you mean `agent`?
+        "#]]
+        .assert_eq(&errors(
+            "kind: agent\nname: a\nmcp_servers: {s: {comand: x, url: 'https://x'}}\npackages: {pip: [x]}\nmounts: [{host_path: /srv/x, read_only: true}]\ndestinations: [{name: b, agent: a, agnt: a}]\n---\nkind: user\nid: cli:x\nroles: [owner, {role: admin, agnt: a}]\n",
+        ));
+    }
+
+    #[test]
+    fn a_list_where_a_mapping_belongs_is_refused_not_read_as_fields_in_order() {
+        expect![[r#"
+            error: m.yaml:3:9: user.cli:x: expected a mapping
+
+            hint: write `key: value` lines below it, or `{key: value}`
+
+            error: m.yaml:7:11: agent.a: expected a mapping
+
+            hint: write `key: value` lines below it, or `{key: value}`
+        "#]]
+        .assert_eq(&errors(
+            "kind: user\nid: cli:x\nroles: [[admin]]\n---\nkind: agent\nname: a\npackages: [[git]]\n",
+        ));
+    }
+
+    #[test]
+    fn issue_8_a_document_without_kind_names_its_unknown_keys() {
+        expect![[r#"
+            error: m.yaml:1:1: document has no `kind`
+
+            hint: start each document with `kind: agent`, `kind: channel` or `kind: user`
+
+            error: m.yaml:1:1: unknown key `zzunknownkey`
+
+            hint: allowed keys here: `kind`, `name`, `assistant_name`, `provider`, `model`, `effort`, `image`, `max_messages_per_prompt`, `cli_scope`, `instructions`, `skills`, `mcp_servers`, `packages`, `mounts`, `destinations`, `channel_type`, `platform_id`, `display_name`, `is_group`, `unknown_sender_policy`, `wirings`, `id`, `roles`, `member_of`
+
+            error: m.yaml:3:1: document has no `kind`
+
+            hint: start each document with `kind: agent`, `kind: channel` or `kind: user`
+
+            error: m.yaml:3:1: unknown key `knid`
+
+            hint: did you mean `kind`?
+        "#]]
+        .assert_eq(&errors("zzunknownkey: 1\n---\nknid: agent\nname: andy\n"));
+    }
+
+    #[test]
     fn an_empty_value_where_text_is_required_says_so_in_words() {
         expect![[r#"
             error: m.yaml:5:16: agent.andy: expected a value, found an empty one (null)
@@ -529,7 +615,7 @@ mod tests {
             hint: write `skills: all` or `skills: [name, other]`
         "#]]
         .assert_eq(&errors(
-            "kind: user\nid: cli:x\nroles: [{role: admin, agnt: a}]\n---\nkind: agent\nname: b\nskills: {x: 1}\n",
+            "kind: user\nid: cli:x\nroles: [{role: admin, agent: [a]}]\n---\nkind: agent\nname: b\nskills: {x: 1}\n",
         ));
     }
 
@@ -615,7 +701,11 @@ mod tests {
             hint: split it into several files
         "#]]
         .assert_eq(&errors(&yaml));
-        let fits: String = yaml.lines().take(3 * MAX_DOCUMENTS).map(|line| format!("{line}\n")).collect();
+        let fits: String = yaml
+            .lines()
+            .take(3 * MAX_DOCUMENTS)
+            .map(|line| format!("{line}\n"))
+            .collect();
         assert_eq!(errors(&fits), "ok: 1000 resources");
     }
 

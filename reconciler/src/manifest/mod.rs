@@ -1,7 +1,7 @@
 //! Manifests: YAML files in a directory tree → a validated [`State`], or every problem at once.
 //!
-//! `walk` finds and reads the files (bounded), `load` parses their YAML, `model` is the YAML's
-//! shape, `validate` applies the rules and defaults, `limits` declares every size and count
+//! `walk` finds and reads the files (bounded), `load` parses their YAML (with `tree`, the
+//! lenient pass that finds every unknown key), `model` is the YAML's shape, `validate` applies the rules and defaults, `limits` declares every size and count
 //! limit, `diagnostic` formats problems, `schema` derives the JSON Schema and the docs table,
 //! `export` writes a `State` back as manifests. Nothing here prints or touches the DB.
 
@@ -11,6 +11,7 @@ pub mod limits;
 pub mod load;
 pub mod model;
 pub mod schema;
+pub mod tree;
 pub mod validate;
 pub mod walk;
 
@@ -80,6 +81,7 @@ pub fn load_str(name: &str, text: &str) -> Result<Manifests, Vec<Diagnostic>> {
     let validated = validate::validate(&parsed.docs, &parsed.broken, &mut diagnostics);
     if !diagnostics.is_empty() {
         diagnostics.sort_by(|a, b| (a.line, a.col, &a.message).cmp(&(b.line, b.col, &b.message)));
+        diagnostics.dedup();
         return Err(diagnostics);
     }
     Ok(Manifests {

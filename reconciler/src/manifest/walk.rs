@@ -266,7 +266,11 @@ impl Walk {
                 "the manifest folder holds more than {} manifest files",
                 show(self.bounds.files, Unit::Count)
             );
-            self.stop(&path, message, "put several documents in one file, separated by `---`");
+            self.stop(
+                &path,
+                message,
+                "put several documents in one file, separated by `---`",
+            );
             return;
         }
         let budget = self.bounds.total_bytes - self.total_bytes;
@@ -284,7 +288,11 @@ impl Walk {
                     "the manifest files are larger than {} together",
                     show(self.bounds.total_bytes as usize, Unit::Bytes)
                 );
-                self.stop(&path, message, "manifests are small: remove generated or data files from the manifest folder");
+                self.stop(
+                    &path,
+                    message,
+                    "manifests are small: remove generated or data files from the manifest folder",
+                );
             }
             Err(ReadError::File) => {
                 let message = format!(
@@ -394,9 +402,7 @@ mod tests {
     fn errors(root: &Path) -> String {
         match load(root) {
             Ok(manifests) => format!("ok: {} resources\n", manifests.state.len()),
-            Err(diagnostics) => {
-                render(&diagnostics).replace(&root.display().to_string(), "ROOT")
-            }
+            Err(diagnostics) => render(&diagnostics).replace(&root.display().to_string(), "ROOT"),
         }
     }
 
@@ -547,9 +553,7 @@ mod tests {
     fn errors_within(root: &Path, bounds: Bounds) -> String {
         match read_tree_within(root, bounds) {
             Ok(files) => format!("ok: {} files\n", files.len()),
-            Err(diagnostics) => {
-                render(&diagnostics).replace(&root.display().to_string(), "ROOT")
-            }
+            Err(diagnostics) => render(&diagnostics).replace(&root.display().to_string(), "ROOT"),
         }
     }
 
