@@ -426,6 +426,49 @@ mod tests {
     }
 
     #[test]
+    fn issue_7_a_huge_regex_is_refused_by_its_source_size_and_compiled_size() {
+        let wiring = |pattern: &str| {
+            format!(
+                "{AGENT}kind: channel\nname: fam\nchannel_type: cli\nplatform_id: x\nwirings:\n  - {{agent: andy, engage_mode: pattern, engage_pattern: '{pattern}'}}\n"
+            )
+        };
+        check(
+            &wiring(&"a".repeat(crate::manifest::limits::MAX_PATTERN_BYTES + 1)),
+            expect![[r#"
+                error: m.yaml:9:57: wiring.fam/andy: `engage_pattern` is 1,025 bytes long; at most 1 KiB is allowed
+
+                hint: engage patterns are short: match a name or a command, not a list of words
+            "#]],
+        );
+        // Short to write, but large once compiled (every `\w` is the Unicode word class).
+        check(
+            &wiring(r"\w{100}"),
+            expect![[r#"
+                error: m.yaml:9:57: wiring.fam/andy: `engage_pattern` `\w{100}` compiles to more than 1 MiB
+
+                hint: use fewer or smaller repetitions, and ASCII classes (`[a-zA-Z0-9_]`, `(?-u:\w)`) instead of Unicode ones
+            "#]],
+        );
+        assert!(
+            regex::Regex::new(r"\w{100}").is_ok(),
+            "the default limit is larger"
+        );
+    }
+
+    #[test]
+    fn issue_7_a_string_longer_than_64_kib_is_refused() {
+        let long = "x".repeat(crate::manifest::limits::MAX_STRING_BYTES + 1);
+        check(
+            &format!("kind: agent\nname: andy\ninstructions: {long}\n"),
+            expect![[r#"
+                error: m.yaml:3:15: agent.andy: this text is 65,537 bytes long; a manifest value may be at most 64 KiB
+
+                hint: keep long instructions short, or put large files into a mount
+            "#]],
+        );
+    }
+
+    #[test]
     fn pattern_must_compile_and_is_only_for_pattern_mode() {
         check(
             &format!(

@@ -377,6 +377,21 @@ mod tests {
         assert_eq!(decision.actions, vec![deliver("a", true)]);
     }
 
+    /// The router compiles with the manifest's size limit (`state::engage_regex`): a pattern
+    /// over it is never compiled with the default, larger limit (validate refuses it first).
+    #[test]
+    fn issue_7_the_router_compiles_engage_patterns_within_the_size_limit() {
+        let big = r"\w{100}";
+        assert!(Regex::new(big).is_ok_and(|regex| !regex.is_match("short")));
+        let mut patterns = Patterns::default();
+        assert!(
+            patterns.matches(Some(big), "short"),
+            "not compiled: fails open"
+        );
+        assert_eq!(patterns.compiled.get(big).map(Option::is_some), Some(false));
+        assert!(!patterns.matches(Some("^x$"), "short"));
+    }
+
     #[test]
     fn mention_mode_needs_a_mention() {
         let facts = public(vec![wiring("a", EngageMode::Mention)]);

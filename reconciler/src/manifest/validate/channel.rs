@@ -1,9 +1,8 @@
 //! Channel documents and their wirings (engage modes, patterns, scopes, session modes).
 //! Part of `validate`; pure.
 
-use regex::Regex;
-
 use super::{At, CHANNEL_TYPE, Checker};
+use crate::manifest::limits::{MAX_PATTERN_BYTES, REGEX_SIZE_LIMIT, Unit, show};
 use crate::manifest::model::{ChannelDoc, Sp, WiringDoc};
 use crate::state::{
     Channel, EngageMode, IgnoredMessagePolicy, Kind, Resource, SenderScope, SessionMode,
@@ -108,19 +107,11 @@ impl Checker<'_> {
                 );
             }
             (Some(pattern), EngageMode::Pattern) => {
-                if let Err(err) = Regex::new(&pattern.value) {
-                    let text = err.to_string();
-                    let last = text.lines().last().unwrap_or_default().trim();
-                    let reason = last.strip_prefix("error: ").unwrap_or(last);
-                    let message = format!(
-                        "`engage_pattern` `{}` is not a valid regex: {reason}",
-                        pattern.value
-                    );
-                    let hint =
-                        "the syntax is Rust's `regex` crate (no look-around or backreferences)";
+                let field = field("engage_pattern");
+                if let Some(diagnostic) = pattern_problem(pattern) {
                     self.push(
-                        at.diag(pattern, &address, &field("engage_pattern"), message)
-                            .hint(hint),
+                        at.diag(pattern, &address, &field, diagnostic.0)
+                            .hint(diagnostic.1),
                     );
                 }
             }
@@ -183,5 +174,39 @@ impl Checker<'_> {
             resource,
             &format!("wiring of agent `{agent}` on channel `{channel_name}`"),
         );
+    }
+}
+
+/// Why an `engage_pattern` cannot be used (message, hint): too long to read, or it does not
+/// compile within the size limit the router compiles it with (`state::engage_regex`).
+fn pattern_problem(pattern: &Sp<String>) -> Option<(String, String)> {
+    let source = &pattern.value;
+    if source.len() > MAX_PATTERN_BYTES {
+        let message = format!(
+            "`engage_pattern` is {} long; at most {} is allowed",
+            show(source.len(), Unit::Bytes),
+            show(MAX_PATTERN_BYTES, Unit::Bytes)
+        );
+        let hint = "engage patterns are short: match a name or a command, not a list of words";
+        return Some((message, hint.to_string()));
+    }
+    match crate::state::engage_regex(source) {
+        Ok(_) => None,
+        Err(regex::Error::CompiledTooBig(_)) => {
+            let message = format!(
+                "`engage_pattern` `{source}` compiles to more than {}",
+                show(REGEX_SIZE_LIMIT, Unit::Bytes)
+            );
+            let hint = "use fewer or smaller repetitions, and ASCII classes (`[a-zA-Z0-9_]`, `(?-u:\\w)`) instead of Unicode ones";
+            Some((message, hint.to_string()))
+        }
+        Err(err) => {
+            let text = err.to_string();
+            let last = text.lines().last().unwrap_or_default().trim();
+            let reason = last.strip_prefix("error: ").unwrap_or(last);
+            let message = format!("`engage_pattern` `{source}` is not a valid regex: {reason}");
+            let hint = "the syntax is Rust's `regex` crate (no look-around or backreferences)";
+            Some((message, hint.to_string()))
+        }
     }
 }
