@@ -66,18 +66,62 @@ impl Diagnostic {
     }
 }
 
+/// Manifest values inside messages are shown with their control and invisible characters
+/// escaped: what is printed is what is there, and a manifest cannot send a terminal escape.
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "error: {}: ", self.location())?;
+        write!(f, "error: {}: ", shown(&self.location()))?;
         if let Some(address) = &self.address {
-            write!(f, "{address}: ")?;
+            write!(f, "{}: ", shown(address))?;
         }
-        f.write_str(&self.message)?;
+        f.write_str(&shown(&self.message))?;
         if let Some(hint) = &self.hint {
-            write!(f, "\n\nhint: {hint}")?;
+            write!(f, "\n\nhint: {}", shown(hint))?;
         }
         Ok(())
     }
+}
+
+/// Is `c` a control character or one that renders as nothing (Unicode's
+/// Default_Ignorable_Code_Point: zero-width, bidi controls, variation selectors, …)?
+pub fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c as u32,
+            0x00AD
+                | 0x034F
+                | 0x061C
+                | 0x115F..=0x1160
+                | 0x17B4..=0x17B5
+                | 0x180B..=0x180F
+                | 0x200B..=0x200F
+                | 0x202A..=0x202E
+                | 0x2060..=0x206F
+                | 0x3164
+                | 0xFE00..=0xFE0F
+                | 0xFEFF
+                | 0xFFA0
+                | 0xFFF0..=0xFFF8
+                | 0x1BCA0..=0x1BCA3
+                | 0x1D173..=0x1D17A
+                | 0xE0000..=0xE0FFF
+        )
+}
+
+/// `text` with control and invisible characters written as `\u{…}`.
+pub fn shown(text: &str) -> String {
+    if !text.chars().any(is_invisible) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if is_invisible(c) {
+                format!("\\u{{{:x}}}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// All diagnostics as human text, one blank line between them (STYLE.md §5 format).
@@ -128,6 +172,19 @@ mod tests {
             error: manifests/agents.yaml:4:3: agent.andy: unknown key `nmae`
 
             hint: did you mean `name`?
+        "#]]
+        .assert_eq(&render(&[diagnostic]));
+    }
+
+    #[test]
+    fn control_and_invisible_characters_are_escaped_when_rendered() {
+        let diagnostic = Diagnostic::new(Path::new("m.yaml"), 1, 1, "id `a\u{1b}[2Jb`")
+            .address("user.a\u{200b}b")
+            .hint("x\u{7}");
+        expect![[r#"
+            error: m.yaml:1:1: user.a\u{200b}b: id `a\u{1b}[2Jb`
+
+            hint: x\u{7}
         "#]]
         .assert_eq(&render(&[diagnostic]));
     }

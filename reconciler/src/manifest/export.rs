@@ -222,13 +222,18 @@ mod tests {
         ]
     }
 
+    /// Tricky text without line breaks: names shown to people refuse control characters.
+    fn tricky_line() -> impl Strategy<Value = String> {
+        tricky_text().prop_filter("one line", |text| !text.contains('\n'))
+    }
+
     fn name() -> impl Strategy<Value = String> {
         "[a-z][a-z0-9]{0,6}(-[a-z0-9]{1,4})?"
     }
 
     fn agent(name: String) -> impl Strategy<Value = Agent> {
         (
-            proptest::option::of(tricky_text()),
+            proptest::option::of(tricky_line()),
             proptest::option::of(tricky_text()),
             proptest::option::of(1u32..=100),
             prop_oneof![
@@ -295,7 +300,7 @@ mod tests {
         (
             proptest::collection::btree_set(name(), 1..4),
             proptest::collection::btree_set(name(), 1..3),
-            tricky_text(),
+            tricky_line(),
             any::<bool>(),
             0usize..3,
             -5i64..5,

@@ -13,6 +13,7 @@ use std::sync::LazyLock;
 
 mod agent;
 mod channel;
+mod text;
 mod user;
 
 use regex::Regex;
@@ -102,6 +103,7 @@ pub fn validate(
     }
     checker.implied_destinations();
     checker.unique_platform_ids();
+    checker.look_alike_users();
     Validated {
         state: checker.state,
         sources: checker.sources,
@@ -191,6 +193,20 @@ impl Checker<'_> {
             };
             self.push(diagnostic);
         }
+    }
+
+    /// Reports a control or invisible character in an id or a name shown to people.
+    fn visible(&mut self, at: At, sp: &Sp<String>, address: &str, field: &str) {
+        let Some(c) = text::invisible(&sp.value) else {
+            return;
+        };
+        let message = format!(
+            "`{field}` `{}` holds a control or invisible character (U+{:04X})",
+            text::shown(&sp.value),
+            c as u32
+        );
+        let hint = "remove it: invisible characters make two different values look the same, and control characters can rewrite a terminal";
+        self.push(at.diag(sp, address, field, message).hint(hint));
     }
 
     /// Parses an enum-valued string, reporting the allowed values when it is not one.
@@ -464,6 +480,90 @@ mod tests {
                 error: m.yaml:3:15: agent.andy: this text is 65,537 bytes long; a manifest value may be at most 64 KiB
 
                 hint: keep long instructions short, or put large files into a mount
+            "#]],
+        );
+    }
+
+    #[test]
+    fn issue_7_names_that_become_files_urls_env_keys_and_images_are_checked() {
+        check(
+            "kind: agent\nname: andy\nimage: 'Bad Image'\nskills: [web, ../../etc]\nmcp_servers:\n  ../../../../tmp/pwned: {command: x}\n  files: {url: 'file:///etc/passwd'}\n  js: {url: 'javascript:alert(1)'}\n  envs: {command: npx, env: {'': a, 'A=B': b, \"X\\nY\": c}}\n  nul: {command: \"np\\0x\", args: [\"a\\0\"]}\n  empty: {command: ''}\n",
+            expect![[r#"
+                error: m.yaml:3:8: agent.andy: `image` `Bad Image` is not a Docker image reference
+
+                hint: for example `ghcr.io/me/agent:1.2` or `my-agent:latest` (lowercase name, optional tag)
+
+                error: m.yaml:4:9: agent.andy: skill name `../../etc` may only hold letters, digits, `.`, `_` and `-`, starting with a letter or digit (it becomes a file name)
+
+                error: m.yaml:6:26: agent.andy: MCP server name `../../../../tmp/pwned` may only hold letters, digits, `.`, `_` and `-`, starting with a letter or digit (it becomes a file name)
+
+                hint: name it like `github` or `my-files`
+
+                error: m.yaml:7:10: agent.andy: MCP server `files`: `url` `file:///etc/passwd` must start with `https://` or `http://`
+
+                hint: remote MCP servers are reached over `https://…`
+
+                error: m.yaml:8:7: agent.andy: MCP server `js`: `url` `javascript:alert(1)` must start with `https://` or `http://`
+
+                hint: remote MCP servers are reached over `https://…`
+
+                error: m.yaml:9:9: agent.andy: MCP server `envs`: `env` key `A=B` is not a variable name
+
+                hint: variable names are letters, digits and `_`, not starting with a digit
+
+                error: m.yaml:9:9: agent.andy: MCP server `envs`: `env` key `X\u{a}Y` is not a variable name
+
+                hint: variable names are letters, digits and `_`, not starting with a digit
+
+                error: m.yaml:9:9: agent.andy: MCP server `envs`: `env` key `` is not a variable name
+
+                hint: variable names are letters, digits and `_`, not starting with a digit
+
+                error: m.yaml:10:8: agent.andy: MCP server `nul`: `command`, `args` and `env` values must not hold a NUL character
+
+                hint: a program's arguments and environment cannot hold `\0`
+
+                error: m.yaml:11:10: agent.andy: MCP server `empty`: `command` must not be empty
+            "#]],
+        );
+    }
+
+    #[test]
+    fn issue_7_ids_and_names_reject_control_and_zero_width_characters() {
+        check(
+            "kind: agent\nname: andy\nassistant_name: \"An\\u200Bdy\"\n---\nkind: channel\nname: c\nchannel_type: cli\nplatform_id: \"lo\\u202Ecal\"\ndisplay_name: \"Fam\\tily\"\n---\nkind: user\nid: \"cli:al\\u200Bice\"\ndisplay_name: \"Bob\\e[31m\"\n",
+            expect![[r#"
+                error: m.yaml:3:17: agent.andy: `assistant_name` `An\u{200b}dy` holds a control or invisible character (U+200B)
+
+                hint: remove it: invisible characters make two different values look the same, and control characters can rewrite a terminal
+
+                error: m.yaml:8:14: channel.c: `platform_id` `lo\u{202e}cal` holds a control or invisible character (U+202E)
+
+                hint: remove it: invisible characters make two different values look the same, and control characters can rewrite a terminal
+
+                error: m.yaml:9:15: channel.c: `display_name` `Fam\u{9}ily` holds a control or invisible character (U+0009)
+
+                hint: remove it: invisible characters make two different values look the same, and control characters can rewrite a terminal
+
+                error: m.yaml:12:5: user.cli:al\u{200b}ice: `id` `cli:al\u{200b}ice` holds a control or invisible character (U+200B)
+
+                hint: remove it: invisible characters make two different values look the same, and control characters can rewrite a terminal
+
+                error: m.yaml:13:15: user.cli:al\u{200b}ice: `display_name` `Bob\u{1b}[31m` holds a control or invisible character (U+001B)
+
+                hint: remove it: invisible characters make two different values look the same, and control characters can rewrite a terminal
+            "#]],
+        );
+    }
+
+    #[test]
+    fn issue_7_look_alike_user_ids_are_reported() {
+        check(
+            "kind: user\nid: 'telegram:alice'\n---\nkind: user\nid: 'telegram:\u{430}lice'\n---\nkind: user\nid: 'telegram:bob'\n",
+            expect![[r#"
+                error: m.yaml:5:5: user.telegram:аlice: user ids `telegram:alice` and `telegram:аlice` look alike (first at m.yaml:2:5)
+
+                hint: check which one is the real handle and remove the other; they hold `а` U+0430
             "#]],
         );
     }

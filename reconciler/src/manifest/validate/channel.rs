@@ -41,6 +41,10 @@ impl Checker<'_> {
                     .hint(hint),
             );
         }
+        self.visible(at, &doc.platform_id, &address, "platform_id");
+        if let Some(display_name) = &doc.display_name {
+            self.visible(at, display_name, &address, "display_name");
+        }
         let unknown_sender_policy = self.choice(
             at,
             doc.unknown_sender_policy.as_ref(),
