@@ -77,13 +77,19 @@ pub(crate) struct Loaded {
     pub digest: String,
 }
 
-/// Loads `dir`; prints the diagnostics and returns `None` when there are any.
+/// Loads `dir`; prints the diagnostics and returns `None` when any is an error. Warnings are
+/// printed (to stderr) and do not stop `plan`, `apply` or `run`.
 pub(crate) fn load_manifests(dir: &Path) -> anyhow::Result<Option<Loaded>> {
     match crate::manifest::load(dir) {
-        Ok(manifests) => Ok(Some(Loaded {
-            state: manifests.state,
-            digest: manifests.digest,
-        })),
+        Ok(manifests) => {
+            if !manifests.warnings.is_empty() {
+                eprintln!("{}", crate::manifest::render(&manifests.warnings));
+            }
+            Ok(Some(Loaded {
+                state: manifests.state,
+                digest: manifests.digest,
+            }))
+        }
         Err(diagnostics) => {
             eprint!("{}", crate::manifest::render(&diagnostics));
             Ok(None)

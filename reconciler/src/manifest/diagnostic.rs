@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-/// One error in the manifests: where (file, 1-based line and column; 0 = the whole file),
-/// which resource and field, what is wrong and, when we can tell, how to fix it.
+/// One problem in the manifests: where (file, 1-based line and column; 0 = the whole file),
+/// which resource and field, what is wrong and, when we can tell, how to fix it. An error
+/// stops validate, plan, apply and run; a warning is shown and stops nothing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Diagnostic {
+    pub severity: Severity,
     pub file: PathBuf,
     pub line: u32,
     pub col: u32,
@@ -23,9 +25,19 @@ pub struct Diagnostic {
     pub hint: Option<String>,
 }
 
+/// How bad a diagnostic is (`"error"` or `"warning"` in JSON).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    #[default]
+    Error,
+    Warning,
+}
+
 impl Diagnostic {
     pub fn new(file: &Path, line: u32, col: u32, message: impl Into<String>) -> Diagnostic {
         Diagnostic {
+            severity: Severity::Error,
             file: file.to_path_buf(),
             line,
             col,
@@ -34,6 +46,16 @@ impl Diagnostic {
             message: message.into(),
             hint: None,
         }
+    }
+
+    /// Makes this a warning: shown, but it does not fail validate, plan, apply or run.
+    pub fn warning(mut self) -> Diagnostic {
+        self.severity = Severity::Warning;
+        self
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
     }
 
     pub fn address(mut self, address: impl Into<String>) -> Diagnostic {
@@ -70,7 +92,11 @@ impl Diagnostic {
 /// escaped: what is printed is what is there, and a manifest cannot send a terminal escape.
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "error: {}: ", shown(&self.location()))?;
+        let label = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{label}: {}: ", shown(&self.location()))?;
         if let Some(address) = &self.address {
             write!(f, "{}: ", shown(address))?;
         }
@@ -122,6 +148,22 @@ pub fn shown(text: &str) -> String {
             }
         })
         .collect()
+}
+
+/// "3 errors, 1 warning" (or "1 error", "2 warnings").
+pub fn summary(diagnostics: &[Diagnostic]) -> String {
+    let n_errors = diagnostics.iter().filter(|d| d.is_error()).count();
+    let n_warnings = diagnostics.len() - n_errors;
+    let count = |n: usize, noun: &str| format!("{n} {noun}{}", if n == 1 { "" } else { "s" });
+    match (n_errors, n_warnings) {
+        (_, 0) => count(n_errors, "error"),
+        (0, _) => count(n_warnings, "warning"),
+        _ => format!(
+            "{}, {}",
+            count(n_errors, "error"),
+            count(n_warnings, "warning")
+        ),
+    }
 }
 
 /// All diagnostics as human text, one blank line between them (STYLE.md §5 format).

@@ -222,9 +222,12 @@ mod tests {
         ]
     }
 
-    /// Tricky text without line breaks: names shown to people refuse control characters.
+    /// Tricky text without line breaks or invisible characters: names shown to people refuse
+    /// them.
     fn tricky_line() -> impl Strategy<Value = String> {
-        tricky_text().prop_filter("one line", |text| !text.contains('\n'))
+        tricky_text().prop_filter("one visible line", |text| {
+            !text.chars().any(crate::manifest::diagnostic::is_invisible)
+        })
     }
 
     fn name() -> impl Strategy<Value = String> {

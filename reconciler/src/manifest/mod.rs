@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-pub use self::diagnostic::{Diagnostic, render};
+pub use self::diagnostic::{Diagnostic, Severity, render, summary};
 pub use self::export::to_yaml;
 pub use self::schema::json_schema;
 use crate::state::{Address, State};
@@ -36,6 +36,8 @@ pub struct Manifests {
     pub files: Vec<PathBuf>,
     /// Where each resource is declared (implied destinations point at their wiring).
     pub sources: BTreeMap<Address, Source>,
+    /// Problems that do not stop anything (an agent wired to nothing, …), sorted by place.
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// A place in a manifest file.
@@ -47,18 +49,18 @@ pub struct Source {
     pub col: u32,
 }
 
-/// Loads and validates every manifest under `dir`. `Err` holds all diagnostics, sorted by
-/// file and position; nothing partial is returned when any is an error.
+/// Loads and validates every manifest under `dir`. `Err` holds all diagnostics (warnings
+/// too), sorted by file and position, when any is an error; nothing partial is returned.
 pub fn load(dir: &Path) -> Result<Manifests, Vec<Diagnostic>> {
     let files = walk::read_tree(dir)?;
     let mut diagnostics = Vec::new();
     let parsed = load::parse_files(&files, &mut diagnostics);
     let validated = validate::validate(&parsed.docs, &parsed.broken, &mut diagnostics);
-    if !diagnostics.is_empty() {
-        diagnostics.sort_by(|a, b| {
-            (&a.file, a.line, a.col, &a.message).cmp(&(&b.file, b.line, b.col, &b.message))
-        });
-        diagnostics.dedup();
+    diagnostics.sort_by(|a, b| {
+        (&a.file, a.line, a.col, &a.message).cmp(&(&b.file, b.line, b.col, &b.message))
+    });
+    diagnostics.dedup();
+    if diagnostics.iter().any(Diagnostic::is_error) {
         return Err(diagnostics);
     }
     Ok(Manifests {
@@ -66,6 +68,7 @@ pub fn load(dir: &Path) -> Result<Manifests, Vec<Diagnostic>> {
         digest: digest(&files),
         files: files.iter().map(|file| file.path.clone()).collect(),
         sources: validated.sources,
+        warnings: diagnostics,
     })
 }
 
@@ -79,9 +82,9 @@ pub fn load_str(name: &str, text: &str) -> Result<Manifests, Vec<Diagnostic>> {
     let mut diagnostics = Vec::new();
     let parsed = load::parse_files(&files, &mut diagnostics);
     let validated = validate::validate(&parsed.docs, &parsed.broken, &mut diagnostics);
-    if !diagnostics.is_empty() {
-        diagnostics.sort_by(|a, b| (a.line, a.col, &a.message).cmp(&(b.line, b.col, &b.message)));
-        diagnostics.dedup();
+    diagnostics.sort_by(|a, b| (a.line, a.col, &a.message).cmp(&(b.line, b.col, &b.message)));
+    diagnostics.dedup();
+    if diagnostics.iter().any(Diagnostic::is_error) {
         return Err(diagnostics);
     }
     Ok(Manifests {
@@ -89,6 +92,7 @@ pub fn load_str(name: &str, text: &str) -> Result<Manifests, Vec<Diagnostic>> {
         digest: digest(&files),
         files: vec![PathBuf::from(name)],
         sources: validated.sources,
+        warnings: diagnostics,
     })
 }
 

@@ -104,6 +104,7 @@ pub fn validate(
     checker.implied_destinations();
     checker.unique_platform_ids();
     checker.look_alike_users();
+    checker.unreachable_agents();
     Validated {
         state: checker.state,
         sources: checker.sources,
@@ -355,6 +356,54 @@ impl Checker<'_> {
     }
 }
 
+impl Checker<'_> {
+    /// Warns about an agent that no channel is wired to and no other agent sends to: it can
+    /// never receive a message (usually a forgotten wiring or a typo in one).
+    fn unreachable_agents(&mut self) {
+        let mut reachable: BTreeSet<&str> = BTreeSet::new();
+        let mut agents: Vec<&str> = Vec::new();
+        for resource in self.state.resources.values() {
+            match resource {
+                Resource::Wiring(wiring) => {
+                    reachable.insert(&wiring.agent);
+                }
+                Resource::Destination(Destination {
+                    agent,
+                    target: DestinationTarget::Agent(target),
+                    ..
+                }) if agent != target => {
+                    reachable.insert(target);
+                }
+                Resource::Agent(agent) => agents.push(&agent.name),
+                _ => {}
+            }
+        }
+        let mut warnings = Vec::new();
+        for agent in agents
+            .into_iter()
+            .filter(|agent| !reachable.contains(agent))
+        {
+            let address = Address::new(Kind::Agent, agent.to_string());
+            let Some(source) = self.sources.get(&address) else {
+                continue;
+            };
+            let message = format!(
+                "agent `{agent}` is wired to no channel and no other agent sends to it: it never receives a message"
+            );
+            let hint = format!(
+                "wire it in a channel (`wirings: [{{agent: {agent}}}]`) or name it in another agent's `destinations`"
+            );
+            warnings.push(
+                Diagnostic::new(&source.file, source.line, source.col, message)
+                    .address(address.to_string())
+                    .hint(hint)
+                    .warning(),
+            );
+        }
+        self.diagnostics.extend(warnings);
+    }
+}
+
 /// The first blocked pattern a path component equals or contains.
 fn blocked_pattern(path: &str) -> Option<&'static str> {
     path.split('/').find_map(|component| {
@@ -394,10 +443,24 @@ mod tests {
     #[track_caller]
     fn check(yaml: &str, expected: Expect) {
         let actual = match load_str("m.yaml", yaml) {
-            Ok(manifests) => format!("ok: {} resources\n", manifests.state.len()),
-            Err(diagnostics) => render(&diagnostics),
+            Ok(manifests) if manifests.warnings.is_empty() => {
+                format!("ok: {} resources\n", manifests.state.len())
+            }
+            Ok(manifests) => format!(
+                "ok: {} resources\n{}",
+                manifests.state.len(),
+                render(&manifests.warnings)
+            ),
+            // Warnings beside errors are shown by the CLI; these snapshots are about errors.
+            Err(diagnostics) => render(&only_errors(diagnostics)),
         };
         expected.assert_eq(&actual);
+    }
+
+    fn only_errors(
+        diagnostics: Vec<crate::manifest::Diagnostic>,
+    ) -> Vec<crate::manifest::Diagnostic> {
+        diagnostics.into_iter().filter(|d| d.is_error()).collect()
     }
 
     const AGENT: &str = "kind: agent\nname: andy\n---\n";
@@ -564,6 +627,36 @@ mod tests {
                 error: m.yaml:5:5: user.telegram:аlice: user ids `telegram:alice` and `telegram:аlice` look alike (first at m.yaml:2:5)
 
                 hint: check which one is the real handle and remove the other; they hold `а` U+0430
+            "#]],
+        );
+    }
+
+    #[test]
+    fn issue_8_an_agent_wired_to_nothing_is_a_warning() {
+        check(
+            "kind: agent\nname: lonely\n---\nkind: agent\nname: helper\n---\nkind: agent\nname: andy\ndestinations: [{name: h, agent: helper}, {name: me, agent: andy}]\n---\nkind: channel\nname: fam\nchannel_type: telegram\nplatform_id: 'telegram:1'\nwirings: [{agent: andy}]\n",
+            expect![[r#"
+                ok: 8 resources
+                warning: m.yaml:2:7: agent.lonely: agent `lonely` is wired to no channel and no other agent sends to it: it never receives a message
+
+                hint: wire it in a channel (`wirings: [{agent: lonely}]`) or name it in another agent's `destinations`
+            "#]],
+        );
+    }
+
+    #[test]
+    fn issue_8_a_cli_channel_wired_with_mention_is_a_warning() {
+        check(
+            "kind: agent\nname: andy\n---\nkind: agent\nname: bob\n---\nkind: agent\nname: eve\n---\nkind: channel\nname: cli\nchannel_type: cli\nplatform_id: local\nwirings:\n  - {agent: andy, engage_mode: mention}\n  - {agent: bob}\n  - {agent: eve, engage_mode: pattern, engage_pattern: '.'}\n",
+            expect![[r#"
+                ok: 10 resources
+                warning: m.yaml:15:32: wiring.cli/andy: the CLI channel cannot mention, so `engage_mode: mention` never engages
+
+                hint: use `engage_mode: pattern` with `engage_pattern: "."` to answer every line
+
+                warning: m.yaml:16:13: wiring.cli/bob: the CLI channel cannot mention, so the default `engage_mode: mention` never engages
+
+                hint: use `engage_mode: pattern` with `engage_pattern: "."` to answer every line
             "#]],
         );
     }

@@ -131,6 +131,24 @@ impl Checker<'_> {
             }
             _ => {}
         }
+        if channel.channel_type.value == "cli" && engage_mode != EngageMode::Pattern {
+            // The CLI adapter never marks a message as a mention (a terminal cannot @-mention).
+            let place = wiring.engage_mode.as_ref().unwrap_or(&wiring.agent);
+            let message = match &wiring.engage_mode {
+                Some(_) => format!(
+                    "the CLI channel cannot mention, so `engage_mode: {}` never engages",
+                    engage_mode.as_str()
+                ),
+                None => "the CLI channel cannot mention, so the default `engage_mode: mention` never engages".to_string(),
+            };
+            let hint =
+                "use `engage_mode: pattern` with `engage_pattern: \".\"` to answer every line";
+            self.push(
+                at.diag(place, &address, &field("engage_mode"), message)
+                    .hint(hint)
+                    .warning(),
+            );
+        }
         let sender_scope = self.choice(
             at,
             wiring.sender_scope.as_ref(),
