@@ -255,3 +255,22 @@ fn issue_8_warnings_are_shown_but_do_not_fail_validate_plan_or_apply() {
         both.stderr
     );
 }
+
+#[test]
+fn issue_8_schema_install_writes_a_stable_schema_and_prints_its_modeline() {
+    let env = Env::new("schema-install");
+    let run = env.run(&["schema", "--install"]);
+    run.success();
+    let installed = std::fs::canonicalize(env.data().join("nanoclaw.schema.json"))
+        .expect("the schema is installed in the data dir");
+    assert_eq!(
+        run.stdout,
+        format!("# yaml-language-server: $schema={}\n", installed.display())
+    );
+    let checked_in = std::fs::read_to_string(repo_root().join("schemas/nanoclaw.schema.json"))
+        .expect("schema file");
+    assert_eq!(
+        std::fs::read_to_string(&installed).expect("installed"),
+        checked_in
+    );
+}
