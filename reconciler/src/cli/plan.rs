@@ -49,8 +49,7 @@ pub fn run(args: PlanArgs, ctx: &Ctx) -> anyhow::Result<Status> {
     guard_empty(&loaded.state, &plan, args.allow_empty)?;
     guard_conflicts(&loaded.state, &current, &plan)?;
     if args.json {
-        let json = plan::json::to_json(&plan, &loaded.digest);
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        println!("{}", plan::json::to_string_pretty(&plan, &loaded.digest));
     } else {
         print!("{}", plan::render::render(&plan, ctx.color));
     }

@@ -53,8 +53,11 @@ pub struct Source {
 /// too), sorted by file and position, when any is an error; nothing partial is returned.
 pub fn load(dir: &Path) -> Result<Manifests, Vec<Diagnostic>> {
     let files = walk::read_tree(dir)?;
+    let digest = digest(&files);
     let mut diagnostics = Vec::new();
     let parsed = load::parse_files(&files, &mut diagnostics);
+    // The bytes are parsed: only the paths are kept (the bytes are up to 64 MiB).
+    let files: Vec<PathBuf> = files.into_iter().map(|file| file.path).collect();
     let validated = validate::validate(&parsed.docs, &parsed.broken, &mut diagnostics);
     diagnostics.sort_by(|a, b| {
         (&a.file, a.line, a.col, &a.message).cmp(&(&b.file, b.line, b.col, &b.message))
@@ -65,8 +68,8 @@ pub fn load(dir: &Path) -> Result<Manifests, Vec<Diagnostic>> {
     }
     Ok(Manifests {
         state: validated.state,
-        digest: digest(&files),
-        files: files.iter().map(|file| file.path.clone()).collect(),
+        digest,
+        files,
         sources: validated.sources,
         warnings: diagnostics,
     })

@@ -8,7 +8,7 @@
 //! and the cross-document rules; `agent`, `channel` and `user` check one kind each.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::LazyLock;
 
 mod agent;
@@ -74,7 +74,6 @@ pub fn validate(
         diagnostics,
         state: State::default(),
         sources: BTreeMap::new(),
-        declared: BTreeMap::new(),
         agents: BTreeSet::new(),
         channels: BTreeSet::new(),
     };
@@ -136,8 +135,6 @@ struct Checker<'d> {
     diagnostics: &'d mut Vec<Diagnostic>,
     state: State,
     sources: BTreeMap<Address, Source>,
-    /// Where each address was first declared, for duplicate errors.
-    declared: BTreeMap<Address, (PathBuf, u32, u32)>,
     agents: BTreeSet<String>,
     channels: BTreeSet<String>,
 }
@@ -150,10 +147,13 @@ impl Checker<'_> {
     /// Records a resource unless its address is taken; reports a duplicate with both places.
     fn add<T>(&mut self, at: At, sp: &Sp<T>, resource: Resource, what: &str) {
         let address = resource.address();
-        if let Some((file, line, col)) = self.declared.get(&address) {
+        // Until `implied_destinations` runs, `sources` holds exactly the declared resources.
+        if let Some(first) = self.sources.get(&address) {
             let message = format!(
-                "{what} is declared twice (first at {}:{line}:{col})",
-                file.display()
+                "{what} is declared twice (first at {}:{}:{})",
+                first.file.display(),
+                first.line,
+                first.col
             );
             self.push(
                 Diagnostic::new(at.file, sp.line, sp.col, message)
@@ -162,8 +162,6 @@ impl Checker<'_> {
             );
             return;
         }
-        self.declared
-            .insert(address.clone(), (at.file.to_path_buf(), sp.line, sp.col));
         self.sources.insert(address, at.source(sp));
         self.state.insert(resource);
     }
