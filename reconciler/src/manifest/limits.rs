@@ -15,7 +15,7 @@ pub const MAX_FILES: usize = 10_000;
 /// Size of one manifest file.
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 /// Size of all manifest files of one load together.
-pub const MAX_TOTAL_BYTES: u64 = 64 * 1024 * 1024;
+pub const MAX_TOTAL_BYTES: u64 = 32 * 1024 * 1024;
 /// YAML documents in one file.
 pub const MAX_DOCUMENTS: usize = 1_000;
 /// Deepest nesting of mappings and sequences accepted.

@@ -56,7 +56,7 @@ pub fn load(dir: &Path) -> Result<Manifests, Vec<Diagnostic>> {
     let digest = digest(&files);
     let mut diagnostics = Vec::new();
     let parsed = load::parse_files(&files, &mut diagnostics);
-    // The bytes are parsed: only the paths are kept (the bytes are up to 64 MiB).
+    // The bytes are parsed: only the paths are kept (the bytes are up to 32 MiB).
     let files: Vec<PathBuf> = files.into_iter().map(|file| file.path).collect();
     let validated = validate::validate(&parsed.docs, &parsed.broken, &mut diagnostics);
     diagnostics.sort_by(|a, b| {
