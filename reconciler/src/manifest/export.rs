@@ -246,7 +246,8 @@ mod tests {
             ],
             proptest::option::of(tricky_text()),
             proptest::option::of(proptest::collection::vec("[a-z]{1,8}", 0..3)),
-            proptest::collection::vec("[a-z][a-z0-9.+-]{0,8}", 0..3),
+            // A set: validation refuses a package listed twice.
+            proptest::collection::btree_set("[a-z][a-z0-9.+-]{0,8}", 0..3),
             proptest::collection::vec(tricky_text(), 0..3),
             any::<bool>(),
         )
@@ -286,7 +287,7 @@ mod tests {
                         skills: skills.map_or(Skills::All, Skills::List),
                         mcp_servers,
                         packages: Packages {
-                            apt,
+                            apt: apt.into_iter().collect(),
                             npm: vec!["@scope/pkg".into()],
                         },
                         mounts: vec![Mount {
