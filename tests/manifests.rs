@@ -240,9 +240,17 @@ fn validate_reports_success_and_json() {
     assert_eq!(bad.code, 1);
     let value: serde_json::Value = serde_json::from_str(&bad.stdout).expect("json");
     assert_eq!(value["valid"], false);
-    assert_eq!(value["diagnostics"][0]["line"], 3);
-    assert_eq!(value["diagnostics"][0]["file"], "manifests/broken.yaml");
-    assert_eq!(value["diagnostics"][0]["hint"], "did you mean `name`?");
+    // The unwired agent `x` also gets a warning; the error is the unknown key.
+    let errors: Vec<&serde_json::Value> = value["diagnostics"]
+        .as_array()
+        .expect("diagnostics")
+        .iter()
+        .filter(|diagnostic| diagnostic["severity"] == "error")
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", bad.stdout);
+    assert_eq!(errors[0]["line"], 3);
+    assert_eq!(errors[0]["file"], "manifests/broken.yaml");
+    assert_eq!(errors[0]["hint"], "did you mean `name`?");
 }
 
 #[test]
@@ -266,4 +274,102 @@ fn schema_prints_the_checked_in_schema() {
     let checked_in = std::fs::read_to_string(repo_root().join("schemas/nanoclaw.schema.json"))
         .expect("schema file");
     assert_eq!(run.stdout, checked_in);
+}
+
+#[test]
+fn issue_7_a_symlink_to_proc_kmsg_fails_validate_plan_and_apply_at_once() {
+    let env = Env::new("kmsg");
+    env.copy_from(&repo_root().join("manifests"));
+    std::os::unix::fs::symlink("/proc/kmsg", env.manifests().join("x.yaml")).expect("symlink");
+    std::os::unix::fs::symlink("/", env.manifests().join("root")).expect("symlink");
+    for command in ["validate", "plan", "apply"] {
+        let run = env.run(&[command, "manifests"]);
+        assert_eq!(run.code, 1, "{command}: {}", run.stderr);
+        let stderr = env.normalize(&run.stderr);
+        assert!(
+            stderr.contains(
+                "error: manifests/root: symlink `root` points outside the manifest folder, to `/`"
+            ),
+            "{command}: {stderr}"
+        );
+        assert!(
+            stderr.contains("error: manifests/x.yaml: symlink `x.yaml` points outside the manifest folder, to `/proc/kmsg`"),
+            "{command}: {stderr}"
+        );
+    }
+    assert!(!env.db().exists(), "apply wrote nothing");
+}
+
+#[test]
+fn issue_8_warnings_are_shown_but_do_not_fail_validate_plan_or_apply() {
+    let env = Env::new("warnings");
+    env.write(
+        "agents.yaml",
+        "kind: agent\nname: andy\nprovider: mock\n---\nkind: agent\nname: lonely\nprovider: mock\n",
+    );
+    env.write(
+        "cli.yaml",
+        "kind: channel\nname: cli\nchannel_type: cli\nplatform_id: local\nwirings: [{agent: andy, engage_mode: mention}]\n",
+    );
+    let lonely = "warning: manifests/agents.yaml:6:7: agent.lonely: agent `lonely` is wired to no channel and no other agent sends to it: it never receives a message";
+    let mention = "warning: manifests/cli.yaml:5:38: wiring.cli/andy: the CLI channel cannot mention, so `engage_mode: mention` never engages";
+
+    let validate = env.run(&["validate", "manifests"]);
+    validate.success();
+    assert_eq!(
+        validate.stdout, "5 resources in 2 files are valid\n",
+        "{}",
+        validate.stderr
+    );
+    assert!(validate.stderr.contains(lonely), "{}", validate.stderr);
+    assert!(validate.stderr.contains(mention), "{}", validate.stderr);
+    assert!(
+        validate.stderr.ends_with("\n2 warnings\n"),
+        "{}",
+        validate.stderr
+    );
+
+    let json = env.run(&["validate", "--json", "manifests"]);
+    json.success();
+    let value: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+    assert_eq!(value["valid"], true);
+    assert_eq!(value["diagnostics"][0]["severity"], "warning");
+    assert_eq!(value["diagnostics"].as_array().map(Vec::len), Some(2));
+
+    for command in [&["plan", "manifests"][..], &["apply", "--yes", "manifests"]] {
+        let run = env.run(command);
+        run.success();
+        assert!(run.stderr.contains(lonely), "{command:?}: {}", run.stderr);
+        assert!(run.stderr.contains(mention), "{command:?}: {}", run.stderr);
+    }
+    assert!(env.db().exists(), "apply applied despite the warnings");
+
+    env.write("broken.yaml", "kind: agent\nname: Bad\n");
+    let both = env.run(&["validate", "manifests"]);
+    assert_eq!(both.code, 1);
+    assert!(both.stderr.contains(lonely), "{}", both.stderr);
+    assert!(
+        both.stderr.ends_with("\n1 error, 3 warnings\n"),
+        "{}",
+        both.stderr
+    );
+}
+
+#[test]
+fn issue_8_schema_install_writes_a_stable_schema_and_prints_its_modeline() {
+    let env = Env::new("schema-install");
+    let run = env.run(&["schema", "--install"]);
+    run.success();
+    let installed = std::fs::canonicalize(env.data().join("nanoclaw.schema.json"))
+        .expect("the schema is installed in the data dir");
+    assert_eq!(
+        run.stdout,
+        format!("# yaml-language-server: $schema={}\n", installed.display())
+    );
+    let checked_in = std::fs::read_to_string(repo_root().join("schemas/nanoclaw.schema.json"))
+        .expect("schema file");
+    assert_eq!(
+        std::fs::read_to_string(&installed).expect("installed"),
+        checked_in
+    );
 }

@@ -826,21 +826,6 @@ fn extra_mounts(container: &str) -> Vec<(String, String, bool)> {
     extra
 }
 
-/// `docker cp` of a host file into the container; the error text when it fails.
-fn copy_into(from: &std::path::Path, container: &str, target: &str) -> Result<(), String> {
-    let output = std::process::Command::new("docker")
-        .arg("cp")
-        .arg(from)
-        .arg(format!("{container}:{target}"))
-        .output()
-        .expect("docker cp");
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&output.stderr).into_owned())
-    }
-}
-
 #[test]
 fn issue_7_allowlisted_mounts_are_bound_read_only_or_read_write_and_a_swapped_one_is_left_out() {
     let Some(()) = support::docker() else {
@@ -876,6 +861,17 @@ fn issue_7_allowlisted_mounts_are_bound_read_only_or_read_write_and_a_swapped_on
             ),
         ),
     );
+    // The agent runs as 10001 when the daemon is root (as in CI): a read-write folder must be
+    // writable by that user, as docs/manifests.md tells the operator.
+    if rustix::process::geteuid().is_root() {
+        let scratch = host.join("rw/scratch");
+        rustix::fs::chown(
+            &scratch,
+            Some(rustix::fs::Uid::from_raw(10001)),
+            Some(rustix::fs::Gid::from_raw(10001)),
+        )
+        .expect("chown");
+    }
     let daemon = Daemon::start(&env);
     // Validated and applied; now the third folder becomes a link to a key folder.
     std::fs::remove_dir(host.join("rw/swap")).expect("rmdir");
@@ -906,19 +902,27 @@ fn issue_7_allowlisted_mounts_are_bound_read_only_or_read_write_and_a_swapped_on
         "the refusal is logged with its reason:\n{log}"
     );
 
-    // Inside the container: the read-only mount refuses a write, the read-write one takes it.
-    let note = env.root.path().join("note.txt");
-    std::fs::write(&note, "from the test").expect("write");
-    let refused = copy_into(&note, container, "/workspace/extra/docs/");
+    // Inside the container, the agent itself writes: the read-only mount refuses, the
+    // read-write one takes it and the file appears on the host. (`docker cp` cannot show this:
+    // it refuses a nested read-write mount below the read-only `/workspace`.)
+    client.say("m2", "!try write /workspace/extra/docs/note.txt");
+    let (refused, _) = client.reply();
     assert!(
-        refused.as_ref().is_err_and(|err| err.contains("read-only")),
-        "{refused:?}"
+        refused.contains("refused") && refused.contains("Read-only"),
+        "{refused}"
     );
     assert!(!host.join("ro/docs/note.txt").exists());
-    copy_into(&note, container, "/workspace/extra/scratch/").expect("write to the rw mount");
+    client.say("m3", "!try write /workspace/extra/scratch/note.txt");
+    let (written, _) = client.reply();
+    assert_eq!(
+        written,
+        "try write: wrote `/workspace/extra/scratch/note.txt`",
+        "{}",
+        daemon.log()
+    );
     assert_eq!(
         std::fs::read_to_string(host.join("rw/scratch/note.txt")).expect("written through"),
-        "from the test"
+        "written by the agent"
     );
     let listing = std::process::Command::new("docker")
         .args([

@@ -6,6 +6,11 @@
 //! validate (`manifest::load`), plan on an empty DB (read + diff + render), the first apply
 //! (fresh DB: lock, read, diff, one transaction), plan after apply, and a no-op apply.
 //! Targets (docs/benchmarks.md): plan < 300 ms and no-op apply < 300 ms on a 2-core machine.
+//!
+//! Then memory: the same fleet at 50,000 agents (10,000 users) is written once, and a fresh
+//! child process (this program, re-run with `--peak-rss STEP DIR`) runs one step and reports
+//! its peak RSS (`VmHWM`): validate (`manifest::load`) and the first apply (load + fresh DB +
+//! diff + render + transaction). A child per step, because the peak of a process only grows.
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
 use std::path::Path;
@@ -21,11 +26,33 @@ use reconciler::state::{
 const AGENTS: usize = 1_000;
 const WIRINGS_PER_AGENT: usize = 3;
 const USERS: usize = 200;
+/// The fleet whose peak memory is measured.
+const BIG_AGENTS: usize = 50_000;
+const BIG_USERS: usize = 10_000;
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(index) = args.iter().position(|arg| arg == "--peak-rss") {
+        peak_rss_child(&args[index + 1], Path::new(&args[index + 2]));
+        return;
+    }
+    // `cargo bench --bench reconcile -- memory` (or `timings`) runs one part.
+    let only = |part: &str| {
+        !args.iter().any(|arg| arg == "memory" || arg == "timings")
+            || args.iter().any(|arg| arg == part)
+    };
+    if only("timings") {
+        timings();
+    }
+    if only("memory") {
+        memory();
+    }
+}
+
+fn timings() {
     let dir = tempfile::tempdir().unwrap();
     let manifests = dir.path().join("manifests");
-    reconciler::export::write(&manifests, &fleet(), false).unwrap();
+    reconciler::export::write(&manifests, &fleet(AGENTS, USERS), false).unwrap();
     let loaded = reconciler::manifest::load(&manifests).unwrap();
     println!(
         "# nanoclaw reconcile benchmarks: {AGENTS} agents × {WIRINGS_PER_AGENT} wirings, \
@@ -67,6 +94,64 @@ fn main() {
         let loaded = reconciler::manifest::load(&manifests).unwrap();
         assert!(!apply_once(dir.path(), &applied, &loaded.state));
     });
+}
+
+/// Peak RSS of validate and the first apply on the 50,000-agent fleet, each in a fresh child.
+fn memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("manifests");
+    reconciler::export::write(&manifests, &fleet(BIG_AGENTS, BIG_USERS), false).unwrap();
+    let files: Vec<_> = std::fs::read_dir(&manifests).unwrap().collect();
+    let bytes: u64 = files
+        .iter()
+        .map(|entry| entry.as_ref().unwrap().metadata().unwrap().len())
+        .sum();
+    println!(
+        "# peak RSS, {BIG_AGENTS} agents × {WIRINGS_PER_AGENT} wirings, {BIG_USERS} users: \
+         {} manifest files, {:.1} MiB",
+        files.len(),
+        bytes as f64 / (1024.0 * 1024.0)
+    );
+    for step in ["baseline", "validate", "apply"] {
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .arg("--peak-rss")
+            .arg(step)
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{step}: {output:?}");
+        print!("{}", String::from_utf8_lossy(&output.stdout));
+    }
+}
+
+/// In the child: runs one step on `dir` (holding `manifests/`) and prints its peak RSS.
+fn peak_rss_child(step: &str, dir: &Path) {
+    let manifests = dir.join("manifests");
+    let start = Instant::now();
+    let resources = match step {
+        "baseline" => 0,
+        "validate" => reconciler::manifest::load(&manifests).unwrap().state.len(),
+        "apply" => {
+            // As `nanoclaw apply` does: only the state outlives loading.
+            let state = reconciler::manifest::load(&manifests).unwrap().state;
+            let db = dir.join("apply-rss.db");
+            apply_once(dir, &db, &state);
+            state.len()
+        }
+        other => panic!("unknown step {other}"),
+    };
+    let elapsed = start.elapsed().as_secs_f64();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    println!(
+        "{:<28} peak RSS {:>7.1} MiB   ({resources} resources, {elapsed:.1} s)",
+        format!("{step} (50k agents)"),
+        kib / 1024.0
+    );
 }
 
 /// What `nanoclaw plan` does after loading: read the DB, diff, render.
@@ -113,9 +198,9 @@ fn report(name: &str, runs: usize, mut step: impl FnMut(usize)) {
 
 /// The fleet as a state: agent `a-i` wired to chats `c-i`, `c-(i+1)`, `c-(i+2)`; users own or
 /// administer and are members of a few agents each.
-fn fleet() -> State {
+fn fleet(agents: usize, users: usize) -> State {
     let mut state = State::default();
-    for idx in 0..AGENTS {
+    for idx in 0..agents {
         state.insert(Resource::Agent(Agent {
             name: format!("a-{idx}"),
             assistant_name: Some(format!("Agent {idx}")),
@@ -145,7 +230,7 @@ fn fleet() -> State {
         }));
         for offset in 0..WIRINGS_PER_AGENT {
             state.insert(Resource::Wiring(Wiring {
-                channel: format!("c-{}", (idx + offset) % AGENTS),
+                channel: format!("c-{}", (idx + offset) % agents),
                 agent: format!("a-{idx}"),
                 engage_mode: EngageMode::Mention,
                 engage_pattern: None,
@@ -156,7 +241,7 @@ fn fleet() -> State {
             }));
         }
     }
-    for idx in 0..USERS {
+    for idx in 0..users {
         let id = format!("telegram:{}", 500_000 + idx);
         state.insert(Resource::User(User {
             id: id.clone(),

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 
+use crate::manifest::limits::{MAX_DOCUMENTS, MAX_FILE_BYTES};
 use crate::plan::current;
 use crate::state::State;
 
@@ -31,28 +32,47 @@ pub fn read(conn: &Connection) -> Result<State, ExportError> {
     Ok(current::read(conn)?.state)
 }
 
-/// File name → manifest text, in the order written. Kinds with no documents get no file.
-pub fn files(state: &State) -> Vec<(&'static str, String)> {
+/// File name → manifest text, in the order written. Kinds with no documents get no file; a
+/// kind with more documents or bytes than one file may hold (`manifest::limits`) continues
+/// in `agents-2.yaml`, `agents-3.yaml`, …, so what is exported always loads back.
+pub fn files(state: &State) -> Vec<(String, String)> {
     let yaml = crate::manifest::to_yaml(state);
-    let mut by_file: Vec<(&'static str, String)> = vec![
-        ("agents.yaml", String::new()),
-        ("channels.yaml", String::new()),
-        ("users.yaml", String::new()),
-    ];
+    let mut by_kind: [Vec<String>; 3] = Default::default();
     for document in documents(&yaml) {
-        let file = match kind_of(&document) {
+        let index = match kind_of(&document) {
             Some("channel") => 1,
             Some("user") => 2,
             _ => 0,
         };
-        let text = &mut by_file[file].1;
-        if !text.is_empty() {
-            text.push_str("---\n");
-        }
-        text.push_str(&document);
+        by_kind[index].push(document);
     }
-    by_file.retain(|(_, text)| !text.is_empty());
-    by_file
+    let mut out = Vec::new();
+    for (stem, documents) in ["agents", "channels", "users"].iter().zip(by_kind) {
+        let mut chunks: Vec<(usize, String)> = Vec::new();
+        for document in documents {
+            let fits = chunks.last().is_some_and(|(n_docs, text)| {
+                *n_docs < MAX_DOCUMENTS
+                    && (text.len() + document.len() + 4) as u64 <= MAX_FILE_BYTES
+            });
+            if !fits {
+                chunks.push((0, String::new()));
+            }
+            let (n_docs, text) = chunks.last_mut().expect("a chunk was just pushed");
+            if *n_docs > 0 {
+                text.push_str("---\n");
+            }
+            text.push_str(&document);
+            *n_docs += 1;
+        }
+        for (index, (_, text)) in chunks.into_iter().enumerate() {
+            let name = match index {
+                0 => format!("{stem}.yaml"),
+                _ => format!("{stem}-{}.yaml", index + 1),
+            };
+            out.push((name, text));
+        }
+    }
+    out
 }
 
 /// Writes [`files`] into `dir` (created if missing). Refuses a non-empty `dir` unless `force`.
@@ -73,7 +93,7 @@ pub fn write(dir: &Path, state: &State, force: bool) -> Result<Vec<PathBuf>, Exp
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let mut written = Vec::new();
     for (name, text) in files(state) {
-        let path = dir.join(name);
+        let path = dir.join(&name);
         std::fs::write(&path, text).map_err(io(&path))?;
         written.push(path);
     }
@@ -131,5 +151,26 @@ mod tests {
                 .ends_with("is not empty; pass `--force` to overwrite its files")
         );
         write(&out, &state, true).unwrap();
+    }
+
+    #[test]
+    fn more_documents_than_one_file_may_hold_continue_in_numbered_files() {
+        let mut state = State::default();
+        for index in 0..=MAX_DOCUMENTS {
+            state.insert(crate::state::Resource::User(crate::state::User {
+                id: format!("cli:{index}"),
+                display_name: None,
+            }));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let written = write(dir.path(), &state, false).unwrap();
+        let names: Vec<String> = written
+            .iter()
+            .map(|path| path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["users.yaml", "users-2.yaml"]);
+        let loaded = crate::manifest::load(dir.path())
+            .unwrap_or_else(|diagnostics| panic!("{}", crate::manifest::render(&diagnostics)));
+        assert_eq!(loaded.state, state);
     }
 }

@@ -374,6 +374,19 @@ impl EngageMode {
     }
 }
 
+/// Bytes the regex crate may use for one compiled `engage_pattern` (`size_limit` and
+/// `dfa_size_limit`): validation and the router compile with the same bound, so a pattern that
+/// validates also compiles at runtime and none can make the host hold unbounded memory.
+pub const ENGAGE_PATTERN_SIZE_LIMIT: usize = 1024 * 1024;
+
+/// Compiles an `engage_pattern` with the size limits above (validate and the router).
+pub fn engage_regex(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(pattern)
+        .size_limit(ENGAGE_PATTERN_SIZE_LIMIT)
+        .dfa_size_limit(ENGAGE_PATTERN_SIZE_LIMIT)
+        .build()
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SenderScope {

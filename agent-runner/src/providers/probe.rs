@@ -67,6 +67,9 @@ impl Probe {
 /// `try <probe>: contained: …` when a limit stopped it, `try <probe>: NOT CONTAINED: …` when
 /// it succeeded (a confinement bug). A probe killed by its limit never replies.
 pub fn reply(name: &str) -> String {
+    if let Some(path) = name.strip_prefix("write ") {
+        return format!("try write: {}", write_file(path.trim()));
+    }
     let Some(probe) = Probe::parse(name) else {
         let names: Vec<&str> = Probe::ALL.iter().map(|probe| probe.name()).collect();
         return format!("try: unknown probe `{name}`; probes: {}", names.join(", "));
@@ -81,6 +84,20 @@ pub fn reply(name: &str) -> String {
         Probe::DockerSocket => docker_socket(),
     };
     format!("try {}: {outcome}", probe.name())
+}
+
+/// `!try write <path>`: creates `path` (it must not exist) holding `written by the agent`.
+/// Not a confinement probe: tests use it to show which mounts the agent can write.
+fn write_file(path: &str) -> String {
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .and_then(|mut file| io::Write::write_all(&mut file, b"written by the agent"));
+    match created {
+        Ok(()) => format!("wrote `{path}`"),
+        Err(err) => format!("`{path}`: {}", refused(err)),
+    }
 }
 
 fn refused(err: impl Into<io::Error>) -> String {

@@ -145,7 +145,7 @@ fn record(
         "UPDATE reconcile_state SET generation = ?1 WHERE id = 1",
         [generation],
     )?;
-    let plan_json = plan::json::to_json(plan, &meta.manifest_digest).to_string();
+    let plan_json = plan::json::to_string(plan, &meta.manifest_digest);
     tx.execute(
         INSERT_HISTORY,
         params![

@@ -8,7 +8,8 @@ use clap::Args;
 use super::{Ctx, Status};
 
 /// Write the central DB's configuration as manifest files (agents.yaml, channels.yaml,
-/// users.yaml), e.g. to start managing an install that was set up from chat.
+/// users.yaml; past 1,000 documents a kind continues in agents-2.yaml, …), e.g. to start
+/// managing an install that was set up from chat.
 ///
 /// Example: nanoclaw export my-manifests && nanoclaw plan my-manifests
 #[derive(Debug, Args)]

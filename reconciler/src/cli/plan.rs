@@ -51,8 +51,7 @@ pub fn run(args: PlanArgs, ctx: &Ctx) -> anyhow::Result<Status> {
     guard_empty(&loaded.state, &plan, args.allow_empty)?;
     guard_conflicts(&loaded.state, &current, &plan)?;
     if args.json {
-        let json = plan::json::to_json(&plan, &loaded.digest);
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        println!("{}", plan::json::to_string_pretty(&plan, &loaded.digest));
     } else {
         print!("{}", plan::render::render(&plan, ctx.color));
     }
@@ -80,14 +79,21 @@ pub(crate) struct Loaded {
 }
 
 /// Loads `dir`, checking mounts on this machine; prints the diagnostics and returns `None`
-/// when there are any.
+/// when any is an error. Warnings are printed (to stderr) and do not stop `plan`, `apply` or
+/// `run`.
 pub(crate) fn load_manifests(dir: &Path, ctx: &Ctx) -> anyhow::Result<Option<Loaded>> {
     let policy = crate::mount_policy::Policy::load(&ctx.paths.data);
     match crate::manifest::load_for_host(dir, &policy) {
-        Ok(manifests) => Ok(Some(Loaded {
-            state: manifests.state,
-            digest: manifests.digest,
-        })),
+        Ok(manifests) => {
+            if !manifests.warnings.is_empty() {
+                let text = crate::manifest::render(&manifests.warnings) + "\n";
+                let _ = crate::logging::stderr().write_all(text.as_bytes());
+            }
+            Ok(Some(Loaded {
+                state: manifests.state,
+                digest: manifests.digest,
+            }))
+        }
         Err(diagnostics) => {
             let text = crate::manifest::render(&diagnostics);
             let _ = crate::logging::stderr().write_all(text.as_bytes());

@@ -16,17 +16,20 @@ Examples:
 /// Check the manifests and list every error with its file, line and column.
 ///
 /// Reads every `*.yaml`/`*.yml` file under DIR (hidden folders and editor temp files are
-/// skipped), validates names, references, enums, regexes, packages and mounts, and changes
-/// nothing. Mounts are resolved on this machine and checked against its mount allowlist
-/// (`~/.config/nanoclaw/mount-allowlist.yaml`, see docs/manifests.md). Exit code 0 when
-/// valid, 1 when not.
+/// skipped; only regular files, within the limits of docs/manifests.md), validates names,
+/// references, enums, regexes, packages and mounts, and changes nothing. Mounts are resolved
+/// on this machine and checked against its mount allowlist
+/// (`~/.config/nanoclaw/mount-allowlist.yaml`, see docs/manifests.md). Warnings (an agent
+/// wired to nothing, a CLI chat that can never engage, …) are printed too but do not fail.
+/// Exit code 0 when valid (with or without warnings), 1 when there is any error.
 #[derive(Debug, Args)]
 #[command(after_help = AFTER_HELP)]
 pub struct ValidateArgs {
     /// Directory holding the manifests.
     #[arg(value_name = "DIR", default_value = "manifests")]
     pub dir: PathBuf,
-    /// Print `{"valid", "diagnostics", "resources"}` as JSON on stdout instead of text.
+    /// Print `{"valid", "diagnostics", "resources"}` as JSON on stdout instead of text; each
+    /// diagnostic has a `severity` (`error` or `warning`).
     #[arg(long)]
     pub json: bool,
 }
@@ -36,7 +39,7 @@ pub fn run(args: ValidateArgs, ctx: &Ctx) -> anyhow::Result<Status> {
     let result = manifest::load_for_host(&args.dir, &policy);
     if args.json {
         let (valid, diagnostics, resources) = match &result {
-            Ok(manifests) => (true, Vec::new(), manifests.state.len()),
+            Ok(manifests) => (true, manifests.warnings.clone(), manifests.state.len()),
             Err(diagnostics) => (false, diagnostics.clone(), 0),
         };
         let json = serde_json::json!({
@@ -49,6 +52,10 @@ pub fn run(args: ValidateArgs, ctx: &Ctx) -> anyhow::Result<Status> {
     }
     match result {
         Ok(manifests) => {
+            if !manifests.warnings.is_empty() {
+                eprint!("{}", manifest::render(&manifests.warnings));
+                eprintln!("\n{}", manifest::summary(&manifests.warnings));
+            }
             let tick = if ctx.color {
                 "\u{1b}[32m✓\u{1b}[0m "
             } else {
@@ -68,7 +75,7 @@ pub fn run(args: ValidateArgs, ctx: &Ctx) -> anyhow::Result<Status> {
         }
         Err(diagnostics) => {
             eprint!("{}", manifest::render(&diagnostics));
-            eprintln!("\n{}", plural(diagnostics.len(), "error"));
+            eprintln!("\n{}", manifest::summary(&diagnostics));
             Ok(Status::Invalid)
         }
     }

@@ -234,13 +234,21 @@ mod tests {
         ]
     }
 
+    /// Tricky text without line breaks or invisible characters: names shown to people refuse
+    /// them.
+    fn tricky_line() -> impl Strategy<Value = String> {
+        tricky_text().prop_filter("one visible line", |text| {
+            !text.chars().any(crate::manifest::diagnostic::is_invisible)
+        })
+    }
+
     fn name() -> impl Strategy<Value = String> {
         "[a-z][a-z0-9]{0,6}(-[a-z0-9]{1,4})?"
     }
 
     fn agent(name: String) -> impl Strategy<Value = Agent> {
         (
-            proptest::option::of(tricky_text()),
+            proptest::option::of(tricky_line()),
             proptest::option::of(tricky_text()),
             proptest::option::of(1u32..=100),
             prop_oneof![
@@ -294,7 +302,7 @@ mod tests {
                         skills: skills.map_or(Skills::All, Skills::List),
                         mcp_servers,
                         packages: Packages {
-                            apt,
+                            apt: apt.into_iter().collect(),
                             npm: vec!["@scope/pkg".into()],
                         },
                         mounts: vec![Mount {
@@ -325,7 +333,7 @@ mod tests {
         (
             proptest::collection::btree_set(name(), 1..4),
             proptest::collection::btree_set(name(), 1..3),
-            tricky_text(),
+            tricky_line(),
             any::<bool>(),
             0usize..3,
             -5i64..5,

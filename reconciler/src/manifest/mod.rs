@@ -1,15 +1,19 @@
 //! Manifests: YAML files in a directory tree → a validated [`State`], or every problem at once.
 //!
-//! `load` walks and reads the tree, `model` is the YAML's shape, `validate` applies the rules
-//! and defaults, `diagnostic` formats problems, `schema` derives the JSON Schema and the docs
-//! table, `export` writes a `State` back as manifests. Nothing here prints or touches the DB.
+//! `walk` finds and reads the files (bounded), `load` parses their YAML (with `tree`, the
+//! lenient pass that finds every unknown key), `model` is the YAML's shape, `validate` applies the rules and defaults, `limits` declares every size and count
+//! limit, `diagnostic` formats problems, `schema` derives the JSON Schema and the docs table,
+//! `export` writes a `State` back as manifests. Nothing here prints or touches the DB.
 
 pub mod diagnostic;
 pub mod export;
+pub mod limits;
 pub mod load;
 pub mod model;
 pub mod schema;
+pub mod tree;
 pub mod validate;
+pub mod walk;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,7 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-pub use self::diagnostic::{Diagnostic, render};
+pub use self::diagnostic::{Diagnostic, Severity, render, summary};
 pub use self::export::to_yaml;
 pub use self::schema::json_schema;
 use crate::mount_policy::Policy;
@@ -33,6 +37,8 @@ pub struct Manifests {
     pub files: Vec<PathBuf>,
     /// Where each resource is declared (implied destinations point at their wiring).
     pub sources: BTreeMap<Address, Source>,
+    /// Problems that do not stop anything (an agent wired to nothing, …), sorted by place.
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// A place in a manifest file.
@@ -44,8 +50,8 @@ pub struct Source {
     pub col: u32,
 }
 
-/// Loads and validates every manifest under `dir`. `Err` holds all diagnostics, sorted by
-/// file and position; nothing partial is returned when any is an error.
+/// Loads and validates every manifest under `dir`. `Err` holds all diagnostics (warnings
+/// too), sorted by file and position, when any is an error; nothing partial is returned.
 pub fn load(dir: &Path) -> Result<Manifests, Vec<Diagnostic>> {
     load_with(dir, None)
 }
@@ -57,22 +63,26 @@ pub fn load_for_host(dir: &Path, policy: &Policy) -> Result<Manifests, Vec<Diagn
 }
 
 fn load_with(dir: &Path, policy: Option<&Policy>) -> Result<Manifests, Vec<Diagnostic>> {
-    let files = load::read_tree(dir)?;
+    let files = walk::read_tree(dir)?;
+    let digest = digest(&files);
     let mut diagnostics = Vec::new();
     let parsed = load::parse_files(&files, &mut diagnostics);
+    // The bytes are parsed: only the paths are kept (the bytes are up to 32 MiB).
+    let files: Vec<PathBuf> = files.into_iter().map(|file| file.path).collect();
     let validated = validate::validate_with(&parsed.docs, &parsed.broken, &mut diagnostics, policy);
-    if !diagnostics.is_empty() {
-        diagnostics.sort_by(|a, b| {
-            (&a.file, a.line, a.col, &a.message).cmp(&(&b.file, b.line, b.col, &b.message))
-        });
-        diagnostics.dedup();
+    diagnostics.sort_by(|a, b| {
+        (&a.file, a.line, a.col, &a.message).cmp(&(&b.file, b.line, b.col, &b.message))
+    });
+    diagnostics.dedup();
+    if diagnostics.iter().any(Diagnostic::is_error) {
         return Err(diagnostics);
     }
     Ok(Manifests {
         state: validated.state,
-        digest: digest(&files),
-        files: files.iter().map(|file| file.path.clone()).collect(),
+        digest,
+        files,
         sources: validated.sources,
+        warnings: diagnostics,
     })
 }
 
@@ -86,8 +96,9 @@ pub fn load_str(name: &str, text: &str) -> Result<Manifests, Vec<Diagnostic>> {
     let mut diagnostics = Vec::new();
     let parsed = load::parse_files(&files, &mut diagnostics);
     let validated = validate::validate(&parsed.docs, &parsed.broken, &mut diagnostics);
-    if !diagnostics.is_empty() {
-        diagnostics.sort_by(|a, b| (a.line, a.col, &a.message).cmp(&(b.line, b.col, &b.message)));
+    diagnostics.sort_by(|a, b| (a.line, a.col, &a.message).cmp(&(b.line, b.col, &b.message)));
+    diagnostics.dedup();
+    if diagnostics.iter().any(Diagnostic::is_error) {
         return Err(diagnostics);
     }
     Ok(Manifests {
@@ -95,6 +106,7 @@ pub fn load_str(name: &str, text: &str) -> Result<Manifests, Vec<Diagnostic>> {
         digest: digest(&files),
         files: vec![PathBuf::from(name)],
         sources: validated.sources,
+        warnings: diagnostics,
     })
 }
 

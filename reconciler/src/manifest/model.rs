@@ -4,7 +4,9 @@
 //! These types are the YAML's shape only (serde + schemars); they hold no defaults and no
 //! rules. `validate` turns them into `crate::state` resources; `schema` derives the JSON
 //! Schema from them. Enum-like fields stay strings here so validation can list the allowed
-//! values with a location instead of failing the whole document.
+//! values with a location instead of failing the whole document. Unknown keys are ignored by
+//! serde here and reported, all of them, by `tree` against the schema (which keeps
+//! `additionalProperties: false` through `#[schemars(deny_unknown_fields)]`).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -71,7 +73,7 @@ impl<T: JsonSchema> JsonSchema for Sp<T> {
 
 /// `kind: agent`: an agent group, its container configuration and its destinations.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct AgentDoc {
     pub kind: Sp<String>,
     /// The agent's folder and id: lowercase letters, digits and `-`, at most 64, not `global`.
@@ -146,7 +148,7 @@ pub enum SkillsDoc {
 
 /// One MCP server: exactly one of `command` (stdio) or `url`.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct McpServerDoc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
@@ -163,7 +165,7 @@ pub struct McpServerDoc {
 
 /// Packages by manager.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct PackagesDoc {
     /// Debian package names.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -175,7 +177,7 @@ pub struct PackagesDoc {
 
 /// An additional mount.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct MountDoc {
     /// Absolute host path or `~/…`.
     pub host_path: Sp<String>,
@@ -189,7 +191,7 @@ pub struct MountDoc {
 
 /// Container limits; each absent one takes its default.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct ResourcesDoc {
     /// Memory limit, swap included: a number and a binary unit (`512m`, `2g`, `1.5GiB`); at least `32MiB`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -222,7 +224,7 @@ impl QuantityDoc {
 
 /// A local name for another agent or a channel: exactly one of `agent` or `channel`.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct DestinationDoc {
     /// Local name: lowercase letters, digits and single `-` between them.
     pub name: Sp<String>,
@@ -234,7 +236,7 @@ pub struct DestinationDoc {
 
 /// `kind: channel`: a chat on one adapter and the agents wired to it.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct ChannelDoc {
     pub kind: Sp<String>,
     /// The channel's manifest key: lowercase letters, digits and `-`.
@@ -260,7 +262,7 @@ pub struct ChannelDoc {
 
 /// One channel → agent wiring.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct WiringDoc {
     /// The agent's `name`.
     pub agent: Sp<String>,
@@ -290,7 +292,7 @@ pub struct WiringDoc {
 
 /// `kind: user`: a person on one channel, their roles and memberships.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct UserDoc {
     pub kind: Sp<String>,
     /// `<channel>:<handle>`, both parts non-empty.
@@ -315,7 +317,7 @@ pub enum RoleDoc {
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct ScopedRoleDoc {
     /// `owner` or `admin`.
     #[schemars(with = "crate::state::RoleKind")]
@@ -333,34 +335,3 @@ pub enum Doc {
     Channel(ChannelDoc),
     User(UserDoc),
 }
-
-/// The keys each kind accepts (for "did you mean" hints).
-pub const AGENT_KEYS: &[&str] = &[
-    "kind",
-    "name",
-    "assistant_name",
-    "provider",
-    "model",
-    "effort",
-    "image",
-    "max_messages_per_prompt",
-    "cli_scope",
-    "instructions",
-    "skills",
-    "mcp_servers",
-    "packages",
-    "mounts",
-    "destinations",
-    "resources",
-];
-pub const CHANNEL_KEYS: &[&str] = &[
-    "kind",
-    "name",
-    "channel_type",
-    "platform_id",
-    "display_name",
-    "is_group",
-    "unknown_sender_policy",
-    "wirings",
-];
-pub const USER_KEYS: &[&str] = &["kind", "id", "display_name", "roles", "member_of"];

@@ -5,6 +5,8 @@
 //! Pure: returns values; the CLI prints, and tests keep `schemas/nanoclaw.schema.json` and
 //! the docs table fresh.
 
+use std::sync::LazyLock;
+
 use schemars::generate::SchemaSettings;
 use serde_json::Value;
 
@@ -120,12 +122,38 @@ pub fn json_schema() -> Value {
 
 /// Every field of every kind, with its effect-table path (the walk the schema test checks).
 pub fn fields() -> Vec<Field> {
-    let mut generator = SchemaSettings::draft07().into_generator();
-    generator.subschema_for::<AgentDoc>();
-    generator.subschema_for::<ChannelDoc>();
-    generator.subschema_for::<UserDoc>();
-    let definitions = Value::Object(generator.take_definitions(true));
-    fields_of(&definitions)
+    fields_of(definitions())
+}
+
+/// The schema's definitions without descriptions' effect notes, built once: the shape the
+/// loader checks keys against (`tree`).
+pub fn definitions() -> &'static Value {
+    static DEFINITIONS: LazyLock<Value> = LazyLock::new(|| {
+        let mut generator = SchemaSettings::draft07().into_generator();
+        generator.subschema_for::<AgentDoc>();
+        generator.subschema_for::<ChannelDoc>();
+        generator.subschema_for::<UserDoc>();
+        Value::Object(generator.take_definitions(true))
+    });
+    &DEFINITIONS
+}
+
+/// Every top-level key of any kind (for a document whose kind is missing or unknown).
+pub fn document_keys() -> Vec<&'static str> {
+    let mut keys: Vec<&'static str> = Vec::new();
+    for (_, definition) in KINDS {
+        if let Some(properties) = definitions()
+            .pointer(&format!("/{definition}/properties"))
+            .and_then(Value::as_object)
+        {
+            for key in properties.keys() {
+                if !keys.contains(&key.as_str()) {
+                    keys.push(key);
+                }
+            }
+        }
+    }
+    keys
 }
 
 /// Walks the kinds' definitions: `channel.wirings[].x` → `wiring.x`, `agent.destinations` →
@@ -371,6 +399,24 @@ mod tests {
             missing.is_empty(),
             "no row in plan::effect::TABLE for: {missing:?}"
         );
+    }
+
+    /// The loader finds unknown keys through `additionalProperties: false` (serde ignores
+    /// them), so every document and entry struct must carry `#[schemars(deny_unknown_fields)]`.
+    #[test]
+    fn every_struct_of_the_model_denies_unknown_keys() {
+        let definitions = definitions().as_object().unwrap();
+        let open: Vec<&String> = definitions
+            .iter()
+            .filter(|(_, definition)| definition.get("properties").is_some())
+            .filter(|(_, definition)| definition["additionalProperties"] != Value::Bool(false))
+            .map(|(name, _)| name)
+            .collect();
+        assert!(
+            open.is_empty(),
+            "structs that accept unknown keys: {open:?}"
+        );
+        assert!(definitions.len() > 10);
     }
 
     #[test]

@@ -115,7 +115,7 @@ impl Patterns {
         let compiled = self
             .compiled
             .entry(pattern.to_string())
-            .or_insert_with(|| Regex::new(pattern).ok());
+            .or_insert_with(|| crate::state::engage_regex(pattern).ok());
         compiled.as_ref().is_none_or(|regex| regex.is_match(text))
     }
 }
@@ -375,6 +375,21 @@ mod tests {
             &mut Patterns::default(),
         );
         assert_eq!(decision.actions, vec![deliver("a", true)]);
+    }
+
+    /// The router compiles with the manifest's size limit (`state::engage_regex`): a pattern
+    /// over it is never compiled with the default, larger limit (validate refuses it first).
+    #[test]
+    fn issue_7_the_router_compiles_engage_patterns_within_the_size_limit() {
+        let big = r"\w{100}";
+        assert!(Regex::new(big).is_ok_and(|regex| !regex.is_match("short")));
+        let mut patterns = Patterns::default();
+        assert!(
+            patterns.matches(Some(big), "short"),
+            "not compiled: fails open"
+        );
+        assert_eq!(patterns.compiled.get(big).map(Option::is_some), Some(false));
+        assert!(!patterns.matches(Some("^x$"), "short"));
     }
 
     #[test]

@@ -450,14 +450,39 @@ fn default_routing(
 /// The agent's additional mounts, checked again now (`mount_policy`): refused ones are logged
 /// and left out, and each is bound by its resolved real path.
 fn extra_mounts(additional: &Value, paths: &Paths, agent: &str) -> Vec<ExtraMount> {
+    let user = crate::containers::container_user();
     crate::mount_policy::at_spawn(agent, additional, &paths.data)
         .into_iter()
-        .map(|resolved| ExtraMount {
-            host: resolved.host,
-            container: resolved.container,
-            readonly: resolved.readonly,
+        .map(|resolved| {
+            if !resolved.readonly && !writable_by(&resolved.host, user) {
+                warn!(
+                    agent,
+                    path = %resolved.host.display(),
+                    uid = user.0,
+                    "a read-write mount the container user cannot write (its owner and mode do not allow uid {}); give it that user, e.g. `setfacl -R -m u:{}:rwX,d:u:{}:rwX {}`",
+                    user.0, user.0, user.0, resolved.host.display()
+                );
+            }
+            ExtraMount {
+                host: resolved.host,
+                container: resolved.container,
+                readonly: resolved.readonly,
+            }
         })
         .collect()
+}
+
+/// Whether the owner and mode bits of `path` let `(uid, gid)` write it (ACLs are not read, so
+/// `false` may be wrong when an ACL grants it: the caller only warns).
+fn writable_by(path: &std::path::Path, (uid, gid): (u32, u32)) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return false;
+    };
+    let mode = meta.mode();
+    (meta.uid() == uid && mode & 0o200 != 0)
+        || (meta.gid() == gid && mode & 0o020 != 0)
+        || mode & 0o002 != 0
 }
 
 #[cfg(test)]

@@ -3,8 +3,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{APT, At, Checker, EFFORTS, LOCAL_NAME, MAX_PACKAGES, NPM, normalise};
-use crate::manifest::model::{AgentDoc, SkillsDoc, Sp};
+use super::{
+    APT, At, Checker, EFFORTS, LOCAL_NAME, MAX_NAME_LEN, MAX_PACKAGES, NPM, normalise, text,
+};
+use crate::manifest::model::{AgentDoc, McpServerDoc, SkillsDoc, Sp};
 use crate::mount_policy::{self, Refusal, Request};
 use crate::resources::{Cpus, Memory, Refusal as LimitRefusal, check_pids};
 use crate::state::{
@@ -44,6 +46,19 @@ impl Checker<'_> {
             ],
             CliScope::default(),
         );
+        if let Some(image) = &doc.image
+            && !text::is_image_reference(&image.value)
+        {
+            let message = format!(
+                "`image` `{}` is not a Docker image reference",
+                text::shown(&image.value)
+            );
+            let hint = "for example `ghcr.io/me/agent:1.2` or `my-agent:latest` (lowercase name, optional tag)";
+            self.push(at.diag(image, &address, "image", message).hint(hint));
+        }
+        if let Some(assistant_name) = &doc.assistant_name {
+            self.visible(at, assistant_name, &address, "assistant_name");
+        }
         let skills = self.skills(at, doc.skills.as_ref(), &address);
         let mcp_servers = self.mcp_servers(at, doc, &address);
         let packages = self.packages(at, doc, &address);
@@ -89,9 +104,11 @@ impl Checker<'_> {
                     Skills::All
                 }
                 SkillsDoc::List(names) => {
-                    if names.iter().any(|name| name.trim().is_empty()) {
-                        let message = "skill names must not be empty".to_string();
-                        self.push(at.diag(sp, address, "skills", message));
+                    for name in names {
+                        if let Some(problem) = text::unsafe_name(name, MAX_NAME_LEN) {
+                            let message = format!("skill name `{}` {problem}", text::shown(name));
+                            self.push(at.diag(sp, address, "skills", message));
+                        }
                     }
                     Skills::List(names.clone())
                 }
@@ -109,6 +126,12 @@ impl Checker<'_> {
         for (name, sp) in &doc.mcp_servers {
             let server = &sp.value;
             let field = format!("mcp_servers.{name}");
+            if let Some(problem) = text::unsafe_name(name, MAX_NAME_LEN) {
+                let message = format!("MCP server name `{}` {problem}", text::shown(name));
+                let hint = "name it like `github` or `my-files`";
+                self.push(at.diag(sp, address, &field, message).hint(hint));
+            }
+            self.mcp_transport(at, sp, address, &field, name);
             match (&server.command, &server.url) {
                 (Some(_), Some(_)) => {
                     let message = format!("MCP server `{name}` has both `command` and `url`");
@@ -143,6 +166,65 @@ impl Checker<'_> {
             );
         }
         servers
+    }
+
+    /// The values of an MCP server that can never start: a URL that is not `http(s)`, an
+    /// empty command, a NUL byte (no `exec` argument or variable can hold one), and
+    /// environment keys that are not variable names.
+    fn mcp_transport(
+        &mut self,
+        at: At,
+        sp: &Sp<McpServerDoc>,
+        address: &str,
+        field: &str,
+        name: &str,
+    ) {
+        let server = &sp.value;
+        let mut problems: Vec<(String, Option<&str>)> = Vec::new();
+        if let Some(url) = &server.url
+            && let Some(problem) = text::bad_url(url)
+        {
+            let message = format!(
+                "MCP server `{name}`: `url` `{}` {problem}",
+                text::shown(url)
+            );
+            problems.push((
+                message,
+                Some("remote MCP servers are reached over `https://…`"),
+            ));
+        }
+        if server.command.as_deref() == Some("") {
+            let message = format!("MCP server `{name}`: `command` must not be empty");
+            problems.push((message, None));
+        }
+        let texts = server
+            .command
+            .iter()
+            .chain(&server.args)
+            .chain(server.env.values());
+        if texts.into_iter().any(|value| value.contains('\0')) {
+            let message = format!(
+                "MCP server `{name}`: `command`, `args` and `env` values must not hold a NUL character"
+            );
+            problems.push((
+                message,
+                Some("a program's arguments and environment cannot hold `\\0`"),
+            ));
+        }
+        for key in server.env.keys() {
+            if !text::is_env_key(key) {
+                let message = format!(
+                    "MCP server `{name}`: `env` key `{}` is not a variable name",
+                    text::shown(key)
+                );
+                let hint = "variable names are letters, digits and `_`, not starting with a digit";
+                problems.push((message, Some(hint)));
+            }
+        }
+        for (message, hint) in problems {
+            let diagnostic = at.diag(sp, address, field, message);
+            self.push(diagnostic.hint_opt(hint.map(str::to_string)));
+        }
     }
 
     fn packages(&mut self, at: At, doc: &AgentDoc, address: &str) -> Packages {

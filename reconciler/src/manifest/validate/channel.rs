@@ -1,9 +1,8 @@
 //! Channel documents and their wirings (engage modes, patterns, scopes, session modes).
 //! Part of `validate`; pure.
 
-use regex::Regex;
-
 use super::{At, CHANNEL_TYPE, Checker};
+use crate::manifest::limits::{MAX_PATTERN_BYTES, REGEX_SIZE_LIMIT, Unit, show};
 use crate::manifest::model::{ChannelDoc, Sp, WiringDoc};
 use crate::state::{
     Channel, EngageMode, IgnoredMessagePolicy, Kind, Resource, SenderScope, SessionMode,
@@ -41,6 +40,10 @@ impl Checker<'_> {
                 at.diag(&doc.platform_id, &address, "platform_id", message)
                     .hint(hint),
             );
+        }
+        self.visible(at, &doc.platform_id, &address, "platform_id");
+        if let Some(display_name) = &doc.display_name {
+            self.visible(at, display_name, &address, "display_name");
         }
         let unknown_sender_policy = self.choice(
             at,
@@ -108,19 +111,11 @@ impl Checker<'_> {
                 );
             }
             (Some(pattern), EngageMode::Pattern) => {
-                if let Err(err) = Regex::new(&pattern.value) {
-                    let text = err.to_string();
-                    let last = text.lines().last().unwrap_or_default().trim();
-                    let reason = last.strip_prefix("error: ").unwrap_or(last);
-                    let message = format!(
-                        "`engage_pattern` `{}` is not a valid regex: {reason}",
-                        pattern.value
-                    );
-                    let hint =
-                        "the syntax is Rust's `regex` crate (no look-around or backreferences)";
+                let field = field("engage_pattern");
+                if let Some(diagnostic) = pattern_problem(pattern) {
                     self.push(
-                        at.diag(pattern, &address, &field("engage_pattern"), message)
-                            .hint(hint),
+                        at.diag(pattern, &address, &field, diagnostic.0)
+                            .hint(diagnostic.1),
                     );
                 }
             }
@@ -135,6 +130,24 @@ impl Checker<'_> {
                 );
             }
             _ => {}
+        }
+        if channel.channel_type.value == "cli" && engage_mode != EngageMode::Pattern {
+            // The CLI adapter never marks a message as a mention (a terminal cannot @-mention).
+            let place = wiring.engage_mode.as_ref().unwrap_or(&wiring.agent);
+            let message = match &wiring.engage_mode {
+                Some(_) => format!(
+                    "the CLI channel cannot mention, so `engage_mode: {}` never engages",
+                    engage_mode.as_str()
+                ),
+                None => "the CLI channel cannot mention, so the default `engage_mode: mention` never engages".to_string(),
+            };
+            let hint =
+                "use `engage_mode: pattern` with `engage_pattern: \".\"` to answer every line";
+            self.push(
+                at.diag(place, &address, &field("engage_mode"), message)
+                    .hint(hint)
+                    .warning(),
+            );
         }
         let sender_scope = self.choice(
             at,
@@ -183,5 +196,39 @@ impl Checker<'_> {
             resource,
             &format!("wiring of agent `{agent}` on channel `{channel_name}`"),
         );
+    }
+}
+
+/// Why an `engage_pattern` cannot be used (message, hint): too long to read, or it does not
+/// compile within the size limit the router compiles it with (`state::engage_regex`).
+fn pattern_problem(pattern: &Sp<String>) -> Option<(String, String)> {
+    let source = &pattern.value;
+    if source.len() > MAX_PATTERN_BYTES {
+        let message = format!(
+            "`engage_pattern` is {} long; at most {} is allowed",
+            show(source.len(), Unit::Bytes),
+            show(MAX_PATTERN_BYTES, Unit::Bytes)
+        );
+        let hint = "engage patterns are short: match a name or a command, not a list of words";
+        return Some((message, hint.to_string()));
+    }
+    match crate::state::engage_regex(source) {
+        Ok(_) => None,
+        Err(regex::Error::CompiledTooBig(_)) => {
+            let message = format!(
+                "`engage_pattern` `{source}` compiles to more than {}",
+                show(REGEX_SIZE_LIMIT, Unit::Bytes)
+            );
+            let hint = "use fewer or smaller repetitions, and ASCII classes (`[a-zA-Z0-9_]`, `(?-u:\\w)`) instead of Unicode ones";
+            Some((message, hint.to_string()))
+        }
+        Err(err) => {
+            let text = err.to_string();
+            let last = text.lines().last().unwrap_or_default().trim();
+            let reason = last.strip_prefix("error: ").unwrap_or(last);
+            let message = format!("`engage_pattern` `{source}` is not a valid regex: {reason}");
+            let hint = "the syntax is Rust's `regex` crate (no look-around or backreferences)";
+            Some((message, hint.to_string()))
+        }
     }
 }

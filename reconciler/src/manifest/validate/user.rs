@@ -1,8 +1,11 @@
 //! User documents: the id's shape, roles (owner is global) and memberships. Part of
 //! `validate`; pure.
 
-use super::{At, Checker};
-use crate::manifest::diagnostic::did_you_mean;
+use std::collections::BTreeMap;
+
+use super::{At, Checker, text};
+use crate::manifest::Source;
+use crate::manifest::diagnostic::{Diagnostic, did_you_mean};
 use crate::manifest::model::{RoleDoc, Sp, UserDoc};
 use crate::state::{Kind, Member, Resource, Role, RoleKind, User};
 
@@ -26,6 +29,10 @@ impl Checker<'_> {
                         .hint("for example `telegram:6037840640`"),
                 );
             }
+        }
+        self.visible(at, &doc.id, &address, "id");
+        if let Some(display_name) = &doc.display_name {
+            self.visible(at, display_name, &address, "display_name");
         }
         let user = User {
             id: id.clone(),
@@ -102,6 +109,53 @@ impl Checker<'_> {
                 sp,
                 resource,
                 &format!("membership of user `{id}` in agent `{}`", sp.value),
+            );
+        }
+    }
+
+    /// Two users whose ids look alike (the same UTS #39 skeleton: `telegram:alice` and
+    /// `telegram:аlice` with a Cyrillic `а`) are an error: a reviewer reading roles cannot
+    /// tell them apart, and a look-alike owner is a privilege escalation in plain sight.
+    pub(super) fn look_alike_users(&mut self) {
+        let mut by_skeleton: BTreeMap<String, (String, Source)> = BTreeMap::new();
+        let users: Vec<(String, Source)> = self
+            .state
+            .resources
+            .iter()
+            .filter_map(|(address, resource)| match resource {
+                Resource::User(user) => Some((user.id.clone(), self.sources.get(address)?.clone())),
+                _ => None,
+            })
+            .collect();
+        let mut users = users;
+        users.sort_by(|a, b| (&a.1.file, a.1.line, a.1.col).cmp(&(&b.1.file, b.1.line, b.1.col)));
+        for (id, source) in users {
+            let skeleton = text::skeleton(&id);
+            let Some((first, first_source)) = by_skeleton.get(&skeleton) else {
+                by_skeleton.insert(skeleton, (id, source));
+                continue;
+            };
+            let message = format!(
+                "user ids `{first}` and `{id}` look alike (first at {}:{}:{})",
+                first_source.file.display(),
+                first_source.line,
+                first_source.col
+            );
+            let mut odd: Vec<String> = text::non_ascii(first);
+            odd.extend(text::non_ascii(&id));
+            let hint = if odd.is_empty() {
+                "check which one is the real handle and remove the other".to_string()
+            } else {
+                format!(
+                    "check which one is the real handle and remove the other; they hold {}",
+                    odd.join(", ")
+                )
+            };
+            self.push(
+                Diagnostic::new(&source.file, source.line, source.col, message)
+                    .address(format!("user.{id}"))
+                    .field("id")
+                    .hint(hint),
             );
         }
     }
