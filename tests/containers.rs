@@ -17,14 +17,14 @@ use reconciler::resources::{Cpus, Memory, Resources};
 use crate::support::{self, DockerGuard};
 
 /// One temporary install with an agent `andy` whose container.json selects the mock provider.
-struct Install {
+pub struct Install {
     /// Holds the temp folder until the test ends.
     _root: tempfile::TempDir,
-    paths: Paths,
+    pub paths: Paths,
 }
 
 impl Install {
-    fn new() -> Install {
+    pub fn new() -> Install {
         let root = tempfile::Builder::new()
             .prefix("nanoclaw-containers-")
             .tempdir()
@@ -40,12 +40,12 @@ impl Install {
         Install { _root: root, paths }
     }
 
-    fn slug(&self) -> String {
+    pub fn slug(&self) -> String {
         self.paths.slug()
     }
 
     /// Creates the session folder with both DBs and one CLI destination.
-    fn session(&self, session_id: &str) -> SpawnSpec {
+    pub fn session(&self, session_id: &str) -> SpawnSpec {
         let session_dir = self.paths.session("andy", session_id);
         session_db::create(&session_dir).expect("session DBs");
         let mut inbound =
@@ -73,11 +73,11 @@ impl Install {
     }
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0)
 }
 
-fn chown_tree(path: &std::path::Path, uid: u32, gid: u32) {
+pub fn chown_tree(path: &std::path::Path, uid: u32, gid: u32) {
     std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown");
     if path.is_dir() {
         for entry in std::fs::read_dir(path).expect("read dir") {
@@ -247,6 +247,47 @@ async fn stop_removes_the_container_and_reports_the_exit() {
     runner.stop("s1", "again: a no-op").await;
 }
 
+/// Writes one triggering chat message `m1` ("hello" from Ann on the CLI chat) into the
+/// session's inbound.db.
+pub fn send_hello(session_dir: &std::path::Path) {
+    let inbound_path = session_dir.join(session_db::INBOUND_FILE);
+    let mut inbound = session_db::open_inbound_host(&inbound_path).expect("open inbound");
+    let message = NewInbound {
+        id: "m1".into(),
+        kind: "chat".into(),
+        timestamp: "2026-06-15T12:00:00Z".into(),
+        channel_type: Some("cli".into()),
+        platform_id: Some("cli:local".into()),
+        content: serde_json::json!({"sender": "Ann", "text": "hello"}).to_string(),
+        trigger: true,
+        ..NewInbound::default()
+    };
+    session_db::insert_inbound(&mut inbound, &[message]).expect("insert");
+}
+
+/// Waits (up to 60 s) until the container wrote a reply to deliver; returns the due rows.
+pub async fn wait_for_replies(session_dir: &std::path::Path) -> Vec<session_db::OutboundRow> {
+    let inbound_path = session_dir.join(session_db::INBOUND_FILE);
+    let outbound_path = session_dir.join(session_db::OUTBOUND_FILE);
+    tokio::task::spawn_blocking(move || {
+        let mut replies = Vec::new();
+        support::wait_until(
+            "a reply row in outbound.db",
+            Duration::from_secs(60),
+            || {
+                let inbound = session_db::open_inbound_host(&inbound_path).expect("open inbound");
+                let outbound =
+                    session_db::open_outbound_host(&outbound_path).expect("open outbound");
+                replies = session_db::due_outbound(&inbound, &outbound).expect("due outbound");
+                !replies.is_empty()
+            },
+        );
+        replies
+    })
+    .await
+    .expect("waiter")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn woken_container_answers_a_message() {
     let Some(()) = support::docker() else { return };
@@ -264,41 +305,11 @@ async fn woken_container_answers_a_message() {
         let meta = std::fs::metadata(&session_dir).expect("session dir");
         format!("{}:{}", meta.uid(), meta.gid())
     };
-    let inbound_path = session_dir.join(session_db::INBOUND_FILE);
-    let mut inbound = session_db::open_inbound_host(&inbound_path).expect("open inbound");
-    let message = NewInbound {
-        id: "m1".into(),
-        kind: "chat".into(),
-        timestamp: "2026-06-15T12:00:00Z".into(),
-        channel_type: Some("cli".into()),
-        platform_id: Some("cli:local".into()),
-        content: serde_json::json!({"sender": "Ann", "text": "hello"}).to_string(),
-        trigger: true,
-        ..NewInbound::default()
-    };
-    session_db::insert_inbound(&mut inbound, &[message]).expect("insert");
-    drop(inbound);
+    send_hello(&session_dir);
     let docker = containers::connect().await.expect("connect");
     let runner = Runner::new(docker, install.slug(), 2);
     assert!(runner.wake(spec).await);
-    let outbound_path = session_dir.join(session_db::OUTBOUND_FILE);
-    let replies = tokio::task::spawn_blocking(move || {
-        let mut replies = Vec::new();
-        support::wait_until(
-            "a reply row in outbound.db",
-            Duration::from_secs(60),
-            || {
-                let inbound = session_db::open_inbound_host(&inbound_path).expect("open inbound");
-                let outbound =
-                    session_db::open_outbound_host(&outbound_path).expect("open outbound");
-                replies = session_db::due_outbound(&inbound, &outbound).expect("due outbound");
-                !replies.is_empty()
-            },
-        );
-        replies
-    })
-    .await
-    .expect("waiter");
+    let replies = wait_for_replies(&session_dir).await;
     assert_eq!(replies[0].in_reply_to.as_deref(), Some("m1"));
     assert!(
         replies[0].content.contains("echo: hello"),

@@ -15,6 +15,7 @@ use rusqlite::{Connection, OptionalExtension};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::containers::AgentImages;
 use crate::db::sessions::Session;
 use crate::paths::Paths;
 use crate::resources::Resources;
@@ -26,7 +27,7 @@ pub struct Prepared {
     pub agent: String,
     pub session_dir: PathBuf,
     pub group_dir: PathBuf,
-    /// The image: the agent's override, else the install default.
+    /// The image: the agent's override, else the install's image for the agent's provider.
     pub image: String,
     pub extra_mounts: Vec<ExtraMount>,
     /// Hash of everything read at spawn; a container labelled with another hash is stale.
@@ -98,7 +99,7 @@ pub fn prepare(
     conn: &Connection,
     paths: &Paths,
     session: &Session,
-    default_image: &str,
+    images: &AgentImages,
 ) -> anyhow::Result<Prepared> {
     let config = agent_config(conn, &session.agent)?.with_context(|| {
         format!(
@@ -138,7 +139,7 @@ pub fn prepare(
         .image_tag
         .clone()
         .filter(|tag| !tag.is_empty())
-        .unwrap_or_else(|| default_image.to_string());
+        .unwrap_or_else(|| images.for_provider(config.provider.as_deref()).to_string());
     let extra_mounts = extra_mounts(&config.additional_mounts, paths, &session.agent);
     let mut hasher = Sha256::new();
     for part in [container_text.as_str(), claude_md.as_str(), image.as_str()] {
@@ -417,6 +418,32 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_image_follows_the_provider_unless_the_agent_names_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::new(dir.path().join("data"));
+        paths.ensure().unwrap();
+        let conn = crate::db::open(&paths.db()).unwrap();
+        conn.execute_batch(
+            "INSERT INTO agent_groups (id, name, folder, created_at) VALUES
+               ('mock', 'M', 'mock', 't'), ('claude', 'C', 'claude', 't'), ('own', 'O', 'own', 't');
+             INSERT INTO container_configs (agent_group_id, provider, image_tag, updated_at) VALUES
+               ('mock', 'mock', NULL, 't'), ('claude', NULL, NULL, 't'), ('own', 'claude', 'mine:1', 't');",
+        )
+        .unwrap();
+        let images = AgentImages {
+            minimal: "small:1".into(),
+            production: "big:1".into(),
+        };
+        let image_of = |agent: &str| {
+            let session = crate::db::sessions::create(&conn, agent, None, None).unwrap();
+            prepare(&conn, &paths, &session, &images).unwrap().image
+        };
+        assert_eq!(image_of("mock"), "small:1");
+        assert_eq!(image_of("claude"), "big:1", "no provider is `claude`");
+        assert_eq!(image_of("own"), "mine:1");
+    }
+
     // ---- ported from v2's host-core `writeSessionRouting` tests ----
 
     /// Prepares a session of agent `ag-1` created on `chat` (`None` = an agent-shared session
@@ -444,7 +471,13 @@ mod tests {
         }
         let session =
             crate::db::sessions::create(&conn, "ag-1", chat.map(|_| "mg-1"), thread).unwrap();
-        let prepared = prepare(&conn, &paths, &session, "image:latest").unwrap();
+        let prepared = prepare(
+            &conn,
+            &paths,
+            &session,
+            &AgentImages::single("image:latest"),
+        )
+        .unwrap();
         let inbound = session_db::open_inbound_container(
             &prepared.session_dir.join(session_db::INBOUND_FILE),
         )
