@@ -220,7 +220,7 @@ pub(crate) async fn provide(
     let labels = image::image_labels(docker, tag).await?;
     let why = match image::freshness(labels.as_ref(), &inputs.digest, &runner_digest) {
         Freshness::Current if !options.force => return Ok(Provided::Reused),
-        Freshness::Current => "--force",
+        Freshness::Current => "rebuilding as asked (`--force`)",
         Freshness::Missing => "it is missing",
         Freshness::Stale(why) => why,
     };

@@ -13,8 +13,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::containers::BuildProgress;
 
-/// Longest step line kept on screen once the step is done (the log has it whole).
-const DONE_LINE_CHARS: usize = 110;
+/// Longest step line kept on screen once the step is done when the terminal's width is
+/// unknown (the log has every line whole).
+const DONE_LINE_CHARS: usize = 100;
 
 /// The display of one `nanoclaw image build` or of the builds `nanoclaw run` starts.
 pub(crate) struct BuildDisplay {
@@ -62,11 +63,24 @@ pub(crate) fn size_text(bytes: i64) -> String {
     }
 }
 
+/// Columns of the terminal on stderr.
+fn terminal_columns() -> usize {
+    rustix::termios::tcgetwinsize(std::io::stderr())
+        .map(|size| usize::from(size.ws_col))
+        .ok()
+        .filter(|columns| *columns > 0)
+        .unwrap_or(DONE_LINE_CHARS)
+}
+
+/// `text` with runs of whitespace squeezed (a Dockerfile's continued lines) and cut to
+/// `chars` characters.
 fn shorten(text: &str, chars: usize) -> String {
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if text.chars().count() <= chars {
         text.to_string()
     } else {
         let kept: String = text.chars().take(chars.saturating_sub(1)).collect();
+        let kept = kept.trim_end();
         format!("{kept}…")
     }
 }
@@ -135,11 +149,9 @@ impl BuildDisplay {
             return;
         };
         if let Some(bars) = &self.bars {
-            let done = format!(
-                "✓ {} ({})",
-                shorten(&line, DONE_LINE_CHARS),
-                duration_text(started.elapsed())
-            );
+            let took = format!(" ({})", duration_text(started.elapsed()));
+            let room = terminal_columns().saturating_sub(took.chars().count() + 3);
+            let done = format!("✓ {}{took}", shorten(&line, room.max(20)));
             let _ = bars.multi.println(done);
         }
     }
@@ -214,11 +226,11 @@ impl Bars {
                 self.main.set_length(total);
                 self.main.set_position(number.saturating_sub(1));
                 self.main.set_prefix(format!("{number}/{total}"));
-                self.main.set_message(text.to_string());
+                self.main.set_message(shorten(text, 500));
             }
             None => {
                 self.main.set_prefix("base");
-                self.main.set_message(line.to_string());
+                self.main.set_message(shorten(line, 500));
             }
         }
         self.detail.set_message(String::new());
@@ -247,6 +259,7 @@ mod tests {
         assert_eq!(size_text(883_205_230), "883 MB");
         assert_eq!(size_text(5_620_816), "5.6 MB");
         assert_eq!(shorten("abcdef", 4), "abc…");
+        assert_eq!(shorten("RUN a \\\n    && b", 40), "RUN a \\ && b");
         assert_eq!(shorten("abc", 4), "abc");
     }
 
