@@ -113,10 +113,14 @@ fn read_build_info(
             message: detail.message.unwrap_or_default().trim().to_string(),
         });
     }
-    for line in info
+    let texts: Vec<String> = info
         .stream
         .iter()
         .chain(info.status.iter())
+        .map(|text| strip_ansi(text))
+        .collect();
+    for line in texts
+        .iter()
         .flat_map(|text| text.lines())
         .map(str::trim_end)
         .filter(|line| !line.trim().is_empty())
@@ -129,6 +133,29 @@ fn read_build_info(
         }
     }
     Ok(())
+}
+
+/// `text` without terminal escape sequences (the classic builder wraps a step's stderr in
+/// `ESC[91m` … `ESC[0m`), so plain output and the kept log read as text.
+fn strip_ansi(text: &str) -> String {
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(char) = chars.next() {
+        if char != '\x1b' {
+            plain.push(char);
+            continue;
+        }
+        if chars.peek() == Some(&'[') {
+            chars.next();
+            // Parameters and intermediates, then one final byte in `@`..=`~`.
+            for next in chars.by_ref() {
+                if ('@'..='~').contains(&next) {
+                    break;
+                }
+            }
+        }
+    }
+    plain
 }
 
 /// The build context tar: the Dockerfile, `agent-runner` (0755), `rootfs/` with `/tmp` (1777:
@@ -252,6 +279,16 @@ mod tests {
         assert_eq!(read_ca_bundle(&dir.path().join("none.crt")).unwrap(), b"");
         std::fs::write(dir.path().join("ca.crt"), "PEM").unwrap();
         assert_eq!(read_ca_bundle(&dir.path().join("ca.crt")).unwrap(), b"PEM");
+    }
+
+    #[test]
+    fn escape_sequences_are_stripped_from_build_output() {
+        assert_eq!(
+            strip_ansi("\x1b[91mnpm WARN EBADENGINE\x1b[0m done"),
+            "npm WARN EBADENGINE done"
+        );
+        assert_eq!(strip_ansi("plain [91m text"), "plain [91m text");
+        assert_eq!(strip_ansi("é\x1b[1;32mok"), "éok");
     }
 
     #[test]
