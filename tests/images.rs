@@ -329,6 +329,14 @@ fn a_failed_build_keeps_its_full_log_and_prints_the_path() {
         "{}",
         run.stderr
     );
+    assert!(
+        run.stderr
+            .lines()
+            .any(|line| line == "Step 2/24 : FROM ${BASE_IMAGE} AS system")
+            && !run.stderr.contains('\x1b'),
+        "without a terminal, progress is plain lines:\n{}",
+        run.stderr
+    );
     let exists = Command::new("docker")
         .args(["image", "inspect", &tag])
         .stdout(Stdio::null())
@@ -352,4 +360,17 @@ fn image_build_for_manifests_whose_agents_bring_their_own_image_builds_nothing()
         run.stderr,
         "no agent in `manifests` needs an image from nanoclaw (each names its own `image`)\n"
     );
+}
+
+#[test]
+fn image_build_without_manifests_or_a_recipe_says_what_to_pass() {
+    let env = support::Env::new("image-no-dir");
+    let run = env.run(&["image", "build", "elsewhere"]);
+    assert_eq!(run.code, 1);
+    expect_test::expect![[r#"
+        error: no manifest directory `elsewhere`: nothing says which images the agents need
+
+        hint: pass the folder holding your manifests (`nanoclaw image build DIR`) or a recipe (`nanoclaw image build --recipe minimal` or `--recipe production`)
+    "#]]
+    .assert_eq(&run.stderr);
 }

@@ -146,6 +146,11 @@ fn run_build(args: BuildArgs, ctx: &Ctx) -> anyhow::Result<Status> {
             )]
         }
         None => {
+            anyhow::ensure!(
+                args.dir.is_dir(),
+                "no manifest directory `{}`: nothing says which images the agents need\n\nhint: pass the folder holding your manifests (`nanoclaw image build DIR`) or a recipe (`nanoclaw image build --recipe minimal` or `--recipe production`)",
+                args.dir.display()
+            );
             let Some(loaded) = super::plan::load_manifests(&args.dir, ctx)? else {
                 return Ok(Status::Invalid);
             };
