@@ -171,9 +171,13 @@ fn images_needed(
 ) -> anyhow::Result<(AgentImages, Vec<(String, Recipe)>)> {
     let images = image.map_or_else(AgentImages::default, AgentImages::single);
     let path = ctx.paths.db();
-    let conn =
-        crate::db::open_readonly(&path).with_context(|| format!("opening `{}`", path.display()))?;
-    let current = crate::plan::current::read(&conn)?;
+    let current = if path.exists() {
+        let conn = crate::db::open_readonly(&path)
+            .with_context(|| format!("opening `{}`", path.display()))?;
+        crate::plan::current::read(&conn)?
+    } else {
+        crate::plan::current::Current::default()
+    };
     let mut needed = images.needed(super::image::agents(current.state.resources.values()));
     if let Some(tag) = image {
         needed.entry(tag.to_string()).or_insert(Recipe::Minimal);

@@ -19,8 +19,6 @@ pub const DEFAULT_TAG: &str = "nanoclaw-agent:latest";
 pub const PRODUCTION_TAG: &str = "nanoclaw-agent:production";
 /// The Claude Code release the production image installs from the npm registry.
 pub const CLAUDE_CODE_VERSION: &str = "2.1.332";
-/// The npm package of Claude Code (its native binary comes as an optional dependency).
-pub const CLAUDE_CODE_PACKAGE: &str = "@anthropic-ai/claude-code";
 /// The host's CA bundle, handed to npm inside the build (never to the final image).
 pub const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
@@ -62,8 +60,6 @@ pub struct BuildInputs {
 }
 
 impl Recipe {
-    pub const ALL: [Recipe; 2] = [Recipe::Minimal, Recipe::Production];
-
     pub fn name(self) -> &'static str {
         match self {
             Recipe::Minimal => "minimal",
