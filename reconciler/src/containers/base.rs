@@ -162,15 +162,7 @@ pub async fn ensure_base(
         return Ok(BaseOutcome::Reused);
     }
     if !super::daemon::is_root() {
-        return Err(ContainerError::BaseNeedsRoot {
-            tag,
-            commands: recipe
-                .manual_commands()
-                .lines()
-                .map(|line| format!("  {line}"))
-                .collect::<Vec<_>>()
-                .join("\n"),
-        });
+        return Err(needs_root(recipe));
     }
     if !has_debootstrap() {
         progress(BuildProgress::Step(
@@ -209,6 +201,19 @@ pub async fn ensure_base(
     )));
     import(docker, recipe, work.path(), progress).await?;
     Ok(BaseOutcome::Made)
+}
+
+/// The refusal of a user who is not root: what to run instead.
+fn needs_root(recipe: &Debootstrap) -> ContainerError {
+    ContainerError::BaseNeedsRoot {
+        tag: recipe.tag(),
+        commands: recipe
+            .manual_commands()
+            .lines()
+            .map(|line| format!("  {line}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    }
 }
 
 fn has_debootstrap() -> bool {
@@ -441,6 +446,23 @@ mod tests {
               sudo tar --numeric-owner -C "$dir" --exclude='./dev/*' -c . | docker import --change 'LABEL nanoclaw.base-sha256=$DIGEST' --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' - nanoclaw-base:bookworm-$SHORT
               sudo rm -rf "$dir""#]]
         .assert_eq(&text);
+    }
+
+    #[test]
+    fn without_root_the_error_gives_the_commands() {
+        let text = needs_root(&BOOKWORM).to_string();
+        let short = &BOOKWORM.digest()[..12];
+        let first_lines: Vec<&str> = text.lines().take(4).collect();
+        assert_eq!(
+            first_lines,
+            [
+                format!("the production image starts from the Debian base `nanoclaw-base:bookworm-{short}`, which is not here, and making it (debootstrap) needs root").as_str(),
+                "",
+                "hint: run `sudo nanoclaw image build --recipe production`, or make the base yourself and run this again:",
+                "  dir=$(sudo mktemp -d /var/tmp/nanoclaw-base.XXXXXX)",
+            ]
+        );
+        assert_eq!(text.lines().count(), 3 + 5, "the five commands follow");
     }
 
     #[test]
