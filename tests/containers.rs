@@ -20,14 +20,14 @@ use crate::support::{self, DockerGuard};
 const MOCK_CONFIG: &str = r#"{"provider": "mock", "assistantName": "Andy"}"#;
 
 /// One temporary install with an agent `andy` whose container.json selects the mock provider.
-struct Install {
+pub struct Install {
     /// Holds the temp folder until the test ends.
     _root: tempfile::TempDir,
-    paths: Paths,
+    pub paths: Paths,
 }
 
 impl Install {
-    fn new() -> Install {
+    pub fn new() -> Install {
         let root = tempfile::Builder::new()
             .prefix("nanoclaw-containers-")
             .tempdir()
@@ -36,13 +36,13 @@ impl Install {
         Install { _root: root, paths }
     }
 
-    fn slug(&self) -> String {
+    pub fn slug(&self) -> String {
         self.paths.slug()
     }
 
     /// Lays the session out as the waker does (folders, owners, `inbound.db`), writes the mock
     /// `container.json` and one CLI destination.
-    fn session(&self, session_id: &str) -> SpawnSpec {
+    pub fn session(&self, session_id: &str) -> SpawnSpec {
         let session_dir = self.paths.session("andy", session_id);
         layout::prepare(&self.paths, "andy", session_id, &[]).expect("session layout");
         std::fs::write(session_db::container_config_path(&session_dir), MOCK_CONFIG)
@@ -233,19 +233,9 @@ async fn stop_removes_the_container_and_reports_the_exit() {
     runner.stop("s1", "again: a no-op").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn woken_container_answers_a_message() {
-    let Some(()) = support::docker() else { return };
-    support::agent_image();
-    let install = Install::new();
-    let _guard = DockerGuard::new(&install.slug());
-    let spec = install.session("s1");
-    let session_dir = spec.session_dir.clone();
-    // Never root: as root the container runs as 10001:10001 and can still write `outbound/`
-    // (the layout gave it to that user), through a read-only /workspace.
-    let (uid, gid) = containers::container_user();
-    assert_ne!(uid, 0);
-    let owner = format!("{uid}:{gid}");
+/// Writes one triggering chat message `m1` ("hello" from Ann on the CLI chat) into the
+/// session's inbound.db.
+pub fn send_hello(session_dir: &std::path::Path) {
     let inbound_path = session_dir.join(session_db::INBOUND_FILE);
     let mut inbound = session_db::open_inbound_host(&inbound_path).expect("open inbound");
     let message = NewInbound {
@@ -259,12 +249,13 @@ async fn woken_container_answers_a_message() {
         ..NewInbound::default()
     };
     session_db::insert_inbound(&mut inbound, &[message]).expect("insert");
-    drop(inbound);
-    let docker = containers::connect().await.expect("connect");
-    let runner = Runner::new(docker, install.slug(), 2);
-    assert!(runner.wake(spec).await);
-    let outbound_path = session_db::outbound_path(&session_dir);
-    let replies = tokio::task::spawn_blocking(move || {
+}
+
+/// Waits (up to 60 s) until the container wrote a reply to deliver; returns the due rows.
+pub async fn wait_for_replies(session_dir: &std::path::Path) -> Vec<session_db::OutboundRow> {
+    let inbound_path = session_dir.join(session_db::INBOUND_FILE);
+    let outbound_path = session_db::outbound_path(session_dir);
+    tokio::task::spawn_blocking(move || {
         let mut replies = Vec::new();
         support::wait_until(
             "a reply row in outbound.db",
@@ -289,7 +280,27 @@ async fn woken_container_answers_a_message() {
         replies
     })
     .await
-    .expect("waiter");
+    .expect("waiter")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn woken_container_answers_a_message() {
+    let Some(()) = support::docker() else { return };
+    support::agent_image();
+    let install = Install::new();
+    let _guard = DockerGuard::new(&install.slug());
+    let spec = install.session("s1");
+    let session_dir = spec.session_dir.clone();
+    // Never root: as root the container runs as 10001:10001 and can still write `outbound/`
+    // (the layout gave it to that user), through a read-only /workspace.
+    let (uid, gid) = containers::container_user();
+    assert_ne!(uid, 0);
+    let owner = format!("{uid}:{gid}");
+    send_hello(&session_dir);
+    let docker = containers::connect().await.expect("connect");
+    let runner = Runner::new(docker, install.slug(), 2);
+    assert!(runner.wake(spec).await);
+    let replies = wait_for_replies(&session_dir).await;
     assert_eq!(replies[0].in_reply_to.as_deref(), Some("m1"));
     assert!(
         replies[0].content.contains("echo: hello"),

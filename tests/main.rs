@@ -7,6 +7,7 @@ mod support;
 mod chat;
 mod containers;
 mod daemon;
+mod images;
 mod manifests;
 mod plan_apply;
 mod runtime;

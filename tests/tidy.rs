@@ -281,12 +281,14 @@ struct DockerTest {
 }
 
 /// The tests of one file that use Docker: their bodies mention `support::docker()`,
-/// `DockerGuard`, `agent_image`, or a function or struct of the same file that does (to a
+/// `DockerGuard`, `agent_image`, `production_image`, or a function or struct of the same file that does (to a
 /// fixed point).
 fn docker_tests(source: &str) -> Vec<DockerTest> {
     let lexed = Lexed::new(source);
     let items = items(&lexed.code);
-    let mut markers: BTreeSet<String> = ["DockerGuard", "agent_image"].map(String::from).into();
+    let mut markers: BTreeSet<String> = ["DockerGuard", "agent_image", "production_image"]
+        .map(String::from)
+        .into();
     let uses_docker = |body: &str, markers: &BTreeSet<String>| {
         body.contains("support::docker(") || idents(body).any(|id| markers.contains(id))
     };

@@ -135,7 +135,12 @@ fn round_trips() {
         ));
     }
     std::fs::write(manifests.join("bench.yaml"), yaml).unwrap();
-    let built = Command::new(BIN).args(["image", "build"]).status().unwrap();
+    // The images the bench's agents need (mock provider: the minimal image).
+    let built = Command::new(BIN)
+        .args(["image", "build"])
+        .arg(&manifests)
+        .status()
+        .unwrap();
     assert!(built.success(), "image build failed");
     let log = std::fs::File::create(dir.path().join("run.log")).unwrap();
     let child = Command::new(BIN)

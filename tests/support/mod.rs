@@ -251,8 +251,10 @@ pub fn agent_image() -> &'static ImageBuilt {
             "building the static agent-runner failed (needs `rustup target add x86_64-unknown-linux-musl` and musl-tools):\n{}",
             String::from_utf8_lossy(&cargo.stderr)
         );
+        // `--force`: built (not reused) every run, so the build's progress is seen.
         let output = Command::new(BIN)
-            .args(["image", "build", "--tag", test_image()])
+            .args(["image", "build", "--recipe", "minimal", "--force", "--tag"])
+            .arg(test_image())
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .output()
@@ -261,6 +263,48 @@ pub fn agent_image() -> &'static ImageBuilt {
         run.success();
         ImageBuilt {
             tag: test_image(),
+            stdout: run.stdout,
+            stderr: run.stderr,
+        }
+    })
+}
+
+/// Tag of the production image the tests use (built once per test run by
+/// [`production_image`]): `nanoclaw-agent:production-test-<slug of this checkout>`.
+pub fn production_test_image() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        format!(
+            "nanoclaw-agent:production-test-{}",
+            reconciler::paths::slug_of(&repo_root())
+        )
+    })
+}
+
+/// Provides [`production_test_image`] once per test run through the real binary (`nanoclaw
+/// image build --recipe production`): built when missing or stale, reused when its labels
+/// say it holds this recipe and runner. As root, the Debian base is made with debootstrap when
+/// missing. The first build on a machine takes minutes (Debian packages, Claude Code from the
+/// npm registry); later ones reuse Docker's layer cache and rebuild only the runner's layer.
+/// Call only after [`docker`] returned `Some`; the minimal image is built first (its runner).
+pub fn production_image() -> &'static ImageBuilt {
+    static BUILT: std::sync::OnceLock<ImageBuilt> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        agent_image();
+        let logs = std::env::temp_dir().join("nanoclaw-test-image-builds");
+        let output = Command::new(BIN)
+            .arg("--data")
+            .arg(&logs)
+            .args(["image", "build", "--recipe", "production", "--tag"])
+            .arg(production_test_image())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run nanoclaw image build --recipe production");
+        let run = Run::from(output);
+        run.success();
+        ImageBuilt {
+            tag: production_test_image(),
             stdout: run.stdout,
             stderr: run.stderr,
         }

@@ -1,23 +1,50 @@
-//! `nanoclaw image build`: find (or compile) the static agent-runner and build the agent image
-//! through the Docker daemon, streaming the build's steps.
+//! `nanoclaw image build`: decide which images to provide (the recipes the manifests' agents
+//! need, or `--recipe`), reuse an image that already holds this recipe and runner, else build
+//! it (making the Debian base first for the production recipe) with a progress display, and
+//! keep the full log when a build fails. `nanoclaw run` provides its images the same way.
 //!
-//! The build itself is `containers::build_image`; this file only locates inputs and prints.
+//! Which recipe an agent needs and whether an image is current are decided in
+//! `containers::image` (pure); building is `containers::build` and `containers::base`.
+
+mod progress;
+mod runner;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 
+use self::progress::{BuildDisplay, duration_text, size_text};
 use super::{Ctx, Status};
-use crate::containers::image::{DEFAULT_TAG, Recipe};
-use crate::containers::{self, BuildProgress, ImageBuild};
+use crate::containers::base::{self, BOOKWORM, BaseOutcome};
+use crate::containers::image::{self, CLAUDE_CODE_VERSION, Freshness, Recipe};
+use crate::containers::{self, AgentImages, ImageBuild};
+use crate::state::Resource;
 
-/// The musl target the runner is built for (static binary for a `FROM scratch` image).
-const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
+const BUILD_AFTER_HELP: &str = "\
+Which images: without --recipe, the ones the agents in DIR need: agents with the `mock` provider
+run in the small `minimal` image (FROM scratch + the runner, nanoclaw-agent:latest); every other
+provider (`claude`, the default) needs the `production` image (Debian bookworm, tini, git, curl,
+jq, ripgrep, python3, Node, Claude Code, the runner; nanoclaw-agent:production). Agents with
+their own `image` need nothing. Both tags are shared by every install on this machine.
 
-/// Manage the agent container image.
+An image that already holds this recipe and runner (its labels say so) is reused, not rebuilt.
+The production recipe starts from a Debian base made here with debootstrap (needs root; as
+another user the command to run is printed) and downloads Claude Code from the npm registry
+with the host's CA bundle, which stays out of the final image. No container registry is used.
+
+On a terminal the build shows a progress bar; otherwise one line per step and output line.
+When a build fails, its full log is kept in <data>/logs/ and its path printed.
+
+Examples:
+  nanoclaw image build                          the images the agents in ./manifests need
+  nanoclaw image build ~/agents                 the images the agents in ~/agents need
+  nanoclaw image build --recipe production      the production image
+  nanoclaw image build --recipe minimal --tag my-agent:dev --runner ./agent-runner";
+
+/// Manage the agent container images.
 #[derive(Debug, Args)]
 pub struct ImageArgs {
     #[command(subcommand)]
@@ -26,306 +53,283 @@ pub struct ImageArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
-    /// Build the agent image (works offline: the minimal recipe is `FROM scratch`).
+    /// Build the agent images the manifests need (no container registry involved).
     ///
     /// The static runner comes from --runner, else
     /// target/x86_64-unknown-linux-musl/release/agent-runner in the source tree, else it is
     /// compiled with `cargo build -p agent-runner --release --target x86_64-unknown-linux-musl`.
-    ///
-    /// Example: nanoclaw image build --tag nanoclaw-agent:latest
+    #[command(after_help = BUILD_AFTER_HELP)]
     Build(BuildArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// Image tag. Shared by every install on this machine.
-    #[arg(long, default_value = DEFAULT_TAG)]
-    pub tag: String,
+    /// Manifest directory whose agents decide which images to build (not with --recipe).
+    #[arg(default_value = "manifests", conflicts_with = "recipe")]
+    pub dir: PathBuf,
+    /// Build this recipe (a folder under container/) instead of what the manifests need.
+    #[arg(long, value_enum)]
+    pub recipe: Option<RecipeArg>,
+    /// Image tag for --recipe. Default: the recipe's tag, shared by every install here.
+    #[arg(long, requires = "recipe")]
+    pub tag: Option<String>,
     /// Static agent-runner binary to put in the image.
     #[arg(long, value_name = "PATH")]
     pub runner: Option<PathBuf>,
-    /// Recipe: a folder under container/.
-    #[arg(long, value_enum, default_value_t = RecipeArg::Minimal)]
-    pub recipe: RecipeArg,
+    /// Debian bookworm image the production recipe starts from, instead of the base made
+    /// here with debootstrap.
+    #[arg(long, value_name = "IMAGE")]
+    pub base: Option<String>,
+    /// Build even when an image with this recipe and runner exists (Docker's layer cache
+    /// still applies).
+    #[arg(long)]
+    pub force: bool,
+    /// Redo every step (fresh Debian packages, a new Claude Code download); implies --force.
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum RecipeArg {
     /// `FROM scratch` + the runner (tests, mock provider).
     Minimal,
+    /// Debian bookworm + tools + Node + Claude Code + the runner (every other provider).
+    Production,
 }
 
-pub fn run(args: ImageArgs, _ctx: &Ctx) -> anyhow::Result<Status> {
-    match args.command {
-        ImageCommand::Build(build) => run_build(build),
+impl From<RecipeArg> for Recipe {
+    fn from(arg: RecipeArg) -> Recipe {
+        match arg {
+            RecipeArg::Minimal => Recipe::Minimal,
+            RecipeArg::Production => Recipe::Production,
+        }
     }
 }
 
-fn run_build(args: BuildArgs) -> anyhow::Result<Status> {
-    let recipe = match args.recipe {
-        RecipeArg::Minimal => Recipe::Minimal,
+/// How to provide one image.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Options {
+    /// `--base`: start the production recipe from this image instead of the local base.
+    pub base: Option<String>,
+    /// `--force`: build even when current.
+    pub force: bool,
+    /// `--no-cache`: no layer cache.
+    pub no_cache: bool,
+}
+
+/// What providing one image did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Provided {
+    /// It already held this recipe and runner.
+    Reused,
+    /// It was built.
+    Built,
+}
+
+pub fn run(args: ImageArgs, ctx: &Ctx) -> anyhow::Result<Status> {
+    match args.command {
+        ImageCommand::Build(build) => run_build(build, ctx),
+    }
+}
+
+fn run_build(args: BuildArgs, ctx: &Ctx) -> anyhow::Result<Status> {
+    if let Some(path) = &args.runner {
+        anyhow::ensure!(path.is_file(), "runner `{}` does not exist", path.display());
+    }
+    let targets = match args.recipe {
+        Some(recipe) => {
+            let recipe = Recipe::from(recipe);
+            let tag = args.tag.clone();
+            vec![(
+                tag.unwrap_or_else(|| recipe.default_tag().to_string()),
+                recipe,
+            )]
+        }
+        None => {
+            anyhow::ensure!(
+                args.dir.is_dir(),
+                "no manifest directory `{}`: nothing says which images the agents need\n\nhint: pass the folder holding your manifests (`nanoclaw image build DIR`) or a recipe (`nanoclaw image build --recipe minimal` or `--recipe production`)",
+                args.dir.display()
+            );
+            let Some(loaded) = super::plan::load_manifests(&args.dir, ctx)? else {
+                return Ok(Status::Invalid);
+            };
+            let needed = AgentImages::default().needed(agents(loaded.state.resources.values()));
+            if needed.is_empty() {
+                say!(
+                    "no agent in `{}` needs an image from nanoclaw (each names its own `image`)",
+                    args.dir.display()
+                );
+                return Ok(Status::Ok);
+            }
+            needed.into_iter().collect()
+        }
     };
-    let runner = locate_runner(args.runner)?;
+    let runner = runner::locate_runner(args.runner.clone())?;
+    let options = Options {
+        base: args.base.clone(),
+        force: args.force || args.no_cache,
+        no_cache: args.no_cache,
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let docker = containers::connect().await?;
-        build(&docker, &args.tag, recipe, &runner).await
+        for (tag, recipe) in &targets {
+            match provide(&docker, tag, *recipe, &runner, &options, ctx).await? {
+                Provided::Reused => {
+                    say!(
+                        "reused `{tag}`: it already holds recipe {} and this runner (its labels say so); `--force` rebuilds",
+                        recipe.name()
+                    );
+                    println!("reused {tag}");
+                }
+                Provided::Built => println!("built {tag}"),
+            }
+        }
+        anyhow::Ok(())
     })?;
-    println!("built {}", args.tag);
     Ok(Status::Ok)
 }
 
-/// Builds `tag` from `recipe` with `runner`, streaming progress to stderr.
+/// `(provider, own image)` of every agent among `resources`.
+pub(crate) fn agents<'a>(
+    resources: impl IntoIterator<Item = &'a Resource>,
+) -> impl Iterator<Item = (Option<&'a str>, Option<&'a str>)> {
+    resources.into_iter().filter_map(|resource| match resource {
+        Resource::Agent(agent) => Some((agent.provider.as_deref(), agent.image.as_deref())),
+        _ => None,
+    })
+}
+
+/// Provides `tag` from `recipe` with `runner`: reused when its labels say it already holds
+/// them (unless `--force`), else built (the Debian base first, when the recipe needs one).
+/// A failed build keeps its full log in `<data>/logs/` and says where.
+pub(crate) async fn provide(
+    docker: &containers::Docker,
+    tag: &str,
+    recipe: Recipe,
+    runner: &Path,
+    options: &Options,
+    ctx: &Ctx,
+) -> anyhow::Result<Provided> {
+    let runner_bytes =
+        std::fs::read(runner).with_context(|| format!("reading `{}`", runner.display()))?;
+    let runner_digest = image::runner_digest(&runner_bytes);
+    let base_tag = recipe
+        .needs_base()
+        .then(|| options.base.clone().unwrap_or_else(|| BOOKWORM.tag()));
+    let inputs = recipe.inputs(base_tag.as_deref());
+    let labels = image::image_labels(docker, tag).await?;
+    let why = match image::freshness(labels.as_ref(), &inputs.digest, &runner_digest) {
+        Freshness::Current if !options.force => return Ok(Provided::Reused),
+        Freshness::Current => "rebuilding as asked (`--force`)",
+        Freshness::Missing => "it is missing",
+        Freshness::Stale(why) => why,
+    };
+    let terminal = std::io::stderr().is_terminal();
+    let mut display = BuildDisplay::new(terminal, ctx.color && terminal);
+    let started = Instant::now();
+    let what = match recipe {
+        Recipe::Production => format!("recipe production, Claude Code {CLAUDE_CODE_VERSION}"),
+        Recipe::Minimal => "recipe minimal".to_string(),
+    };
+    display.note(&format!(
+        "building `{tag}` ({what}) with runner {}: {why}",
+        runner.display()
+    ));
+    let result = build(docker, tag, recipe, runner, base_tag, options, &mut display).await;
+    display.finish();
+    if let Err(err) = result {
+        display.record(&format!("error: {err:#}"));
+        keep_log(&display, ctx, recipe);
+        return Err(err);
+    }
+    let size = image::image_size(docker, tag)
+        .await?
+        .map(|bytes| format!(", {}", size_text(bytes)))
+        .unwrap_or_default();
+    say!(
+        "built `{tag}` in {}{size}",
+        duration_text(started.elapsed())
+    );
+    Ok(Provided::Built)
+}
+
+/// The base (when the recipe needs one), then the image.
 async fn build(
     docker: &containers::Docker,
     tag: &str,
     recipe: Recipe,
     runner: &Path,
+    base_tag: Option<String>,
+    options: &Options,
+    display: &mut BuildDisplay,
 ) -> anyhow::Result<()> {
-    let tty = std::io::stderr().is_terminal();
-    say!(
-        "building `{tag}` (recipe {}) with runner {}",
-        recipe.name(),
-        runner.display()
-    );
+    if let Some(base_tag) = &base_tag {
+        if options.base.is_some() {
+            anyhow::ensure!(
+                image::image_exists(docker, base_tag).await?,
+                "base image `{base_tag}` not found\n\nhint: `docker images` lists the images here; leave out `--base` to use the Debian base nanoclaw makes"
+            );
+        } else {
+            let started = Instant::now();
+            let outcome =
+                base::ensure_base(docker, &BOOKWORM, &mut |event| display.event(event)).await?;
+            if outcome == BaseOutcome::Made {
+                display.note(&format!(
+                    "made the Debian base `{base_tag}` in {}",
+                    duration_text(started.elapsed())
+                ));
+            }
+        }
+    }
     let spec = ImageBuild {
         tag: tag.to_string(),
         recipe,
         runner: runner.to_path_buf(),
+        base: base_tag,
+        no_cache: options.no_cache,
     };
-    containers::build_image(docker, spec, |progress| print_progress(&progress, tty)).await?;
+    containers::build_image(docker, spec, |event| display.event(event)).await?;
     Ok(())
 }
 
-/// For `nanoclaw run`: makes sure `tag` exists and, when this binary's source tree is at
-/// hand, that it holds the current runner (the runner is rebuilt with cargo, a no-op when
-/// fresh, and the image is rebuilt when its runner-digest label differs). Without a source
-/// tree an existing image is used as it is.
-pub(crate) async fn ensure_image(docker: &containers::Docker, tag: &str) -> anyhow::Result<()> {
-    let current = containers::image::image_runner_digest(docker, tag).await?;
-    let exists = current.is_some() || containers::image_exists(docker, tag).await?;
-    let repo = source_tree();
-    if exists && !repo.join("agent-runner/Cargo.toml").is_file() {
-        return Ok(());
-    }
-    let runner = tokio::task::spawn_blocking(|| locate_runner(None)).await??;
-    let bytes =
-        std::fs::read(&runner).with_context(|| format!("reading `{}`", runner.display()))?;
-    if current.as_deref() == Some(containers::image::runner_digest(&bytes).as_str()) {
-        return Ok(());
-    }
-    let why = if exists {
-        "its agent-runner is out of date"
-    } else {
-        "it is missing"
-    };
-    tracing::info!(image = %tag, "building the agent image: {why}");
-    build(docker, tag, Recipe::Minimal, &runner).await
-}
-
-/// Steps stand out on a terminal (bold); other lines are indented. Plain text otherwise.
-fn print_progress(progress: &BuildProgress, tty: bool) {
-    match (progress, tty) {
-        (BuildProgress::Step(line), true) => say!("\x1b[1m{line}\x1b[0m"),
-        (BuildProgress::Step(line), false) => say!("{line}"),
-        (BuildProgress::Output(line), true) => say!("\x1b[2m  {line}\x1b[0m"),
-        (BuildProgress::Output(line), false) => say!("  {line}"),
+/// Writes the failed build's log to `<data>/logs/` (else the temp dir) and prints its path.
+fn keep_log(display: &BuildDisplay, ctx: &Ctx, recipe: Recipe) {
+    let kept = display
+        .keep_log(&ctx.paths.data.join("logs"), recipe.name())
+        .or_else(|_| display.keep_log(&std::env::temp_dir(), recipe.name()));
+    match kept {
+        Ok(path) => say!("the full build log is in {}", path.display()),
+        Err(err) => say!("could not keep the build log: {err}"),
     }
 }
 
-/// The source tree this binary was built from (for the default runner path).
-fn source_tree() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
-}
-
-/// The runner to put in the image: `--runner`, else a fresh build from this binary's source
-/// tree (cargo is incremental: a no-op when nothing changed, so the image never gets a stale
-/// runner), else a previously built one.
-fn locate_runner(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    if let Some(path) = explicit {
-        anyhow::ensure!(path.is_file(), "runner `{}` does not exist", path.display());
-        return Ok(path);
-    }
-    let repo = source_tree();
-    let built = repo
-        .join("target")
-        .join(MUSL_TARGET)
-        .join("release/agent-runner");
-    let have_source = repo.join("agent-runner/Cargo.toml").is_file();
-    let have_cargo = Command::new("cargo")
-        .arg("--version")
-        .output()
-        .is_ok_and(|out| out.status.success());
-    match (have_source && have_cargo, built.is_file()) {
-        (true, _) => {}
-        (false, true) => return Ok(built),
-        (false, false) => anyhow::bail!(
-            "no agent-runner binary at `{}` and no source tree and cargo to build it from\n\nhint: pass --runner PATH (a static x86_64 musl build of agent-runner)",
-            built.display()
-        ),
-    }
-    provision_musl()?;
-    say!(
-        "building the static agent-runner: cargo build -p agent-runner --release --target {MUSL_TARGET}"
-    );
-    let output = Command::new("cargo")
-        .args([
-            "build",
-            "-p",
-            "agent-runner",
-            "--release",
-            "--target",
-            MUSL_TARGET,
-        ])
-        .current_dir(&repo)
-        .stdout(std::process::Stdio::inherit())
-        .stderr(std::process::Stdio::piped())
-        .output()
-        .context("cannot run `cargo` to build the agent-runner")?;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    if !output.status.success() {
-        let lines: Vec<&str> = stderr.lines().collect();
-        for line in &lines[lines.len().saturating_sub(40)..] {
-            say!("{line}");
+/// For `nanoclaw run`: makes sure every `(tag, recipe)` in `needed` exists and, when this
+/// binary's source tree is at hand, holds the current runner and recipe (the runner is rebuilt
+/// with cargo, a no-op when fresh, and the image is rebuilt when its labels differ). Without a
+/// source tree an existing image is used as it is.
+pub(crate) async fn ensure_images(
+    docker: &containers::Docker,
+    needed: &[(String, Recipe)],
+    ctx: &Ctx,
+) -> anyhow::Result<()> {
+    let have_source = runner::source_tree()
+        .join("agent-runner/Cargo.toml")
+        .is_file();
+    for (tag, recipe) in needed {
+        if image::image_exists(docker, tag).await? && !have_source {
+            continue;
         }
-        if is_missing_target(&stderr) {
-            anyhow::bail!(
-                "the Rust target {MUSL_TARGET} is not installed\n\nhint: run `rustup target add {MUSL_TARGET}`"
-            );
-        }
-        if stderr.contains("musl-gcc") {
-            anyhow::bail!(
-                "building the agent-runner needs a musl C compiler (for the bundled SQLite)\n\nhint: run `sudo apt-get install -y musl-tools`"
-            );
-        }
-        anyhow::bail!("building the agent-runner failed ({})", output.status);
-    }
-    anyhow::ensure!(
-        built.is_file(),
-        "cargo succeeded but `{}` is missing",
-        built.display()
-    );
-    Ok(built)
-}
-
-/// What the static build still needs on this machine, and how it will be provided.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Provision {
-    /// `rustup target add x86_64-unknown-linux-musl`.
-    RustupTarget,
-    /// `apt-get install -y musl-tools` (we are root).
-    AptMuslTools,
-    /// musl-gcc is missing and we cannot install it: the error says what to run.
-    AskForMuslTools,
-}
-
-/// Decides the provisioning steps (pure): the musl target via rustup when rustup exists,
-/// `musl-tools` via apt when root, else a clear instruction.
-fn provision_plan(
-    has_target: bool,
-    has_rustup: bool,
-    has_musl_gcc: bool,
-    is_root: bool,
-) -> Vec<Provision> {
-    let mut steps = Vec::new();
-    if !has_target && has_rustup {
-        steps.push(Provision::RustupTarget);
-    }
-    if !has_musl_gcc {
-        steps.push(if is_root {
-            Provision::AptMuslTools
-        } else {
-            Provision::AskForMuslTools
-        });
-    }
-    steps
-}
-
-/// Installs what the static runner build needs (a fresh Debian machine with only rustup).
-fn provision_musl() -> anyhow::Result<()> {
-    let installed = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output();
-    let has_rustup = installed.as_ref().is_ok_and(|out| out.status.success());
-    let has_target = installed.as_ref().is_ok_and(|out| {
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .any(|line| line.trim() == MUSL_TARGET)
-    });
-    let has_musl_gcc = Command::new("musl-gcc").arg("--version").output().is_ok();
-    let is_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0");
-    for step in provision_plan(has_target, has_rustup, has_musl_gcc, is_root) {
-        match step {
-            Provision::RustupTarget => {
-                say!("installing the Rust target {MUSL_TARGET}: rustup target add {MUSL_TARGET}");
-                let status = Command::new("rustup")
-                    .args(["target", "add", MUSL_TARGET])
-                    .status()?;
-                anyhow::ensure!(status.success(), "`rustup target add {MUSL_TARGET}` failed");
-            }
-            Provision::AptMuslTools => {
-                say!(
-                    "installing musl-tools (musl-gcc, for the static runner's bundled SQLite): apt-get install -y musl-tools"
-                );
-                let update = Command::new("apt-get").args(["update", "-qq"]).status()?;
-                anyhow::ensure!(update.success(), "`apt-get update` failed");
-                let status = Command::new("apt-get")
-                    .args(["install", "-y", "-qq", "musl-tools"])
-                    .env("DEBIAN_FRONTEND", "noninteractive")
-                    .status()?;
-                anyhow::ensure!(status.success(), "`apt-get install -y musl-tools` failed");
-            }
-            Provision::AskForMuslTools => anyhow::bail!(
-                "building the static agent-runner needs musl-gcc (for the bundled SQLite)\n\nhint: run `sudo apt-get install -y musl-tools`, then try again"
-            ),
+        let runner = tokio::task::spawn_blocking(|| runner::locate_runner(None)).await??;
+        if provide(docker, tag, *recipe, &runner, &Options::default(), ctx).await?
+            == Provided::Built
+        {
+            tracing::info!(image = %tag, recipe = recipe.name(), "agent image built");
         }
     }
     Ok(())
-}
-
-/// Cargo's complaints when the standard library for a target is absent.
-fn is_missing_target(stderr: &str) -> bool {
-    stderr.contains("target may not be installed")
-        || stderr.contains("can't find crate for `std`")
-        || stderr.contains("can't find crate for `core`")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn provisioning_installs_what_it_can_and_asks_for_the_rest() {
-        use Provision::*;
-        assert_eq!(provision_plan(true, true, true, false), vec![]);
-        assert_eq!(
-            provision_plan(false, true, false, true),
-            vec![RustupTarget, AptMuslTools]
-        );
-        assert_eq!(
-            provision_plan(false, true, false, false),
-            vec![RustupTarget, AskForMuslTools]
-        );
-        assert_eq!(
-            provision_plan(false, false, true, true),
-            vec![],
-            "no rustup: cargo's error says what to run"
-        );
-    }
-
-    #[test]
-    fn missing_musl_target_is_recognised() {
-        let rustc = "error[E0463]: can't find crate for `core`\n  = note: the `x86_64-unknown-linux-musl` target may not be installed\n";
-        assert!(is_missing_target(rustc));
-        assert!(!is_missing_target("error[E0308]: mismatched types\n"));
-    }
 }

@@ -16,7 +16,7 @@ use tracing::{info, warn};
 use super::apply::{Applied, Caller, Request, apply_dir};
 use super::chat::parse_duration;
 use super::{Ctx, Status};
-use crate::containers::{self, image::DEFAULT_TAG};
+use crate::containers::{self, AgentImages, Recipe};
 use crate::runtime::{self, Settings};
 
 const AFTER_HELP: &str = "\
@@ -29,9 +29,12 @@ the daemon starts with them (apply them later with `nanoclaw apply DIR`). Rows m
 
 Startup: take the data dir's lock (one `run` per data dir: a second one refuses at once, naming
 the first's pid and start time), validate the manifests (refuse to start on errors), apply them
-as above, check Docker (install and start it when run as root and no daemon answers), build the
-agent image when missing, remove containers this install left behind, then route messages until
-Ctrl-C / SIGTERM (stop and remove this install's containers, then exit).
+as above, check Docker (install and start it when run as root and no daemon answers), build the agent
+images the agents need when missing or out of date (`mock` agents: the minimal image
+nanoclaw-agent:latest; every other provider: the production image nanoclaw-agent:production,
+whose first build takes a few minutes; see `nanoclaw image build --help`), remove containers this
+install left behind, then route messages until Ctrl-C / SIGTERM (stop and remove this install's
+containers, then exit).
 
 Examples:
   nanoclaw run                              the bundled manifests in ./manifests
@@ -57,9 +60,11 @@ pub struct RunArgs {
     /// Allow a manifest set with no resources to delete every managed resource.
     #[arg(long)]
     pub allow_empty: bool,
-    /// Agent image for agents without an `image` override.
-    #[arg(long, default_value = DEFAULT_TAG, value_name = "TAG")]
-    pub image: String,
+    /// Agent image for every agent without its own `image`, whatever its provider (built with
+    /// the production recipe when some agent needs it, else the minimal one). Default: each
+    /// agent gets the image of its provider's recipe.
+    #[arg(long, value_name = "TAG")]
+    pub image: Option<String>,
     /// Most agent containers running at once.
     #[arg(long, default_value_t = 8, value_name = "N")]
     pub max_containers: usize,
@@ -119,6 +124,7 @@ pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Status> {
         }
     }
 
+    let (images, needed) = images_needed(args.image.as_deref(), ctx)?;
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -130,7 +136,7 @@ pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Status> {
         } else {
             containers::daemon::ensure_daemon(&ctx.paths.data).await?
         };
-        super::image::ensure_image(&docker, &args.image).await?;
+        super::image::ensure_images(&docker, &needed, ctx).await?;
         let stop = CancellationToken::new();
         let signals = stop.clone();
         let tasks = tokio_util::task::TaskTracker::new();
@@ -146,7 +152,7 @@ pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Status> {
         tasks.close();
         let settings = Settings {
             paths: ctx.paths.clone(),
-            default_image: args.image.clone(),
+            images,
             max_containers: args.max_containers,
             idle_timeout: args.idle_timeout,
             sweep_interval: args.sweep_interval,
@@ -155,6 +161,28 @@ pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Status> {
         runtime::run(settings, docker, stop, &lock).await
     })?;
     Ok(Status::Ok)
+}
+
+/// The images of this run and the ones to provide, from the agents in the DB after the apply
+/// (held-back ones included: the runtime runs them too). `--image` is always provided.
+fn images_needed(
+    image: Option<&str>,
+    ctx: &Ctx,
+) -> anyhow::Result<(AgentImages, Vec<(String, Recipe)>)> {
+    let images = image.map_or_else(AgentImages::default, AgentImages::single);
+    let path = ctx.paths.db();
+    let current = if path.exists() {
+        let conn = crate::db::open_readonly(&path)
+            .with_context(|| format!("opening `{}`", path.display()))?;
+        crate::plan::current::read(&conn)?
+    } else {
+        crate::plan::current::Current::default()
+    };
+    let mut needed = images.needed(super::image::agents(current.state.resources.values()));
+    if let Some(tag) = image {
+        needed.entry(tag.to_string()).or_insert(Recipe::Minimal);
+    }
+    Ok((images, needed.into_iter().collect()))
 }
 
 async fn wait_for_signal() {

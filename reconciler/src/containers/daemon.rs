@@ -83,7 +83,7 @@ pub async fn ensure_daemon(data_dir: &Path) -> Result<Docker, ContainerError> {
 }
 
 /// Effective uid 0, read from `/proc/self` (owned by the process's effective uid).
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0)
 }
 

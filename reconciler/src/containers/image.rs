@@ -1,31 +1,69 @@
-//! The agent image: recipes (embedded from `container/<recipe>/Dockerfile`), the build context
-//! (a tar made in memory), building it through the daemon with progress, and existence checks.
+//! The agent images: the recipes (embedded from `container/<recipe>/Dockerfile`), which recipe
+//! an agent needs, the labels saying what an image holds and whether it is current, and the
+//! names of the images an install uses. All of it pure; building is [`super::build`].
 //!
-//! It does not find or compile the agent-runner binary (the CLI does) and never pulls from a
-//! registry: the minimal recipe is `FROM scratch`.
+//! It never pulls from a registry: the minimal recipe is `FROM scratch`, the production recipe
+//! starts from the Debian base made on this machine ([`super::base`]). It does not find or
+//! compile the agent-runner binary (the CLI does).
 
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, HashMap};
 
-use bollard::models::BuildInfo;
-use bollard::query_parameters::BuildImageOptions;
-use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
 
 use super::{ContainerError, Docker, is_not_found};
 
-/// Tag used when none is given: shared by installs on this machine (the image is code).
+/// Tag of the minimal image: shared by installs on this machine (the image is code, a function
+/// of the nanoclaw build, not of the install).
 pub const DEFAULT_TAG: &str = "nanoclaw-agent:latest";
+/// Tag of the production image: shared by installs on this machine, like [`DEFAULT_TAG`].
+pub const PRODUCTION_TAG: &str = "nanoclaw-agent:production";
+/// The Claude Code release the production image installs from the npm registry.
+pub const CLAUDE_CODE_VERSION: &str = "2.1.332";
+/// The host's CA bundle, handed to npm inside the build (never to the final image).
+pub const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// Image label: SHA-256 of the agent-runner inside, so a stale image can be told from a fresh
+/// one without running it.
+pub const LABEL_RUNNER_DIGEST: &str = "nanoclaw.runner-sha256";
+/// Image label: SHA-256 of the recipe's inputs ([`Recipe::inputs`]): with the runner digest,
+/// what makes an image current.
+pub const LABEL_RECIPE_DIGEST: &str = "nanoclaw.recipe-sha256";
+/// Image label: the recipe's name (`minimal`, `production`).
+pub const LABEL_RECIPE: &str = "nanoclaw.recipe";
+/// Image label: the Claude Code version inside (production images).
+pub const LABEL_CLAUDE_CODE_VERSION: &str = "nanoclaw.claude-code-version";
+/// Image label set by a Dockerfile whose entrypoint is an init (tini): the host then does not
+/// add Docker's own (`--init`), which would make two.
+pub const LABEL_INIT: &str = "nanoclaw.init";
+
+/// The build context's layout beside the Dockerfile, runner and CA bundle (see
+/// [`super::build::build_context`]); part of every recipe digest, so changing it rebuilds.
+pub const CONTEXT_LAYOUT: &str = "rootfs/ 755, rootfs/tmp/ 1777, rootfs/workspace/ 755";
 
 /// An image recipe (a folder under `container/`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Recipe {
     /// `FROM scratch` + the static runner (tests, mock provider).
     Minimal,
+    /// Debian bookworm, tini, tools, Node, Claude Code and the runner (every real provider).
+    /// A superset of [`Recipe::Minimal`]: the mock provider works in it too.
+    Production,
+}
+
+/// What goes into a build besides the context: build arguments, and the digest of everything
+/// that decides the image's content except the runner (which has its own label).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildInputs {
+    pub build_args: BTreeMap<String, String>,
+    /// SHA-256 (hex) of the recipe name, Dockerfile, build arguments and context layout.
+    pub digest: String,
 }
 
 impl Recipe {
     pub fn name(self) -> &'static str {
         match self {
             Recipe::Minimal => "minimal",
+            Recipe::Production => "production",
         }
     }
 
@@ -33,52 +71,189 @@ impl Recipe {
     pub fn dockerfile(self) -> &'static str {
         match self {
             Recipe::Minimal => include_str!("../../../container/minimal/Dockerfile"),
+            Recipe::Production => include_str!("../../../container/production/Dockerfile"),
+        }
+    }
+
+    /// The tag `nanoclaw image build` and `nanoclaw run` use for this recipe.
+    pub fn default_tag(self) -> &'static str {
+        match self {
+            Recipe::Minimal => DEFAULT_TAG,
+            Recipe::Production => PRODUCTION_TAG,
+        }
+    }
+
+    /// The recipe an agent of this provider needs: `mock` (the offline echo provider) runs in
+    /// the small `FROM scratch` image; every other provider, `claude` (the default, `None`)
+    /// included, runs tools and needs the production image. Providers are matched like the
+    /// runner does (trimmed, case-insensitive).
+    pub fn for_provider(provider: Option<&str>) -> Recipe {
+        match provider.map(str::trim) {
+            Some(name) if name.eq_ignore_ascii_case("mock") => Recipe::Minimal,
+            _ => Recipe::Production,
+        }
+    }
+
+    /// True when the recipe starts from the locally made Debian base (`BASE_IMAGE`).
+    pub fn needs_base(self) -> bool {
+        self == Recipe::Production
+    }
+
+    /// The build arguments and recipe digest; `base` is the Debian base's tag (production).
+    pub fn inputs(self, base: Option<&str>) -> BuildInputs {
+        let mut build_args = BTreeMap::new();
+        if self == Recipe::Production {
+            build_args.insert(
+                "BASE_IMAGE".to_string(),
+                base.unwrap_or_default().to_string(),
+            );
+            build_args.insert(
+                "CLAUDE_CODE_VERSION".to_string(),
+                CLAUDE_CODE_VERSION.to_string(),
+            );
+        }
+        let mut hasher = Sha256::new();
+        for part in [self.name(), self.dockerfile(), CONTEXT_LAYOUT] {
+            hasher.update(part.as_bytes());
+            hasher.update([0]);
+        }
+        for (key, value) in &build_args {
+            hasher.update(format!("{key}={value}").as_bytes());
+            hasher.update([0]);
+        }
+        BuildInputs {
+            build_args,
+            digest: hex(&hasher.finalize()),
+        }
+    }
+
+    /// The labels a build of this recipe gets (beside the Dockerfile's own `LABEL`s).
+    pub fn labels(self, inputs: &BuildInputs, runner_digest: &str) -> HashMap<String, String> {
+        let mut labels = HashMap::from([
+            (LABEL_RUNNER_DIGEST.to_string(), runner_digest.to_string()),
+            (LABEL_RECIPE_DIGEST.to_string(), inputs.digest.clone()),
+            (LABEL_RECIPE.to_string(), self.name().to_string()),
+        ]);
+        if self == Recipe::Production {
+            labels.insert(
+                LABEL_CLAUDE_CODE_VERSION.to_string(),
+                CLAUDE_CODE_VERSION.to_string(),
+            );
+        }
+        labels
+    }
+}
+
+/// Whether an existing image holds what a build would make.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Freshness {
+    /// No image with that tag.
+    Missing,
+    /// Same recipe digest and runner digest: nothing to build.
+    Current,
+    /// It exists but holds something else; the reason, for the person waiting.
+    Stale(&'static str),
+}
+
+/// Compares an image's labels (`None`: no such image) with what a build would label it.
+pub fn freshness(
+    labels: Option<&HashMap<String, String>>,
+    recipe_digest: &str,
+    runner_digest: &str,
+) -> Freshness {
+    let Some(labels) = labels else {
+        return Freshness::Missing;
+    };
+    let label = |key: &str| labels.get(key).map(String::as_str);
+    if label(LABEL_RECIPE_DIGEST) != Some(recipe_digest) {
+        Freshness::Stale("its recipe differs (another nanoclaw version built it)")
+    } else if label(LABEL_RUNNER_DIGEST) != Some(runner_digest) {
+        Freshness::Stale("its agent-runner is out of date")
+    } else {
+        Freshness::Current
+    }
+}
+
+/// The image each recipe uses in one `nanoclaw run`: the recipes' default tags, or one tag
+/// for every agent (`run --image`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentImages {
+    pub minimal: String,
+    pub production: String,
+}
+
+impl Default for AgentImages {
+    fn default() -> AgentImages {
+        AgentImages {
+            minimal: Recipe::Minimal.default_tag().to_string(),
+            production: Recipe::Production.default_tag().to_string(),
         }
     }
 }
 
-/// One image build request.
-#[derive(Clone, Debug)]
-pub struct ImageBuild {
-    pub tag: String,
-    pub recipe: Recipe,
-    /// The static (musl) agent-runner binary copied to `/agent-runner`.
-    pub runner: PathBuf,
-}
+impl AgentImages {
+    /// Every agent without its own `image` uses `tag`, whatever its provider.
+    pub fn single(tag: &str) -> AgentImages {
+        AgentImages {
+            minimal: tag.to_string(),
+            production: tag.to_string(),
+        }
+    }
 
-/// One line of build progress.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum BuildProgress {
-    /// A Dockerfile step starts (`Step 2/5 : COPY …`).
-    Step(String),
-    /// Other output of the build (layer ids, `Successfully built …`).
-    Output(String),
-}
+    pub fn tag(&self, recipe: Recipe) -> &str {
+        match recipe {
+            Recipe::Minimal => &self.minimal,
+            Recipe::Production => &self.production,
+        }
+    }
 
-/// Image label holding the SHA-256 of the agent-runner inside, so a stale image can be told
-/// from a fresh one without running it.
-pub const LABEL_RUNNER_DIGEST: &str = "nanoclaw.runner-sha256";
+    /// The image of an agent without its own `image`, by its provider.
+    pub fn for_provider(&self, provider: Option<&str>) -> &str {
+        self.tag(Recipe::for_provider(provider))
+    }
+
+    /// The images nanoclaw must provide for these agents, `(provider, own image)` each, and the
+    /// recipe to build each with. Agents with their own image need nothing from us. When one
+    /// tag serves agents of both recipes (`--image`), it gets the production recipe: the mock
+    /// provider works in either image.
+    pub fn needed<'a>(
+        &self,
+        agents: impl IntoIterator<Item = (Option<&'a str>, Option<&'a str>)>,
+    ) -> BTreeMap<String, Recipe> {
+        let mut needed: BTreeMap<String, Recipe> = BTreeMap::new();
+        for (provider, own_image) in agents {
+            if own_image.is_some_and(|tag| !tag.trim().is_empty()) {
+                continue;
+            }
+            let recipe = Recipe::for_provider(provider);
+            let entry = needed.entry(self.tag(recipe).to_string()).or_insert(recipe);
+            *entry = (*entry).max(recipe);
+        }
+        needed
+    }
+}
 
 /// SHA-256 (hex) of a runner binary, as stored in [`LABEL_RUNNER_DIGEST`].
 pub fn runner_digest(runner: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(runner)
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    hex(&Sha256::digest(runner))
 }
 
-/// The runner digest label of the image with this tag; `None` when there is no such image
-/// (or it was built without the label).
-pub async fn image_runner_digest(
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// The labels of the image with this tag; `None` when there is no such image.
+pub async fn image_labels(
     docker: &Docker,
     tag: &str,
-) -> Result<Option<String>, ContainerError> {
+) -> Result<Option<HashMap<String, String>>, ContainerError> {
     match docker.client.inspect_image(tag).await {
-        Ok(image) => Ok(image
-            .config
-            .and_then(|config| config.labels)
-            .and_then(|labels| labels.get(LABEL_RUNNER_DIGEST).cloned())),
+        Ok(image) => Ok(Some(
+            image
+                .config
+                .and_then(|config| config.labels)
+                .unwrap_or_default(),
+        )),
         Err(err) if is_not_found(&err) => Ok(None),
         Err(err) => Err(err.into()),
     }
@@ -86,122 +261,16 @@ pub async fn image_runner_digest(
 
 /// True when the daemon has an image with this tag.
 pub async fn image_exists(docker: &Docker, tag: &str) -> Result<bool, ContainerError> {
+    Ok(image_labels(docker, tag).await?.is_some())
+}
+
+/// The size in bytes of the image with this tag (`None`: no such image).
+pub async fn image_size(docker: &Docker, tag: &str) -> Result<Option<i64>, ContainerError> {
     match docker.client.inspect_image(tag).await {
-        Ok(_) => Ok(true),
-        Err(err) if is_not_found(&err) => Ok(false),
+        Ok(image) => Ok(image.size),
+        Err(err) if is_not_found(&err) => Ok(None),
         Err(err) => Err(err.into()),
     }
-}
-
-/// Builds the image, reporting each output line; an error names the failing step.
-pub async fn build_image(
-    docker: &Docker,
-    spec: ImageBuild,
-    mut progress: impl FnMut(BuildProgress),
-) -> Result<(), ContainerError> {
-    let runner = std::fs::read(&spec.runner).map_err(|source| ContainerError::Io {
-        path: spec.runner.clone(),
-        source,
-    })?;
-    let context =
-        build_context(spec.recipe.dockerfile(), &runner).map_err(|source| ContainerError::Io {
-            path: PathBuf::from("<build context>"),
-            source,
-        })?;
-    let labels = std::collections::HashMap::from([(
-        LABEL_RUNNER_DIGEST.to_string(),
-        runner_digest(&runner),
-    )]);
-    let options = BuildImageOptions {
-        dockerfile: "Dockerfile".to_string(),
-        t: Some(spec.tag.clone()),
-        rm: true,
-        forcerm: true,
-        labels: Some(labels),
-        ..Default::default()
-    };
-    let mut stream =
-        docker
-            .client
-            .build_image(options, None, Some(bollard::body_full(context.into())));
-    let mut step = String::from("the start of the build");
-    while let Some(item) = stream.next().await {
-        let info = item.map_err(|err| match err {
-            bollard::errors::Error::DockerStreamError { error } => ContainerError::Build {
-                step: step.clone(),
-                message: error,
-            },
-            other => ContainerError::Docker(other),
-        })?;
-        read_build_info(info, &mut step, &mut progress)?;
-    }
-    Ok(())
-}
-
-/// One item of the build stream: progress lines, or the error naming the current step.
-/// `step` remembers the last `Step n/m : …` line.
-fn read_build_info(
-    info: BuildInfo,
-    step: &mut String,
-    progress: &mut impl FnMut(BuildProgress),
-) -> Result<(), ContainerError> {
-    if let Some(detail) = info.error_detail {
-        return Err(ContainerError::Build {
-            step: step.clone(),
-            message: detail.message.unwrap_or_default().trim().to_string(),
-        });
-    }
-    for line in info
-        .stream
-        .iter()
-        .chain(info.status.iter())
-        .flat_map(|text| text.lines())
-        .map(str::trim_end)
-        .filter(|line| !line.trim().is_empty())
-    {
-        if line.starts_with("Step ") {
-            *step = format!("`{line}`");
-            progress(BuildProgress::Step(line.to_string()));
-        } else {
-            progress(BuildProgress::Output(line.to_string()));
-        }
-    }
-    Ok(())
-}
-
-/// The build context tar: the Dockerfile, `agent-runner` (0755) and `rootfs/` with `/tmp`
-/// (1777: HOME of whatever uid the container runs as) and `/workspace`.
-pub fn build_context(dockerfile: &str, runner: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut tar = tar::Builder::new(Vec::new());
-    append_file(&mut tar, "Dockerfile", dockerfile.as_bytes(), 0o644)?;
-    append_file(&mut tar, "agent-runner", runner, 0o755)?;
-    append_dir(&mut tar, "rootfs/", 0o755)?;
-    append_dir(&mut tar, "rootfs/tmp/", 0o1777)?;
-    append_dir(&mut tar, "rootfs/workspace/", 0o755)?;
-    tar.into_inner()
-}
-
-fn append_file(
-    tar: &mut tar::Builder<Vec<u8>>,
-    path: &str,
-    data: &[u8],
-    mode: u32,
-) -> std::io::Result<()> {
-    let mut header = tar::Header::new_gnu();
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_size(data.len() as u64);
-    header.set_mode(mode);
-    header.set_mtime(0);
-    tar.append_data(&mut header, Path::new(path), data)
-}
-
-fn append_dir(tar: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32) -> std::io::Result<()> {
-    let mut header = tar::Header::new_gnu();
-    header.set_entry_type(tar::EntryType::Directory);
-    header.set_size(0);
-    header.set_mode(mode);
-    header.set_mtime(0);
-    tar.append_data(&mut header, Path::new(path), std::io::empty())
 }
 
 #[cfg(test)]
@@ -209,76 +278,133 @@ mod tests {
     use super::*;
 
     #[test]
-    fn context_holds_dockerfile_runner_and_rootfs() {
-        let tar_bytes = build_context("FROM scratch\n", b"\x7fELF").unwrap();
-        let mut archive = tar::Archive::new(tar_bytes.as_slice());
-        let entries: Vec<String> = archive
-            .entries()
-            .unwrap()
-            .map(|entry| {
-                let entry = entry.unwrap();
-                format!(
-                    "{} {:o} {}",
-                    entry.path().unwrap().display(),
-                    entry.header().mode().unwrap(),
-                    entry.header().size().unwrap()
-                )
-            })
-            .collect();
-        expect_test::expect![[r#"
-            [
-                "Dockerfile 644 13",
-                "agent-runner 755 4",
-                "rootfs/ 755 0",
-                "rootfs/tmp/ 1777 0",
-                "rootfs/workspace/ 755 0",
-            ]
-        "#]]
-        .assert_debug_eq(&entries);
-    }
-
-    #[test]
-    fn build_errors_name_the_failing_step() {
-        let mut step = String::from("the start of the build");
-        let mut lines = Vec::new();
-        let mut record = |progress: BuildProgress| lines.push(format!("{progress:?}"));
-        let items = [
-            BuildInfo {
-                stream: Some("Step 3/6 : COPY agent-runner /agent-runner\n".into()),
-                ..Default::default()
-            },
-            BuildInfo {
-                stream: Some(" ---> 6d5d9316ee72\n".into()),
-                ..Default::default()
-            },
-            BuildInfo {
-                error_detail: Some(bollard::models::ErrorDetail {
-                    message: Some("COPY failed: file not found in build context\n".into()),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-        ];
-        let mut result = Ok(());
-        for info in items {
-            result = read_build_info(info, &mut step, &mut record);
-            if result.is_err() {
-                break;
-            }
-        }
-        let err = result.unwrap_err().to_string();
-        expect_test::expect![[r#"
-            [
-                "Step(\"Step 3/6 : COPY agent-runner /agent-runner\")",
-                "Output(\" ---> 6d5d9316ee72\")",
-            ]
-            image build failed at `Step 3/6 : COPY agent-runner /agent-runner`: COPY failed: file not found in build context"#]].assert_eq(&format!("{lines:#?}\n{err}"));
-    }
-
-    #[test]
     fn minimal_recipe_runs_the_runner_from_scratch() {
         let dockerfile = Recipe::Minimal.dockerfile();
         assert!(dockerfile.contains("FROM scratch"));
         assert!(dockerfile.contains("ENTRYPOINT [\"/agent-runner\"]"));
+    }
+
+    #[test]
+    fn production_recipe_runs_the_runner_under_tini_as_the_agent_user() {
+        let dockerfile = Recipe::Production.dockerfile();
+        assert!(dockerfile.contains("ENTRYPOINT [\"/usr/bin/tini\", \"--\", \"/agent-runner\"]"));
+        assert!(dockerfile.contains("CMD [\"--workspace\", \"/workspace\"]"));
+        assert!(dockerfile.contains("USER 10001:10001"));
+        assert!(dockerfile.contains("LABEL nanoclaw.init=\"tini\""));
+        assert!(
+            !dockerfile
+                .lines()
+                .any(|line| line.starts_with("FROM ") && line.contains('/')),
+            "never FROM a registry image"
+        );
+    }
+
+    #[test]
+    fn mock_agents_need_the_minimal_image_and_every_other_provider_the_production_one() {
+        let cases = [
+            (Some("mock"), Recipe::Minimal),
+            (Some(" Mock "), Recipe::Minimal),
+            (Some("claude"), Recipe::Production),
+            (None, Recipe::Production),
+            (Some("codex"), Recipe::Production),
+            (Some(""), Recipe::Production),
+        ];
+        for (provider, recipe) in cases {
+            assert_eq!(Recipe::for_provider(provider), recipe, "{provider:?}");
+        }
+    }
+
+    #[test]
+    fn needed_images_follow_the_providers_of_agents_without_their_own_image() {
+        let defaults = AgentImages::default();
+        let mock_only = defaults.needed([(Some("mock"), None), (Some("mock"), Some(""))]);
+        assert_eq!(
+            mock_only,
+            BTreeMap::from([(DEFAULT_TAG.to_string(), Recipe::Minimal)])
+        );
+        let mixed = defaults.needed([
+            (Some("mock"), None),
+            (None, None),
+            (Some("claude"), Some("my-image:1")),
+        ]);
+        assert_eq!(
+            mixed,
+            BTreeMap::from([
+                (DEFAULT_TAG.to_string(), Recipe::Minimal),
+                (PRODUCTION_TAG.to_string(), Recipe::Production),
+            ])
+        );
+        assert!(defaults.needed([(None, Some("mine:1"))]).is_empty());
+        let single = AgentImages::single("one:tag");
+        assert_eq!(
+            single.needed([(Some("mock"), None), (Some("claude"), None)]),
+            BTreeMap::from([("one:tag".to_string(), Recipe::Production)]),
+            "one tag for both: the superset recipe"
+        );
+        assert_eq!(single.for_provider(Some("mock")), "one:tag");
+        assert_eq!(defaults.for_provider(Some("mock")), DEFAULT_TAG);
+        assert_eq!(defaults.for_provider(None), PRODUCTION_TAG);
+    }
+
+    #[test]
+    fn recipe_digest_covers_dockerfile_base_and_claude_code_version() {
+        let minimal = Recipe::Minimal.inputs(None);
+        assert!(minimal.build_args.is_empty());
+        assert_eq!(minimal, Recipe::Minimal.inputs(None), "deterministic");
+        let production = Recipe::Production.inputs(Some("nanoclaw-base:bookworm-0123"));
+        expect_test::expect![[r#"
+            {
+                "BASE_IMAGE": "nanoclaw-base:bookworm-0123",
+                "CLAUDE_CODE_VERSION": "2.1.332",
+            }
+        "#]]
+        .assert_debug_eq(&production.build_args);
+        let other_base = Recipe::Production.inputs(Some("nanoclaw-base:bookworm-4567"));
+        assert_ne!(production.digest, other_base.digest);
+        assert_ne!(production.digest, minimal.digest);
+        assert_eq!(production.digest.len(), 64);
+    }
+
+    #[test]
+    fn labels_name_runner_recipe_and_claude_code_version() {
+        let inputs = Recipe::Production.inputs(Some("base"));
+        let labels: BTreeMap<_, _> = Recipe::Production
+            .labels(&inputs, "abc")
+            .into_iter()
+            .map(|(key, value)| (key, value.replace(&inputs.digest, "$DIGEST")))
+            .collect();
+        expect_test::expect![[r#"
+            {
+                "nanoclaw.claude-code-version": "2.1.332",
+                "nanoclaw.recipe": "production",
+                "nanoclaw.recipe-sha256": "$DIGEST",
+                "nanoclaw.runner-sha256": "abc",
+            }
+        "#]]
+        .assert_debug_eq(&labels);
+        let minimal = Recipe::Minimal.labels(&Recipe::Minimal.inputs(None), "abc");
+        assert!(!minimal.contains_key(LABEL_CLAUDE_CODE_VERSION));
+    }
+
+    #[test]
+    fn an_image_is_current_only_with_the_same_recipe_and_runner() {
+        let labels = HashMap::from([
+            (LABEL_RECIPE_DIGEST.to_string(), "r1".to_string()),
+            (LABEL_RUNNER_DIGEST.to_string(), "x1".to_string()),
+        ]);
+        assert_eq!(freshness(None, "r1", "x1"), Freshness::Missing);
+        assert_eq!(freshness(Some(&labels), "r1", "x1"), Freshness::Current);
+        assert!(matches!(
+            freshness(Some(&labels), "r2", "x1"),
+            Freshness::Stale(why) if why.contains("recipe")
+        ));
+        assert!(matches!(
+            freshness(Some(&labels), "r1", "x2"),
+            Freshness::Stale(why) if why.contains("agent-runner")
+        ));
+        assert!(matches!(
+            freshness(Some(&HashMap::new()), "r1", "x1"),
+            Freshness::Stale(_)
+        ));
     }
 }

@@ -1,5 +1,5 @@
 //! The only Docker code: connecting, waking and stopping session containers, orphan cleanup,
-//! building the agent image and making sure a daemon runs.
+//! the agent images (recipes, the local Debian base, builds) and making sure a daemon runs.
 //!
 //! Nothing outside this folder imports bollard. The runtime uses this face:
 //!
@@ -15,6 +15,9 @@
 //!                                           whether it was killed at its memory limit)
 //! remove_orphans(&docker, slug) -> usize    startup: removes THIS install's labelled containers
 //! image_exists(&docker, tag) / build_image(&docker, ImageBuild, progress)
+//! image::Recipe::for_provider(provider)     which recipe an agent needs (pure): mock → minimal,
+//!                                           anything else → production
+//! base::ensure_base(&docker, recipe, progress)  the local Debian base (debootstrap, as root)
 //! daemon::ensure_daemon(data_dir)           `nanoclaw run`: start dockerd when root, else explain
 //! ```
 //!
@@ -23,6 +26,8 @@
 //! Docker API 1.41 (Debian's docker.io 20.10) and negotiates down when the daemon is older.
 //! This module never touches the central DB: the runtime mirrors `Exited` events into it.
 
+pub mod base;
+pub mod build;
 pub mod daemon;
 pub mod image;
 pub mod labels;
@@ -32,7 +37,8 @@ pub mod wake;
 
 use std::path::PathBuf;
 
-pub use image::{BuildProgress, ImageBuild, build_image, image_exists};
+pub use build::{BuildProgress, ImageBuild, build_image};
+pub use image::{AgentImages, Recipe, image_exists};
 pub use orphans::remove_orphans;
 pub use spawn::{MountSpec, SpawnSpec, UNPRIVILEGED_GID, UNPRIVILEGED_UID, container_user};
 pub use wake::{Exited, Runner};
@@ -62,6 +68,12 @@ pub enum ContainerError {
     UnsupportedHost(String),
     #[error("image build failed at {step}: {message}")]
     Build { step: String, message: String },
+    #[error(
+        "the production image starts from the Debian base `{tag}`, which is not here, and making it (debootstrap) needs root\n\nhint: run `sudo nanoclaw image build --recipe production`, or make the base yourself and run this again:\n{commands}"
+    )]
+    BaseNeedsRoot { tag: String, commands: String },
+    #[error("making the Debian base failed: {0}")]
+    Base(String),
     #[error("`{path}`: {source}")]
     Io {
         path: PathBuf,

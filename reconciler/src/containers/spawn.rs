@@ -119,6 +119,27 @@ pub fn mounts(spec: &SpawnSpec) -> Vec<MountSpec> {
     list
 }
 
+/// What the image says about itself (its labels), read at every spawn.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ImageFacts {
+    /// The image's entrypoint is an init (label `nanoclaw.init`: tini in the production
+    /// image), so Docker must not add its own (`--init`): there would be two.
+    pub own_init: bool,
+}
+
+impl ImageFacts {
+    /// Reads the image's labels; `None` when the daemon has no such image.
+    pub async fn inspect(
+        docker: &Docker,
+        image: &str,
+    ) -> Result<Option<ImageFacts>, ContainerError> {
+        let labels = super::image::image_labels(docker, image).await?;
+        Ok(labels.map(|labels| ImageFacts {
+            own_init: labels.contains_key(super::image::LABEL_INIT),
+        }))
+    }
+}
+
 /// Host facts the create request depends on, gathered once per spawn.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostFacts {
@@ -152,6 +173,7 @@ pub fn create_body(
     slug: &str,
     mounts: &[MountSpec],
     facts: &HostFacts,
+    image: ImageFacts,
 ) -> ContainerCreateBody {
     let mut env_vars = vec![format!("TZ={}", facts.timezone), "HOME=/tmp".to_string()];
     env_vars.extend(spec.env.iter().map(|(key, value)| format!("{key}={value}")));
@@ -181,8 +203,9 @@ pub fn create_body(
         open_stdin: Some(false),
         tty: Some(false),
         host_config: Some(HostConfig {
-            // An init process forwards SIGTERM to the runner and reaps children.
-            init: Some(true),
+            // An init process forwards SIGTERM to the runner and reaps children: Docker's,
+            // unless the image brings its own.
+            init: Some(!image.own_init),
             mounts: Some(docker_mounts),
             extra_hosts: Some(vec!["host.docker.internal:host-gateway".to_string()]),
             // Not `--rm`: the exit code is read by `wait` first, then the container is removed.
@@ -288,7 +311,10 @@ pub async fn spawn(
             socket.display()
         )));
     }
-    let body = create_body(spec, slug, &mount_list, &facts);
+    let Some(image) = ImageFacts::inspect(docker, &spec.image).await? else {
+        return Err(image_not_found(&spec.image, "no such image"));
+    };
+    let body = create_body(spec, slug, &mount_list, &facts, image);
     remove_quietly(docker, &name).await?;
     let options = CreateContainerOptions {
         name: Some(name.clone()),
@@ -297,10 +323,7 @@ pub async fn spawn(
     match docker.client.create_container(Some(options), body).await {
         Ok(_) => {}
         Err(err) if is_not_found(&err) => {
-            return Err(ContainerError::Daemon(format!(
-                "image `{}` not found: {err}\n\nhint: build it with `nanoclaw image build --tag {}`",
-                spec.image, spec.image
-            )));
+            return Err(image_not_found(&spec.image, &err.to_string()));
         }
         Err(err) => return Err(err.into()),
     }
@@ -309,6 +332,12 @@ pub async fn spawn(
         return Err(err.into());
     }
     Ok(name)
+}
+
+fn image_not_found(image: &str, why: &str) -> ContainerError {
+    ContainerError::Daemon(format!(
+        "image `{image}` not found: {why}\n\nhint: `nanoclaw run` builds the images its agents need when it starts; to build this one: `nanoclaw image build --recipe production --tag {image}` (`--recipe minimal` for agents with the mock provider)"
+    ))
 }
 
 /// Force-removes a container; a missing one is not an error.
@@ -404,7 +433,13 @@ mod tests {
             user: "1000:1000".into(),
             timezone: "Europe/Berlin".into(),
         };
-        let body = create_body(&spec, "0a1b2c3d", &mounts(&spec), &facts);
+        let body = create_body(
+            &spec,
+            "0a1b2c3d",
+            &mounts(&spec),
+            &facts,
+            ImageFacts::default(),
+        );
         let json = sorted_json(serde_json::to_value(&body).unwrap());
         expect_test::expect![[r#"
             {
@@ -481,6 +516,21 @@ mod tests {
               "WorkingDir": "/workspace"
             }"#]]
         .assert_eq(&serde_json::to_string_pretty(&json).unwrap());
+    }
+
+    #[test]
+    fn an_image_with_its_own_init_gets_no_second_one() {
+        let facts = HostFacts {
+            user: "1000:1000".into(),
+            timezone: "UTC".into(),
+        };
+        let init = |own_init| {
+            create_body(&spec(), "0a1b2c3d", &[], &facts, ImageFacts { own_init })
+                .host_config
+                .and_then(|host| host.init)
+        };
+        assert_eq!(init(true), Some(false), "tini in the image is PID 1");
+        assert_eq!(init(false), Some(true), "Docker's init is PID 1");
     }
 
     #[test]

@@ -51,8 +51,8 @@ use crate::paths::Paths;
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub paths: Paths,
-    /// Image for agents without an `image` override.
-    pub default_image: String,
+    /// Images for agents without an `image` override, by the recipe their provider needs.
+    pub images: crate::containers::AgentImages,
     /// Most containers running at once; further wakes wait for the sweep.
     pub max_containers: usize,
     /// Stop a container after this long with nothing to do.
@@ -389,7 +389,7 @@ impl Waker {
             let prepared = tokio::task::spawn_blocking(move || -> anyhow::Result<session::Prepared> {
                 let conn = db::open(&settings.paths.db())?;
                 let row = db::sessions::get(&conn, &id)?.with_context(|| format!("session {id} not found"))?;
-                session::prepare(&conn, &settings.paths, &row, &settings.default_image)
+                session::prepare(&conn, &settings.paths, &row, &settings.images)
             })
             .await;
             let prepared = match prepared {

@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use super::layout::{self, FILE_MODE, MountPoint};
+use crate::containers::AgentImages;
 use crate::db::sessions::Session;
 use crate::hostfs::{Dir, Owner, Read};
 use crate::paths::Paths;
@@ -47,7 +48,7 @@ pub struct Prepared {
     pub agent: String,
     pub session_dir: PathBuf,
     pub group_dir: PathBuf,
-    /// The image: the agent's override, else the install default.
+    /// The image: the agent's override, else the install's image for the agent's provider.
     pub image: String,
     pub extra_mounts: Vec<ExtraMount>,
     /// Hash of everything read at spawn; a container labelled with another hash is stale.
@@ -119,7 +120,7 @@ pub fn prepare(
     conn: &Connection,
     paths: &Paths,
     session: &Session,
-    default_image: &str,
+    images: &AgentImages,
 ) -> anyhow::Result<Prepared> {
     let config = agent_config(conn, &session.agent)?.with_context(|| {
         format!(
@@ -160,7 +161,7 @@ pub fn prepare(
         .image_tag
         .clone()
         .filter(|tag| !tag.is_empty())
-        .unwrap_or_else(|| default_image.to_string());
+        .unwrap_or_else(|| images.for_provider(config.provider.as_deref()).to_string());
     let mut hasher = Sha256::new();
     for part in [container_text.as_str(), claude_md.as_str(), image.as_str()] {
         hasher.update(part.as_bytes());

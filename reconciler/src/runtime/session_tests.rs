@@ -179,7 +179,13 @@ fn issue_7_planted_links_at_every_final_and_temp_name_never_redirect_a_write() {
         for target in world.targets() {
             world.plant(&target, plant);
         }
-        let prepared = prepare(&world.conn, &world.paths, &world.session, "image:latest").unwrap();
+        let prepared = prepare(
+            &world.conn,
+            &world.paths,
+            &world.session,
+            &AgentImages::single("image:latest"),
+        )
+        .unwrap();
         world.assert_outside_untouched(plant);
         // The host's files are its own regular files now; the agent's CLAUDE.local.md is left
         // as the agent made it (a link or FIFO there is the agent's business, never written).
@@ -215,7 +221,13 @@ fn issue_7_planted_links_at_every_final_and_temp_name_never_redirect_a_write() {
             "{plant:?}: the agent's CLAUDE.local.md is left alone or replaced"
         );
         // A second prepare (the next wake) is just as harmless.
-        prepare(&world.conn, &world.paths, &world.session, "image:latest").unwrap();
+        prepare(
+            &world.conn,
+            &world.paths,
+            &world.session,
+            &AgentImages::single("image:latest"),
+        )
+        .unwrap();
         world.assert_outside_untouched(plant);
     }
 }
@@ -231,7 +243,13 @@ fn the_previous_layouts_composed_files_leave_the_agents_folder_once() {
     std::fs::write(group.join(".claude-local.seed"), "old seed\n").unwrap();
     std::fs::write(group.join("CLAUDE.local.md"), "old seed\n").unwrap();
     std::fs::write(group.join("work.txt"), "the agent's own").unwrap();
-    let prepared = prepare(&world.conn, &world.paths, &world.session, "image:latest").unwrap();
+    let prepared = prepare(
+        &world.conn,
+        &world.paths,
+        &world.session,
+        &AgentImages::single("image:latest"),
+    )
+    .unwrap();
     let mut names: Vec<String> = std::fs::read_dir(&group)
         .unwrap()
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
@@ -256,7 +274,13 @@ fn the_previous_layouts_composed_files_leave_the_agents_folder_once() {
     );
     // Later, the agent's own CLAUDE.md in its folder is its own: not removed again.
     std::fs::write(group.join("CLAUDE.md"), "mine").unwrap();
-    prepare(&world.conn, &world.paths, &world.session, "image:latest").unwrap();
+    prepare(
+        &world.conn,
+        &world.paths,
+        &world.session,
+        &AgentImages::single("image:latest"),
+    )
+    .unwrap();
     assert_eq!(
         std::fs::read_to_string(group.join("CLAUDE.md")).unwrap(),
         "mine"
@@ -289,7 +313,13 @@ fn routing_after_prepare(
         .unwrap();
     }
     let session = crate::db::sessions::create(&conn, "ag-1", chat.map(|_| "mg-1"), thread).unwrap();
-    let prepared = prepare(&conn, &paths, &session, "image:latest").unwrap();
+    let prepared = prepare(
+        &conn,
+        &paths,
+        &session,
+        &AgentImages::single("image:latest"),
+    )
+    .unwrap();
     let inbound =
         session_db::open_inbound_container(&prepared.session_dir.join(session_db::INBOUND_FILE))
             .unwrap();
@@ -325,4 +355,29 @@ fn session_routing_includes_the_thread_of_a_per_thread_session() {
             Some("thread-77".into())
         )
     );
+}
+#[test]
+fn the_image_follows_the_provider_unless_the_agent_names_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = Paths::new(dir.path().join("data"));
+    paths.ensure().unwrap();
+    let conn = crate::db::open(&paths.db()).unwrap();
+    conn.execute_batch(
+        "INSERT INTO agent_groups (id, name, folder, created_at) VALUES
+           ('mock', 'M', 'mock', 't'), ('claude', 'C', 'claude', 't'), ('own', 'O', 'own', 't');
+         INSERT INTO container_configs (agent_group_id, provider, image_tag, updated_at) VALUES
+           ('mock', 'mock', NULL, 't'), ('claude', NULL, NULL, 't'), ('own', 'claude', 'mine:1', 't');",
+    )
+    .unwrap();
+    let images = AgentImages {
+        minimal: "small:1".into(),
+        production: "big:1".into(),
+    };
+    let image_of = |agent: &str| {
+        let session = crate::db::sessions::create(&conn, agent, None, None).unwrap();
+        prepare(&conn, &paths, &session, &images).unwrap().image
+    };
+    assert_eq!(image_of("mock"), "small:1");
+    assert_eq!(image_of("claude"), "big:1", "no provider is `claude`");
+    assert_eq!(image_of("own"), "mine:1");
 }
