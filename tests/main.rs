@@ -6,6 +6,7 @@ mod support;
 
 mod chat;
 mod containers;
+mod credentials;
 mod daemon;
 mod manifests;
 mod plan_apply;

@@ -2,6 +2,8 @@
 //! for conditions, and the Docker gate.
 #![allow(dead_code, clippy::print_stderr)]
 
+pub mod fake_anthropic;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -113,6 +115,10 @@ impl Env {
             .env_remove("NANOCLAW_DATA_DIR")
             .env_remove("NANOCLAW_LOG")
             .env_remove("RUST_LOG")
+            // The host's own credentials never reach a test install (reconciler/src/env.rs).
+            .env_remove("ANTHROPIC_API_KEY")
+            .env_remove("CLAUDE_CODE_OAUTH_TOKEN")
+            .env_remove("NANOCLAW_ANTHROPIC_BASE_URL")
             .stdin(Stdio::null());
         command
     }

@@ -1,0 +1,553 @@
+//! The credential proxy: an HTTP/1.1 reverse proxy on a Unix socket in the data dir
+//! (`<data>/proxy/anthropic.sock`) in front of the Anthropic API.
+//!
+//! Per request: the presented key (`x-api-key` or `Authorization: Bearer`) must be a live
+//! placeholder ([`Placeholders`]); the path must be an API path (`/v1/…`); a stream permit must
+//! be free (at most [`ProxySettings::max_streams`] responses in flight); the body must fit in
+//! [`ProxySettings::max_request_bytes`]. Then the placeholder is swapped for the real credential
+//! (read from the [`Store`] per request, else the daemon's environment) and the request goes
+//! upstream; the response streams back frame by frame (server-sent events are not buffered),
+//! scrubbed of the credential. Refusals are answered in the API's own error shape
+//! (`{"type":"error","error":{"type":…,"message":…}}`) so Claude Code reports them.
+//!
+//! It must not: log or echo a secret, accept a request without a live placeholder, or reach any
+//! host but the configured upstream.
+
+use std::convert::Infallible;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::UnixListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use super::redact::RedactedBody;
+use super::upstream::Upstream;
+use super::{Credential, CredentialError, Kind, Placeholders, Source, Store};
+
+/// The socket's file name inside [`socket_dir`].
+pub const SOCKET_NAME: &str = "anthropic.sock";
+/// Where a container sees [`socket_dir`] (mounted read-only; connecting still works).
+pub const CONTAINER_SOCKET_DIR: &str = "/run/nanoclaw-proxy";
+/// Default bound on a request body: the Messages API's own limit is 32 MB.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
+/// Default bound on responses in flight, across all containers of the install.
+pub const DEFAULT_MAX_STREAMS: usize = 32;
+/// Most client connections open at once (idle keep-alive ones included).
+const MAX_CONNECTIONS: usize = 256;
+/// A client must send its request head within this time (slow-header defence).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The beta flag Anthropic requires with an OAuth bearer token.
+const OAUTH_BETA: &str = "oauth-2025-04-20";
+
+/// The folder holding the proxy socket: the one thing of the data dir a container mounts.
+pub fn socket_dir(data: &Path) -> PathBuf {
+    data.join("proxy")
+}
+
+/// What the proxy needs, resolved at startup.
+#[derive(Clone, Debug)]
+pub struct ProxySettings {
+    /// The socket to listen on (normally `socket_dir(data)/anthropic.sock`).
+    pub socket: PathBuf,
+    pub upstream: Upstream,
+    pub store: Store,
+    /// The daemon's environment credential (`super::from_env`), used when none is stored.
+    pub env_credential: Option<(Credential, Source)>,
+    pub max_request_bytes: usize,
+    pub max_streams: usize,
+}
+
+impl ProxySettings {
+    /// The defaults for the data dir `data`.
+    pub fn new(
+        data: &Path,
+        upstream: Upstream,
+        env_credential: Option<(Credential, Source)>,
+    ) -> ProxySettings {
+        ProxySettings {
+            socket: socket_dir(data).join(SOCKET_NAME),
+            upstream,
+            store: Store::new(data),
+            env_credential,
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            max_streams: DEFAULT_MAX_STREAMS,
+        }
+    }
+}
+
+/// A bound proxy; [`Proxy::run`] serves it.
+pub struct Proxy {
+    listener: UnixListener,
+    shared: Arc<Shared>,
+    /// (device, inode) of the socket we bound, so shutdown removes only our own file.
+    bound: (u64, u64),
+}
+
+/// What every request handler reads; never written after bind.
+struct Shared {
+    settings: ProxySettings,
+    placeholders: Placeholders,
+    /// One permit per response in flight, held by the response body until it ends.
+    streams: Arc<Semaphore>,
+    /// Upstream connection tasks.
+    tasks: TaskTracker,
+    stop: CancellationToken,
+}
+
+impl Proxy {
+    /// Binds the socket (its folder 0755, the socket 0666: a container's user, whatever its
+    /// uid, must be able to connect; the data dir around it is 0700, so no other host user can).
+    /// A socket file already there is a leftover (the caller holds the daemon lock) and is
+    /// replaced; anything else is refused. Must be called inside a tokio runtime.
+    pub fn bind(settings: ProxySettings, placeholders: Placeholders) -> io::Result<Proxy> {
+        use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+        let socket = settings.socket.clone();
+        if let Some(dir) = socket.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(dir)?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+        }
+        if let Ok(meta) = std::fs::symlink_metadata(&socket) {
+            if !meta.file_type().is_socket() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} exists and is not a socket; remove it", socket.display()),
+                ));
+            }
+            std::fs::remove_file(&socket)?;
+        }
+        let listener = UnixListener::bind(&socket)?;
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666))?;
+        let meta = std::fs::symlink_metadata(&socket)?;
+        let streams = Arc::new(Semaphore::new(settings.max_streams));
+        Ok(Proxy {
+            listener,
+            bound: (meta.dev(), meta.ino()),
+            shared: Arc::new(Shared {
+                settings,
+                placeholders,
+                streams,
+                tasks: TaskTracker::new(),
+                stop: CancellationToken::new(),
+            }),
+        })
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.shared.settings.socket
+    }
+
+    /// Serves until `stop` is cancelled; then drops open connections (their containers are
+    /// being stopped too) and removes the socket file if it is still ours.
+    pub async fn run(self, stop: CancellationToken) {
+        let shared = Arc::clone(&self.shared);
+        let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        info!(
+            socket = %shared.settings.socket.display(),
+            upstream = shared.settings.upstream.url(),
+            "credential proxy listening"
+        );
+        loop {
+            let permit = tokio::select! {
+                () = stop.cancelled() => break,
+                permit = Arc::clone(&connections).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+            };
+            let stream = tokio::select! {
+                () = stop.cancelled() => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(err) => {
+                        warn!(error = %err, "credential proxy: accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let shared = Arc::clone(&shared);
+            let stop = stop.clone();
+            self.shared.tasks.spawn(async move {
+                let _permit = permit;
+                serve_connection(shared, stream, stop).await;
+            });
+        }
+        self.shared.stop.cancel();
+        self.shared.tasks.close();
+        self.shared.tasks.wait().await;
+        remove_if_ours(&self.shared.settings.socket, self.bound);
+        info!("credential proxy stopped");
+    }
+}
+
+async fn serve_connection(
+    shared: Arc<Shared>,
+    stream: tokio::net::UnixStream,
+    stop: CancellationToken,
+) {
+    let service = service_fn(move |request| {
+        let shared = Arc::clone(&shared);
+        async move { Ok::<_, Infallible>(handle(&shared, request).await) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::select! {
+        res = connection => if let Err(err) = res {
+            debug!(error = %err, "credential proxy: client connection ended with an error");
+        },
+        () = stop.cancelled() => {}
+    }
+}
+
+type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;
+
+/// One request, from the placeholder check to the streamed response. Every refusal is an
+/// answer in the API's error shape; nothing here fails the connection.
+async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<ProxyBody> {
+    let settings = &shared.settings;
+    let Some(container) =
+        presented_key(request.headers()).and_then(|presented| shared.placeholders.check(presented))
+    else {
+        debug!(
+            path = request.uri().path(),
+            "credential proxy: unknown key refused"
+        );
+        return refusal(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "credential proxy: the key is not a live nanoclaw placeholder (each container gets its own, valid while it runs)",
+        );
+    };
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    if !request.uri().path().starts_with("/v1/") {
+        return refusal(
+            StatusCode::NOT_FOUND,
+            "not_found_error",
+            &format!(
+                "credential proxy: only API paths (`/v1/…`) are forwarded, not `{}`",
+                request.uri().path()
+            ),
+        );
+    }
+    let Ok(permit) = Arc::clone(&shared.streams).try_acquire_owned() else {
+        warn!(%container, limit = settings.max_streams, "credential proxy: too many streams");
+        let mut response = refusal(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            &format!(
+                "credential proxy: {} requests are already in flight; retry shortly",
+                settings.max_streams
+            ),
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    };
+    let credential = match settings.store.resolve(settings.env_credential.as_ref()) {
+        Ok((credential, _)) => credential,
+        Err(err @ CredentialError::Missing) => {
+            return refusal(
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                &err.to_string(),
+            );
+        }
+        Err(err) => {
+            warn!(error = %err, "credential proxy: the credential cannot be read");
+            return refusal(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "api_error",
+                &format!("credential proxy: {err}"),
+            );
+        }
+    };
+    let too_large = || {
+        refusal(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request_too_large",
+            &format!(
+                "credential proxy: the request body is larger than {} bytes",
+                settings.max_request_bytes
+            ),
+        )
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > settings.max_request_bytes as u64) {
+        return too_large();
+    }
+    let (parts, body) = request.into_parts();
+    let body = match Limited::new(body, settings.max_request_bytes)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => return too_large(),
+        Err(err) => {
+            return refusal(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                &format!("credential proxy: the request body could not be read: {err}"),
+            );
+        }
+    };
+    let mut upstream_request = Request::builder()
+        .method(parts.method.clone())
+        .uri(settings.upstream.target(&path_and_query))
+        .body(Full::new(body))
+        .expect("method and target come from a parsed request");
+    *upstream_request.headers_mut() =
+        forwarded_headers(&parts.headers, &settings.upstream, &credential);
+    let response = match settings
+        .upstream
+        .send(upstream_request, &shared.tasks, &shared.stop)
+        .await
+    {
+        Ok(response) => response,
+        Err(err) => {
+            warn!(%container, error = %err, "credential proxy: upstream unreachable");
+            return refusal(
+                StatusCode::BAD_GATEWAY,
+                "api_error",
+                &format!("credential proxy: {err}"),
+            );
+        }
+    };
+    debug!(%container, path = parts.uri.path(), status = response.status().as_u16(), "proxied");
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    // Redaction can change the length; the body goes out chunked.
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let body = RedactedBody::new(body, credential.secret.expose(), permit);
+    Response::from_parts(parts, UnsyncBoxBody::new(body))
+}
+
+/// The key a client presented: `x-api-key`, else an `Authorization: Bearer` token.
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(key.trim());
+    }
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+/// The client's headers minus hop-by-hop ones, its key and its encoding wishes (responses
+/// come back uncompressed so they can be scrubbed), plus the real credential.
+fn forwarded_headers(
+    incoming: &HeaderMap,
+    upstream: &Upstream,
+    credential: &Credential,
+) -> HeaderMap {
+    let mut headers = incoming.clone();
+    strip_hop_by_hop(&mut headers);
+    for name in [
+        header::HOST,
+        header::CONTENT_LENGTH,
+        header::AUTHORIZATION,
+        header::ACCEPT_ENCODING,
+        HeaderName::from_static("x-api-key"),
+    ] {
+        headers.remove(name);
+    }
+    if let Ok(host) = HeaderValue::from_str(&upstream.authority()) {
+        headers.insert(header::HOST, host);
+    }
+    let secret = credential.secret.expose();
+    match credential.kind {
+        Kind::ApiKey => {
+            if let Ok(mut value) = HeaderValue::from_str(secret) {
+                value.set_sensitive(true);
+                headers.insert(HeaderName::from_static("x-api-key"), value);
+            }
+        }
+        Kind::OauthToken => {
+            if let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {secret}")) {
+                value.set_sensitive(true);
+                headers.insert(header::AUTHORIZATION, value);
+            }
+            let beta = HeaderName::from_static("anthropic-beta");
+            let betas = headers
+                .get(&beta)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            if !betas.split(',').any(|flag| flag.trim() == OAUTH_BETA) {
+                let joined = if betas.is_empty() {
+                    OAUTH_BETA.to_string()
+                } else {
+                    format!("{betas},{OAUTH_BETA}")
+                };
+                if let Ok(value) = HeaderValue::from_str(&joined) {
+                    headers.insert(beta, value);
+                }
+            }
+        }
+    }
+    headers
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Headers named by `Connection` are hop-by-hop too (RFC 9110 §7.6.1).
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        HeaderName::from_static("keep-alive"),
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// An answer of the proxy itself, in the API's error shape.
+fn refusal(status: StatusCode, kind: &str, message: &str) -> Response<ProxyBody> {
+    let body = serde_json::json!({
+        "type": "error",
+        "error": {"type": kind, "message": message},
+    })
+    .to_string();
+    let body = Full::new(Bytes::from(body)).map_err(|never: Infallible| match never {});
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(UnsyncBoxBody::new(body))
+        .expect("a static status and header")
+}
+
+fn remove_if_ours(path: &Path, (dev, ino): (u64, u64)) {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(meta) = std::fs::symlink_metadata(path)
+        && meta.dev() == dev
+        && meta.ino() == ino
+    {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credentials::Secret;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn the_placeholder_is_swapped_for_an_api_key() {
+        let upstream = Upstream::parse("http://127.0.0.1:9").unwrap();
+        let credential = Credential {
+            kind: Kind::ApiKey,
+            secret: Secret::new("sk-real"),
+        };
+        let incoming = headers(&[
+            ("x-api-key", "nanoclaw-placeholder-1"),
+            ("anthropic-version", "2023-06-01"),
+            ("connection", "keep-alive, x-drop"),
+            ("x-drop", "1"),
+            ("accept-encoding", "gzip"),
+            ("host", "127.0.0.1:4000"),
+        ]);
+        let out = forwarded_headers(&incoming, &upstream, &credential);
+        assert_eq!(out["x-api-key"], "sk-real");
+        assert_eq!(out["anthropic-version"], "2023-06-01");
+        assert_eq!(out["host"], "127.0.0.1:9");
+        for gone in ["connection", "x-drop", "accept-encoding", "authorization"] {
+            assert!(!out.contains_key(gone), "{gone}");
+        }
+    }
+
+    #[test]
+    fn an_oauth_token_goes_as_bearer_with_its_beta_flag() {
+        let upstream = Upstream::parse("http://127.0.0.1:9").unwrap();
+        let credential = Credential {
+            kind: Kind::OauthToken,
+            secret: Secret::new("sk-ant-oat01-real"),
+        };
+        let out = forwarded_headers(
+            &headers(&[
+                ("x-api-key", "nanoclaw-placeholder-1"),
+                ("anthropic-beta", "claude-code-20250219"),
+            ]),
+            &upstream,
+            &credential,
+        );
+        assert_eq!(out["authorization"], "Bearer sk-ant-oat01-real");
+        assert!(!out.contains_key("x-api-key"));
+        assert_eq!(
+            out["anthropic-beta"],
+            "claude-code-20250219,oauth-2025-04-20"
+        );
+        let again = forwarded_headers(
+            &headers(&[
+                ("authorization", "Bearer nanoclaw-placeholder-1"),
+                ("anthropic-beta", "oauth-2025-04-20,x"),
+            ]),
+            &upstream,
+            &credential,
+        );
+        assert_eq!(again["anthropic-beta"], "oauth-2025-04-20,x");
+    }
+
+    #[test]
+    fn both_header_forms_present_a_key() {
+        assert_eq!(presented_key(&headers(&[("x-api-key", "a")])), Some("a"));
+        assert_eq!(
+            presented_key(&headers(&[("authorization", "Bearer b")])),
+            Some("b")
+        );
+        assert_eq!(
+            presented_key(&headers(&[("authorization", "Basic c")])),
+            None
+        );
+    }
+}

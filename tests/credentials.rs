@@ -1,0 +1,405 @@
+//! The credential proxy end to end: a real Unix socket → `credentials::Proxy` → the fake
+//! Anthropic API on loopback; and `nanoclaw auth` through the real binary.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use reconciler::credentials::{
+    Credential, Kind, Placeholders, Proxy, ProxySettings, Secret, Store, Upstream,
+};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::support::fake_anthropic::{FakeAnthropic, Gate, Reply, Script, When};
+use crate::support::{self, Env};
+
+const REAL_KEY: &str = "sk-ant-api03-the-real-key-never-leaves-the-host";
+
+/// A proxy serving a temp data dir, in front of a fake; stopped on drop.
+struct Harness {
+    fake: FakeAnthropic,
+    placeholders: Placeholders,
+    socket: PathBuf,
+    data: tempfile::TempDir,
+    runtime: tokio::runtime::Runtime,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Harness {
+    /// The fake accepts only the real key; the store holds it unless `store` is false.
+    fn start(script: Script, store: bool, adjust: impl FnOnce(&mut ProxySettings)) -> Harness {
+        let fake = FakeAnthropic::start(script.require_key(REAL_KEY));
+        let data = tempfile::tempdir().unwrap();
+        if store {
+            Store::new(data.path())
+                .save(&Credential {
+                    kind: Kind::ApiKey,
+                    secret: Secret::new(REAL_KEY),
+                })
+                .unwrap();
+        }
+        let mut settings =
+            ProxySettings::new(data.path(), Upstream::parse(&fake.url()).unwrap(), None);
+        adjust(&mut settings);
+        let socket = settings.socket.clone();
+        let placeholders = Placeholders::new();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let stop = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let proxy = {
+            let _guard = runtime.enter();
+            Proxy::bind(settings, placeholders.clone()).unwrap()
+        };
+        {
+            let _guard = runtime.enter();
+            tasks.spawn(proxy.run(stop.clone()));
+        }
+        Harness {
+            fake,
+            placeholders,
+            socket,
+            data,
+            runtime,
+            stop,
+            tasks,
+        }
+    }
+
+    fn key(&self, container: &str) -> String {
+        self.placeholders
+            .register(container)
+            .unwrap()
+            .key
+            .expose()
+            .to_string()
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        self.tasks.close();
+        self.runtime.block_on(self.tasks.wait());
+    }
+}
+
+/// An HTTP/1.1 request as Claude Code sends it, on a fresh connection that closes after it.
+fn request_text(key: &str, body: &str) -> String {
+    format!(
+        "POST /v1/messages?beta=true HTTP/1.1\r\nhost: 127.0.0.1\r\nx-api-key: {key}\r\nanthropic-version: 2023-06-01\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn messages_body(text: &str) -> String {
+    serde_json::json!({
+        "model": "claude-fake", "max_tokens": 100, "stream": true,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": text}]}],
+    })
+    .to_string()
+}
+
+/// Sends one request and reads the whole answer: (status, raw response text).
+fn post(socket: &Path, key: &str, body: &str) -> (u16, String) {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    stream
+        .write_all(request_text(key, body).as_bytes())
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    (status_of(&answer), answer)
+}
+
+fn status_of(answer: &str) -> u16 {
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn events_stream_through_the_proxy_one_by_one() {
+    let gate = Gate::new();
+    let harness = Harness::start(
+        Script::new().always(
+            When::Any,
+            Reply::Gated {
+                text: "streamed through".into(),
+                gate: gate.clone(),
+            },
+        ),
+        true,
+        |_| {},
+    );
+    let key = harness.key("nanoclaw-test-1");
+    let mut stream = UnixStream::connect(&harness.socket).unwrap();
+    stream
+        .write_all(request_text(&key, &messages_body("hello")).as_bytes())
+        .unwrap();
+    // The fake holds `message_stop` back until the gate opens: seeing `message_start` now
+    // means the proxy passed it on without waiting for the end of the response.
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 4096];
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    while !String::from_utf8_lossy(&seen).contains("event: message_start") {
+        let n = stream
+            .read(&mut buffer)
+            .expect("the first event arrives before the last is sent");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buffer[..n]);
+    }
+    let early = String::from_utf8_lossy(&seen).to_string();
+    assert!(early.starts_with("HTTP/1.1 200"), "{early}");
+    assert!(early.contains("text/event-stream"), "{early}");
+    assert!(!early.contains("message_stop"), "{early}");
+    gate.open();
+    let mut rest = String::new();
+    stream.read_to_string(&mut rest).unwrap();
+    let whole = format!("{early}{rest}");
+    assert!(whole.contains("event: message_stop"), "{whole}");
+    assert!(whole.contains("\"stop_reason\":\"end_turn\""), "{whole}");
+    // The fake saw the real key, not the placeholder.
+    let received = &harness.fake.messages_requests()[0];
+    assert_eq!(received.headers["x-api-key"], REAL_KEY);
+}
+
+#[test]
+fn a_wrong_or_revoked_placeholder_is_refused_with_a_clear_body() {
+    let harness = Harness::start(Script::new(), true, |_| {});
+    let (status, answer) = post(
+        &harness.socket,
+        "sk-ant-api03-guessed",
+        &messages_body("hi"),
+    );
+    assert_eq!(status, 401, "{answer}");
+    assert!(
+        answer.contains("\"type\":\"authentication_error\""),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("not a live nanoclaw placeholder"),
+        "{answer}"
+    );
+
+    let key = harness.key("nanoclaw-test-2");
+    let (status, answer) = post(&harness.socket, &key, &messages_body("hi"));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(harness.placeholders.revoke("nanoclaw-test-2"), 1);
+    let (status, answer) = post(&harness.socket, &key, &messages_body("hi"));
+    assert_eq!(
+        status, 401,
+        "a stopped container's key still works: {answer}"
+    );
+    assert_eq!(
+        harness.fake.messages_requests().len(),
+        1,
+        "refused requests reached the upstream"
+    );
+}
+
+#[test]
+fn an_oversized_request_is_refused_before_it_goes_upstream() {
+    let harness = Harness::start(Script::new(), true, |settings| {
+        settings.max_request_bytes = 4096;
+    });
+    let key = harness.key("nanoclaw-test-3");
+    let (status, answer) = post(&harness.socket, &key, &messages_body(&"x".repeat(5000)));
+    assert_eq!(status, 413, "{answer}");
+    assert!(
+        answer.contains("\"type\":\"request_too_large\""),
+        "{answer}"
+    );
+    assert!(harness.fake.exchanges().is_empty());
+    let (status, _) = post(&harness.socket, &key, &messages_body("small"));
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn streams_beyond_the_bound_wait_for_a_retry() {
+    let gate = Gate::new();
+    let harness = Harness::start(
+        Script::new()
+            .once(
+                When::LastUserContains("hold".into()),
+                Reply::Gated {
+                    text: "held".into(),
+                    gate: gate.clone(),
+                },
+            )
+            .fallback(Reply::text("free")),
+        true,
+        |settings| settings.max_streams = 1,
+    );
+    let key = harness.key("nanoclaw-test-4");
+    let mut held = UnixStream::connect(&harness.socket).unwrap();
+    held.write_all(request_text(&key, &messages_body("hold")).as_bytes())
+        .unwrap();
+    support::wait_until(
+        "the held stream reaches the fake",
+        Duration::from_secs(30),
+        || !harness.fake.exchanges().is_empty(),
+    );
+    let (status, answer) = post(&harness.socket, &key, &messages_body("second"));
+    assert_eq!(status, 429, "{answer}");
+    assert!(answer.to_lowercase().contains("retry-after: 1"), "{answer}");
+    assert!(answer.contains("\"type\":\"rate_limit_error\""), "{answer}");
+    gate.open();
+    let mut rest = String::new();
+    held.read_to_string(&mut rest).unwrap();
+    assert!(rest.contains("message_stop"), "{rest}");
+    // The permit is back once the held response ended.
+    support::wait_until(
+        "a stream permit is free again",
+        Duration::from_secs(30),
+        || post(&harness.socket, &key, &messages_body("third")).0 == 200,
+    );
+}
+
+#[test]
+fn the_real_key_is_never_echoed_to_a_container() {
+    let harness = Harness::start(
+        Script::new().always(When::Any, Reply::EchoHeaders),
+        true,
+        |_| {},
+    );
+    let key = harness.key("nanoclaw-test-5");
+    let (status, answer) = post(&harness.socket, &key, &messages_body("who am i"));
+    assert_eq!(status, 200, "{answer}");
+    assert!(!answer.contains(REAL_KEY), "{answer}");
+    assert!(
+        answer.contains("[redacted]"),
+        "the echo did not happen: {answer}"
+    );
+    // The proxy's own refusals do not carry it either.
+    for presented in ["wrong", key.as_str()] {
+        let (_, answer) = post(&harness.socket, presented, &"{".repeat(10));
+        assert!(!answer.contains(REAL_KEY), "{answer}");
+    }
+}
+
+#[test]
+fn no_credential_on_the_host_is_refused_naming_the_command() {
+    let harness = Harness::start(Script::new(), false, |_| {});
+    let key = harness.key("nanoclaw-test-6");
+    let (status, answer) = post(&harness.socket, &key, &messages_body("hi"));
+    assert_eq!(status, 401, "{answer}");
+    assert!(answer.contains("`nanoclaw auth set anthropic`"), "{answer}");
+    assert!(harness.fake.exchanges().is_empty());
+    // Stored while the proxy runs: the next request uses it, no restart.
+    Store::new(harness.data.path())
+        .save(&Credential {
+            kind: Kind::ApiKey,
+            secret: Secret::new(REAL_KEY),
+        })
+        .unwrap();
+    let (status, answer) = post(&harness.socket, &key, &messages_body("hi"));
+    assert_eq!(status, 200, "{answer}");
+}
+
+#[test]
+fn an_unreachable_upstream_is_a_retryable_gateway_error() {
+    let harness = Harness::start(Script::new(), true, |settings| {
+        // A port nothing listens on: bound, then closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        settings.upstream = Upstream::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+    });
+    let key = harness.key("nanoclaw-test-7");
+    let (status, answer) = post(&harness.socket, &key, &messages_body("hi"));
+    assert_eq!(status, 502, "{answer}");
+    assert!(answer.contains("\"type\":\"api_error\""), "{answer}");
+    assert!(answer.contains("cannot connect"), "{answer}");
+}
+
+#[test]
+fn auth_set_stores_the_secret_privately_and_never_prints_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new("auth");
+    let secret = "sk-ant-oat01-from-stdin-secret";
+    let mut child = env
+        .command(&["auth", "set", "anthropic"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{secret}\n").as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{shown}");
+    assert!(!shown.contains(secret), "{shown}");
+    assert!(
+        shown.contains("a Claude subscription OAuth token"),
+        "{shown}"
+    );
+    let file = env.data().join("credentials/anthropic.json");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(std::fs::read_to_string(&file).unwrap().contains(secret));
+
+    let status = env.run(&["auth", "status"]);
+    assert_eq!(status.code, 0, "{status:?}");
+    assert!(!status.stdout.contains(secret));
+    assert_eq!(
+        env.normalize(&status.stdout),
+        "anthropic: a Claude subscription OAuth token, stored in `$ROOT/data/credentials/anthropic.json`\n"
+    );
+
+    let removed = env.run(&["auth", "remove", "anthropic"]);
+    assert_eq!(removed.code, 0, "{removed:?}");
+    assert!(!file.exists());
+    let status = env.run(&["auth", "status"]);
+    assert_eq!(status.code, 1, "{status:?}");
+    assert!(status.stdout.contains("anthropic: not set"), "{status:?}");
+    assert!(
+        status.stderr.contains("nanoclaw auth set anthropic"),
+        "{status:?}"
+    );
+}
+
+#[test]
+fn auth_set_refuses_an_empty_or_multi_word_secret() {
+    let env = Env::new("auth-bad");
+    for input in ["\n", "two words\n"] {
+        let mut child = env
+            .command(&["auth", "set", "anthropic"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("hint:"), "{stderr}");
+        assert!(!env.data().join("credentials/anthropic.json").exists());
+    }
+}
