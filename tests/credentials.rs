@@ -3,92 +3,14 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use reconciler::credentials::{
-    Credential, Kind, Placeholders, Proxy, ProxySettings, Secret, Store, Upstream,
-};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use reconciler::credentials::{Credential, Kind, Secret, Store, Upstream};
 
-use crate::support::fake_anthropic::{FakeAnthropic, Gate, Reply, Script, When};
+use crate::support::fake_anthropic::{Gate, Reply, Script, When};
+use crate::support::proxy::{Harness, REAL_KEY};
 use crate::support::{self, Env};
-
-const REAL_KEY: &str = "sk-ant-api03-the-real-key-never-leaves-the-host";
-
-/// A proxy serving a temp data dir, in front of a fake; stopped on drop.
-struct Harness {
-    fake: FakeAnthropic,
-    placeholders: Placeholders,
-    socket: PathBuf,
-    data: tempfile::TempDir,
-    runtime: tokio::runtime::Runtime,
-    stop: CancellationToken,
-    tasks: TaskTracker,
-}
-
-impl Harness {
-    /// The fake accepts only the real key; the store holds it unless `store` is false.
-    fn start(script: Script, store: bool, adjust: impl FnOnce(&mut ProxySettings)) -> Harness {
-        let fake = FakeAnthropic::start(script.require_key(REAL_KEY));
-        let data = tempfile::tempdir().unwrap();
-        if store {
-            Store::new(data.path())
-                .save(&Credential {
-                    kind: Kind::ApiKey,
-                    secret: Secret::new(REAL_KEY),
-                })
-                .unwrap();
-        }
-        let mut settings =
-            ProxySettings::new(data.path(), Upstream::parse(&fake.url()).unwrap(), None);
-        adjust(&mut settings);
-        let socket = settings.socket.clone();
-        let placeholders = Placeholders::new();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let stop = CancellationToken::new();
-        let tasks = TaskTracker::new();
-        let proxy = {
-            let _guard = runtime.enter();
-            Proxy::bind(settings, placeholders.clone()).unwrap()
-        };
-        {
-            let _guard = runtime.enter();
-            tasks.spawn(proxy.run(stop.clone()));
-        }
-        Harness {
-            fake,
-            placeholders,
-            socket,
-            data,
-            runtime,
-            stop,
-            tasks,
-        }
-    }
-
-    fn key(&self, container: &str) -> String {
-        self.placeholders
-            .register(container)
-            .unwrap()
-            .key
-            .expose()
-            .to_string()
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.stop.cancel();
-        self.tasks.close();
-        self.runtime.block_on(self.tasks.wait());
-    }
-}
 
 /// An HTTP/1.1 request as Claude Code sends it, on a fresh connection that closes after it.
 fn request_text(key: &str, body: &str) -> String {

@@ -5,6 +5,7 @@
 mod support;
 
 mod chat;
+mod claude_code;
 mod containers;
 mod credentials;
 mod daemon;
