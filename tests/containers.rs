@@ -13,6 +13,7 @@ use agent_runner::session_db::{self, DestinationRow, NewInbound};
 use reconciler::containers::{self, Runner, SpawnSpec};
 use reconciler::paths::Paths;
 use reconciler::resources::{Cpus, Memory, Resources};
+use reconciler::state::Network;
 
 use crate::support::{self, DockerGuard};
 
@@ -69,6 +70,7 @@ impl Install {
             env: Vec::new(),
             config_hash: "test".into(),
             resources: Resources::default(),
+            network: Network::default(),
         }
     }
 }
@@ -490,6 +492,42 @@ async fn a_running_agent_container_is_confined() {
     let container = inspect(&format!("nanoclaw-{}-s2", install.slug()));
     assert_eq!(container["State"]["Running"], true);
     assert_confined(&container, 64 << 20, 500, 64);
+    runner.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_with_network_none_has_only_its_own_loopback() {
+    let Some(()) = support::docker() else { return };
+    support::agent_image();
+    let install = Install::new();
+    let _guard = DockerGuard::new(&install.slug());
+    let docker = containers::connect().await.expect("connect");
+    let runner = Runner::new(docker, install.slug(), 2);
+    let mut spec = install.session("s1");
+    spec.network = Network::None;
+    assert!(runner.wake(spec).await);
+    let container = inspect(&format!("nanoclaw-{}-s1", install.slug()));
+    assert_eq!(container["State"]["Running"], true);
+    assert_eq!(container["HostConfig"]["NetworkMode"], "none");
+    let networks = container["NetworkSettings"]["Networks"]
+        .as_object()
+        .expect("networks");
+    assert_eq!(
+        networks.keys().collect::<Vec<_>>(),
+        ["none"],
+        "attached to no network but its own loopback"
+    );
+    assert!(
+        container["HostConfig"]["ExtraHosts"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "no route to the host is advertised: {}",
+        container["HostConfig"]["ExtraHosts"]
+    );
+    assert_eq!(
+        container["HostConfig"]["ReadonlyRootfs"], true,
+        "still confined"
+    );
     runner.stop_all().await;
 }
 

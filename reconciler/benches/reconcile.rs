@@ -134,6 +134,7 @@ fn fleet() -> State {
             },
             mounts: vec![],
             resources: Default::default(),
+            network: Default::default(),
         }));
         state.insert(Resource::Channel(Channel {
             name: format!("c-{idx}"),

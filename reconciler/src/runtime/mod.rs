@@ -420,6 +420,7 @@ impl Waker {
                 env: Vec::new(),
                 config_hash: prepared.config_hash.clone(),
                 resources: prepared.resources,
+                network: prepared.network,
             };
             let mut running = waker.runner.wake(spec.clone()).await;
             if !running && waker.runner.running().len() >= waker.settings.max_containers {

@@ -8,8 +8,8 @@ use crate::manifest::model::{AgentDoc, SkillsDoc, Sp};
 use crate::mount_policy::{self, Refusal, Request};
 use crate::resources::{Cpus, Memory, Refusal as LimitRefusal, check_pids};
 use crate::state::{
-    Agent, CliScope, Destination, DestinationTarget, Kind, McpServer, Mount, Packages, Resource,
-    Resources, Skills,
+    Agent, CliScope, Destination, DestinationTarget, Kind, McpServer, Mount, Network, Packages,
+    Resource, Resources, Skills,
 };
 
 impl Checker<'_> {
@@ -44,6 +44,14 @@ impl Checker<'_> {
             ],
             CliScope::default(),
         );
+        let network = self.choice(
+            at,
+            doc.network.as_ref(),
+            &address,
+            "network",
+            &Network::ALL.map(|network| (network.as_str(), network)),
+            Network::default(),
+        );
         let skills = self.skills(at, doc.skills.as_ref(), &address);
         let mcp_servers = self.mcp_servers(at, doc, &address);
         let packages = self.packages(at, doc, &address);
@@ -64,6 +72,7 @@ impl Checker<'_> {
             packages,
             mounts,
             resources,
+            network,
         };
         self.add(
             at,
