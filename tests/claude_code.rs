@@ -18,7 +18,7 @@ use crate::support::{self};
 
 /// The environment the Claude provider gives Claude Code (docs/claude-code.md, "Environment").
 fn claude_env(forwarder: &Forwarder, key: &str, sink: &TcpListener) -> Vec<(&'static str, String)> {
-    let sink = format!("http://{}", sink.local_addr().unwrap());
+    let sink = format!("http://{}", sink.local_addr().expect("claude test setup"));
     vec![
         ("ANTHROPIC_BASE_URL", forwarder.base_url()),
         ("ANTHROPIC_API_KEY", key.to_string()),
@@ -31,8 +31,8 @@ fn claude_env(forwarder: &Forwarder, key: &str, sink: &TcpListener) -> Vec<(&'st
 
 /// A listener that counts as "contacted" if anything connects to it.
 fn sink() -> TcpListener {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("claude test setup");
+    listener.set_nonblocking(true).expect("claude test setup");
     listener
 }
 
@@ -41,10 +41,10 @@ fn assert_nothing_else_contacted(sink: &TcpListener) {
     if let Ok((mut stream, _)) = sink.accept() {
         use std::io::Read;
         let mut head = [0u8; 200];
-        stream.set_nonblocking(false).unwrap();
+        stream.set_nonblocking(false).expect("claude test setup");
         stream
             .set_read_timeout(Some(std::time::Duration::from_secs(2)))
-            .unwrap();
+            .expect("claude test setup");
         let n = stream.read(&mut head).unwrap_or(0);
         panic!(
             "Claude Code contacted something besides its base URL: {}",
@@ -62,7 +62,7 @@ struct Chain {
 
 fn chain(script: Script) -> Chain {
     let harness = Harness::start(script, true, |_| {});
-    let forwarder = Forwarder::start(&harness.socket, 0).unwrap();
+    let forwarder = Forwarder::start(&harness.socket, 0).expect("claude test setup");
     let key = harness.key("nanoclaw-claude-test");
     Chain {
         harness,
@@ -99,7 +99,9 @@ fn claude_code_round_trips_text_through_the_credential_proxy() {
         "{printed:#?}"
     );
     assert_eq!(printed.code, Some(0), "{}", printed.stderr);
-    let init = printed.last("system", Some("init")).unwrap();
+    let init = printed
+        .last("system", Some("init"))
+        .expect("claude test setup");
     assert_eq!(init["apiKeySource"], "ANTHROPIC_API_KEY");
     assert!(printed.session_id().is_some());
     let requests = chain.harness.fake.messages_requests();
@@ -152,12 +154,12 @@ fn a_bash_tool_call_sends_its_output_in_the_next_request() {
     );
     let requests = chain.harness.fake.messages_requests();
     assert_eq!(requests.len(), 2, "{requests:#?}");
-    let tool_result = last_user_message(&requests[1].body).unwrap();
+    let tool_result = last_user_message(&requests[1].body).expect("claude test setup");
     assert_eq!(tool_result["content"][0]["type"], "tool_result");
     assert_eq!(tool_result["content"][0]["tool_use_id"], "toolu_fake01");
     assert_eq!(tool_result["content"][0]["content"], "42");
     // The tool result is printed as a `user` event too.
-    let user = printed.last("user", None).unwrap();
+    let user = printed.last("user", None).expect("claude test setup");
     assert_eq!(user["message"]["content"][0]["content"], "42");
     assert_nothing_else_contacted(&sink);
     record("bash-tool-call", &chain.harness.fake.exchanges(), &printed);
@@ -180,7 +182,7 @@ fn a_rejected_key_ends_the_turn_with_the_login_banner() {
         "Invalid API key · Fix external API key",
         "{printed:#?}"
     );
-    let result = printed.last("result", None).unwrap();
+    let result = printed.last("result", None).expect("claude test setup");
     assert_eq!(result["is_error"], true);
     assert_eq!(result["api_error_status"], 401);
     assert_eq!(printed.code, Some(1));
@@ -209,7 +211,10 @@ fn a_rejected_key_ends_the_turn_with_the_login_banner() {
         "Not logged in · Please run /login",
         "{printed:#?}"
     );
-    assert_eq!(printed.last("result", None).unwrap()["is_error"], true);
+    assert_eq!(
+        printed.last("result", None).expect("claude test setup")["is_error"],
+        true
+    );
     assert_eq!(chain.harness.fake.exchanges().len(), 1);
     assert_nothing_else_contacted(&sink);
 }
@@ -262,7 +267,7 @@ fn resume_replays_the_earlier_turns() {
     let env = claude_env(&chain.forwarder, &chain.key, &sink);
     let first = claude_code::run(claude, &home, &env, &[], &["remember the word pineapple"]);
     assert_eq!(text_of_result(&first), "I will remember pineapple.");
-    let session = first.session_id().unwrap().to_string();
+    let session = first.session_id().expect("claude test setup").to_string();
     let second = claude_code::run(
         claude,
         &home,
@@ -280,12 +285,15 @@ fn resume_replays_the_earlier_turns() {
     assert_eq!(requests.len(), 2);
     let conversation: Vec<(String, String)> = requests[1].body["messages"]
         .as_array()
-        .unwrap()
+        .expect("claude test setup")
         .iter()
         .filter(|message| message["role"] != "system")
         .map(|message| {
             (
-                message["role"].as_str().unwrap().to_string(),
+                message["role"]
+                    .as_str()
+                    .expect("claude test setup")
+                    .to_string(),
                 message["content"].to_string(),
             )
         })
@@ -315,9 +323,9 @@ fn recorded_claude_code_requests_match_the_fake_script() {
         let path = fixtures().join(format!("{name}.json"));
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
-        serde_json::from_str::<Value>(&text).unwrap()["requests"]
+        serde_json::from_str::<Value>(&text).expect("claude test setup")["requests"]
             .as_array()
-            .unwrap()
+            .expect("claude test setup")
             .clone()
     };
     let tool = load("bash-tool-call");
@@ -334,7 +342,7 @@ fn recorded_claude_code_requests_match_the_fake_script() {
     assert!(
         tool[1]["response"]
             .as_str()
-            .unwrap()
+            .expect("claude test setup")
             .contains("event: message_stop")
     );
     let resume = load("resume");
@@ -359,7 +367,7 @@ fn record(name: &str, exchanges: &[Exchange], printed: &Printed) {
     let requests: Vec<Value> = exchanges
         .iter()
         .map(|exchange| {
-            let mut value = serde_json::to_value(exchange).unwrap();
+            let mut value = serde_json::to_value(exchange).expect("claude test setup");
             if let Some(tools) = value["body"].get_mut("tools") {
                 let names: Vec<Value> = tools
                     .as_array()
@@ -380,13 +388,13 @@ fn record(name: &str, exchanges: &[Exchange], printed: &Printed) {
         "requests": requests,
         "printed": events,
     });
-    std::fs::create_dir_all(fixtures()).unwrap();
+    std::fs::create_dir_all(fixtures()).expect("claude test setup");
     let path = fixtures().join(format!("{name}.json"));
     std::fs::write(
         &path,
-        serde_json::to_string_pretty(&fixture).unwrap() + "\n",
+        serde_json::to_string_pretty(&fixture).expect("claude test setup") + "\n",
     )
-    .unwrap();
+    .expect("claude test setup");
 }
 
 fn shorten(value: &mut Value) {

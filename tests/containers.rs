@@ -15,6 +15,8 @@ use reconciler::paths::Paths;
 use reconciler::resources::{Cpus, Memory, Resources};
 use reconciler::state::Network;
 
+use crate::support::fake_anthropic::{Reply as FakeReply, Script};
+use crate::support::proxy::{Harness, REAL_KEY};
 use crate::support::{self, DockerGuard};
 
 /// One temporary install with an agent `andy` whose container.json selects the mock provider.
@@ -529,6 +531,86 @@ async fn an_agent_with_network_none_has_only_its_own_loopback() {
         "still confined"
     );
     runner.stop_all().await;
+}
+
+/// Issue 10 point 5: with `network: none` the agent still reaches the API, through the mounted
+/// proxy socket and the runner's loopback forwarder, with only its placeholder key.
+#[test]
+fn a_network_none_agent_reaches_the_api_only_through_the_credential_proxy() {
+    let Some(()) = support::docker() else { return };
+    support::agent_image();
+    let install = Install::new();
+    let _guard = DockerGuard::new(&install.slug());
+    let proxy = Harness::start(
+        Script::new().fallback(FakeReply::text("answered through the socket")),
+        true,
+        |_| {},
+    );
+    let key = proxy.key("nanoclaw-network-none");
+    let mut spec = install.session("s1");
+    spec.network = Network::None;
+    spec.extra_mounts = vec![containers::MountSpec {
+        host: proxy
+            .socket
+            .parent()
+            .expect("the socket's folder")
+            .to_path_buf(),
+        container: "credential-proxy".into(),
+        readonly: true,
+    }];
+    spec.env = vec![
+        (
+            "NANOCLAW_CREDENTIAL_SOCKET".into(),
+            "/workspace/extra/credential-proxy/anthropic.sock".into(),
+        ),
+        ("ANTHROPIC_API_KEY".into(), key),
+    ];
+    let session_dir = spec.session_dir.clone();
+    let inbound_path = session_dir.join(session_db::INBOUND_FILE);
+    let mut inbound = session_db::open_inbound_host(&inbound_path).expect("open inbound");
+    let message = NewInbound {
+        id: "m1".into(),
+        kind: "chat".into(),
+        timestamp: "2026-06-15T12:00:00Z".into(),
+        channel_type: Some("cli".into()),
+        platform_id: Some("cli:local".into()),
+        content: serde_json::json!({"sender": "Ann", "text": "!try credential-proxy"}).to_string(),
+        trigger: true,
+        ..NewInbound::default()
+    };
+    session_db::insert_inbound(&mut inbound, &[message]).expect("insert");
+    drop(inbound);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let runner = runtime.block_on(async {
+        let docker = containers::connect().await.expect("connect");
+        let runner = Runner::new(docker, install.slug(), 2);
+        assert!(runner.wake(spec).await);
+        runner
+    });
+    let outbound_path = session_dir.join(session_db::OUTBOUND_FILE);
+    let mut replies = Vec::new();
+    support::wait_until("the probe's reply", Duration::from_secs(60), || {
+        let inbound = session_db::open_inbound_host(&inbound_path).expect("open inbound");
+        let outbound = session_db::open_outbound_host(&outbound_path).expect("open outbound");
+        replies = session_db::due_outbound(&inbound, &outbound).expect("due outbound");
+        !replies.is_empty()
+    });
+    assert!(
+        replies[0].content.contains(
+            "try credential-proxy: reached: HTTP/1.1 200 OK; text: answered through the socket"
+        ),
+        "{}",
+        replies[0].content
+    );
+    let container = inspect(&format!("nanoclaw-{}-s1", install.slug()));
+    assert_eq!(container["HostConfig"]["NetworkMode"], "none");
+    let requests = proxy.fake.messages_requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(
+        requests[0].headers["x-api-key"], REAL_KEY,
+        "the proxy put the real key in"
+    );
+    runtime.block_on(runner.stop_all());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,12 +30,12 @@ fn messages_body(text: &str) -> String {
 
 /// Sends one request and reads the whole answer: (status, raw response text).
 fn post(socket: &Path, key: &str, body: &str) -> (u16, String) {
-    let mut stream = UnixStream::connect(socket).unwrap();
+    let mut stream = UnixStream::connect(socket).expect("proxy test step");
     stream
         .write_all(request_text(key, body).as_bytes())
-        .unwrap();
+        .expect("proxy test step");
     let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
+    stream.read_to_string(&mut answer).expect("proxy test step");
     (status_of(&answer), answer)
 }
 
@@ -62,17 +62,17 @@ fn events_stream_through_the_proxy_one_by_one() {
         |_| {},
     );
     let key = harness.key("nanoclaw-test-1");
-    let mut stream = UnixStream::connect(&harness.socket).unwrap();
+    let mut stream = UnixStream::connect(&harness.socket).expect("proxy test step");
     stream
         .write_all(request_text(&key, &messages_body("hello")).as_bytes())
-        .unwrap();
+        .expect("proxy test step");
     // The fake holds `message_stop` back until the gate opens: seeing `message_start` now
     // means the proxy passed it on without waiting for the end of the response.
     let mut seen = Vec::new();
     let mut buffer = [0u8; 4096];
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
+        .expect("proxy test step");
     while !String::from_utf8_lossy(&seen).contains("event: message_start") {
         let n = stream
             .read(&mut buffer)
@@ -86,7 +86,7 @@ fn events_stream_through_the_proxy_one_by_one() {
     assert!(!early.contains("message_stop"), "{early}");
     gate.open();
     let mut rest = String::new();
-    stream.read_to_string(&mut rest).unwrap();
+    stream.read_to_string(&mut rest).expect("proxy test step");
     let whole = format!("{early}{rest}");
     assert!(whole.contains("event: message_stop"), "{whole}");
     assert!(whole.contains("\"stop_reason\":\"end_turn\""), "{whole}");
@@ -163,9 +163,9 @@ fn streams_beyond_the_bound_wait_for_a_retry() {
         |settings| settings.max_streams = 1,
     );
     let key = harness.key("nanoclaw-test-4");
-    let mut held = UnixStream::connect(&harness.socket).unwrap();
+    let mut held = UnixStream::connect(&harness.socket).expect("proxy test step");
     held.write_all(request_text(&key, &messages_body("hold")).as_bytes())
-        .unwrap();
+        .expect("proxy test step");
     support::wait_until(
         "the held stream reaches the fake",
         Duration::from_secs(30),
@@ -177,7 +177,7 @@ fn streams_beyond_the_bound_wait_for_a_retry() {
     assert!(answer.contains("\"type\":\"rate_limit_error\""), "{answer}");
     gate.open();
     let mut rest = String::new();
-    held.read_to_string(&mut rest).unwrap();
+    held.read_to_string(&mut rest).expect("proxy test step");
     assert!(rest.contains("message_stop"), "{rest}");
     // The permit is back once the held response ended.
     support::wait_until(
@@ -223,7 +223,7 @@ fn no_credential_on_the_host_is_refused_naming_the_command() {
             kind: Kind::ApiKey,
             secret: Secret::new(REAL_KEY),
         })
-        .unwrap();
+        .expect("proxy test step");
     let (status, answer) = post(&harness.socket, &key, &messages_body("hi"));
     assert_eq!(status, 200, "{answer}");
 }
@@ -233,11 +233,12 @@ fn an_unreachable_upstream_is_a_retryable_gateway_error() {
     let harness = Harness::start(Script::new(), true, |settings| {
         // A port nothing listens on: bound, then closed.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
+            .expect("proxy test step")
             .local_addr()
-            .unwrap()
+            .expect("proxy test step")
             .port();
-        settings.upstream = Upstream::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        settings.upstream =
+            Upstream::parse(&format!("http://127.0.0.1:{port}")).expect("proxy test step");
     });
     let key = harness.key("nanoclaw-test-7");
     let (status, answer) = post(&harness.socket, &key, &messages_body("hi"));
@@ -257,14 +258,14 @@ fn auth_set_stores_the_secret_privately_and_never_prints_it() {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap();
+        .expect("proxy test step");
     child
         .stdin
         .take()
-        .unwrap()
+        .expect("proxy test step")
         .write_all(format!("{secret}\n").as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+        .expect("proxy test step");
+    let output = child.wait_with_output().expect("proxy test step");
     let shown = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -277,9 +278,17 @@ fn auth_set_stores_the_secret_privately_and_never_prints_it() {
         "{shown}"
     );
     let file = env.data().join("credentials/anthropic.json");
-    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(&file)
+        .expect("proxy test step")
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
-    assert!(std::fs::read_to_string(&file).unwrap().contains(secret));
+    assert!(
+        std::fs::read_to_string(&file)
+            .expect("proxy test step")
+            .contains(secret)
+    );
 
     let status = env.run(&["auth", "status"]);
     assert_eq!(status.code, 0, "{status:?}");
@@ -311,17 +320,44 @@ fn auth_set_refuses_an_empty_or_multi_word_secret() {
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
-            .unwrap();
+            .expect("proxy test step");
         child
             .stdin
             .take()
-            .unwrap()
+            .expect("proxy test step")
             .write_all(input.as_bytes())
-            .unwrap();
-        let output = child.wait_with_output().unwrap();
+            .expect("proxy test step");
+        let output = child.wait_with_output().expect("proxy test step");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{stderr}");
         assert!(stderr.contains("hint:"), "{stderr}");
         assert!(!env.data().join("credentials/anthropic.json").exists());
     }
+}
+
+#[test]
+fn the_daemon_serves_the_credential_proxy_from_its_data_dir() {
+    let Some(()) = support::docker() else { return };
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new("proxy-daemon");
+    env.write("agents.yaml", crate::runtime::CLI_AGENT);
+    let mut daemon = crate::runtime::Daemon::start(&env);
+    let socket = env.data().join("proxy/anthropic.sock");
+    let mode = |path: &Path| {
+        std::fs::metadata(path)
+            .expect("proxy test step")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(&socket), 0o666, "any container user can connect");
+    assert_eq!(mode(socket.parent().expect("proxy test step")), 0o755);
+    let (status, answer) = post(&socket, "sk-ant-api03-guessed", &messages_body("hi"));
+    assert_eq!(status, 401, "{answer}");
+    assert!(
+        answer.contains("not a live nanoclaw placeholder"),
+        "{answer}"
+    );
+    assert_eq!(daemon.stop(), 0, "{}", daemon.log());
+    assert!(!socket.exists(), "the socket is removed at shutdown");
 }

@@ -9,6 +9,10 @@ pub const NANOCLAW_CREDENTIAL_SOCKET: &str = "NANOCLAW_CREDENTIAL_SOCKET";
 /// The loopback port the forwarder listens on; default `forward::DEFAULT_PORT`.
 pub const NANOCLAW_CREDENTIAL_PORT: &str = "NANOCLAW_CREDENTIAL_PORT";
 
+/// The container's placeholder key. Claude Code reads it itself; the runner reads it only for
+/// the mock's `!try credential-proxy` probe.
+pub const ANTHROPIC_API_KEY: &str = "ANTHROPIC_API_KEY";
+
 /// Reads one variable; unset or non-UTF-8 reads as `None`.
 pub fn get(name: &str) -> Option<String> {
     #[allow(clippy::disallowed_methods)] // the one permitted reader of the environment

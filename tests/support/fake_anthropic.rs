@@ -340,7 +340,11 @@ impl FakeAnthropic {
 
     /// Every exchange so far, in arrival order.
     pub fn exchanges(&self) -> Vec<Exchange> {
-        self.shared.exchanges.lock().unwrap().clone()
+        self.shared
+            .exchanges
+            .lock()
+            .expect("a test panicked holding the lock")
+            .clone()
     }
 
     /// The `POST /v1/messages` exchanges only.
@@ -516,7 +520,10 @@ async fn respond(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<F
 
 /// `(Some(status), _)` answers a non-messages endpoint; `(None, reply)` a messages request.
 fn decide(shared: &Arc<Shared>, exchange: &Exchange) -> (Option<StatusCode>, Reply) {
-    let mut script = shared.script.lock().unwrap();
+    let mut script = shared
+        .script
+        .lock()
+        .expect("a test panicked holding the lock");
     if let Some(key) = &script.key {
         let presented = exchange
             .headers
@@ -543,7 +550,11 @@ fn decide(shared: &Arc<Shared>, exchange: &Exchange) -> (Option<StatusCode>, Rep
 }
 
 fn record(shared: &Arc<Shared>, exchange: Exchange) {
-    shared.exchanges.lock().unwrap().push(exchange);
+    shared
+        .exchanges
+        .lock()
+        .expect("a test panicked holding the lock")
+        .push(exchange);
 }
 
 /// The server-sent events of one answer, one string per event.

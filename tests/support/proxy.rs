@@ -29,17 +29,20 @@ impl Harness {
     /// The fake accepts only the real key; the store holds it unless `store` is false.
     pub fn start(script: Script, store: bool, adjust: impl FnOnce(&mut ProxySettings)) -> Harness {
         let fake = FakeAnthropic::start(script.require_key(REAL_KEY));
-        let data = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().expect("proxy harness");
         if store {
             Store::new(data.path())
                 .save(&Credential {
                     kind: Kind::ApiKey,
                     secret: Secret::new(REAL_KEY),
                 })
-                .unwrap();
+                .expect("proxy harness");
         }
-        let mut settings =
-            ProxySettings::new(data.path(), Upstream::parse(&fake.url()).unwrap(), None);
+        let mut settings = ProxySettings::new(
+            data.path(),
+            Upstream::parse(&fake.url()).expect("proxy harness"),
+            None,
+        );
         adjust(&mut settings);
         let socket = settings.socket.clone();
         let placeholders = Placeholders::new();
@@ -47,12 +50,12 @@ impl Harness {
             .worker_threads(2)
             .enable_all()
             .build()
-            .unwrap();
+            .expect("proxy harness");
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
         let proxy = {
             let _guard = runtime.enter();
-            Proxy::bind(settings, placeholders.clone()).unwrap()
+            Proxy::bind(settings, placeholders.clone()).expect("proxy harness")
         };
         {
             let _guard = runtime.enter();
@@ -76,13 +79,13 @@ impl Harness {
                 kind,
                 secret: Secret::new(secret),
             })
-            .unwrap();
+            .expect("proxy harness");
     }
 
     pub fn key(&self, container: &str) -> String {
         self.placeholders
             .register(container)
-            .unwrap()
+            .expect("proxy harness")
             .key
             .expose()
             .to_string()
