@@ -9,6 +9,7 @@ mod claude_code;
 mod containers;
 mod credentials;
 mod daemon;
+mod fake_api;
 mod manifests;
 mod plan_apply;
 mod runtime;
