@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use agent_runner::session_db::{self, DestinationRow, NewInbound};
 use reconciler::containers::{self, Runner, SpawnSpec};
+use reconciler::credentials::{self, Kind};
 use reconciler::paths::Paths;
 use reconciler::resources::{Cpus, Memory, Resources};
 use reconciler::state::Network;
@@ -546,9 +547,14 @@ fn a_network_none_agent_reaches_the_api_only_through_the_credential_proxy() {
         true,
         |_| {},
     );
-    let key = proxy.key("nanoclaw-network-none");
+    let placeholder = proxy
+        .placeholders
+        .register("nanoclaw-network-none")
+        .expect("a placeholder");
     let mut spec = install.session("s1");
     spec.network = Network::None;
+    // The spawn's own mount of the socket folder comes with the Claude provider; an extra
+    // mount stands in for it here, so the socket path differs from `container_env`'s.
     spec.extra_mounts = vec![containers::MountSpec {
         host: proxy
             .socket
@@ -558,13 +564,12 @@ fn a_network_none_agent_reaches_the_api_only_through_the_credential_proxy() {
         container: "credential-proxy".into(),
         readonly: true,
     }];
-    spec.env = vec![
-        (
-            "NANOCLAW_CREDENTIAL_SOCKET".into(),
-            "/workspace/extra/credential-proxy/anthropic.sock".into(),
-        ),
-        ("ANTHROPIC_API_KEY".into(), key),
-    ];
+    spec.env = credentials::container_env(Kind::ApiKey, &placeholder);
+    for (name, value) in &mut spec.env {
+        if name == "NANOCLAW_CREDENTIAL_SOCKET" {
+            *value = "/workspace/extra/credential-proxy/anthropic.sock".into();
+        }
+    }
     let session_dir = spec.session_dir.clone();
     let inbound_path = session_dir.join(session_db::INBOUND_FILE);
     let mut inbound = session_db::open_inbound_host(&inbound_path).expect("open inbound");

@@ -145,6 +145,29 @@ pub fn from_env() -> Option<(Credential, Source)> {
     })
 }
 
+/// What a container that may call the API needs in its environment, besides the mount of
+/// [`proxy::socket_dir`] at [`proxy::CONTAINER_SOCKET_DIR`] (read-only): the runner's
+/// forwarder settings, Claude Code's base URL and placeholder (in the variable of the real
+/// credential's `kind`), and Claude Code's non-essential traffic switched off
+/// (docs/claude-code.md, "Environment").
+pub fn container_env(kind: Kind, placeholder: &Placeholder) -> Vec<(String, String)> {
+    use agent_runner::forward::DEFAULT_PORT;
+    let socket = format!("{}/{}", proxy::CONTAINER_SOCKET_DIR, proxy::SOCKET_NAME);
+    [
+        ("NANOCLAW_CREDENTIAL_SOCKET", socket),
+        ("NANOCLAW_CREDENTIAL_PORT", DEFAULT_PORT.to_string()),
+        (
+            "ANTHROPIC_BASE_URL",
+            format!("http://127.0.0.1:{DEFAULT_PORT}"),
+        ),
+        (kind.container_env(), placeholder.key.expose().to_string()),
+        ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".to_string()),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_string(), value))
+    .collect()
+}
+
 /// Why no credential can be lent. The runtime turns [`CredentialError::Missing`] into the chat
 /// message (its `Display` is written for the chat) and keeps the message pending.
 #[derive(Debug, thiserror::Error)]
@@ -194,6 +217,35 @@ mod tests {
         assert_eq!(Kind::detect("sk-ant-oat01-abc"), Kind::OauthToken);
         assert_eq!(Kind::detect("sk-ant-api03-abc"), Kind::ApiKey);
         assert_eq!(Kind::detect("something-else"), Kind::ApiKey);
+    }
+
+    #[test]
+    fn a_container_gets_the_forwarder_the_placeholder_and_no_secret() {
+        let placeholders = Placeholders::new();
+        let placeholder = placeholders.register("nanoclaw-x-1").unwrap();
+        let env = container_env(Kind::OauthToken, &placeholder);
+        let get = |name: &str| {
+            env.iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+        };
+        assert_eq!(
+            get("NANOCLAW_CREDENTIAL_SOCKET").as_deref(),
+            Some("/run/nanoclaw-proxy/anthropic.sock")
+        );
+        assert_eq!(
+            get("ANTHROPIC_BASE_URL"),
+            get("NANOCLAW_CREDENTIAL_PORT").map(|port| format!("http://127.0.0.1:{port}"))
+        );
+        assert_eq!(
+            get("CLAUDE_CODE_OAUTH_TOKEN").as_deref(),
+            Some(placeholder.key.expose())
+        );
+        assert_eq!(get("ANTHROPIC_API_KEY"), None);
+        assert_eq!(
+            get("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC").as_deref(),
+            Some("1")
+        );
     }
 
     #[test]
