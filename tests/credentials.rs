@@ -188,6 +188,50 @@ fn streams_beyond_the_bound_wait_for_a_retry() {
 }
 
 #[test]
+fn one_container_cannot_take_every_stream() {
+    let gate = Gate::new();
+    let harness = Harness::start(
+        Script::new()
+            .once(
+                When::LastUserContains("hold".into()),
+                Reply::Gated {
+                    text: "held".into(),
+                    gate: gate.clone(),
+                },
+            )
+            .fallback(Reply::text("free")),
+        true,
+        |settings| settings.max_streams_per_container = 1,
+    );
+    let busy = harness.key("nanoclaw-test-busy");
+    let other = harness.key("nanoclaw-test-other");
+    let mut held = UnixStream::connect(&harness.socket).expect("connect");
+    held.write_all(request_text(&busy, &messages_body("hold")).as_bytes())
+        .expect("send");
+    support::wait_until(
+        "the held stream reaches the fake",
+        Duration::from_secs(30),
+        || !harness.fake.exchanges().is_empty(),
+    );
+    let (status, answer) = post(&harness.socket, &busy, &messages_body("more"));
+    assert_eq!(status, 429, "{answer}");
+    assert!(answer.contains("at most 1 per container"), "{answer}");
+    let (status, answer) = post(&harness.socket, &other, &messages_body("mine"));
+    assert_eq!(
+        status, 200,
+        "another container still gets through: {answer}"
+    );
+    gate.open();
+    let mut rest = String::new();
+    held.read_to_string(&mut rest).expect("read");
+    support::wait_until(
+        "the busy container's slot to come back",
+        Duration::from_secs(30),
+        || post(&harness.socket, &busy, &messages_body("again")).0 == 200,
+    );
+}
+
+#[test]
 fn the_real_key_is_never_echoed_to_a_container() {
     let harness = Harness::start(
         Script::new().always(When::Any, Reply::EchoHeaders),

@@ -60,7 +60,8 @@ pub enum Reply {
         message: String,
         retry_after: Option<u32>,
     },
-    /// A text reply listing the request headers the fake received (an upstream that echoes).
+    /// A text reply listing the request headers the fake received, and (streamed) the
+    /// `x-api-key` back in an `x-echoed-api-key` header: an upstream that echoes.
     EchoHeaders,
     /// Streams `message_start` and the first text delta, then waits for the gate before the
     /// rest: proves a proxy in between passes events on as they come.
@@ -454,6 +455,10 @@ async fn respond(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<F
         .and_then(Value::as_str)
         .unwrap_or("claude-fake")
         .to_string();
+    // An echoing upstream also sends the presented key back in a response header.
+    let echoed_key = matches!(reply, Reply::EchoHeaders)
+        .then(|| exchange.headers.get("x-api-key").cloned())
+        .flatten();
     let reply = match reply {
         Reply::EchoHeaders => Reply::Text(format!("{:?}", exchange.headers)),
         other => other,
@@ -499,7 +504,10 @@ async fn respond(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<F
         }
         (None, reply) if stream => {
             let text = events(&model, &reply).concat();
-            let response = sse_response(full(text.clone()));
+            let mut response = sse_response(full(text.clone()));
+            if let Some(key) = echoed_key.and_then(|key| key.parse().ok()) {
+                response.headers_mut().insert("x-echoed-api-key", key);
+            }
             exchange.response = text;
             record(shared, exchange);
             return response;
