@@ -13,8 +13,10 @@
 //! and [`Placeholders::revoke`] voids it when the container ends. The proxy swaps it for the real
 //! credential on the wire. This module never prints and never logs a secret ([`Secret`]'s
 //! `Debug` and `Display` are redacted). `store` owns the file, `placeholders` the registry,
-//! `proxy` the server, `upstream` the connection to the API, `redact` the response scrubber.
+//! `proxy` the server, `headers` its header rewrite, `upstream` the connection to the API,
+//! `redact` the response scrubber.
 
+pub mod headers;
 pub mod placeholders;
 pub mod proxy;
 pub mod redact;
