@@ -189,7 +189,9 @@ pub enum CredentialError {
         path: std::path::PathBuf,
         why: String,
     },
-    #[error("the credential file `{path}` can be read by other users (mode {mode:o})")]
+    #[error(
+        "the credential file `{path}` can be read by other users (mode {mode:o})\n\nhint: run `chmod 600 {path}`, and replace the credential (`nanoclaw auth set anthropic`) if someone may have read it"
+    )]
     Exposed { path: std::path::PathBuf, mode: u32 },
     #[error("cannot write the credential file `{path}`")]
     Write {

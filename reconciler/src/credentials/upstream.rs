@@ -205,6 +205,36 @@ fn tls_connector() -> TlsConnector {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn an_https_upstream_speaks_tls_and_refuses_a_plain_server() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let tasks = TaskTracker::new();
+        tasks.spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            if let Ok((mut stream, _)) = listener.accept().await {
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        let upstream = Upstream::parse(&format!("https://127.0.0.1:{port}")).unwrap();
+        let request = Request::builder()
+            .uri("/v1/messages")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let err = upstream
+            .send(request, &tasks, &CancellationToken::new())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, UpstreamError::Connect { why, .. } if why.starts_with("TLS:")),
+            "{err}"
+        );
+        tasks.close();
+        tasks.wait().await;
+    }
+
     #[test]
     fn base_urls_parse_into_target_and_host() {
         let anthropic = Upstream::parse(DEFAULT_BASE_URL).unwrap();
