@@ -15,13 +15,8 @@ use crate::credentials::{self, Credential, CredentialError, Kind, Secret, Store}
 /// The credential stays on the host: containers reach the API through the credential proxy with
 /// a placeholder key (docs/security.md, "Credentials"). A stored credential wins over the
 /// daemon's `ANTHROPIC_API_KEY` / `CLAUDE_CODE_OAUTH_TOKEN`.
-///
-/// Examples:
-///   nanoclaw auth set anthropic < key.txt
-///   claude setup-token | nanoclaw auth set anthropic --kind oauth-token
-///   nanoclaw auth status
-///   nanoclaw auth remove anthropic
 #[derive(Debug, Args)]
+#[command(after_help = AFTER_HELP)]
 pub struct AuthArgs {
     #[command(subcommand)]
     pub command: AuthCommand,
@@ -70,6 +65,15 @@ pub struct StatusArgs {
 pub struct RemoveArgs {
     pub service: Service,
 }
+
+const AFTER_HELP: &str = "\
+Examples:
+  nanoclaw auth set anthropic < key.txt      store an API key kept in a file
+  nanoclaw auth set anthropic                paste it on the terminal (not echoed)
+  nanoclaw auth set anthropic --kind oauth-token < token.txt
+                                             a Claude subscription token (`claude setup-token`)
+  nanoclaw auth status                       which kind is set, and where from
+  nanoclaw auth remove anthropic             delete the stored credential";
 
 /// Longest secret accepted on stdin (real ones are about 110 characters).
 const MAX_SECRET: u64 = 16 * 1024;
