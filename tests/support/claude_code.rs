@@ -144,12 +144,12 @@ impl Home {
             .prefix("nanoclaw-claude-home-")
             .tempdir()
             .expect("tempdir");
-        for dir in ["home", "work"] {
+        for dir in ["home", "work", "tmp"] {
             std::fs::create_dir(root.path().join(dir)).expect("mkdir");
         }
         let home = Home { root };
         if rustix::process::geteuid().is_root() {
-            for path in [home.root.path(), &home.home(), &home.work()] {
+            for path in [home.root.path(), &home.home(), &home.work(), &home.tmp()] {
                 std::os::unix::fs::chown(path, Some(NOBODY), Some(NOBODY)).expect("chown");
             }
         }
@@ -162,6 +162,12 @@ impl Home {
 
     pub fn work(&self) -> PathBuf {
         self.root.path().join("work")
+    }
+
+    /// `TMPDIR` of the run: Claude Code keeps `claude-<uid>/` scratch folders there, which
+    /// go with the home.
+    pub fn tmp(&self) -> PathBuf {
+        self.root.path().join("tmp")
     }
 }
 
@@ -204,7 +210,7 @@ impl Printed {
 }
 
 /// Runs `claude -p --input-format stream-json --output-format stream-json --verbose ARGS`
-/// with only `env` (plus PATH and HOME), one user message per `inputs` line, as a non-root
+/// with only `env` (plus PATH, HOME and TMPDIR), one user message per `inputs` line, as a non-root
 /// user when we are root; waits up to two minutes.
 pub fn run(
     binary: &Path,
@@ -237,6 +243,7 @@ pub fn run(
         .env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .env("HOME", home.home())
+        .env("TMPDIR", home.tmp())
         .current_dir(home.work())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
