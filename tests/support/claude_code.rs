@@ -120,9 +120,13 @@ fn install() -> Result<PathBuf, String> {
 }
 
 fn reports_version(binary: &Path) -> bool {
+    // Its scratch folder goes into the cache, not `/tmp`.
+    let scratch = cache_dir().join("tmp");
+    let _ = std::fs::create_dir_all(&scratch);
     Command::new(binary)
         .arg("--version")
         .env("DISABLE_AUTOUPDATER", "1")
+        .env("TMPDIR", &scratch)
         .stdin(Stdio::null())
         .stderr(Stdio::null())
         .output()
