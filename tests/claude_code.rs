@@ -12,7 +12,7 @@ use serde_json::Value;
 use std::net::TcpListener;
 
 use crate::support::claude_code::{self, Home, Printed};
-use crate::support::fake_anthropic::{Exchange, Reply, Script, When, last_user_message};
+use crate::support::fake_anthropic::{Exchange, Reply, Script, When, last_user_message, matches};
 use crate::support::proxy::{Harness, REAL_KEY};
 use crate::support::{self};
 
@@ -314,11 +314,162 @@ fn resume_replays_the_earlier_turns() {
     record("resume", &chain.harness.fake.exchanges(), &second);
 }
 
+/// Writes an executable hook script into the home and a settings file running it for `events`.
+fn hook_settings(home: &Home, script: &str, events: &[&str]) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let hook = home.home().join("hook.sh");
+    std::fs::write(&hook, format!("#!/bin/sh\n{script}\n")).expect("write the hook");
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let command = hook.display().to_string();
+    let hooks: serde_json::Map<String, Value> = events
+        .iter()
+        .map(|event| {
+            let entry = serde_json::json!([{"hooks": [{"type": "command", "command": format!("{command} {event}")}]}]);
+            (event.to_string(), entry)
+        })
+        .collect();
+    let settings = home.home().join("nanoclaw-settings.json");
+    std::fs::write(&settings, serde_json::json!({"hooks": hooks}).to_string())
+        .expect("write the settings");
+    settings
+}
+
+#[test]
+fn hooks_see_tool_calls_and_a_pretooluse_hook_can_block_one() {
+    let Some(claude) = claude_code::binary() else {
+        return;
+    };
+    let chain = chain(
+        Script::new()
+            .once(
+                When::LastUserContains("go".into()),
+                Reply::bash("echo allowed"),
+            )
+            .once(
+                When::ToolResultContains("allowed".into()),
+                Reply::bash("echo forbidden"),
+            )
+            .always(
+                When::ToolResultContains("hook error".into()),
+                Reply::text("Blocked, as asked."),
+            )
+            .fallback(Reply::text("unexpected request")),
+    );
+    let home = Home::new();
+    let sink = sink();
+    // Each hook appends its stdin to a log; PreToolUse blocks any command naming `forbidden`.
+    let log = home.work().join("hooks.log");
+    let settings = hook_settings(
+        &home,
+        &format!(
+            "input=$(cat); printf '%s %s\\n' \"$1\" \"$input\" >> {log}\ncase \"$1:$input\" in PreToolUse:*forbidden*) echo '{{\"decision\":\"block\",\"reason\":\"not in this chat\"}}' ;; esac",
+            log = log.display()
+        ),
+        &["PreToolUse", "PostToolUse", "PostToolUseFailure"],
+    );
+    let printed = claude_code::run(
+        claude,
+        &home,
+        &claude_env(&chain.forwarder, &chain.key, &sink),
+        &[
+            "--permission-mode",
+            "bypassPermissions",
+            "--settings",
+            &settings.display().to_string(),
+        ],
+        &["go"],
+    );
+    assert_eq!(
+        text_of_result(&printed),
+        "Blocked, as asked.",
+        "{printed:#?}"
+    );
+    let requests = chain.harness.fake.messages_requests();
+    assert_eq!(requests.len(), 3, "{requests:#?}");
+    let blocked = last_user_message(&requests[2].body).expect("a user message");
+    assert_eq!(blocked["content"][0]["is_error"], true);
+    assert_eq!(
+        blocked["content"][0]["content"],
+        "PreToolUse:Bash hook error: not in this chat"
+    );
+    let lines: Vec<(String, Value)> = std::fs::read_to_string(&log)
+        .expect("the hooks ran")
+        .lines()
+        .map(|line| {
+            let (event, input) = line.split_once(' ').expect("event and input");
+            (
+                event.to_string(),
+                serde_json::from_str(input).expect("JSON on stdin"),
+            )
+        })
+        .collect();
+    let events: Vec<&str> = lines.iter().map(|(event, _)| event.as_str()).collect();
+    assert_eq!(
+        events,
+        ["PreToolUse", "PostToolUse", "PreToolUse"],
+        "the blocked call never ran"
+    );
+    let (_, pre) = &lines[0];
+    assert_eq!(pre["hook_event_name"], "PreToolUse");
+    assert_eq!(pre["tool_name"], "Bash");
+    assert_eq!(pre["tool_input"]["command"], "echo allowed");
+    assert_eq!(pre["session_id"].as_str(), printed.session_id());
+    assert!(
+        pre["transcript_path"]
+            .as_str()
+            .expect("a path")
+            .ends_with(".jsonl")
+    );
+    let (_, post) = &lines[1];
+    assert_eq!(post["tool_response"]["stdout"], "allowed");
+    assert_nothing_else_contacted(&sink);
+}
+
+#[test]
+fn compact_prints_a_boundary_and_runs_the_precompact_hook() {
+    let Some(claude) = claude_code::binary() else {
+        return;
+    };
+    let chain = chain(Script::new().fallback(Reply::text("Hello there.")));
+    let home = Home::new();
+    let sink = sink();
+    let log = home.work().join("precompact.json");
+    let settings = hook_settings(&home, &format!("cat > {}", log.display()), &["PreCompact"]);
+    let printed = claude_code::run(
+        claude,
+        &home,
+        &claude_env(&chain.forwarder, &chain.key, &sink),
+        &["--settings", &settings.display().to_string()],
+        &["hello", "/compact"],
+    );
+    let boundary = printed
+        .last("system", Some("compact_boundary"))
+        .unwrap_or_else(|| panic!("no compact_boundary: {printed:#?}"));
+    assert_eq!(boundary["compact_metadata"]["trigger"], "manual");
+    assert!(
+        boundary["compact_metadata"]["pre_tokens"]
+            .as_u64()
+            .is_some()
+    );
+    let requests = chain.harness.fake.messages_requests();
+    assert!(
+        requests
+            .iter()
+            .any(|request| matches(&When::Compaction, &request.body)),
+        "no summary was asked for: {requests:#?}"
+    );
+    let hook: Value = serde_json::from_str(&std::fs::read_to_string(&log).expect("the hook ran"))
+        .expect("JSON on stdin");
+    assert_eq!(hook["hook_event_name"], "PreCompact");
+    assert_eq!(hook["trigger"], "manual");
+    assert_nothing_else_contacted(&sink);
+    record("compact", &chain.harness.fake.exchanges(), &printed);
+}
+
 /// The recorded transcripts still match what the fake's script rules expect of real requests,
 /// so the fake keeps speaking Claude Code's dialect even where npm is unavailable.
 #[test]
 fn recorded_claude_code_requests_match_the_fake_script() {
-    use crate::support::fake_anthropic::matches;
     let load = |name: &str| -> Vec<Value> {
         let path = fixtures().join(format!("{name}.json"));
         let text = std::fs::read_to_string(&path)

@@ -294,6 +294,8 @@ pub struct Exchange {
 struct Shared {
     script: Mutex<Script>,
     exchanges: Mutex<Vec<Exchange>>,
+    /// Answers given so far, numbering message and tool-use ids.
+    answers: std::sync::atomic::AtomicUsize,
 }
 
 /// A running fake; stops when dropped.
@@ -310,6 +312,7 @@ impl FakeAnthropic {
         let shared = Arc::new(Shared {
             script: Mutex::new(script),
             exchanges: Mutex::new(Vec::new()),
+            answers: std::sync::atomic::AtomicUsize::new(0),
         });
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         listener
@@ -463,6 +466,9 @@ async fn respond(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<F
         Reply::EchoHeaders => Reply::Text(format!("{:?}", exchange.headers)),
         other => other,
     };
+    let n = 1 + shared
+        .answers
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let response = match (status, reply) {
         (Some(StatusCode::NOT_FOUND), _) => json_response(
             404,
@@ -483,7 +489,7 @@ async fn respond(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<F
             },
         ) => json_response(status, &error_body(&kind, &message), retry_after),
         (None, Reply::Gated { text, gate }) if stream => {
-            let events = events(&model, &Reply::Text(text));
+            let events = events(&model, &Reply::Text(text), n);
             let (first, rest) = events.split_at(3);
             let first = first.concat();
             let rest = rest.concat();
@@ -503,7 +509,7 @@ async fn respond(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<F
             return sse_response(http_body_util::combinators::UnsyncBoxBody::new(body));
         }
         (None, reply) if stream => {
-            let text = events(&model, &reply).concat();
+            let text = events(&model, &reply, n).concat();
             let mut response = sse_response(full(text.clone()));
             if let Some(key) = echoed_key.and_then(|key| key.parse().ok()) {
                 response.headers_mut().insert("x-echoed-api-key", key);
@@ -512,7 +518,7 @@ async fn respond(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<F
             record(shared, exchange);
             return response;
         }
-        (None, reply) => json_response(200, &message_json(&model, &reply), None),
+        (None, reply) => json_response(200, &message_json(&model, &reply, n), None),
     };
     let (parts, body) = response.into_parts();
     let bytes = body
@@ -565,13 +571,14 @@ fn record(shared: &Arc<Shared>, exchange: Exchange) {
         .push(exchange);
 }
 
-/// The server-sent events of one answer, one string per event.
-pub fn events(model: &str, reply: &Reply) -> Vec<String> {
+/// The server-sent events of answer number `n` (ids `msg_fakeNN`, `toolu_fakeNN`: unique per
+/// answer, as the API's are).
+pub fn events(model: &str, reply: &Reply, n: usize) -> Vec<String> {
     let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
     let mut out = vec![event(
         "message_start",
         json!({"type": "message_start", "message": {
-            "id": "msg_fake01", "type": "message", "role": "assistant", "model": model,
+            "id": format!("msg_fake{n:02}"), "type": "message", "role": "assistant", "model": model,
             "content": [], "stop_reason": null, "stop_sequence": null,
             "usage": {"input_tokens": 12, "output_tokens": 1}}}),
     )];
@@ -604,7 +611,7 @@ pub fn events(model: &str, reply: &Reply) -> Vec<String> {
         out.push(event(
             "content_block_start",
             json!({"type": "content_block_start", "index": 1, "content_block": {
-                "type": "tool_use", "id": "toolu_fake01", "name": name, "input": {}}}),
+                "type": "tool_use", "id": format!("toolu_fake{n:02}"), "name": name, "input": {}}}),
         ));
         let input = input.to_string();
         let split = input.len() / 2;
@@ -632,7 +639,7 @@ pub fn events(model: &str, reply: &Reply) -> Vec<String> {
 }
 
 /// A non-streaming answer: the whole message as one JSON object.
-fn message_json(model: &str, reply: &Reply) -> Value {
+fn message_json(model: &str, reply: &Reply, n: usize) -> Value {
     let mut content = Vec::new();
     let mut stop_reason = "end_turn";
     match reply {
@@ -643,12 +650,12 @@ fn message_json(model: &str, reply: &Reply) -> Value {
             stop_reason = "tool_use";
             content.push(json!({"type": "text", "text": text}));
             content.push(
-                json!({"type": "tool_use", "id": "toolu_fake01", "name": name, "input": input}),
+                json!({"type": "tool_use", "id": format!("toolu_fake{n:02}"), "name": name, "input": input}),
             );
         }
         _ => {}
     }
-    json!({"id": "msg_fake01", "type": "message", "role": "assistant", "model": model,
+    json!({"id": format!("msg_fake{n:02}"), "type": "message", "role": "assistant", "model": model,
            "content": content, "stop_reason": stop_reason, "stop_sequence": null,
            "usage": {"input_tokens": 12, "output_tokens": 9}})
 }
