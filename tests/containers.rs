@@ -10,10 +10,14 @@ use std::time::Duration;
 
 use agent_runner::session_db::{self, DestinationRow, NewInbound};
 use reconciler::containers::{self, Runner, SpawnSpec};
+use reconciler::credentials::{self, Kind};
 use reconciler::paths::Paths;
 use reconciler::resources::{Cpus, Memory, Resources};
 use reconciler::runtime::layout;
+use reconciler::state::Network;
 
+use crate::support::fake_anthropic::{Reply as FakeReply, Script};
+use crate::support::proxy::{Harness, REAL_KEY};
 use crate::support::{self, DockerGuard};
 
 /// The container.json of the tests' agent `andy`: the mock provider.
@@ -68,6 +72,7 @@ impl Install {
             env: Vec::new(),
             config_hash: "test".into(),
             resources: Resources::default(),
+            network: Network::default(),
         }
     }
 }
@@ -506,6 +511,130 @@ async fn a_running_agent_container_is_confined() {
     assert_eq!(container["State"]["Running"], true);
     assert_confined(&container, 64 << 20, 500, 64);
     runner.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_with_network_none_has_only_its_own_loopback() {
+    let Some(()) = support::docker() else { return };
+    support::agent_image();
+    let install = Install::new();
+    let _guard = DockerGuard::new(&install.slug());
+    let docker = containers::connect().await.expect("connect");
+    let runner = Runner::new(docker, install.slug(), 2);
+    let mut spec = install.session("s1");
+    spec.network = Network::None;
+    assert!(runner.wake(spec).await);
+    let container = inspect(&format!("nanoclaw-{}-s1", install.slug()));
+    assert_eq!(container["State"]["Running"], true);
+    assert_eq!(container["HostConfig"]["NetworkMode"], "none");
+    let networks = container["NetworkSettings"]["Networks"]
+        .as_object()
+        .expect("networks");
+    assert_eq!(
+        networks.keys().collect::<Vec<_>>(),
+        ["none"],
+        "attached to no network but its own loopback"
+    );
+    assert!(
+        container["HostConfig"]["ExtraHosts"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "no route to the host is advertised: {}",
+        container["HostConfig"]["ExtraHosts"]
+    );
+    assert_eq!(
+        container["HostConfig"]["ReadonlyRootfs"], true,
+        "still confined"
+    );
+    runner.stop_all().await;
+}
+
+/// Issue 10 point 5: with `network: none` the agent still reaches the API, through the mounted
+/// proxy socket and the runner's loopback forwarder, with only its placeholder key.
+#[test]
+fn a_network_none_agent_reaches_the_api_only_through_the_credential_proxy() {
+    let Some(()) = support::docker() else { return };
+    support::agent_image();
+    let install = Install::new();
+    let _guard = DockerGuard::new(&install.slug());
+    let proxy = Harness::start(
+        Script::new().fallback(FakeReply::text("answered through the socket")),
+        true,
+        |_| {},
+    );
+    let placeholder = proxy
+        .placeholders
+        .register("nanoclaw-network-none")
+        .expect("a placeholder");
+    let mut spec = install.session("s1");
+    spec.network = Network::None;
+    // The spawn's own mount of the socket folder comes with the Claude provider; an extra
+    // mount stands in for it here, so the socket path differs from `container_env`'s.
+    spec.extra_mounts = vec![containers::MountSpec {
+        host: proxy
+            .socket
+            .parent()
+            .expect("the socket's folder")
+            .to_path_buf(),
+        container: "credential-proxy".into(),
+        readonly: true,
+    }];
+    spec.env = credentials::container_env(Kind::ApiKey, &placeholder);
+    for (name, value) in &mut spec.env {
+        if name == "NANOCLAW_CREDENTIAL_SOCKET" {
+            *value = "/workspace/extra/credential-proxy/anthropic.sock".into();
+        }
+    }
+    let session_dir = spec.session_dir.clone();
+    // The read-only /workspace needs the extra mount's mount point, as the waker's layout makes.
+    layout::prepare(
+        &install.paths,
+        "andy",
+        "s1",
+        &[layout::MountPoint {
+            container: "credential-proxy".into(),
+            is_file: false,
+        }],
+    )
+    .expect("mount point");
+    let inbound_path = session_dir.join(session_db::INBOUND_FILE);
+    let mut inbound = session_db::open_inbound_host(&inbound_path).expect("open inbound");
+    let message = NewInbound {
+        id: "m1".into(),
+        kind: "chat".into(),
+        timestamp: "2026-06-15T12:00:00Z".into(),
+        channel_type: Some("cli".into()),
+        platform_id: Some("cli:local".into()),
+        content: serde_json::json!({"sender": "Ann", "text": "!try credential-proxy"}).to_string(),
+        trigger: true,
+        ..NewInbound::default()
+    };
+    session_db::insert_inbound(&mut inbound, &[message]).expect("insert");
+    drop(inbound);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let runner = runtime.block_on(async {
+        let docker = containers::connect().await.expect("connect");
+        let runner = Runner::new(docker, install.slug(), 2);
+        assert!(runner.wake(spec).await);
+        runner
+    });
+    let replies = runtime.block_on(wait_for_replies(&session_dir));
+    assert!(
+        replies[0].content.contains(
+            "try credential-proxy: reached: HTTP/1.1 200 OK; text: answered through the socket"
+        ),
+        "{}",
+        replies[0].content
+    );
+    let container = inspect(&format!("nanoclaw-{}-s1", install.slug()));
+    assert_eq!(container["HostConfig"]["NetworkMode"], "none");
+    let requests = proxy.fake.messages_requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(
+        requests[0].headers["x-api-key"], REAL_KEY,
+        "the proxy put the real key in"
+    );
+    runtime.block_on(runner.stop_all());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,8 +5,11 @@
 mod support;
 
 mod chat;
+mod claude_code;
 mod containers;
+mod credentials;
 mod daemon;
+mod fake_api;
 mod images;
 mod manifests;
 mod plan_apply;

@@ -407,7 +407,7 @@ fn a_db_edit_outside_manifests_shows_as_drift_and_apply_reverts_it() {
         ~ agent.andy  # at its next start: model
             ! drift: model: the DB has "edited-by-hand", the last apply wrote null; apply reverts it
             model: "edited-by-hand" → null  # at its next start: written to container.json at spawn
-            # (13 unchanged fields hidden)
+            # (14 unchanged fields hidden)
     "#]]
     .assert_eq(&plan.stdout);
     env.run(&["apply", "--yes"]).success();
@@ -531,6 +531,63 @@ fn export_without_a_central_db_says_so_and_writes_nothing() {
 }
 
 #[test]
+fn agent_network_is_stored_planned_as_recreate_and_exported() {
+    let env = Env::new("network");
+    let agent = |network: &str| format!("kind: agent\nname: andy\nprovider: mock\n{network}");
+    env.write("agents.yaml", &agent(""));
+    env.run(&["apply", "--yes"]).success();
+    let network = || {
+        let conn = reconciler::db::open_readonly(&env.db()).expect("open the DB");
+        conn.query_row(
+            "SELECT network FROM container_configs WHERE agent_group_id = 'andy'",
+            [],
+            |row| row.get::<_, String>(0),
+        )
+        .expect("the agent's network")
+    };
+    assert_eq!(network(), "full");
+    // Writing the default is no change.
+    env.write("agents.yaml", &agent("network: full\n"));
+    assert_eq!(
+        env.run(&["plan"]).stdout,
+        "No changes. The database matches the manifests.\n"
+    );
+    env.write("agents.yaml", &agent("network: none\n"));
+    {
+        // A running container, so the plan counts the recreate it forces.
+        let conn = reconciler::db::open(&env.db()).expect("open the DB");
+        conn.execute(
+            "INSERT INTO sessions (id, agent_group_id, created_at, container_status)
+             VALUES ('s1', 'andy', 'now', 'running')",
+            [],
+        )
+        .expect("a running session");
+    }
+    let plan = env.run(&["plan"]);
+    expect_test::expect![[r#"
+        Plan: 0 to add, 1 to change, 0 to destroy · 1 recreate
+
+        Agents affected:
+          andy  recreate    agent.andy: network
+
+        ~ agent.andy  # forces recreate: network
+            network: "full" → "none"  # forces recreate: the network is set when the container is created (`docker run --network`)
+            # (14 unchanged fields hidden)
+    "#]]
+    .assert_eq(&plan.stdout);
+    env.run(&["apply", "--yes"]).success();
+    assert_eq!(network(), "none");
+    env.run(&["export", "out"]).success();
+    let exported =
+        std::fs::read_to_string(env.root.path().join("out/agents.yaml")).expect("export");
+    assert!(exported.contains("network: none\n"), "{exported}");
+    assert_eq!(
+        env.run(&["plan", "out"]).stdout,
+        "No changes. The database matches the manifests.\n"
+    );
+}
+
+#[test]
 fn agent_resources_are_stored_planned_as_recreate_and_exported() {
     let env = Env::new("resources");
     let agent = |resources: &str| format!("kind: agent\nname: andy\nprovider: mock\n{resources}");
@@ -583,7 +640,7 @@ fn agent_resources_are_stored_planned_as_recreate_and_exported() {
 
         ~ agent.andy  # forces recreate: resources.memory
             resources.memory: "1536MiB" → "1GiB"  # forces recreate: the memory limit is set when the container is created (`docker run --memory`)
-            # (13 unchanged fields hidden)
+            # (14 unchanged fields hidden)
     "#]]
     .assert_eq(&plan.stdout);
     env.run(&["apply", "--yes"]).success();

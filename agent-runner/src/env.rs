@@ -3,6 +3,16 @@
 /// `TZ`: the user's IANA zone for prompt times (invalid or unset → UTC, see `timezone`).
 pub const TZ: &str = "TZ";
 
+/// The credential proxy's socket as mounted in the container (the host sets it, e.g.
+/// `/run/nanoclaw-proxy/anthropic.sock`); when set, the runner starts `forward::Forwarder`.
+pub const NANOCLAW_CREDENTIAL_SOCKET: &str = "NANOCLAW_CREDENTIAL_SOCKET";
+/// The loopback port the forwarder listens on; default `forward::DEFAULT_PORT`.
+pub const NANOCLAW_CREDENTIAL_PORT: &str = "NANOCLAW_CREDENTIAL_PORT";
+
+/// The container's placeholder key. Claude Code reads it itself; the runner reads it only for
+/// the mock's `!try credential-proxy` probe.
+pub const ANTHROPIC_API_KEY: &str = "ANTHROPIC_API_KEY";
+
 /// Reads one variable; unset or non-UTF-8 reads as `None`.
 pub fn get(name: &str) -> Option<String> {
     #[allow(clippy::disallowed_methods)] // the one permitted reader of the environment

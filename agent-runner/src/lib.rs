@@ -9,6 +9,7 @@ pub mod config;
 pub mod destinations;
 pub mod env;
 pub mod format;
+pub mod forward;
 pub mod output;
 pub mod poll;
 pub mod providers;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use agent_runner::{config, poll, timezone};
+use agent_runner::{config, env, forward, poll, timezone};
 use tracing::{error, warn};
 use tracing_subscriber::EnvFilter;
 
@@ -40,6 +40,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    // Kept for the process's life: Claude Code reaches the credential proxy through it.
+    let _forwarder = start_forwarder();
     match poll::start(&workspace, &config, &timezone::from_env(), &stop) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -47,6 +49,26 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Starts the credential forwarder when the host mounted the proxy socket. A failure is logged
+/// and the runner goes on: the mock provider needs no credential, and a provider that does
+/// reports the connection error in the chat.
+fn start_forwarder() -> Option<forward::Forwarder> {
+    let socket = env::get(env::NANOCLAW_CREDENTIAL_SOCKET)?;
+    let port = match env::get(env::NANOCLAW_CREDENTIAL_PORT) {
+        None => forward::DEFAULT_PORT,
+        Some(text) => match text.parse() {
+            Ok(port) => port,
+            Err(_) => {
+                error!(value = %text, "`NANOCLAW_CREDENTIAL_PORT` is not a port number; using the default");
+                forward::DEFAULT_PORT
+            }
+        },
+    };
+    forward::Forwarder::start(std::path::Path::new(&socket), port)
+        .map_err(|err| error!(error = %err, port, "cannot start the credential forwarder"))
+        .ok()
 }
 
 /// Parses `[--workspace DIR | --workspace=DIR]`.

@@ -219,6 +219,7 @@ fn fleet(agents: usize, users: usize) -> State {
             },
             mounts: vec![],
             resources: Default::default(),
+            network: Default::default(),
         }));
         state.insert(Resource::Channel(Channel {
             name: format!("c-{idx}"),

@@ -30,6 +30,16 @@ pub const HOME: &str = "HOME";
 /// (default `~/.config/nanoclaw/…`).
 pub const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";
 
+/// The Anthropic API key the credential proxy injects when none is stored with
+/// `nanoclaw auth set anthropic` (which wins). Never passed into a container.
+pub const ANTHROPIC_API_KEY: &str = "ANTHROPIC_API_KEY";
+/// A Claude subscription OAuth token (`claude setup-token`), used like `ANTHROPIC_API_KEY`
+/// when neither a stored credential nor `ANTHROPIC_API_KEY` is there.
+pub const CLAUDE_CODE_OAUTH_TOKEN: &str = "CLAUDE_CODE_OAUTH_TOKEN";
+/// Where the credential proxy sends API requests; default `https://api.anthropic.com`.
+/// Tests point it at a fake on loopback.
+pub const NANOCLAW_ANTHROPIC_BASE_URL: &str = "NANOCLAW_ANTHROPIC_BASE_URL";
+
 /// Every variable above, with its one-line meaning (for docs and `--help`).
 pub const ALL: &[(&str, &str)] = &[
     (NANOCLAW_DATA_DIR, "state directory; same as --data"),
@@ -52,6 +62,18 @@ pub const ALL: &[(&str, &str)] = &[
         "base of the default data directory; `~` in mount paths",
     ),
     (XDG_CONFIG_HOME, "base of the mount allowlist's folder"),
+    (
+        ANTHROPIC_API_KEY,
+        "Anthropic API key for the credential proxy when none is stored",
+    ),
+    (
+        CLAUDE_CODE_OAUTH_TOKEN,
+        "Claude subscription OAuth token, used when no key is stored or set",
+    ),
+    (
+        NANOCLAW_ANTHROPIC_BASE_URL,
+        "upstream of the credential proxy (default Anthropic's API)",
+    ),
 ];
 
 /// Reads one of the variables above; unset or non-UTF-8 is `None`, empty is `None`.

@@ -10,6 +10,8 @@
 //! - [`db`]: the central SQLite DB (open, migrations).
 //! - [`runtime`]: the long-running daemon (router, delivery, sweep).
 //! - [`containers`]: the only Docker code.
+//! - [`credentials`]: the Anthropic credential (store, `auth`), the placeholder registry and the
+//!   credential proxy containers reach it through.
 //! - [`mount_policy`]: which host paths an agent may mount (resolved paths, the allowlist).
 //! - [`channels`]: channel adapters (CLI socket, …).
 //! - [`hostfs`]: file writes and reads a planted link cannot redirect.
@@ -21,6 +23,7 @@ pub mod apply;
 pub mod channels;
 pub mod cli;
 pub mod containers;
+pub mod credentials;
 pub mod db;
 pub mod env;
 pub mod export;

@@ -233,6 +233,32 @@ pub struct Agent {
     /// Container limits; `default` so specs saved before the field existed still load.
     #[serde(default)]
     pub resources: Resources,
+    /// The container's network; `default` so specs saved before the field existed still load.
+    #[serde(default)]
+    pub network: Network,
+}
+
+/// An agent container's network. `full`: Docker's bridge (the agent can fetch and install);
+/// `none`: only its own loopback (Claude still reaches the API through the credential proxy's
+/// mounted socket, docs/security.md "Credentials").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Network {
+    #[default]
+    Full,
+    None,
+}
+
+impl Network {
+    /// Every value, in the order hints list them.
+    pub const ALL: [Network; 2] = [Network::Full, Network::None];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Network::Full => "full",
+            Network::None => "none",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -2,6 +2,10 @@
 //! for conditions, and the Docker gate.
 #![allow(dead_code, clippy::print_stderr)]
 
+pub mod claude_code;
+pub mod fake_anthropic;
+pub mod proxy;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -113,6 +117,10 @@ impl Env {
             .env_remove("NANOCLAW_DATA_DIR")
             .env_remove("NANOCLAW_LOG")
             .env_remove("RUST_LOG")
+            // The host's own credentials never reach a test install (reconciler/src/env.rs).
+            .env_remove("ANTHROPIC_API_KEY")
+            .env_remove("CLAUDE_CODE_OAUTH_TOKEN")
+            .env_remove("NANOCLAW_ANTHROPIC_BASE_URL")
             .stdin(Stdio::null());
         command
     }
@@ -212,6 +220,14 @@ pub fn docker() -> Option<()> {
         "skipping: no Docker daemon answers `docker info` (set NANOCLAW_REQUIRE_DOCKER=1 to fail instead)"
     );
     None
+}
+
+/// True with `NANOCLAW_RECORD_FIXTURES=1`: protocol tests then rewrite their transcript
+/// fixtures (tests/fixtures/claude-code/) from this run.
+pub fn recording_fixtures() -> bool {
+    #[allow(clippy::disallowed_methods)] // tests read their own switches directly
+    let record = std::env::var("NANOCLAW_RECORD_FIXTURES");
+    matches!(record.as_deref(), Ok("1" | "true"))
 }
 
 /// Tag of the agent image the tests use (built once per test run by [`agent_image`]):

@@ -9,8 +9,8 @@
 //! agent-to-agent messages), and a turn made only of `echo: …` texts (another mock answering)
 //! is not answered, so two mocks never echo each other forever. A chat text `!try <probe>` makes
 //! the runner attempt something a confined container must refuse (`mount`, `chown`,
-//! `write-root`, `fork-bomb`, `memory-hog`, `docker-socket`) and answers with the outcome
-//! ([`super::probe`]).
+//! `write-root`, `fork-bomb`, `memory-hog`, `docker-socket`) or must be able to do
+//! (`credential-proxy`) and answers with the outcome ([`super::probe`]).
 //!
 //! For tests it records every turn as one JSON line in `<workspace>/outbound/.mock/turns.jsonl`
 //! (the only writable part of the workspace; prompt
@@ -359,7 +359,7 @@ mod tests {
         let prompt = "<context timezone=\"UTC\" />\n<message id=\"2\" from=\"cli\" sender=\"X\" time=\"t\">!try rm-rf</message>";
         assert_eq!(
             default_reply(prompt, "", &json!({})),
-            "<message to=\"cli\">try: unknown probe `rm-rf`; probes: mount, chown, write-root, fork-bomb, memory-hog, docker-socket</message>"
+            "<message to=\"cli\">try: unknown probe `rm-rf`; probes: mount, chown, write-root, fork-bomb, memory-hog, docker-socket, credential-proxy</message>"
         );
     }
 

@@ -26,6 +26,9 @@ pub enum Probe {
     MemoryHog,
     /// Connect to the Docker socket (never mounted).
     DockerSocket,
+    /// The opposite kind: a Messages API request through the credential forwarder
+    /// (`forward`), which must work even without a network (`network: none`).
+    CredentialProxy,
 }
 
 /// Threads the fork bomb stops at when nothing refuses it first.
@@ -38,13 +41,14 @@ const DOCKER_SOCKETS: [&str; 2] = ["/var/run/docker.sock", "/run/docker.sock"];
 const SCRATCH: &str = "/tmp/nanoclaw-probe";
 
 impl Probe {
-    pub const ALL: [Probe; 6] = [
+    pub const ALL: [Probe; 7] = [
         Probe::Mount,
         Probe::Chown,
         Probe::WriteRoot,
         Probe::ForkBomb,
         Probe::MemoryHog,
         Probe::DockerSocket,
+        Probe::CredentialProxy,
     ];
 
     pub fn name(self) -> &'static str {
@@ -55,6 +59,7 @@ impl Probe {
             Probe::ForkBomb => "fork-bomb",
             Probe::MemoryHog => "memory-hog",
             Probe::DockerSocket => "docker-socket",
+            Probe::CredentialProxy => "credential-proxy",
         }
     }
 
@@ -82,6 +87,7 @@ pub fn reply(name: &str) -> String {
         Probe::ForkBomb => fork_bomb(),
         Probe::MemoryHog => memory_hog(),
         Probe::DockerSocket => docker_socket(),
+        Probe::CredentialProxy => credential_proxy(),
     };
     format!("try {}: {outcome}", probe.name())
 }
@@ -206,6 +212,41 @@ fn docker_socket() -> String {
     format!("refused: {}", failures.join("; "))
 }
 
+/// `POST /v1/messages` to the forwarder with the container's placeholder key, as Claude Code
+/// would: `reached: <status line>; text: <streamed text>` or why not.
+fn credential_proxy() -> String {
+    use std::io::{Read, Write};
+    let port = crate::env::get(crate::env::NANOCLAW_CREDENTIAL_PORT)
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(crate::forward::DEFAULT_PORT);
+    let key = crate::env::get(crate::env::ANTHROPIC_API_KEY).unwrap_or_default();
+    let body = r#"{"model":"claude-probe","max_tokens":16,"stream":true,"messages":[{"role":"user","content":"probe"}]}"#;
+    let request = format!(
+        "POST /v1/messages HTTP/1.1\r\nhost: 127.0.0.1\r\nx-api-key: {key}\r\nanthropic-version: 2023-06-01\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = match std::net::TcpStream::connect(("127.0.0.1", port)) {
+        Ok(stream) => stream,
+        Err(err) => return format!("unreachable: 127.0.0.1:{port}: {err}"),
+    };
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(30)));
+    let mut answer = String::new();
+    if let Err(err) = stream
+        .write_all(request.as_bytes())
+        .and_then(|()| stream.read_to_string(&mut answer))
+    {
+        return format!("failed: {err}");
+    }
+    let status = answer.lines().next().unwrap_or("no answer").to_string();
+    let text: String = answer
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .filter_map(|data| serde_json::from_str::<serde_json::Value>(data).ok())
+        .filter_map(|event| event["delta"]["text"].as_str().map(str::to_string))
+        .collect();
+    format!("reached: {status}; text: {text}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,7 +258,7 @@ mod tests {
         }
         assert_eq!(
             reply("rm-rf"),
-            "try: unknown probe `rm-rf`; probes: mount, chown, write-root, fork-bomb, memory-hog, docker-socket"
+            "try: unknown probe `rm-rf`; probes: mount, chown, write-root, fork-bomb, memory-hog, docker-socket, credential-proxy"
         );
     }
 }

@@ -84,6 +84,7 @@ impl<'a> Writer<'a> {
                     memory_bytes,
                     cpu_millis,
                     pids_limit,
+                    agent.network.as_str(),
                 ])?;
             }
             Resource::Channel(channel) => self.update_or_insert(
@@ -279,8 +280,8 @@ const DELETE_CHANNEL_RUNTIME_ROWS: &[&str] = &[
 const UPSERT_CONFIG: &str = "INSERT INTO container_configs (agent_group_id, provider, model,
   effort, image_tag, assistant_name, max_messages_per_prompt, skills, mcp_servers, packages_apt,
   packages_npm, additional_mounts, updated_at, cli_scope, instructions, memory_bytes,
-  cpu_millis, pids_limit)
-  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+  cpu_millis, pids_limit, network)
+  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
   ON CONFLICT (agent_group_id) DO UPDATE SET provider = excluded.provider,
     model = excluded.model, effort = excluded.effort, image_tag = excluded.image_tag,
     assistant_name = excluded.assistant_name,
@@ -289,7 +290,8 @@ const UPSERT_CONFIG: &str = "INSERT INTO container_configs (agent_group_id, prov
     packages_npm = excluded.packages_npm, additional_mounts = excluded.additional_mounts,
     updated_at = excluded.updated_at, cli_scope = excluded.cli_scope,
     instructions = excluded.instructions, memory_bytes = excluded.memory_bytes,
-    cpu_millis = excluded.cpu_millis, pids_limit = excluded.pids_limit";
+    cpu_millis = excluded.cpu_millis, pids_limit = excluded.pids_limit,
+    network = excluded.network";
 
 fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()

@@ -16,6 +16,7 @@ macro_rules! say {
 }
 
 pub mod apply;
+pub mod auth;
 pub mod chat;
 pub mod completions;
 pub mod export;
@@ -45,7 +46,8 @@ Examples:
   nanoclaw plan                     show what apply would change
   nanoclaw apply --yes              make the DB match the manifests
   nanoclaw run                      apply, then start the runtime (channels, router, containers)
-  nanoclaw chat                     talk to the agent wired to the CLI channel";
+  nanoclaw chat                     talk to the agent wired to the CLI channel
+  nanoclaw auth set anthropic       store the API key agents use (read from stdin, never shown)";
 
 /// Declarative personal AI agents in Docker containers, wired to chat channels.
 #[derive(Debug, Parser)]
@@ -91,6 +93,7 @@ pub enum Command {
     Chat(chat::ChatArgs),
     Image(image::ImageArgs),
     Completions(completions::CompletionsArgs),
+    Auth(auth::AuthArgs),
 }
 
 /// What a command reports to the shell. Converted to an exit code once, in `main`.
@@ -157,6 +160,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Chat(args) => chat::run(args, &ctx),
         Command::Image(args) => image::run(args, &ctx),
         Command::Completions(args) => completions::run(args, &ctx),
+        Command::Auth(args) => auth::run(args, &ctx),
     }
 }
 

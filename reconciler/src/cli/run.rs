@@ -18,6 +18,7 @@ use super::chat::parse_duration;
 use super::{Ctx, Status};
 use crate::containers::{self, AgentImages, Recipe};
 use crate::runtime::{self, Settings};
+use crate::{credentials, env};
 
 const AFTER_HELP: &str = "\
 What `run DIR` does to the database: it applies DIR like `nanoclaw apply` (the same checks,
@@ -83,6 +84,11 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Status> {
+    let base_url = env::get(env::NANOCLAW_ANTHROPIC_BASE_URL)
+        .unwrap_or_else(|| credentials::upstream::DEFAULT_BASE_URL.to_string());
+    let anthropic_upstream = credentials::Upstream::parse(&base_url).with_context(|| {
+        format!("`{}` is not usable\n\nhint: give a URL such as `https://api.anthropic.com` or `http://127.0.0.1:8080`", env::NANOCLAW_ANTHROPIC_BASE_URL)
+    })?;
     ctx.paths.ensure()?;
     // Before anything touches the DB, containers or the socket: they are this daemon's only
     // while it holds the lock.
@@ -157,6 +163,8 @@ pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Status> {
             idle_timeout: args.idle_timeout,
             sweep_interval: args.sweep_interval,
             keep_containers: args.keep_containers,
+            anthropic_upstream,
+            env_credential: credentials::from_env(),
         };
         runtime::run(settings, docker, stop, &lock).await
     })?;

@@ -20,6 +20,7 @@ use super::labels::{container_labels, container_name, is_valid_name};
 use super::{ContainerError, Docker, is_not_found};
 use crate::env;
 use crate::resources::Resources;
+use crate::state::Network;
 
 /// Where the session folder appears inside the container (the runner's `--workspace`),
 /// read-only: everything in it is written by the host.
@@ -73,6 +74,8 @@ pub struct SpawnSpec {
     pub config_hash: String,
     /// The agent's limits (unset ones take `crate::resources`' defaults).
     pub resources: Resources,
+    /// `full`: Docker's bridge; `none`: only the container's own loopback.
+    pub network: Network,
 }
 
 /// One bind mount.
@@ -207,12 +210,23 @@ pub fn create_body(
             // unless the image brings its own.
             init: Some(!image.own_init),
             mounts: Some(docker_mounts),
-            extra_hosts: Some(vec!["host.docker.internal:host-gateway".to_string()]),
+            extra_hosts: (spec.network == Network::Full)
+                .then(|| vec!["host.docker.internal:host-gateway".to_string()]),
             // Not `--rm`: the exit code is read by `wait` first, then the container is removed.
             auto_remove: Some(false),
+            // The agent's `network` (state::Network): its own network namespace either way.
+            network_mode: Some(network_mode(spec.network).to_string()),
             ..confinement(&spec.resources)
         }),
         ..Default::default()
+    }
+}
+
+/// Docker's network mode for an agent's `network`.
+pub fn network_mode(network: Network) -> &'static str {
+    match network {
+        Network::Full => "bridge",
+        Network::None => "none",
     }
 }
 
@@ -379,6 +393,7 @@ mod tests {
             )],
             config_hash: "cafe".into(),
             resources: Resources::default(),
+            network: Network::default(),
         }
     }
 

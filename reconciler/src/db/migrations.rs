@@ -28,7 +28,18 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "003-delivered-outbound",
         sql: DELIVERED_OUTBOUND,
     },
+    Migration {
+        name: "004-agent-network",
+        sql: AGENT_NETWORK,
+    },
 ];
+
+/// An agent's container network (`network` in its manifest, `state::Network`); every agent
+/// of an older DB keeps the default, `full`.
+const AGENT_NETWORK: &str = r#"
+ALTER TABLE container_configs ADD COLUMN network TEXT NOT NULL DEFAULT 'full'
+  CHECK (network IN ('full', 'none'));
+"#;
 
 /// An agent's container limits (`resources` in its manifest); NULL = the default
 /// (`crate::resources`). Units are in the names: bytes, thousandths of a CPU, tasks.

@@ -172,6 +172,34 @@ mod tests {
     }
 
     #[test]
+    fn a_db_from_before_agent_networks_upgrades_with_every_agent_on_the_full_network() {
+        let dir = tempfile::tempdir().unwrap();
+        #[allow(clippy::disallowed_methods)] // builds a DB as release 002 left it
+        let mut conn = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+        conn.execute_batch(CREATE_SCHEMA_VERSION).unwrap();
+        for migration in &migrations::MIGRATIONS[..2] {
+            conn.execute_batch(migration.sql).unwrap();
+            conn.execute(INSERT_VERSION, [migration.name]).unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO agent_groups (id, name, folder, created_at) VALUES ('a', 'a', 'a', 'now');
+             INSERT INTO container_configs (agent_group_id, updated_at) VALUES ('a', 'now');",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let network: String = conn
+            .query_row("SELECT network FROM container_configs", [], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        assert_eq!(network, "full");
+        let err = conn
+            .execute("UPDATE container_configs SET network = 'host'", [])
+            .unwrap_err();
+        assert!(err.to_string().contains("CHECK constraint failed"), "{err}");
+    }
+
+    #[test]
     fn enum_columns_reject_bad_values() {
         let conn = open_in_memory().unwrap();
         conn.execute(

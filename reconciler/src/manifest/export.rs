@@ -11,8 +11,8 @@ use super::model::{
     ResourcesDoc, RoleDoc, ScopedRoleDoc, SkillsDoc, Sp, UserDoc, WiringDoc,
 };
 use crate::state::{
-    Agent, Channel, CliScope, DestinationTarget, EngageMode, IgnoredMessagePolicy, Resource,
-    SenderScope, SessionMode, Skills, State, UnknownSenderPolicy,
+    Agent, Channel, CliScope, DestinationTarget, EngageMode, IgnoredMessagePolicy, Network,
+    Resource, SenderScope, SessionMode, Skills, State, UnknownSenderPolicy,
 };
 
 /// The state as manifest YAML: agents, then channels, then users, one document each.
@@ -174,6 +174,7 @@ fn agent_doc(agent: &Agent) -> AgentDoc {
             })
             .collect(),
         destinations: Vec::new(),
+        network: non_default(agent.network, Network::as_str),
         resources: (!agent.resources.is_default()).then(|| {
             let resources = &agent.resources;
             Sp::bare(ResourcesDoc {
@@ -264,6 +265,7 @@ mod tests {
             proptest::collection::vec(tricky_text(), 0..3),
             any::<bool>(),
             resources(),
+            prop_oneof![Just(Network::Full), Just(Network::None)],
         )
             .prop_map(
                 move |(
@@ -277,6 +279,7 @@ mod tests {
                     args,
                     readonly,
                     resources,
+                    network,
                 )| {
                     let mut mcp_servers = BTreeMap::new();
                     mcp_servers.insert(
@@ -311,6 +314,7 @@ mod tests {
                             readonly,
                         }],
                         resources,
+                        network,
                     }
                 },
             )

@@ -582,7 +582,7 @@ mod tests {
 
             error: m.yaml:1:1: unknown key `zzunknownkey`
 
-            hint: allowed keys here: `kind`, `name`, `assistant_name`, `provider`, `model`, `effort`, `image`, `max_messages_per_prompt`, `cli_scope`, `instructions`, `skills`, `mcp_servers`, `packages`, `mounts`, `destinations`, `resources`, `channel_type`, `platform_id`, `display_name`, `is_group`, `unknown_sender_policy`, `wirings`, `id`, `roles`, `member_of`
+            hint: allowed keys here: `kind`, `name`, `assistant_name`, `provider`, `model`, `effort`, `image`, `max_messages_per_prompt`, `cli_scope`, `instructions`, `skills`, `mcp_servers`, `packages`, `mounts`, `destinations`, `resources`, `network`, `channel_type`, `platform_id`, `display_name`, `is_group`, `unknown_sender_policy`, `wirings`, `id`, `roles`, `member_of`
 
             error: m.yaml:3:1: document has no `kind`
 

@@ -123,6 +123,10 @@ pub struct AgentDoc {
     /// Limits of the agent's containers: `memory`, `cpus`, `pids`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Sp<ResourcesDoc>>,
+    /// The container's network: `full` (internet) or `none` (loopback only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<crate::state::Network>")]
+    pub network: Option<Sp<String>>,
 }
 
 /// Reasoning effort levels.

@@ -40,6 +40,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ),
     ("agent.max_messages_per_prompt", "`10` (the runner's)"),
     ("agent.cli_scope", "`group`"),
+    ("agent.network", "`full`"),
     ("agent.instructions", "none (an empty `CLAUDE.local.md`)"),
     ("agent.skills", "`all`"),
     ("agent.mcp_servers", "none"),

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::state::{
     Address, Agent, Channel, CliScope, Destination, DestinationTarget, EngageMode,
-    IgnoredMessagePolicy, Member, Mount, Resource, Resources, Role, RoleKind, SenderScope,
+    IgnoredMessagePolicy, Member, Mount, Network, Resource, Resources, Role, RoleKind, SenderScope,
     SessionMode, Skills, State, UnknownSenderPolicy, User, Wiring,
 };
 
@@ -128,7 +128,7 @@ fn parse<T: Copy>(
 const SELECT_AGENTS: &str = "SELECT g.id, g.managed_by, g.agent_provider, c.agent_group_id,
   c.provider, c.model, c.effort, c.image_tag, c.assistant_name, c.max_messages_per_prompt,
   c.cli_scope, c.instructions, c.skills, c.mcp_servers, c.packages_apt, c.packages_npm,
-  c.additional_mounts, c.memory_bytes, c.cpu_millis, c.pids_limit
+  c.additional_mounts, c.memory_bytes, c.cpu_millis, c.pids_limit, c.network
 FROM agent_groups g LEFT JOIN container_configs c ON c.agent_group_id = g.id";
 
 fn read_agents(conn: &Connection, current: &mut Current) -> Result<(), ReadError> {
@@ -150,6 +150,10 @@ fn read_agents(conn: &Connection, current: &mut Current) -> Result<(), ReadError
                 CliScope::as_str,
             )?,
             None => CliScope::default(),
+        };
+        let network = match row.get::<_, Option<String>>(20)? {
+            Some(text) => parse(&address, "network", &text, &Network::ALL, Network::as_str)?,
+            None => Network::default(),
         };
         let mounts: Vec<MountRow> = json(&address, "additional_mounts", row.get(16)?, Vec::new())?;
         let agent = Agent {
@@ -174,6 +178,7 @@ fn read_agents(conn: &Connection, current: &mut Current) -> Result<(), ReadError
             },
             mounts: mounts.into_iter().map(mount_of).collect(),
             resources: Resources::from_columns(row.get(17)?, row.get(18)?, row.get(19)?),
+            network,
         };
         add(current, Resource::Agent(agent), row.get(1)?);
     }

@@ -173,6 +173,11 @@ pub const TABLE: &[Row] = &[
         Effect::Recreate,
         "the pids limit is set when the container is created (`docker run --pids-limit`)",
     ),
+    row(
+        "agent.network",
+        Effect::Recreate,
+        "the network is set when the container is created (`docker run --network`)",
+    ),
     row("channel", Effect::None, "chats are looked up per message"),
     row(
         "channel.name",

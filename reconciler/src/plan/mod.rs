@@ -424,6 +424,7 @@ pub(crate) mod fixture {
             },
             mounts: vec![],
             resources: Resources::default(),
+            network: Network::default(),
         }
     }
 

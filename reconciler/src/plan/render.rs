@@ -259,6 +259,7 @@ mod tests {
                       +Answer in English.
                     skills: "all"
                     packages: {"apt":["git"],"npm":[]}
+                    network: "full"
 
                 + wiring.main/andy  # new agent: created
                     channel: "main"
@@ -309,7 +310,7 @@ mod tests {
                       -Answer in English.
                       +Answer in French.
                     packages.apt: ["git"] → ["git","curl"]  # forces rebuild: apt packages are installed into the agent's own image
-                    # (11 unchanged fields hidden)
+                    # (12 unchanged fields hidden)
 
                 - destination.andy/home  # restarts: deleted
 
@@ -344,7 +345,7 @@ mod tests {
 
             ~ agent.busy  # restarts: model
                 model: null → "opus"  # restarts: written to container.json at spawn
-                # (13 unchanged fields hidden)
+                # (14 unchanged fields hidden)
 
             + agent.fresh  # new agent: created
                 name: "fresh"
@@ -358,10 +359,11 @@ mod tests {
                   +Answer in English.
                 skills: "all"
                 packages: {"apt":["git"],"npm":[]}
+                network: "full"
 
             ~ agent.idle  # at its next start: model
                 model: null → "opus"  # at its next start: written to container.json at spawn
-                # (13 unchanged fields hidden)
+                # (14 unchanged fields hidden)
 
             - agent.old  # removed agent: deleted
         "#]]

@@ -44,6 +44,7 @@ use tracing::{info, warn};
 use crate::channels::cli_socket::{self, CliSocket, ReaderArrived};
 use crate::channels::{Adapters, Envelope};
 use crate::containers::{self, Runner, SpawnSpec};
+use crate::credentials::{self, Placeholders, Proxy, ProxySettings};
 use crate::db;
 use crate::paths::Paths;
 
@@ -61,6 +62,10 @@ pub struct Settings {
     pub sweep_interval: Duration,
     /// Leave containers running at shutdown (they are reaped at the next start).
     pub keep_containers: bool,
+    /// Where the credential proxy sends API requests (`NANOCLAW_ANTHROPIC_BASE_URL`).
+    pub anthropic_upstream: credentials::Upstream,
+    /// The daemon's environment credential, used when none is stored (`credentials::from_env`).
+    pub env_credential: Option<(credentials::Credential, credentials::Source)>,
 }
 
 /// Inbound events buffered between channels and the router.
@@ -96,6 +101,22 @@ pub async fn run(
     let runner = Runner::new(docker, slug, settings.max_containers);
     let started = Started::default();
     let tasks = TaskTracker::new();
+
+    // The credential proxy: containers reach the Anthropic API only through it. It stops
+    // after the containers, so a container's last request is still answered.
+    // TODO(#10): the spawn registers a placeholder per container in `placeholders` (and
+    // revokes it on exit), mounts `credentials::proxy::socket_dir` and sets the runner's env.
+    let placeholders = Placeholders::new();
+    let proxy_settings = ProxySettings::new(
+        &paths.data,
+        settings.anthropic_upstream.clone(),
+        settings.env_credential.clone(),
+    );
+    let proxy_socket = proxy_settings.socket.clone();
+    let proxy = Proxy::bind(proxy_settings, placeholders.clone())
+        .with_context(|| format!("binding {}", proxy_socket.display()))?;
+    let proxy_stop = CancellationToken::new();
+    tasks.spawn(proxy.run(proxy_stop.clone()));
 
     // Channels.
     let cli = Arc::new(CliSocket::new());
@@ -261,6 +282,7 @@ pub async fn run(
         })
         .await;
     }
+    proxy_stop.cancel();
     tasks.wait().await;
     info!("stopped");
     Ok(())
@@ -422,6 +444,7 @@ impl Waker {
                 env: Vec::new(),
                 config_hash: prepared.config_hash.clone(),
                 resources: prepared.resources,
+                network: prepared.network,
             };
             let mut running = waker.runner.wake(spec.clone()).await;
             if !running && waker.runner.running().len() >= waker.settings.max_containers {

@@ -25,6 +25,7 @@ use crate::db::sessions::Session;
 use crate::hostfs::{Dir, Owner, Read};
 use crate::paths::Paths;
 use crate::resources::Resources;
+use crate::state::Network;
 
 /// The agent's memory file in its folder, seeded from the manifest's `instructions`.
 pub const LOCAL_INSTRUCTIONS: &str = "CLAUDE.local.md";
@@ -55,6 +56,8 @@ pub struct Prepared {
     pub config_hash: String,
     /// The agent's container limits.
     pub resources: Resources,
+    /// The agent's container network.
+    pub network: Network,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,12 +84,13 @@ struct AgentConfig {
     additional_mounts: Value,
     instructions: Option<String>,
     resources: Resources,
+    network: Network,
 }
 
 const AGENT_CONFIG: &str =
     "SELECT a.name, c.provider, c.model, c.effort, c.image_tag, c.assistant_name,
     c.max_messages_per_prompt, c.skills, c.mcp_servers, c.packages_apt, c.packages_npm,
-    c.additional_mounts, c.instructions, c.memory_bytes, c.cpu_millis, c.pids_limit
+    c.additional_mounts, c.instructions, c.memory_bytes, c.cpu_millis, c.pids_limit, c.network
   FROM agent_groups a JOIN container_configs c ON c.agent_group_id = a.id WHERE a.id = ?1";
 
 fn agent_config(conn: &Connection, agent: &str) -> anyhow::Result<Option<AgentConfig>> {
@@ -108,6 +112,11 @@ fn agent_config(conn: &Connection, agent: &str) -> anyhow::Result<Option<AgentCo
                 additional_mounts: json(row.get(11)?),
                 instructions: row.get(12)?,
                 resources: Resources::from_columns(row.get(13)?, row.get(14)?, row.get(15)?),
+                // The column's CHECK allows only these two; anything else reads as the default.
+                network: match row.get::<_, String>(16)?.as_str() {
+                    "none" => Network::None,
+                    _ => Network::Full,
+                },
             })
         })
         .optional()
@@ -169,6 +178,7 @@ pub fn prepare(
     }
     hasher.update(format!("{extra_mounts:?}").as_bytes());
     hasher.update(format!("{:?}", config.resources).as_bytes());
+    hasher.update(config.network.as_str().as_bytes());
     let config_hash = hasher
         .finalize()
         .iter()
@@ -184,6 +194,7 @@ pub fn prepare(
         extra_mounts,
         config_hash,
         resources: config.resources,
+        network: config.network,
     })
 }
 

@@ -10,8 +10,8 @@ use crate::manifest::model::{AgentDoc, McpServerDoc, SkillsDoc, Sp};
 use crate::mount_policy::{self, Refusal, Request};
 use crate::resources::{Cpus, Memory, Refusal as LimitRefusal, check_pids};
 use crate::state::{
-    Agent, CliScope, Destination, DestinationTarget, Kind, McpServer, Mount, Packages, Resource,
-    Resources, Skills,
+    Agent, CliScope, Destination, DestinationTarget, Kind, McpServer, Mount, Network, Packages,
+    Resource, Resources, Skills,
 };
 
 impl Checker<'_> {
@@ -59,6 +59,14 @@ impl Checker<'_> {
         if let Some(assistant_name) = &doc.assistant_name {
             self.visible(at, assistant_name, &address, "assistant_name");
         }
+        let network = self.choice(
+            at,
+            doc.network.as_ref(),
+            &address,
+            "network",
+            &Network::ALL.map(|network| (network.as_str(), network)),
+            Network::default(),
+        );
         let skills = self.skills(at, doc.skills.as_ref(), &address);
         let mcp_servers = self.mcp_servers(at, doc, &address);
         let packages = self.packages(at, doc, &address);
@@ -79,6 +87,7 @@ impl Checker<'_> {
             packages,
             mounts,
             resources,
+            network,
         };
         self.add(
             at,

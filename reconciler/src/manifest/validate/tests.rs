@@ -350,6 +350,27 @@ fn enums_list_allowed_values() {
 }
 
 #[test]
+fn network_is_full_or_none() {
+    check(
+        "kind: agent\nname: andy\nnetwork: offline\n",
+        expect![[r#"
+            error: m.yaml:3:10: agent.andy: invalid `network` `offline`: expected one of `full`, `none`
+        "#]],
+    );
+    let yaml = "kind: agent\nname: andy\nnetwork: none\n---\nkind: agent\nname: bob\n";
+    let manifests = load_str("m.yaml", yaml).unwrap();
+    let network = |name: &str| {
+        let address = Address::try_from(format!("agent.{name}")).unwrap();
+        let Some(Resource::Agent(agent)) = manifests.state.get(&address) else {
+            panic!("no agent {name}")
+        };
+        agent.network
+    };
+    assert_eq!(network("andy"), crate::state::Network::None);
+    assert_eq!(network("bob"), crate::state::Network::Full);
+}
+
+#[test]
 fn names_packages_and_mounts_follow_the_rules() {
     check(
         "kind: agent\nname: Andy_1\npackages: {apt: ['Bad Name'], npm: ['@scope/ok', 'UPPER']}\nmounts:\n  - {host_path: ~/.ssh}\n  - {host_path: relative/dir}\n  - {host_path: /srv/data, container_path: ../up}\n",
