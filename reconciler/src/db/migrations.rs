@@ -15,10 +15,31 @@ pub struct Migration {
 }
 
 /// Every migration, in the order they run.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    name: "001-initial-schema",
-    sql: INITIAL_SCHEMA,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        name: "001-initial-schema",
+        sql: INITIAL_SCHEMA,
+    },
+    Migration {
+        name: "002-container-failures",
+        sql: CONTAINER_FAILURES,
+    },
+];
+
+/// Agent containers that failed: exited with an error nobody asked for (`exit_code` set) or
+/// could not be started (`exit_code` NULL), with the last lines they wrote or the reason
+/// (`nanoclaw history --failures`). Kept bounded by `db::failures::record`.
+const CONTAINER_FAILURES: &str = r#"
+CREATE TABLE container_failures (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  session_id TEXT NOT NULL,
+  agent_group_id TEXT NOT NULL,
+  exit_code INTEGER,
+  failed_at TEXT NOT NULL,
+  tail TEXT NOT NULL
+);
+CREATE INDEX idx_container_failures_failed_at ON container_failures (failed_at);
+"#;
 
 const INITIAL_SCHEMA: &str = r#"
 CREATE TABLE agent_groups (

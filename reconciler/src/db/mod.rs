@@ -4,6 +4,7 @@
 //! [`open_readonly`]; `Connection::open` is banned elsewhere (clippy.toml). The schema itself is
 //! [`migrations::MIGRATIONS`]. Session DBs are not opened here: see `agent_runner::session_db`.
 
+pub mod failures;
 pub mod migrations;
 pub mod routing;
 pub mod sessions;
