@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use agent_runner::session_db::{self, DestinationRow, NewInbound};
-use reconciler::containers::{self, Runner, SpawnSpec};
+use reconciler::containers::{self, Runner, SpawnSpec, Woken};
 use reconciler::paths::Paths;
 
 use crate::support::{self, DockerGuard};
@@ -188,13 +188,17 @@ async fn issue_wake_dedup_five_concurrent_wakes_make_one_container() {
     let runner = Runner::new(docker, install.slug(), 4);
     let wakes = (0..5).map(|_| runner.wake(spec.clone()));
     let answers = futures_util::future::join_all(wakes).await;
-    assert_eq!(answers, [true; 5]);
+    assert_eq!(answers, vec![Woken::Running; 5]);
     assert_eq!(
         session_containers(&install.slug(), "s1"),
         [format!("nanoclaw-{}-s1", install.slug())]
     );
     assert!(runner.is_running("s1"));
-    assert!(runner.wake(spec).await, "a running session wakes at once");
+    assert_eq!(
+        runner.wake(spec).await,
+        Woken::Running,
+        "a running session wakes at once"
+    );
     assert_eq!(session_containers(&install.slug(), "s1").len(), 1);
     runner.stop_all().await;
     assert!(runner.running().is_empty());
@@ -212,8 +216,8 @@ async fn max_concurrent_refuses_a_second_session() {
     let guard = DockerGuard::new(&install.slug());
     let docker = containers::connect().await.expect("connect");
     let runner = Runner::new(docker, install.slug(), 1);
-    assert!(runner.wake(install.session("s1")).await);
-    assert!(!runner.wake(install.session("s2")).await);
+    assert_eq!(runner.wake(install.session("s1")).await, Woken::Running);
+    assert_eq!(runner.wake(install.session("s2")).await, Woken::Full);
     assert_eq!(runner.running(), ["s1"]);
     assert_eq!(
         guard.containers(),
@@ -231,7 +235,7 @@ async fn stop_removes_the_container_and_reports_the_exit() {
     let docker = containers::connect().await.expect("connect");
     let runner = Runner::new(docker, install.slug(), 2);
     let mut exits = runner.exits();
-    assert!(runner.wake(install.session("s1")).await);
+    assert_eq!(runner.wake(install.session("s1")).await, Woken::Running);
     assert_eq!(guard.containers().len(), 1);
     runner.stop("s1", "test").await;
     assert!(!runner.is_running("s1"));
@@ -241,6 +245,16 @@ async fn stop_removes_the_container_and_reports_the_exit() {
         .expect("an exit event within 30 s")
         .expect("exit channel open");
     assert_eq!(exited.session_id, "s1");
+    assert_eq!(
+        exited.requested.as_deref(),
+        Some("test"),
+        "a stop we asked for"
+    );
+    assert!(!exited.is_failure());
+    assert!(
+        exited.tail.is_empty(),
+        "no output is kept for a requested stop"
+    );
     runner.stop("s1", "again: a no-op").await;
 }
 
@@ -277,7 +291,7 @@ async fn woken_container_answers_a_message() {
     drop(inbound);
     let docker = containers::connect().await.expect("connect");
     let runner = Runner::new(docker, install.slug(), 2);
-    assert!(runner.wake(spec).await);
+    assert_eq!(runner.wake(spec).await, Woken::Running);
     let outbound_path = session_dir.join(session_db::OUTBOUND_FILE);
     let replies = tokio::task::spawn_blocking(move || {
         let mut replies = Vec::new();
@@ -323,7 +337,13 @@ async fn failed_wake_is_false_and_clears_a_stale_heartbeat() {
     std::fs::write(&heartbeat, "").expect("stale heartbeat");
     let docker = containers::connect().await.expect("connect");
     let runner = Runner::new(docker, install.slug(), 2);
-    assert!(!runner.wake(spec).await);
+    let Woken::Failed(reason) = runner.wake(spec).await else {
+        panic!("a wake with a missing image fails");
+    };
+    assert!(
+        reason.contains("no-such-tag"),
+        "the reason names the image: {reason}"
+    );
     assert!(
         !heartbeat.exists(),
         "the stale heartbeat is deleted before the spawn"
@@ -347,7 +367,7 @@ async fn a_container_that_exits_on_its_own_is_reported_with_its_code() {
     let docker = containers::connect().await.expect("connect");
     let runner = Runner::new(docker, install.slug(), 2);
     let mut exits = runner.exits();
-    assert!(runner.wake(install.session("s1")).await);
+    assert_eq!(runner.wake(install.session("s1")).await, Woken::Running);
     let exited = tokio::time::timeout(Duration::from_secs(30), exits.recv())
         .await
         .expect("an exit event within 30 s")
@@ -355,6 +375,17 @@ async fn a_container_that_exits_on_its_own_is_reported_with_its_code() {
     assert_eq!(exited.session_id, "s1");
     assert_ne!(exited.exit_code, 0, "a failing runner exits non-zero");
     assert_ne!(exited.exit_code, -1, "the real exit code is read");
+    // Issue 8 point 3: the output is read before the container is removed.
+    assert!(exited.is_failure(), "{exited:?}");
+    assert_eq!(exited.agent, "andy");
+    assert!(
+        exited
+            .tail
+            .iter()
+            .any(|line| line.contains("Unknown provider: no-such-provider")),
+        "the runner's last lines say why: {:?}",
+        exited.tail
+    );
     assert!(!runner.is_running("s1"));
     assert!(
         guard.containers().is_empty(),

@@ -5,7 +5,9 @@
 mod support;
 
 mod containers;
+mod delivery;
 mod manifests;
 mod plan_apply;
+mod recovery;
 mod runtime;
 mod tidy;

@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 use crate::support::{self, Env};
 
 /// A running `nanoclaw run`; SIGTERM and wait on drop; its guard removes what it left.
-struct Daemon<'a> {
+pub(crate) struct Daemon<'a> {
     env: &'a Env,
     child: Option<Child>,
     guard: support::DockerGuard,
 }
 
-const CLI_AGENT: &str = "\
+pub(crate) const CLI_AGENT: &str = "\
 kind: agent
 name: echo
 provider: mock
@@ -33,29 +33,22 @@ wirings:
 ";
 
 impl<'a> Daemon<'a> {
-    fn start(env: &'a Env) -> Daemon<'a> {
+    pub(crate) fn start(env: &'a Env) -> Daemon<'a> {
         Daemon::start_with(env, &[])
     }
 
-    fn start_with(env: &'a Env, extra: &[&str]) -> Daemon<'a> {
+    pub(crate) fn start_with(env: &'a Env, extra: &[&str]) -> Daemon<'a> {
+        Daemon::start_args(env, &[&["--sweep-interval", "1s"], extra].concat())
+    }
+
+    /// `nanoclaw run manifests --image <test image>` plus `extra` (the sweep runs at its
+    /// default interval unless `extra` sets one).
+    pub(crate) fn start_args(env: &'a Env, extra: &[&str]) -> Daemon<'a> {
         let image = support::agent_image().tag;
         std::fs::create_dir_all(env.data()).expect("data dir");
         let guard = support::DockerGuard::new(&reconciler::paths::slug_of(&env.data()));
         let child = env
-            .command(
-                &[
-                    &[
-                        "run",
-                        "manifests",
-                        "--image",
-                        image,
-                        "--sweep-interval",
-                        "1s",
-                    ],
-                    extra,
-                ]
-                .concat(),
-            )
+            .command(&[&["run", "manifests", "--image", image], extra].concat())
             .stdout(Stdio::null())
             .stderr(Stdio::from(
                 std::fs::File::create(env.root.path().join("run.log")).expect("log file"),
@@ -74,12 +67,12 @@ impl<'a> Daemon<'a> {
         daemon
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.env.root.path().join("run.log")).unwrap_or_default()
     }
 
     /// SIGTERM, wait for a clean exit; returns the exit code.
-    fn stop(&mut self) -> i32 {
+    pub(crate) fn stop(&mut self) -> i32 {
         let Some(mut child) = self.child.take() else {
             return 0;
         };
@@ -100,7 +93,7 @@ impl<'a> Daemon<'a> {
     }
 
     /// SIGKILL: a crash.
-    fn crash(&mut self) {
+    pub(crate) fn crash(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -109,7 +102,7 @@ impl<'a> Daemon<'a> {
 }
 
 impl Daemon<'_> {
-    fn containers(&self) -> Vec<String> {
+    pub(crate) fn containers(&self) -> Vec<String> {
         self.guard.containers()
     }
 }
@@ -126,15 +119,20 @@ impl Drop for Daemon<'_> {
 }
 
 /// A raw chat client on the CLI socket.
-struct Client {
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
+pub(crate) struct Client {
+    pub(crate) reader: BufReader<UnixStream>,
+    pub(crate) writer: UnixStream,
     /// Replies that arrived while waiting for an acknowledgement.
-    early: std::collections::VecDeque<(String, String)>,
+    pub(crate) early: std::collections::VecDeque<(String, String)>,
 }
 
 impl Client {
-    fn connect(env: &Env) -> Client {
+    pub(crate) fn connect(env: &Env) -> Client {
+        Client::connect_to(env, "local")
+    }
+
+    /// A client reading the replies of CLI chat `platform_id`.
+    pub(crate) fn connect_to(env: &Env, platform_id: &str) -> Client {
         let stream = UnixStream::connect(env.data().join("cli.sock")).expect("connect");
         stream
             .set_read_timeout(Some(Duration::from_secs(60)))
@@ -145,16 +143,16 @@ impl Client {
             writer,
             early: std::collections::VecDeque::new(),
         };
-        client.send(&serde_json::json!({ "hello": { "platform_id": "local" } }));
+        client.send(&serde_json::json!({ "hello": { "platform_id": platform_id } }));
         client
     }
 
-    fn send(&mut self, value: &serde_json::Value) {
+    pub(crate) fn send(&mut self, value: &serde_json::Value) {
         writeln!(self.writer, "{value}").expect("send");
     }
 
     /// Sends a message and waits until the runtime says it is stored.
-    fn say(&mut self, id: &str, text: &str) {
+    pub(crate) fn say(&mut self, id: &str, text: &str) {
         self.send(&serde_json::json!({ "text": text, "id": id }));
         loop {
             let line = self.next();
@@ -168,7 +166,7 @@ impl Client {
         }
     }
 
-    fn next(&mut self) -> serde_json::Value {
+    pub(crate) fn next(&mut self) -> serde_json::Value {
         let mut line = String::new();
         let read = self
             .reader
@@ -179,7 +177,7 @@ impl Client {
     }
 
     /// Next reply text (skipping acks).
-    fn reply(&mut self) -> (String, String) {
+    pub(crate) fn reply(&mut self) -> (String, String) {
         if let Some(reply) = self.early.pop_front() {
             return reply;
         }
@@ -191,13 +189,13 @@ impl Client {
     }
 }
 
-fn as_reply(line: &serde_json::Value) -> Option<(String, String)> {
+pub(crate) fn as_reply(line: &serde_json::Value) -> Option<(String, String)> {
     let text = line.get("text")?.as_str()?;
     let reply_to = line.get("in_reply_to")?.as_str()?;
     Some((text.to_string(), reply_to.to_string()))
 }
 
-fn sessions(env: &Env) -> Vec<(String, String)> {
+pub(crate) fn sessions(env: &Env) -> Vec<(String, String)> {
     let conn = reconciler::db::open_readonly(&env.db()).expect("open db");
     let mut statement = conn
         .prepare("SELECT id, agent_group_id FROM sessions ORDER BY agent_group_id")

@@ -6,12 +6,14 @@
 //! ```text
 //! connect() -> Docker                       fails with an actionable error when no daemon answers
 //! Runner::new(docker, slug, max_concurrent) tracks running containers per session (Clone, Arc inside)
-//!   wake(SpawnSpec) -> bool                 never errors: true if a container runs for the session;
+//!   wake(SpawnSpec) -> Woken                never errors: Running if a container runs for the session;
 //!                                           concurrent wakes of one session share one spawn;
-//!                                           false at max_concurrent or on failure (logged)
-//!   is_running(session) / running()
+//!                                           Full at max_concurrent, Failed(reason) (logged)
+//!   is_running(session) / running() / agent(session) / started_at(session)
 //!   stop(session, reason) / stop_all()      stop + remove; no-op when not running
-//!   exits() -> broadcast::Receiver<Exited>  one event per container end (session id, exit code)
+//!   exits() -> broadcast::Receiver<Exited>  one event per container end: session, agent, exit code,
+//!                                           why we stopped it (if we did), how long it ran, and
+//!                                           for a failure its last output lines
 //! remove_orphans(&docker, slug) -> usize    startup: removes THIS install's labelled containers
 //! image_exists(&docker, tag) / build_image(&docker, ImageBuild, progress)
 //! daemon::ensure_daemon(data_dir)           `nanoclaw run`: start dockerd when root, else explain
@@ -34,7 +36,7 @@ use std::path::PathBuf;
 pub use image::{BuildProgress, ImageBuild, build_image, image_exists};
 pub use orphans::remove_orphans;
 pub use spawn::{MountSpec, SpawnSpec};
-pub use wake::{Exited, Runner};
+pub use wake::{Exited, Runner, Woken};
 
 use crate::env;
 
