@@ -327,7 +327,7 @@ impl Runner {
             .cloned();
         let requested = container
             .as_ref()
-            .map_or(Some("untracked".to_string()), |container| {
+            .map_or(Some("stopped".to_string()), |container| {
                 container.stopping.clone()
             });
         // Read before removing: a removed container's output is gone.

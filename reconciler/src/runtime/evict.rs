@@ -1,16 +1,23 @@
 //! Eviction: which running containers to stop so waiting sessions can start (pure).
 //!
-//! At `--max-containers`, a session that needs a container waits in the waker's queue. A running
-//! container is a candidate when its session is idle by the sweep's rule
-//! ([`Activity::is_idle`](super::sweep::Activity::is_idle): nothing due, nothing claimed, read
-//! from the session's own DBs the moment its `outbound.db` changes, so a turn that just ended
-//! counts at once). Each waiting session gets its own victim, least recently alive first, so
-//! several waiters never pick the same one. Busy containers are never evicted: their sessions
-//! would only have to wait again.
+//! At `--max-containers`, a session that needs a container waits in the waker's queue. Each
+//! waiting session gets its own victim, so several waiters never pick the same one:
+//!
+//! 1. Containers whose sessions are idle by the sweep's rule
+//!    ([`Activity::is_idle`](super::sweep::Activity::is_idle): nothing due, nothing claimed, read
+//!    from the session's own DBs the moment its `outbound.db` changes, so a turn that just ended
+//!    counts at once), least recently alive first.
+//! 2. Only when no idle one is left: containers between two turns (nothing claimed, more
+//!    messages due) that have run for [`FAIR_SHARE`] or longer, longest first. Their sessions
+//!    queue again behind the waiters, so chats that never go quiet cannot hold every container
+//!    while others starve; the turn in flight is never interrupted.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use super::sweep::Activity;
+
+/// How long a busy container may keep its slot while other sessions wait.
+pub const FAIR_SHARE: Duration = Duration::from_secs(30);
 
 /// A running container the waker could stop.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,11 +26,22 @@ pub struct Candidate {
     pub activity: Activity,
     /// Last sign of life: heartbeat mtime, else container start; `None` = unknown (oldest).
     pub last_sign: Option<SystemTime>,
+    /// How long the container has been running.
+    pub ran_for: Duration,
 }
 
-/// Up to `wanted` sessions whose containers to stop: idle candidates, least recently alive
-/// first (ties by session id, so the choice is stable).
-pub fn pick_victims(candidates: &[Candidate], wanted: usize) -> Vec<String> {
+/// Why a container is chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Why {
+    /// Its session has nothing to do.
+    Idle,
+    /// It had its fair share and is between turns.
+    FairShare,
+}
+
+/// Up to `wanted` containers to stop, in the order above (ties by session id, so the choice
+/// is stable).
+pub fn pick_victims(candidates: &[Candidate], wanted: usize) -> Vec<(String, Why)> {
     let mut idle: Vec<&Candidate> = candidates
         .iter()
         .filter(|candidate| candidate.activity.is_idle())
@@ -33,16 +51,32 @@ pub fn pick_victims(candidates: &[Candidate], wanted: usize) -> Vec<String> {
             .cmp(&b.last_sign)
             .then_with(|| a.session.cmp(&b.session))
     });
+    let mut served: Vec<&Candidate> = candidates
+        .iter()
+        .filter(|candidate| {
+            !candidate.activity.is_idle()
+                && candidate.activity.claims == 0
+                && candidate.ran_for >= FAIR_SHARE
+        })
+        .collect();
+    served.sort_by(|a, b| {
+        b.ran_for
+            .cmp(&a.ran_for)
+            .then_with(|| a.session.cmp(&b.session))
+    });
     idle.into_iter()
+        .map(|candidate| (candidate.session.clone(), Why::Idle))
+        .chain(
+            served
+                .into_iter()
+                .map(|candidate| (candidate.session.clone(), Why::FairShare)),
+        )
         .take(wanted)
-        .map(|candidate| candidate.session.clone())
         .collect()
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     fn at(seconds: u64) -> Option<SystemTime> {
@@ -59,11 +93,16 @@ mod tests {
             session: session.into(),
             activity: Activity { due, claims },
             last_sign,
+            ran_for: Duration::from_secs(5),
         }
     }
 
+    fn sessions(victims: Vec<(String, Why)>) -> Vec<String> {
+        victims.into_iter().map(|(session, _)| session).collect()
+    }
+
     #[test]
-    fn only_idle_containers_are_evicted_least_recently_alive_first() {
+    fn idle_containers_go_first_least_recently_alive_first() {
         let candidates = [
             candidate("busy-old", 3, 0, at(1)),
             candidate("claiming", 0, 1, at(2)),
@@ -73,9 +112,13 @@ mod tests {
         ];
         assert_eq!(
             pick_victims(&candidates, 5),
-            ["idle-unknown", "idle-old", "idle-new"]
+            [
+                ("idle-unknown".to_string(), Why::Idle),
+                ("idle-old".to_string(), Why::Idle),
+                ("idle-new".to_string(), Why::Idle)
+            ]
         );
-        assert_eq!(pick_victims(&candidates, 1), ["idle-unknown"]);
+        assert_eq!(sessions(pick_victims(&candidates, 1)), ["idle-unknown"]);
         assert!(pick_victims(&candidates, 0).is_empty());
     }
 
@@ -87,11 +130,38 @@ mod tests {
             candidate("b", 0, 0, at(1)),
             candidate("c", 0, 0, at(2)),
         ];
-        assert_eq!(pick_victims(&candidates, 2), ["b", "c"]);
+        assert_eq!(sessions(pick_victims(&candidates, 2)), ["b", "c"]);
     }
 
     #[test]
-    fn no_idle_container_means_no_victim() {
+    fn a_busy_container_yields_only_between_turns_after_its_fair_share() {
+        let mut long_between = candidate("long-between-turns", 4, 0, at(1));
+        long_between.ran_for = FAIR_SHARE;
+        let mut longer_between = candidate("longer-between-turns", 4, 0, at(1));
+        longer_between.ran_for = FAIR_SHARE * 2;
+        let mut long_mid_turn = candidate("long-mid-turn", 4, 2, at(1));
+        long_mid_turn.ran_for = FAIR_SHARE * 3;
+        let short_between = candidate("short-between-turns", 4, 0, at(1));
+        let idle = candidate("idle", 0, 0, at(9));
+        let candidates = [
+            long_between,
+            longer_between,
+            long_mid_turn,
+            short_between,
+            idle,
+        ];
+        assert_eq!(
+            pick_victims(&candidates, 5),
+            [
+                ("idle".to_string(), Why::Idle),
+                ("longer-between-turns".to_string(), Why::FairShare),
+                ("long-between-turns".to_string(), Why::FairShare)
+            ]
+        );
+    }
+
+    #[test]
+    fn no_candidate_means_no_victim() {
         let candidates = [candidate("a", 1, 0, at(1)), candidate("b", 0, 2, at(1))];
         assert!(pick_victims(&candidates, 2).is_empty());
     }

@@ -11,14 +11,15 @@
 //! - a 1 s tick while sessions wait, and the time of the next backed-off retry.
 //!
 //! At the limit, sessions wait in a FIFO queue; each waiter gets its own victim among running
-//! containers whose sessions are idle by the sweep's rule ([`evict::pick_victims`]), judged from
-//! the sessions' own DBs as soon as they change, not at the next sweep (issue 8 point 9).
+//! containers whose sessions are idle by the sweep's rule, judged from the sessions' own DBs as
+//! soon as they change, not at the next sweep, or failing that one that had its fair share and
+//! is between turns ([`evict::pick_victims`], issue 8 point 9).
 //! A container that ends with work left is started again at once; one that failed (exited with
 //! an error nobody asked for, or could not start) is retried with [`backoff`], recorded in
 //! `container_failures`, and its chat is told once per failure streak (issue 8 points 3, 10).
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use tokio::sync::{broadcast, mpsc};
@@ -78,7 +79,7 @@ pub enum Msg {
     /// An ended container was recorded; `pending` says whether its session still has work.
     ExitChecked { exit: Exited, pending: bool },
     /// An eviction search chose these victims.
-    Victims(Vec<String>),
+    Victims(Vec<(String, evict::Why)>),
     /// An evicted container is gone.
     Evicted(String),
 }
@@ -202,7 +203,11 @@ impl Waker {
                         session,
                         agent,
                         exit_code: None,
-                        tail: vec![reason],
+                        tail: reason
+                            .lines()
+                            .filter(|line| !line.trim().is_empty())
+                            .map(str::to_string)
+                            .collect(),
                         ran_for: Duration::ZERO,
                         pending: true,
                     }),
@@ -459,12 +464,17 @@ impl Waker {
                         let agent = runner.agent(&session)?;
                         let dir = paths.session(&agent, &session);
                         let activity = sweep::read_activity(&dir).ok()?;
-                        let last_sign = agent_runner::session_db::heartbeat_mtime(&dir)
-                            .max(runner.started_at(&session));
+                        let started = runner.started_at(&session);
+                        let last_sign =
+                            agent_runner::session_db::heartbeat_mtime(&dir).max(started);
+                        let ran_for = started
+                            .and_then(|started| SystemTime::now().duration_since(started).ok())
+                            .unwrap_or_default();
                         Some(evict::Candidate {
                             session,
                             activity,
                             last_sign,
+                            ran_for,
                         })
                     })
                     .collect();
@@ -477,9 +487,9 @@ impl Waker {
     }
 
     /// Stops the chosen victims (each frees one slot for one waiter).
-    fn evict(&mut self, victims: Vec<String>) {
+    fn evict(&mut self, victims: Vec<(String, evict::Why)>) {
         self.searching = false;
-        for victim in victims {
+        for (victim, why) in victims {
             if self.evicting.contains(&victim) || !self.runner.is_running(&victim) {
                 continue;
             }
@@ -488,8 +498,12 @@ impl Waker {
                 .get(self.evicting.len())
                 .cloned()
                 .unwrap_or_default();
-            info!(session = %victim, for_session = %waiter,
-                "container limit reached: stopping the least recently active idle container");
+            match why {
+                evict::Why::Idle => info!(session = %victim, for_session = %waiter,
+                    "container limit reached: stopping the least recently active idle container"),
+                evict::Why::FairShare => info!(session = %victim, for_session = %waiter,
+                    "container limit reached: stopping a container that had its fair share, between two turns"),
+            }
             self.evicting.insert(victim.clone());
             let runner = self.runner.clone();
             let inbox = self.inbox.clone();
