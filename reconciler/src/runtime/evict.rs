@@ -6,7 +6,9 @@
 //! 1. Containers whose sessions are idle by the sweep's rule
 //!    ([`Activity::is_idle`](super::sweep::Activity::is_idle): nothing due, nothing claimed, read
 //!    from the session's own DBs the moment its `outbound.db` changes, so a turn that just ended
-//!    counts at once), least recently alive first.
+//!    counts at once, not at the next sweep) and quiet for [`IDLE_GRACE`], least recently alive
+//!    first. The grace keeps a container that just answered the first messages of a burst from
+//!    being stopped while the rest of the burst is still being stored.
 //! 2. Only when no idle one is left: containers between two turns (nothing claimed, more
 //!    messages due) that have run for [`FAIR_SHARE`] or longer, longest first. Their sessions
 //!    queue again behind the waiters, so chats that never go quiet cannot hold every container
@@ -18,6 +20,9 @@ use super::sweep::Activity;
 
 /// How long a busy container may keep its slot while other sessions wait.
 pub const FAIR_SHARE: Duration = Duration::from_secs(30);
+/// How long an idle container must have been quiet (no heartbeat, not just started) before it
+/// is stopped for a waiting session.
+pub const IDLE_GRACE: Duration = Duration::from_millis(500);
 
 /// A running container the waker could stop.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,12 +44,22 @@ pub enum Why {
     FairShare,
 }
 
-/// Up to `wanted` containers to stop, in the order above (ties by session id, so the choice
-/// is stable).
-pub fn pick_victims(candidates: &[Candidate], wanted: usize) -> Vec<(String, Why)> {
+/// Up to `wanted` containers to stop at `now`, in the order above (ties by session id, so the
+/// choice is stable).
+pub fn pick_victims(
+    candidates: &[Candidate],
+    wanted: usize,
+    now: SystemTime,
+) -> Vec<(String, Why)> {
+    let quiet = |candidate: &Candidate| {
+        candidate.last_sign.is_none_or(|sign| {
+            now.duration_since(sign)
+                .is_ok_and(|quiet_for| quiet_for >= IDLE_GRACE)
+        })
+    };
     let mut idle: Vec<&Candidate> = candidates
         .iter()
-        .filter(|candidate| candidate.activity.is_idle())
+        .filter(|candidate| candidate.activity.is_idle() && quiet(candidate))
         .collect();
     idle.sort_by(|a, b| {
         a.last_sign
@@ -83,6 +98,11 @@ mod tests {
         Some(SystemTime::UNIX_EPOCH + Duration::from_secs(seconds))
     }
 
+    /// Well after every `at(…)` used here.
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(100)
+    }
+
     fn candidate(
         session: &str,
         due: i64,
@@ -111,15 +131,18 @@ mod tests {
             candidate("idle-unknown", 0, 0, None),
         ];
         assert_eq!(
-            pick_victims(&candidates, 5),
+            pick_victims(&candidates, 5, now()),
             [
                 ("idle-unknown".to_string(), Why::Idle),
                 ("idle-old".to_string(), Why::Idle),
                 ("idle-new".to_string(), Why::Idle)
             ]
         );
-        assert_eq!(sessions(pick_victims(&candidates, 1)), ["idle-unknown"]);
-        assert!(pick_victims(&candidates, 0).is_empty());
+        assert_eq!(
+            sessions(pick_victims(&candidates, 1, now())),
+            ["idle-unknown"]
+        );
+        assert!(pick_victims(&candidates, 0, now()).is_empty());
     }
 
     #[test]
@@ -130,7 +153,7 @@ mod tests {
             candidate("b", 0, 0, at(1)),
             candidate("c", 0, 0, at(2)),
         ];
-        assert_eq!(sessions(pick_victims(&candidates, 2)), ["b", "c"]);
+        assert_eq!(sessions(pick_victims(&candidates, 2, now())), ["b", "c"]);
     }
 
     #[test]
@@ -151,7 +174,7 @@ mod tests {
             idle,
         ];
         assert_eq!(
-            pick_victims(&candidates, 5),
+            pick_victims(&candidates, 5, now()),
             [
                 ("idle".to_string(), Why::Idle),
                 ("longer-between-turns".to_string(), Why::FairShare),
@@ -161,8 +184,22 @@ mod tests {
     }
 
     #[test]
+    fn a_container_that_was_alive_just_now_is_not_yet_idle_enough() {
+        let candidates = [
+            candidate("just-answered", 0, 0, at(100)),
+            candidate("quiet", 0, 0, at(90)),
+        ];
+        assert_eq!(sessions(pick_victims(&candidates, 2, now())), ["quiet"]);
+        let later = now() + IDLE_GRACE;
+        assert_eq!(
+            sessions(pick_victims(&candidates, 2, later)),
+            ["quiet", "just-answered"]
+        );
+    }
+
+    #[test]
     fn no_candidate_means_no_victim() {
         let candidates = [candidate("a", 1, 0, at(1)), candidate("b", 0, 2, at(1))];
-        assert!(pick_victims(&candidates, 2).is_empty());
+        assert!(pick_victims(&candidates, 2, now()).is_empty());
     }
 }

@@ -8,7 +8,7 @@
 //! - a session's `outbound.db` changed (from delivery: its turn may have ended);
 //! - a container ended (from the [`Runner`]);
 //! - its own tasks finishing (a start, an eviction search, an eviction, an exit check);
-//! - a 1 s tick while sessions wait, and the time of the next backed-off retry.
+//! - a 250 ms tick while sessions wait, and the time of the next backed-off retry.
 //!
 //! At the limit, sessions wait in a FIFO queue; each waiter gets its own victim among running
 //! containers whose sessions are idle by the sweep's rule, judged from the sessions' own DBs as
@@ -37,8 +37,8 @@ use crate::db;
 
 /// The reason an evicted container is stopped with.
 pub const EVICTED: &str = "evicted for a waiting session";
-/// How often waiting sessions look for room without another trigger.
-const TICK: Duration = Duration::from_secs(1);
+/// How often waiting sessions look for room without another trigger (only while some wait).
+const TICK: Duration = Duration::from_millis(250);
 
 /// The waker's state; owned by its task.
 pub struct Waker {
@@ -158,7 +158,7 @@ impl Waker {
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
                 Some(msg) = inbox.recv() => self.handle(msg),
-                _ = tick.tick() => {
+                _ = tick.tick(), if !self.queue.is_empty() => {
                     self.admit();
                     self.seek();
                 }
@@ -478,7 +478,7 @@ impl Waker {
                         })
                     })
                     .collect();
-                evict::pick_victims(&candidates, wanted)
+                evict::pick_victims(&candidates, wanted, SystemTime::now())
             })
             .await
             .unwrap_or_default();
