@@ -269,7 +269,13 @@ fn issue_8_repeated_kill_9_during_bursts_neither_loses_nor_repeats_a_reply() {
             if let Some(id) = line.get("accepted").and_then(|id| id.as_str()) {
                 accepted.push(id.to_string());
             }
-            answered += show(&line, &mut shown_ids, &mut answers, &mut raw_duplicates);
+            answered += show(
+                &mut client,
+                &line,
+                &mut shown_ids,
+                &mut answers,
+                &mut raw_duplicates,
+            );
         }
         daemon.crash();
         drop(client);
@@ -284,7 +290,13 @@ fn issue_8_repeated_kill_9_during_bursts_neither_loses_nor_repeats_a_reply() {
         .expect("timeout");
     while accepted.iter().any(|id| !answers.contains_key(id)) {
         let line = client.next();
-        show(&line, &mut shown_ids, &mut answers, &mut raw_duplicates);
+        show(
+            &mut client,
+            &line,
+            &mut shown_ids,
+            &mut answers,
+            &mut raw_duplicates,
+        );
     }
     let accepted: HashSet<&String> = accepted.iter().collect();
     eprintln!("kill -9 rounds: {raw_duplicates} reply line(s) re-sent and dropped by id");
@@ -301,9 +313,11 @@ fn issue_8_repeated_kill_9_during_bursts_neither_loses_nor_repeats_a_reply() {
 }
 
 /// What a client shows for one line: a reply with an id it has not shown yet adds one
-/// answer per `echo:` line (the mock answers a turn's messages in one reply). Returns how many
-/// messages the line answered.
+/// answer per `echo:` line (the mock answers a turn's messages in one reply). Every reply is
+/// acknowledged, as `nanoclaw chat` does once it has shown it. Returns how many messages the
+/// line answered.
 fn show(
+    client: &mut Client,
     line: &serde_json::Value,
     shown: &mut HashSet<String>,
     answers: &mut BTreeMap<String, usize>,
@@ -318,6 +332,7 @@ fn show(
         .unwrap_or_else(|| {
             panic!("a reply line must carry its outbound row id so a client can drop a duplicate (issue 8 point 11): {line}")
         });
+    client.send(&serde_json::json!({ "ack": id }));
     if !shown.insert(id.to_string()) {
         *raw_duplicates += 1;
         return 0;
