@@ -124,10 +124,11 @@ fn issue_8_a_failing_agent_says_why_and_backs_off() {
     };
     support::agent_image();
     let env = Env::new("failing");
-    // The runner knows no `claude` provider yet: it exits 1 right after starting.
+    // The runner knows no such provider: it exits 1 right after starting (as it did for the
+    // default `claude` provider when the issue was written).
     env.write(
         "agents.yaml",
-        &CLI_AGENT.replace("provider: mock\n", "provider: claude\n"),
+        &CLI_AGENT.replace("provider: mock\n", "provider: no-such-provider\n"),
     );
     let mut daemon = Daemon::start_args(&env, &[]);
     let mut client = Client::connect(&env);
@@ -136,7 +137,7 @@ fn issue_8_a_failing_agent_says_why_and_backs_off() {
     let text = notice["text"].as_str().unwrap_or_default().to_string();
     assert!(
         text.contains("stopped with an error (exit code 1)")
-            && text.contains("Unknown provider: claude"),
+            && text.contains("Unknown provider: no-such-provider"),
         "the chat is told why: {notice}\n{}",
         daemon.log()
     );
@@ -153,14 +154,17 @@ fn issue_8_a_failing_agent_says_why_and_backs_off() {
         assert!(log.contains(delay), "backoff step {delay} missing:\n{log}");
     }
     assert!(
-        log.contains("exit_code=1") && log.contains("Unknown provider: claude"),
+        log.contains("exit_code=1") && log.contains("Unknown provider: no-such-provider"),
         "the log has the exit code and the container's last lines:\n{log}"
     );
 
     let history = env.run(&["history", "--failures"]);
     history.success();
     assert!(
-        history.stdout.contains("echo") && history.stdout.contains("Unknown provider: claude"),
+        history.stdout.contains("echo")
+            && history
+                .stdout
+                .contains("Unknown provider: no-such-provider"),
         "{}",
         history.stdout
     );
