@@ -83,7 +83,13 @@ fn issue_8_a_killed_container_is_replaced_at_once() {
     assert!(killed.success());
 
     read_until_second_sweep(&client, started);
-    let (text, reply_to) = client.reply();
+    // The chat may first be told that its agent stopped; the answer follows.
+    let (text, reply_to) = loop {
+        let (text, reply_to) = client.reply();
+        if !reply_to.is_empty() {
+            break (text, reply_to);
+        }
+    };
     assert_eq!(
         (text.as_str(), reply_to.as_str()),
         ("echo: while it was frozen", "pending:echo"),

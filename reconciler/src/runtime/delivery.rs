@@ -273,6 +273,10 @@ impl Delivery {
                 return false;
             }
         };
+        if !has_messages_out(&outbound) {
+            debug!(session, "outbound.db has no schema yet");
+            return false;
+        }
         // Rows sent earlier whose record failed: record them before anything is re-sent.
         let held = self.record_unrecorded(session, &mut inbound);
         let rows = match session_db::due_outbound(&inbound, &outbound) {
@@ -570,6 +574,17 @@ fn write_marks(inbound: &mut Connection, marks: &[Mark]) -> session_db::Result<(
     }
     tx.commit()?;
     Ok(())
+}
+
+/// Whether `outbound.db` has its schema yet (it is created empty, then filled).
+fn has_messages_out(outbound: &Connection) -> bool {
+    outbound
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages_out')",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap_or(false)
 }
 
 const LATER_ROWS: &str =

@@ -51,7 +51,10 @@ pub fn text(notice: &Notice) -> String {
             last_line,
             retry_in,
         } => (
-            format!("⚠️ The agent `{agent}` stopped with an error (exit code {exit_code})"),
+            format!(
+                "⚠️ The agent `{agent}` stopped with an error (exit code {exit_code}{})",
+                if *exit_code == 137 { ", killed" } else { "" }
+            ),
             last_line.as_deref(),
             *retry_in,
         ),
@@ -69,36 +72,51 @@ pub fn text(notice: &Notice) -> String {
     )
 }
 
-/// The line of a failed container's output that says why: its last line, without the
-/// timestamp, level and target a `tracing` log line starts with.
+/// The line of a failed container's output that says why: the last line that is not a
+/// routine `tracing` line (INFO and below), without the timestamp, level and target such a line
+/// starts with. `None` when the output holds only routine lines (a container killed from
+/// outside says nothing about why).
 pub fn last_line(tail: &[String]) -> Option<String> {
-    let line = tail
-        .iter()
-        .rev()
-        .find(|line| !line.trim().is_empty())?
-        .trim();
-    let mut rest = line;
-    if let Some((first, after)) = rest.split_once(' ')
-        && first.len() >= 10
-        && first.as_bytes()[..4].iter().all(u8::is_ascii_digit)
-        && first.as_bytes()[4] == b'-'
-    {
-        rest = after.trim_start();
-    }
-    if let Some((first, after)) = rest.split_once(' ')
-        && ["ERROR", "WARN", "INFO", "DEBUG", "TRACE"].contains(&first)
-    {
-        rest = after.trim_start();
-        if let Some((target, after)) = rest.split_once(": ")
-            && !target.is_empty()
-            && target
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-        {
-            rest = after;
+    tail.iter().rev().find_map(|line| {
+        let line = line.trim();
+        if line.is_empty() {
+            return None;
         }
+        match split_log_line(line) {
+            Some((level, message)) => {
+                matches!(level, "ERROR" | "WARN").then(|| message.to_string())
+            }
+            None => Some(line.to_string()),
+        }
+    })
+}
+
+/// `<timestamp> <LEVEL> <target>: <message>` → `(LEVEL, message)`; `None` for other lines.
+fn split_log_line(line: &str) -> Option<(&str, &str)> {
+    let (first, rest) = line.split_once(' ')?;
+    let is_timestamp = first.len() >= 10
+        && first.as_bytes()[..4].iter().all(u8::is_ascii_digit)
+        && first.as_bytes()[4] == b'-';
+    if !is_timestamp {
+        return None;
     }
-    Some(rest.to_string())
+    let (level, rest) = rest.trim_start().split_once(' ')?;
+    if !["ERROR", "WARN", "INFO", "DEBUG", "TRACE"].contains(&level) {
+        return None;
+    }
+    let rest = rest.trim_start();
+    let message = match rest.split_once(": ") {
+        Some((target, message))
+            if !target.is_empty()
+                && target
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') =>
+        {
+            message
+        }
+        _ => rest,
+    };
+    Some((level, message))
 }
 
 fn shorten(text: &str) -> String {
@@ -142,10 +160,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_reason_is_the_last_output_line_without_the_log_prefix() {
+    fn the_reason_is_the_last_error_line_without_the_log_prefix() {
         let tail = [
             "2026-11-30T00:03:21.2Z  INFO agent_runner::poll: Starting".to_string(),
             "2026-11-30T00:03:21.203394Z ERROR agent_runner: Fatal error error=Unknown provider: claude. Registered: mock".to_string(),
+            "2026-11-30T00:03:21.3Z  INFO agent_runner::poll: Stopped".to_string(),
             "   ".to_string(),
         ];
         assert_eq!(
@@ -153,8 +172,16 @@ mod tests {
             Some("Fatal error error=Unknown provider: claude. Registered: mock")
         );
         assert_eq!(
-            last_line(&["panicked at src/x.rs:1: boom".to_string()]).as_deref(),
-            Some("panicked at src/x.rs:1: boom")
+            last_line(&["thread 'main' panicked at src/x.rs:1: boom".to_string()]).as_deref(),
+            Some("thread 'main' panicked at src/x.rs:1: boom")
+        );
+        let killed = [
+            "2026-11-30T01:41:46.09Z  INFO agent_runner::poll: Session session=mock-1".to_string(),
+        ];
+        assert_eq!(
+            last_line(&killed),
+            None,
+            "routine lines say nothing about why"
         );
         assert_eq!(last_line(&[]), None);
     }
@@ -182,9 +209,8 @@ mod tests {
             last_line: None,
             retry_in: Duration::ZERO,
         };
-        assert!(
-            text(&silent)
-                .starts_with("⚠️ The agent `echo` stopped with an error (exit code 137). Your")
-        );
+        assert!(text(&silent).starts_with(
+            "⚠️ The agent `echo` stopped with an error (exit code 137, killed). Your"
+        ));
     }
 }
