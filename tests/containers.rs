@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use agent_runner::session_db::{self, DestinationRow, NewInbound};
-use reconciler::containers::{self, Runner, SpawnSpec};
+use reconciler::containers::{self, Runner, SpawnSpec, Woken};
 use reconciler::credentials::{self, Kind};
 use reconciler::paths::Paths;
 use reconciler::resources::{Cpus, Memory, Resources};
@@ -182,13 +182,17 @@ async fn issue_wake_dedup_five_concurrent_wakes_make_one_container() {
     let runner = Runner::new(docker, install.slug(), 4);
     let wakes = (0..5).map(|_| runner.wake(spec.clone()));
     let answers = futures_util::future::join_all(wakes).await;
-    assert_eq!(answers, [true; 5]);
+    assert_eq!(answers, vec![Woken::Running; 5]);
     assert_eq!(
         session_containers(&install.slug(), "s1"),
         [format!("nanoclaw-{}-s1", install.slug())]
     );
     assert!(runner.is_running("s1"));
-    assert!(runner.wake(spec).await, "a running session wakes at once");
+    assert_eq!(
+        runner.wake(spec).await,
+        Woken::Running,
+        "a running session wakes at once"
+    );
     assert_eq!(session_containers(&install.slug(), "s1").len(), 1);
     runner.stop_all().await;
     assert!(runner.running().is_empty());
@@ -206,8 +210,8 @@ async fn max_concurrent_refuses_a_second_session() {
     let guard = DockerGuard::new(&install.slug());
     let docker = containers::connect().await.expect("connect");
     let runner = Runner::new(docker, install.slug(), 1);
-    assert!(runner.wake(install.session("s1")).await);
-    assert!(!runner.wake(install.session("s2")).await);
+    assert_eq!(runner.wake(install.session("s1")).await, Woken::Running);
+    assert_eq!(runner.wake(install.session("s2")).await, Woken::Full);
     assert_eq!(runner.running(), ["s1"]);
     assert_eq!(
         guard.containers(),
@@ -225,7 +229,7 @@ async fn stop_removes_the_container_and_reports_the_exit() {
     let docker = containers::connect().await.expect("connect");
     let runner = Runner::new(docker, install.slug(), 2);
     let mut exits = runner.exits();
-    assert!(runner.wake(install.session("s1")).await);
+    assert_eq!(runner.wake(install.session("s1")).await, Woken::Running);
     assert_eq!(guard.containers().len(), 1);
     runner.stop("s1", "test").await;
     assert!(!runner.is_running("s1"));
@@ -235,6 +239,16 @@ async fn stop_removes_the_container_and_reports_the_exit() {
         .expect("an exit event within 30 s")
         .expect("exit channel open");
     assert_eq!(exited.session_id, "s1");
+    assert_eq!(
+        exited.requested.as_deref(),
+        Some("test"),
+        "a stop we asked for"
+    );
+    assert!(!exited.is_failure());
+    assert!(
+        exited.tail.is_empty(),
+        "no output is kept for a requested stop"
+    );
     runner.stop("s1", "again: a no-op").await;
 }
 
@@ -304,7 +318,7 @@ async fn woken_container_answers_a_message() {
     send_hello(&session_dir);
     let docker = containers::connect().await.expect("connect");
     let runner = Runner::new(docker, install.slug(), 2);
-    assert!(runner.wake(spec).await);
+    assert_eq!(runner.wake(spec).await, Woken::Running);
     let replies = wait_for_replies(&session_dir).await;
     assert_eq!(replies[0].in_reply_to.as_deref(), Some("m1"));
     assert!(
@@ -333,7 +347,13 @@ async fn failed_wake_is_false_and_clears_a_stale_heartbeat() {
     std::fs::write(&heartbeat, "").expect("stale heartbeat");
     let docker = containers::connect().await.expect("connect");
     let runner = Runner::new(docker, install.slug(), 2);
-    assert!(!runner.wake(spec.clone()).await);
+    let Woken::Failed(reason) = runner.wake(spec.clone()).await else {
+        panic!("a wake with a missing image fails");
+    };
+    assert!(
+        reason.contains("no-such-tag"),
+        "the reason names the image: {reason}"
+    );
     assert!(
         !heartbeat.exists(),
         "the stale heartbeat is deleted before the spawn"
@@ -347,7 +367,7 @@ async fn failed_wake_is_false_and_clears_a_stale_heartbeat() {
         .join("outside.txt");
     std::fs::write(&outside, "keep").expect("outside file");
     std::os::unix::fs::symlink(&outside, &heartbeat).expect("planted heartbeat");
-    assert!(!runner.wake(spec).await);
+    assert_ne!(Woken::Running, runner.wake(spec).await);
     assert!(std::fs::symlink_metadata(&heartbeat).is_err());
     assert_eq!(std::fs::read_to_string(&outside).expect("outside"), "keep");
     assert!(!runner.is_running("s1"));
@@ -370,7 +390,7 @@ async fn a_container_that_exits_on_its_own_is_reported_with_its_code() {
     let docker = containers::connect().await.expect("connect");
     let runner = Runner::new(docker, install.slug(), 2);
     let mut exits = runner.exits();
-    assert!(runner.wake(spec).await);
+    assert_eq!(runner.wake(spec).await, Woken::Running);
     let exited = tokio::time::timeout(Duration::from_secs(30), exits.recv())
         .await
         .expect("an exit event within 30 s")
@@ -378,6 +398,17 @@ async fn a_container_that_exits_on_its_own_is_reported_with_its_code() {
     assert_eq!(exited.session_id, "s1");
     assert_ne!(exited.exit_code, 0, "a failing runner exits non-zero");
     assert_ne!(exited.exit_code, -1, "the real exit code is read");
+    // Issue 8 point 3: the output is read before the container is removed.
+    assert!(exited.is_failure(), "{exited:?}");
+    assert_eq!(exited.agent, "andy");
+    assert!(
+        exited
+            .tail
+            .iter()
+            .any(|line| line.contains("Unknown provider: no-such-provider")),
+        "the runner's last lines say why: {:?}",
+        exited.tail
+    );
     assert!(!runner.is_running("s1"));
     assert!(
         guard.containers().is_empty(),
@@ -494,7 +525,7 @@ async fn a_running_agent_container_is_confined() {
     let runner = Runner::new(docker, install.slug(), 2);
 
     // Defaults.
-    assert!(runner.wake(install.session("s1")).await);
+    assert_eq!(runner.wake(install.session("s1")).await, Woken::Running);
     let container = inspect(&format!("nanoclaw-{}-s1", install.slug()));
     assert_eq!(container["State"]["Running"], true);
     assert_confined(&container, 2 << 30, 1000, 512);
@@ -506,7 +537,7 @@ async fn a_running_agent_container_is_confined() {
         cpus: Some(Cpus::parse("0.5").expect("cpus")),
         pids: Some(64),
     };
-    assert!(runner.wake(spec).await);
+    assert_eq!(runner.wake(spec).await, Woken::Running);
     let container = inspect(&format!("nanoclaw-{}-s2", install.slug()));
     assert_eq!(container["State"]["Running"], true);
     assert_confined(&container, 64 << 20, 500, 64);
@@ -523,7 +554,7 @@ async fn an_agent_with_network_none_has_only_its_own_loopback() {
     let runner = Runner::new(docker, install.slug(), 2);
     let mut spec = install.session("s1");
     spec.network = Network::None;
-    assert!(runner.wake(spec).await);
+    assert_eq!(runner.wake(spec).await, Woken::Running);
     let container = inspect(&format!("nanoclaw-{}-s1", install.slug()));
     assert_eq!(container["State"]["Running"], true);
     assert_eq!(container["HostConfig"]["NetworkMode"], "none");
@@ -615,7 +646,7 @@ fn a_network_none_agent_reaches_the_api_only_through_the_credential_proxy() {
     let runner = runtime.block_on(async {
         let docker = containers::connect().await.expect("connect");
         let runner = Runner::new(docker, install.slug(), 2);
-        assert!(runner.wake(spec).await);
+        assert_eq!(runner.wake(spec).await, Woken::Running);
         runner
     });
     let replies = runtime.block_on(wait_for_replies(&session_dir));
@@ -657,8 +688,9 @@ async fn a_mount_that_would_expose_the_docker_socket_is_refused() {
             container: "sneaky".into(),
             readonly: true,
         }];
-        assert!(
-            !runner.wake(spec).await,
+        assert_ne!(
+            runner.wake(spec).await,
+            Woken::Running,
             "a container with `{}` mounted must not start",
             host.display()
         );

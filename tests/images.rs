@@ -251,7 +251,7 @@ async fn the_runner_answers_in_the_production_image_with_a_read_only_root_and_ti
     send_hello(&session_dir);
     let docker = containers::connect().await.expect("connect");
     let runner = Runner::new(docker, install.slug(), 2);
-    assert!(runner.wake(spec).await);
+    assert_eq!(runner.wake(spec).await, containers::Woken::Running);
     let replies = wait_for_replies(&session_dir).await;
     assert_eq!(replies[0].in_reply_to.as_deref(), Some("m1"));
     assert!(

@@ -40,21 +40,28 @@ impl<'a> Daemon<'a> {
     }
 
     pub(crate) fn start_with(env: &'a Env, extra: &[&str]) -> Daemon<'a> {
-        Daemon::spawn(env, extra, None)
+        Daemon::spawn(env, extra, None, true)
+    }
+
+    /// `nanoclaw run manifests --image <test image>` plus `extra`; the sweep runs at its
+    /// default interval unless `extra` sets one (so a sweep cannot be what saves a test).
+    pub(crate) fn start_args(env: &'a Env, extra: &[&str]) -> Daemon<'a> {
+        Daemon::spawn(env, extra, None, false)
     }
 
     /// Starts the runtime with at most `files` open file descriptors (soft and hard limit) and
     /// `extra` arguments.
     pub(crate) fn start_with_fd_limit(env: &'a Env, files: u32, extra: &[&str]) -> Daemon<'a> {
-        Daemon::spawn(env, extra, Some(files))
+        Daemon::spawn(env, extra, Some(files), true)
     }
 
-    fn spawn(env: &'a Env, extra: &[&str], fd_limit: Option<u32>) -> Daemon<'a> {
+    /// `fast_sweep`: a 1 s sweep unless `extra` sets an interval.
+    fn spawn(env: &'a Env, extra: &[&str], fd_limit: Option<u32>, fast_sweep: bool) -> Daemon<'a> {
         let image = support::agent_image().tag;
         std::fs::create_dir_all(env.data()).expect("data dir");
         let guard = support::DockerGuard::new(&reconciler::paths::slug_of(&env.data()));
         let mut args = vec!["run", "manifests", "--image", image];
-        if !extra.contains(&"--sweep-interval") {
+        if fast_sweep && !extra.contains(&"--sweep-interval") {
             args.extend(["--sweep-interval", "1s"]);
         }
         args.extend(extra);
@@ -140,7 +147,7 @@ impl Drop for Daemon<'_> {
 /// A chat client on the CLI socket speaking the protocol's typed lines: it reads the chat
 /// `local` and acknowledges each reply it returns (as `nanoclaw chat` does once it showed one).
 pub(crate) struct Client {
-    reader: BufReader<UnixStream>,
+    pub(crate) reader: BufReader<UnixStream>,
     pub(crate) writer: UnixStream,
     /// Replies that arrived while waiting for an acknowledgement.
     early: std::collections::VecDeque<Reply>,
@@ -148,6 +155,11 @@ pub(crate) struct Client {
 
 impl Client {
     pub(crate) fn connect(env: &Env) -> Client {
+        Client::connect_to(env, "local")
+    }
+
+    /// A client reading the replies of CLI chat `platform_id`.
+    pub(crate) fn connect_to(env: &Env, platform_id: &str) -> Client {
         let stream = UnixStream::connect(env.data().join("cli.sock")).expect("connect");
         stream
             .set_read_timeout(Some(Duration::from_secs(60)))
@@ -160,7 +172,7 @@ impl Client {
         };
         client.send_line(&ClientLine::Hello {
             hello: Hello {
-                platform_id: Some("local".into()),
+                platform_id: Some(platform_id.into()),
                 protocol: Some(cli_protocol::VERSION),
             },
         });
@@ -252,6 +264,13 @@ pub(crate) fn sessions(env: &Env) -> Vec<(String, String)> {
 }
 
 /// `(outbound id, delivery status)` of the reply a session wrote to `message_id`.
+/// A reply line's `(text, in_reply_to)`, or `None` for any other line.
+pub(crate) fn as_reply(line: &serde_json::Value) -> Option<(String, String)> {
+    let text = line.get("text")?.as_str()?;
+    let reply_to = line.get("in_reply_to")?.as_str()?;
+    Some((text.to_string(), reply_to.to_string()))
+}
+
 pub(crate) fn reply_status(
     env: &Env,
     agent: &str,

@@ -7,11 +7,20 @@
 //!    CLI-socket client, real containers with the mock provider: warm round trip (median, p95),
 //!    cold round trip (first message of a new session: container start included), and the
 //!    host's RSS while idle with 10 sessions.
+//! 3. Idle CPU: CPU time the `nanoclaw run` process uses over 30 s with 10 and 100 idle
+//!    sessions (no containers), and with 10 sessions whose containers run idle.
+//! 4. More chats than containers: 20 chats each sending a burst of 50 messages at once, at the
+//!    default `--max-containers 8`: how many are answered, and the latency of each message (p50,
+//!    p95, max).
+//!
+//! Pass part names to run only those: `cargo bench -p reconciler --bench runtime -- idle chats`
+//! (parts: `routing`, `round-trips`, `idle`, `chats`).
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::print_stderr)]
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,14 +31,32 @@ use reconciler::paths::Paths;
 use reconciler::runtime::router::Router;
 
 fn main() {
+    let parts: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with('-'))
+        .collect();
+    let wanted = |part: &str| parts.is_empty() || parts.iter().any(|p| p == part);
     println!("# nanoclaw runtime benchmarks");
-    routing(1, 1, 10_000);
-    routing(1, 3, 6_000);
-    routing(100, 1, 10_000);
-    if docker_answers() {
+    if wanted("routing") {
+        routing(1, 1, 10_000);
+        routing(1, 3, 6_000);
+        routing(100, 1, 10_000);
+    }
+    let docker = docker_answers();
+    if !docker {
+        println!("round trips, idle CPU, chats: skipped (no Docker daemon answers `docker info`)");
+        return;
+    }
+    let built = Command::new(BIN).args(["image", "build"]).status().unwrap();
+    assert!(built.success(), "image build failed");
+    if wanted("round-trips") {
         round_trips();
-    } else {
-        println!("round trips: skipped (no Docker daemon answers `docker info`)");
+    }
+    if wanted("idle") {
+        idle_cpu();
+    }
+    if wanted("chats") {
+        more_chats_than_containers(20, 50, 8);
     }
 }
 
@@ -200,6 +227,203 @@ fn round_trips() {
         "host RSS, idle, 10 sessions: {:.1} MB",
         rss_mb(runtime.0.id())
     );
+}
+
+/// Manifests for one `bench` agent (mock provider) wired to CLI chats `c0`…`c{chats-1}`.
+fn chat_manifests(dir: &Path, chats: usize) -> PathBuf {
+    let manifests = dir.join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    let mut yaml = String::from("kind: agent\nname: bench\nprovider: mock\n");
+    for chat in 0..chats {
+        yaml.push_str(&format!(
+            "---\nkind: channel\nname: c{chat}\nchannel_type: cli\nplatform_id: c{chat}\nunknown_sender_policy: public\n\
+             wirings:\n  - {{ agent: bench, engage_mode: pattern, engage_pattern: \".\" }}\n"
+        ));
+    }
+    std::fs::write(manifests.join("bench.yaml"), yaml).unwrap();
+    manifests
+}
+
+/// Starts `nanoclaw run` on `data` and waits for its socket; stopped on drop.
+fn start_runtime(data: &Path, manifests: &Path, extra: &[&str]) -> Stopper {
+    let log = std::fs::File::create(data.with_extension("log")).unwrap();
+    let child = Command::new(BIN)
+        .arg("--data")
+        .arg(data)
+        .arg("run")
+        .args(extra)
+        .arg(manifests)
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap();
+    let runtime = Stopper(child);
+    let socket = data.join("cli.sock");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while UnixStream::connect(&socket).is_err() {
+        assert!(Instant::now() < deadline, "runtime did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    runtime
+}
+
+/// CPU time (user + system) a process has used so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the `(comm)`, which may contain spaces: utime and stime are 14 and 15.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let per_second: u64 = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8_lossy(&out.stdout).trim().parse().ok())
+        .unwrap_or(100);
+    Duration::from_millis(ticks * 1000 / per_second)
+}
+
+/// Idle CPU over 30 s: 10 and 100 sessions without containers, then 10 with containers.
+fn idle_cpu() {
+    for sessions in [10, 100] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let manifests = chat_manifests(dir.path(), sessions);
+        // Apply, then give every chat an idle session (as after its container was stopped).
+        let applied = Command::new(BIN)
+            .arg("--data")
+            .arg(&data)
+            .args(["apply", "--yes"])
+            .arg(&manifests)
+            .output()
+            .unwrap();
+        assert!(applied.status.success(), "apply failed");
+        let paths = Paths::new(&data);
+        let conn = reconciler::db::open(&paths.db()).unwrap();
+        for chat in 0..sessions {
+            let chat_id: String = conn
+                .query_row(
+                    "SELECT id FROM messaging_groups WHERE platform_id = ?1",
+                    [format!("c{chat}")],
+                    |row| row.get(0),
+                )
+                .unwrap();
+            let session =
+                reconciler::db::sessions::create(&conn, "bench", Some(&chat_id), None).unwrap();
+            agent_runner::session_db::create(&paths.session("bench", &session.id)).unwrap();
+        }
+        drop(conn);
+        let runtime = start_runtime(&data, &manifests, &[]);
+        report_idle(
+            &runtime,
+            &format!("{sessions} idle sessions, no containers"),
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let manifests = chat_manifests(dir.path(), 10);
+    let runtime = start_runtime(&data, &manifests, &["--max-containers", "10"]);
+    let socket = data.join("cli.sock");
+    for chat in 0..10 {
+        Client::connect(&socket, &format!("c{chat}")).round_trip("idle");
+    }
+    report_idle(&runtime, "10 sessions with idle containers");
+}
+
+/// Prints the CPU used over two 30 s windows: from 3 s after start (steady), and the next one,
+/// which holds the once-a-minute sweep and full delivery pass (at 60 s).
+fn report_idle(runtime: &Stopper, what: &str) {
+    const WINDOW: Duration = Duration::from_secs(30);
+    std::thread::sleep(Duration::from_secs(3));
+    let mut shares = Vec::new();
+    for _ in 0..2 {
+        let before = cpu_time(runtime.0.id());
+        std::thread::sleep(WINDOW);
+        let used = cpu_time(runtime.0.id()) - before;
+        shares.push(format!(
+            "{:.2} s = {:.2}%",
+            used.as_secs_f64(),
+            100.0 * used.as_secs_f64() / WINDOW.as_secs_f64()
+        ));
+    }
+    println!(
+        "idle CPU, {what}: over 30 s {} of a core; the next 30 s (minute sweep and full pass included) {}",
+        shares[0], shares[1]
+    );
+}
+
+/// `chats` CLI chats each sending `messages` messages at once, at `--max-containers limit`.
+fn more_chats_than_containers(chats: usize, messages: usize, limit: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let manifests = chat_manifests(dir.path(), chats);
+    let runtime = start_runtime(&data, &manifests, &["--max-containers", &limit.to_string()]);
+    let socket = data.join("cli.sock");
+    let start = Instant::now();
+    let threads: Vec<_> = (0..chats)
+        .map(|chat| {
+            let socket = socket.clone();
+            std::thread::spawn(move || chat_burst(&socket, &format!("c{chat}"), messages))
+        })
+        .collect();
+    let mut latencies: Vec<Duration> = Vec::new();
+    for thread in threads {
+        latencies.extend(thread.join().unwrap());
+    }
+    let wall = start.elapsed();
+    latencies.sort();
+    let answered = latencies.len();
+    let pick = |q: usize| latencies[(answered * q / 100).min(answered - 1)];
+    println!(
+        "{chats} chats × {messages} messages, --max-containers {limit}: {answered}/{} answered in {:.1} s; latency p50 {:.2} s, p95 {:.2} s, max {:.2} s",
+        chats * messages,
+        wall.as_secs_f64(),
+        pick(50).as_secs_f64(),
+        pick(95).as_secs_f64(),
+        latencies[answered - 1].as_secs_f64()
+    );
+    drop(runtime);
+}
+
+/// One chat: writes `messages` messages at once (a burst; the runtime accepts them as it stores
+/// them) and waits for every answer (at most 10 minutes); returns each message's latency.
+fn chat_burst(socket: &Path, platform_id: &str, messages: usize) -> Vec<Duration> {
+    let stream = UnixStream::connect(socket).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(600)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    writeln!(writer, r#"{{"hello":{{"platform_id":"{platform_id}"}}}}"#).unwrap();
+    let mut sent: HashMap<String, Instant> = HashMap::new();
+    let mut latencies = Vec::new();
+    for n in 0..messages {
+        let id = format!("{platform_id}-{n}");
+        sent.insert(id.clone(), Instant::now());
+        writeln!(writer, r#"{{"text":"{id}","id":"{id}"}}"#).unwrap();
+    }
+    while latencies.len() < messages {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(read) if read > 0 => record_answers(&line, &sent, &mut latencies),
+            _ => break,
+        }
+    }
+    latencies
+}
+
+/// Adds the latency of every message a reply line answers (one `echo: <id>` line each).
+fn record_answers(line: &str, sent: &HashMap<String, Instant>, latencies: &mut Vec<Duration>) {
+    let value: serde_json::Value = serde_json::from_str(line).unwrap();
+    if let Some(text) = value.get("text").and_then(|t| t.as_str())
+        && value.get("in_reply_to").is_some_and(|to| !to.is_null())
+    {
+        for echoed in text.lines() {
+            if let Some(at) = echoed.strip_prefix("echo: ").and_then(|id| sent.get(id)) {
+                latencies.push(at.elapsed());
+            }
+        }
+    }
 }
 
 /// Sends SIGTERM to the child on drop and waits for it.

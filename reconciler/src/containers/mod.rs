@@ -6,13 +6,15 @@
 //! ```text
 //! connect() -> Docker                       fails with an actionable error when no daemon answers
 //! Runner::new(docker, slug, max_concurrent) tracks running containers per session (Clone, Arc inside)
-//!   wake(SpawnSpec) -> bool                 never errors: true if a container runs for the session;
+//!   wake(SpawnSpec) -> Woken                never errors: Running if a container runs for the session;
 //!                                           concurrent wakes of one session share one spawn;
-//!                                           false at max_concurrent or on failure (logged)
-//!   is_running(session) / running()
+//!                                           Full at max_concurrent, Failed(reason) (logged)
+//!   is_running(session) / running() / agent(session) / started_at(session)
 //!   stop(session, reason) / stop_all()      stop + remove; no-op when not running
-//!   exits() -> broadcast::Receiver<Exited>  one event per container end (session id, exit code,
-//!                                           whether it was killed at its memory limit)
+//!   exits() -> broadcast::Receiver<Exited>  one event per container end: session, agent, exit code,
+//!                                           why we stopped it (if we did), how long it ran,
+//!                                           whether it was killed at its memory limit, and
+//!                                           for a failure its last output lines
 //! remove_orphans(&docker, slug) -> usize    startup: removes THIS install's labelled containers
 //! image_exists(&docker, tag) / build_image(&docker, ImageBuild, progress)
 //! image::Recipe::for_provider(provider)     which recipe an agent needs (pure): mock → minimal,
@@ -41,7 +43,7 @@ pub use build::{BuildProgress, ImageBuild, build_image};
 pub use image::{AgentImages, Recipe, image_exists};
 pub use orphans::remove_orphans;
 pub use spawn::{MountSpec, SpawnSpec, UNPRIVILEGED_GID, UNPRIVILEGED_UID, container_user};
-pub use wake::{Exited, Runner};
+pub use wake::{Exited, Runner, Woken};
 
 use crate::env;
 

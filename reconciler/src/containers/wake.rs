@@ -3,11 +3,17 @@
 //!
 //! The in-memory `running` map is the authority for "is running" (host.md §4.1); the runtime
 //! mirrors it into the central DB from [`Exited`] events. `wake` never errors or panics: a
-//! failure is logged with the session id and reported as `false`, so the row stays pending and
-//! the sweep retries. Every task runs on the Runner's own `TaskTracker`.
+//! failure is logged with the session id and reported as [`Woken::Failed`] with the reason, so
+//! the row stays pending and the runtime retries. Every task runs on the Runner's own
+//! `TaskTracker`.
+//!
+//! An exit the runtime did not ask for ([`Exited::requested`] is `None`) with a non-zero code
+//! carries the last lines the container wrote ([`Exited::tail`], read from Docker before the
+//! container is removed), so the runtime can say why it failed.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::StreamExt;
 use tokio::sync::{broadcast, watch};
@@ -21,15 +27,49 @@ const EXIT_CHANNEL: usize = 256;
 /// How often, and how many times, `stop` checks that a removed container is gone.
 const GONE_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
 const GONE_POLLS: usize = 200;
+/// Most lines of a failed container's output kept in [`Exited::tail`].
+pub const TAIL_LINES: usize = 20;
+/// Longest kept line, in characters (longer lines are cut).
+const TAIL_LINE_CHARS: usize = 400;
+/// Most bytes of output read from Docker for the tail.
+const TAIL_BYTES: usize = 64 * 1024;
 
 /// A session container ended (exited, was stopped, or vanished).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Exited {
     pub session_id: String,
+    /// The agent the container ran (its label).
+    pub agent: String,
     /// The container's exit code; `-1` when it could not be read.
     pub exit_code: i64,
     /// The kernel killed it at its memory limit (`resources.memory`).
     pub oom_killed: bool,
+    /// Why the runtime stopped it (`idle`, `evicted…`, `stuck`, `shutdown`); `None` when it
+    /// ended on its own or was killed from outside (`docker kill`).
+    pub requested: Option<String>,
+    /// How long it ran.
+    pub ran_for: Duration,
+    /// For an unrequested exit with a non-zero code: its last output lines (stdout and
+    /// stderr, oldest first, at most [`TAIL_LINES`]); empty otherwise.
+    pub tail: Vec<String>,
+}
+
+impl Exited {
+    /// Ended with an error nobody asked for: a crash, a fatal error, `docker kill`.
+    pub fn is_failure(&self) -> bool {
+        self.requested.is_none() && self.exit_code != 0
+    }
+}
+
+/// What a wake achieved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Woken {
+    /// A container runs for the session (already, or now).
+    Running,
+    /// `max_concurrent` containers run or are starting (or the runner is shutting down).
+    Full,
+    /// The container could not be started; the reason is logged and returned.
+    Failed(String),
 }
 
 /// Tracks and drives session containers. Cheap to clone (Arc inside).
@@ -50,13 +90,27 @@ struct Inner {
     exits: broadcast::Sender<Exited>,
 }
 
+/// One running container.
+#[derive(Clone, Debug)]
+struct Container {
+    name: String,
+    agent: String,
+    started: Instant,
+    started_at: SystemTime,
+    /// Set by `stop`: why the runtime is stopping it.
+    stopping: Option<String>,
+}
+
+/// The settled outcome of a spawn, shared with every joined waker.
+type Outcome = watch::Receiver<Option<Woken>>;
+
 /// Sessions with a container, and sessions whose spawn is in flight.
 #[derive(Debug, Default)]
 struct State {
-    /// session id → container name.
-    running: HashMap<String, String>,
+    /// session id → its container.
+    running: HashMap<String, Container>,
     /// session id → the outcome of its in-flight spawn (`None` until it settles).
-    waking: HashMap<String, watch::Receiver<Option<bool>>>,
+    waking: HashMap<String, Outcome>,
     /// Set by `stop_all` while it runs: no new wakes, and a spawn that lands meanwhile is
     /// stopped at once.
     closing: bool,
@@ -68,9 +122,9 @@ enum Admission {
     /// A container already runs: answer true.
     Running,
     /// A spawn is in flight: wait for its outcome.
-    Join(watch::Receiver<Option<bool>>),
+    Join(Outcome),
     /// Start the spawn and publish its outcome on the sender.
-    Start(watch::Sender<Option<bool>>, watch::Receiver<Option<bool>>),
+    Start(watch::Sender<Option<Woken>>, Outcome),
     /// `max_concurrent` containers run or are starting: answer false.
     Full,
 }
@@ -107,17 +161,17 @@ impl Runner {
         }
     }
 
-    /// Makes sure a container runs for the session. True if one runs (already, or now).
-    /// Concurrent wakes of one session share one spawn and its answer.
-    pub async fn wake(&self, spec: SpawnSpec) -> bool {
+    /// Makes sure a container runs for the session. Concurrent wakes of one session share one
+    /// spawn and its answer.
+    pub async fn wake(&self, spec: SpawnSpec) -> Woken {
         let session_id = spec.session_id.clone();
         let admission = self.state().admit(&session_id, self.inner.max_concurrent);
         let mut outcome = match admission {
-            Admission::Running => return true,
+            Admission::Running => return Woken::Running,
             Admission::Full => {
-                tracing::info!(session = %session_id, max = self.inner.max_concurrent,
-                    "container limit reached; wake deferred to the sweep");
-                return false;
+                tracing::debug!(session = %session_id, max = self.inner.max_concurrent,
+                    "container limit reached");
+                return Woken::Full;
             }
             Admission::Join(outcome) => outcome,
             Admission::Start(sender, outcome) => {
@@ -130,13 +184,29 @@ impl Runner {
             }
         };
         match outcome.wait_for(Option::is_some).await {
-            Ok(answer) => *answer == Some(true),
-            Err(_) => false,
+            Ok(answer) => answer.clone().unwrap_or(Woken::Full),
+            Err(_) => Woken::Failed("the spawn was abandoned".to_string()),
         }
     }
 
     pub fn is_running(&self, session_id: &str) -> bool {
         self.state().running.contains_key(session_id)
+    }
+
+    /// The agent whose container runs for the session.
+    pub fn agent(&self, session_id: &str) -> Option<String> {
+        Some(self.state().running.get(session_id)?.agent.clone())
+    }
+
+    /// When the session's running container started.
+    pub fn started_at(&self, session_id: &str) -> Option<SystemTime> {
+        Some(self.state().running.get(session_id)?.started_at)
+    }
+
+    /// Containers running or starting (what counts against `max_concurrent`).
+    pub fn occupied(&self) -> usize {
+        let state = self.state();
+        state.running.len() + state.waking.len()
     }
 
     /// Session ids with a running container, sorted.
@@ -148,13 +218,22 @@ impl Runner {
 
     /// Stops and removes the session's container; no-op when none is tracked.
     pub async fn stop(&self, session_id: &str, reason: &str) {
-        let Some(name) = self.state().running.get(session_id).cloned() else {
-            return;
+        let name = {
+            let mut state = self.state();
+            let Some(container) = state.running.get_mut(session_id) else {
+                return;
+            };
+            container.stopping.get_or_insert_with(|| reason.to_string());
+            container.name.clone()
         };
         tracing::info!(session = %session_id, reason, container = %name, "stopping container");
         self.stop_container(&name).await;
         let mut state = self.state();
-        if state.running.get(session_id) == Some(&name) {
+        if state
+            .running
+            .get(session_id)
+            .is_some_and(|container| container.name == name)
+        {
             state.running.remove(session_id);
         }
     }
@@ -188,7 +267,7 @@ impl Runner {
     }
 
     /// Spawns the container and publishes the outcome to every waker.
-    async fn start(&self, spec: SpawnSpec, outcome: watch::Sender<Option<bool>>) {
+    async fn start(&self, spec: SpawnSpec, outcome: watch::Sender<Option<Woken>>) {
         let session_id = spec.session_id.clone();
         // A stale heartbeat from the previous container would trip the sweep (host.md §4.2.8).
         // `outbound/` is agent-writable but the host owns its parent, so the path is trusted up
@@ -207,7 +286,14 @@ impl Runner {
             match result {
                 Ok(name) => {
                     tracing::info!(session = %session_id, container = %name, "container started");
-                    state.running.insert(session_id.clone(), name.clone());
+                    let container = Container {
+                        name: name.clone(),
+                        agent: spec.agent.clone(),
+                        started: Instant::now(),
+                        started_at: SystemTime::now(),
+                        stopping: state.closing.then(|| "shutdown".to_string()),
+                    };
+                    state.running.insert(session_id.clone(), container);
                     if state.closing {
                         stop_now = Some(name.clone());
                     }
@@ -216,12 +302,11 @@ impl Runner {
                     self.inner
                         .tasks
                         .spawn(async move { runner.watch_exit(session, name).await });
-                    true
+                    Woken::Running
                 }
                 Err(err) => {
-                    tracing::warn!(session = %session_id, error = %err,
-                        "container spawn failed; the sweep will retry");
-                    false
+                    tracing::warn!(session = %session_id, error = %err, "container spawn failed");
+                    Woken::Failed(err.to_string())
                 }
             }
         };
@@ -232,16 +317,38 @@ impl Runner {
         }
     }
 
-    /// Waits for the container to end, removes it, untracks it and emits [`Exited`].
+    /// Waits for the container to end, keeps the output of a failure, removes the container,
+    /// untracks it and emits [`Exited`].
     async fn watch_exit(&self, session_id: String, name: String) {
         let exit_code = self.wait_exit(&name).await;
         let oom_killed = self.was_oom_killed(&name).await;
+        let container = self
+            .state()
+            .running
+            .get(&session_id)
+            .filter(|container| container.name == name)
+            .cloned();
+        let requested = container
+            .as_ref()
+            .map_or(Some("stopped".to_string()), |container| {
+                container.stopping.clone()
+            });
+        // Read before removing: a removed container's output is gone.
+        let tail = if requested.is_none() && exit_code != 0 {
+            self.tail(&name).await
+        } else {
+            Vec::new()
+        };
         if let Err(err) = remove_quietly(&self.inner.docker, &name).await {
             tracing::warn!(session = %session_id, error = %err, "cannot remove exited container");
         }
         {
             let mut state = self.state();
-            if state.running.get(&session_id) == Some(&name) {
+            if state
+                .running
+                .get(&session_id)
+                .is_some_and(|tracked| tracked.name == name)
+            {
                 state.running.remove(&session_id);
             }
         }
@@ -250,14 +357,50 @@ impl Runner {
             tracing::warn!(session = %session_id, exit_code,
                 "container exited: out of memory (the kernel killed the agent at its `resources.memory` limit)");
         } else {
-            tracing::info!(session = %session_id, exit_code, "container exited");
+            tracing::debug!(session = %session_id, exit_code, ?requested, "container exited");
         }
         // No receiver is fine: nobody listens yet.
         let _ = self.inner.exits.send(Exited {
             session_id,
+            agent: container
+                .as_ref()
+                .map(|container| container.agent.clone())
+                .unwrap_or_default(),
             exit_code,
             oom_killed,
+            requested,
+            ran_for: container.map_or(Duration::ZERO, |container| container.started.elapsed()),
+            tail,
         });
+    }
+
+    /// The container's last output lines (bounded), oldest first; empty when unreadable.
+    async fn tail(&self, name: &str) -> Vec<String> {
+        let options = bollard::query_parameters::LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: TAIL_LINES.to_string(),
+            ..Default::default()
+        };
+        let mut stream = self.inner.docker.client.logs(name, Some(options));
+        let mut bytes = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(output) => {
+                    let room = TAIL_BYTES.saturating_sub(bytes.len());
+                    let part = output.as_ref();
+                    bytes.extend_from_slice(&part[..part.len().min(room)]);
+                    if room <= part.len() {
+                        break;
+                    }
+                }
+                Err(err) => {
+                    tracing::debug!(container = %name, error = %err, "cannot read container output");
+                    break;
+                }
+            }
+        }
+        tail_lines(&bytes, TAIL_LINES, TAIL_LINE_CHARS)
     }
 
     /// Whether Docker saw the container's memory cgroup kill it (read before removal).
@@ -334,9 +477,36 @@ impl Runner {
     }
 }
 
+/// The last `max_lines` non-empty lines of `output`, each cut to `max_chars` characters.
+pub fn tail_lines(output: &[u8], max_lines: usize, max_chars: usize) -> Vec<String> {
+    let text = String::from_utf8_lossy(output);
+    let lines: Vec<String> = text
+        .lines()
+        .map(str::trim_end)
+        .filter(|line| !line.is_empty())
+        .map(|line| match line.char_indices().nth(max_chars) {
+            Some((cut, _)) => format!("{}…", &line[..cut]),
+            None => line.to_string(),
+        })
+        .collect();
+    let skip = lines.len().saturating_sub(max_lines);
+    lines.into_iter().skip(skip).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tail_keeps_the_last_lines_cut_to_length() {
+        let output = b"one\n\ntwo\r\nthree is long\nfour";
+        assert_eq!(tail_lines(output, 3, 5), ["two", "three…", "four"]);
+        assert_eq!(tail_lines(b"", 3, 5), Vec::<String>::new());
+        assert_eq!(
+            tail_lines("\u{e9}\u{e9}\u{e9}".as_bytes(), 1, 2),
+            ["\u{e9}\u{e9}…"]
+        );
+    }
 
     #[test]
     fn admission_dedups_and_bounds() {
@@ -351,8 +521,17 @@ mod tests {
         assert!(matches!(state.admit("c", 2), Admission::Full));
         // a's spawn settles: it is now running, and joiners see the outcome.
         state.waking.remove("a");
-        state.running.insert("a".into(), "nanoclaw-x-a".into());
-        sender.send_replace(Some(true));
+        state.running.insert(
+            "a".into(),
+            Container {
+                name: "nanoclaw-x-a".into(),
+                agent: "andy".into(),
+                started: Instant::now(),
+                started_at: SystemTime::now(),
+                stopping: None,
+            },
+        );
+        sender.send_replace(Some(Woken::Running));
         assert!(matches!(state.admit("a", 2), Admission::Running));
         assert!(matches!(state.admit("c", 2), Admission::Full));
         state.running.remove("a");

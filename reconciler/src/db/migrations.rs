@@ -32,6 +32,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "004-agent-network",
         sql: AGENT_NETWORK,
     },
+    Migration {
+        name: "005-container-failures",
+        sql: CONTAINER_FAILURES,
+    },
 ];
 
 /// An agent's container network (`network` in its manifest, `state::Network`); every agent
@@ -65,6 +69,21 @@ CREATE TABLE delivered_outbound (
   PRIMARY KEY (session_id, message_out_id)
 ) WITHOUT ROWID;
 ";
+
+/// Agent containers that failed: exited with an error nobody asked for (`exit_code` set) or
+/// could not be started (`exit_code` NULL), with the last lines they wrote or the reason
+/// (`nanoclaw history --failures`). Kept bounded by `db::failures::record`.
+const CONTAINER_FAILURES: &str = r#"
+CREATE TABLE container_failures (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  session_id TEXT NOT NULL,
+  agent_group_id TEXT NOT NULL,
+  exit_code INTEGER,
+  failed_at TEXT NOT NULL,
+  tail TEXT NOT NULL
+);
+CREATE INDEX idx_container_failures_failed_at ON container_failures (failed_at);
+"#;
 
 const INITIAL_SCHEMA: &str = r#"
 CREATE TABLE agent_groups (

@@ -5,6 +5,7 @@
 //! [`migrations::MIGRATIONS`]. Session DBs are not opened here: see `agent_runner::session_db`.
 
 pub mod delivered;
+pub mod failures;
 pub mod migrations;
 pub mod routing;
 pub mod sessions;

@@ -2,13 +2,20 @@
 //!
 //! One worker thread owns the attempt counters and drains sessions one at a time, so a
 //! session is never drained twice at once and its replies go out in order. It is told what
-//! to drain through [`Work`]: a file change under a session folder (the fast path: `notify`
-//! reports `outbound.db` writes within milliseconds), a chat gaining a reader, or the
-//! backstop polls (running sessions every second, all active sessions every minute).
-//! Rows are recorded in the central DB's `delivered_outbound` (the authority, out of every
-//! container's reach) and in `inbound.db`'s `delivered` (the projection the due query joins)
-//! right after the adapter accepts them; the record is checked before every send, so neither a
-//! restart nor a lost `inbound.db` re-sends what was delivered.
+//! to drain through [`Work`]: a container's write to `outbound.db` (the fast path: `notify`
+//! reports it within milliseconds, see `watch.rs`), a chat gaining a reader, a container exit,
+//! or the backstop poll. The poll is cheap on purpose: every second it `stat`s each active
+//! session's `outbound.db` and drains only sessions whose file changed since a drain that left
+//! nothing behind, or that still hold rows to retry; every [`FULL_PASS`] it drains every active
+//! session regardless (v2's minute-long sweep poll, host.md §6.1). An idle daemon therefore opens
+//! no session DB between full passes.
+//!
+//! A row an adapter accepted is first appended to the sent log (`sent_log.rs`, microseconds),
+//! then its outcome, with the page's other outcomes, is recorded in one transaction in the
+//! central DB's `delivered_outbound` (the authority, out of every container's reach) and then
+//! in `inbound.db`'s `delivered` (the projection the due query joins). The log keeps a `kill -9`
+//! between sending and recording from re-sending the row after restart; the record is checked
+//! before every send, so neither a restart nor a lost `inbound.db` re-sends what was delivered.
 //!
 //! Everything read from `outbound.db` is untrusted (the container writes it): the session DB
 //! layer bounds sizes and types, [`check_row`] validates kind, routing and content before any
@@ -16,15 +23,20 @@
 //! ([`session_db::host::DUE_PAGE`] rows, at most [`MAX_PAGES`] pages per drain). Missing or
 //! damaged session DBs are handled by [`super::health`].
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use agent_runner::session_db::{self, Due, OutboundRow};
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use tokio::sync::mpsc::UnboundedSender;
 use tracing::{debug, info, warn};
 
 use super::health::{self, FileId, Health, Reporter};
+use super::sent_log::{self, Sent, SentLog};
 use crate::channels::{Adapters, Delivered, Outbound};
 use crate::db::delivered::{self, Outcome};
 use crate::db::{self, sessions};
@@ -36,21 +48,41 @@ pub const MAX_ATTEMPTS: u32 = 3;
 pub const MAX_PAGES: usize = 16;
 /// The `kind`s a container may write (host.md §2.5); any other is recorded failed.
 pub const KINDS: &[&str] = &["chat", "chat-sdk", "system"];
+/// Every active session is drained at least this often, changed or not.
+pub const FULL_PASS: Duration = Duration::from_secs(60);
+/// Work arriving this close together is handled as one batch.
+const COALESCE: Duration = Duration::from_millis(1);
+/// A file written less than this long before its stamp was taken is not trusted to show the
+/// next write: two writes inside one clock tick share an mtime. The session is drained again
+/// by the next backstop until its last write is older than this.
+const SETTLE_AGE: Duration = Duration::from_secs(2);
 
 /// What the delivery worker should look at.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Work {
-    /// Something changed in this session's folder.
+    /// A container wrote this session's `outbound.db`: drain it now.
     Session { agent: String, session: String },
-    /// A chat gained a reader (queued replies for it can go now).
+    /// A chat gained a reader (queued replies for it can go now): drain every active session.
     Reader {
         channel_type: String,
         platform_id: String,
     },
-    /// Backstop: every active session.
+    /// The backstop poll: drain the active sessions whose `outbound.db` changed since they were
+    /// last settled, or that hold rows to retry (and every session once per [`FULL_PASS`]).
+    Backstop,
+    /// Drain every active session (startup, lost file events).
     All,
-    /// Stop after the current drain.
+    /// Stop after the current batch.
     Stop,
+}
+
+/// Counters for tests and benchmarks (written by the delivery thread only).
+#[derive(Debug, Default)]
+pub struct DeliveryStats {
+    /// Session drains (each opens the session's two DBs).
+    pub drains: AtomicU64,
+    /// Batches of work handled.
+    pub passes: AtomicU64,
 }
 
 /// The worker's state; owned by its thread.
@@ -61,74 +93,188 @@ pub struct Delivery {
     /// Failed attempts per outbound id; cleared on success or when the row is marked failed.
     attempts: HashMap<String, u32>,
     /// Sessions that received an agent-to-agent message; the waker starts their containers.
-    wake: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    wake: Option<UnboundedSender<String>>,
+    /// Sessions whose `outbound.db` changed (a turn may have ended); the waker uses it to make
+    /// room for waiting sessions.
+    activity: Option<UnboundedSender<String>>,
     /// What each session's DB files were at the last drain, and what the chats were told.
     health: Health,
+    /// Where accepted rows are logged until recorded; `None` if it cannot be opened (then each
+    /// page's outcomes are recorded right after it, as before).
+    sent_log: Option<SentLog>,
+    /// Rows in the sent log whose outcome could not be recorded yet: never sent again.
+    unrecorded: Vec<Sent>,
+    /// Per session: `outbound.db` as it was before the last drain that left nothing to do.
+    settled: HashMap<String, Option<Stamp>>,
+    /// When every active session was last drained.
+    last_full: Option<Instant>,
+    stats: Arc<DeliveryStats>,
+}
+
+/// What `outbound.db` looked like: any write by its owner changes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Stamp {
+    modified: SystemTime,
+    len: u64,
+    inode: u64,
+    journal: bool,
+}
+
+/// The batched work of one pass.
+#[derive(Default)]
+struct Batch {
+    sessions: BTreeSet<(String, String)>,
+    everything: bool,
+    backstop: bool,
+    stop: bool,
+}
+
+impl Batch {
+    fn add(&mut self, work: Work) {
+        match work {
+            Work::Session { agent, session } => {
+                self.sessions.insert((agent, session));
+            }
+            Work::Reader { .. } | Work::All => self.everything = true,
+            Work::Backstop => self.backstop = true,
+            Work::Stop => self.stop = true,
+        }
+    }
 }
 
 impl Delivery {
     pub fn new(paths: Paths, adapters: Adapters) -> anyhow::Result<Delivery> {
         let conn = db::open(&paths.db())?;
-        Ok(Delivery {
+        let log_path = paths.data.join(sent_log::FILE_NAME);
+        let (sent_log, leftover) = match SentLog::open(&log_path) {
+            Ok((log, leftover)) => (Some(log), leftover),
+            Err(err) => {
+                warn!(file = %log_path.display(), error = %err, "sent log unavailable; recording each delivery on its own");
+                (None, Vec::new())
+            }
+        };
+        let mut delivery = Delivery {
             conn,
             paths,
             adapters,
             attempts: HashMap::new(),
             wake: None,
+            activity: None,
             health: Health::default(),
-        })
+            sent_log,
+            unrecorded: leftover,
+            settled: HashMap::new(),
+            last_full: None,
+            stats: Arc::default(),
+        };
+        delivery.record_leftovers();
+        Ok(delivery)
     }
 
-    /// Wake target sessions of agent-to-agent messages through `wake` (the runtime's waker).
-    pub fn waking(mut self, wake: tokio::sync::mpsc::UnboundedSender<String>) -> Delivery {
+    /// Wake target sessions of agent-to-agent messages through `wake` (the runtime's waker),
+    /// and report sessions whose `outbound.db` changed through `activity`.
+    pub fn waking(
+        mut self,
+        wake: UnboundedSender<String>,
+        activity: UnboundedSender<String>,
+    ) -> Delivery {
         self.wake = Some(wake);
+        self.activity = Some(activity);
         self
+    }
+
+    /// The worker's counters (shared; read them from any thread).
+    pub fn stats(&self) -> Arc<DeliveryStats> {
+        Arc::clone(&self.stats)
     }
 
     /// Runs until [`Work::Stop`] or the senders are gone. Bursts of work are coalesced.
     pub fn run(mut self, work: std_mpsc::Receiver<Work>) {
         info!("delivery started");
         while let Ok(first) = work.recv() {
-            let mut pending: BTreeSet<(String, String)> = BTreeSet::new();
-            let mut everything = false;
-            let mut stop = false;
-            let mut take = |item: Work, pending: &mut BTreeSet<(String, String)>| match item {
-                Work::Session { agent, session } => {
-                    pending.insert((agent, session));
-                }
-                Work::Reader { .. } | Work::All => everything = true,
-                Work::Stop => stop = true,
-            };
-            take(first, &mut pending);
-            // Coalesce: a burst of file events for one session becomes one drain.
-            while let Ok(item) = work.recv_timeout(Duration::from_millis(1)) {
-                take(item, &mut pending);
+            let mut batch = Batch::default();
+            batch.add(first);
+            while let Ok(item) = work.recv_timeout(COALESCE) {
+                batch.add(item);
             }
-            if everything {
-                match sessions::active(&self.conn) {
-                    Ok(active) => pending.extend(active.into_iter().map(|s| (s.agent, s.id))),
-                    Err(err) => warn!(error = %err, "listing sessions for delivery failed"),
-                }
+            for (agent, session) in self.targets(&batch) {
+                self.drain_tracked(&agent, &session);
             }
-            for (agent, session) in pending {
-                self.drain(&agent, &session);
-            }
-            if stop {
+            self.stats.passes.fetch_add(1, Ordering::Relaxed);
+            if batch.stop {
                 break;
             }
         }
         info!("delivery stopped");
     }
 
+    /// The sessions a batch asks to drain, in a stable order.
+    fn targets(&mut self, batch: &Batch) -> BTreeSet<(String, String)> {
+        let mut targets = batch.sessions.clone();
+        let full_due = self
+            .last_full
+            .is_none_or(|last| last.elapsed() >= FULL_PASS);
+        if !(batch.everything || batch.backstop) {
+            return targets;
+        }
+        let active = match sessions::active(&self.conn) {
+            Ok(active) => active,
+            Err(err) => {
+                warn!(error = %err, "listing sessions for delivery failed");
+                return targets;
+            }
+        };
+        let ids: HashSet<&str> = active.iter().map(|session| session.id.as_str()).collect();
+        self.settled.retain(|id, _| ids.contains(id.as_str()));
+        let everything = batch.everything || full_due;
+        if everything {
+            self.last_full = Some(Instant::now());
+        }
+        for session in active {
+            let wanted = everything || {
+                let dir = self.paths.session(&session.agent, &session.id);
+                self.settled
+                    .get(&session.id)
+                    .is_none_or(|settled| *settled != stamp(&outbound_path(&dir)))
+            };
+            if wanted {
+                targets.insert((session.agent, session.id));
+            }
+        }
+        targets
+    }
+
+    /// Drains one session and remembers whether it left anything behind.
+    fn drain_tracked(&mut self, agent: &str, session: &str) {
+        let before = stamp(&outbound_path(&self.paths.session(agent, session)));
+        let changed = self.settled.get(session) != Some(&before);
+        let trusted = before.as_ref().is_none_or(|stamp| {
+            SystemTime::now()
+                .duration_since(stamp.modified)
+                .is_ok_and(|age| age >= SETTLE_AGE)
+        });
+        if self.drain(agent, session) && trusted {
+            self.settled.insert(session.to_string(), before);
+        } else {
+            self.settled.remove(session);
+        }
+        if changed && let Some(activity) = &self.activity {
+            let _ = activity.send(session.to_string());
+        }
+    }
+
     /// Delivers every due row of one session (host.md §6.2). Errors are logged per row.
-    pub fn drain(&mut self, agent: &str, session: &str) {
+    /// True when nothing is left to retry (every due row has its final outcome recorded and
+    /// no row waits for a later `deliver_after`).
+    pub fn drain(&mut self, agent: &str, session: &str) -> bool {
+        self.stats.drains.fetch_add(1, Ordering::Relaxed);
         let reporter = Reporter {
             conn: &self.conn,
             adapters: &self.adapters,
             paths: &self.paths,
         };
         let Some((conn, outbound)) = self.health.open(&reporter, agent, session) else {
-            return;
+            return false;
         };
         let path = session_db::inbound_path(&self.paths.session(agent, session));
         let inbound = Inbound {
@@ -137,8 +283,11 @@ impl Delivery {
             conn,
             replaced: std::cell::Cell::new(false),
         };
-        // Rows that stay due (no reader yet, an attempt short of the limit) are skipped by the
-        // next page's offset.
+        // Rows sent earlier whose record failed: record them before anything is re-sent.
+        let held = self.record_unrecorded(session);
+        let mut settled = held.is_empty();
+        // Rows that stay due (no reader yet, an attempt short of the limit, held) are skipped
+        // by the next page's offset; every other row of a page is recorded before the next.
         let mut kept = 0;
         for _ in 0..MAX_PAGES {
             if !inbound.is_current() {
@@ -146,37 +295,51 @@ impl Delivery {
                     session,
                     "inbound.db was replaced during the drain; stopping it"
                 );
-                return;
+                return false;
             }
             let page = match session_db::due_outbound(&inbound.conn, &outbound, kept) {
                 Ok(page) => page,
                 Err(err) if err.is_missing() => {
                     debug!(session, error = %err, "outbound.db went away during the drain");
-                    return;
+                    return false;
                 }
                 Err(err) => {
                     warn!(session, error = %err, "reading outbound rows failed");
-                    return;
+                    return false;
                 }
             };
             let full = page.len() == session_db::host::DUE_PAGE;
+            let mut outcomes = Vec::new();
             for due in page {
-                if !self.deliver_due(&inbound, agent, session, &due) {
+                if held.contains(due.id()) {
                     kept += 1;
+                    continue;
                 }
-                if inbound.replaced.get() {
-                    // The next drain opens the new file (and restores its projection).
-                    debug!(
-                        session,
-                        "inbound.db was replaced during the drain; stopping it"
-                    );
-                    return;
+                match self.deliver_due(agent, session, &due) {
+                    Some(outcome) => outcomes.push((due.id().to_string(), outcome)),
+                    None => {
+                        kept += 1;
+                        settled = false;
+                    }
                 }
+            }
+            if !self.record(&inbound, agent, session, &outcomes) {
+                return false;
+            }
+            if inbound.replaced.get() {
+                // The next drain opens the new file (and restores its projection).
+                debug!(
+                    session,
+                    "inbound.db was replaced during the drain; stopping it"
+                );
+                return false;
             }
             if !full {
-                break;
+                return settled && !has_later_rows(&outbound, session);
             }
         }
+        // More pages than one drain reads: the next drain continues.
+        false
     }
 
     /// Health of the session files (tests).
@@ -184,61 +347,53 @@ impl Delivery {
         &self.health
     }
 
-    /// Handles one due row; returns whether it now has an outcome (false: it stays due).
-    fn deliver_due(&mut self, inbound: &Inbound, agent: &str, session: &str, due: &Due) -> bool {
+    /// Handles one due row; `Some` is its final outcome (to record), `None` means "stays due".
+    fn deliver_due(&mut self, agent: &str, session: &str, due: &Due) -> Option<Outcome> {
         match delivered::outcome(&self.conn, session, due.id()) {
             Ok(Some(outcome)) => {
-                // Delivered before `inbound.db` was recreated: restore the projection only.
-                self.mark_projection(inbound, session, due.id(), &outcome);
-                return true;
+                // Delivered before `inbound.db` was recreated (or recorded just before a
+                // kill): recording it again restores the projection only.
+                return Some(outcome);
             }
             Ok(None) => {}
             Err(err) => {
                 warn!(session, id = %due.id(), error = %err, "delivery record not readable; row left for later");
-                return false;
+                return None;
             }
         }
         let row = match due {
             Due::Row(row) => row,
             Due::Bad { id, reason } => {
                 warn!(session, id = %id, %reason, "outbound row refused: out of bounds; recorded as failed");
-                self.mark(inbound, session, id, &FAILED);
-                return true;
+                return Some(FAILED);
             }
         };
         if let Err(reason) = check_row(row) {
             warn!(session, id = %row.id, %reason, "outbound row refused; recorded as failed");
-            self.mark(inbound, session, &row.id, &FAILED);
-            return true;
+            return Some(FAILED);
         }
-        self.deliver_row(inbound, agent, session, row)
+        self.deliver_row(agent, session, row)
     }
 
-    fn deliver_row(
-        &mut self,
-        inbound: &Inbound,
-        agent: &str,
-        session: &str,
-        row: &OutboundRow,
-    ) -> bool {
+    /// Sends one row; `Some` is its final outcome (to record), `None` means "try again later".
+    fn deliver_row(&mut self, agent: &str, session: &str, row: &OutboundRow) -> Option<Outcome> {
         match self.send(agent, session, row) {
             Ok(Delivered::Sent(platform_message_id)) => {
                 self.attempts.remove(&row.id);
-                let outcome = Outcome {
+                debug!(session, id = %row.id, "delivered");
+                self.log_sent(agent, session, &row.id, platform_message_id.as_deref());
+                Some(Outcome {
                     failed: false,
                     platform_message_id,
-                };
-                self.mark(inbound, session, &row.id, &outcome);
-                debug!(session, id = %row.id, "delivered");
-                true
+                })
             }
             Ok(Delivered::NoReader) => {
                 debug!(session, id = %row.id, "no reader connected; reply stays queued");
-                false
+                None
             }
             Ok(Delivered::AwaitingAck) => {
                 debug!(session, id = %row.id, "not shown yet; reply stays queued");
-                false
+                None
             }
             Err(reason) => {
                 let tries = self.attempts.entry(row.id.clone()).or_insert(0);
@@ -246,43 +401,156 @@ impl Delivery {
                 if *tries >= MAX_ATTEMPTS {
                     self.attempts.remove(&row.id);
                     warn!(session, id = %row.id, %reason, "delivery failed {MAX_ATTEMPTS} times; marked failed");
-                    self.mark(inbound, session, &row.id, &FAILED);
-                    true
+                    Some(FAILED)
                 } else {
                     warn!(session, id = %row.id, %reason, attempt = *tries, "delivery failed; will retry");
-                    false
+                    None
                 }
             }
         }
     }
 
-    /// Records an outcome: the central record first (the authority), then the projection.
-    fn mark(&self, inbound: &Inbound, session: &str, id: &str, outcome: &Outcome) {
-        if let Err(err) = delivered::record(&self.conn, session, id, outcome) {
-            warn!(session, id, error = %err, "delivery not recorded");
+    /// Appends an accepted row to the sent log, right after the adapter took it.
+    fn log_sent(
+        &mut self,
+        agent: &str,
+        session: &str,
+        id: &str,
+        platform_message_id: Option<&str>,
+    ) {
+        let Some(log) = &mut self.sent_log else {
+            return;
+        };
+        let sent = Sent {
+            agent: agent.to_string(),
+            session: session.to_string(),
+            id: id.to_string(),
+            platform_message_id: platform_message_id.map(str::to_string),
+        };
+        if let Err(err) = log.append(&sent) {
+            warn!(file = %log.path().display(), error = %err, "sent log not written; a crash before the delivery is recorded would send it again");
         }
-        self.mark_projection(inbound, session, id, outcome);
     }
 
-    /// Writes the outcome into `inbound.db` through a read-write connection opened for this
-    /// one statement (the drain reads through a read-only one), unless the file was replaced
+    /// Records a page's outcomes: the central record first (the authority, one transaction),
+    /// then the projection. False when the central record failed: the sent rows are kept as
+    /// unrecorded (never sent again) and recorded by the session's next drain.
+    fn record(
+        &mut self,
+        inbound: &Inbound,
+        agent: &str,
+        session: &str,
+        outcomes: &[(String, Outcome)],
+    ) -> bool {
+        if outcomes.is_empty() {
+            return true;
+        }
+        match record_central(&mut self.conn, session, outcomes) {
+            Ok(()) => {
+                self.mark_projection(inbound, session, outcomes);
+                self.reset_log();
+                true
+            }
+            Err(err) => {
+                warn!(session, error = %err, rows = outcomes.len(), "deliveries not recorded yet; will retry");
+                self.unrecorded
+                    .extend(outcomes.iter().filter(|(_, outcome)| !outcome.failed).map(
+                        |(id, outcome)| Sent {
+                            agent: agent.to_string(),
+                            session: session.to_string(),
+                            id: id.clone(),
+                            platform_message_id: outcome.platform_message_id.clone(),
+                        },
+                    ));
+                false
+            }
+        }
+    }
+
+    /// Records this session's rows left unrecorded by an earlier drain or a killed process.
+    /// Returns the ids still unrecorded (they must not be sent again).
+    fn record_unrecorded(&mut self, session: &str) -> HashSet<String> {
+        let (mine, others): (Vec<Sent>, Vec<Sent>) = std::mem::take(&mut self.unrecorded)
+            .into_iter()
+            .partition(|sent| sent.session == session);
+        self.unrecorded = others;
+        if mine.is_empty() {
+            return HashSet::new();
+        }
+        let outcomes: Vec<(String, Outcome)> = mine
+            .iter()
+            .map(|sent| {
+                (
+                    sent.id.clone(),
+                    Outcome {
+                        failed: false,
+                        platform_message_id: sent.platform_message_id.clone(),
+                    },
+                )
+            })
+            .collect();
+        match record_central(&mut self.conn, session, &outcomes) {
+            Ok(()) => {
+                // The projection follows at this drain (a recorded row is restored there).
+                debug!(
+                    session,
+                    rows = outcomes.len(),
+                    "earlier deliveries recorded"
+                );
+                self.reset_log();
+                HashSet::new()
+            }
+            Err(err) => {
+                warn!(session, error = %err, "earlier deliveries still not recorded");
+                let held = mine.iter().map(|sent| sent.id.clone()).collect();
+                self.unrecorded.extend(mine);
+                held
+            }
+        }
+    }
+
+    /// At startup: records what a killed predecessor sent but had not recorded.
+    fn record_leftovers(&mut self) {
+        let sessions: BTreeSet<String> = self
+            .unrecorded
+            .iter()
+            .map(|sent| sent.session.clone())
+            .collect();
+        if sessions.is_empty() {
+            return;
+        }
+        info!(
+            rows = self.unrecorded.len(),
+            "recording deliveries sent just before the last stop"
+        );
+        for session in sessions {
+            self.record_unrecorded(&session);
+        }
+        self.reset_log();
+    }
+
+    /// Rewrites the sent log to hold exactly the rows still unrecorded.
+    fn reset_log(&mut self) {
+        if let Some(log) = &mut self.sent_log
+            && let Err(err) = log.reset(&self.unrecorded)
+        {
+            warn!(file = %log.path().display(), error = %err, "sent log not cleared");
+        }
+    }
+
+    /// Writes outcomes into `inbound.db` through a read-write connection opened for this one
+    /// transaction (the drain reads through a read-only one), unless the file was replaced
     /// since the drain opened it: a read-write connection to a deleted DB file takes the new
     /// file's journal for its own hot journal and rolls it back, breaking the new file's writer
     /// (SQLite's "unlinked while open" hazard). Both narrow that window to microseconds.
-    fn mark_projection(&self, inbound: &Inbound, session: &str, id: &str, outcome: &Outcome) {
+    fn mark_projection(&self, inbound: &Inbound, session: &str, outcomes: &[(String, Outcome)]) {
         if !inbound.is_current() {
             return;
         }
-        let written = session_db::open_inbound_host(&inbound.path).and_then(|writer| {
-            session_db::mark_delivered(
-                &writer,
-                id,
-                outcome.platform_message_id.as_deref(),
-                outcome.failed,
-            )
-        });
+        let written = session_db::open_inbound_host(&inbound.path)
+            .and_then(|mut writer| write_projection(&mut writer, outcomes));
         if let Err(err) = written {
-            warn!(session, id, error = %err, "delivery not recorded in inbound.db");
+            warn!(session, error = %err, "delivery not recorded in inbound.db");
         }
     }
 
@@ -444,6 +712,70 @@ pub fn check_row(row: &OutboundRow) -> Result<(), String> {
         return Err("`platform_id` is empty".to_string());
     }
     Ok(())
+}
+
+/// Where a session's `outbound.db` lives.
+fn outbound_path(session_dir: &Path) -> std::path::PathBuf {
+    session_db::outbound_path(session_dir)
+}
+
+/// The file's identity and last write, `None` when it does not exist. Two commits inside one
+/// clock tick can share an mtime; the file events and the full pass cover that case.
+fn stamp(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    let mut journal = path.as_os_str().to_owned();
+    journal.push("-journal");
+    Some(Stamp {
+        modified: meta.modified().ok()?,
+        len: meta.len(),
+        inode: meta.ino(),
+        journal: Path::new(&journal).exists(),
+    })
+}
+
+/// Records outcomes in the central `delivered_outbound` in one transaction.
+fn record_central(
+    conn: &mut Connection,
+    session: &str,
+    outcomes: &[(String, Outcome)],
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for (id, outcome) in outcomes {
+        delivered::record(&tx, session, id, outcome)?;
+    }
+    tx.commit()
+}
+
+/// Writes `delivered` rows of `inbound.db` for `outcomes` in one `BEGIN IMMEDIATE` transaction.
+fn write_projection(
+    inbound: &mut Connection,
+    outcomes: &[(String, Outcome)],
+) -> session_db::Result<()> {
+    let tx = inbound.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for (id, outcome) in outcomes {
+        session_db::mark_delivered(
+            &tx,
+            id,
+            outcome.platform_message_id.as_deref(),
+            outcome.failed,
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+const LATER_ROWS: &str =
+    "SELECT EXISTS (SELECT 1 FROM messages_out WHERE deliver_after > datetime('now'))";
+
+/// Whether some row waits for a later `deliver_after` (so the session is not settled).
+fn has_later_rows(outbound: &Connection, session: &str) -> bool {
+    outbound
+        .query_row(LATER_ROWS, [], |row| row.get(0))
+        .unwrap_or_else(|err| {
+            debug!(session, error = %err, "cannot check for rows due later");
+            true
+        })
 }
 
 #[cfg(test)]

@@ -104,6 +104,30 @@ impl World {
         self.recorder.calls.lock().unwrap().len()
     }
 
+    /// Makes `outbound.db` look last written a minute ago (an idle session).
+    fn age(&self) {
+        let dir = self.paths.session("ag-1", &self.session.id);
+        std::fs::File::options()
+            .write(true)
+            .open(outbound_path(&dir))
+            .unwrap()
+            .set_modified(SystemTime::now() - Duration::from_secs(60))
+            .unwrap();
+    }
+
+    /// What a backstop batch would drain.
+    fn backstop(&mut self) -> Vec<String> {
+        let batch = Batch {
+            backstop: true,
+            ..Batch::default()
+        };
+        self.delivery
+            .targets(&batch)
+            .into_iter()
+            .map(|(_, session)| session)
+            .collect()
+    }
+
     /// `(status, platform message id)` recorded in `delivered` for an outbound id.
     fn delivered(&self, id: &str) -> Option<(String, Option<String>)> {
         let dir = self.paths.session("ag-1", &self.session.id);
@@ -118,6 +142,116 @@ impl World {
             .optional()
             .unwrap()
     }
+}
+
+#[test]
+fn issue_8_the_backstop_drains_only_sessions_that_changed_or_hold_rows() {
+    let mut world = world(|call| {
+        if call == 2 {
+            Ok(Delivered::NoReader)
+        } else {
+            Ok(Delivered::Sent(None))
+        }
+    });
+    let id = world.session.id.clone();
+    let only = vec![id.clone()];
+    world.reply("out-1");
+    world.age();
+    assert_eq!(world.backstop(), only, "the first pass drains everything");
+    world.delivery.drain_tracked("ag-1", &id);
+    assert_eq!(world.calls(), 1);
+    assert!(
+        world.backstop().is_empty(),
+        "settled and unchanged: no drain"
+    );
+    assert!(world.backstop().is_empty());
+
+    world.reply("out-2");
+    assert_eq!(
+        world.backstop(),
+        only,
+        "a container write is seen by its stamp"
+    );
+    world.delivery.drain_tracked("ag-1", &id);
+    world.age();
+    assert_eq!(
+        world.backstop(),
+        only,
+        "a reply without a reader keeps the session unsettled"
+    );
+    world.delivery.drain_tracked("ag-1", &id);
+    assert_eq!(world.calls(), 3);
+    assert!(world.backstop().is_empty());
+
+    world.reply("out-3");
+    world.delivery.drain_tracked("ag-1", &id);
+    assert_eq!(world.calls(), 4);
+    assert_eq!(
+        world.backstop(),
+        only,
+        "a write just now is checked once more"
+    );
+    world.age();
+    world.delivery.drain_tracked("ag-1", &id);
+    assert!(world.backstop().is_empty());
+
+    world.delivery.last_full = Some(Instant::now() - FULL_PASS);
+    assert_eq!(world.backstop(), only, "the full pass drains every session");
+}
+
+#[test]
+fn issue_8_a_reply_sent_just_before_a_kill_is_not_sent_again() {
+    // What a `kill -9` between sending and recording leaves: the adapter took the row and
+    // the sent log names it, but no outcome is recorded.
+    let world = world(sent);
+    world.reply("out-1");
+    let log = world.paths.data.join(sent_log::FILE_NAME);
+    let entry = Sent {
+        agent: "ag-1".into(),
+        session: world.session.id.clone(),
+        id: "out-1".into(),
+        platform_message_id: Some("plat-9".into()),
+    };
+    std::fs::write(
+        &log,
+        format!("{}\n", serde_json::to_string(&entry).unwrap()),
+    )
+    .unwrap();
+    let mut adapters = Adapters::default();
+    adapters.register(world.recorder.clone());
+    let mut restarted = Delivery::new(world.paths.clone(), adapters).unwrap();
+    assert_eq!(
+        delivered::outcome(&world.conn, &world.session.id, "out-1").unwrap(),
+        Some(Outcome {
+            failed: false,
+            platform_message_id: Some("plat-9".into())
+        }),
+        "recorded at startup"
+    );
+    restarted.drain("ag-1", &world.session.id);
+    assert_eq!(world.calls(), 0, "not sent again");
+    assert_eq!(
+        world.delivered("out-1"),
+        Some(("delivered".into(), Some("plat-9".into()))),
+        "the projection follows at the drain"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "",
+        "the log is cleared"
+    );
+}
+
+#[test]
+fn sent_rows_are_recorded_and_the_log_is_left_empty() {
+    let mut world = world(sent);
+    world.reply("out-1");
+    world.reply("out-2");
+    world.drain();
+    assert_eq!(world.calls(), 2);
+    assert!(world.delivered("out-1").is_some() && world.delivered("out-2").is_some());
+    let log = world.paths.data.join(sent_log::FILE_NAME);
+    assert_eq!(std::fs::read_to_string(log).unwrap(), "");
 }
 
 #[test]

@@ -10,7 +10,12 @@
 //! until the next container deletes its predecessor's claims at its start. So a claim is given
 //! back at most once ([`needs_reset`]: only while its message was not rescheduled after the
 //! claim), and claims older than the running container are not that container's.
+//!
+//! [`Activity::is_idle`] is THE idle rule: the sweep stops a container idle for longer than the
+//! idle timeout, and the waker stops an idle one at once to make room for a waiting session
+//! (`evict.rs`); both read the session's own DBs through [`read_activity`].
 
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use agent_runner::session_db;
@@ -30,6 +35,41 @@ pub const MAX_TRIES: i64 = 5;
 /// container-written, so it is bounded).
 pub const MAX_DECLARED_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// The reason an idle container is stopped with.
+pub const IDLE_REASON: &str = "idle";
+
+/// A session's work as its own DBs tell it, after finished acks are synced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Activity {
+    /// Messages due and not finished (pending, trigger, due now; claimed ones included).
+    pub due: i64,
+    /// Messages the container has claimed and not finished (`processing` acks).
+    pub claims: usize,
+}
+
+impl Activity {
+    /// Nothing due and nothing in flight: the container's turn has ended.
+    pub fn is_idle(&self) -> bool {
+        self.due == 0 && self.claims == 0
+    }
+}
+
+/// Reads a session's [`Activity`]: syncs finished acks into `inbound.db` first (so answered
+/// messages do not look due until the next sweep), then counts due rows and claims.
+pub fn read_activity(session_dir: &Path) -> anyhow::Result<Activity> {
+    let mut inbound = session_db::open_inbound_host(&session_db::inbound_path(session_dir))?;
+    let outbound = session_db::open_outbound_host(&session_db::outbound_path(session_dir)).ok();
+    let mut claims = 0;
+    if let Some(outbound) = &outbound {
+        session_db::sync_acks(&mut inbound, outbound)?;
+        claims = session_db::processing_claims(&inbound, outbound)?.len();
+    }
+    Ok(Activity {
+        due: session_db::count_due(&inbound)?,
+        claims,
+    })
+}
+
 /// What the sweep knows about one running container.
 #[derive(Clone, Debug)]
 pub struct Liveness {
@@ -42,8 +82,8 @@ pub struct Liveness {
     pub declared_bash: Option<Duration>,
     /// Claims still `processing`: (message id, claimed at).
     pub claims: Vec<(String, SystemTime)>,
-    /// Messages due or in flight for the session (idle teardown waits for none).
-    pub busy: bool,
+    /// Due and claimed messages (idle teardown waits for none).
+    pub activity: Activity,
 }
 
 /// The sweep's verdict on a running container.
@@ -86,10 +126,7 @@ pub fn decide(live: &Liveness, idle_timeout: Duration) -> Verdict {
         return Verdict::KillClaim(message.clone());
     }
     let last_sign = live.heartbeat.max(live.started);
-    if !live.busy
-        && live.claims.is_empty()
-        && last_sign.is_some_and(|time| age(time) > idle_timeout)
-    {
+    if live.activity.is_idle() && last_sign.is_some_and(|time| age(time) > idle_timeout) {
         return Verdict::Idle;
     }
     Verdict::Ok
@@ -216,13 +253,16 @@ fn sweep_session(
                 .iter()
                 .filter_map(|(id, at)| Some((id.clone(), parse_sqlite_time(at)?)))
                 .collect(),
-            busy: due > 0,
+            activity: Activity {
+                due,
+                claims: claims.len(),
+            },
         };
         match decide(&live, idle_timeout) {
             Verdict::Ok => {}
             Verdict::Idle => {
                 info!(session = %session.id, "idle: stopping container");
-                containers.stop(&session.id, "idle");
+                containers.stop(&session.id, IDLE_REASON);
             }
             verdict => {
                 warn!(session = %session.id, ?verdict, "container stuck: killing it and retrying its messages");
@@ -317,7 +357,7 @@ mod tests {
                 started: None,
                 declared_bash: None,
                 claims: Vec::new(),
-                busy: false,
+                activity: Activity::default(),
             }
         }
     }
@@ -327,13 +367,14 @@ mod tests {
     }
 
     const IDLE: Duration = Duration::from_secs(600);
+    const BUSY: Activity = Activity { due: 1, claims: 0 };
 
     #[test]
     fn ceiling_kills_a_silent_container_unless_bash_declared_longer() {
         let mut live = Liveness {
             now: at(31 * 60),
             heartbeat: Some(at(0)),
-            busy: true,
+            activity: BUSY,
             ..Liveness::default()
         };
         assert_eq!(decide(&live, IDLE), Verdict::KillCeiling);
@@ -366,7 +407,7 @@ mod tests {
         let live = Liveness {
             now: at(10_000),
             heartbeat: None,
-            busy: true,
+            activity: BUSY,
             ..Liveness::default()
         };
         assert_eq!(decide(&live, IDLE), Verdict::Ok);
@@ -380,9 +421,16 @@ mod tests {
             ..Liveness::default()
         };
         assert_eq!(decide(&live, IDLE), Verdict::Idle);
-        live.busy = true;
+        live.activity = BUSY;
         assert_eq!(decide(&live, IDLE), Verdict::Ok);
-        live.busy = false;
+        live.activity.due = 0;
+        live.activity.claims = 1;
+        assert_eq!(
+            decide(&live, IDLE),
+            Verdict::Ok,
+            "a claim in flight is work"
+        );
+        live.activity = Activity::default();
         live.heartbeat = None;
         live.started = Some(at(650));
         assert_eq!(decide(&live, IDLE), Verdict::Ok);
@@ -440,7 +488,7 @@ mod tests {
                 .iter()
                 .map(|(id, age)| (id.to_string(), before(*age)))
                 .collect(),
-            busy: true,
+            activity: BUSY,
             ..Liveness::default()
         }
     }
@@ -817,7 +865,7 @@ mod tests {
             now: at(200),
             started: Some(at(150)),
             claims: vec![("m1".into(), at(10))],
-            busy: true,
+            activity: Activity { due: 1, claims: 1 },
             ..Liveness::default()
         };
         assert_eq!(decide(&live, IDLE), Verdict::Ok);
@@ -854,6 +902,23 @@ mod tests {
             ..Fake::default()
         });
         assert_eq!(world.state("m-3").0, "failed");
+    }
+
+    #[test]
+    fn issue_8_an_answered_message_is_not_work_before_the_sweep_syncs_its_ack() {
+        // Eviction judged sessions by `messages_in.status`, which stays `pending` until a sweep
+        // copies the container's ack: every running session looked busy for up to a minute.
+        let world = world();
+        world.message("m-1", "");
+        world.ack("m-1", "completed", "datetime('now')");
+        assert_eq!(read_activity(&world.dir()).unwrap(), Activity::default());
+        assert!(read_activity(&world.dir()).unwrap().is_idle());
+        world.message("m-2", "");
+        world.ack("m-2", "processing", "datetime('now')");
+        world.message("m-3", "");
+        let activity = read_activity(&world.dir()).unwrap();
+        assert_eq!(activity, Activity { due: 2, claims: 1 });
+        assert!(!activity.is_idle());
     }
 
     #[test]
