@@ -12,6 +12,7 @@ mod daemon;
 mod delivery;
 mod fake_api;
 mod images;
+mod import;
 mod manifests;
 mod plan_apply;
 mod recovery;

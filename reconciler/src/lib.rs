@@ -7,6 +7,8 @@
 //! - [`plan`]: diff desired vs. current, the field → effect table, rendering, saved plans.
 //! - [`apply`]: one transaction, the apply lock, generations and history.
 //! - [`export`]: the DB's configuration written back as manifests.
+//! - [`import`]: a NanoClaw v2 install read into manifests, a report, and (optionally) its
+//!   sessions moved into a data dir.
 //! - [`db`]: the central SQLite DB (open, migrations).
 //! - [`runtime`]: the long-running daemon (router, delivery, sweep).
 //! - [`containers`]: the only Docker code.
@@ -28,6 +30,7 @@ pub mod db;
 pub mod env;
 pub mod export;
 pub mod hostfs;
+pub mod import;
 pub mod lockfile;
 pub mod logging;
 pub mod manifest;

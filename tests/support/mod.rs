@@ -5,6 +5,7 @@
 pub mod claude_code;
 pub mod fake_anthropic;
 pub mod proxy;
+pub mod v2;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

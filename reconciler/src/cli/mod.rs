@@ -22,6 +22,7 @@ pub mod completions;
 pub mod export;
 pub mod history;
 pub mod image;
+pub mod import;
 pub mod plan;
 pub mod run;
 pub mod schema;
@@ -92,6 +93,7 @@ pub enum Command {
     Run(run::RunArgs),
     Chat(chat::ChatArgs),
     Image(image::ImageArgs),
+    Import(import::ImportArgs),
     Completions(completions::CompletionsArgs),
     Auth(auth::AuthArgs),
 }
@@ -159,6 +161,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Run(args) => run::run(args, &ctx),
         Command::Chat(args) => chat::run(args, &ctx),
         Command::Image(args) => image::run(args, &ctx),
+        Command::Import(args) => import::run(args, &ctx),
         Command::Completions(args) => completions::run(args, &ctx),
         Command::Auth(args) => auth::run(args, &ctx),
     }
