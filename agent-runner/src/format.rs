@@ -1,14 +1,14 @@
-//! The prompt formatter (agent-runner.md §4) and slash-command categories (§3.5).
+//! The prompt formatter (agent-runner.md §4); slash-command categories come from `commands`.
 //!
 //! Pure: rows + destinations + zone in, text out. XML-escapes every attribute and chat text;
 //! task prompts, script output, webhook payloads and system results are passed through as-is.
 
 use serde_json::Value;
 
-use crate::destinations;
 use crate::session_db::DestinationRow;
 use crate::session_db::container::InboundRow;
 use crate::timezone::format_local_time;
+use crate::{commands, destinations};
 
 /// Escapes `& < > "` (apostrophes untouched).
 pub fn escape_xml(s: &str) -> String {
@@ -42,45 +42,6 @@ pub fn message_text(content: &str) -> String {
         .to_string()
 }
 
-/// Slash-command category of a chat text (§3.5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Command {
-    None,
-    Admin,
-    Filtered,
-    Passthrough,
-}
-
-const ADMIN: &[&str] = &[
-    "/remote-control",
-    "/clear",
-    "/compact",
-    "/context",
-    "/cost",
-    "/files",
-];
-const FILTERED: &[&str] = &["/help", "/login", "/logout", "/doctor", "/config", "/start"];
-
-/// Categorises a text: not starting with `/` → none; else by its first token, lowercased.
-pub fn command_category(text: &str) -> Command {
-    let t = text.trim();
-    if !t.starts_with('/') {
-        return Command::None;
-    }
-    let cmd = t
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_lowercase();
-    if ADMIN.contains(&cmd.as_str()) {
-        Command::Admin
-    } else if FILTERED.contains(&cmd.as_str()) {
-        Command::Filtered
-    } else {
-        Command::Passthrough
-    }
-}
-
 fn is_chat(row: &InboundRow) -> bool {
     row.kind == "chat" || row.kind == "chat-sdk"
 }
@@ -93,11 +54,7 @@ pub fn is_clear_command(row: &InboundRow) -> bool {
 
 /// A chat row the runner treats as a command (admin or passthrough category).
 pub fn is_runner_command(row: &InboundRow) -> bool {
-    is_chat(row)
-        && matches!(
-            command_category(&message_text(&row.content)),
-            Command::Admin | Command::Passthrough
-        )
+    is_chat(row) && commands::category(&message_text(&row.content)).is_runner_command()
 }
 
 /// Formats rows as the prompt: timezone header, then chat block, tasks, webhooks, system rows.

@@ -5,6 +5,7 @@
 
 pub mod session_db;
 
+pub mod commands;
 pub mod config;
 pub mod destinations;
 pub mod env;

@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use agent_runner::commands::{self, Command};
 use regex::Regex;
 
 use crate::state::{
@@ -85,18 +86,6 @@ pub struct Decision {
     pub actions: Vec<Action>,
     pub audit: Option<DropReason>,
 }
-
-/// Slash commands dropped silently by the host (host.md §3.8).
-const FILTERED_COMMANDS: &[&str] = &[
-    "/help",
-    "/login",
-    "/logout",
-    "/doctor",
-    "/config",
-    "/remote-control",
-];
-/// Slash commands only owners and admins may send (host.md §3.8).
-const ADMIN_COMMANDS: &[&str] = &["/clear", "/compact", "/context", "/cost", "/files"];
 
 /// Compiled engage patterns, cached by source. Invalid patterns are remembered as such.
 #[derive(Default)]
@@ -232,28 +221,21 @@ enum CommandGate {
     Deny(String),
 }
 
+/// The host's side of the shared slash-command table (`agent_runner::commands`): filtered
+/// commands are dropped, admin ones pass only for the agent's admins, the rest pass.
 fn command_gate(text: &str, agent: &str, facts: &Facts) -> CommandGate {
-    let text = text.trim();
-    if !text.starts_with('/') {
-        return CommandGate::Pass;
+    match commands::category(text) {
+        Command::Filtered => CommandGate::Filter,
+        Command::Admin => {
+            let allowed = facts.sender.is_some() && facts.administered.contains(agent);
+            if allowed {
+                CommandGate::Pass
+            } else {
+                CommandGate::Deny(commands::command(text).unwrap_or_default())
+            }
+        }
+        Command::None | Command::Plain | Command::Passthrough => CommandGate::Pass,
     }
-    let command = text
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_lowercase();
-    if FILTERED_COMMANDS.contains(&command.as_str()) {
-        return CommandGate::Filter;
-    }
-    if ADMIN_COMMANDS.contains(&command.as_str()) {
-        let allowed = facts.sender.is_some() && facts.administered.contains(agent);
-        return if allowed {
-            CommandGate::Pass
-        } else {
-            CommandGate::Deny(command)
-        };
-    }
-    CommandGate::Pass
 }
 
 /// Text the router answers an unauthorised admin command with (host.md §3.5 step 4).
@@ -550,6 +532,45 @@ mod tests {
             denial_text("/clear"),
             "Permission denied: /clear requires admin access."
         );
+    }
+
+    /// Issue 9 point 10: the host's command gate and the runner's categories disagreed
+    /// (`/remote-control`, `/start`). Every command either side names must get the same
+    /// treatment: dropped by the host and plain text to the runner, admin-gated by the host and
+    /// a native command in the runner, or passed by the host and handled alike by the runner.
+    #[test]
+    fn issue_9_host_and_runner_agree_on_every_slash_command() {
+        use agent_runner::commands::{Command, category};
+        let facts = public(vec![wiring("a", EngageMode::Pattern)]);
+        let mut disagreements = Vec::new();
+        for command in [
+            "/help",
+            "/login",
+            "/logout",
+            "/doctor",
+            "/config",
+            "/remote-control",
+            "/start",
+            "/clear",
+            "/compact",
+            "/context",
+            "/cost",
+            "/files",
+            "/shrug",
+        ] {
+            let host = route(&text(command), &facts, &mut Patterns::default()).actions;
+            let runner = category(command);
+            let agree = match (&host[0], runner) {
+                (Action::Skip { .. }, Command::Filtered) => true,
+                (Action::Deny { .. }, Command::Admin) => true,
+                (Action::Deliver { .. }, Command::Passthrough | Command::Plain) => true,
+                _ => false,
+            };
+            if !agree {
+                disagreements.push(format!("{command}: host {:?}, runner {runner:?}", host[0]));
+            }
+        }
+        assert!(disagreements.is_empty(), "{disagreements:#?}");
     }
 
     #[test]
