@@ -5,8 +5,8 @@
 
 use serde_json::Value;
 
-use crate::session_db::DestinationRow;
 use crate::session_db::container::InboundRow;
+use crate::session_db::{DestinationRow, Kind};
 use crate::timezone::format_local_time;
 use crate::{commands, destinations};
 
@@ -43,7 +43,7 @@ pub fn message_text(content: &str) -> String {
 }
 
 fn is_chat(row: &InboundRow) -> bool {
-    row.kind == "chat" || row.kind == "chat-sdk"
+    row.kind.is_chat()
 }
 
 /// A `/clear` chat row. Deliberate change (§13 item 17): exact match of the trimmed,
@@ -69,11 +69,11 @@ pub fn format_messages(rows: &[InboundRow], dests: &[DestinationRow], tz: &str) 
             groups.push(format!("<messages>\n{}\n</messages>", lines.join("\n")));
         }
     }
-    for kind in ["task", "webhook", "system"] {
+    for kind in [Kind::Task, Kind::Webhook, Kind::System] {
         for row in rows.iter().filter(|r| r.kind == kind) {
             groups.push(match kind {
-                "task" => task_element(row, dests, tz),
-                "webhook" => webhook_element(row, dests),
+                Kind::Task => task_element(row, dests, tz),
+                Kind::Webhook => webhook_element(row, dests),
                 _ => system_element(row, dests),
             });
         }

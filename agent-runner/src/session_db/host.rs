@@ -10,9 +10,13 @@
 //! failing the whole read. Rows without a usable id cannot be recorded; they are never read
 //! and only counted ([`unaddressable_outbound`]).
 
+use std::collections::HashSet;
+use std::time::Duration;
+
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{Result, columns, next_even_seq};
+use super::values::{AckStatus, DeliveryStatus, InboundStatus, Kind};
+use super::{AGENT_CHANNEL_TYPE, InboundDb, OutboundDb, Result, columns, ids, next_even_seq};
 
 /// Largest `content` (bytes) the host reads from an outbound row; larger rows are recorded as
 /// failed and skipped.
@@ -31,8 +35,7 @@ pub const MAX_CLAIMS: usize = 1000;
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NewInbound {
     pub id: String,
-    /// `chat`, `chat-sdk`, `task`, `system` (`webhook` reserved).
-    pub kind: String,
+    pub kind: Kind,
     /// ISO timestamp (or SQLite now for tasks; the runner reads zone-less as UTC).
     pub timestamp: String,
     pub platform_id: Option<String>,
@@ -48,6 +51,28 @@ pub struct NewInbound {
     pub recurrence: Option<String>,
     /// For agent-to-agent rows: the sending session (return path).
     pub source_session_id: Option<String>,
+}
+
+impl NewInbound {
+    /// An agent-to-agent message (host.md §6.5): a waking chat row from `source_agent`'s
+    /// address (`channel_type` [`AGENT_CHANNEL_TYPE`], `platform_id` the agent), remembering the
+    /// sending session so the answer finds its way back.
+    pub fn agent_message(source_agent: &str, source_session: &str, content: String) -> NewInbound {
+        NewInbound {
+            id: ids::new_id("a2a"),
+            kind: Kind::Chat,
+            timestamp: ids::now_iso(),
+            platform_id: Some(source_agent.to_string()),
+            channel_type: Some(AGENT_CHANNEL_TYPE.to_string()),
+            thread_id: None,
+            content,
+            trigger: true,
+            on_wake: false,
+            process_after: None,
+            recurrence: None,
+            source_session_id: Some(source_session.to_string()),
+        }
+    }
 }
 
 /// One due `messages_out` row: within every bound, or not (with the reason).
@@ -79,7 +104,8 @@ pub struct OutboundRow {
     pub in_reply_to: Option<String>,
     pub timestamp: String,
     pub deliver_after: Option<String>,
-    pub kind: String,
+    /// As written by the container: [`Kind::Unknown`] for anything this version does not know.
+    pub kind: Kind,
     pub platform_id: Option<String>,
     pub channel_type: Option<String>,
     pub thread_id: Option<String>,
@@ -107,43 +133,91 @@ pub struct ContainerState {
     pub updated_at: String,
 }
 
+/// A delivery outcome to record in `inbound.db`'s `delivered` projection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    pub message_out_id: String,
+    pub platform_message_id: Option<String>,
+    pub status: DeliveryStatus,
+}
+
+/// Retry bookkeeping of a pending inbound message (host.md §5.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryState {
+    pub tries: i64,
+    /// As stored (SQLite time, or ISO from older hosts); `None` = due now.
+    pub process_after: Option<String>,
+}
+
 const MAX_IN_SEQ: &str = "SELECT COALESCE(MAX(seq), 0) FROM messages_in";
 const INSERT_IN: &str = "INSERT INTO messages_in (id, seq, kind, timestamp, status, process_after,
   recurrence, series_id, tries, trigger, platform_id, channel_type, thread_id, content,
   source_session_id, on_wake)
-VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?1, 0, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+VALUES (?1, ?2, ?3, ?4, ?14, ?5, ?6, ?1, 0, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+const STORED_IN: &str = "SELECT 1 FROM messages_in WHERE id = ?1";
 
 /// Inserts `rows` in ONE `BEGIN IMMEDIATE` transaction with even seqs; returns the seqs.
-/// Batch rows per call: each DELETE-journal commit costs about a millisecond.
-pub fn insert_inbound(conn: &mut Connection, rows: &[NewInbound]) -> Result<Vec<i64>> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+/// Batch rows per call: each DELETE-journal commit costs about a millisecond. An id that is
+/// already stored fails the whole call (see [`insert_new_inbound`]).
+pub fn insert_inbound(conn: &mut InboundDb, rows: &[NewInbound]) -> Result<Vec<i64>> {
+    let tx = conn
+        .0
+        .transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut max: i64 = tx.query_row(MAX_IN_SEQ, [], |r| r.get(0))?;
     let mut seqs = Vec::with_capacity(rows.len());
-    {
-        let mut stmt = tx.prepare_cached(INSERT_IN)?;
-        for row in rows {
-            let seq = next_even_seq(max);
-            stmt.execute(params![
-                row.id,
-                seq,
-                row.kind,
-                row.timestamp,
-                row.process_after,
-                row.recurrence,
-                row.trigger,
-                row.platform_id,
-                row.channel_type,
-                row.thread_id,
-                row.content,
-                row.source_session_id,
-                row.on_wake,
-            ])?;
-            max = seq;
-            seqs.push(seq);
-        }
+    for row in rows {
+        max = insert_row(&tx, row, max)?;
+        seqs.push(max);
     }
     tx.commit()?;
     Ok(seqs)
+}
+
+/// Inserts the rows whose ids are not stored yet, in ONE `BEGIN IMMEDIATE` transaction with
+/// even seqs, and returns the ids it skipped: a message a channel delivered again (same id) is
+/// already stored, so its primary-key conflict cannot fail the batch and lose the messages
+/// stored with it. A second row of the same id in `rows` is skipped too.
+pub fn insert_new_inbound(conn: &mut InboundDb, rows: &[NewInbound]) -> Result<Vec<String>> {
+    let tx = conn
+        .0
+        .transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut max: i64 = tx.query_row(MAX_IN_SEQ, [], |r| r.get(0))?;
+    let mut seen = HashSet::new();
+    let mut skipped = Vec::new();
+    {
+        let mut stored = tx.prepare_cached(STORED_IN)?;
+        for row in rows {
+            if !seen.insert(row.id.as_str()) || stored.exists([&row.id])? {
+                skipped.push(row.id.clone());
+                continue;
+            }
+            max = insert_row(&tx, row, max)?;
+        }
+    }
+    tx.commit()?;
+    Ok(skipped)
+}
+
+/// Inserts one row with the next even seq after `max`; returns its seq.
+fn insert_row(tx: &Connection, row: &NewInbound, max: i64) -> Result<i64> {
+    let seq = next_even_seq(max);
+    tx.prepare_cached(INSERT_IN)?.execute(params![
+        row.id,
+        seq,
+        row.kind,
+        row.timestamp,
+        row.process_after,
+        row.recurrence,
+        row.trigger,
+        row.platform_id,
+        row.channel_type,
+        row.thread_id,
+        row.content,
+        row.source_session_id,
+        row.on_wake,
+        InboundStatus::Pending,
+    ])?;
+    Ok(seq)
 }
 
 /// `id` is usable: text of 1..=MAX_ID_BYTES bytes. Rows failing this are never read.
@@ -211,14 +285,10 @@ const DUE_WHERE: &str = "(deliver_after IS NULL OR deliver_after <= datetime('no
 /// of the query, so the cost stays about a millisecond however many rows were already delivered
 /// (so `inbound` must not be inside a transaction). An in-memory `outbound` (no path) is
 /// filtered in Rust.
-pub fn due_outbound(
-    inbound: &Connection,
-    outbound: &Connection,
-    offset: usize,
-) -> Result<Vec<Due>> {
-    match outbound.path().filter(|p| !p.is_empty()) {
-        Some(path) => due_attached(inbound, path, offset),
-        None => due_two_connections(inbound, outbound, offset),
+pub fn due_outbound(inbound: &InboundDb, outbound: &OutboundDb, offset: usize) -> Result<Vec<Due>> {
+    match outbound.0.path().filter(|p| !p.is_empty()) {
+        Some(path) => due_attached(&inbound.0, path, offset),
+        None => due_two_connections(&inbound.0, &outbound.0, offset),
     }
 }
 
@@ -301,7 +371,7 @@ fn due_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Due> {
         in_reply_to: r.get(2)?,
         timestamp: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
         deliver_after: r.get(4)?,
-        kind: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
+        kind: Kind::parse(&r.get::<_, Option<String>>(5)?.unwrap_or_default()),
         platform_id: r.get(6)?,
         channel_type: r.get(7)?,
         thread_id: r.get(8)?,
@@ -311,7 +381,8 @@ fn due_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Due> {
 
 /// How many `messages_out` rows have no usable id (not text, empty, or longer than
 /// [`MAX_ID_BYTES`]): the host never reads them and cannot record them.
-pub fn unaddressable_outbound(outbound: &Connection) -> Result<i64> {
+pub fn unaddressable_outbound(outbound: &OutboundDb) -> Result<i64> {
+    let outbound = &outbound.0;
     if columns(outbound, "messages_out")?.is_empty() {
         return Ok(0);
     }
@@ -325,74 +396,174 @@ pub fn unaddressable_outbound(outbound: &Connection) -> Result<i64> {
     )?)
 }
 
-/// Records a delivery attempt's outcome (`INSERT OR IGNORE`: the first outcome wins).
-pub fn mark_delivered(
-    inbound: &Connection,
-    message_out_id: &str,
-    platform_message_id: Option<&str>,
-    failed: bool,
-) -> Result<()> {
-    let status = if failed { "failed" } else { "delivered" };
-    inbound.execute(
-        "INSERT OR IGNORE INTO delivered (message_out_id, platform_message_id, status, delivered_at)
-         VALUES (?1, ?2, ?3, datetime('now'))",
-        params![message_out_id, platform_message_id, status],
-    )?;
+/// Records delivery outcomes in `delivered` in one `BEGIN IMMEDIATE` transaction
+/// (`INSERT OR IGNORE`: the first outcome of a row wins).
+pub fn mark_delivered(inbound: &mut InboundDb, records: &[DeliveryRecord]) -> Result<()> {
+    let tx = inbound
+        .0
+        .transaction_with_behavior(TransactionBehavior::Immediate)?;
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT OR IGNORE INTO delivered (message_out_id, platform_message_id, status, delivered_at)
+             VALUES (?1, ?2, ?3, datetime('now'))",
+        )?;
+        for record in records {
+            stmt.execute(params![
+                record.message_out_id,
+                record.platform_message_id,
+                record.status
+            ])?;
+        }
+    }
+    tx.commit()?;
     Ok(())
 }
 
 /// Copies `completed`/`failed` acks into `messages_in` as `completed` (host.md §5.2 step 1).
 /// Returns how many inbound rows changed.
-pub fn sync_acks(inbound: &mut Connection, outbound: &Connection) -> Result<usize> {
+pub fn sync_acks(inbound: &mut InboundDb, outbound: &OutboundDb) -> Result<usize> {
+    let outbound = &outbound.0;
     if columns(outbound, "processing_ack")?.is_empty() {
         return Ok(0);
     }
     // Start from the (small) pending set: acks are never pruned, so they only grow.
-    let pending = {
-        let mut stmt =
-            inbound.prepare_cached("SELECT id FROM messages_in WHERE status = 'pending'")?;
-        stmt.query_map([], |r| r.get::<_, String>(0))?
-            .collect::<rusqlite::Result<Vec<_>>>()?
-    };
+    let pending = pending_ids(&inbound.0, None)?;
     let mut finished = outbound.prepare_cached(
-        "SELECT 1 FROM processing_ack WHERE message_id = ?1 AND status IN ('completed', 'failed')",
+        "SELECT 1 FROM processing_ack WHERE message_id = ?1 AND status IN (?2, ?3)",
     )?;
     let mut done = Vec::new();
     for id in pending {
-        if finished.exists([&id])? {
+        if finished.exists(params![&id, AckStatus::Completed, AckStatus::Failed])? {
             done.push(id);
         }
     }
     if done.is_empty() {
         return Ok(0);
     }
-    let tx = inbound.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = inbound
+        .0
+        .transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut changed = 0;
     {
-        let mut update = tx.prepare_cached(
-            "UPDATE messages_in SET status = 'completed' WHERE id = ?1 AND status = 'pending'",
-        )?;
+        let mut update =
+            tx.prepare_cached("UPDATE messages_in SET status = ?2 WHERE id = ?1 AND status = ?3")?;
         for id in &done {
-            changed += update.execute([id])?;
+            changed += update.execute(params![
+                id,
+                InboundStatus::Completed,
+                InboundStatus::Pending
+            ])?;
         }
     }
     tx.commit()?;
     Ok(changed)
 }
 
+/// Ids of the pending `messages_in` rows in seq order, at most `limit`.
+fn pending_ids(inbound: &Connection, limit: Option<usize>) -> Result<Vec<String>> {
+    let limit = limit.map_or(-1, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
+    let mut stmt = inbound
+        .prepare_cached("SELECT id FROM messages_in WHERE status = ?1 ORDER BY seq LIMIT ?2")?;
+    let ids = stmt
+        .query_map(params![InboundStatus::Pending, limit], |r| {
+            r.get::<_, String>(0)
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(ids)
+}
+
 /// Number of rows that should wake the container: pending, trigger=1, due.
-pub fn count_due(inbound: &Connection) -> Result<i64> {
-    Ok(inbound.query_row(
-        "SELECT COUNT(*) FROM messages_in WHERE status = 'pending' AND trigger = 1
+pub fn count_due(inbound: &InboundDb) -> Result<i64> {
+    Ok(inbound.0.query_row(
+        "SELECT COUNT(*) FROM messages_in WHERE status = ?1 AND trigger = 1
            AND (process_after IS NULL OR datetime(process_after) <= datetime('now'))",
-        [],
+        [InboundStatus::Pending],
         |r| r.get(0),
     )?)
 }
 
+/// The retry bookkeeping of a pending message; `None` when it is not pending (any more).
+pub fn retry_state(inbound: &InboundDb, message_id: &str) -> Result<Option<RetryState>> {
+    Ok(inbound
+        .0
+        .query_row(
+            "SELECT tries, process_after FROM messages_in WHERE id = ?1 AND status = ?2",
+            params![message_id, InboundStatus::Pending],
+            |row| {
+                Ok(RetryState {
+                    tries: row.get(0)?,
+                    process_after: row.get(1)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// Gives a message back for another attempt: `tries` recorded, not due before `delay` from
+/// now (host.md §5.4).
+pub fn retry_later(
+    inbound: &InboundDb,
+    message_id: &str,
+    tries: i64,
+    delay: Duration,
+) -> Result<()> {
+    inbound.0.execute(
+        "UPDATE messages_in SET tries = ?2, process_after = datetime('now', ?3) WHERE id = ?1",
+        params![message_id, tries, format!("+{} seconds", delay.as_secs())],
+    )?;
+    Ok(())
+}
+
+/// Gives a message up: status `failed`, never retried.
+pub fn fail_inbound(inbound: &InboundDb, message_id: &str) -> Result<()> {
+    inbound.0.execute(
+        "UPDATE messages_in SET status = ?2 WHERE id = ?1",
+        params![message_id, InboundStatus::Failed],
+    )?;
+    Ok(())
+}
+
+/// The sending session of an agent-to-agent message stored here (its return path), if any.
+pub fn source_session_of(inbound: &InboundDb, message_id: &str) -> Result<Option<String>> {
+    Ok(inbound
+        .0
+        .query_row(
+            "SELECT source_session_id FROM messages_in WHERE id = ?1",
+            [message_id],
+            |r| r.get::<_, Option<String>>(0),
+        )
+        .optional()?
+        .flatten())
+}
+
+/// The sending session of the newest message `agent` sent into this session (peer affinity).
+pub fn latest_source_session_from(inbound: &InboundDb, agent: &str) -> Result<Option<String>> {
+    Ok(inbound
+        .0
+        .query_row(
+            "SELECT source_session_id FROM messages_in
+             WHERE channel_type = ?1 AND platform_id = ?2 AND source_session_id IS NOT NULL
+             ORDER BY seq DESC LIMIT 1",
+            params![AGENT_CHANNEL_TYPE, agent],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+/// Whether a row of `messages_out` waits for a later `deliver_after`.
+pub fn has_later_outbound(outbound: &OutboundDb) -> Result<bool> {
+    Ok(outbound.0.query_row(
+        "SELECT EXISTS (SELECT 1 FROM messages_out WHERE deliver_after > datetime('now'))",
+        [],
+        |row| row.get(0),
+    )?)
+}
+
 /// Rewrites the `destinations` projection wholesale in one transaction.
-pub fn write_destinations(inbound: &mut Connection, rows: &[DestinationRow]) -> Result<()> {
-    let tx = inbound.transaction_with_behavior(TransactionBehavior::Immediate)?;
+pub fn write_destinations(inbound: &mut InboundDb, rows: &[DestinationRow]) -> Result<()> {
+    let tx = inbound
+        .0
+        .transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute("DELETE FROM destinations", [])?;
     {
         let mut stmt = tx.prepare_cached(
@@ -417,12 +588,12 @@ pub fn write_destinations(inbound: &mut Connection, rows: &[DestinationRow]) -> 
 
 /// Upserts the single `session_routing` row (the session's default reply address).
 pub fn write_session_routing(
-    inbound: &Connection,
+    inbound: &InboundDb,
     channel_type: Option<&str>,
     platform_id: Option<&str>,
     thread_id: Option<&str>,
 ) -> Result<()> {
-    inbound.execute(
+    inbound.0.execute(
         "INSERT OR REPLACE INTO session_routing (id, channel_type, platform_id, thread_id)
          VALUES (1, ?1, ?2, ?3)",
         params![channel_type, platform_id, thread_id],
@@ -435,26 +606,23 @@ pub fn write_session_routing(
 /// Starting from the host's own pending rows means acks for unknown ids (however many the
 /// container writes) are never read.
 pub fn processing_claims(
-    inbound: &Connection,
-    outbound: &Connection,
+    inbound: &InboundDb,
+    outbound: &OutboundDb,
 ) -> Result<Vec<(String, String)>> {
-    let pending = {
-        let mut stmt = inbound.prepare_cached(&format!(
-            "SELECT id FROM messages_in WHERE status = 'pending' ORDER BY seq LIMIT {MAX_CLAIMS}"
-        ))?;
-        stmt.query_map([], |r| r.get::<_, String>(0))?
-            .collect::<rusqlite::Result<Vec<_>>>()?
-    };
+    let pending = pending_ids(&inbound.0, Some(MAX_CLAIMS))?;
+    let outbound = &outbound.0;
     if pending.is_empty() || columns(outbound, "processing_ack")?.is_empty() {
         return Ok(Vec::new());
     }
     let mut claimed = outbound.prepare_cached(&format!(
-        "SELECT {} FROM processing_ack WHERE message_id = ?1 AND status = 'processing'",
+        "SELECT {} FROM processing_ack WHERE message_id = ?1 AND status = ?2",
         bounded("status_changed", MAX_FIELD_BYTES)
     ))?;
     let mut claims = Vec::new();
     for id in pending {
-        let at: Option<Option<String>> = claimed.query_row([&id], |r| r.get(0)).optional()?;
+        let at: Option<Option<String>> = claimed
+            .query_row(params![&id, AckStatus::Processing], |r| r.get(0))
+            .optional()?;
         if let Some(at) = at {
             claims.push((id, at.unwrap_or_default()));
         }
@@ -465,7 +633,8 @@ pub fn processing_claims(
 /// The tool in flight, if the container recorded one; a missing table or row reads as `None`.
 /// Values of the wrong type or size read as absent (`tool_declared_timeout_ms` only as a
 /// non-negative integer).
-pub fn container_state(outbound: &Connection) -> Result<Option<ContainerState>> {
+pub fn container_state(outbound: &OutboundDb) -> Result<Option<ContainerState>> {
+    let outbound = &outbound.0;
     if columns(outbound, "container_state")?.is_empty() {
         return Ok(None);
     }

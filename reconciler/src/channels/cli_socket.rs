@@ -477,7 +477,7 @@ impl CliSocket {
             .unwrap_or_else(|| DEFAULT_PLATFORM_ID.to_string());
         let id = message
             .id
-            .unwrap_or_else(|| crate::runtime::ids::generate("cli"));
+            .unwrap_or_else(|| agent_runner::session_db::new_id("cli"));
         if !cli_protocol::is_safe_id(&id) {
             return HostLine::error(format!(
                 "message id `{id}` may only use letters, digits, `-`, `_` and `.`"
@@ -496,7 +496,7 @@ impl CliSocket {
                 id: id.clone(),
                 kind: "chat".to_string(),
                 content: content.to_string(),
-                timestamp: crate::runtime::ids::now_iso(),
+                timestamp: agent_runner::session_db::now_iso(),
                 is_mention: false,
                 is_group: Some(false),
             },

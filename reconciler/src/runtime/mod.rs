@@ -22,7 +22,6 @@ pub mod backoff;
 pub mod delivery;
 pub mod evict;
 pub mod health;
-pub mod ids;
 pub mod layout;
 pub mod lock;
 pub mod notice;

@@ -560,12 +560,12 @@ mod tests {
         ] {
             let host = route(&text(command), &facts, &mut Patterns::default()).actions;
             let runner = category(command);
-            let agree = match (&host[0], runner) {
-                (Action::Skip { .. }, Command::Filtered) => true,
-                (Action::Deny { .. }, Command::Admin) => true,
-                (Action::Deliver { .. }, Command::Passthrough | Command::Plain) => true,
-                _ => false,
-            };
+            let agree = matches!(
+                (&host[0], runner),
+                (Action::Skip { .. }, Command::Filtered)
+                    | (Action::Deny { .. }, Command::Admin)
+                    | (Action::Deliver { .. }, Command::Passthrough | Command::Plain)
+            );
             if !agree {
                 disagreements.push(format!("{command}: host {:?}, runner {runner:?}", host[0]));
             }

@@ -166,6 +166,7 @@ impl World {
             .join(session_db::INBOUND_FILE);
         let conn = session_db::open_inbound_container(&path).unwrap();
         let mut statement = conn
+            .as_connection()
             .prepare(
                 "SELECT id, trigger, platform_id, channel_type, thread_id, content, status, seq
                  FROM messages_in ORDER BY seq",
@@ -501,7 +502,7 @@ fn should_create_session_folder_and_inbound_db_only() {
     };
     let inbound = session_db::open_inbound_container(&dir.join(session_db::INBOUND_FILE)).unwrap();
     expect_test::expect![[r#"["delivered", "destinations", "messages_in", "session_routing"]"#]]
-        .assert_eq(&format!("{:?}", tables(&inbound)));
+        .assert_eq(&format!("{:?}", tables(inbound.as_connection())));
 }
 
 #[test]

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use agent_runner::session_db::{self, DestinationRow};
+use agent_runner::session_db::{self, DestinationRow, InboundDb};
 use anyhow::Context;
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::{Value, json};
@@ -204,7 +204,7 @@ pub fn prepare(
 pub fn write_projections(
     conn: &Connection,
     session: &Session,
-    inbound: &mut Connection,
+    inbound: &mut InboundDb,
 ) -> anyhow::Result<()> {
     let destinations = destinations(conn, &session.agent)?;
     session_db::write_destinations(inbound, &destinations)?;

@@ -324,6 +324,7 @@ fn routing_after_prepare(
         session_db::open_inbound_container(&prepared.session_dir.join(session_db::INBOUND_FILE))
             .unwrap();
     inbound
+        .as_connection()
         .query_row(
             "SELECT channel_type, platform_id, thread_id FROM session_routing WHERE id = 1",
             [],
