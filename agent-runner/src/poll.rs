@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{debug, info, warn};
 
-use crate::config::Config;
+use crate::container_config::ContainerConfig;
 use crate::destinations::{self, system_prompt_addendum};
 use crate::format::{format_messages, format_with_commands, is_clear_command, is_runner_command};
 use crate::output::{self, nudge, strip_internal_tags};
@@ -45,16 +45,12 @@ pub enum PollError {
 /// Creates the configured provider and runs the loop until `stop` is set.
 pub fn start(
     workspace: &Path,
-    config: &Config,
+    config: &ContainerConfig,
     tz: &str,
     stop: &AtomicBool,
 ) -> Result<(), PollError> {
     let options = ProviderOptions {
-        provider: config.provider.clone(),
-        assistant_name: config.assistant_name.clone(),
-        model: config.model.clone(),
-        effort: config.effort.clone(),
-        max_messages_per_prompt: config.max_messages_per_prompt,
+        config: config.clone(),
         workspace: workspace.to_path_buf(),
     };
     let provider = create_provider(&config.provider, options)?;
@@ -149,7 +145,7 @@ impl Runner {
     /// Opens the session DBs and builds the system-prompt addendum (a startup snapshot).
     pub fn new(
         workspace: &Path,
-        config: &Config,
+        config: &ContainerConfig,
         tz: &str,
         provider: Box<dyn Provider>,
     ) -> Result<Self, PollError> {

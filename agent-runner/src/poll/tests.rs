@@ -87,15 +87,13 @@ impl Loop {
         let prompts = Arc::new(Mutex::new(Vec::new()));
         let (ws2, stop2, prompts2) = (ws.clone(), stop.clone(), prompts.clone());
         let handle = std::thread::spawn(move || {
-            let config = Config {
+            let config = ContainerConfig {
                 provider: "mock".into(),
-                ..Config::default()
+                ..ContainerConfig::default()
             };
             let options = ProviderOptions {
-                provider: "mock".into(),
+                config: config.clone(),
                 workspace: ws2.clone(),
-                max_messages_per_prompt: 10,
-                ..ProviderOptions::default()
             };
             let mock = match responder {
                 Some(mut f) => {
@@ -680,9 +678,9 @@ fn a_follow_up_stays_claimed_until_its_own_result_arrives() {
         watched: "m2",
         seen: seen.clone(),
     };
-    let config = Config {
+    let config = ContainerConfig {
         provider: "mock".into(),
-        ..Config::default()
+        ..ContainerConfig::default()
     };
     let mut runner = Runner::new(&ws, &config, "UTC", Box::new(provider)).unwrap();
     let initial = vec!["m1".to_string()];

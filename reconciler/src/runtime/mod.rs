@@ -19,6 +19,7 @@
 pub mod a2a;
 pub mod attachments;
 pub mod backoff;
+pub mod compose;
 pub mod delivery;
 pub mod evict;
 pub mod health;

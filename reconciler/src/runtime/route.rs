@@ -564,7 +564,10 @@ mod tests {
                 (&host[0], runner),
                 (Action::Skip { .. }, Command::Filtered)
                     | (Action::Deny { .. }, Command::Admin)
-                    | (Action::Deliver { .. }, Command::Passthrough | Command::Plain)
+                    | (
+                        Action::Deliver { .. },
+                        Command::Passthrough | Command::Plain
+                    )
             );
             if !agree {
                 disagreements.push(format!("{command}: host {:?}, runner {runner:?}", host[0]));
