@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use crate::session_db::container::InboundRow;
-use crate::session_db::{DestinationRow, Kind};
+use crate::session_db::{Content, DestinationRow, Kind};
 use crate::timezone::format_local_time;
 use crate::{commands, destinations};
 
@@ -35,11 +35,7 @@ pub fn content_json(content: &str) -> Value {
 
 /// The chat text of a row (`content.text`, or the raw content when not JSON).
 pub fn message_text(content: &str) -> String {
-    content_json(content)
-        .get("text")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
+    Content::parse(content).text.unwrap_or_default()
 }
 
 fn is_chat(row: &InboundRow) -> bool {

@@ -34,6 +34,7 @@
 //! elsewhere). It does no routing or formatting: callers decide what to write.
 
 pub mod container;
+pub mod content;
 pub mod host;
 pub mod ids;
 pub mod values;
@@ -46,6 +47,7 @@ use rusqlite::config::DbConfig;
 use rusqlite::limits::Limit;
 use rusqlite::{Connection, OpenFlags};
 
+pub use content::{Attachment, Content};
 pub use host::{
     ContainerState, DeliveryRecord, DestinationRow, Due, NewInbound, OutboundRow, RetryState,
     container_state, count_due, due_outbound, fail_inbound, has_later_outbound, insert_inbound,

@@ -231,10 +231,11 @@ fn route_one(
         event.thread_id = None;
     }
     let is_mention = event.message.is_mention;
-    let sender = route::sender_id(&event.message.content, &event.channel_type);
-    let sender_name = route::sender_name(&event.message.content);
+    let content = &event.message.content;
+    let sender = route::sender_id(content, &event.channel_type);
+    let sender_name = route::sender_name(content);
     // The audit names the sender as the content's `sender` field (host.md §3.2 step 6).
-    let audit_name = content_sender(&event.message.content).or_else(|| sender_name.clone());
+    let audit_name = content.sender.clone().or_else(|| sender_name.clone());
     if let Some(sender) = &sender {
         routing::ensure_user(conn, sender, &event.channel_type, sender_name.as_deref())?;
     }
@@ -286,7 +287,7 @@ fn route_one(
         threaded,
     };
     let message = MessageFacts {
-        text: route::message_text(&event.message.content),
+        text: route::message_text(content),
         is_mention,
     };
     let decision = route::route(&message, &facts, patterns);
@@ -324,11 +325,12 @@ fn route_one(
                     session_mode,
                 )?;
                 let id = format!("{}:{agent}", event.message.id);
-                // Per session: each agent's copy of an attachment lands in its own inbox.
-                let content = attachments::extract(&dir, &id, &event.message.content);
+                // Per session: each agent's copy of an attachment lands in its own inbox. The
+                // content is serialised here, once per stored row.
+                let content = attachments::extract(&dir, &id, &event.message.content).to_json();
                 let row = NewInbound {
                     id,
-                    kind: event.message.kind.as_str().into(),
+                    kind: event.message.kind.clone(),
                     timestamp: event.message.timestamp.clone(),
                     platform_id: Some(reply.platform_id.clone()),
                     channel_type: Some(reply.channel_type.clone()),
@@ -437,12 +439,6 @@ fn resolve_session(
         super::layout::create_inbound(&folder, Some((conn, &session)))?;
     }
     Ok((session.id, dir))
-}
-
-/// `content.sender` when it is a string.
-fn content_sender(content: &str) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_str(content).ok()?;
-    value.get("sender")?.as_str().map(str::to_string)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::*;
-use crate::channels::{Adapter, Delivered, DeliveryError, InboundMessage};
+use crate::channels::{Adapter, Content, Delivered, DeliveryError, InboundMessage};
 
 /// An adapter that records what it was asked to deliver.
 #[derive(Default)]
@@ -224,7 +224,7 @@ fn event(id: &str, content: Value) -> InboundEvent {
         message: InboundMessage {
             id: id.into(),
             kind: "chat".into(),
-            content: content.to_string(),
+            content: Content::from_value(content),
             timestamp: "2026-01-01T00:00:00.000Z".into(),
             is_mention: false,
             is_group: None,
