@@ -23,7 +23,7 @@ use serde_json::Value;
 pub const VERSION: u32 = 1;
 /// The provider of a config that names none (v2's default).
 pub const DEFAULT_PROVIDER: &str = "claude";
-/// The pending window of a config that sets none (agent-runner.md §3.3).
+/// The pending window of a config that sets none (docs/agent-runner.md, "The loop").
 pub const DEFAULT_MAX_MESSAGES: usize = 10;
 
 /// `container.json`. JSON keys are camelCase (v2's names).

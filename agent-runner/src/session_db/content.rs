@@ -44,7 +44,7 @@ impl Content {
     }
 
     /// Reads stored or bridged content: a JSON object as [`Content::from_map`], anything else
-    /// (not JSON, or JSON that is not an object) as text (host.md §3.3).
+    /// (not JSON, or JSON that is not an object) as text, as v2 read it.
     pub fn parse(raw: &str) -> Content {
         match serde_json::from_str::<Value>(raw) {
             Ok(Value::Object(map)) => Content::from_map(map),

@@ -54,7 +54,7 @@ pub struct NewInbound {
 }
 
 impl NewInbound {
-    /// An agent-to-agent message (host.md §6.5): a waking chat row from `source_agent`'s
+    /// An agent-to-agent message (docs/runtime.md, "The message path"): a waking chat row from `source_agent`'s
     /// address (`channel_type` [`AGENT_CHANNEL_TYPE`], `platform_id` the agent), remembering the
     /// sending session so the answer finds its way back.
     pub fn agent_message(source_agent: &str, source_session: &str, content: String) -> NewInbound {
@@ -141,7 +141,7 @@ pub struct DeliveryRecord {
     pub status: DeliveryStatus,
 }
 
-/// Retry bookkeeping of a pending inbound message (host.md §5.4).
+/// Retry bookkeeping of a pending inbound message (docs/runtime.md, "The sweep").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryState {
     pub tries: i64,
@@ -500,7 +500,7 @@ pub fn retry_state(inbound: &InboundDb, message_id: &str) -> Result<Option<Retry
 }
 
 /// Gives a message back for another attempt: `tries` recorded, not due before `delay` from
-/// now (host.md §5.4).
+/// now (docs/runtime.md, "The sweep").
 pub fn retry_later(
     inbound: &InboundDb,
     message_id: &str,

@@ -1,4 +1,4 @@
-//! THE id generator and time formats of nanoclaw (host.md §0.6), used by both sides: the host's
+//! THE id generator and time formats of nanoclaw (v2's formats), used by both sides: the host's
 //! central DB rows (sessions, chats, failures), the rows it writes into `inbound.db`, the
 //! runner's `messages_out` rows.
 //!

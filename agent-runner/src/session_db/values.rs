@@ -8,7 +8,7 @@
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 
-/// What a message is (v2's kinds, host.md §2.1).
+/// What a message is (v2's kinds, docs/agent-runner.md, "The session DB protocol").
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub enum Kind {
     /// A chat message.
@@ -37,7 +37,7 @@ impl Kind {
         Kind::Webhook,
         Kind::System,
     ];
-    /// The kinds a container may write into `messages_out` (host.md §2.5).
+    /// The kinds a container may write into `messages_out` (docs/security.md).
     pub const OUTBOUND: [Kind; 3] = [Kind::Chat, Kind::ChatSdk, Kind::System];
 
     /// The string form stored in the DB.
@@ -85,7 +85,7 @@ pub enum InboundStatus {
     Pending,
     /// The container finished it (copied from its ack by the host).
     Completed,
-    /// Given up after the retries (host.md §5.4).
+    /// Given up after the retries (docs/runtime.md, "The sweep").
     Failed,
 }
 

@@ -1,4 +1,4 @@
-//! Composing a session's container, as a pure function (host.md §4.2, §4.8, §8.2): from the
+//! Composing a session's container, as a pure function (docs/runtime.md, "The message path"): from the
 //! session and the agent's typed configuration, everything a container needs, decided without
 //! touching a file, the DB or Docker.
 //!
@@ -114,7 +114,7 @@ pub fn is_current(label: Option<&str>, composed: &Composed) -> bool {
     label == Some(composed.spec.config_hash.as_str())
 }
 
-/// `container.json` for an agent (host.md §4.8): every field of the agent the runner or its
+/// `container.json` for an agent (docs/agent-runner.md, "container.json"): every field of the agent the runner or its
 /// provider may use; `cli_scope` stays host-side. Unset fields take the contract's defaults.
 pub fn container_config(agent: &Agent) -> ContainerConfig {
     ContainerConfig {
@@ -175,7 +175,7 @@ fn mcp_server(server: &state::McpServer) -> McpServer {
     }
 }
 
-/// `CLAUDE.md` from imports only (host.md §8.2), its fragments, and the local seed.
+/// `CLAUDE.md` from imports only, its fragments, and the local seed.
 fn instructions(agent: &Agent) -> Instructions {
     let fragments: BTreeMap<String, String> = agent
         .mcp_servers
