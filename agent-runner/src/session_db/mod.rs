@@ -31,7 +31,11 @@
 //! Liveness is the mtime of `outbound/.heartbeat` ([`touch_heartbeat`]), never a DB write.
 //!
 //! This module is the only place allowed to open a session DB (clippy bans `Connection::open`
-//! elsewhere). It does no routing or formatting: callers decide what to write.
+//! elsewhere) and the only one that runs statements on its tables (a tidy test checks): the
+//! openers return [`InboundDb`] or [`OutboundDb`], and every step takes the one of its file. It
+//! also owns the values stored there: kinds and statuses ([`values`]), ids and times ([`ids`]),
+//! chat message content ([`content`]). It does no routing or formatting: callers decide what
+//! to write.
 
 pub mod container;
 pub mod content;
@@ -133,6 +137,24 @@ pub type Result<T> = std::result::Result<T, SessionDbError>;
 /// A connection to a session's `inbound.db`: read-write on the host (its only writer), read-only
 /// in the container. Its own type, so a statement meant for `outbound.db` cannot be run on it:
 /// every protocol step takes the newtype of the file it works on.
+///
+/// ```
+/// # use agent_runner::session_db::{InboundDb, OutboundDb, count_due, sync_acks};
+/// fn sweep(inbound: &mut InboundDb, outbound: &OutboundDb) -> agent_runner::session_db::Result<i64> {
+///     sync_acks(inbound, outbound)?;
+///     count_due(inbound)
+/// }
+/// ```
+///
+/// Swapped, it does not compile:
+///
+/// ```compile_fail
+/// # use agent_runner::session_db::{InboundDb, OutboundDb, count_due, sync_acks};
+/// fn sweep(inbound: &mut InboundDb, outbound: &OutboundDb) -> agent_runner::session_db::Result<i64> {
+///     sync_acks(inbound, outbound)?;
+///     count_due(outbound)
+/// }
+/// ```
 #[derive(Debug)]
 pub struct InboundDb(Connection);
 
