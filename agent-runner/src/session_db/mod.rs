@@ -41,6 +41,7 @@ pub mod container;
 pub mod content;
 pub mod host;
 pub mod ids;
+pub mod untrusted;
 pub mod values;
 
 use std::fs::{self, File};
@@ -53,13 +54,15 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use content::{Attachment, Content};
 pub use host::{
-    ContainerState, DeliveryRecord, DestinationRow, Due, NewInbound, OutboundRow, RetryState,
-    container_state, count_due, due_outbound, fail_inbound, has_later_outbound, insert_inbound,
-    insert_new_inbound, latest_source_session_from, mark_delivered, processing_claims, retry_later,
-    retry_state, source_session_of, sync_acks, unaddressable_outbound, write_destinations,
-    write_session_routing,
+    DeliveryRecord, DestinationRow, NewInbound, RetryState, count_due, fail_inbound,
+    insert_inbound, insert_new_inbound, latest_source_session_from, mark_delivered, retry_later,
+    retry_state, source_session_of, sync_acks, write_destinations, write_session_routing,
 };
 pub use ids::{new_id, now_iso, parse_time};
+pub use untrusted::{
+    ContainerState, Due, OutboundRow, container_state, due_outbound, has_later_outbound,
+    processing_claims, unaddressable_outbound,
+};
 pub use values::{AckStatus, DeliveryStatus, InboundStatus, Kind};
 
 /// File name of the host-written DB inside a session folder.

@@ -1,7 +1,7 @@
 //! Tests of the session DB protocol against real temp files (both sides' openers).
 
 use super::container::{self, NewOutbound};
-use super::host::{DUE_PAGE, MAX_CONTENT_BYTES};
+use super::untrusted::{DUE_PAGE, MAX_CONTENT_BYTES};
 use super::*;
 
 fn session() -> (tempfile::TempDir, PathBuf) {

@@ -20,7 +20,7 @@
 //! Everything read from `outbound.db` is untrusted (the container writes it): the session DB
 //! layer bounds sizes and types, [`check_row`] validates kind, routing and content before any
 //! lookup, and a bad row is recorded as failed with a log line and skipped. Reads are paged
-//! ([`session_db::host::DUE_PAGE`] rows, at most [`MAX_PAGES`] pages per drain). Missing or
+//! ([`session_db::untrusted::DUE_PAGE`] rows, at most [`MAX_PAGES`] pages per drain). Missing or
 //! damaged session DBs are handled by [`super::health`].
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -309,7 +309,7 @@ impl Delivery {
                     return false;
                 }
             };
-            let full = page.len() == session_db::host::DUE_PAGE;
+            let full = page.len() == session_db::untrusted::DUE_PAGE;
             let mut outcomes = Vec::new();
             for due in page {
                 if held.contains(due.id()) {

@@ -228,7 +228,7 @@ fn sweep_session(
         if unaddressable > 0 {
             warn!(session = %session.id, rows = unaddressable,
                 "outbound rows without a usable id (text of 1 to {} bytes) are ignored",
-                session_db::host::MAX_ID_BYTES);
+                session_db::untrusted::MAX_ID_BYTES);
         }
     }
     let due = session_db::count_due(&inbound)?;
