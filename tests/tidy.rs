@@ -257,6 +257,19 @@ fn no_docker() {
     );
     assert!(lexed.without_strings.contains("// dbg!("));
 
+    let sql = Lexed::new(
+        "// UPDATE messages_in SET x\nlet q = \"SELECT 1\n FROM messages_out\";\nwarn!(\"not delivered from x\");\nlet d = \"SELECT * FROM delivered_outbound WHERE status IN ('delivered')\";\n#[cfg(test)]\nlet t = \"DELETE FROM delivered\";",
+    );
+    let statements: Vec<usize> = session_db_statements(&sql)
+        .into_iter()
+        .map(|(idx, _)| idx + 1)
+        .collect();
+    assert_eq!(
+        statements,
+        [3],
+        "only the production statement, not comments, logs or tests"
+    );
+
     let section = code_map_section(
         "# A\n## Code map\n### `reconciler/`\n- `db/`: `mod.rs`, `routing.rs`.\n- `env.rs`: x.\n### `agent-runner/`\n- `sessions.rs`\n## Invariants\n",
         "reconciler",
@@ -396,6 +409,69 @@ fn tidy_environment_and_sqlite_are_opened_in_one_place() {
         }
     }
     report("environment or SQLite access outside its owner", &failures);
+}
+
+/// Issue 9 point 7: every statement on the session DBs' protocol tables is a function of
+/// `agent_runner::session_db`; other production code calls those (tests may read the tables).
+/// A string literal naming one of the tables next to an SQL keyword is a statement.
+#[test]
+fn tidy_session_db_statements_live_in_session_db() {
+    let mut failures = Vec::new();
+    for file in rust_files(&["reconciler/src", "agent-runner/src", "reconciler/benches"]) {
+        let path = file.to_string_lossy().into_owned();
+        if path.starts_with("agent-runner/src/session_db/")
+            || path.ends_with("/tests.rs")
+            || path.ends_with("_tests.rs")
+        {
+            continue;
+        }
+        let lexed = Lexed::new(&read(&file));
+        for (idx, line) in session_db_statements(&lexed) {
+            failures.push(format!(
+                "{path}:{}: `{}`: SQL on a session DB table outside `agent_runner::session_db`; \
+                 add a function there and call it",
+                idx + 1,
+                line.trim()
+            ));
+        }
+    }
+    report("session DB statements outside `session_db`", &failures);
+}
+
+/// Lines (index, literal text) of production code (before `#[cfg(test)]`) whose string literals
+/// name `messages_in`, `messages_out`, `processing_ack` or `delivered` right after `FROM`,
+/// `INTO`, `UPDATE`, `JOIN` or `TABLE`: a statement on a session DB table.
+fn session_db_statements(lexed: &Lexed) -> Vec<(usize, String)> {
+    const TABLES: [&str; 4] = ["messages_in", "messages_out", "processing_ack", "delivered"];
+    const KEYWORDS: [&str; 5] = ["FROM", "INTO", "UPDATE", "JOIN", "TABLE"];
+    let unit_tests_from = lexed
+        .code
+        .lines()
+        .position(|line| line.contains("#[cfg(test)]"))
+        .unwrap_or(usize::MAX);
+    let lines: Vec<&str> = lexed.literals.lines().collect();
+    // Every word of the literals with its line, in order, so `FROM` may end the line before.
+    let words: Vec<(usize, &str)> = lines
+        .iter()
+        .enumerate()
+        .take(unit_tests_from)
+        .flat_map(|(idx, line)| {
+            line.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .filter(|word| !word.is_empty())
+                .map(move |word| (idx, word))
+        })
+        .collect();
+    let mut found: Vec<(usize, String)> = Vec::new();
+    for pair in words.windows(2) {
+        let ((_, keyword), (idx, table)) = (pair[0], pair[1]);
+        if KEYWORDS.contains(&keyword.to_uppercase().as_str())
+            && TABLES.contains(&table)
+            && found.last().is_none_or(|(last, _)| *last != idx)
+        {
+            found.push((idx, lines[idx].to_string()));
+        }
+    }
+    found
 }
 
 /// One "only here" rule of [`tidy_environment_and_sqlite_are_opened_in_one_place`].
@@ -621,6 +697,8 @@ struct Lexed {
     code: String,
     /// Only string/char literals blanked (comments kept).
     without_strings: String,
+    /// Only string/char literals kept (code and comments blanked).
+    literals: String,
 }
 
 impl Lexed {
@@ -628,6 +706,7 @@ impl Lexed {
         let chars: Vec<char> = source.chars().collect();
         let mut code = String::with_capacity(source.len());
         let mut without_strings = String::with_capacity(source.len());
+        let mut literals = String::with_capacity(source.len());
         let blank = |c: char| if c == '\n' { '\n' } else { ' ' };
         let mut idx = 0;
         while idx < chars.len() {
@@ -635,12 +714,14 @@ impl Lexed {
             for &c in &chars[idx..idx + len] {
                 code.push(if kind == Kind::Code { c } else { blank(c) });
                 without_strings.push(if kind == Kind::Literal { blank(c) } else { c });
+                literals.push(if kind == Kind::Literal { c } else { blank(c) });
             }
             idx += len;
         }
         Lexed {
             code,
             without_strings,
+            literals,
         }
     }
 

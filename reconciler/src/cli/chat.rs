@@ -142,7 +142,7 @@ fn one_shot(
     err: &mut dyn Write,
 ) -> anyhow::Result<Status> {
     let deadline = Instant::now() + request.timeout;
-    let id = crate::runtime::ids::generate("cli");
+    let id = agent_runner::session_db::new_id("cli");
     let message = ClientLine::Message(Message {
         text: request.text.to_string(),
         id: Some(id.clone()),

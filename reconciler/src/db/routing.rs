@@ -3,9 +3,9 @@
 
 use std::collections::HashSet;
 
+use agent_runner::session_db::ids;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::runtime::ids;
 use crate::runtime::route::DropReason;
 use crate::state::{UnknownSenderPolicy, Wiring, parse_enum};
 
@@ -57,7 +57,7 @@ pub fn create_chat(
     platform_id: &str,
     is_group: bool,
 ) -> rusqlite::Result<Chat> {
-    let id = ids::generate("mg");
+    let id = ids::new_id("mg");
     conn.execute(
         INSERT_CHAT,
         params![id, channel_type, platform_id, is_group, ids::now_iso()],
