@@ -111,7 +111,7 @@ pub(crate) fn apply_dir(
         return Ok(Applied::Invalid);
     };
     let (_lock, mut conn) = open_for_apply(ctx)?;
-    let current = plan::current::read(&conn)?;
+    let current = crate::db::config::read(&conn)?;
     let running = match request.caller {
         Caller::Apply => Running(crate::db::sessions::running_agents(&conn)?),
         Caller::Run => Running::default(),

@@ -57,7 +57,7 @@ pub fn run(args: HistoryArgs, ctx: &Ctx) -> anyhow::Result<Status> {
         return Ok(Status::Ok);
     }
     let entries = match &conn {
-        Some(conn) => crate::apply::history(conn).context("reading apply_history")?,
+        Some(conn) => crate::db::history::read(conn).context("reading apply_history")?,
         None => Vec::new(),
     };
     if args.json {
@@ -82,8 +82,8 @@ pub fn run(args: HistoryArgs, ctx: &Ctx) -> anyhow::Result<Status> {
     Ok(Status::Ok)
 }
 
-fn print_applies(entries: &[crate::apply::HistoryEntry]) {
-    let commit = |entry: &crate::apply::HistoryEntry| match &entry.git_commit {
+fn print_applies(entries: &[crate::db::history::HistoryEntry]) {
+    let commit = |entry: &crate::db::history::HistoryEntry| match &entry.git_commit {
         Some(commit) => match commit.strip_suffix("-dirty") {
             Some(sha) => format!("{}-dirty", short(sha)),
             None => short(commit).to_string(),

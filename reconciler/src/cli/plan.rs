@@ -112,7 +112,7 @@ fn read_current_readonly(ctx: &Ctx) -> anyhow::Result<(Current, Running)> {
     let conn =
         crate::db::open_readonly(&path).with_context(|| format!("opening `{}`", path.display()))?;
     let running = Running(crate::db::sessions::running_agents(&conn)?);
-    Ok((plan::current::read(&conn)?, running))
+    Ok((crate::db::config::read(&conn)?, running))
 }
 
 /// Creates (or checks) the data dir, takes the apply lock and opens the central DB read-write:

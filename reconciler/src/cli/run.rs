@@ -182,9 +182,9 @@ fn images_needed(
     let current = if path.exists() {
         let conn = crate::db::open_readonly(&path)
             .with_context(|| format!("opening `{}`", path.display()))?;
-        crate::plan::current::read(&conn)?
+        crate::db::config::read(&conn)?
     } else {
-        crate::plan::current::Current::default()
+        crate::state::Current::default()
     };
     let mut needed = images.needed(super::image::agents(current.state.resources.values()));
     if let Some(tag) = image {

@@ -21,11 +21,12 @@ use tracing::{info, warn};
 
 use super::layout::{self, FILE_MODE, MountPoint};
 use crate::containers::AgentImages;
+use crate::db::config::MountRow;
 use crate::db::sessions::Session;
 use crate::hostfs::{Dir, Owner, Read};
 use crate::paths::Paths;
 use crate::resources::Resources;
-use crate::state::Network;
+use crate::state::{Agent, Network};
 
 /// The agent's memory file in its folder, seeded from the manifest's `instructions`.
 pub const LOCAL_INSTRUCTIONS: &str = "CLAUDE.local.md";
@@ -67,7 +68,8 @@ pub struct ExtraMount {
     pub readonly: bool,
 }
 
-/// The agent's row and container config as read at spawn.
+/// The agent's configuration in the shapes `container.json` and the spawn use, from the typed
+/// agent `db::config::agent` reads (the same value `plan` compares).
 #[derive(Clone, Debug)]
 struct AgentConfig {
     name: String,
@@ -76,7 +78,7 @@ struct AgentConfig {
     effort: Option<String>,
     image_tag: Option<String>,
     assistant_name: Option<String>,
-    max_messages_per_prompt: Option<i64>,
+    max_messages_per_prompt: Option<u32>,
     skills: Value,
     mcp_servers: Value,
     packages_apt: Value,
@@ -87,40 +89,36 @@ struct AgentConfig {
     network: Network,
 }
 
-const AGENT_CONFIG: &str =
-    "SELECT a.name, c.provider, c.model, c.effort, c.image_tag, c.assistant_name,
-    c.max_messages_per_prompt, c.skills, c.mcp_servers, c.packages_apt, c.packages_npm,
-    c.additional_mounts, c.instructions, c.memory_bytes, c.cpu_millis, c.pids_limit, c.network
-  FROM agent_groups a JOIN container_configs c ON c.agent_group_id = a.id WHERE a.id = ?1";
+impl AgentConfig {
+    fn of(agent: Agent) -> AgentConfig {
+        fn json<T: serde::Serialize>(value: &T) -> Value {
+            serde_json::to_value(value).unwrap_or(Value::Null)
+        }
+        let mounts: Vec<MountRow> = agent.mounts.iter().map(MountRow::from).collect();
+        AgentConfig {
+            skills: json(&agent.skills),
+            mcp_servers: json(&agent.mcp_servers),
+            packages_apt: json(&agent.packages.apt),
+            packages_npm: json(&agent.packages.npm),
+            additional_mounts: json(&mounts),
+            name: agent.name,
+            provider: agent.provider,
+            model: agent.model,
+            effort: agent.effort,
+            image_tag: agent.image,
+            assistant_name: agent.assistant_name,
+            max_messages_per_prompt: agent.max_messages_per_prompt,
+            instructions: agent.instructions,
+            resources: agent.resources,
+            network: agent.network,
+        }
+    }
+}
 
 fn agent_config(conn: &Connection, agent: &str) -> anyhow::Result<Option<AgentConfig>> {
-    let json = |text: String| serde_json::from_str::<Value>(&text).unwrap_or(Value::Null);
-    conn.prepare_cached(AGENT_CONFIG)?
-        .query_row([agent], |row| {
-            Ok(AgentConfig {
-                name: row.get(0)?,
-                provider: row.get(1)?,
-                model: row.get(2)?,
-                effort: row.get(3)?,
-                image_tag: row.get(4)?,
-                assistant_name: row.get(5)?,
-                max_messages_per_prompt: row.get(6)?,
-                skills: json(row.get(7)?),
-                mcp_servers: json(row.get(8)?),
-                packages_apt: json(row.get(9)?),
-                packages_npm: json(row.get(10)?),
-                additional_mounts: json(row.get(11)?),
-                instructions: row.get(12)?,
-                resources: Resources::from_columns(row.get(13)?, row.get(14)?, row.get(15)?),
-                // The column's CHECK allows only these two; anything else reads as the default.
-                network: match row.get::<_, String>(16)?.as_str() {
-                    "none" => Network::None,
-                    _ => Network::Full,
-                },
-            })
-        })
-        .optional()
-        .context("reading the agent's container config")
+    let agent =
+        crate::db::config::agent(conn, agent).context("reading the agent's container config")?;
+    Ok(agent.map(AgentConfig::of))
 }
 
 /// Prepares `session` for a container. Errors (missing agent or config, unwritable files)
