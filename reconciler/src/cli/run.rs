@@ -1,5 +1,5 @@
 //! `nanoclaw run [DIR]`: take the data dir's daemon lock, validate and apply the manifests
-//! (through `apply`'s pipeline: deletions only when confirmed), make sure Docker and the agent
+//! (`ops::apply` in `Mode::Run`, through `apply`'s display: deletions only when confirmed), make sure Docker and the agent
 //! image are there, then run the runtime until SIGINT/SIGTERM.
 //!
 //! Nothing here may panic on a broken stderr: the plan and messages go through
@@ -13,10 +13,11 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::apply::{Applied, Caller, Request, apply_dir};
+use super::apply::apply_dir;
 use super::chat::parse_duration;
 use super::{Ctx, Status};
 use crate::containers::{self, AgentImages, Recipe};
+use crate::ops::{self, Applied, ApplyRequest, Mode};
 use crate::runtime::{self, Settings};
 use crate::{credentials, env};
 
@@ -93,31 +94,32 @@ pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Status> {
     // Before anything touches the DB, containers or the socket: they are this daemon's only
     // while it holds the lock.
     let lock = runtime::lock::acquire(&ctx.paths)?;
-    let request = Request {
+    let request = ApplyRequest {
         dir: &args.dir,
         yes: args.yes,
         prune: args.prune,
         allow_empty: args.allow_empty,
         saved_plan: None,
-        caller: Caller::Run,
+        mode: Mode::Run,
     };
     // The plan goes to stderr (stdout stays free for tools), through a writer a closed pipe
     // cannot turn into a panic.
     match apply_dir(ctx, &request, &mut crate::logging::stderr())? {
-        Applied::Invalid => {
+        None => {
             say!(
                 "error: refusing to start: fix the manifests in `{}` first",
                 args.dir.display()
             );
             return Ok(Status::Invalid);
         }
-        Applied::Unchanged => info!("configuration up to date"),
-        Applied::Cancelled => {}
-        Applied::Written {
+        Some(Applied::Unchanged) => info!("configuration up to date"),
+        Some(Applied::Cancelled) => {}
+        Some(Applied::Written {
             generation,
             changed,
             held,
-        } => {
+            ..
+        }) => {
             if changed {
                 info!(generation, "manifests applied");
             }
@@ -178,14 +180,7 @@ fn images_needed(
     ctx: &Ctx,
 ) -> anyhow::Result<(AgentImages, Vec<(String, Recipe)>)> {
     let images = image.map_or_else(AgentImages::default, AgentImages::single);
-    let path = ctx.paths.db();
-    let current = if path.exists() {
-        let conn = crate::db::open_readonly(&path)
-            .with_context(|| format!("opening `{}`", path.display()))?;
-        crate::db::config::read(&conn)?
-    } else {
-        crate::state::Current::default()
-    };
+    let current = ops::current::read(&ctx.paths)?;
     let mut needed = images.needed(super::image::agents(current.state.resources.values()));
     if let Some(tag) = image {
         needed.entry(tag.to_string()).or_insert(Recipe::Minimal);
