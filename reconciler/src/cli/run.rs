@@ -38,10 +38,16 @@ whose first build takes a few minutes; see `nanoclaw image build --help`), remov
 install left behind, then route messages until Ctrl-C / SIGTERM (stop and remove this install's
 containers, then exit).
 
+The agent-runner those images get comes from --runner, else NANOCLAW_RUNNER, else `agent-runner`
+beside the nanoclaw executable: no Rust toolchain is needed. Only when none is there and nanoclaw
+runs from its source checkout is the runner built there with cargo (a developer build); without
+either, existing images are used as they are.
+
 Examples:
   nanoclaw run                              the bundled manifests in ./manifests
   nanoclaw run ~/agents --data ~/.nanoclaw  your own manifests and state directory
   nanoclaw run --yes                        also apply deletions without asking
+  nanoclaw run --runner ./agent-runner      the static runner for the agent images
   nanoclaw run --log-format json            machine-readable logs on stderr";
 
 /// Apply the manifests and run the agents (channels, router, containers, delivery, sweep).
@@ -82,6 +88,10 @@ pub struct RunArgs {
     /// Never install or start Docker; fail with instructions instead.
     #[arg(long)]
     pub no_docker_setup: bool,
+    /// Static agent-runner binary for the agent images built or refreshed at startup (default:
+    /// NANOCLAW_RUNNER, else `agent-runner` beside nanoclaw; see `nanoclaw image build --help`).
+    #[arg(long, value_name = "PATH")]
+    pub runner: Option<PathBuf>,
 }
 
 pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Status> {
@@ -90,6 +100,8 @@ pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Status> {
     let anthropic_upstream = credentials::Upstream::parse(&base_url).with_context(|| {
         format!("`{}` is not usable\n\nhint: give a URL such as `https://api.anthropic.com` or `http://127.0.0.1:8080`", env::NANOCLAW_ANTHROPIC_BASE_URL)
     })?;
+    // A runner that was asked for is checked before anything starts: a typo fails at once.
+    let runner = super::image::find_runner(args.runner.as_deref())?;
     ctx.paths.ensure()?;
     // Before anything touches the DB, containers or the socket: they are this daemon's only
     // while it holds the lock.
@@ -144,7 +156,7 @@ pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Status> {
         } else {
             containers::daemon::ensure_daemon(&ctx.paths.data).await?
         };
-        super::image::ensure_images(&docker, &needed, ctx).await?;
+        super::image::ensure_images(&docker, &needed, runner, ctx).await?;
         let stop = CancellationToken::new();
         let signals = stop.clone();
         let tasks = tokio_util::task::TaskTracker::new();
