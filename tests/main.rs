@@ -15,6 +15,7 @@ mod images;
 mod manifests;
 mod plan_apply;
 mod recovery;
+mod runner;
 mod runtime;
 mod session_files;
 mod tidy;

@@ -5,6 +5,7 @@
 //! and returns what to do per wiring. It does no IO; `router.rs` loads the facts and executes
 //! the decisions. Every v2 routing rule lives here so it can be tested in isolation.
 
+pub use crate::db::routing::DropReason;
 use std::collections::{HashMap, HashSet};
 
 use agent_runner::commands::{self, Command};
@@ -58,26 +59,6 @@ pub enum Action {
         agent: String,
         audit: Option<DropReason>,
     },
-}
-
-/// Reasons recorded in the dropped-messages audit (`unregistered_senders.reason`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DropReason {
-    NoAgentWired,
-    NoAgentEngaged,
-    UnknownSenderStrict,
-    UnknownSenderRequestApproval,
-}
-
-impl DropReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DropReason::NoAgentWired => "no_agent_wired",
-            DropReason::NoAgentEngaged => "no_agent_engaged",
-            DropReason::UnknownSenderStrict => "unknown_sender_strict",
-            DropReason::UnknownSenderRequestApproval => "unknown_sender_request_approval",
-        }
-    }
 }
 
 /// The decision for one message: one action per wiring, plus a chat-level audit entry when

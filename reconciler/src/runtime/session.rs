@@ -25,7 +25,7 @@ use crate::db::sessions::Session;
 use crate::hostfs::{Dir, Owner, Read};
 use crate::mount_policy::Resolved;
 use crate::paths::Paths;
-use crate::state::{Address, Agent, Kind, Resource};
+use crate::state::Agent;
 
 /// The agent's memory file in its folder, seeded from the manifest's `instructions`.
 pub const LOCAL_INSTRUCTIONS: &str = "CLAUDE.local.md";
@@ -65,16 +65,9 @@ pub fn prepare(
     Ok(composed.spec)
 }
 
-/// The agent's configuration, typed: THE one place the runtime reads it.
-//
-// TODO(#9): read through the `db` layer's typed reader of one agent once it exists; until then
-// the whole current configuration is read and the agent picked from it.
+/// The agent's configuration, typed, through `db::config`: THE one place the runtime reads it.
 fn agent(conn: &Connection, name: &str) -> anyhow::Result<Option<Agent>> {
-    let current = crate::plan::current::read(conn).context("reading the agent's configuration")?;
-    Ok(match current.state.get(&Address::new(Kind::Agent, name)) {
-        Some(Resource::Agent(agent)) => Some(agent.clone()),
-        _ => None,
-    })
+    crate::db::config::agent(conn, name).context("reading the agent's configuration")
 }
 
 /// Writes what `composed` decided into the session's folders and `inbound.db` (idempotent).
