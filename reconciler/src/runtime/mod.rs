@@ -19,10 +19,10 @@
 pub mod a2a;
 pub mod attachments;
 pub mod backoff;
+pub mod compose;
 pub mod delivery;
 pub mod evict;
 pub mod health;
-pub mod ids;
 pub mod layout;
 pub mod lock;
 pub mod notice;

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::*;
-use crate::channels::{Adapter, Delivered, DeliveryError, InboundMessage};
+use crate::channels::{Adapter, Content, Delivered, DeliveryError, InboundMessage};
 
 /// An adapter that records what it was asked to deliver.
 #[derive(Default)]
@@ -166,6 +166,7 @@ impl World {
             .join(session_db::INBOUND_FILE);
         let conn = session_db::open_inbound_container(&path).unwrap();
         let mut statement = conn
+            .as_connection()
             .prepare(
                 "SELECT id, trigger, platform_id, channel_type, thread_id, content, status, seq
                  FROM messages_in ORDER BY seq",
@@ -223,7 +224,7 @@ fn event(id: &str, content: Value) -> InboundEvent {
         message: InboundMessage {
             id: id.into(),
             kind: "chat".into(),
-            content: content.to_string(),
+            content: Content::from_value(content),
             timestamp: "2026-01-01T00:00:00.000Z".into(),
             is_mention: false,
             is_group: None,
@@ -501,7 +502,7 @@ fn should_create_session_folder_and_inbound_db_only() {
     };
     let inbound = session_db::open_inbound_container(&dir.join(session_db::INBOUND_FILE)).unwrap();
     expect_test::expect![[r#"["delivered", "destinations", "messages_in", "session_routing"]"#]]
-        .assert_eq(&format!("{:?}", tables(&inbound)));
+        .assert_eq(&format!("{:?}", tables(inbound.as_connection())));
 }
 
 #[test]
