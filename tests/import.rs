@@ -572,14 +572,14 @@ fn issue_14_sessions_move_into_nanoclaws_layout_with_their_delivered_state() {
     }
     let inbound = agent_runner::session_db::open_inbound_reader(&session.join("inbound.db"))
         .expect("inbound");
-    let migrated = columns(&inbound, "messages_in");
+    let migrated = columns(inbound.as_connection(), "messages_in");
     for column in ["series_id", "trigger", "source_session_id", "on_wake"] {
         assert!(
             migrated.contains(&column.to_string()),
             "lazy migration added {column}"
         );
     }
-    assert!(columns(&inbound, "delivered").contains(&"status".to_string()));
+    assert!(columns(inbound.as_connection(), "delivered").contains(&"status".to_string()));
 
     let group = data.join("groups/echo");
     assert_eq!(

@@ -2,14 +2,16 @@
 //! manifests, with a report of what did not come across unchanged; `--sessions` also applies
 //! them to the data dir and moves the conversations there.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
 
-use super::apply::{Applied, Caller, Request, apply_dir};
 use super::{Ctx, Status};
-use crate::import::{self, REPORT_FILE};
+use crate::ops::import::ImportRequest;
+use crate::ops::{self, Answer, Confirm, Question};
+use crate::plan::Plan;
 
 const AFTER_HELP: &str = "\
 What comes across (docs/moving-from-v2.md): agents (every container_configs value, their
@@ -55,89 +57,49 @@ pub struct ImportArgs {
 }
 
 pub fn run(args: ImportArgs, ctx: &Ctx) -> anyhow::Result<Status> {
-    let policy = crate::mount_policy::Policy::load(&ctx.paths.data);
-    let mut imported = import::read(&args.v2, &policy)
-        .with_context(|| format!("importing `{}`", args.v2.display()))?;
-    let lock = if args.sessions {
-        ctx.paths.ensure()?;
-        // No daemon may run on the data dir while sessions move into it.
-        let lock = crate::runtime::lock::acquire(&ctx.paths)?;
-        guard_fresh(ctx, &imported)?;
-        Some(lock)
-    } else {
-        None
+    let request = ImportRequest {
+        v2: &args.v2,
+        out: &args.out,
+        force: args.force,
+        sessions: args.sessions,
     };
-    crate::export::write(&args.out, &imported.state, args.force)?;
-    if lock.is_some() {
-        let request = Request {
-            dir: &args.out,
-            yes: true,
-            prune: false,
-            allow_empty: true,
-            saved_plan: None,
-            caller: Caller::Apply,
-        };
-        if let Applied::Invalid = apply_dir(ctx, &request, &mut crate::logging::stderr())? {
-            anyhow::bail!(
-                "the imported manifests in `{}` do not validate; nothing was applied",
-                args.out.display()
-            );
-        }
-        let mut report = std::mem::take(&mut imported.report);
-        let moved = import::sessions::move_all(&imported, &ctx.paths, &mut report)
-            .context("moving the sessions")?;
-        imported.report = report;
-        imported.report.note(
-            import::report::Section::Files,
-            "moved",
-            format!(
-                "{} sessions ({} replies already delivered by v2 recorded, never sent again) and the folders of {} agents into `{}`",
-                moved.sessions,
-                moved.delivered,
-                moved.agents,
-                ctx.paths.data.display()
-            ),
-        );
-    }
-    let text = imported
-        .report
-        .render(&args.v2.display().to_string(), &imported.summary());
-    let report_path = args.out.join(REPORT_FILE);
-    std::fs::write(&report_path, &text)
-        .with_context(|| format!("writing `{}`", report_path.display()))?;
-    print!("{text}");
+    let mut shown = PlanOnStderr { color: ctx.color };
+    let outcome = ops::import::import(&ctx.paths, &request, &mut shown)
+        .with_context(|| format!("importing `{}`", args.v2.display()))?;
+    print!("{}", outcome.report);
+    let out = args.out.display();
+    let next = if outcome.moved.is_some() {
+        format!("Next: `nanoclaw run {out}`.")
+    } else {
+        format!("Next: `nanoclaw plan {out}`, then `nanoclaw run {out}`.")
+    };
     println!(
-        "\nWrote the manifests and this report to {}.{}",
-        args.out.display(),
-        if args.sessions {
-            format!(" Next: `nanoclaw run {}`.", args.out.display())
-        } else {
-            format!(
-                " Next: `nanoclaw plan {}`, then `nanoclaw run {}`.",
-                args.out.display(),
-                args.out.display()
-            )
-        }
+        "\nWrote the manifests and this report ({}) to {out}. {next}",
+        outcome
+            .report_path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default()
     );
     Ok(Status::Ok)
 }
 
-/// `--sessions` needs a data dir without configuration, or one already holding exactly the
-/// imported configuration (a second import of the same install after a failed move).
-fn guard_fresh(ctx: &Ctx, imported: &import::Imported) -> anyhow::Result<()> {
-    let path = ctx.paths.db();
-    if !path.exists() {
-        return Ok(());
+/// `--sessions` applies without asking (the data dir is fresh); the plan goes to stderr so
+/// stdout holds the report alone.
+struct PlanOnStderr {
+    color: bool,
+}
+
+impl Confirm for PlanOnStderr {
+    fn show(&mut self, plan: &Plan) -> std::io::Result<()> {
+        write!(
+            std::io::stderr(),
+            "{}",
+            crate::plan::render::render(plan, self.color)
+        )
     }
-    let conn =
-        crate::db::open_readonly(&path).with_context(|| format!("opening `{}`", path.display()))?;
-    let current = crate::plan::current::read(&conn)?;
-    if current.state.is_empty() || current.state == imported.state {
-        return Ok(());
+
+    fn ask(&mut self, _question: Question) -> std::io::Result<Answer> {
+        Ok(Answer::CannotAsk)
     }
-    anyhow::bail!(
-        "the data dir `{}` already holds another configuration ({} resources): moving v2's sessions into it would mix two installs\n\nhint: import into a fresh data dir with `--data DIR`",
-        ctx.paths.data.display(),
-        current.state.len()
-    )
 }

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 use super::report::{Report, Section};
-use super::v2db::{ConfigRow, V2, WiringRow};
+use crate::db::v2::{AgentGroupRow, ConfigRow, MessagingGroupRow, V2, WiringRow};
 use crate::manifest::limits::{MAX_NAME_LEN, MAX_PATTERN_BYTES};
 use crate::manifest::validate::{EFFORTS, normalise};
 use crate::mount_policy::{Reason, Refusal, Request, Resolved};
@@ -115,7 +115,7 @@ impl Mapper {
         id: &str,
         name: &str,
         folder: &str,
-        group: &super::v2db::AgentGroupRow,
+        group: &AgentGroupRow,
         files: &GroupFiles,
     ) -> ConfigRow {
         let subject = format!("agent `{name}`");
@@ -515,7 +515,7 @@ impl Mapper {
                     .or_default() += 1;
             }
         }
-        let mut candidates: Vec<(String, &super::v2db::MessagingGroupRow)> = v2
+        let mut candidates: Vec<(String, &MessagingGroupRow)> = v2
             .messaging_groups
             .iter()
             .map(|row| {

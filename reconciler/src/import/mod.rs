@@ -3,7 +3,7 @@
 //! sessions moved into a data dir (`sessions`).
 //!
 //! ```text
-//! read(v2 dir, policy) -> Imported      v2db::read (a private snapshot of the DB, WAL included)
+//! read(v2 dir, policy) -> Imported      db::v2::read (a private snapshot of the DB, WAL included)
 //!                                       + the group folders → map (pure) → repair (validates)
 //! sessions::move_all(imported, paths)   the conversations, memory and Claude state
 //! ```
@@ -16,14 +16,13 @@ pub mod map;
 pub mod repair;
 pub mod report;
 pub mod sessions;
-pub mod v2db;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use self::map::{GroupFiles, Inputs, Names};
 use self::report::{Report, Section};
-use self::v2db::V2;
+use crate::db::v2::{self as v2db, V2};
 use crate::manifest::limits::MAX_STRING_BYTES;
 use crate::mount_policy::Policy;
 use crate::state::{Kind, State};

@@ -21,10 +21,12 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, params};
+use agent_runner::session_db::DeliveredRow;
+use rusqlite::Connection;
 
 use super::Imported;
 use super::report::{Report, Section};
+use crate::db::sessions::ImportedSession;
 use crate::hostfs::{Dir, Owner};
 use crate::paths::Paths;
 use crate::runtime::layout::{self, DIR_MODE, FILE_MODE};
@@ -76,36 +78,18 @@ pub struct Moved {
     pub agents: usize,
 }
 
-/// One session to insert once its files are in place.
-struct SessionRow {
-    id: String,
-    agent: String,
-    channel: Option<String>,
-    thread_id: Option<String>,
-    status: &'static str,
-    last_active: Option<String>,
-    created_at: String,
-    delivered: Vec<Delivered>,
-}
-
-struct Delivered {
-    message_out_id: String,
-    platform_message_id: Option<String>,
-    failed: bool,
-    delivered_at: String,
-}
-
 /// Moves every session of `imported` (and each agent's folder and Claude state) into `paths`.
-/// The caller holds the data dir's daemon lock and has applied `imported.state`.
+/// The caller holds the data dir's daemon lock, has applied `imported.state` and passes the
+/// central DB.
 pub fn move_all(
     imported: &Imported,
     paths: &Paths,
+    conn: &mut Connection,
     report: &mut Report,
 ) -> Result<Moved, SessionsError> {
     let db_path = paths.db();
-    let mut conn = crate::db::open(&db_path)?;
     for session in &imported.v2.sessions {
-        if crate::db::sessions::get(&conn, &session.id)?.is_some() {
+        if crate::db::sessions::get(conn, &session.id)?.is_some() {
             return Err(SessionsError::AlreadyImported {
                 id: session.id.clone(),
                 db: db_path,
@@ -114,7 +98,7 @@ pub fn move_all(
     }
     let mut created: Vec<PathBuf> = Vec::new();
     let result = move_files(imported, paths, report, &mut created).and_then(|(rows, agents)| {
-        let delivered = insert(&mut conn, &rows)?;
+        let delivered = crate::db::sessions::insert_imported(conn, &rows)?;
         Ok(Moved {
             sessions: rows.len(),
             delivered,
@@ -135,7 +119,7 @@ fn move_files(
     paths: &Paths,
     report: &mut Report,
     created: &mut Vec<PathBuf>,
-) -> Result<(Vec<SessionRow>, usize), SessionsError> {
+) -> Result<(Vec<ImportedSession>, usize), SessionsError> {
     let v2_dir = &imported.v2_dir;
     let owner = layout::agent_owner();
     let sessions_root =
@@ -244,16 +228,14 @@ fn move_files(
             );
             Vec::new()
         };
-        rows.push(SessionRow {
-            id: session.id.clone(),
-            agent,
-            channel,
-            thread_id: session.thread_id.clone(),
-            status: if session.status.as_deref() == Some("closed") {
-                "closed"
-            } else {
-                "active"
+        rows.push(ImportedSession {
+            session: crate::db::sessions::Session {
+                id: session.id.clone(),
+                agent,
+                chat_id: channel,
+                thread_id: session.thread_id.clone(),
             },
+            closed: session.status.as_deref() == Some("closed"),
             last_active: session.last_active.clone(),
             created_at: session.created_at.clone(),
             delivered,
@@ -269,7 +251,7 @@ fn move_session(
     owner: Option<Owner>,
     subject: &str,
     report: &mut Report,
-) -> Result<Vec<Delivered>, SessionsError> {
+) -> Result<Vec<DeliveredRow>, SessionsError> {
     let mut skipped = Skipped::default();
     let inbound = source.join(session_db::INBOUND_FILE);
     let outbound_dir = target
@@ -339,63 +321,10 @@ fn move_session(
             source,
         }
     })?;
-    read_delivered(&conn).map_err(SessionsError::Db)
-}
-
-const SELECT_DELIVERED: &str =
-    "SELECT message_out_id, platform_message_id, status, delivered_at FROM delivered";
-
-fn read_delivered(conn: &Connection) -> rusqlite::Result<Vec<Delivered>> {
-    let mut statement = conn.prepare(SELECT_DELIVERED)?;
-    let rows = statement.query_map([], |row| {
-        Ok(Delivered {
-            message_out_id: row.get(0)?,
-            platform_message_id: row.get(1)?,
-            failed: row.get::<_, Option<String>>(2)?.as_deref() == Some("failed"),
-            delivered_at: row.get::<_, Option<String>>(3)?.unwrap_or_default(),
-        })
-    })?;
-    rows.collect()
-}
-
-const INSERT_SESSION: &str = "INSERT INTO sessions
-  (id, agent_group_id, messaging_group_id, thread_id, status, container_status, last_active, created_at)
-  VALUES (?1, ?2, ?3, ?4, ?5, 'stopped', ?6, ?7)";
-const INSERT_DELIVERED: &str = "INSERT OR IGNORE INTO delivered_outbound
-  (session_id, message_out_id, status, platform_message_id, delivered_at) VALUES (?1, ?2, ?3, ?4, ?5)";
-
-/// The session rows and their delivered records, in one transaction.
-fn insert(conn: &mut Connection, rows: &[SessionRow]) -> rusqlite::Result<usize> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let mut delivered = 0;
-    for row in rows {
-        tx.execute(
-            INSERT_SESSION,
-            params![
-                row.id,
-                row.agent,
-                row.channel,
-                row.thread_id,
-                row.status,
-                row.last_active,
-                row.created_at
-            ],
-        )?;
-        for record in &row.delivered {
-            delivered += tx.execute(
-                INSERT_DELIVERED,
-                params![
-                    row.id,
-                    record.message_out_id,
-                    if record.failed { "failed" } else { "delivered" },
-                    record.platform_message_id,
-                    record.delivered_at
-                ],
-            )?;
-        }
-    }
-    tx.commit()?;
-    Ok(delivered)
+    session_db::delivered_rows(&conn).map_err(|source| SessionsError::SessionDb {
+        path: inbound_copy,
+        source,
+    })
 }
 
 /// What a copy left out.

@@ -1,5 +1,8 @@
+//! Unit tests of the v2 → nanoclaw mapping: names, v2's defaults for NULLs, the legacy
+//! engage backfill and the report notes. Rows are built here; no DB is read.
+
 use super::*;
-use crate::import::v2db::{
+use crate::db::v2::{
     AgentGroupRow, ConfigRow, DestinationRow, MessagingGroupRow, RoleRow, UserRow, WiringRow,
 };
 use crate::mount_policy::Reason;

@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 
 /// Where v2 keeps its central DB, relative to its install folder.
 pub const DB_PATH: &str = "data/v2.db";
@@ -187,7 +187,7 @@ pub fn read(v2_dir: &Path) -> Result<V2, V2DbError> {
         path: path.clone(),
         source,
     };
-    let conn = open_snapshot(&copy).map_err(db_error)?;
+    let conn = super::open_copy(&copy).map_err(db_error)?;
     let check: String = conn
         .query_row("PRAGMA quick_check", [], |row| row.get(0))
         .map_err(db_error)?;
@@ -225,17 +225,6 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut text = path.as_os_str().to_owned();
     text.push(suffix);
     PathBuf::from(text)
-}
-
-/// Opens the private snapshot read-write (recovering its WAL or journal), in its own folder.
-#[allow(clippy::disallowed_methods)] // the one opener of a v2 DB snapshot (never the v2 files)
-fn open_snapshot(copy: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(
-        copy,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    Ok(conn)
 }
 
 fn read_rows(conn: &Connection) -> rusqlite::Result<V2> {
