@@ -18,5 +18,6 @@ mod plan_apply;
 mod recovery;
 mod runner;
 mod runtime;
+mod service;
 mod session_files;
 mod tidy;

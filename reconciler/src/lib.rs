@@ -14,6 +14,7 @@
 //! - [`db`]: the central SQLite DB (open, migrations).
 //! - [`runtime`]: the long-running daemon (router, delivery, sweep).
 //! - [`containers`]: the only Docker code.
+//! - [`service`]: the daemon as a systemd unit or launchd agent, named by the install slug.
 //! - [`credentials`]: the Anthropic credential (store, `auth`), the placeholder registry and the
 //!   credential proxy containers reach it through.
 //! - [`mount_policy`]: which host paths an agent may mount (resolved paths, the allowlist).
@@ -42,4 +43,5 @@ pub mod paths;
 pub mod plan;
 pub mod resources;
 pub mod runtime;
+pub mod service;
 pub mod state;

@@ -261,6 +261,13 @@ pub fn path_without_cargo() -> String {
     kept.join(":")
 }
 
+/// `PATH` with `dir` first: a child finds the programs in `dir` before the system's.
+pub fn path_with_first(dir: &Path) -> String {
+    #[allow(clippy::disallowed_methods)] // the test process's own PATH, to hand a child more
+    let path = std::env::var("PATH").unwrap_or_default();
+    format!("{}:{path}", dir.display())
+}
+
 /// The static agent-runner [`agent_image`] builds (cargo, musl target) and puts in the image.
 pub fn musl_runner() -> PathBuf {
     repo_root().join("target/x86_64-unknown-linux-musl/release/agent-runner")

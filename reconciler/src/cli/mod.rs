@@ -26,6 +26,7 @@ pub mod import;
 pub mod plan;
 pub mod run;
 pub mod schema;
+pub mod service;
 pub mod validate;
 
 use std::io::IsTerminal;
@@ -94,6 +95,7 @@ pub enum Command {
     Chat(chat::ChatArgs),
     Image(image::ImageArgs),
     Import(import::ImportArgs),
+    Service(service::ServiceArgs),
     Completions(completions::CompletionsArgs),
     Auth(auth::AuthArgs),
 }
@@ -162,6 +164,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Chat(args) => chat::run(args, &ctx),
         Command::Image(args) => image::run(args, &ctx),
         Command::Import(args) => import::run(args, &ctx),
+        Command::Service(args) => service::run(args, &ctx),
         Command::Completions(args) => completions::run(args, &ctx),
         Command::Auth(args) => auth::run(args, &ctx),
     }

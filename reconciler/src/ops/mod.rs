@@ -15,6 +15,7 @@ pub mod history;
 pub mod import;
 pub mod load;
 pub mod plan;
+pub mod service;
 
 use std::path::PathBuf;
 
@@ -31,6 +32,7 @@ use crate::paths::DataDirError;
 use crate::plan::Conflict;
 use crate::plan::saved::SavedError;
 use crate::runtime::lock::DaemonLockError;
+use crate::service::ServiceError;
 
 /// Why an operation did not happen. Each refusal a caller may branch on is its own variant;
 /// the messages are the ones the CLI prints.
@@ -91,6 +93,21 @@ pub enum OpsError {
     MixedInstalls { data: PathBuf, n_resources: usize },
     #[error(transparent)]
     Import(#[from] ImportError),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    /// `service --system` by a user who is not root.
+    #[error(
+        "a system service can only be installed by root\n\nhint: run it with `sudo`, or \
+         install a user service (`--user`, the default)"
+    )]
+    SystemServiceNeedsRoot,
+    #[error("resolving `{}`", path.display())]
+    Resolve {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Probe(crate::lockfile::LockError),
     #[error(transparent)]
     Sessions(#[from] SessionsError),
     #[error(transparent)]
