@@ -14,6 +14,7 @@
 //! - [`db`]: the central SQLite DB (open, migrations).
 //! - [`runtime`]: the long-running daemon (router, delivery, sweep).
 //! - [`containers`]: the only Docker code.
+//! - [`doctor`]: `nanoclaw doctor`'s checks judged and rendered (the facts are `ops::doctor`'s).
 //! - [`service`]: the daemon as a systemd unit or launchd agent, named by the install slug.
 //! - [`credentials`]: the Anthropic credential (store, `auth`), the placeholder registry and the
 //!   credential proxy containers reach it through.
@@ -30,6 +31,7 @@ pub mod cli;
 pub mod containers;
 pub mod credentials;
 pub mod db;
+pub mod doctor;
 pub mod env;
 pub mod export;
 pub mod hostfs;

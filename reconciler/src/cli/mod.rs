@@ -19,6 +19,7 @@ pub mod apply;
 pub mod auth;
 pub mod chat;
 pub mod completions;
+pub mod doctor;
 pub mod export;
 pub mod history;
 pub mod image;
@@ -96,6 +97,7 @@ pub enum Command {
     Image(image::ImageArgs),
     Import(import::ImportArgs),
     Service(service::ServiceArgs),
+    Doctor(doctor::DoctorArgs),
     Completions(completions::CompletionsArgs),
     Auth(auth::AuthArgs),
 }
@@ -165,6 +167,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Image(args) => image::run(args, &ctx),
         Command::Import(args) => import::run(args, &ctx),
         Command::Service(args) => service::run(args, &ctx),
+        Command::Doctor(args) => doctor::run(args, &ctx),
         Command::Completions(args) => completions::run(args, &ctx),
         Command::Auth(args) => auth::run(args, &ctx),
     }

@@ -10,6 +10,7 @@
 pub mod apply;
 pub mod chat;
 pub mod current;
+pub mod doctor;
 pub mod export;
 pub mod history;
 pub mod import;
