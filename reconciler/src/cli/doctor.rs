@@ -14,7 +14,7 @@ Checks, each with its fix: the data dir's permissions, free disk space, the mani
 and applied to the DB), Docker (reachable, API 1.41 or later), the agent images (present,
 built by this version), credentials for every provider in use, channel tokens for every channel
 type in use, the service (`nanoclaw service`), and other nanoclaw installs on this host (and
-that none runs this data dir). Nothing is changed. See docs/doctor.md.
+that none runs this data dir). Nothing is changed. See docs/service.md.
 
 Exit code: 0 all ok, 2 warnings only, 1 at least one failure.
 
