@@ -5,6 +5,7 @@
 pub mod claude_code;
 pub mod fake_anthropic;
 pub mod proxy;
+pub mod v2;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -258,6 +259,13 @@ pub fn path_without_cargo() -> String {
         .filter(|dir| !dir.is_empty() && !Path::new(dir).join("cargo").exists())
         .collect();
     kept.join(":")
+}
+
+/// `PATH` with `dir` first: a child finds the programs in `dir` before the system's.
+pub fn path_with_first(dir: &Path) -> String {
+    #[allow(clippy::disallowed_methods)] // the test process's own PATH, to hand a child more
+    let path = std::env::var("PATH").unwrap_or_default();
+    format!("{}:{path}", dir.display())
 }
 
 /// The static agent-runner [`agent_image`] builds (cargo, musl target) and puts in the image.

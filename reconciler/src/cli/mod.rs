@@ -19,12 +19,15 @@ pub mod apply;
 pub mod auth;
 pub mod chat;
 pub mod completions;
+pub mod doctor;
 pub mod export;
 pub mod history;
 pub mod image;
+pub mod import;
 pub mod plan;
 pub mod run;
 pub mod schema;
+pub mod service;
 pub mod validate;
 
 use std::io::IsTerminal;
@@ -92,6 +95,9 @@ pub enum Command {
     Run(run::RunArgs),
     Chat(chat::ChatArgs),
     Image(image::ImageArgs),
+    Import(import::ImportArgs),
+    Service(service::ServiceArgs),
+    Doctor(doctor::DoctorArgs),
     Completions(completions::CompletionsArgs),
     Auth(auth::AuthArgs),
 }
@@ -159,6 +165,9 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Run(args) => run::run(args, &ctx),
         Command::Chat(args) => chat::run(args, &ctx),
         Command::Image(args) => image::run(args, &ctx),
+        Command::Import(args) => import::run(args, &ctx),
+        Command::Service(args) => service::run(args, &ctx),
+        Command::Doctor(args) => doctor::run(args, &ctx),
         Command::Completions(args) => completions::run(args, &ctx),
         Command::Auth(args) => auth::run(args, &ctx),
     }

@@ -134,6 +134,16 @@ pub async fn connect_at(socket: &str) -> Result<Docker, ContainerError> {
     Ok(Docker { client })
 }
 
+/// The daemon's Engine version and the API version negotiated with it (`nanoclaw doctor`).
+pub async fn version(docker: &Docker) -> Result<(String, String), ContainerError> {
+    let version = docker.client.version().await?;
+    let negotiated = docker.client.client_version();
+    Ok((
+        version.version.unwrap_or_else(|| "?".to_string()),
+        format!("{}.{}", negotiated.major_version, negotiated.minor_version),
+    ))
+}
+
 /// True when the daemon reported "no such container/image" (404).
 pub(crate) fn is_not_found(err: &bollard::errors::Error) -> bool {
     matches!(
