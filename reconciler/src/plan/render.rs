@@ -10,8 +10,8 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
-use super::effect::Effect;
 use super::{Action, Change, FieldChange, Impact, Plan};
+use crate::state::effect::Effect;
 
 /// Renders `plan`; `color` adds ANSI colours to markers.
 pub fn render(plan: &Plan, color: bool) -> String {
@@ -313,7 +313,7 @@ mod tests {
                 ~ agent.andy  # forces rebuild: packages.apt
                     ! drift: model: the DB has "edited", the last apply wrote null; apply reverts it
                     model: "edited" → null  # restarts: written to container.json at spawn
-                    instructions:  # restarts: seeds CLAUDE.local.md when the agent's folder is initialised at spawn
+                    instructions:  # restarts: seeds CLAUDE.local.md at spawn, unless the agent has edited the file since the last seed
                       --- old
                       +++ new
                       @@ -1,2 +1,2 @@

@@ -3,15 +3,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{
-    APT, At, Checker, EFFORTS, LOCAL_NAME, MAX_NAME_LEN, MAX_PACKAGES, NPM, normalise, text,
-};
+use super::{APT, At, Checker, LOCAL_NAME, MAX_NAME_LEN, MAX_PACKAGES, NPM, normalise, text};
 use crate::manifest::model::{AgentDoc, McpServerDoc, SkillsDoc, Sp};
 use crate::mount_policy::{self, Refusal, Request};
 use crate::resources::{Cpus, Memory, Refusal as LimitRefusal, check_pids};
 use crate::state::{
-    Agent, CliScope, Destination, DestinationTarget, Kind, McpServer, Mount, Network, Packages,
-    Resource, Resources, Skills,
+    Agent, CliScope, Destination, DestinationTarget, Effort, Kind, McpServer, Mount, Network,
+    Packages, Resource, Resources, Skills,
 };
 
 impl Checker<'_> {
@@ -19,12 +17,7 @@ impl Checker<'_> {
         let name = &doc.name.value;
         let address = format!("agent.{name}");
         self.name_rule(at, &doc.name, &address, "name");
-        if let Some(effort) = &doc.effort
-            && !EFFORTS.contains(&effort.value.as_str())
-        {
-            let choices: Vec<(&str, ())> = EFFORTS.iter().map(|effort| (*effort, ())).collect();
-            self.choice(at, Some(effort), &address, "effort", &choices, ());
-        }
+        self.choice::<Effort>(at, doc.effort.as_ref(), &address, "effort");
         if let Some(max) = &doc.max_messages_per_prompt
             && !(1..=100).contains(&max.value)
         {
@@ -34,18 +27,9 @@ impl Checker<'_> {
             );
             self.push(at.diag(max, &address, "max_messages_per_prompt", message));
         }
-        let cli_scope = self.choice(
-            at,
-            doc.cli_scope.as_ref(),
-            &address,
-            "cli_scope",
-            &[
-                ("disabled", CliScope::Disabled),
-                ("group", CliScope::Group),
-                ("global", CliScope::Global),
-            ],
-            CliScope::default(),
-        );
+        let cli_scope: CliScope = self
+            .choice(at, doc.cli_scope.as_ref(), &address, "cli_scope")
+            .unwrap_or_default();
         if let Some(image) = &doc.image
             && !text::is_image_reference(&image.value)
         {
@@ -59,14 +43,9 @@ impl Checker<'_> {
         if let Some(assistant_name) = &doc.assistant_name {
             self.visible(at, assistant_name, &address, "assistant_name");
         }
-        let network = self.choice(
-            at,
-            doc.network.as_ref(),
-            &address,
-            "network",
-            &Network::ALL.map(|network| (network.as_str(), network)),
-            Network::default(),
-        );
+        let network: Network = self
+            .choice(at, doc.network.as_ref(), &address, "network")
+            .unwrap_or_default();
         let skills = self.skills(at, doc.skills.as_ref(), &address);
         let mcp_servers = self.mcp_servers(at, doc, &address);
         let packages = self.packages(at, doc, &address);
