@@ -4,6 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{APT, At, Checker, LOCAL_NAME, MAX_NAME_LEN, MAX_PACKAGES, NPM, normalise, text};
+use agent_runner::container_config::DEFAULT_PROVIDER;
+use agent_runner::providers;
+
+use crate::manifest::diagnostic::did_you_mean;
 use crate::manifest::model::{AgentDoc, McpServerDoc, SkillsDoc, Sp};
 use crate::mount_policy::{self, Refusal, Request};
 use crate::resources::{Cpus, Memory, Refusal as LimitRefusal, check_pids};
@@ -18,6 +22,7 @@ impl Checker<'_> {
         let address = format!("agent.{name}");
         self.name_rule(at, &doc.name, &address, "name");
         self.choice::<Effort>(at, doc.effort.as_ref(), &address, "effort");
+        self.provider(at, doc, &address);
         if let Some(max) = &doc.max_messages_per_prompt
             && !(1..=100).contains(&max.value)
         {
@@ -75,6 +80,47 @@ impl Checker<'_> {
             &format!("agent `{name}`"),
         );
         self.destinations(at, doc, &address);
+    }
+
+    /// The provider must be one the runner of this build has (`agent_runner`'s registry, the
+    /// one list of them); an absent one means the contract's default, which must be too. Names
+    /// compare as `compose` passes them on: lowercased. The registry is a fact of this build
+    /// as the allowlist is of this machine, so, like the resolved mounts, it is checked only
+    /// for the host (`load_for_host`: validate, plan, apply, run); `export` and `load_str`
+    /// accept any provider.
+    fn provider(&mut self, at: At, doc: &AgentDoc, address: &str) {
+        if self.mount_policy.is_none() {
+            return;
+        }
+        let available = providers::provider_names();
+        let listed = available
+            .iter()
+            .map(|name| format!("`{name}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        match &doc.provider {
+            Some(sp) if available.contains(&sp.value.to_lowercase().as_str()) => {}
+            Some(sp) => {
+                let message = format!(
+                    "unknown `provider` `{}`: this build has {listed}",
+                    text::shown(&sp.value)
+                );
+                let hint = did_you_mean(&sp.value, available.iter().copied())
+                    .unwrap_or_else(|| format!("set `provider:` to one of {listed}"));
+                self.push(at.diag(sp, address, "provider", message).hint(hint));
+            }
+            None if available.contains(&DEFAULT_PROVIDER) => {}
+            None => {
+                let message = format!(
+                    "no `provider`, and the default, `{DEFAULT_PROVIDER}`, is not in this build (it has {listed})"
+                );
+                let example = available.first().copied().unwrap_or("mock");
+                let hint = format!(
+                    "set `provider: {example}`, or install a build with the `{DEFAULT_PROVIDER}` provider"
+                );
+                self.push(at.diag(&doc.name, address, "provider", message).hint(hint));
+            }
+        }
     }
 
     fn skills(&mut self, at: At, skills: Option<&Sp<SkillsDoc>>, address: &str) -> Skills {
