@@ -40,3 +40,4 @@ pub mod plan;
 pub mod resources;
 pub mod runtime;
 pub mod state;
+pub mod style;
