@@ -6,6 +6,7 @@ mod support;
 
 mod chat;
 mod claude_code;
+mod color;
 mod containers;
 mod credentials;
 mod daemon;

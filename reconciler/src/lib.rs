@@ -47,3 +47,4 @@ pub mod resources;
 pub mod runtime;
 pub mod service;
 pub mod state;
+pub mod style;

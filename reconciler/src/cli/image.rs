@@ -25,6 +25,7 @@ use crate::containers::base::{self, BOOKWORM, BaseOutcome};
 use crate::containers::image::{self, CLAUDE_CODE_VERSION, Freshness, Recipe};
 use crate::containers::{self, AgentImages, ImageBuild};
 use crate::state::Resource;
+use crate::style;
 
 const BUILD_AFTER_HELP: &str = "\
 Which images: without --recipe, the ones the agents in DIR need: agents with the `mock` provider
@@ -192,9 +193,11 @@ fn run_build(args: BuildArgs, ctx: &Ctx) -> anyhow::Result<Status> {
                         "reused `{tag}`: it already holds recipe {} and this runner (its labels say so); `--force` rebuilds",
                         recipe.name()
                     );
-                    println!("reused {tag}");
+                    println!("{} {tag}", style::paint(style::ADDED, "reused", ctx.color));
                 }
-                Provided::Built => println!("built {tag}"),
+                Provided::Built => {
+                    println!("{} {tag}", style::paint(style::ADDED, "built", ctx.color));
+                }
             }
         }
         anyhow::Ok(())
@@ -238,7 +241,7 @@ pub(crate) async fn provide(
         Freshness::Stale(why) => why,
     };
     let terminal = std::io::stderr().is_terminal();
-    let mut display = BuildDisplay::new(terminal, ctx.color && terminal);
+    let mut display = BuildDisplay::new(terminal, ctx.color_stderr && terminal);
     let started = Instant::now();
     let what = match recipe {
         Recipe::Production => format!("recipe production, Claude Code {CLAUDE_CODE_VERSION}"),

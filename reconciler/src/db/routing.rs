@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use agent_runner::session_db::ids;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::state::{UnknownSenderPolicy, Wiring, parse_enum};
+use crate::state::{TextEnum, UnknownSenderPolicy, Wiring};
 
 /// Reasons recorded in the dropped-messages audit (`unregistered_senders.reason`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,12 +162,9 @@ pub fn chats_of_type(conn: &Connection, channel_type: &str) -> rusqlite::Result<
 }
 
 /// An enum column; the CHECK constraints make anything else a corrupt DB, reported as such.
-fn enum_column<T: serde::de::DeserializeOwned>(
-    row: &rusqlite::Row<'_>,
-    index: usize,
-) -> rusqlite::Result<T> {
+fn enum_column<T: TextEnum>(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<T> {
     let text: String = row.get(index)?;
-    parse_enum(&text).ok_or_else(|| {
+    T::parse(&text).ok_or_else(|| {
         rusqlite::Error::FromSqlConversionFailure(
             index,
             rusqlite::types::Type::Text,

@@ -89,7 +89,7 @@ pub struct AgentDoc {
     pub model: Option<Sp<String>>,
     /// Reasoning effort: `low`, `medium`, `high`, `xhigh` or `max`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "Option<Effort>")]
+    #[schemars(with = "Option<crate::state::Effort>")]
     pub effort: Option<Sp<String>>,
     /// Image tag override.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -127,18 +127,6 @@ pub struct AgentDoc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<crate::state::Network>")]
     pub network: Option<Sp<String>>,
-}
-
-/// Reasoning effort levels.
-#[derive(JsonSchema)]
-#[serde(rename_all = "lowercase")]
-#[allow(dead_code)] // only its schema is used
-pub enum Effort {
-    Low,
-    Medium,
-    High,
-    Xhigh,
-    Max,
 }
 
 /// `all` or a list of skill names.
