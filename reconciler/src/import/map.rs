@@ -14,13 +14,14 @@ use serde_json::Value;
 use super::report::{Report, Section};
 use crate::db::v2::{AgentGroupRow, ConfigRow, MessagingGroupRow, V2, WiringRow};
 use crate::manifest::limits::{MAX_NAME_LEN, MAX_PATTERN_BYTES};
-use crate::manifest::validate::{EFFORTS, normalise};
+use crate::manifest::validate::normalise;
 use crate::mount_policy::{Reason, Refusal, Request, Resolved};
 use crate::state::{
     Agent, Channel, CliScope, Destination, DestinationTarget, EngageMode, IgnoredMessagePolicy,
     McpServer, Member, Mount, Network, Packages, Resource, Resources, Role, RoleKind, SenderScope,
-    SessionMode, Skills, State, UnknownSenderPolicy, User, Wiring, parse_enum,
+    SessionMode, Skills, State, UnknownSenderPolicy, User, Wiring,
 };
+use crate::state::{Effort, TextEnum};
 
 /// Prefix of the per-group images v2 builds (host.md §4.13): they hold v2's runner, not ours.
 pub const V2_IMAGE_PREFIX: &str = "nanoclaw-agent-v2-";
@@ -189,14 +190,14 @@ impl Mapper {
             );
         }
         let effort = config.effort.clone().filter(|effort| {
-            let known = EFFORTS.contains(&effort.as_str());
+            let known = Effort::parse(effort).is_some();
             if !known {
                 self.report.note(
                     Section::Dropped,
                     &subject,
                     format!(
                         "effort `{effort}` is not one of {}: the provider's default is used",
-                        EFFORTS.join(", ")
+                        Effort::NAMES.join(", ")
                     ),
                 );
             }
@@ -1080,3 +1081,8 @@ fn unique(base: String, taken: &mut BTreeSet<String>) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// One of v2's enum texts as nanoclaw's value (`None`: not one nanoclaw has).
+fn parse_enum<T: TextEnum>(text: &str) -> Option<T> {
+    T::parse(text)
+}

@@ -25,7 +25,7 @@ use self::report::{Report, Section};
 use crate::db::v2::{self as v2db, V2};
 use crate::manifest::limits::MAX_STRING_BYTES;
 use crate::mount_policy::Policy;
-use crate::state::{Kind, State};
+use crate::state::{Kind, State, TextEnum};
 
 /// Largest legacy `container.json` read.
 const MAX_CONTAINER_JSON: u64 = 1024 * 1024;
