@@ -144,7 +144,7 @@ pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Status> {
         }
     }
 
-    let (images, needed) = images_needed(args.image.as_deref(), ctx)?;
+    let (mut images, needed) = images_needed(args.image.as_deref(), ctx)?;
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -157,6 +157,19 @@ pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Status> {
             containers::daemon::ensure_daemon(&ctx.paths.data).await?
         };
         super::image::ensure_images(&docker, &needed, runner, ctx).await?;
+        let current = ops::current::read(&ctx.paths)?;
+        let agents: Vec<&crate::state::Agent> = current
+            .state
+            .resources
+            .values()
+            .filter_map(|resource| match resource {
+                crate::state::Resource::Agent(agent) => Some(agent),
+                _ => None,
+            })
+            .collect();
+        images.per_agent = super::image::provide_agent_images(&docker, &images, &agents, ctx)
+            .await?
+            .per_agent;
         let stop = CancellationToken::new();
         let signals = stop.clone();
         let tasks = tokio_util::task::TaskTracker::new();

@@ -8,6 +8,7 @@
 //! [`config`] (the configuration rows apply writes and plan compares), [`history`] (generations
 //! and applies), [`routing`], [`sessions`], [`delivered`], [`failures`].
 
+pub mod agent_images;
 pub mod config;
 pub mod delivered;
 pub mod failures;
@@ -15,6 +16,7 @@ pub mod history;
 pub mod migrations;
 pub mod routing;
 pub mod sessions;
+pub mod watch;
 
 use std::path::Path;
 use std::time::Duration;

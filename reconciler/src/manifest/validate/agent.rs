@@ -4,8 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
-    APT, At, Checker, EFFORTS, LOCAL_NAME, MAX_NAME_LEN, MAX_PACKAGES, NPM, normalise, text,
+    At, Checker, EFFORTS, LOCAL_NAME, MAX_NAME_LEN, MAX_PACKAGES, normalise, text,
 };
+use crate::containers::agent_image;
 use crate::manifest::model::{AgentDoc, McpServerDoc, SkillsDoc, Sp};
 use crate::mount_policy::{self, Refusal, Request};
 use crate::resources::{Cpus, Memory, Refusal as LimitRefusal, check_pids};
@@ -240,8 +241,11 @@ impl Checker<'_> {
         let Some(packages) = &doc.packages else {
             return Packages::default();
         };
-        for (manager, list, rule) in [("apt", &packages.apt, &*APT), ("npm", &packages.npm, &*NPM)]
-        {
+        type Check = fn(&str) -> Result<(), String>;
+        for (manager, list, check) in [
+            ("apt", &packages.apt, agent_image::check_apt as Check),
+            ("npm", &packages.npm, agent_image::check_npm as Check),
+        ] {
             let mut seen = BTreeSet::new();
             for sp in list {
                 if !seen.insert(sp.value.as_str()) {
@@ -251,11 +255,10 @@ impl Checker<'_> {
                         at.diag(sp, address, &field, message)
                             .hint("remove one of the two entries"),
                     );
-                } else if !rule.is_match(&sp.value) {
+                } else if let Err(why) = check(&sp.value) {
                     let field = format!("packages.{manager}");
-                    let message = format!("invalid {manager} package name `{}`", sp.value);
-                    let hint = format!("{manager} names match `{}`", rule.as_str());
-                    self.push(at.diag(sp, address, &field, message).hint(hint));
+                    let message = format!("invalid package `{}` in `{field}`", sp.value);
+                    self.push(at.diag(sp, address, &field, message).hint(why));
                 }
             }
         }
