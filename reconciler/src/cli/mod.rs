@@ -26,6 +26,7 @@ pub mod plan;
 pub mod run;
 pub mod schema;
 pub mod validate;
+pub mod watch;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -90,6 +91,7 @@ pub enum Command {
     Export(export::ExportArgs),
     Schema(schema::SchemaArgs),
     Run(run::RunArgs),
+    Watch(watch::WatchArgs),
     Chat(chat::ChatArgs),
     Image(image::ImageArgs),
     Completions(completions::CompletionsArgs),
@@ -157,6 +159,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Export(args) => export::run(args, &ctx),
         Command::Schema(args) => schema::run(args, &ctx),
         Command::Run(args) => run::run(args, &ctx),
+        Command::Watch(args) => watch::run(args, &ctx),
         Command::Chat(args) => chat::run(args, &ctx),
         Command::Image(args) => image::run(args, &ctx),
         Command::Completions(args) => completions::run(args, &ctx),

@@ -15,6 +15,7 @@ pub mod export;
 pub mod history;
 pub mod load;
 pub mod plan;
+pub mod watch;
 
 use std::path::PathBuf;
 
