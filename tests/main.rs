@@ -4,6 +4,7 @@
 
 mod support;
 
+mod agent_images;
 mod chat;
 mod claude_code;
 mod containers;
@@ -19,3 +20,4 @@ mod runner;
 mod runtime;
 mod session_files;
 mod tidy;
+mod watch;

@@ -80,7 +80,13 @@ pub fn run(args: WatchArgs, ctx: &Ctx) -> anyhow::Result<Status> {
             signals.cancel();
         });
         tasks.close();
-        watch::run(ctx.paths.clone(), args.dir.clone(), args.confirm.into(), stop).await
+        watch::run(
+            ctx.paths.clone(),
+            args.dir.clone(),
+            args.confirm.into(),
+            stop,
+        )
+        .await
     })?;
     Ok(Status::Ok)
 }

@@ -342,7 +342,8 @@ mod tests {
     #[test]
     fn needed_images_follow_the_providers_of_agents_without_their_own_image() {
         let defaults = AgentImages::default();
-        let mock_only = defaults.needed([(Some("mock"), None, false), (Some("mock"), Some(""), false)]);
+        let mock_only =
+            defaults.needed([(Some("mock"), None, false), (Some("mock"), Some(""), false)]);
         assert_eq!(
             mock_only,
             BTreeMap::from([(DEFAULT_TAG.to_string(), Recipe::Minimal)])
@@ -378,7 +379,10 @@ mod tests {
         with_packages
             .per_agent
             .insert("andy".into(), "nanoclaw-agent-ab-andy:0123".into());
-        assert_eq!(with_packages.for_agent("andy", Some("mock")), "nanoclaw-agent-ab-andy:0123");
+        assert_eq!(
+            with_packages.for_agent("andy", Some("mock")),
+            "nanoclaw-agent-ab-andy:0123"
+        );
         assert_eq!(with_packages.for_agent("bob", Some("mock")), DEFAULT_TAG);
     }
 

@@ -33,7 +33,8 @@ pub fn record_built(conn: &Connection, agent: &str, tag: &str) -> rusqlite::Resu
     Ok(())
 }
 
-const RECORD_FAILED: &str = "INSERT INTO agent_images (agent_group_id, error, failed_tag, failed_at)
+const RECORD_FAILED: &str =
+    "INSERT INTO agent_images (agent_group_id, error, failed_tag, failed_at)
   VALUES (?1, ?2, ?3, ?4)
   ON CONFLICT (agent_group_id) DO UPDATE SET error = ?2, failed_tag = ?3, failed_at = ?4";
 
@@ -44,8 +45,12 @@ pub fn record_failed(
     failed_tag: &str,
     error: &str,
 ) -> rusqlite::Result<()> {
-    conn.prepare_cached(RECORD_FAILED)?
-        .execute(params![agent, error, failed_tag, ids::now_iso()])?;
+    conn.prepare_cached(RECORD_FAILED)?.execute(params![
+        agent,
+        error,
+        failed_tag,
+        ids::now_iso()
+    ])?;
     Ok(())
 }
 

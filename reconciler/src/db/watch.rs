@@ -20,7 +20,8 @@ pub struct WatchState {
     pub applied_at: Option<String>,
 }
 
-const RECORD_ERROR: &str = "INSERT INTO watch_state (id, dir, error, error_at) VALUES (1, ?1, ?2, ?3)
+const RECORD_ERROR: &str =
+    "INSERT INTO watch_state (id, dir, error, error_at) VALUES (1, ?1, ?2, ?3)
   ON CONFLICT (id) DO UPDATE SET dir = ?1, error = ?2, error_at = ?3";
 
 /// Records that the set in `dir` is invalid (`error`: its diagnostics).
@@ -71,7 +72,11 @@ mod tests {
         record_error(&conn, "m", "a.yaml:4:3: bad").unwrap();
         let state = get(&conn).unwrap().unwrap();
         assert_eq!(state.error.as_deref(), Some("a.yaml:4:3: bad"));
-        assert_eq!(state.applied_generation, Some(3), "the last applied generation stays");
+        assert_eq!(
+            state.applied_generation,
+            Some(3),
+            "the last applied generation stays"
+        );
         record_applied(&conn, "m", 4).unwrap();
         let state = get(&conn).unwrap().unwrap();
         assert_eq!((state.error, state.applied_generation), (None, Some(4)));

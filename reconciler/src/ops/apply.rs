@@ -12,8 +12,8 @@ use super::plan::{guard_conflicts, guard_empty};
 use super::{Loaded, OpsError, current};
 use crate::apply::Meta;
 use crate::paths::Paths;
-use crate::plan::saved::SavedPlan;
 use crate::plan::effect::Effect;
+use crate::plan::saved::SavedPlan;
 use crate::plan::{self, Action, Change, Options, Plan, Running, Summary};
 use crate::state::{Current, State};
 

@@ -23,8 +23,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::apply::{Answer, Applied, ApplyRequest, Confirm, Mode, Question};
 use super::OpsError;
+use super::apply::{Answer, Applied, ApplyRequest, Confirm, Mode, Question};
 use crate::manifest::Diagnostic;
 use crate::paths::Paths;
 use crate::plan::{Change, Plan};
@@ -250,7 +250,10 @@ async fn reconcile_logged(
     files: Option<&BTreeSet<PathBuf>>,
 ) {
     if let Some(files) = files {
-        let list: Vec<String> = files.iter().map(|file| file.display().to_string()).collect();
+        let list: Vec<String> = files
+            .iter()
+            .map(|file| file.display().to_string())
+            .collect();
         info!(files = %list.join(" "), "manifests changed");
     }
     let (paths_owned, dir_owned) = (paths.clone(), dir.to_path_buf());
@@ -258,7 +261,9 @@ async fn reconcile_logged(
         tokio::task::spawn_blocking(move || reconcile(&paths_owned, &dir_owned, options)).await;
     match result {
         Ok(Ok(reconciled)) => log(&reconciled, paths, dir),
-        Ok(Err(err)) => error!(error = %format!("{:#}", anyhow::Error::from(err)), "watch: apply failed; the last applied generation stays"),
+        Ok(Err(err)) => {
+            error!(error = %format!("{:#}", anyhow::Error::from(err)), "watch: apply failed; the last applied generation stays")
+        }
         Err(err) => error!(error = %err, "watch: apply task failed"),
     }
 }
@@ -266,7 +271,10 @@ async fn reconcile_logged(
 fn log(reconciled: &Reconciled, paths: &Paths, dir: &Path) {
     match reconciled {
         Reconciled::Invalid { diagnostics } => {
-            for diagnostic in diagnostics.iter().filter(|diagnostic| diagnostic.is_error()) {
+            for diagnostic in diagnostics
+                .iter()
+                .filter(|diagnostic| diagnostic.is_error())
+            {
                 error!("{diagnostic}");
             }
             error!("watch: the manifests are invalid; the last applied generation keeps serving");
@@ -283,8 +291,10 @@ fn log(reconciled: &Reconciled, paths: &Paths, dir: &Path) {
                 info!(generation, "watch: applied generation {generation}");
             }
             if !held.is_empty() {
-                let addresses: Vec<String> =
-                    held.iter().map(|change| change.address.to_string()).collect();
+                let addresses: Vec<String> = held
+                    .iter()
+                    .map(|change| change.address.to_string())
+                    .collect();
                 warn!(
                     held = %addresses.join(" "),
                     "watch: changes held until confirmed (deletions and image rebuilds); run `{}`",
@@ -335,7 +345,12 @@ mod tests {
         ] {
             assert!(is_ignored(Path::new(ignored)), "{ignored}");
         }
-        for watched in ["agents.yaml", "agents/andy.yaml", "channels.yml", "notes/4913.yaml"] {
+        for watched in [
+            "agents.yaml",
+            "agents/andy.yaml",
+            "channels.yml",
+            "notes/4913.yaml",
+        ] {
             assert!(!is_ignored(Path::new(watched)), "{watched}");
         }
     }
@@ -349,7 +364,10 @@ mod tests {
         assert_eq!(burst.due(QUIET, MAX_WAIT), Some(start + QUIET));
         // Twenty saves 100 ms apart: one burst, due 400 ms after the last.
         for n_save in 1..=20 {
-            burst.add(start + Duration::from_millis(100 * n_save), [PathBuf::from("a.yaml")]);
+            burst.add(
+                start + Duration::from_millis(100 * n_save),
+                [PathBuf::from("a.yaml")],
+            );
         }
         assert_eq!(
             burst.due(QUIET, MAX_WAIT),
@@ -357,7 +375,10 @@ mod tests {
         );
         // A tree that never goes quiet still applies after the maximum wait.
         for n_save in 21..=100 {
-            burst.add(start + Duration::from_millis(100 * n_save), [PathBuf::from("b.yaml")]);
+            burst.add(
+                start + Duration::from_millis(100 * n_save),
+                [PathBuf::from("b.yaml")],
+            );
         }
         assert_eq!(burst.due(QUIET, MAX_WAIT), Some(start + MAX_WAIT));
         let files = burst.take();

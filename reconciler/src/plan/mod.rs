@@ -283,8 +283,11 @@ impl Plan {
     /// Splits off the changes `held` selects (the watcher holds deletions and rebuilds until
     /// confirmed): the plan of the others and the held changes.
     pub fn hold(&self, running: &Running, held: impl Fn(&Change) -> bool) -> (Plan, Vec<Change>) {
-        let (held, kept): (Vec<Change>, Vec<Change>) =
-            self.changes.iter().cloned().partition(|change| held(change));
+        let (held, kept): (Vec<Change>, Vec<Change>) = self
+            .changes
+            .iter()
+            .cloned()
+            .partition(|change| held(change));
         let plan = Plan {
             generation: self.generation,
             effects: agent_effects(&kept, running),

@@ -3,9 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{
-    At, Checker, EFFORTS, LOCAL_NAME, MAX_NAME_LEN, MAX_PACKAGES, normalise, text,
-};
+use super::{At, Checker, EFFORTS, LOCAL_NAME, MAX_NAME_LEN, MAX_PACKAGES, normalise, text};
 use crate::containers::agent_image;
 use crate::manifest::model::{AgentDoc, McpServerDoc, SkillsDoc, Sp};
 use crate::mount_policy::{self, Refusal, Request};
