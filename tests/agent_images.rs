@@ -17,7 +17,7 @@ struct Images(Vec<String>);
 
 impl Drop for Images {
     fn drop(&mut self) {
-        if std::env::var("NANOCLAW_TEST_KEEP").is_ok_and(|value| value == "1") {
+        if support::keep_docker_objects() {
             return;
         }
         for tag in &self.0 {

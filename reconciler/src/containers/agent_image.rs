@@ -92,7 +92,8 @@ pub fn check_apt(spec: &str) -> Result<(), String> {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
     if !name_ok {
         return Err(format!(
-            "`{name}` is not a Debian package name (lower-case letters, digits, `+`, `-`, `.`; at least two characters, starting with a letter or digit)"
+            "`{}` is not a Debian package name (lower-case letters, digits, `+`, `-`, `.`; at least two characters, starting with a letter or digit)",
+            name.escape_debug()
         ));
     }
     if let Some(version) = version {
@@ -102,7 +103,8 @@ pub fn check_apt(spec: &str) -> Result<(), String> {
                 .all(|c| c.is_ascii_alphanumeric() || ".+~:-".contains(c));
         if !version_ok {
             return Err(format!(
-                "`{version}` is not a Debian version (a digit first, then letters, digits, `.+~:-`)"
+                "`{}` is not a Debian version (a digit first, then letters, digits, `.+~:-`)",
+                version.escape_debug()
             ));
         }
     }
@@ -130,7 +132,8 @@ pub fn check_npm(spec: &str) -> Result<(), String> {
         };
     if !name_ok {
         return Err(format!(
-            "`{name}` is not an npm package name (optionally `@scope/`, then lower-case letters, digits, `-._~`, not starting with `.` or `_`)"
+            "`{}` is not an npm package name (optionally `@scope/`, then lower-case letters, digits, `-._~`, not starting with `.` or `_`)",
+            name.escape_debug()
         ));
     }
     if let Some(version) = version {
@@ -140,7 +143,8 @@ pub fn check_npm(spec: &str) -> Result<(), String> {
                 .all(|c| c.is_ascii_alphanumeric() || ".+~^*-".contains(c));
         if !version_ok {
             return Err(format!(
-                "`{version}` is not an npm version, range or tag (letters, digits, `.+~^*-`)"
+                "`{}` is not an npm version, range or tag (letters, digits, `.+~^*-`)",
+                version.escape_debug()
             ));
         }
     }
