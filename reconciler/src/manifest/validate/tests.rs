@@ -379,11 +379,11 @@ fn names_packages_and_mounts_follow_the_rules() {
 
             hint: try `andy-1`
 
-            error: m.yaml:3:18: agent.Andy_1: invalid apt package `Bad Name`
+            error: m.yaml:3:18: agent.Andy_1: invalid package `Bad Name` in `packages.apt`
 
             hint: `Bad Name` is not a Debian package name (lower-case letters, digits, `+`, `-`, `.`; at least two characters, starting with a letter or digit)
 
-            error: m.yaml:3:50: agent.Andy_1: invalid npm package `UPPER`
+            error: m.yaml:3:50: agent.Andy_1: invalid package `UPPER` in `packages.npm`
 
             hint: `UPPER` is not an npm package name (optionally `@scope/`, then lower-case letters, digits, `-._~`, not starting with `.` or `_`)
 
