@@ -4,6 +4,7 @@
 
 mod support;
 
+mod agent_images;
 mod chat;
 mod claude_code;
 mod color;
@@ -24,3 +25,4 @@ mod runtime;
 mod service;
 mod session_files;
 mod tidy;
+mod watch;

@@ -402,14 +402,19 @@ impl DockerGuard {
     }
 }
 
+/// True with `NANOCLAW_TEST_KEEP=1`: tests leave their containers and images for debugging.
+pub fn keep_docker_objects() -> bool {
+    #[allow(clippy::disallowed_methods)] // tests read the debugging switch directly
+    let keep = matches!(
+        std::env::var("NANOCLAW_TEST_KEEP").as_deref(),
+        Ok("1" | "true")
+    );
+    keep
+}
+
 impl Drop for DockerGuard {
     fn drop(&mut self) {
-        #[allow(clippy::disallowed_methods)] // tests read the debugging switch directly
-        let keep = matches!(
-            std::env::var("NANOCLAW_TEST_KEEP").as_deref(),
-            Ok("1" | "true")
-        );
-        if keep {
+        if keep_docker_objects() {
             eprintln!(
                 "NANOCLAW_TEST_KEEP=1: keeping containers of install {}",
                 self.slug

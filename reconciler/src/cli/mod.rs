@@ -29,6 +29,7 @@ pub mod run;
 pub mod schema;
 pub mod service;
 pub mod validate;
+pub mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -92,6 +93,7 @@ pub enum Command {
     Export(export::ExportArgs),
     Schema(schema::SchemaArgs),
     Run(run::RunArgs),
+    Watch(watch::WatchArgs),
     Chat(chat::ChatArgs),
     Image(image::ImageArgs),
     Import(import::ImportArgs),
@@ -172,6 +174,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Export(args) => export::run(args, &ctx),
         Command::Schema(args) => schema::run(args, &ctx),
         Command::Run(args) => run::run(args, &ctx),
+        Command::Watch(args) => watch::run(args, &ctx),
         Command::Chat(args) => chat::run(args, &ctx),
         Command::Image(args) => image::run(args, &ctx),
         Command::Import(args) => import::run(args, &ctx),

@@ -28,6 +28,7 @@
 //! Docker API 1.41 (Debian's docker.io 20.10) and negotiates down when the daemon is older.
 //! This module never touches the central DB: the runtime mirrors `Exited` events into it.
 
+pub mod agent_image;
 pub mod base;
 pub mod build;
 pub mod daemon;

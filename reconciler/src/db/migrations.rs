@@ -36,7 +36,32 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "005-container-failures",
         sql: CONTAINER_FAILURES,
     },
+    Migration {
+        name: "006-agent-images-and-watch",
+        sql: AGENT_IMAGES_AND_WATCH,
+    },
 ];
+
+/// The per-agent image each agent runs and its last failed build (`db::agent_images`), and
+/// the manifest watcher's last outcome (`db::watch`): what `status` reads.
+const AGENT_IMAGES_AND_WATCH: &str = r#"
+CREATE TABLE agent_images (
+  agent_group_id TEXT PRIMARY KEY,
+  tag TEXT,
+  built_at TEXT,
+  error TEXT,
+  failed_tag TEXT,
+  failed_at TEXT
+);
+CREATE TABLE watch_state (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  dir TEXT NOT NULL,
+  error TEXT,
+  error_at TEXT,
+  applied_generation INTEGER,
+  applied_at TEXT
+);
+"#;
 
 /// An agent's container network (`network` in its manifest, `state::Network`); every agent
 /// of an older DB keeps the default, `full`.

@@ -10,6 +10,7 @@
 //! and applies), [`routing`], [`sessions`], [`delivered`], [`failures`]; and [`v2`], the rows of a
 //! NanoClaw v2 install's own central DB.
 
+pub mod agent_images;
 pub mod config;
 pub mod delivered;
 pub mod failures;
@@ -18,6 +19,7 @@ pub mod migrations;
 pub mod routing;
 pub mod sessions;
 pub mod v2;
+pub mod watch;
 
 use std::path::Path;
 use std::time::Duration;

@@ -159,10 +159,12 @@ pub struct McpServerDoc {
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct PackagesDoc {
-    /// Debian package names.
+    /// Debian package names, each optionally pinned with `=version`; installed with
+    /// `--no-install-recommends` into the agent's own image.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub apt: Vec<Sp<String>>,
-    /// npm package names (optionally `@scope/name`).
+    /// npm package names (optionally `@scope/name`), each optionally with `@version`; installed
+    /// globally into the agent's own image, running only their own install scripts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub npm: Vec<Sp<String>>,
 }

@@ -32,9 +32,6 @@ pub use super::limits::{MAX_NAME_LEN, MAX_PACKAGES};
 static NAME: LazyLock<Regex> = LazyLock::new(|| rx(r"^[a-z0-9][a-z0-9-]*$"));
 static LOCAL_NAME: LazyLock<Regex> = LazyLock::new(|| rx(r"^[a-z0-9]+(-[a-z0-9]+)*$"));
 static CHANNEL_TYPE: LazyLock<Regex> = LazyLock::new(|| rx(r"^[a-z][a-z0-9-]*$"));
-static APT: LazyLock<Regex> = LazyLock::new(|| rx(r"^[a-z0-9][a-z0-9._+-]*$"));
-static NPM: LazyLock<Regex> =
-    LazyLock::new(|| rx(r"^(@[a-z0-9][a-z0-9._-]*/)?[a-z0-9][a-z0-9._-]*$"));
 
 fn rx(pattern: &str) -> Regex {
     Regex::new(pattern).expect("constant regex compiles")

@@ -203,9 +203,14 @@ fn images(docker: Option<&containers::Docker>, state: Option<&State>) -> Check {
     let (Some(docker), Some(state)) = (docker, state) else {
         return Check::skipped("images", "needs Docker and valid manifests");
     };
-    let agents = state
-        .agents()
-        .map(|agent| (agent.provider.as_deref(), agent.image.as_deref()));
+    let agents = state.agents().map(|agent| {
+        let has_packages = !(agent.packages.apt.is_empty() && agent.packages.npm.is_empty());
+        (
+            agent.provider.as_deref(),
+            agent.image.as_deref(),
+            has_packages,
+        )
+    });
     let needed = image::AgentImages::default().needed(agents);
     if needed.is_empty() {
         return Check::ok("images", "no agent needs an image nanoclaw builds");

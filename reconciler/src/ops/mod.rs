@@ -7,6 +7,7 @@
 //! [`apply::Confirm`], and the caller (`cli/`, later a watcher or `ncl`) renders the outcome.
 //! Every DB access goes through `db`; deciding stays in `plan` and `manifest`.
 
+pub mod agent_images;
 pub mod apply;
 pub mod chat;
 pub mod current;
@@ -17,6 +18,7 @@ pub mod import;
 pub mod load;
 pub mod plan;
 pub mod service;
+pub mod watch;
 
 use std::path::PathBuf;
 

@@ -276,11 +276,17 @@ impl Plan {
     /// Splits off the deletions: the plan of the additions and changes alone (what `run`
     /// applies without asking) and the deletions it holds back.
     pub fn hold_deletions(&self, running: &Running) -> (Plan, Vec<Change>) {
+        self.hold(running, |change| change.action == Action::Delete)
+    }
+
+    /// Splits off the changes `held` selects (the watcher holds deletions and rebuilds until
+    /// confirmed): the plan of the others and the held changes.
+    pub fn hold(&self, running: &Running, held: impl Fn(&Change) -> bool) -> (Plan, Vec<Change>) {
         let (held, kept): (Vec<Change>, Vec<Change>) = self
             .changes
             .iter()
             .cloned()
-            .partition(|change| change.action == Action::Delete);
+            .partition(|change| held(change));
         let plan = Plan {
             generation: self.generation,
             effects: agent_effects(&kept, running),

@@ -3,10 +3,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{APT, At, Checker, LOCAL_NAME, MAX_NAME_LEN, MAX_PACKAGES, NPM, normalise, text};
+use super::{At, Checker, LOCAL_NAME, MAX_NAME_LEN, MAX_PACKAGES, normalise, text};
 use agent_runner::container_config::DEFAULT_PROVIDER;
 use agent_runner::providers;
 
+use crate::containers::agent_image;
 use crate::manifest::diagnostic::did_you_mean;
 use crate::manifest::model::{AgentDoc, McpServerDoc, SkillsDoc, Sp};
 use crate::mount_policy::{self, Refusal, Request};
@@ -265,8 +266,11 @@ impl Checker<'_> {
         let Some(packages) = &doc.packages else {
             return Packages::default();
         };
-        for (manager, list, rule) in [("apt", &packages.apt, &*APT), ("npm", &packages.npm, &*NPM)]
-        {
+        type Check = fn(&str) -> Result<(), String>;
+        for (manager, list, check) in [
+            ("apt", &packages.apt, agent_image::check_apt as Check),
+            ("npm", &packages.npm, agent_image::check_npm as Check),
+        ] {
             let mut seen = BTreeSet::new();
             for sp in list {
                 if !seen.insert(sp.value.as_str()) {
@@ -276,11 +280,10 @@ impl Checker<'_> {
                         at.diag(sp, address, &field, message)
                             .hint("remove one of the two entries"),
                     );
-                } else if !rule.is_match(&sp.value) {
+                } else if let Err(why) = check(&sp.value) {
                     let field = format!("packages.{manager}");
-                    let message = format!("invalid {manager} package name `{}`", sp.value);
-                    let hint = format!("{manager} names match `{}`", rule.as_str());
-                    self.push(at.diag(sp, address, &field, message).hint(hint));
+                    let message = format!("invalid package `{}` in `{field}`", sp.value);
+                    self.push(at.diag(sp, address, &field, message).hint(why));
                 }
             }
         }

@@ -379,13 +379,13 @@ fn names_packages_and_mounts_follow_the_rules() {
 
             hint: try `andy-1`
 
-            error: m.yaml:3:18: agent.Andy_1: invalid apt package name `Bad Name`
+            error: m.yaml:3:18: agent.Andy_1: invalid package `Bad Name` in `packages.apt`
 
-            hint: apt names match `^[a-z0-9][a-z0-9._+-]*$`
+            hint: `Bad Name` is not a Debian package name (lower-case letters, digits, `+`, `-`, `.`; at least two characters, starting with a letter or digit)
 
-            error: m.yaml:3:50: agent.Andy_1: invalid npm package name `UPPER`
+            error: m.yaml:3:50: agent.Andy_1: invalid package `UPPER` in `packages.npm`
 
-            hint: npm names match `^(@[a-z0-9][a-z0-9._-]*/)?[a-z0-9][a-z0-9._-]*$`
+            hint: `UPPER` is not an npm package name (optionally `@scope/`, then lower-case letters, digits, `-._~`, not starting with `.` or `_`)
 
             error: m.yaml:5:17: agent.Andy_1: `host_path` `~/.ssh` is blocked: `.ssh` is a credential name
 
