@@ -12,6 +12,7 @@ mod daemon;
 mod delivery;
 mod fake_api;
 mod images;
+mod logs;
 mod manifests;
 mod plan_apply;
 mod recovery;
