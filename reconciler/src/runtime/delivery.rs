@@ -89,6 +89,7 @@ pub struct DeliveryStats {
 pub struct Delivery {
     /// The central DB: destinations, the delivery record, the session list.
     conn: Connection,
+    /// Where the session folders are.
     paths: Paths,
     /// Where rows for channels (and notices) are handed to their adapters.
     outboxes: Outboxes,

@@ -1006,10 +1006,15 @@ fn issue_9_a_slow_channel_never_blocks_the_delivery_worker() {
         "the drain returns while the channel has not answered"
     );
     assert_eq!(world.delivery.drain("ag-1", &id), Drained::InFlight);
-    assert_eq!(world.calls(), 1, "a row in flight is not handed over twice");
+    assert_eq!(
+        world.delivery.outboxes.pending(),
+        1,
+        "a row in flight is not handed over twice"
+    );
     assert_eq!(world.delivered("out-1"), None);
     gate.add_permits(16);
     world.settle();
+    assert_eq!(world.calls(), 1);
     assert_eq!(
         world.delivered("out-1"),
         Some(("delivered".into(), Some("plat-msg-1".into())))
@@ -1038,5 +1043,25 @@ fn issue_9_a_reply_asked_for_while_in_flight_is_drained_again_when_it_stays_queu
     gate.add_permits(16);
     world.settle();
     assert_eq!(world.calls(), 2);
+    assert_eq!(world.delivered("out-1"), Some(("delivered".into(), None)));
+}
+
+#[test]
+fn issue_9_a_reply_awaiting_its_readers_acknowledgement_stays_queued_without_attempts() {
+    let shown_at = MAX_ATTEMPTS as usize + 2;
+    let mut world = world(move |call| {
+        if call < shown_at {
+            Ok(Delivered::AwaitingAck)
+        } else {
+            Ok(Delivered::Sent(None))
+        }
+    });
+    world.reply("out-1");
+    for _ in 1..shown_at {
+        world.drain();
+        assert_eq!(world.delivered("out-1"), None, "queued, never failed");
+    }
+    world.drain();
+    assert_eq!(world.calls(), shown_at);
     assert_eq!(world.delivered("out-1"), Some(("delivered".into(), None)));
 }

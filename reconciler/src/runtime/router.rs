@@ -32,6 +32,7 @@ pub const BATCH: usize = 512;
 pub struct Router {
     /// Central DB connection (router's own; WAL lets delivery and the sweep read alongside).
     conn: Connection,
+    /// Where the session folders are.
     paths: Paths,
     /// The live channels: their threads and subscriptions (read), and their outboxes, which
     /// take the permission-denied replies (never waited for).

@@ -17,6 +17,7 @@ use crate::db;
 
 /// The sweep actor's state (owned by its task; each pass gets a copy).
 pub struct Sweeper {
+    /// Paths, the interval and the idle timeout (read only).
     settings: Settings,
     /// What the sweep may do to containers.
     hooks: Hooks,

@@ -55,7 +55,9 @@ const TICK: Duration = Duration::from_millis(250);
 /// The waker's state; every field is written and read by its task only (its spawned tasks
 /// get copies and report back through `inbox`).
 pub struct Waker {
+    /// Paths, images and limits (read only).
     settings: Settings,
+    /// Which containers run; starts and stops them (shared with the sweeper and the supervisor).
     runner: Runner,
     /// Where failure notices go to the chats.
     outboxes: Outboxes,
