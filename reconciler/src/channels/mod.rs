@@ -118,7 +118,8 @@ pub enum Delivered {
     AwaitingAck,
 }
 
-/// Why a delivery failed; delivery acts on each differently (docs/runtime.md, "Delivery").
+/// Why a delivery failed; delivery acts on each differently (docs/runtime.md, "The message
+/// path").
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DeliveryError {
     /// The platform asks to try again later (rate limited, flood control): the row is not
@@ -194,7 +195,9 @@ pub trait Adapter: Send + Sync + 'static {
     fn start(self: Arc<Self>, start: Start) -> BoxFuture<'static, anyhow::Result<()>>;
     /// Stops taking input, ends the adapter's tasks and waits for them.
     fn stop(&self) -> BoxFuture<'_, ()>;
-    /// Delivers one message.
+    /// Delivers one message. Called only from the adapter's outbox task, one message at a
+    /// time; it may wait for the platform (at most `runtime::outbox::DELIVER_TIMEOUT`, then it
+    /// counts as a transient failure).
     fn deliver<'a>(
         &'a self,
         message: &'a Outbound,

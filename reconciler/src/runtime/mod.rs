@@ -2,11 +2,11 @@
 //!
 //! ```text
 //! channel adapter ──Envelope──▶ router (thread) ──rows──▶ sessions/<agent>/<id>/inbound.db
-//!                                  │ Wakes
-//!                                  ▼
-//!                               waker (task) ──prepare + containers::Runner::wake──▶ container
-//!                                                                              │ agent-runner
-//! outbox (task per adapter) ◀── delivery (thread) ◀──Inbox── watch ◀── outbound.db ◀─┘
+//!                                  │ Wakes                               │
+//!                                  ▼                                     ▼
+//!                               waker (task) ──Runner::wake──▶ container (agent-runner)
+//!                                                                        │
+//! outbox (task per adapter) ◀── delivery (thread) ◀──Inbox── watch ◀── outbound.db
 //!        │ Adapter::deliver        ▲ Report
 //!        └─────────────────────────┘
 //! sweeper (task): acks, due wakes, stuck/idle containers; exits (task): exit → drain

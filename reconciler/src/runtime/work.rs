@@ -19,6 +19,9 @@ use crate::channels::{Delivered, DeliveryError};
 
 /// Most distinct sessions one batch names before it becomes "drain everything".
 pub const SESSIONS: usize = 1024;
+/// A batch gathers arriving work at most this many more times (each within the coalescing
+/// window of the last).
+pub const GATHER: usize = 20;
 
 /// What the delivery worker should look at.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,15 +134,17 @@ impl Inbox {
     }
 
     /// Waits until there is work or `deadline` passes; then gathers what keeps arriving less
-    /// than `coalesce` apart (one burst becomes one batch). `None` at the deadline.
+    /// than `coalesce` apart (one burst becomes one batch), at most [`GATHER`] more times, so a
+    /// flood is still handed over in batches. `None` at the deadline.
     pub fn recv(&self, deadline: Instant, coalesce: Duration) -> Option<Batch> {
         let mut batch = self.take_until(deadline)?;
-        loop {
+        for _ in 0..GATHER {
             match self.take_until(Instant::now() + coalesce) {
                 Some(more) => batch.merge(more),
-                None => return Some(batch),
+                None => break,
             }
         }
+        Some(batch)
     }
 
     /// Takes what is pending, waiting for something until `deadline`.
@@ -214,6 +219,29 @@ mod tests {
         let batch = inbox.recv(Instant::now(), SOON).unwrap();
         assert_eq!(batch.reports, [report]);
         assert!(batch.everything && batch.stop);
+    }
+
+    #[test]
+    fn a_flood_is_still_handed_over_in_batches() {
+        let inbox = Inbox::new();
+        let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let sender = {
+            let inbox = inbox.clone();
+            let flooding = std::sync::Arc::clone(&flooding);
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while flooding.load(std::sync::atomic::Ordering::Relaxed) {
+                    inbox.send(session(n % 8));
+                    n += 1;
+                }
+            })
+        };
+        // A window no flood leaves a gap in: only the bound on gathering ends the batch.
+        let window = Duration::from_secs(3600);
+        let batch = inbox.recv(Instant::now() + window, window);
+        flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+        sender.join().unwrap();
+        assert!(batch.is_some_and(|batch| !batch.sessions.is_empty()));
     }
 
     #[test]
