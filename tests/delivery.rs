@@ -98,6 +98,7 @@ fn idle_daemon_does_not_drain_without_writes() {
     let outbound_path = session_db::outbound_path(&dir);
     let outbound = session_db::open_outbound_container(&outbound_path).expect("outbound");
     outbound
+        .as_connection()
         .execute(
             "INSERT INTO messages_out (id, seq, timestamp, kind, content)
              VALUES ('out-1', 1, datetime('now'), 'chat', '{\"text\":\"to nobody\"}')",
@@ -109,6 +110,7 @@ fn idle_daemon_does_not_drain_without_writes() {
         let inbound = session_db::open_inbound_container(&dir.join(session_db::INBOUND_FILE))
             .expect("inbound");
         inbound
+            .as_connection()
             .query_row(
                 "SELECT COUNT(*) FROM delivered WHERE message_out_id = 'out-1'",
                 [],

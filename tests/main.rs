@@ -16,6 +16,7 @@ mod logs;
 mod manifests;
 mod plan_apply;
 mod recovery;
+mod runner;
 mod runtime;
 mod session_files;
 mod tidy;

@@ -55,7 +55,7 @@ fn count(env: &Env, sql: &str) -> i64 {
 /// Every config row, for before/after comparisons.
 fn config_rows(env: &Env) -> Vec<String> {
     let conn = reconciler::db::open_readonly(&env.db()).expect("open the DB");
-    let current = reconciler::plan::current::read(&conn).expect("read the configuration");
+    let current = reconciler::db::config::read(&conn).expect("read the configuration");
     vec![format!("{:?}", current)]
 }
 

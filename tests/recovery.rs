@@ -111,6 +111,7 @@ fn issue_8_a_killed_container_is_replaced_at_once() {
     )
     .expect("outbound");
     let answers: i64 = outbound
+        .as_connection()
         .query_row(
             "SELECT COUNT(*) FROM messages_out WHERE in_reply_to = 'pending:echo'",
             [],

@@ -303,6 +303,7 @@ pub(crate) fn reply_status(
     )
     .ok()?;
     let id: String = outbound
+        .as_connection()
         .query_row(
             "SELECT id FROM messages_out WHERE in_reply_to = ?1",
             [format!("{message_id}:{agent}")],
@@ -314,6 +315,7 @@ pub(crate) fn reply_status(
     )
     .ok()?;
     let status = inbound
+        .as_connection()
         .query_row(
             "SELECT status FROM delivered WHERE message_out_id = ?1",
             [&id],
@@ -563,7 +565,7 @@ fn bad_input_is_logged_and_never_stops_the_loop() {
             agent_runner::session_db::open_outbound_container(&dir.join("outbound/outbound.db"))
                 .expect("outbound");
         outbound
-            .execute(
+            .as_connection().execute(
                 "INSERT INTO messages_out (id, seq, timestamp, kind, platform_id, channel_type, content)
                  VALUES ('garbage-1', 100001, datetime('now'), 'chat', 'local', 'cli', '{not json')",
                 [],
@@ -579,6 +581,7 @@ fn bad_input_is_logged_and_never_stops_the_loop() {
             let inbound = agent_runner::session_db::open_inbound_host(&dir.join("inbound.db"))
                 .expect("inbound");
             inbound
+                .as_connection()
                 .query_row(
                     "SELECT status FROM delivered WHERE message_out_id = 'garbage-1'",
                     [],
@@ -755,7 +758,7 @@ fn agents_message_each_other_through_their_destinations() {
                 return false;
             };
             inbound
-            .query_row(
+            .as_connection().query_row(
                 "SELECT content FROM messages_in WHERE channel_type = 'agent' AND platform_id = 'helper'",
                 [],
                 |row| row.get::<_, String>(0),

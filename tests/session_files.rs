@@ -191,6 +191,7 @@ fn a_session_of_the_previous_layout_keeps_its_pending_message_and_undelivered_re
     .expect("seed");
     let inbound = session_db::open_inbound_host(&session.join("inbound.db")).expect("inbound");
     inbound
+        .as_connection()
         .execute_batch(
             "INSERT INTO messages_in (id, seq, kind, timestamp, status, platform_id, channel_type,
                thread_id, content, trigger, series_id)
@@ -202,6 +203,7 @@ fn a_session_of_the_previous_layout_keeps_its_pending_message_and_undelivered_re
     let outbound =
         session_db::open_outbound_container(&session.join("outbound.db")).expect("outbound");
     outbound
+        .as_connection()
         .execute_batch(
             "INSERT INTO messages_out (id, seq, in_reply_to, timestamp, kind, platform_id,
                channel_type, thread_id, content)

@@ -1,14 +1,14 @@
-//! The prompt formatter (agent-runner.md §4) and slash-command categories (§3.5).
+//! The prompt formatter (agent-runner.md §4); slash-command categories come from `commands`.
 //!
 //! Pure: rows + destinations + zone in, text out. XML-escapes every attribute and chat text;
 //! task prompts, script output, webhook payloads and system results are passed through as-is.
 
 use serde_json::Value;
 
-use crate::destinations;
-use crate::session_db::DestinationRow;
 use crate::session_db::container::InboundRow;
+use crate::session_db::{Content, DestinationRow, Kind};
 use crate::timezone::format_local_time;
+use crate::{commands, destinations};
 
 /// Escapes `& < > "` (apostrophes untouched).
 pub fn escape_xml(s: &str) -> String {
@@ -35,54 +35,11 @@ pub fn content_json(content: &str) -> Value {
 
 /// The chat text of a row (`content.text`, or the raw content when not JSON).
 pub fn message_text(content: &str) -> String {
-    content_json(content)
-        .get("text")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// Slash-command category of a chat text (§3.5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Command {
-    None,
-    Admin,
-    Filtered,
-    Passthrough,
-}
-
-const ADMIN: &[&str] = &[
-    "/remote-control",
-    "/clear",
-    "/compact",
-    "/context",
-    "/cost",
-    "/files",
-];
-const FILTERED: &[&str] = &["/help", "/login", "/logout", "/doctor", "/config", "/start"];
-
-/// Categorises a text: not starting with `/` → none; else by its first token, lowercased.
-pub fn command_category(text: &str) -> Command {
-    let t = text.trim();
-    if !t.starts_with('/') {
-        return Command::None;
-    }
-    let cmd = t
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_lowercase();
-    if ADMIN.contains(&cmd.as_str()) {
-        Command::Admin
-    } else if FILTERED.contains(&cmd.as_str()) {
-        Command::Filtered
-    } else {
-        Command::Passthrough
-    }
+    Content::parse(content).text.unwrap_or_default()
 }
 
 fn is_chat(row: &InboundRow) -> bool {
-    row.kind == "chat" || row.kind == "chat-sdk"
+    row.kind.is_chat()
 }
 
 /// A `/clear` chat row. Deliberate change (§13 item 17): exact match of the trimmed,
@@ -93,11 +50,7 @@ pub fn is_clear_command(row: &InboundRow) -> bool {
 
 /// A chat row the runner treats as a command (admin or passthrough category).
 pub fn is_runner_command(row: &InboundRow) -> bool {
-    is_chat(row)
-        && matches!(
-            command_category(&message_text(&row.content)),
-            Command::Admin | Command::Passthrough
-        )
+    is_chat(row) && commands::category(&message_text(&row.content)).is_runner_command()
 }
 
 /// Formats rows as the prompt: timezone header, then chat block, tasks, webhooks, system rows.
@@ -112,11 +65,11 @@ pub fn format_messages(rows: &[InboundRow], dests: &[DestinationRow], tz: &str) 
             groups.push(format!("<messages>\n{}\n</messages>", lines.join("\n")));
         }
     }
-    for kind in ["task", "webhook", "system"] {
+    for kind in [Kind::Task, Kind::Webhook, Kind::System] {
         for row in rows.iter().filter(|r| r.kind == kind) {
             groups.push(match kind {
-                "task" => task_element(row, dests, tz),
-                "webhook" => webhook_element(row, dests),
+                Kind::Task => task_element(row, dests, tz),
+                Kind::Webhook => webhook_element(row, dests),
                 _ => system_element(row, dests),
             });
         }

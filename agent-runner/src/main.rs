@@ -1,5 +1,6 @@
 //! Entry point of the in-container runner: `agent-runner [--workspace DIR]` (default
-//! `/workspace`). Reads `container.json`, installs SIGTERM/SIGINT handlers that request a
+//! `/workspace`). Reads `container.json` (missing: defaults; unreadable, malformed or from a
+//! newer incompatible host: exit 1 saying so), installs SIGTERM/SIGINT handlers that request a
 //! stop at the next safe point, and runs the poll loop. Logs go to stderr; stdout stays empty.
 
 use std::path::PathBuf;
@@ -7,7 +8,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use agent_runner::{config, env, forward, poll, timezone};
+use agent_runner::container_config::ContainerConfig;
+use agent_runner::{env, forward, poll, timezone};
 use tracing::{error, warn};
 use tracing_subscriber::EnvFilter;
 
@@ -29,10 +31,20 @@ fn main() -> ExitCode {
         }
     };
     let config_path = agent_runner::session_db::container_config_path(&workspace);
-    let config = config::load(&config_path).unwrap_or_else(|err| {
-        warn!(error = %err, "using default config");
-        config::Config::default()
-    });
+    let config = match ContainerConfig::load(&config_path) {
+        Ok(config) => config,
+        Err(err) if err.is_missing() => {
+            warn!(error = %err, "no container config; using the defaults");
+            ContainerConfig::default()
+        }
+        Err(err) => {
+            error!("{err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if !config.unknown.is_empty() {
+        warn!(keys = ?config.unknown_keys(), "container config keys this runner does not know are ignored (a newer host wrote them)");
+    }
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         if let Err(err) = signal_hook::flag::register(signal, Arc::clone(&stop)) {

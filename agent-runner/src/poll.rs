@@ -13,10 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use rusqlite::Connection;
 use tracing::{debug, info, warn};
 
-use crate::config::Config;
+use crate::container_config::ContainerConfig;
 use crate::destinations::{self, system_prompt_addendum};
 use crate::format::{format_messages, format_with_commands, is_clear_command, is_runner_command};
 use crate::output::{self, nudge, strip_internal_tags};
@@ -24,8 +23,10 @@ use crate::providers::{
     AgentQuery, Next, Provider, ProviderEvent, ProviderOptions, QueryInput, UnknownProvider,
     create_provider,
 };
-use crate::session_db::container::{self as db, Ack, InboundRow, NewOutbound};
-use crate::session_db::{self, INBOUND_FILE, SessionDbError};
+use crate::session_db::container::{self as db, InboundRow, NewOutbound};
+use crate::session_db::{
+    self, AckStatus, INBOUND_FILE, InboundDb, Kind, OutboundDb, SessionDbError, new_id,
+};
 
 /// How often the inbound file's metadata is checked (and a provider is waited on).
 pub const TICK: Duration = Duration::from_millis(10);
@@ -44,16 +45,12 @@ pub enum PollError {
 /// Creates the configured provider and runs the loop until `stop` is set.
 pub fn start(
     workspace: &Path,
-    config: &Config,
+    config: &ContainerConfig,
     tz: &str,
     stop: &AtomicBool,
 ) -> Result<(), PollError> {
     let options = ProviderOptions {
-        provider: config.provider.clone(),
-        assistant_name: config.assistant_name.clone(),
-        model: config.model.clone(),
-        effort: config.effort.clone(),
-        max_messages_per_prompt: config.max_messages_per_prompt,
+        config: config.clone(),
         workspace: workspace.to_path_buf(),
     };
     let provider = create_provider(&config.provider, options)?;
@@ -125,12 +122,12 @@ pub struct Runner {
     provider_name: String,
     provider: Box<dyn Provider>,
     /// Long-lived read-only inbound connection: destinations, threads, seq max.
-    inbound: Connection,
+    inbound: InboundDb,
     /// `(st_dev, st_ino)` of the `inbound.db` that `inbound` has open; the host may recreate a
     /// lost file, and a connection to a deleted file reads stale rows (issue 8 point 12).
     inbound_id: Option<(u64, u64)>,
     /// The one writer connection of `outbound.db`.
-    outbound: Connection,
+    outbound: OutboundDb,
     /// `(st_dev, st_ino)` of the `outbound.db` that `outbound` has open: another value (or no
     /// file) at the path means it was deleted or replaced, and is reopened (issue 8 point 12).
     outbound_id: Option<(u64, u64)>,
@@ -148,7 +145,7 @@ impl Runner {
     /// Opens the session DBs and builds the system-prompt addendum (a startup snapshot).
     pub fn new(
         workspace: &Path,
-        config: &Config,
+        config: &ContainerConfig,
         tz: &str,
         provider: Box<dyn Provider>,
     ) -> Result<Self, PollError> {
@@ -257,7 +254,7 @@ impl Runner {
         let rows: Vec<_> = self
             .pending(first)?
             .into_iter()
-            .filter(|r| r.kind != "system")
+            .filter(|r| r.kind != Kind::System)
             .collect();
         // Accumulate gate: context-only rows wait for a trigger row.
         let Some(head) = rows.first().filter(|_| rows.iter().any(|r| r.trigger)) else {
@@ -269,7 +266,7 @@ impl Runner {
             platform_id: head.platform_id.clone(),
             thread_id: head.thread_id.clone(),
         };
-        db::ack(&mut self.outbound, &ids(&rows), Ack::Processing)?;
+        db::ack(&mut self.outbound, &ids(&rows), AckStatus::Processing)?;
         let (clears, normal): (Vec<_>, Vec<_>) = rows.into_iter().partition(is_clear_command);
         for _ in &clears {
             info!("Clearing session (resetting continuation)");
@@ -277,7 +274,7 @@ impl Runner {
             db::clear_continuation(&self.outbound, &self.provider_name)?;
             self.write_batch_reply(&batch, "Session cleared.")?;
         }
-        db::ack(&mut self.outbound, &ids(&clears), Ack::Completed)?;
+        db::ack(&mut self.outbound, &ids(&clears), AckStatus::Completed)?;
         if normal.is_empty() {
             info!(
                 count = clears.len(),
@@ -302,7 +299,7 @@ impl Runner {
             }
             self.write_batch_reply(&batch, &format!("Error: {message}"))?;
         }
-        db::ack(&mut self.outbound, &processing, Ack::Completed)?;
+        db::ack(&mut self.outbound, &processing, AckStatus::Completed)?;
         info!(
             count = processing.len() + clears.len(),
             "Completed message(s)"
@@ -353,7 +350,7 @@ impl Runner {
             }
         };
         let remaining: Vec<String> = turn.awaiting.into_iter().flatten().collect();
-        if let Err(err) = db::ack(&mut self.outbound, &remaining, Ack::Completed) {
+        if let Err(err) = db::ack(&mut self.outbound, &remaining, AckStatus::Completed) {
             warn!(error = %err, "Completing follow-ups failed");
         }
         outcome
@@ -428,12 +425,15 @@ impl Runner {
             turn.ended = true;
             return Ok(());
         }
-        let rows: Vec<_> = rows.into_iter().filter(|r| r.kind != "system").collect();
+        let rows: Vec<_> = rows
+            .into_iter()
+            .filter(|r| r.kind != Kind::System)
+            .collect();
         if !rows.iter().any(|r| r.trigger) {
             return Ok(());
         }
         let claimed = ids(&rows);
-        db::ack(&mut self.outbound, &claimed, Ack::Processing)?;
+        db::ack(&mut self.outbound, &claimed, AckStatus::Processing)?;
         let dests = db::destinations(&self.inbound)?;
         let text = format_messages(&rows, &dests, &self.tz);
         info!(
@@ -475,9 +475,9 @@ impl Runner {
                 None => (batch.first_id.clone(), None),
             };
             let row = NewOutbound {
-                id: db::new_id("msg"),
+                id: new_id("msg"),
                 in_reply_to: Some(in_reply_to),
-                kind: "chat".into(),
+                kind: Kind::Chat,
                 platform_id,
                 channel_type,
                 thread_id,
@@ -495,9 +495,9 @@ impl Runner {
     /// `Session cleared.` / `Error: …`: a chat row to the batch's own address, no in_reply_to.
     fn write_batch_reply(&mut self, batch: &Batch, text: &str) -> Result<(), SessionDbError> {
         let row = NewOutbound {
-            id: db::new_id("msg"),
+            id: new_id("msg"),
             in_reply_to: None,
-            kind: "chat".into(),
+            kind: Kind::Chat,
             platform_id: batch.platform_id.clone(),
             channel_type: batch.channel_type.clone(),
             thread_id: batch.thread_id.clone(),
@@ -511,7 +511,7 @@ impl Runner {
 /// Opens (creating) `outbound/outbound.db` and returns it with its file identity. A file that
 /// is not a database, or not a regular file, is moved aside once and a fresh one created: the
 /// container owns this file, so only it can repair it.
-fn open_outbound(workspace: &Path) -> Result<(Connection, Option<(u64, u64)>), SessionDbError> {
+fn open_outbound(workspace: &Path) -> Result<(OutboundDb, Option<(u64, u64)>), SessionDbError> {
     let dir = session_db::outbound_dir(workspace);
     fs::create_dir_all(&dir).map_err(|source| SessionDbError::Io {
         path: dir.clone(),

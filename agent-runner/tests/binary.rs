@@ -184,3 +184,40 @@ fn idle_binary_exits_zero_on_sigint() {
     assert!(rest.contains("Stop requested, exiting"));
     assert!(replies(ws).is_empty());
 }
+
+/// Issue 9 point 1: a config from a newer, incompatible host stops the runner with the reason
+/// (exit 1) instead of running on a misread config; unknown keys of a compatible one are logged.
+#[test]
+fn a_config_from_a_newer_incompatible_host_is_refused_and_unknown_keys_are_logged() {
+    let dir = session("mock");
+    let ws = dir.path();
+    let config = session_db::container_config_path(ws);
+    std::fs::write(&config, r#"{"version": 99, "provider": "mock"}"#).unwrap();
+    let out = spawn(ws).wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "is version 99 of the container contract; this runner understands up to version 1"
+        ),
+        "{stderr}"
+    );
+
+    std::fs::write(&config, r#"{"provider": "mock", "fromTheFuture": true}"#).unwrap();
+    insert(ws, "m1", "hello");
+    let child = spawn(ws);
+    assert_eq!(wait_for(ws, 1), vec!["echo: hello"]);
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("does not know are ignored") && stderr.contains("fromTheFuture"),
+        "{stderr}"
+    );
+}

@@ -17,7 +17,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use reconciler::apply::{self, Meta};
-use reconciler::plan::{self, current};
+use reconciler::db::config as current;
+use reconciler::plan;
 use reconciler::state::{
     Agent, Channel, CliScope, EngageMode, IgnoredMessagePolicy, Member, Packages, Resource, Role,
     RoleKind, SenderScope, SessionMode, Skills, State, UnknownSenderPolicy, User, Wiring,

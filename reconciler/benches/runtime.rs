@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use reconciler::channels::cli_protocol::{self, ClientLine, Hello, HostLine, Message};
 use reconciler::channels::cli_socket::CliSocket;
-use reconciler::channels::{Adapters, Envelope, InboundEvent, InboundMessage};
+use reconciler::channels::{Adapters, Content, Envelope, InboundEvent, InboundMessage};
 use reconciler::paths::Paths;
 use reconciler::runtime::outbox::Outboxes;
 use reconciler::runtime::router::Router;
@@ -121,7 +121,12 @@ fn routing(chats: usize, fan_out: usize, messages: usize) {
         message: InboundMessage {
             id: format!("m{n}"),
             kind: "chat".into(),
-            content: format!(r#"{{"text":"message {n}","sender":"cli","senderId":"cli:local"}}"#),
+            content: Content {
+                text: Some(format!("message {n}")),
+                sender: Some("cli".into()),
+                sender_id: Some("cli:local".into()),
+                ..Content::default()
+            },
             timestamp: "2026-01-01T00:00:00.000Z".into(),
             is_mention: false,
             is_group: Some(false),

@@ -39,6 +39,9 @@ pub const CLAUDE_CODE_OAUTH_TOKEN: &str = "CLAUDE_CODE_OAUTH_TOKEN";
 /// Where the credential proxy sends API requests; default `https://api.anthropic.com`.
 /// Tests point it at a fake on loopback.
 pub const NANOCLAW_ANTHROPIC_BASE_URL: &str = "NANOCLAW_ANTHROPIC_BASE_URL";
+/// The static agent-runner binary agent images get, when `--runner` is not given (`run`,
+/// `image build`); default: `agent-runner` beside the `nanoclaw` executable.
+pub const NANOCLAW_RUNNER: &str = "NANOCLAW_RUNNER";
 
 /// Every variable above, with its one-line meaning (for docs and `--help`).
 pub const ALL: &[(&str, &str)] = &[
@@ -73,6 +76,10 @@ pub const ALL: &[(&str, &str)] = &[
     (
         NANOCLAW_ANTHROPIC_BASE_URL,
         "upstream of the credential proxy (default Anthropic's API)",
+    ),
+    (
+        NANOCLAW_RUNNER,
+        "static agent-runner for agent images (default: beside nanoclaw)",
     ),
 ];
 

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 
+use crate::db::config::{self, ReadError};
 use crate::manifest::limits::{MAX_DOCUMENTS, MAX_FILE_BYTES};
-use crate::plan::current;
 use crate::state::State;
 
 #[derive(Debug, thiserror::Error)]
@@ -24,12 +24,12 @@ pub enum ExportError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Read(#[from] current::ReadError),
+    Read(#[from] ReadError),
 }
 
 /// The whole configuration in the DB as a [`State`].
 pub fn read(conn: &Connection) -> Result<State, ExportError> {
-    Ok(current::read(conn)?.state)
+    Ok(config::read(conn)?.state)
 }
 
 /// File name → manifest text, in the order written. Kinds with no documents get no file; a

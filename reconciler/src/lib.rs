@@ -1,6 +1,8 @@
 //! nanoclaw host library. Map of the modules (details in docs/ARCHITECTURE.md):
 //!
 //! - [`cli`]: clap types and one file per subcommand; the only place that prints.
+//! - [`ops`]: the operations the commands call (load, plan, apply, export, history, chat
+//!   target): typed outcomes and errors, no printing, no stdin.
 //! - [`manifest`]: YAML loading with spans, the manifest model, validation, diagnostics.
 //! - [`state`]: the configuration as typed resources keyed by address (desired and current).
 //! - [`resources`]: an agent's container limits (memory, CPUs, pids): parsing, bounds, defaults.
@@ -32,6 +34,7 @@ pub mod lockfile;
 pub mod logging;
 pub mod manifest;
 pub mod mount_policy;
+pub mod ops;
 pub mod paths;
 pub mod plan;
 pub mod resources;

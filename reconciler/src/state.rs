@@ -1,13 +1,13 @@
 //! The configuration as typed resources keyed by [`Address`]: the one shape shared by the
-//! manifests (desired state, built by `manifest`), the central DB (current state, read by
-//! `plan::current`) and the plan (`plan::diff`).
+//! manifests (desired state, built by `manifest`), the central DB (current state, [`Current`],
+//! read by `db::config`) and the plan (`plan::diff`).
 //!
 //! Every field here is already resolved: defaults applied, names validated. Nothing in this
 //! module reads files or the DB. A resource serialises (serde_json) to the field map the plan
 //! diffs, so the JSON field names below are the field paths of the effect table
 //! (`agent.packages.apt`, `wiring.engage_mode`, …) and of the plan's JSON format.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use schemars::JsonSchema;
@@ -131,6 +131,19 @@ impl State {
                 _ => None,
             })
     }
+}
+
+/// What the central DB holds now (read by `db::config::read`, handed to `plan` as data).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Current {
+    /// Every config row as a resource, managed or not.
+    pub state: State,
+    /// Addresses whose rows have `managed_by = 'manifest'`.
+    pub managed: BTreeSet<Address>,
+    /// The last-applied spec of each managed address (`managed_resources.spec_json`).
+    pub specs: BTreeMap<Address, Resource>,
+    /// `reconcile_state.generation` (0 for a DB that does not exist yet).
+    pub generation: i64,
 }
 
 /// One resource of any kind. Agents are the big variant; boxing them would put an allocation

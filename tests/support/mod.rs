@@ -25,6 +25,8 @@ pub fn repo_root() -> PathBuf {
 pub struct Env {
     pub name: String,
     pub root: tempfile::TempDir,
+    /// Environment variables every later command of this install gets ([`Env::set_var`]).
+    vars: std::cell::RefCell<Vec<(String, String)>>,
 }
 
 /// What one run of the binary produced.
@@ -45,7 +47,15 @@ impl Env {
         Env {
             name: name.to_string(),
             root,
+            vars: std::cell::RefCell::new(Vec::new()),
         }
+    }
+
+    /// Sets `name=value` in the environment of every later command of this install.
+    pub fn set_var(&self, name: &str, value: &str) {
+        self.vars
+            .borrow_mut()
+            .push((name.to_string(), value.to_string()));
     }
 
     pub fn data(&self) -> PathBuf {
@@ -90,7 +100,12 @@ impl Env {
     /// A command for the binary with `--data` set, NO_COLOR, its own `XDG_CONFIG_HOME`, and
     /// the manifest dir as cwd parent.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(BIN);
+        self.command_of(Path::new(BIN), args)
+    }
+
+    /// [`Env::command`] for another copy of the binary (`program`).
+    pub fn command_of(&self, program: &Path, args: &[&str]) -> Command {
+        let mut command = Command::new(program);
         command.arg("--data").arg(self.data()).args(args);
         self.prepare(command)
     }
@@ -121,7 +136,11 @@ impl Env {
             .env_remove("ANTHROPIC_API_KEY")
             .env_remove("CLAUDE_CODE_OAUTH_TOKEN")
             .env_remove("NANOCLAW_ANTHROPIC_BASE_URL")
+            .env_remove("NANOCLAW_RUNNER")
             .stdin(Stdio::null());
+        for (name, value) in self.vars.borrow().iter() {
+            command.env(name, value);
+        }
         command
     }
 
@@ -228,6 +247,22 @@ pub fn recording_fixtures() -> bool {
     #[allow(clippy::disallowed_methods)] // tests read their own switches directly
     let record = std::env::var("NANOCLAW_RECORD_FIXTURES");
     matches!(record.as_deref(), Ok("1" | "true"))
+}
+
+/// `PATH` without the folders that hold a `cargo`: a child given it has no Rust toolchain.
+pub fn path_without_cargo() -> String {
+    #[allow(clippy::disallowed_methods)] // the test process's own PATH, to hand a child less of it
+    let path = std::env::var("PATH").unwrap_or_default();
+    let kept: Vec<&str> = path
+        .split(':')
+        .filter(|dir| !dir.is_empty() && !Path::new(dir).join("cargo").exists())
+        .collect();
+    kept.join(":")
+}
+
+/// The static agent-runner [`agent_image`] builds (cargo, musl target) and puts in the image.
+pub fn musl_runner() -> PathBuf {
+    repo_root().join("target/x86_64-unknown-linux-musl/release/agent-runner")
 }
 
 /// Tag of the agent image the tests use (built once per test run by [`agent_image`]):

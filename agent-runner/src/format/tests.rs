@@ -1,6 +1,7 @@
 //! Formatter tests ported from v2's poll-loop.test.ts and formatter.test.ts (§12.1, §12.3).
 
 use super::*;
+use crate::commands::Command;
 
 fn row(id: &str, kind: &str, content: serde_json::Value) -> InboundRow {
     InboundRow {
@@ -272,10 +273,10 @@ fn non_json_content_is_text() {
 
 #[test]
 fn command_categories_and_clear() {
-    assert_eq!(command_category("hello"), Command::None);
-    assert_eq!(command_category(" /Compact now"), Command::Admin);
-    assert_eq!(command_category("/help"), Command::Filtered);
-    assert_eq!(command_category("/tmp/file.txt"), Command::Passthrough);
+    assert_eq!(commands::category("hello"), Command::None);
+    assert_eq!(commands::category(" /Compact now"), Command::Admin);
+    assert_eq!(commands::category("/help"), Command::Filtered);
+    assert_eq!(commands::category("/tmp/file.txt"), Command::Passthrough);
     let clear = |t: &str| is_clear_command(&row("c", "chat", serde_json::json!({"text": t})));
     assert!(clear(" /CLEAR "));
     assert!(!clear("/clearance"));

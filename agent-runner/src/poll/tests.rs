@@ -87,15 +87,13 @@ impl Loop {
         let prompts = Arc::new(Mutex::new(Vec::new()));
         let (ws2, stop2, prompts2) = (ws.clone(), stop.clone(), prompts.clone());
         let handle = std::thread::spawn(move || {
-            let config = Config {
+            let config = ContainerConfig {
                 provider: "mock".into(),
-                ..Config::default()
+                ..ContainerConfig::default()
             };
             let options = ProviderOptions {
-                provider: "mock".into(),
+                config: config.clone(),
                 workspace: ws2.clone(),
-                max_messages_per_prompt: 10,
-                ..ProviderOptions::default()
             };
             let mock = match responder {
                 Some(mut f) => {
@@ -149,7 +147,7 @@ impl Loop {
         session_db::insert_inbound(&mut inb, rows).unwrap();
     }
 
-    fn outbound(&self) -> Connection {
+    fn outbound(&self) -> OutboundDb {
         session_db::open_outbound_host(&session_db::outbound_path(&self.ws)).unwrap()
     }
 
@@ -157,6 +155,7 @@ impl Loop {
     fn replies(&self) -> Vec<Reply> {
         let conn = self.outbound();
         let mut stmt = conn
+            .as_connection()
             .prepare(
                 "SELECT content, channel_type, platform_id, thread_id, in_reply_to
                  FROM messages_out ORDER BY seq",
@@ -181,6 +180,7 @@ impl Loop {
     fn ack(&self, id: &str) -> Option<String> {
         session_db::open_outbound_host(&session_db::outbound_path(&self.ws))
             .ok()?
+            .as_connection()
             .query_row(
                 "SELECT status FROM processing_ack WHERE message_id = ?1",
                 [id],
@@ -650,6 +650,7 @@ impl AgentQuery for OneResultPerTurnQuery {
             if self.results_given == 2 {
                 let conn = session_db::open_outbound_host(&self.outbound).unwrap();
                 let status = conn
+                    .as_connection()
                     .query_row(
                         "SELECT status FROM processing_ack WHERE message_id = ?1",
                         [self.watched],
@@ -677,13 +678,13 @@ fn a_follow_up_stays_claimed_until_its_own_result_arrives() {
         watched: "m2",
         seen: seen.clone(),
     };
-    let config = Config {
+    let config = ContainerConfig {
         provider: "mock".into(),
-        ..Config::default()
+        ..ContainerConfig::default()
     };
     let mut runner = Runner::new(&ws, &config, "UTC", Box::new(provider)).unwrap();
     let initial = vec!["m1".to_string()];
-    db::ack(&mut runner.outbound, &initial, Ack::Processing).unwrap();
+    db::ack(&mut runner.outbound, &initial, AckStatus::Processing).unwrap();
     let batch = Batch {
         first_id: "m1".into(),
         channel_type: Some("discord".into()),
@@ -699,6 +700,7 @@ fn a_follow_up_stays_claimed_until_its_own_result_arrives() {
     let status = |id: &str| -> Option<String> {
         session_db::open_outbound_host(&session_db::outbound_path(&ws))
             .unwrap()
+            .as_connection()
             .query_row(
                 "SELECT status FROM processing_ack WHERE message_id = ?1",
                 [id],
@@ -719,6 +721,7 @@ fn a_reply_is_written_before_its_message_is_completed() {
     let (dir, ws) = Loop::session(&discord());
     session_db::open_outbound_container(&session_db::outbound_path(&ws))
         .unwrap()
+        .as_connection()
         .execute_batch(
             "CREATE TRIGGER reply_after_completion BEFORE INSERT ON messages_out
              WHEN (SELECT status FROM processing_ack WHERE message_id = 'm1') = 'completed'

@@ -111,13 +111,14 @@ impl MockQuery {
     }
 
     fn config_json(&self) -> serde_json::Value {
-        let o = &self.options;
+        let config = &self.options.config;
         json!({
-            "provider": o.provider,
-            "model": o.model,
-            "effort": o.effort,
-            "assistant_name": o.assistant_name,
-            "max_messages_per_prompt": o.max_messages_per_prompt,
+            "provider": config.provider,
+            "model": config.model,
+            "effort": config.effort,
+            "assistant_name": config.assistant_name,
+            "max_messages_per_prompt": config.max_messages_per_prompt,
+            "mcp_servers": config.mcp_servers.keys().collect::<Vec<_>>(),
             "system_prompt": self.system_prompt,
         })
     }
@@ -265,6 +266,7 @@ fn default_reply(prompt: &str, system_prompt: &str, config: &serde_json::Value) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::container_config::ContainerConfig;
 
     fn events(q: &mut dyn AgentQuery) -> Vec<Next> {
         let mut out = Vec::new();
@@ -376,15 +378,52 @@ mod tests {
         );
     }
 
+    /// Issue 9 point 1: a provider gets the whole `container.json` through the registry,
+    /// MCP servers included (the hand parser used to drop them).
+    #[test]
+    fn a_provider_receives_the_whole_config_mcp_servers_included() {
+        let config = ContainerConfig {
+            provider: "mock".into(),
+            mcp_servers: std::collections::BTreeMap::from([(
+                "notes".to_string(),
+                crate::container_config::McpServer {
+                    command: Some("notes-mcp".into()),
+                    ..Default::default()
+                },
+            )]),
+            ..ContainerConfig::default()
+        };
+        let mut p = super::super::create_provider(
+            "mock",
+            ProviderOptions {
+                config,
+                workspace: std::path::PathBuf::new(),
+            },
+        )
+        .unwrap();
+        let mut q = p.query(QueryInput {
+            prompt: "<message from=\"a\" sender=\"X\" time=\"t\">/mock-config</message>".into(),
+            system_prompt: "<message to=\"name\">…</message>".into(),
+            ..QueryInput::default()
+        });
+        let reply = results(&events(q.as_mut())).remove(0);
+        let body = &crate::output::parse(&reply).blocks[0].body;
+        let cfg: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(cfg["mcp_servers"], json!(["notes"]));
+        assert_eq!(cfg["provider"], "mock");
+    }
+
     #[test]
     fn config_reply_and_turn_log() {
         let dir = tempfile::tempdir().unwrap();
         let mut p = MockProvider::new(ProviderOptions {
-            provider: "mock".into(),
-            model: Some("m-1".into()),
-            max_messages_per_prompt: 7,
+            config: ContainerConfig {
+                provider: "mock".into(),
+                model: Some("m-1".into()),
+                max_messages_per_prompt: 7,
+                ..ContainerConfig::default()
+            },
             workspace: dir.path().to_path_buf(),
-            ..ProviderOptions::default()
         });
         let mut q = p.query(QueryInput {
             prompt: "<message from=\"a\" sender=\"X\" time=\"t\">/mock-config</message>".into(),

@@ -10,15 +10,14 @@ pub mod probe;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Construction options (from `container.json` and the workspace). Providers may ignore any.
+use crate::container_config::ContainerConfig;
+
+/// Construction options: the whole `container.json` (model, effort, MCP servers, …) and the
+/// workspace. Providers may ignore any of it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProviderOptions {
-    /// The registry name the provider was created under.
-    pub provider: String,
-    pub assistant_name: Option<String>,
-    pub model: Option<String>,
-    pub effort: Option<String>,
-    pub max_messages_per_prompt: usize,
+    /// The container config; its `provider` is the registry name the provider was created under.
+    pub config: ContainerConfig,
     /// The runner's workspace (`/workspace` in the container).
     pub workspace: PathBuf,
 }
@@ -123,7 +122,7 @@ pub fn create_provider(
             },
         });
     };
-    options.provider = name.to_string();
+    options.config.provider = name.to_string();
     Ok(factory(options))
 }
 

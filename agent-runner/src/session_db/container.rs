@@ -5,20 +5,19 @@
 //! never writes `inbound.db`. Decisions about batches and routing live in `poll`, not here.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::host::DestinationRow;
-use super::{Result, columns, next_odd_seq, open_inbound_container};
+use super::values::{AckStatus, InboundStatus, Kind};
+use super::{InboundDb, OutboundDb, Result, columns, next_odd_seq, open_inbound_container};
 
 /// One `messages_in` row as the runner sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct InboundRow {
     pub id: String,
     pub seq: Option<i64>,
-    pub kind: String,
+    pub kind: Kind,
     pub timestamp: String,
     pub trigger: bool,
     pub platform_id: Option<String>,
@@ -32,23 +31,16 @@ pub struct InboundRow {
 pub struct NewOutbound {
     pub id: String,
     pub in_reply_to: Option<String>,
-    pub kind: String,
+    pub kind: Kind,
     pub platform_id: Option<String>,
     pub channel_type: Option<String>,
     pub thread_id: Option<String>,
     pub content: String,
 }
 
-/// Ack states the container writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ack {
-    Processing,
-    Completed,
-}
-
 const PENDING: &str = "SELECT id, seq, kind, timestamp, trigger, platform_id, channel_type,
   thread_id, content FROM messages_in
-WHERE status = 'pending'
+WHERE status = ?2
   AND (process_after IS NULL OR datetime(process_after) <= datetime('now'))
   AND (on_wake = 0 OR ?1)
 ORDER BY seq IS NULL, seq ASC";
@@ -63,16 +55,17 @@ ORDER BY seq IS NULL, seq ASC";
 /// count against the window, so an orphan tool response cannot block it.
 pub fn pending(
     inbound_path: &Path,
-    outbound: &Connection,
+    outbound: &OutboundDb,
     first_poll: bool,
     limit: usize,
 ) -> Result<Vec<InboundRow>> {
     let inbound = open_inbound_container(inbound_path)?;
-    let mut stmt = inbound.prepare(PENDING)?;
-    let mut rows = stmt.query(params![first_poll])?;
+    let mut stmt = inbound.0.prepare(PENDING)?;
+    let mut rows = stmt.query(params![first_poll, InboundStatus::Pending])?;
     // Per-row lookups: acks are never pruned, so loading them all would grow without bound.
-    let mut acked =
-        outbound.prepare_cached("SELECT 1 FROM processing_ack WHERE message_id = ?1")?;
+    let mut acked = outbound
+        .0
+        .prepare_cached("SELECT 1 FROM processing_ack WHERE message_id = ?1")?;
     let mut fresh = Vec::new();
     let mut counted = 0;
     while counted < limit {
@@ -91,7 +84,7 @@ pub fn pending(
         if acked.exists([&row.id])? {
             continue;
         }
-        if row.kind != "system" {
+        if row.kind != Kind::System {
             counted += 1;
         }
         fresh.push(row);
@@ -100,15 +93,13 @@ pub fn pending(
 }
 
 /// Writes `status` for every id in one transaction (`INSERT OR REPLACE`).
-pub fn ack(outbound: &mut Connection, ids: &[String], status: Ack) -> Result<()> {
+pub fn ack(outbound: &mut OutboundDb, ids: &[String], status: AckStatus) -> Result<()> {
     if ids.is_empty() {
         return Ok(());
     }
-    let status = match status {
-        Ack::Processing => "processing",
-        Ack::Completed => "completed",
-    };
-    let tx = outbound.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = outbound
+        .0
+        .transaction_with_behavior(TransactionBehavior::Immediate)?;
     {
         let mut stmt = tx.prepare_cached(
             "INSERT OR REPLACE INTO processing_ack (message_id, status, status_changed)
@@ -123,15 +114,18 @@ pub fn ack(outbound: &mut Connection, ids: &[String], status: Ack) -> Result<()>
 }
 
 /// At loop start: forgets this container's predecessor's unfinished claims.
-pub fn delete_stale_claims(outbound: &Connection) -> Result<usize> {
-    Ok(outbound.execute("DELETE FROM processing_ack WHERE status = 'processing'", [])?)
+pub fn delete_stale_claims(outbound: &OutboundDb) -> Result<usize> {
+    Ok(outbound.0.execute(
+        "DELETE FROM processing_ack WHERE status = ?1",
+        [AckStatus::Processing],
+    )?)
 }
 
 /// Writes one outbound row with the next odd seq (agent-runner.md §2.3) in its own
 /// `BEGIN IMMEDIATE` transaction; returns the seq.
 pub fn write_outbound(
-    inbound: &Connection,
-    outbound: &mut Connection,
+    inbound: &InboundDb,
+    outbound: &mut OutboundDb,
     row: &NewOutbound,
 ) -> Result<i64> {
     let seqs = write_replies_and_complete(inbound, outbound, std::slice::from_ref(row), &[])?;
@@ -143,16 +137,20 @@ pub fn write_outbound(
 /// completed them (nothing to redo) or neither (the host retries them), so a kill can neither
 /// lose an answer nor send it twice. Returns the replies' seqs.
 pub fn write_replies_and_complete(
-    inbound: &Connection,
-    outbound: &mut Connection,
+    inbound: &InboundDb,
+    outbound: &mut OutboundDb,
     rows: &[NewOutbound],
     completed: &[String],
 ) -> Result<Vec<i64>> {
-    let tx = outbound.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = outbound
+        .0
+        .transaction_with_behavior(TransactionBehavior::Immediate)?;
     let max_in: i64 =
-        inbound.query_row("SELECT COALESCE(MAX(seq), 0) FROM messages_in", [], |r| {
-            r.get(0)
-        })?;
+        inbound
+            .0
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM messages_in", [], |r| {
+                r.get(0)
+            })?;
     let max_out: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM messages_out", [], |r| {
         r.get(0)
     })?;
@@ -181,10 +179,10 @@ pub fn write_replies_and_complete(
     {
         let mut stmt = tx.prepare_cached(
             "INSERT OR REPLACE INTO processing_ack (message_id, status, status_changed)
-             VALUES (?1, 'completed', datetime('now'))",
+             VALUES (?1, ?2, datetime('now'))",
         )?;
         for id in completed {
-            stmt.execute([id])?;
+            stmt.execute(params![id, AckStatus::Completed])?;
         }
     }
     tx.commit()?;
@@ -193,11 +191,12 @@ pub fn write_replies_and_complete(
 
 /// The newest inbound row (any status or kind) from an address: `(id, thread_id)`.
 pub fn newest_inbound_from(
-    inbound: &Connection,
+    inbound: &InboundDb,
     channel_type: &str,
     platform_id: &str,
 ) -> Result<Option<(String, Option<String>)>> {
     Ok(inbound
+        .0
         .query_row(
             "SELECT id, thread_id FROM messages_in WHERE channel_type = ?1 AND platform_id = ?2
              ORDER BY seq DESC LIMIT 1",
@@ -208,7 +207,8 @@ pub fn newest_inbound_from(
 }
 
 /// Every destination, ordered by name (read live: the host may rewrite the table any time).
-pub fn destinations(inbound: &Connection) -> Result<Vec<DestinationRow>> {
+pub fn destinations(inbound: &InboundDb) -> Result<Vec<DestinationRow>> {
+    let inbound = &inbound.0;
     if columns(inbound, "destinations")?.is_empty() {
         return Ok(Vec::new());
     }
@@ -238,13 +238,13 @@ fn continuation_key(provider: &str) -> String {
 }
 
 /// The provider's stored continuation (key `continuation:<provider lowercased>`).
-pub fn continuation(outbound: &Connection, provider: &str) -> Result<Option<String>> {
-    get_state(outbound, &continuation_key(provider))
+pub fn continuation(outbound: &OutboundDb, provider: &str) -> Result<Option<String>> {
+    get_state(&outbound.0, &continuation_key(provider))
 }
 
 /// Stores the provider's continuation.
-pub fn set_continuation(outbound: &Connection, provider: &str, value: &str) -> Result<()> {
-    outbound.execute(
+pub fn set_continuation(outbound: &OutboundDb, provider: &str, value: &str) -> Result<()> {
+    outbound.0.execute(
         "INSERT OR REPLACE INTO session_state (key, value, updated_at)
          VALUES (?1, ?2, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
         params![continuation_key(provider), value],
@@ -253,8 +253,8 @@ pub fn set_continuation(outbound: &Connection, provider: &str, value: &str) -> R
 }
 
 /// Forgets the provider's continuation (only that provider's slot).
-pub fn clear_continuation(outbound: &Connection, provider: &str) -> Result<()> {
-    outbound.execute(
+pub fn clear_continuation(outbound: &OutboundDb, provider: &str) -> Result<()> {
+    outbound.0.execute(
         "DELETE FROM session_state WHERE key = ?1",
         [continuation_key(provider)],
     )?;
@@ -264,13 +264,15 @@ pub fn clear_continuation(outbound: &Connection, provider: &str) -> Result<()> {
 /// Loop start: always deletes the legacy `sdk_session_id` row, adopting it into the provider's
 /// slot only when that slot is empty; returns the continuation to resume.
 pub fn migrate_legacy_continuation(
-    outbound: &Connection,
+    outbound: &OutboundDb,
     provider: &str,
 ) -> Result<Option<String>> {
     let own = continuation(outbound, provider)?;
-    let legacy = get_state(outbound, LEGACY_KEY)?;
+    let legacy = get_state(&outbound.0, LEGACY_KEY)?;
     if legacy.is_some() {
-        outbound.execute("DELETE FROM session_state WHERE key = ?1", [LEGACY_KEY])?;
+        outbound
+            .0
+            .execute("DELETE FROM session_state WHERE key = ?1", [LEGACY_KEY])?;
     }
     match (own, legacy) {
         (Some(own), _) => Ok(Some(own)),
@@ -293,8 +295,8 @@ fn get_state(outbound: &Connection, key: &str) -> Result<Option<String>> {
 }
 
 /// Records the tool in flight (Bash's declared timeout when known).
-pub fn set_current_tool(outbound: &Connection, tool: &str, timeout_ms: Option<i64>) -> Result<()> {
-    outbound.execute(
+pub fn set_current_tool(outbound: &OutboundDb, tool: &str, timeout_ms: Option<i64>) -> Result<()> {
+    outbound.0.execute(
         "INSERT OR REPLACE INTO container_state
            (id, current_tool, tool_declared_timeout_ms, tool_started_at, updated_at)
          VALUES (1, ?1, ?2, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
@@ -305,35 +307,12 @@ pub fn set_current_tool(outbound: &Connection, tool: &str, timeout_ms: Option<i6
 }
 
 /// Clears the tool in flight.
-pub fn clear_current_tool(outbound: &Connection) -> Result<()> {
-    outbound.execute(
+pub fn clear_current_tool(outbound: &OutboundDb) -> Result<()> {
+    outbound.0.execute(
         "INSERT OR REPLACE INTO container_state
            (id, current_tool, tool_declared_timeout_ms, tool_started_at, updated_at)
          VALUES (1, NULL, NULL, NULL, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
         [],
     )?;
     Ok(())
-}
-
-/// A fresh `<prefix>-<ms>-<rand6>` id (rand6: six base-36 characters).
-pub fn new_id(prefix: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let ms = now.as_millis();
-    let mut x = u64::from(now.subsec_nanos())
-        ^ COUNTER
-            .fetch_add(1, Ordering::Relaxed)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ u64::from(std::process::id()).rotate_left(32);
-    let mut rand = String::with_capacity(6);
-    for _ in 0..6 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let d = u32::try_from(x % 36).unwrap_or(0);
-        rand.push(char::from_digit(d, 36).unwrap_or('0'));
-    }
-    format!("{prefix}-{ms}-{rand}")
 }

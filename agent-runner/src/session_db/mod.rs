@@ -31,10 +31,18 @@
 //! Liveness is the mtime of `outbound/.heartbeat` ([`touch_heartbeat`]), never a DB write.
 //!
 //! This module is the only place allowed to open a session DB (clippy bans `Connection::open`
-//! elsewhere). It does no routing or formatting: callers decide what to write.
+//! elsewhere) and the only one that runs statements on its tables (a tidy test checks): the
+//! openers return [`InboundDb`] or [`OutboundDb`], and every step takes the one of its file. It
+//! also owns the values stored there: kinds and statuses ([`values`]), ids and times ([`ids`]),
+//! chat message content ([`content`]). It does no routing or formatting: callers decide what
+//! to write.
 
 pub mod container;
+pub mod content;
 pub mod host;
+pub mod ids;
+pub mod untrusted;
+pub mod values;
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -44,11 +52,18 @@ use rusqlite::config::DbConfig;
 use rusqlite::limits::Limit;
 use rusqlite::{Connection, OpenFlags};
 
+pub use content::{Attachment, Content};
 pub use host::{
-    ContainerState, DestinationRow, Due, NewInbound, OutboundRow, container_state, count_due,
-    due_outbound, insert_inbound, mark_delivered, processing_claims, sync_acks,
-    unaddressable_outbound, write_destinations, write_session_routing,
+    DeliveryRecord, DestinationRow, NewInbound, RetryState, count_due, fail_inbound,
+    insert_inbound, insert_new_inbound, latest_source_session_from, mark_delivered, retry_later,
+    retry_state, source_session_of, sync_acks, write_destinations, write_session_routing,
 };
+pub use ids::{new_id, now_iso, parse_time};
+pub use untrusted::{
+    ContainerState, Due, OutboundRow, container_state, due_outbound, has_later_outbound,
+    processing_claims, unaddressable_outbound,
+};
+pub use values::{AckStatus, DeliveryStatus, InboundStatus, Kind};
 
 /// File name of the host-written DB inside a session folder.
 pub const INBOUND_FILE: &str = "inbound.db";
@@ -62,6 +77,9 @@ pub const HEARTBEAT_FILE: &str = ".heartbeat";
 pub const OUTBOX_DIR: &str = "outbox";
 /// The composed container configuration, in the (read-only) session folder.
 pub const CONTAINER_CONFIG_FILE: &str = "container.json";
+/// The `channel_type` of an agent's address: agent-to-agent rows and agent destinations, whose
+/// `platform_id` (or `agent_group_id`) is the agent.
+pub const AGENT_CHANNEL_TYPE: &str = "agent";
 /// Suffix SQLite gives a DELETE-mode journal.
 pub const JOURNAL_SUFFIX: &str = "-journal";
 /// Mode of `inbound.db`: the container (another uid when the daemon is root) reads it.
@@ -118,6 +136,51 @@ impl SessionDbError {
 
 /// Result of every session DB function.
 pub type Result<T> = std::result::Result<T, SessionDbError>;
+
+/// A connection to a session's `inbound.db`: read-write on the host (its only writer), read-only
+/// in the container. Its own type, so a statement meant for `outbound.db` cannot be run on it:
+/// every protocol step takes the newtype of the file it works on.
+///
+/// ```
+/// # use agent_runner::session_db::{InboundDb, OutboundDb, count_due, sync_acks};
+/// fn sweep(inbound: &mut InboundDb, outbound: &OutboundDb) -> agent_runner::session_db::Result<i64> {
+///     sync_acks(inbound, outbound)?;
+///     count_due(inbound)
+/// }
+/// ```
+///
+/// Swapped, it does not compile:
+///
+/// ```compile_fail
+/// # use agent_runner::session_db::{InboundDb, OutboundDb, count_due, sync_acks};
+/// fn sweep(inbound: &mut InboundDb, outbound: &OutboundDb) -> agent_runner::session_db::Result<i64> {
+///     sync_acks(inbound, outbound)?;
+///     count_due(outbound)
+/// }
+/// ```
+#[derive(Debug)]
+pub struct InboundDb(Connection);
+
+/// A connection to a session's `outbound/outbound.db`: read-write in the container (its only
+/// writer), read-only and defensive on the host.
+#[derive(Debug)]
+pub struct OutboundDb(Connection);
+
+impl InboundDb {
+    /// The raw connection, for tests and tools that read the tables directly. Every statement
+    /// of the protocol lives in this module (a tidy test checks that no other production code
+    /// spells one).
+    pub fn as_connection(&self) -> &Connection {
+        &self.0
+    }
+}
+
+impl OutboundDb {
+    /// The raw connection, for tests and tools (see [`InboundDb::as_connection`]).
+    pub fn as_connection(&self) -> &Connection {
+        &self.0
+    }
+}
 
 /// `<session>/inbound.db`.
 pub fn inbound_path(session_dir: &Path) -> PathBuf {
@@ -251,7 +314,7 @@ pub fn create_inbound(session_dir: &Path) -> Result<()> {
 /// Host: creates a fresh `inbound.db` schema at `path` (which must not exist yet: the host
 /// gives it an unpredictable temp name and renames it into place), mode [`INBOUND_MODE`]
 /// whatever the umask. Returns the connection, to fill projections before the rename.
-pub fn create_inbound_file(path: &Path) -> Result<Connection> {
+pub fn create_inbound_file(path: &Path) -> Result<InboundDb> {
     if fs::symlink_metadata(path).is_ok() {
         return Err(SessionDbError::Io {
             path: path.to_path_buf(),
@@ -269,20 +332,20 @@ pub fn create_inbound_file(path: &Path) -> Result<Connection> {
             source,
         }
     })?;
-    Ok(conn)
+    Ok(InboundDb(conn))
 }
 
 /// Host: opens an existing `inbound.db` read-write (DELETE journal) and runs the lazy column
 /// migrations of older files (host.md §2.4). Open per operation; never keep it. A missing file
 /// is an error ([`SessionDbError::is_missing`]): recreating it loses what it held, so that is
 /// the caller's decision ([`create_inbound`]).
-pub fn open_inbound_host(path: &Path) -> Result<Connection> {
+pub fn open_inbound_host(path: &Path) -> Result<InboundDb> {
     check_files(path, true)?;
     let conn = open_rw(path, false)?;
     harden(&conn)?;
     migrate_inbound(&conn)?;
     conn.execute_batch(INBOUND_SCHEMA)?;
-    Ok(conn)
+    Ok(InboundDb(conn))
 }
 
 /// Host: opens an existing `inbound.db` read-only, for reads that may take a while (delivery).
@@ -291,12 +354,12 @@ pub fn open_inbound_host(path: &Path) -> Result<Connection> {
 /// takes the new file's journal for its own hot journal, rolls it back into the deleted file
 /// and deletes it, breaking the new file's writer (SQLite's "unlinked while open" hazard). A
 /// read-only connection never does; writes open read-write for the one statement.
-pub fn open_inbound_reader(path: &Path) -> Result<Connection> {
+pub fn open_inbound_reader(path: &Path) -> Result<InboundDb> {
     check_files(path, true)?;
     let conn = open_ro(path, true)?;
     harden(&conn)?;
     touch_schema(&conn)?;
-    Ok(conn)
+    Ok(InboundDb(conn))
 }
 
 /// Host: opens the container-written `outbound.db` read-only, never writing it:
@@ -312,14 +375,14 @@ pub fn open_inbound_reader(path: &Path) -> Result<Connection> {
 /// back: the open fails (`SQLITE_READONLY_ROLLBACK`, not damage) until the next container rolls
 /// it back. Between the `lstat` and SQLite's own `open` the container could swap in a FIFO;
 /// that residual window is documented in docs/security.md.
-pub fn open_outbound_host(path: &Path) -> Result<Connection> {
+pub fn open_outbound_host(path: &Path) -> Result<OutboundDb> {
     check_files(path, true)?;
     let conn = open_ro(path, true)?;
     harden(&conn)?;
     conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, HOST_MAX_VALUE_BYTES)?;
     touch_schema(&conn)?;
     check_outbound_schema(&conn, "main", path)?;
-    Ok(conn)
+    Ok(OutboundDb(conn))
 }
 
 /// The cheapest read that makes SQLite look at the journal.
@@ -371,16 +434,16 @@ pub(crate) fn check_outbound_schema(conn: &Connection, schema: &str, path: &Path
 }
 
 /// Container: opens `inbound.db` read-only with `mmap_size=0` (open fresh per poll).
-pub fn open_inbound_container(path: &Path) -> Result<Connection> {
-    open_ro(path, true)
+pub fn open_inbound_container(path: &Path) -> Result<InboundDb> {
+    Ok(InboundDb(open_ro(path, true)?))
 }
 
 /// Container: opens `outbound.db` read-write (creating it), DELETE journal, and creates the
 /// container-owned tables. Opening rolls back a hot journal a killed predecessor left.
-pub fn open_outbound_container(path: &Path) -> Result<Connection> {
+pub fn open_outbound_container(path: &Path) -> Result<OutboundDb> {
     let conn = open_rw(path, true)?;
     conn.execute_batch(OUTBOUND_SCHEMA)?;
-    Ok(conn)
+    Ok(OutboundDb(conn))
 }
 
 /// Path of the liveness file of a session folder (`/workspace/outbound/.heartbeat` in the
@@ -552,9 +615,10 @@ fn migrate_inbound(conn: &Connection) -> Result<()> {
         conn.execute_batch("ALTER TABLE delivered ADD COLUMN platform_message_id TEXT;")?;
     }
     if !delivered.iter().any(|c| c == "status") {
-        conn.execute_batch(
-            "ALTER TABLE delivered ADD COLUMN status TEXT NOT NULL DEFAULT 'delivered';",
-        )?;
+        conn.execute_batch(&format!(
+            "ALTER TABLE delivered ADD COLUMN status TEXT NOT NULL DEFAULT '{}';",
+            DeliveryStatus::Delivered
+        ))?;
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Tests of the session DB protocol against real temp files (both sides' openers).
 
-use super::container::{self, Ack, NewOutbound};
-use super::host::{DUE_PAGE, MAX_CONTENT_BYTES};
+use super::container::{self, NewOutbound};
+use super::untrusted::{DUE_PAGE, MAX_CONTENT_BYTES};
 use super::*;
 
 fn session() -> (tempfile::TempDir, PathBuf) {
@@ -21,6 +21,14 @@ fn chat(id: &str) -> NewInbound {
         content: r#"{"text":"hi"}"#.into(),
         trigger: true,
         ..NewInbound::default()
+    }
+}
+
+fn record(id: &str, platform_message_id: Option<&str>, status: DeliveryStatus) -> DeliveryRecord {
+    DeliveryRecord {
+        message_out_id: id.into(),
+        platform_message_id: platform_message_id.map(str::to_string),
+        status,
     }
 }
 
@@ -109,11 +117,12 @@ fn lazy_migration_of_old_inbound_db() {
         .unwrap();
     }
     let mut conn = open_inbound_host(&path).unwrap();
-    let cols = columns(&conn, "messages_in").unwrap();
+    let cols = columns(conn.as_connection(), "messages_in").unwrap();
     for c in ["series_id", "trigger", "source_session_id", "on_wake"] {
         assert!(cols.iter().any(|x| x == c), "missing {c}");
     }
     let (series, trigger, on_wake): (String, i64, i64) = conn
+        .as_connection()
         .query_row(
             "SELECT series_id, trigger, on_wake FROM messages_in WHERE id = 'old'",
             [],
@@ -122,8 +131,13 @@ fn lazy_migration_of_old_inbound_db() {
         .unwrap();
     assert_eq!((series.as_str(), trigger, on_wake), ("old", 1, 0));
     assert_eq!(insert_inbound(&mut conn, &[chat("new")]).unwrap(), vec![4]);
-    mark_delivered(&conn, "x", Some("p1"), true).unwrap();
+    mark_delivered(
+        &mut conn,
+        &[record("x", Some("p1"), DeliveryStatus::Failed)],
+    )
+    .unwrap();
     let status: String = conn
+        .as_connection()
         .query_row(
             "SELECT status FROM delivered WHERE message_out_id='x'",
             [],
@@ -136,18 +150,19 @@ fn lazy_migration_of_old_inbound_db() {
 #[test]
 fn due_outbound_excludes_delivered_of_any_status() {
     let (_d, s) = session();
-    let inb = open_inbound_host(&s.join(INBOUND_FILE)).unwrap();
+    let mut inb = open_inbound_host(&s.join(INBOUND_FILE)).unwrap();
     let mut outb = open_outbound_container(&outbound_path(&s)).unwrap();
     let ro_in = open_inbound_container(&s.join(INBOUND_FILE)).unwrap();
     for id in ["o1", "o2", "o3"] {
         container::write_outbound(&ro_in, &mut outb, &out(id)).unwrap();
     }
-    outb.execute(
-        "UPDATE messages_out SET deliver_after = '2999-01-01 00:00:00' WHERE id = 'o3'",
-        [],
-    )
-    .unwrap();
-    mark_delivered(&inb, "o1", None, true).unwrap();
+    outb.as_connection()
+        .execute(
+            "UPDATE messages_out SET deliver_after = '2999-01-01 00:00:00' WHERE id = 'o3'",
+            [],
+        )
+        .unwrap();
+    mark_delivered(&mut inb, &[record("o1", None, DeliveryStatus::Failed)]).unwrap();
     let host_out = open_outbound_host(&outbound_path(&s)).unwrap();
     let due: Vec<_> = due_outbound(&inb, &host_out, 0)
         .unwrap()
@@ -155,10 +170,20 @@ fn due_outbound_excludes_delivered_of_any_status() {
         .map(|r| r.id().to_string())
         .collect();
     assert_eq!(due, vec!["o2"]);
-    mark_delivered(&inb, "o2", Some("pm-1"), false).unwrap();
-    mark_delivered(&inb, "o2", Some("pm-2"), true).unwrap(); // ignored: first outcome wins
+    mark_delivered(
+        &mut inb,
+        &[record("o2", Some("pm-1"), DeliveryStatus::Delivered)],
+    )
+    .unwrap();
+    // Ignored: the first outcome wins.
+    mark_delivered(
+        &mut inb,
+        &[record("o2", Some("pm-2"), DeliveryStatus::Failed)],
+    )
+    .unwrap();
     assert!(due_outbound(&inb, &host_out, 0).unwrap().is_empty());
     let pm: String = inb
+        .as_connection()
         .query_row(
             "SELECT platform_message_id FROM delivered WHERE message_out_id='o2'",
             [],
@@ -175,13 +200,14 @@ fn ack_sync_completes_only_finished_claims() {
     insert_inbound(&mut inb, &[chat("a"), chat("b"), chat("c")]).unwrap();
     assert_eq!(count_due(&inb).unwrap(), 3);
     let mut outb = open_outbound_container(&outbound_path(&s)).unwrap();
-    container::ack(&mut outb, &["a".into(), "b".into()], Ack::Processing).unwrap();
-    container::ack(&mut outb, &["a".into()], Ack::Completed).unwrap();
-    outb.execute(
-        "INSERT INTO processing_ack VALUES ('c', 'failed', datetime('now'))",
-        [],
-    )
-    .unwrap();
+    container::ack(&mut outb, &["a".into(), "b".into()], AckStatus::Processing).unwrap();
+    container::ack(&mut outb, &["a".into()], AckStatus::Completed).unwrap();
+    outb.as_connection()
+        .execute(
+            "INSERT INTO processing_ack VALUES ('c', 'failed', datetime('now'))",
+            [],
+        )
+        .unwrap();
     let host_out = open_outbound_host(&outbound_path(&s)).unwrap();
     assert_eq!(sync_acks(&mut inb, &host_out).unwrap(), 2);
     assert_eq!(sync_acks(&mut inb, &host_out).unwrap(), 0);
@@ -201,13 +227,14 @@ fn claims_on_ids_the_host_never_wrote_are_not_read() {
     insert_inbound(&mut inb, &[chat("a")]).unwrap();
     let mut outb = open_outbound_container(&outbound_path(&s)).unwrap();
     let junk: Vec<String> = (0..5000).map(|n| format!("junk-{n}")).collect();
-    container::ack(&mut outb, &junk, Ack::Processing).unwrap();
-    container::ack(&mut outb, &["a".into()], Ack::Processing).unwrap();
-    outb.execute(
-        "UPDATE processing_ack SET status_changed = zeroblob(10) WHERE message_id = 'a'",
-        [],
-    )
-    .unwrap();
+    container::ack(&mut outb, &junk, AckStatus::Processing).unwrap();
+    container::ack(&mut outb, &["a".into()], AckStatus::Processing).unwrap();
+    outb.as_connection()
+        .execute(
+            "UPDATE processing_ack SET status_changed = zeroblob(10) WHERE message_id = 'a'",
+            [],
+        )
+        .unwrap();
     let host_out = open_outbound_host(&outbound_path(&s)).unwrap();
     assert_eq!(
         processing_claims(&inb, &host_out).unwrap(),
@@ -252,6 +279,7 @@ fn destinations_routing_and_container_state() {
     write_session_routing(&inb, Some("discord"), Some("p-a"), None).unwrap();
     write_session_routing(&inb, Some("discord"), Some("p-a"), Some("t1")).unwrap();
     let n: i64 = inb
+        .as_connection()
         .query_row("SELECT COUNT(*) FROM session_routing", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n, 1);
@@ -284,22 +312,24 @@ fn destinations_routing_and_container_state() {
 fn container_state_values_of_the_wrong_type_read_as_absent() {
     let (_d, s) = session();
     let outb = open_outbound_container(&outbound_path(&s)).unwrap();
-    outb.execute(
-        "INSERT INTO container_state (id, current_tool, tool_declared_timeout_ms, updated_at)
+    outb.as_connection()
+        .execute(
+            "INSERT INTO container_state (id, current_tool, tool_declared_timeout_ms, updated_at)
          VALUES (1, zeroblob(100), 'forever', zeroblob(1))",
-        [],
-    )
-    .unwrap();
+            [],
+        )
+        .unwrap();
     let host_out = open_outbound_host(&outbound_path(&s)).unwrap();
     let state = container_state(&host_out).unwrap().unwrap();
     assert_eq!(state.current_tool, None);
     assert_eq!(state.tool_declared_timeout_ms, None);
     assert_eq!(state.updated_at, "");
-    outb.execute(
-        "UPDATE container_state SET current_tool = 'Bash', tool_declared_timeout_ms = -5",
-        [],
-    )
-    .unwrap();
+    outb.as_connection()
+        .execute(
+            "UPDATE container_state SET current_tool = 'Bash', tool_declared_timeout_ms = -5",
+            [],
+        )
+        .unwrap();
     let state = container_state(&host_out).unwrap().unwrap();
     assert_eq!(
         state.tool_declared_timeout_ms, None,
@@ -366,7 +396,7 @@ fn pending_returns_trigger_zero_and_one_rows() {
         vec![("ctx".into(), false), ("go".into(), true)]
     );
     // Legacy insert without the column value: trigger defaults to 1.
-    inb.execute(
+    inb.as_connection().execute(
         "INSERT INTO messages_in (id, seq, kind, timestamp, content) VALUES ('leg', 10, 'chat', 'x', '{}')",
         [],
     )
@@ -401,7 +431,7 @@ fn pending_window_takes_the_oldest_unacked_rows_so_a_backlog_is_answered_in_orde
     rows.insert(1, orphan);
     insert_inbound(&mut inb, &rows).unwrap();
     let mut outb = open_outbound_container(&outbound_path(&s)).unwrap();
-    let window = |outb: &rusqlite::Connection| -> Vec<String> {
+    let window = |outb: &OutboundDb| -> Vec<String> {
         container::pending(&s.join(INBOUND_FILE), outb, false, 3)
             .unwrap()
             .into_iter()
@@ -411,7 +441,12 @@ fn pending_window_takes_the_oldest_unacked_rows_so_a_backlog_is_answered_in_orde
     // The system row rides along but does not take a slot.
     assert_eq!(window(&outb), vec!["m0", "orphan-response", "m1", "m2"]);
     // Acked rows are skipped before the window is filled, not after.
-    container::ack(&mut outb, &["m0".into(), "m1".into()], Ack::Processing).unwrap();
+    container::ack(
+        &mut outb,
+        &["m0".into(), "m1".into()],
+        AckStatus::Processing,
+    )
+    .unwrap();
     assert_eq!(window(&outb), vec!["orphan-response", "m2", "m3", "m4"]);
     assert_eq!(container::delete_stale_claims(&outb).unwrap(), 2);
 }
@@ -446,19 +481,21 @@ fn legacy_continuation_migration() {
     let (_d, s) = session();
     let o = open_outbound_container(&outbound_path(&s)).unwrap();
     let legacy = |v: &str| {
-        o.execute(
-            "INSERT OR REPLACE INTO session_state VALUES ('sdk_session_id', ?1, '')",
-            [v],
-        )
-        .unwrap();
+        o.as_connection()
+            .execute(
+                "INSERT OR REPLACE INTO session_state VALUES ('sdk_session_id', ?1, '')",
+                [v],
+            )
+            .unwrap();
     };
     let has_legacy = || {
-        o.query_row(
-            "SELECT COUNT(*) FROM session_state WHERE key='sdk_session_id'",
-            [],
-            |r| r.get::<_, i64>(0),
-        )
-        .unwrap()
+        o.as_connection()
+            .query_row(
+                "SELECT COUNT(*) FROM session_state WHERE key='sdk_session_id'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap()
             > 0
     };
     // Adopted when empty; the legacy row is always deleted; idempotent.
@@ -494,8 +531,8 @@ fn legacy_continuation_migration() {
 
 #[test]
 fn ids_have_prefix_ms_and_rand6() {
-    let a = container::new_id("msg");
-    let b = container::new_id("msg");
+    let a = new_id("msg");
+    let b = new_id("msg");
     assert_ne!(a, b);
     let parts: Vec<_> = a.split('-').collect();
     assert_eq!(parts.len(), 3);
@@ -515,15 +552,20 @@ fn a_hot_journal_is_left_to_the_container_and_never_written_by_the_host() {
     let ro_in = open_inbound_container(&s.join(INBOUND_FILE)).unwrap();
     container::write_outbound(&ro_in, &mut outb, &out("kept")).unwrap();
     // Freeze a crash: a transaction whose pages spilled into the file, copied with its journal.
-    outb.pragma_update(None, "cache_size", 1).unwrap();
-    outb.execute_batch("BEGIN IMMEDIATE").unwrap();
-    for i in 0..200 {
-        outb.execute(
-            "INSERT INTO messages_out (id, seq, timestamp, kind, content)
-             VALUES (?1, ?2, 'now', 'chat', ?3)",
-            rusqlite::params![format!("x{i}"), 1001 + 2 * i, "y".repeat(500)],
-        )
+    outb.as_connection()
+        .pragma_update(None, "cache_size", 1)
         .unwrap();
+    outb.as_connection()
+        .execute_batch("BEGIN IMMEDIATE")
+        .unwrap();
+    for i in 0..200 {
+        outb.as_connection()
+            .execute(
+                "INSERT INTO messages_out (id, seq, timestamp, kind, content)
+             VALUES (?1, ?2, 'now', 'chat', ?3)",
+                rusqlite::params![format!("x{i}"), 1001 + 2 * i, "y".repeat(500)],
+            )
+            .unwrap();
     }
     let crash = s.join("crash");
     fs::create_dir_all(&crash).unwrap();
@@ -533,7 +575,7 @@ fn a_hot_journal_is_left_to_the_container_and_never_written_by_the_host() {
         crash.join("outbound.db-journal"),
     )
     .unwrap();
-    outb.execute_batch("ROLLBACK").unwrap();
+    outb.as_connection().execute_batch("ROLLBACK").unwrap();
 
     let copy = crash.join(OUTBOUND_FILE);
     let before = fs::read(&copy).unwrap();
@@ -550,6 +592,7 @@ fn a_hot_journal_is_left_to_the_container_and_never_written_by_the_host() {
     assert!(crash.join("outbound.db-journal").exists());
     let container = open_outbound_container(&copy).unwrap();
     let ids: Vec<String> = container
+        .as_connection()
         .prepare("SELECT id FROM messages_out")
         .unwrap()
         .query_map([], |r| r.get(0))
@@ -625,6 +668,7 @@ fn the_attached_read_refuses_an_outbound_db_swapped_for_a_symlink() {
     std::os::unix::fs::symlink(&outside, outbound_path(&s)).unwrap();
     assert!(due_outbound(&inb, &host_out, 0).is_err());
     let attached: i64 = inb
+        .as_connection()
         .query_row("SELECT COUNT(*) FROM pragma_database_list", [], |r| {
             r.get(0)
         })
@@ -660,8 +704,8 @@ fn garbage_bytes_are_reported_as_damage() {
 }
 
 /// Inserts a raw `messages_out` row with SQL values (the container may write anything).
-fn raw_out(outb: &Connection, id: &str, values: &str) {
-    outb.execute(
+fn raw_out(outb: &OutboundDb, id: &str, values: &str) {
+    outb.as_connection().execute(
         &format!(
             "INSERT INTO messages_out (id, seq, timestamp, kind, channel_type, platform_id, in_reply_to, content)
              VALUES ({id}, {values})"
@@ -686,11 +730,12 @@ fn rows_breaking_a_bound_come_back_bad_without_being_loaded() {
             0
         ),
     );
-    outb.execute(
-        "UPDATE messages_out SET content = CAST(zeroblob(?1) AS TEXT) WHERE id = 'huge'",
-        [MAX_CONTENT_BYTES + 1],
-    )
-    .unwrap();
+    outb.as_connection()
+        .execute(
+            "UPDATE messages_out SET content = CAST(zeroblob(?1) AS TEXT) WHERE id = 'huge'",
+            [MAX_CONTENT_BYTES + 1],
+        )
+        .unwrap();
     raw_out(
         &outb,
         "'blob'",
@@ -761,7 +806,7 @@ fn a_page_holds_at_most_due_page_rows_and_the_offset_skips_kept_ones() {
     let (_d, s) = session();
     let inb = open_inbound_host(&s.join(INBOUND_FILE)).unwrap();
     let outb = open_outbound_container(&outbound_path(&s)).unwrap();
-    outb.execute_batch(&format!(
+    outb.as_connection().execute_batch(&format!(
         "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {})
          INSERT INTO messages_out (id, seq, timestamp, kind, content)
          SELECT printf('o%05d', i), 2 * i + 1, printf('2026-01-01 00:%02d:%02d', i / 60 % 60, i % 60), 'chat', '{{}}' FROM n;",
@@ -782,12 +827,12 @@ fn due_outbound_with_odd_path_characters_and_in_memory_outbound() {
     let dir = tempfile::tempdir().unwrap();
     let s = dir.path().join("we%ird #1?");
     create(&s).unwrap();
-    let inb = open_inbound_host(&s.join(INBOUND_FILE)).unwrap();
+    let mut inb = open_inbound_host(&s.join(INBOUND_FILE)).unwrap();
     let mut outb = open_outbound_container(&outbound_path(&s)).unwrap();
     let ro_in = open_inbound_container(&s.join(INBOUND_FILE)).unwrap();
     container::write_outbound(&ro_in, &mut outb, &out("o1")).unwrap();
     container::write_outbound(&ro_in, &mut outb, &out("o2")).unwrap();
-    mark_delivered(&inb, "o1", None, false).unwrap();
+    mark_delivered(&mut inb, &[record("o1", None, DeliveryStatus::Delivered)]).unwrap();
     let host_out = open_outbound_host(&outbound_path(&s)).unwrap();
     let ids = |rows: Vec<Due>| {
         rows.into_iter()
@@ -797,6 +842,7 @@ fn due_outbound_with_odd_path_characters_and_in_memory_outbound() {
     assert_eq!(ids(due_outbound(&inb, &host_out, 0).unwrap()), vec!["o2"]);
     // Nothing stays attached to the host's inbound connection.
     let attached: i64 = inb
+        .as_connection()
         .query_row("SELECT COUNT(*) FROM pragma_database_list", [], |r| {
             r.get(0)
         })
@@ -810,7 +856,10 @@ fn due_outbound_with_odd_path_characters_and_in_memory_outbound() {
            ('o1', 1, '2026-01-01', 'chat', '{}'), ('m2', 3, '2026-01-02', 'chat', '{}')",
     )
     .unwrap();
-    assert_eq!(ids(due_outbound(&inb, &mem, 0).unwrap()), vec!["m2"]);
+    assert_eq!(
+        ids(due_outbound(&inb, &OutboundDb(mem), 0).unwrap()),
+        vec!["m2"]
+    );
 }
 
 #[test]
@@ -827,8 +876,8 @@ fn replies_and_their_completion_commit_together_or_not_at_all() {
     )
     .unwrap();
     assert_eq!(seqs, vec![1, 3]);
-    let completed = |outb: &rusqlite::Connection, id: &str| -> bool {
-        outb.query_row(
+    let completed = |outb: &OutboundDb, id: &str| -> bool {
+        outb.as_connection().query_row(
             "SELECT EXISTS (SELECT 1 FROM processing_ack WHERE message_id = ?1 AND status = 'completed')",
             [id],
             |r| r.get(0),
@@ -846,6 +895,7 @@ fn replies_and_their_completion_commit_together_or_not_at_all() {
     assert!(err.is_err());
     assert!(!completed(&outb, "m2"), "no completion without its replies");
     let r3: i64 = outb
+        .as_connection()
         .query_row(
             "SELECT COUNT(*) FROM messages_out WHERE id = 'r3'",
             [],
@@ -870,9 +920,11 @@ fn a_reader_left_on_a_deleted_inbound_db_never_breaks_the_writer_of_its_successo
     let reading = stop.clone();
     let reader = std::thread::spawn(move || {
         while !reading.load(std::sync::atomic::Ordering::Relaxed) {
-            let _ = stale.query_row("SELECT COUNT(*) FROM messages_in", [], |r| {
-                r.get::<_, i64>(0)
-            });
+            let _ = stale
+                .as_connection()
+                .query_row("SELECT COUNT(*) FROM messages_in", [], |r| {
+                    r.get::<_, i64>(0)
+                });
         }
     });
     let failures = (0..200)

@@ -4,21 +4,23 @@
 //! parents), then creates and updates (parents before children), then the bookkeeping — the
 //! last-applied spec of each resource (`managed_resources`, for drift), the generation and a
 //! row of `apply_history`. An error anywhere rolls everything back. The apply lock ([`lock`])
-//! keeps applies from interleaving. This module decides nothing: the plan says what to write.
+//! keeps applies from interleaving. This module decides nothing: the plan says what to write,
+//! and the rows are `db::config`'s and `db::history`'s.
 //!
 //! No `pending_effects` rows are written: nothing acts on them yet (restarting containers after
 //! an apply is a later, level-triggered executor's job), and a row nobody reads or clears would
 //! only claim work that never happens.
 
 pub mod lock;
-mod write;
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior};
 
-use crate::plan::{self, Action, Current, Plan};
-use crate::state::State;
+use crate::db::config::{self, ReadError};
+use crate::db::history::{self, Record};
+use crate::plan::{self, Action, Plan};
+use crate::state::{Current, State};
 
 pub use self::lock::{ApplyLock, acquire as lock};
 
@@ -39,7 +41,7 @@ pub enum ApplyError {
         source: rusqlite::Error,
     },
     #[error("reading the DB")]
-    Read(#[from] plan::current::ReadError),
+    Read(#[from] ReadError),
     #[error(transparent)]
     Db(#[from] rusqlite::Error),
 }
@@ -75,7 +77,7 @@ pub fn apply(
         });
     }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let current = plan::current::read(&tx)?;
+    let current = config::read(&tx)?;
     if current.generation != expected.generation {
         return Err(ApplyError::Stale {
             why: format!(
@@ -92,7 +94,7 @@ pub fn apply(
     let generation = current.generation + 1;
     let _span = tracing::info_span!("apply", generation).entered();
     let now = now();
-    let writer = write::Writer::new(&tx, &now, generation);
+    let writer = config::Writer::new(&tx, &now, generation);
     for change in plan.changes.iter().rev() {
         if change.action == Action::Delete
             && let Some(resource) = current.state.get(&change.address)
@@ -131,10 +133,6 @@ pub fn apply(
     })
 }
 
-const INSERT_HISTORY: &str = "INSERT INTO apply_history
-  (generation, applied_at, manifest_digest, git_commit, summary, plan_json)
-  VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
-
 /// The generation and history row of an apply.
 fn record(
     tx: &Connection,
@@ -143,23 +141,18 @@ fn record(
     generation: i64,
     now: &str,
 ) -> rusqlite::Result<()> {
-    tx.execute(
-        "UPDATE reconcile_state SET generation = ?1 WHERE id = 1",
-        [generation],
-    )?;
     let plan_json = plan::json::to_string(plan, &meta.manifest_digest);
-    tx.execute(
-        INSERT_HISTORY,
-        params![
+    history::record(
+        tx,
+        &Record {
             generation,
-            now,
-            meta.manifest_digest,
-            meta.git_commit,
-            plan.summary().line(),
-            plan_json
-        ],
-    )?;
-    Ok(())
+            applied_at: now,
+            manifest_digest: &meta.manifest_digest,
+            git_commit: meta.git_commit.as_deref(),
+            summary: &plan.summary().line(),
+            plan_json: &plan_json,
+        },
+    )
 }
 
 /// The current time as ISO-8601 UTC with whole seconds (`2026-11-24T15:57:19Z`).
@@ -194,34 +187,6 @@ pub fn git_commit(dir: &Path) -> Option<String> {
     }
 }
 
-/// One row of `nanoclaw history`.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct HistoryEntry {
-    pub generation: i64,
-    pub applied_at: String,
-    pub git_commit: Option<String>,
-    pub manifest_digest: String,
-    pub summary: String,
-}
-
-/// Every apply, newest first.
-pub fn history(conn: &Connection) -> rusqlite::Result<Vec<HistoryEntry>> {
-    let mut statement = conn.prepare(
-        "SELECT generation, applied_at, git_commit, manifest_digest, summary
-         FROM apply_history ORDER BY generation DESC",
-    )?;
-    let rows = statement.query_map([], |row| {
-        Ok(HistoryEntry {
-            generation: row.get(0)?,
-            applied_at: row.get(1)?,
-            git_commit: row.get(2)?,
-            manifest_digest: row.get(3)?,
-            summary: row.get(4)?,
-        })
-    })?;
-    rows.collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,7 +199,7 @@ mod tests {
     }
 
     fn apply_state(conn: &mut Connection, desired: &State) -> Outcome {
-        let current = plan::current::read(conn).unwrap();
+        let current = config::read(conn).unwrap();
         let plan = diff(desired, &current);
         let meta = Meta {
             manifest_digest: "d1".into(),
@@ -286,7 +251,7 @@ mod tests {
                 changed: true
             }
         );
-        let current = plan::current::read(&conn).unwrap();
+        let current = config::read(&conn).unwrap();
         assert_eq!(current.state, desired);
         assert_eq!(current.managed.len(), desired.len());
         assert_eq!(current.specs, desired.resources);
@@ -299,7 +264,7 @@ mod tests {
                 changed: false
             }
         );
-        let history = history(&conn).unwrap();
+        let history = history::read(&conn).unwrap();
         assert_eq!(history.len(), 1);
         assert_eq!(
             history[0].summary,
@@ -320,7 +285,7 @@ mod tests {
         .unwrap();
         let before = dump(&conn);
         let desired = fixture::state();
-        let current = plan::current::read(&conn).unwrap();
+        let current = config::read(&conn).unwrap();
         let plan = diff(&desired, &current);
         let err = apply(&mut conn, &desired, &plan, &current, &Meta::default()).unwrap_err();
         assert_eq!(err.to_string(), "writing `channel.main`");
@@ -396,7 +361,7 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM sessions", [], |row| row.get(0))
             .unwrap();
         assert_eq!(n_sessions, 0);
-        let current = plan::current::read(&conn).unwrap();
+        let current = config::read(&conn).unwrap();
         assert_eq!(current.state, desired);
         assert_eq!(current.specs, desired.resources);
     }
@@ -405,7 +370,7 @@ mod tests {
     fn a_stale_current_is_refused() {
         let (_dir, mut conn) = open();
         let desired = fixture::state();
-        let current = plan::current::read(&conn).unwrap();
+        let current = config::read(&conn).unwrap();
         let plan = diff(&desired, &current);
         conn.execute(
             "INSERT INTO users (id, kind, created_at) VALUES ('cli:late', 'cli', 'now')",

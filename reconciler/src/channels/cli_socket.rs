@@ -39,8 +39,8 @@ use super::accept::{self, Log, Throttle};
 use super::cli_protocol::{self, ClientLine, HostLine, Line, LineCodec, Reply, Welcome};
 use super::registry::Factory;
 use super::{
-    Adapter, Delivered, DeliveryError, Envelope, InboundEvent, InboundMessage, Outbound,
-    ReaderArrived, Ready, Receipt, Start,
+    Adapter, Content, Delivered, DeliveryError, Envelope, InboundEvent, InboundMessage, Kind,
+    Outbound, ReaderArrived, Ready, Receipt, Start,
 };
 use crate::paths::Paths;
 
@@ -540,26 +540,27 @@ impl CliSocket {
             .unwrap_or_else(|| DEFAULT_PLATFORM_ID.to_string());
         let id = message
             .id
-            .unwrap_or_else(|| crate::runtime::ids::generate("cli"));
+            .unwrap_or_else(|| agent_runner::session_db::new_id("cli"));
         if !cli_protocol::is_safe_id(&id) {
             return HostLine::error(format!(
                 "message id `{id}` may only use letters, digits, `-`, `_` and `.`"
             ));
         }
-        let content = serde_json::json!({
-            "text": message.text,
-            "sender": "cli",
-            "senderId": format!("cli:{platform_id}"),
-        });
+        let content = Content {
+            text: Some(message.text),
+            sender: Some("cli".to_string()),
+            sender_id: Some(format!("cli:{platform_id}")),
+            ..Content::default()
+        };
         let event = InboundEvent {
             channel_type: CHANNEL_TYPE.to_string(),
             platform_id: platform_id.clone(),
             thread_id: None,
             message: InboundMessage {
                 id: id.clone(),
-                kind: "chat".to_string(),
-                content: content.to_string(),
-                timestamp: crate::runtime::ids::now_iso(),
+                kind: Kind::Chat,
+                content,
+                timestamp: agent_runner::session_db::now_iso(),
                 is_mention: false,
                 is_group: Some(false),
             },

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use agent_runner::session_db::{Attachment, Content, Kind};
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -61,19 +62,38 @@ impl Envelope {
     }
 }
 
+/// One message as its adapter understood it: its content is parsed once, here at the
+/// boundary, and serialised once, into each session's `inbound.db`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InboundMessage {
     /// Platform message id (unique per chat).
     pub id: String,
     /// `chat` or `chat-sdk`.
-    pub kind: String,
-    /// JSON object as text: `{text, sender, senderId, senderName?, attachments?, …}`.
-    pub content: String,
+    #[serde(with = "kind_text")]
+    pub kind: Kind,
+    /// `{text, sender, senderId, senderName, attachments, …}`: the router reads its facts
+    /// (text, sender) and saves its attachments from it.
+    pub content: Content,
     /// ISO-8601 UTC.
     pub timestamp: String,
     /// The platform confirmed the bot was mentioned (DMs count as mentions).
     pub is_mention: bool,
     pub is_group: Option<bool>,
+}
+
+/// A message kind as its string form.
+mod kind_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::Kind;
+
+    pub fn serialize<S: Serializer>(kind: &Kind, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(kind.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Kind, D::Error> {
+        Ok(Kind::parse(&String::deserialize(deserializer)?))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

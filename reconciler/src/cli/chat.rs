@@ -4,11 +4,10 @@
 //! terminal, `interactive.rs`) shows replies as they arrive, above the prompt; Ctrl-D leaves.
 //! `--message TEXT` sends one message, waits for its reply (or `--replies N` replies, for
 //! fan-out) and prints it: for scripts. Either way a reply is acknowledged only once shown, so
-//! the runtime records it as delivered only then; the chosen chat is `target.rs`'s decision.
+//! the runtime records it as delivered only then; the chosen chat is `ops::chat`'s decision.
 
 mod interactive;
 mod link;
-mod target;
 
 use std::io::Write;
 use std::path::Path;
@@ -18,11 +17,9 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use self::link::{Link, Next, Shown};
-use self::target::{Mode, Target};
 use super::{Ctx, Status};
 use crate::channels::cli_protocol::{ClientLine, HostLine, Message, Reply};
-use crate::channels::cli_socket::CHANNEL_TYPE;
-use crate::db::{self, routing};
+use crate::ops::chat::{Mode, Target};
 
 const AFTER_HELP: &str = "\
 The runtime must be running (`nanoclaw run`) on the same --data directory.
@@ -74,13 +71,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 const RECONNECT_EVERY: Duration = Duration::from_millis(250);
 
 pub fn run(args: ChatArgs, ctx: &Ctx) -> anyhow::Result<Status> {
-    let chats = cli_chats(&ctx.paths.db(), args.target.is_some())?;
     let mode = match args.message {
         Some(_) => Mode::OneShot,
         None => Mode::Interactive,
     };
-    let target =
-        target::choose(args.target.as_deref(), &chats, mode).map_err(anyhow::Error::msg)?;
+    let target = crate::ops::chat::target(&ctx.paths, args.target.as_deref(), mode)?;
     let socket = ctx.paths.cli_socket();
     let link = Link::connect(&socket, &target.platform_id).with_context(|| {
         format!(
@@ -107,23 +102,6 @@ pub fn run(args: ChatArgs, ctx: &Ctx) -> anyhow::Result<Status> {
     }
 }
 
-/// Every CLI chat with its agents; none when nothing was applied yet and no target needs them.
-fn cli_chats(db_path: &Path, needed: bool) -> anyhow::Result<Vec<routing::WiredChat>> {
-    if !db_path.exists() {
-        if needed {
-            bail!(
-                "no configuration yet at {}\n\nhint: run `nanoclaw run` or `nanoclaw apply` first",
-                db_path.display()
-            );
-        }
-        return Ok(Vec::new());
-    }
-    let conn =
-        db::open_readonly(db_path).with_context(|| format!("opening {}", db_path.display()))?;
-    routing::chats_of_type(&conn, CHANNEL_TYPE)
-        .with_context(|| format!("reading the CLI chats from {}", db_path.display()))
-}
-
 /// A `--message` run.
 struct Request<'a> {
     text: &'a str,
@@ -142,7 +120,7 @@ fn one_shot(
     err: &mut dyn Write,
 ) -> anyhow::Result<Status> {
     let deadline = Instant::now() + request.timeout;
-    let id = crate::runtime::ids::generate("cli");
+    let id = agent_runner::session_db::new_id("cli");
     let message = ClientLine::Message(Message {
         text: request.text.to_string(),
         id: Some(id.clone()),

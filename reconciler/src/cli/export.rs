@@ -1,11 +1,12 @@
-//! `nanoclaw export`: write the DB's configuration (managed or made at runtime) as manifests.
+//! `nanoclaw export`: write the DB's configuration (managed or made at runtime) as manifests
+//! (`ops::export`).
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
 
 use super::{Ctx, Status};
+use crate::ops;
 
 /// Write the central DB's configuration as manifest files (agents.yaml, channels.yaml,
 /// users.yaml; past 1,000 documents a kind continues in agents-2.yaml, …), e.g. to start
@@ -23,24 +24,13 @@ pub struct ExportArgs {
 }
 
 pub fn run(args: ExportArgs, ctx: &Ctx) -> anyhow::Result<Status> {
-    let path = ctx.paths.db();
-    if !path.exists() {
-        // Most likely the wrong `--data`: an empty export would look like success.
-        anyhow::bail!(
-            "there is no central DB at `{}`, so there is nothing to export; pass the state \
-             directory with `--data DIR` (or NANOCLAW_DATA_DIR)",
-            path.display()
-        );
-    }
-    let conn =
-        crate::db::open_readonly(&path).with_context(|| format!("opening `{}`", path.display()))?;
-    let state = crate::export::read(&conn)?;
-    let written = crate::export::write(&args.out, &state, args.force)?;
+    let exported = ops::export::export(&ctx.paths, &args.out, args.force)?;
     println!(
         "Exported {} resources to {} ({}).",
-        state.len(),
+        exported.n_resources,
         args.out.display(),
-        written
+        exported
+            .files
             .iter()
             .filter_map(|path| path.file_name())
             .map(|name| name.to_string_lossy())

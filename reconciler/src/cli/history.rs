@@ -1,12 +1,13 @@
 //! `nanoclaw history`: every apply (generation, time, git commit, manifest digest, summary),
 //! newest first, as a table or JSON; with `--failures`, the agent containers that failed
-//! (exit code, last output lines). Read-only.
+//! (exit code, last output lines). Read-only (`ops::history` reads).
 
-use anyhow::Context;
 use clap::Args;
 
 use super::{Ctx, Status};
-use crate::db::failures::{self, Failure};
+use crate::db::failures::Failure;
+use crate::db::history::HistoryEntry;
+use crate::ops;
 use crate::plan::saved::short;
 
 const AFTER_HELP: &str = "\
@@ -33,22 +34,8 @@ pub struct HistoryArgs {
 }
 
 pub fn run(args: HistoryArgs, ctx: &Ctx) -> anyhow::Result<Status> {
-    let path = ctx.paths.db();
-    let conn = if path.exists() {
-        Some(
-            crate::db::open_readonly(&path)
-                .with_context(|| format!("opening `{}`", path.display()))?,
-        )
-    } else {
-        None
-    };
     if args.failures {
-        let failures = match &conn {
-            Some(conn) => {
-                failures::recent(conn, args.limit).context("reading container_failures")?
-            }
-            None => Vec::new(),
-        };
+        let failures = ops::history::failures(&ctx.paths, args.limit)?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&failures)?);
         } else {
@@ -56,10 +43,7 @@ pub fn run(args: HistoryArgs, ctx: &Ctx) -> anyhow::Result<Status> {
         }
         return Ok(Status::Ok);
     }
-    let entries = match &conn {
-        Some(conn) => crate::apply::history(conn).context("reading apply_history")?,
-        None => Vec::new(),
-    };
+    let entries = ops::history::applies(&ctx.paths)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&entries)?);
         return Ok(Status::Ok);
@@ -69,10 +53,7 @@ pub fn run(args: HistoryArgs, ctx: &Ctx) -> anyhow::Result<Status> {
     } else {
         print_applies(&entries);
     }
-    let failed = match &conn {
-        Some(conn) => failures::recent(conn, 1).unwrap_or_default(),
-        None => Vec::new(),
-    };
+    let failed = ops::history::failures(&ctx.paths, 1).unwrap_or_default();
     if let Some(latest) = failed.first() {
         println!(
             "\nAgent containers have failed (latest: `{}` at {}); see `nanoclaw history --failures`.",
@@ -82,8 +63,8 @@ pub fn run(args: HistoryArgs, ctx: &Ctx) -> anyhow::Result<Status> {
     Ok(Status::Ok)
 }
 
-fn print_applies(entries: &[crate::apply::HistoryEntry]) {
-    let commit = |entry: &crate::apply::HistoryEntry| match &entry.git_commit {
+fn print_applies(entries: &[HistoryEntry]) {
+    let commit = |entry: &HistoryEntry| match &entry.git_commit {
         Some(commit) => match commit.strip_suffix("-dirty") {
             Some(sha) => format!("{}-dirty", short(sha)),
             None => short(commit).to_string(),

@@ -4,8 +4,11 @@
 //! keep the full log when a build fails. `nanoclaw run` provides its images the same way.
 //!
 //! Which recipe an agent needs and whether an image is current are decided in
-//! `containers::image` (pure); building is `containers::build` and `containers::base`.
+//! `containers::image` (pure); building is `containers::build` and `containers::base`. The
+//! runner put in an image is found by `image/runner.rs` (`--runner`, `NANOCLAW_RUNNER`, beside
+//! `nanoclaw`); only in a source checkout without one does `image/dev_runner.rs` build it.
 
+mod dev_runner;
 mod progress;
 mod runner;
 
@@ -55,9 +58,11 @@ pub struct ImageArgs {
 pub enum ImageCommand {
     /// Build the agent images the manifests need (no container registry involved).
     ///
-    /// The static runner comes from --runner, else
-    /// target/x86_64-unknown-linux-musl/release/agent-runner in the source tree, else it is
-    /// compiled with `cargo build -p agent-runner --release --target x86_64-unknown-linux-musl`.
+    /// The static agent-runner put in the image comes from --runner, else NANOCLAW_RUNNER,
+    /// else `agent-runner` beside the nanoclaw executable; no Rust toolchain is needed. Only
+    /// when none is there and nanoclaw runs from its source checkout is the runner built
+    /// there (developer build: `cargo build -p agent-runner --release --target
+    /// x86_64-unknown-linux-musl`, installing the musl target and musl-tools when it can).
     #[command(after_help = BUILD_AFTER_HELP)]
     Build(BuildArgs),
 }
@@ -73,7 +78,8 @@ pub struct BuildArgs {
     /// Image tag for --recipe. Default: the recipe's tag, shared by every install here.
     #[arg(long, requires = "recipe")]
     pub tag: Option<String>,
-    /// Static agent-runner binary to put in the image.
+    /// Static agent-runner binary to put in the image (default: NANOCLAW_RUNNER, else
+    /// `agent-runner` beside nanoclaw).
     #[arg(long, value_name = "PATH")]
     pub runner: Option<PathBuf>,
     /// Debian bookworm image the production recipe starts from, instead of the base made
@@ -133,9 +139,8 @@ pub fn run(args: ImageArgs, ctx: &Ctx) -> anyhow::Result<Status> {
 }
 
 fn run_build(args: BuildArgs, ctx: &Ctx) -> anyhow::Result<Status> {
-    if let Some(path) = &args.runner {
-        anyhow::ensure!(path.is_file(), "runner `{}` does not exist", path.display());
-    }
+    // A runner that was asked for is checked before anything else: a typo fails at once.
+    let found = runner::find(args.runner.as_deref())?;
     let targets = match args.recipe {
         Some(recipe) => {
             let recipe = Recipe::from(recipe);
@@ -165,7 +170,10 @@ fn run_build(args: BuildArgs, ctx: &Ctx) -> anyhow::Result<Status> {
             needed.into_iter().collect()
         }
     };
-    let runner = runner::locate_runner(args.runner.clone())?;
+    let runner = match found {
+        Some(path) => path,
+        None => runner::fallback()?,
+    };
     let options = Options {
         base: args.base.clone(),
         force: args.force || args.no_cache,
@@ -308,25 +316,37 @@ fn keep_log(display: &BuildDisplay, ctx: &Ctx, recipe: Recipe) {
     }
 }
 
-/// For `nanoclaw run`: makes sure every `(tag, recipe)` in `needed` exists and, when this
-/// binary's source tree is at hand, holds the current runner and recipe (the runner is rebuilt
-/// with cargo, a no-op when fresh, and the image is rebuilt when its labels differ). Without a
-/// source tree an existing image is used as it is.
+/// The runner given with `--runner` (checked), else `NANOCLAW_RUNNER`'s, else the static one
+/// beside `nanoclaw`; `None` when there is none. `run` asks before it starts anything.
+pub(crate) fn find_runner(flag: Option<&Path>) -> anyhow::Result<Option<PathBuf>> {
+    runner::find(flag)
+}
+
+/// For `nanoclaw run`: makes sure every `(tag, recipe)` in `needed` exists and holds the
+/// current recipe and runner (rebuilt when its labels differ). The runner is `runner` (from
+/// [`find_runner`]); without one, one is built from the source checkout when this binary has
+/// one (developer build), else an existing image is used as it is.
 pub(crate) async fn ensure_images(
     docker: &containers::Docker,
     needed: &[(String, Recipe)],
+    mut runner: Option<PathBuf>,
     ctx: &Ctx,
 ) -> anyhow::Result<()> {
-    let have_source = runner::source_tree()
-        .join("agent-runner/Cargo.toml")
-        .is_file();
     for (tag, recipe) in needed {
-        if image::image_exists(docker, tag).await? && !have_source {
-            continue;
-        }
-        let runner = tokio::task::spawn_blocking(|| runner::locate_runner(None)).await??;
-        if provide(docker, tag, *recipe, &runner, &Options::default(), ctx).await?
-            == Provided::Built
+        let path = match &runner {
+            Some(path) => path.clone(),
+            None if dev_runner::checkout().is_none()
+                && image::image_exists(docker, tag).await? =>
+            {
+                continue;
+            }
+            None => {
+                let path = tokio::task::spawn_blocking(runner::fallback).await??;
+                runner = Some(path.clone());
+                path
+            }
+        };
+        if provide(docker, tag, *recipe, &path, &Options::default(), ctx).await? == Provided::Built
         {
             tracing::info!(image = %tag, recipe = recipe.name(), "agent image built");
         }

@@ -1,5 +1,5 @@
 //! `nanoclaw run [DIR]`: take the data dir's daemon lock, validate and apply the manifests
-//! (through `apply`'s pipeline: deletions only when confirmed), make sure Docker and the agent
+//! (`ops::apply` in `Mode::Run`, through `apply`'s display: deletions only when confirmed), make sure Docker and the agent
 //! image are there, then run the runtime until SIGINT/SIGTERM.
 //!
 //! Nothing here may panic on a broken stderr: the plan and messages go through
@@ -13,10 +13,11 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::apply::{Applied, Caller, Request, apply_dir};
+use super::apply::apply_dir;
 use super::chat::parse_duration;
 use super::{Ctx, Status};
 use crate::containers::{self, AgentImages, Recipe};
+use crate::ops::{self, Applied, ApplyRequest, Mode};
 use crate::runtime::{self, Settings};
 use crate::{credentials, env};
 
@@ -37,10 +38,16 @@ whose first build takes a few minutes; see `nanoclaw image build --help`), remov
 install left behind, then route messages until Ctrl-C / SIGTERM (stop and remove this install's
 containers, then exit).
 
+The agent-runner those images get comes from --runner, else NANOCLAW_RUNNER, else `agent-runner`
+beside the nanoclaw executable: no Rust toolchain is needed. Only when none is there and nanoclaw
+runs from its source checkout is the runner built there with cargo (a developer build); without
+either, existing images are used as they are.
+
 Examples:
   nanoclaw run                              the bundled manifests in ./manifests
   nanoclaw run ~/agents --data ~/.nanoclaw  your own manifests and state directory
   nanoclaw run --yes                        also apply deletions without asking
+  nanoclaw run --runner ./agent-runner      the static runner for the agent images
   nanoclaw run --log-format json            machine-readable logs on stderr";
 
 /// Apply the manifests and run the agents (channels, router, containers, delivery, sweep).
@@ -81,6 +88,10 @@ pub struct RunArgs {
     /// Never install or start Docker; fail with instructions instead.
     #[arg(long)]
     pub no_docker_setup: bool,
+    /// Static agent-runner binary for the agent images built or refreshed at startup (default:
+    /// NANOCLAW_RUNNER, else `agent-runner` beside nanoclaw; see `nanoclaw image build --help`).
+    #[arg(long, value_name = "PATH")]
+    pub runner: Option<PathBuf>,
 }
 
 pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Status> {
@@ -89,35 +100,38 @@ pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Status> {
     let anthropic_upstream = credentials::Upstream::parse(&base_url).with_context(|| {
         format!("`{}` is not usable\n\nhint: give a URL such as `https://api.anthropic.com` or `http://127.0.0.1:8080`", env::NANOCLAW_ANTHROPIC_BASE_URL)
     })?;
+    // A runner that was asked for is checked before anything starts: a typo fails at once.
+    let runner = super::image::find_runner(args.runner.as_deref())?;
     ctx.paths.ensure()?;
     // Before anything touches the DB, containers or the socket: they are this daemon's only
     // while it holds the lock.
     let lock = runtime::lock::acquire(&ctx.paths)?;
-    let request = Request {
+    let request = ApplyRequest {
         dir: &args.dir,
         yes: args.yes,
         prune: args.prune,
         allow_empty: args.allow_empty,
         saved_plan: None,
-        caller: Caller::Run,
+        mode: Mode::Run,
     };
     // The plan goes to stderr (stdout stays free for tools), through a writer a closed pipe
     // cannot turn into a panic.
     match apply_dir(ctx, &request, &mut crate::logging::stderr())? {
-        Applied::Invalid => {
+        None => {
             say!(
                 "error: refusing to start: fix the manifests in `{}` first",
                 args.dir.display()
             );
             return Ok(Status::Invalid);
         }
-        Applied::Unchanged => info!("configuration up to date"),
-        Applied::Cancelled => {}
-        Applied::Written {
+        Some(Applied::Unchanged) => info!("configuration up to date"),
+        Some(Applied::Cancelled) => {}
+        Some(Applied::Written {
             generation,
             changed,
             held,
-        } => {
+            ..
+        }) => {
             if changed {
                 info!(generation, "manifests applied");
             }
@@ -142,7 +156,7 @@ pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Status> {
         } else {
             containers::daemon::ensure_daemon(&ctx.paths.data).await?
         };
-        super::image::ensure_images(&docker, &needed, ctx).await?;
+        super::image::ensure_images(&docker, &needed, runner, ctx).await?;
         let stop = CancellationToken::new();
         let signals = stop.clone();
         let tasks = tokio_util::task::TaskTracker::new();
@@ -178,14 +192,7 @@ fn images_needed(
     ctx: &Ctx,
 ) -> anyhow::Result<(AgentImages, Vec<(String, Recipe)>)> {
     let images = image.map_or_else(AgentImages::default, AgentImages::single);
-    let path = ctx.paths.db();
-    let current = if path.exists() {
-        let conn = crate::db::open_readonly(&path)
-            .with_context(|| format!("opening `{}`", path.display()))?;
-        crate::plan::current::read(&conn)?
-    } else {
-        crate::plan::current::Current::default()
-    };
+    let current = ops::current::read(&ctx.paths)?;
     let mut needed = images.needed(super::image::agents(current.state.resources.values()));
     if let Some(tag) = image {
         needed.entry(tag.to_string()).or_insert(Recipe::Minimal);

@@ -1,11 +1,12 @@
-//! `nanoclaw validate [DIR]`: load and check the manifests, print every problem or a summary.
+//! `nanoclaw validate [DIR]`: load and check the manifests (`ops::validate`), print every
+//! problem or a summary.
 
 use std::path::PathBuf;
 
 use clap::Args;
 
 use super::{Ctx, Status};
-use crate::manifest;
+use crate::{manifest, ops};
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -35,8 +36,7 @@ pub struct ValidateArgs {
 }
 
 pub fn run(args: ValidateArgs, ctx: &Ctx) -> anyhow::Result<Status> {
-    let policy = crate::mount_policy::Policy::load(&ctx.paths.data);
-    let result = manifest::load_for_host(&args.dir, &policy);
+    let result = ops::validate(&args.dir, &ctx.paths.data);
     if args.json {
         let (valid, diagnostics, resources) = match &result {
             Ok(manifests) => (true, manifests.warnings.clone(), manifests.state.len()),

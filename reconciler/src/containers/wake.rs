@@ -269,15 +269,6 @@ impl Runner {
     /// Spawns the container and publishes the outcome to every waker.
     async fn start(&self, spec: SpawnSpec, outcome: watch::Sender<Option<Woken>>) {
         let session_id = spec.session_id.clone();
-        // A stale heartbeat from the previous container would trip the sweep (host.md §4.2.8).
-        // `outbound/` is agent-writable but the host owns its parent, so the path is trusted up
-        // to the last name; unlink(2) removes whatever sits there (a link, not its target).
-        let heartbeat = agent_runner::session_db::heartbeat_path(&spec.session_dir);
-        if let Err(err) = std::fs::remove_file(&heartbeat)
-            && err.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(session = %session_id, error = %err, "cannot delete stale heartbeat");
-        }
         let result = spawn(&self.inner.docker, &self.inner.slug, &spec).await;
         let mut stop_now = None;
         let answer = {

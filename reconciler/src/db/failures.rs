@@ -3,10 +3,9 @@
 //!
 //! The runtime records; the CLI reads. The table keeps the newest [`KEEP`] rows.
 
+use agent_runner::session_db::ids;
 use rusqlite::{Connection, params};
 use serde::Serialize;
-
-use crate::runtime::ids;
 
 /// Rows kept; older ones are deleted when a new one is recorded.
 pub const KEEP: i64 = 1000;

@@ -3,9 +3,15 @@
 //! Every connection to the central DB comes from [`open`] (read-write, migrated) or
 //! [`open_readonly`]; `Connection::open` is banned elsewhere (clippy.toml). The schema itself is
 //! [`migrations::MIGRATIONS`]. Session DBs are not opened here: see `agent_runner::session_db`.
+//!
+//! Every statement on the central DB lives in this folder, one file per table group:
+//! [`config`] (the configuration rows apply writes and plan compares), [`history`] (generations
+//! and applies), [`routing`], [`sessions`], [`delivered`], [`failures`].
 
+pub mod config;
 pub mod delivered;
 pub mod failures;
+pub mod history;
 pub mod migrations;
 pub mod routing;
 pub mod sessions;

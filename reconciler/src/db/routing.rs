@@ -3,11 +3,30 @@
 
 use std::collections::{BTreeSet, HashSet};
 
+use agent_runner::session_db::ids;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::runtime::ids;
-use crate::runtime::route::DropReason;
 use crate::state::{UnknownSenderPolicy, Wiring, parse_enum};
+
+/// Reasons recorded in the dropped-messages audit (`unregistered_senders.reason`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    NoAgentWired,
+    NoAgentEngaged,
+    UnknownSenderStrict,
+    UnknownSenderRequestApproval,
+}
+
+impl DropReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::NoAgentWired => "no_agent_wired",
+            DropReason::NoAgentEngaged => "no_agent_engaged",
+            DropReason::UnknownSenderStrict => "unknown_sender_strict",
+            DropReason::UnknownSenderRequestApproval => "unknown_sender_request_approval",
+        }
+    }
+}
 
 /// A chat (messaging group) row as the router reads it.
 #[derive(Clone, Debug, PartialEq)]
@@ -57,7 +76,7 @@ pub fn create_chat(
     platform_id: &str,
     is_group: bool,
 ) -> rusqlite::Result<Chat> {
-    let id = ids::generate("mg");
+    let id = ids::new_id("mg");
     conn.execute(
         INSERT_CHAT,
         params![id, channel_type, platform_id, is_group, ids::now_iso()],

@@ -3,9 +3,9 @@
 
 use std::collections::BTreeSet;
 
+use agent_runner::session_db::ids;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::runtime::ids;
 use crate::state::SessionMode;
 
 /// A session row.
@@ -70,7 +70,7 @@ pub fn create(
     chat_id: Option<&str>,
     thread_id: Option<&str>,
 ) -> rusqlite::Result<Session> {
-    let id = ids::generate("sess");
+    let id = ids::new_id("sess");
     conn.prepare_cached(INSERT)?
         .execute(params![id, agent, chat_id, thread_id, ids::now_iso()])?;
     Ok(Session {

@@ -320,21 +320,30 @@ pub fn container_path(request: &Request<'_>) -> Result<String, Refusal> {
     }
 }
 
-/// The additional mounts of `agent` as stored in its `additional_mounts` column (v2 shape:
-/// `[{hostPath, containerPath?, readonly?}]`), checked again right before its container is
-/// created. A refused mount is logged with its reason and left out; the agent still starts.
-pub fn at_spawn(agent: &str, additional: &serde_json::Value, data_dir: &Path) -> Vec<Resolved> {
-    let serde_json::Value::Array(entries) = additional else {
-        return Vec::new();
-    };
-    if entries.is_empty() {
+/// The additional mounts of `agent` (its typed configuration), checked again right before its
+/// container is created. A refused mount is logged with its reason and left out; the agent
+/// still starts.
+pub fn at_spawn(agent: &str, mounts: &[crate::state::Mount], data_dir: &Path) -> Vec<Resolved> {
+    if mounts.is_empty() {
         return Vec::new();
     }
-    Policy::load(data_dir).check_stored(agent, entries)
+    let policy = Policy::load(data_dir);
+    mounts
+        .iter()
+        .filter_map(|mount| {
+            let request = Request {
+                host_path: &mount.host_path,
+                container_path: Some(&mount.container_path),
+                readonly: mount.readonly,
+            };
+            policy.check_at_spawn(agent, &request)
+        })
+        .collect()
 }
 
 impl Policy {
-    /// [`at_spawn`] over a given policy.
+    /// Mounts in v2's stored shape (`[{hostPath, containerPath?, readonly?}]`) checked like
+    /// [`at_spawn`] over this policy; entries without `hostPath` are skipped.
     pub fn check_stored(&self, agent: &str, entries: &[serde_json::Value]) -> Vec<Resolved> {
         let mut out = Vec::new();
         for entry in entries {
@@ -352,18 +361,26 @@ impl Policy {
                     .and_then(serde_json::Value::as_bool)
                     .unwrap_or(true),
             };
-            match self.check(&request) {
-                Ok(resolved) => out.push(resolved),
-                Err(refusal) => tracing::warn!(
+            out.extend(self.check_at_spawn(agent, &request));
+        }
+        out
+    }
+
+    /// One mount at spawn: resolved, or `None` with the refusal logged.
+    fn check_at_spawn(&self, agent: &str, request: &Request<'_>) -> Option<Resolved> {
+        match self.check(request) {
+            Ok(resolved) => Some(resolved),
+            Err(refusal) => {
+                tracing::warn!(
                     agent,
-                    host_path,
+                    host_path = request.host_path,
                     reason = %refusal.reason(),
                     hint = %refusal.hint(),
                     "additional mount refused; the container starts without it"
-                ),
+                );
+                None
             }
         }
-        out
     }
 }
 

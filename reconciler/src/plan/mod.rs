@@ -1,8 +1,9 @@
 //! Plans: what `apply` would change in the central DB and what each change does to running
 //! agents.
 //!
-//! [`diff::diff`] compares the desired [`State`] (the manifests) with the [`Current`] one (read
-//! from the DB by [`current::read`]) and returns a [`Plan`]; it is pure (no file, DB or clock).
+//! [`diff::diff`] compares the desired [`State`](crate::state::State) (the manifests) with the
+//! [`Current`] one (read from the DB by `db::config::read` and handed in) and returns a
+//! [`Plan`]; it is pure (no file, DB or clock).
 //! Which agents have a running container is a runtime fact the caller reads and hands in as
 //! [`Running`]: it decides whether a change means a restart now or waits for the next start.
 //! [`render`] turns a plan into text, [`json`] into the versioned JSON format
@@ -10,7 +11,6 @@
 //! field change is classified by [`effect::of`], the one field → effect table. Nothing here
 //! writes the DB: that is `crate::apply`.
 
-pub mod current;
 pub mod diff;
 pub mod drift;
 pub mod effect;
@@ -23,9 +23,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use self::current::Current;
 pub use self::diff::{Options, diff, diff_with};
 use self::effect::Effect;
+pub use crate::state::Current;
 use crate::state::{Address, Resource};
 
 /// Every change needed to make the DB match the manifests, in apply order (by kind, then

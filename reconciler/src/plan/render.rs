@@ -75,6 +75,17 @@ fn phrase(effect: Effect, agent_impact: Option<Impact>) -> &'static str {
     }
 }
 
+/// A change's own comment: a wiring, destination or membership created or deleted with its
+/// agent says so (`with its new agent`), the agent itself is the `new agent`.
+fn change_phrase(change: &Change, agent_impact: Option<Impact>) -> &'static str {
+    let is_agent = change.address.kind == crate::state::Kind::Agent;
+    match agent_impact {
+        Some(Impact::New) if !is_agent => "with its new agent",
+        Some(Impact::Removed) if !is_agent => "with its removed agent",
+        _ => phrase(change.effect, agent_impact),
+    }
+}
+
 fn render_change(out: &mut String, change: &Change, agent_impact: Option<Impact>, paint: Paint) {
     let marker = paint.action(change.action, change.action.symbol());
     let adopt = if change.action == Action::Adopt {
@@ -86,7 +97,7 @@ fn render_change(out: &mut String, change: &Change, agent_impact: Option<Impact>
         out,
         "{marker} {}{adopt}  # {}: {}",
         change.address,
-        phrase(change.effect, agent_impact),
+        change_phrase(change, agent_impact),
         change.reasons.join(", ")
     );
     for field in &change.fields {
@@ -261,7 +272,7 @@ mod tests {
                     packages: {"apt":["git"],"npm":[]}
                     network: "full"
 
-                + wiring.main/andy  # new agent: created
+                + wiring.main/andy  # with its new agent: created
                     channel: "main"
                     agent: "andy"
                     engage_mode: "pattern"

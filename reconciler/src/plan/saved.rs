@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Current, Options, Plan, json};
+use super::{Current, Options, Plan, digest_of, json};
 use crate::state::State;
 
 /// The file format: the plan JSON's fields plus `desired`, `options` and `current_digest`.
@@ -74,7 +74,7 @@ impl SavedPlan {
             format_version: json::FORMAT_VERSION,
             generation: plan.generation,
             manifest_digest: manifest_digest.to_string(),
-            current_digest: current.digest(),
+            current_digest: digest_of(current),
             options,
             plan: body,
             desired: desired.clone(),
@@ -135,7 +135,7 @@ impl SavedPlan {
                 short(manifest_digest)
             )));
         }
-        if current.digest() != self.current_digest {
+        if digest_of(current) != self.current_digest {
             return Err(stale(
                 "the DB configuration changed since the plan was made (an edit outside apply)"
                     .to_string(),

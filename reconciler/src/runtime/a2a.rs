@@ -8,13 +8,11 @@
 
 use std::path::Path;
 
-use agent_runner::session_db::{self, NewInbound, OutboundRow};
-use rusqlite::{Connection, OptionalExtension, params};
-
-use super::ids;
 use crate::db::sessions::{self, Session};
 use crate::paths::Paths;
 use crate::state::SessionMode;
+use agent_runner::session_db::{self, NewInbound, OutboundRow};
+use rusqlite::{Connection, params};
 
 /// Where an agent message went: the target session, to be woken.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,20 +63,7 @@ pub fn route(
             .and_then(|folder| super::layout::create_inbound(&folder, Some((conn, &session))))
             .map_err(|err| format!("{err:#}"))?;
     }
-    let inbound_row = NewInbound {
-        id: ids::generate("a2a"),
-        kind: "chat".to_string(),
-        timestamp: ids::now_iso(),
-        platform_id: Some(source_agent.to_string()),
-        channel_type: Some("agent".to_string()),
-        thread_id: None,
-        content: row.content.clone(),
-        trigger: true,
-        on_wake: false,
-        process_after: None,
-        recurrence: None,
-        source_session_id: Some(source_session.to_string()),
-    };
+    let inbound_row = NewInbound::agent_message(source_agent, source_session, row.content.clone());
     let mut inbound = session_db::open_inbound_host(&dir.join(session_db::INBOUND_FILE))
         .map_err(|err| err.to_string())?;
     session_db::insert_inbound(&mut inbound, &[inbound_row]).map_err(|err| err.to_string())?;
@@ -109,28 +94,13 @@ fn target_session(
     row: &OutboundRow,
 ) -> anyhow::Result<Session> {
     let inbound = session_db::open_inbound_host(&source_dir.join(session_db::INBOUND_FILE))?;
-    let by_reply: Option<String> = match &row.in_reply_to {
-        Some(in_reply_to) => inbound
-            .query_row(
-                "SELECT source_session_id FROM messages_in WHERE id = ?1",
-                [in_reply_to],
-                |r| r.get::<_, Option<String>>(0),
-            )
-            .optional()?
-            .flatten(),
+    let by_reply = match &row.in_reply_to {
+        Some(in_reply_to) => session_db::source_session_of(&inbound, in_reply_to)?,
         None => None,
     };
     let candidate = match by_reply {
         Some(session) => Some(session),
-        None => inbound
-            .query_row(
-                "SELECT source_session_id FROM messages_in
-                 WHERE channel_type = 'agent' AND platform_id = ?1 AND source_session_id IS NOT NULL
-                 ORDER BY seq DESC LIMIT 1",
-                [target],
-                |r| r.get(0),
-            )
-            .optional()?,
+        None => session_db::latest_source_session_from(&inbound, target)?,
     };
     if let Some(id) = candidate {
         let active: bool = conn.query_row(
@@ -185,10 +155,10 @@ mod tests {
 
     fn row(target: &str, text: &str, in_reply_to: Option<&str>) -> OutboundRow {
         OutboundRow {
-            id: ids::generate("msg"),
+            id: session_db::new_id("msg"),
             seq: Some(1),
             in_reply_to: in_reply_to.map(str::to_string),
-            timestamp: ids::now_iso(),
+            timestamp: session_db::now_iso(),
             deliver_after: None,
             kind: "chat".into(),
             platform_id: Some(target.into()),
@@ -208,7 +178,7 @@ mod tests {
         )
         .unwrap();
         let mut statement = conn
-            .prepare("SELECT id, platform_id, source_session_id, content FROM messages_in WHERE channel_type = 'agent' ORDER BY seq")
+            .as_connection().prepare("SELECT id, platform_id, source_session_id, content FROM messages_in WHERE channel_type = 'agent' ORDER BY seq")
             .unwrap();
         statement
             .query_map([], |r| {

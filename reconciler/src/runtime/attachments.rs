@@ -1,5 +1,5 @@
-//! Inbound attachments (host.md §3.9): base64 `data` in message content → files in the
-//! session's `inbox/<message id>/`, and the content rewritten to point at them.
+//! Inbound attachments (host.md §3.9): base64 `data` of a message's typed [`Content`] → files
+//! in the session's `inbox/<message id>/`, and the content rewritten to point at them.
 //!
 //! Both the message id and the file name come from untrusted senders, and the session folder
 //! is writable by the container, which may pre-place symlinks there. So every write is
@@ -14,6 +14,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use agent_runner::session_db::Content;
 use base64::Engine;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::{DecodePaddingMode, general_purpose};
@@ -119,45 +120,38 @@ pub fn attachment_name(attachment: &Map<String, Value>, stamp: &str) -> String {
 }
 
 /// Saves every attachment with base64 `data` of `content` into
-/// `<session_dir>/inbox/<message_id>/` and returns the content to store: each saved element
-/// gets `name` and `localPath` (relative to `/workspace`) and loses `data`. Content that is
-/// not JSON, has no `attachments` array, or whose message id is unsafe is returned as is;
-/// it is re-serialised only when something was saved.
-pub fn extract(session_dir: &Path, message_id: &str, content: &str) -> String {
-    // Most messages carry no attachments: spare them a second JSON parse on the hot path.
-    if !content.contains("\"attachments\"") {
-        return content.to_string();
+/// `<session_dir>/inbox/<message_id>/` and returns the content to store: each saved attachment
+/// gets `name` and `localPath` (relative to `/workspace`) and loses `data`. Content without
+/// attachments, or whose message id is unsafe, is returned as is; a refused attachment keeps its
+/// element as it was.
+pub fn extract(session_dir: &Path, message_id: &str, content: &Content) -> Content {
+    let mut stored = content.clone();
+    if stored
+        .attachments
+        .iter()
+        .all(|attachment| attachment.data().is_none())
+    {
+        return stored;
     }
-    let Ok(Value::Object(mut root)) = serde_json::from_str::<Value>(content) else {
-        return content.to_string();
-    };
-    let Some(Value::Array(attachments)) = root.get_mut("attachments") else {
-        return content.to_string();
-    };
     if !is_safe_name(message_id) {
         warn!(msg = %message_id, "unsafe message id: attachments not extracted");
-        return content.to_string();
+        return stored;
     }
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis();
     let inbox = session_dir.join(INBOX_DIR);
-    let mut changed = false;
     let mut unnamed = 0;
-    for element in attachments.iter_mut() {
-        let Value::Object(attachment) = element else {
-            continue;
-        };
-        let Some(Value::String(data)) = attachment.get("data") else {
+    for attachment in &mut stored.attachments {
+        let Some(data) = attachment.data() else {
             continue;
         };
         let Some(bytes) = decode(data) else {
             warn!(msg = %message_id, "attachment data is not base64; left in the message");
             continue;
         };
-        let explicit =
-            matches!(attachment.get("name"), Some(Value::String(name)) if !name.is_empty());
+        let explicit = attachment.name().is_some_and(|name| !name.is_empty());
         let stamp = if explicit {
             now_ms.to_string()
         } else {
@@ -167,7 +161,7 @@ pub fn extract(session_dir: &Path, message_id: &str, content: &str) -> String {
                 n => format!("{now_ms}-{n}"),
             }
         };
-        let raw_name = attachment_name(attachment, &stamp);
+        let raw_name = attachment_name(attachment.as_map(), &stamp);
         let filename = if is_safe_name(&raw_name) {
             raw_name
         } else {
@@ -178,23 +172,14 @@ pub fn extract(session_dir: &Path, message_id: &str, content: &str) -> String {
         match store(session_dir, &inbox, message_id, &filename, &bytes) {
             Ok(()) => {
                 debug!(msg = %message_id, file = %filename, size = bytes.len(), "attachment saved");
-                attachment.insert("name".into(), Value::String(filename.clone()));
-                attachment.insert(
-                    "localPath".into(),
-                    Value::String(format!("{INBOX_DIR}/{message_id}/{filename}")),
-                );
-                attachment.shift_remove("data");
-                changed = true;
+                attachment.mark_saved(&filename, &format!("{INBOX_DIR}/{message_id}/{filename}"));
             }
             Err(refused) => {
                 warn!(msg = %message_id, file = %filename, reason = %refused, "attachment not saved");
             }
         }
     }
-    if !changed {
-        return content.to_string();
-    }
-    serde_json::to_string(&Value::Object(root)).unwrap_or_else(|_| content.to_string())
+    stored
 }
 
 fn lookup(table: &[(&str, &'static str)], key: &str) -> &'static str {
@@ -408,10 +393,15 @@ mod tests {
         }
     }
 
+    /// `extract` over content as an adapter reads it (`Content::parse`), stored form out.
+    fn extract_json(session: &Path, message_id: &str, raw: &str) -> String {
+        extract(session, message_id, &Content::parse(raw)).to_json()
+    }
+
     #[test]
     fn saves_inbound_attachments_with_safe_basenames() {
         let (_root, session) = session();
-        let stored = extract(&session, "msg-ok", &message("photo.png"));
+        let stored = extract_json(&session, "msg-ok", &message("photo.png"));
         let file = session.join("inbox/msg-ok/photo.png");
         assert_eq!(fs::read_to_string(file).unwrap(), "PNGBYTES");
         expect_test::expect![[r#"{"text":"hi","attachments":[{"name":"photo.png","size":8,"localPath":"inbox/msg-ok/photo.png"}]}"#]]
@@ -427,7 +417,7 @@ mod tests {
             "data": "b3duZWQ=",
         }]})
         .to_string();
-        let stored = extract(&session, "msg-attack", &content);
+        let stored = extract_json(&session, "msg-attack", &content);
         assert!(!root.path().join("canary").exists());
         let written: Vec<String> = fs::read_dir(session.join("inbox/msg-attack"))
             .unwrap()
@@ -444,7 +434,7 @@ mod tests {
     fn rejects_attachments_when_the_message_id_is_unsafe() {
         let (_root, session) = session();
         let content = message("photo.png");
-        assert_eq!(extract(&session, "../../escape", &content), content);
+        assert_eq!(extract_json(&session, "../../escape", &content), content);
         assert!(!session.join("inbox").exists());
         assert!(!session.parent().unwrap().join("escape").exists());
     }
@@ -457,7 +447,7 @@ mod tests {
         fs::create_dir_all(session.join("inbox")).unwrap();
         std::os::unix::fs::symlink(&evil, session.join("inbox/msg-evil")).unwrap();
         let content = message("photo.png");
-        assert_eq!(extract(&session, "msg-evil", &content), content);
+        assert_eq!(extract_json(&session, "msg-evil", &content), content);
         assert!(!evil.join("photo.png").exists());
     }
 
@@ -467,7 +457,7 @@ mod tests {
         let evil = root.path().join("evil-inbox");
         fs::create_dir_all(&evil).unwrap();
         std::os::unix::fs::symlink(&evil, session.join("inbox")).unwrap();
-        extract(&session, "msg-1", &message("photo.png"));
+        extract_json(&session, "msg-1", &message("photo.png"));
         assert!(fs::read_dir(&evil).unwrap().next().is_none());
     }
 
@@ -480,7 +470,7 @@ mod tests {
         fs::write(&outside, "ORIGINAL").unwrap();
         std::os::unix::fs::symlink(&outside, dir.join("photo.png")).unwrap();
         let content = message("photo.png");
-        assert_eq!(extract(&session, "msg-sym", &content), content);
+        assert_eq!(extract_json(&session, "msg-sym", &content), content);
         assert_eq!(fs::read_to_string(&outside).unwrap(), "ORIGINAL");
     }
 
@@ -490,20 +480,21 @@ mod tests {
         let dir = session.join("inbox/msg-1");
         fs::create_dir_all(&dir).unwrap();
         fs::write(dir.join("photo.png"), "FIRST").unwrap();
-        extract(&session, "msg-1", &message("photo.png"));
+        extract_json(&session, "msg-1", &message("photo.png"));
         assert_eq!(fs::read_to_string(dir.join("photo.png")).unwrap(), "FIRST");
     }
 
     #[test]
     fn content_without_base64_data_is_returned_unchanged() {
         let (_root, session) = session();
-        for content in [
+        for raw in [
             "not json",
             r#"{"text":"no attachments"}"#,
             r#"{"attachments":"not a list"}"#,
             r#"{"attachments":[{"name":"a.png","url":"https://x"}]}"#,
         ] {
-            assert_eq!(extract(&session, "msg-1", content), content);
+            let content = Content::parse(raw);
+            assert_eq!(extract(&session, "msg-1", &content), content, "{raw}");
         }
         assert!(!session.join("inbox").exists());
     }
@@ -525,7 +516,8 @@ mod tests {
             {"type": "photo", "data": "b3duZWQ="},
         ]})
         .to_string();
-        let stored: Value = serde_json::from_str(&extract(&session, "album", &content)).unwrap();
+        let stored: Value =
+            serde_json::from_str(&extract_json(&session, "album", &content)).unwrap();
         let first = stored["attachments"][0]["localPath"].as_str().unwrap();
         let second = stored["attachments"][1]["localPath"].as_str().unwrap();
         assert_ne!(first, second);

@@ -30,7 +30,7 @@
 //! Everything read from `outbound.db` is untrusted (the container writes it): the session DB
 //! layer bounds sizes and types, [`check_row`] validates kind, routing and content before any
 //! lookup, and a bad row is recorded as failed with a log line and skipped. Reads are paged
-//! ([`session_db::host::DUE_PAGE`] rows, at most [`MAX_PAGES`] pages per drain). Missing or
+//! ([`session_db::untrusted::DUE_PAGE`] rows, at most [`MAX_PAGES`] pages per drain). Missing or
 //! damaged session DBs are handled by [`super::health`].
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -39,7 +39,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use agent_runner::session_db::{self, Due, OutboundRow};
+use agent_runner::session_db::{
+    self, AGENT_CHANNEL_TYPE, DeliveryRecord, DeliveryStatus, Due, InboundDb, Kind, OutboundDb,
+    OutboundRow,
+};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use tracing::{debug, info, info_span, warn};
 
@@ -60,8 +63,6 @@ pub use super::work::Work;
 pub const MAX_ATTEMPTS: u32 = 3;
 /// Most pages of due rows one drain reads; the next drain continues.
 pub const MAX_PAGES: usize = 16;
-/// The `kind`s a container may write (host.md §2.5); any other is recorded failed.
-pub const KINDS: &[&str] = &["chat", "chat-sdk", "system"];
 /// How often the backstop runs (see the module comment).
 pub const BACKSTOP: Duration = Duration::from_secs(1);
 /// Every active session is drained at least this often, changed or not.
@@ -380,7 +381,7 @@ impl Delivery {
                     return Drained::Unsettled;
                 }
             };
-            let full = page.len() == session_db::host::DUE_PAGE;
+            let full = page.len() == session_db::untrusted::DUE_PAGE;
             let mut outcomes = Vec::new();
             for due in page {
                 if held.contains(due.id()) {
@@ -649,8 +650,20 @@ impl Delivery {
         if inbound.id.is_none() || !inbound.is_current() {
             return;
         }
+        let records: Vec<DeliveryRecord> = outcomes
+            .iter()
+            .map(|(id, outcome)| DeliveryRecord {
+                message_out_id: id.clone(),
+                platform_message_id: outcome.platform_message_id.clone(),
+                status: if outcome.failed {
+                    DeliveryStatus::Failed
+                } else {
+                    DeliveryStatus::Delivered
+                },
+            })
+            .collect();
         let written = session_db::open_inbound_host(&inbound.path)
-            .and_then(|mut writer| write_projection(&mut writer, outcomes));
+            .and_then(|mut writer| session_db::mark_delivered(&mut writer, &records));
         if let Err(err) = written {
             warn!(session, error = %err, "delivery not recorded in inbound.db");
         }
@@ -668,7 +681,7 @@ impl Delivery {
     ) -> Result<Sending, String> {
         let content: serde_json::Value = serde_json::from_str(&row.content)
             .map_err(|err| format!("content is not JSON: {err}"))?;
-        if row.kind == "system" {
+        if row.kind == Kind::System {
             let action = content
                 .get("action")
                 .and_then(|v| v.as_str())
@@ -680,7 +693,7 @@ impl Delivery {
             warn!(session, id = %row.id, "outbound row has no routing; dropped");
             return Ok(Sending::Done(Delivered::Sent(None)));
         };
-        if channel_type == "agent" {
+        if channel_type == AGENT_CHANNEL_TYPE {
             let routed = super::a2a::route(&self.conn, &self.paths, agent, session, row)?;
             debug!(session, id = %row.id, to = %routed.session, "agent message routed");
             if let Some(wake) = &self.wake {
@@ -694,7 +707,7 @@ impl Delivery {
             agent: Some(agent.to_string()),
             platform_id: platform_id.clone(),
             thread_id: row.thread_id.clone(),
-            kind: row.kind.clone(),
+            kind: row.kind.to_string(),
             content,
             in_reply_to: row.in_reply_to.clone(),
         };
@@ -753,7 +766,7 @@ impl Delivery {
 /// The `inbound.db` a drain works on.
 struct Inbound {
     /// Read-only: the due query.
-    conn: Connection,
+    conn: InboundDb,
     file: InboundFile,
 }
 
@@ -797,11 +810,12 @@ const FAILED: Outcome = Outcome {
 /// (`channel_type` a lower-case name; ids and addresses without control characters). Sizes
 /// were bounded when the row was read. A failure is final: the row is recorded failed.
 pub fn check_row(row: &OutboundRow) -> Result<(), String> {
-    if !KINDS.contains(&row.kind.as_str()) {
+    if !Kind::OUTBOUND.contains(&row.kind) {
+        let known: Vec<&str> = Kind::OUTBOUND.iter().map(Kind::as_str).collect();
         return Err(format!(
             "unknown kind `{}` (known: {})",
-            row.kind.escape_debug(),
-            KINDS.join(", ")
+            row.kind.as_str().escape_debug(),
+            known.join(", ")
         ));
     }
     match serde_json::from_str::<serde_json::Value>(&row.content) {
@@ -874,35 +888,12 @@ fn record_central(
     tx.commit()
 }
 
-/// Writes `delivered` rows of `inbound.db` for `outcomes` in one `BEGIN IMMEDIATE` transaction.
-fn write_projection(
-    inbound: &mut Connection,
-    outcomes: &[(String, Outcome)],
-) -> session_db::Result<()> {
-    let tx = inbound.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    for (id, outcome) in outcomes {
-        session_db::mark_delivered(
-            &tx,
-            id,
-            outcome.platform_message_id.as_deref(),
-            outcome.failed,
-        )?;
-    }
-    tx.commit()?;
-    Ok(())
-}
-
-const LATER_ROWS: &str =
-    "SELECT EXISTS (SELECT 1 FROM messages_out WHERE deliver_after > datetime('now'))";
-
 /// Whether some row waits for a later `deliver_after` (so the session is not settled).
-fn has_later_rows(outbound: &Connection, session: &str) -> bool {
-    outbound
-        .query_row(LATER_ROWS, [], |row| row.get(0))
-        .unwrap_or_else(|err| {
-            debug!(session, error = %err, "cannot check for rows due later");
-            true
-        })
+fn has_later_rows(outbound: &OutboundDb, session: &str) -> bool {
+    session_db::has_later_outbound(outbound).unwrap_or_else(|err| {
+        debug!(session, error = %err, "cannot check for rows due later");
+        true
+    })
 }
 
 #[path = "delivery_reports.rs"]

@@ -148,7 +148,7 @@ impl World {
     fn outbound(&self, id: &str, channel_type: &str, platform_id: &str, extra: &str) {
         let dir = self.paths.session("ag-1", &self.session.id);
         let conn = session_db::open_outbound_container(&session_db::outbound_path(&dir)).unwrap();
-        conn.execute(
+        conn.as_connection().execute(
             &format!(
                 "INSERT INTO messages_out (id, timestamp, kind, platform_id, channel_type, content{})
                  VALUES (?1, datetime('now'), 'chat', ?2, ?3, '{{\"text\":\"hello\"}}'{})",
@@ -235,6 +235,7 @@ impl World {
         let inbound =
             session_db::open_inbound_container(&dir.join(session_db::INBOUND_FILE)).unwrap();
         inbound
+            .as_connection()
             .query_row(
                 "SELECT status, platform_message_id FROM delivered WHERE message_out_id = ?1",
                 [id],
@@ -533,12 +534,13 @@ fn system_rows_and_rows_without_routing_are_dropped_as_delivered() {
     let mut world = world(sent);
     let dir = world.paths.session("ag-1", &world.session.id);
     let conn = session_db::open_outbound_container(&session_db::outbound_path(&dir)).unwrap();
-    conn.execute_batch(
-        "INSERT INTO messages_out (id, timestamp, kind, content)
+    conn.as_connection()
+        .execute_batch(
+            "INSERT INTO messages_out (id, timestamp, kind, content)
            VALUES ('out-sys', datetime('now'), 'system', '{\"action\":\"schedule_task\"}'),
                   ('out-bare', datetime('now'), 'chat', '{\"text\":\"to nobody\"}');",
-    )
-    .unwrap();
+        )
+        .unwrap();
     world.drain();
     assert_eq!(world.calls(), 0);
     assert_eq!(
@@ -577,7 +579,7 @@ fn thread_and_reply_reference_reach_the_adapter() {
     let mut world = world(sent);
     let dir = world.paths.session("ag-1", &world.session.id);
     let conn = session_db::open_outbound_container(&session_db::outbound_path(&dir)).unwrap();
-    conn.execute_batch(
+    conn.as_connection().execute_batch(
         "INSERT INTO messages_out (id, timestamp, kind, platform_id, channel_type, thread_id, in_reply_to, content)
            VALUES ('out-t', datetime('now'), 'chat', 'telegram:123', 'telegram', 'th-1', 'm1:ag-1', '{\"text\":\"x\"}');",
     )
@@ -601,14 +603,15 @@ impl World {
         let conn =
             session_db::open_outbound_container(&session_db::outbound_path(&self.session_dir()))
                 .unwrap();
-        conn.execute(
-            &format!(
+        conn.as_connection()
+            .execute(
+                &format!(
                 "INSERT INTO messages_out (id, timestamp, kind, channel_type, platform_id, content)
                  VALUES ('{id}', datetime('now'), {values})"
             ),
-            [],
-        )
-        .unwrap();
+                [],
+            )
+            .unwrap();
     }
 
     /// Texts the adapter was given, in order.
@@ -754,7 +757,7 @@ fn a_backlog_larger_than_a_page_is_read_in_pages_and_kept_rows_do_not_block_late
     let conn =
         session_db::open_outbound_container(&session_db::outbound_path(&world.session_dir()))
             .unwrap();
-    conn.execute_batch(
+    conn.as_connection().execute_batch(
         "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 299)
          INSERT INTO messages_out (id, seq, timestamp, kind, channel_type, platform_id, content)
          SELECT printf('q%03d', i), 2 * i + 1, '2026-01-01 00:00:00', 'chat', 'cli', 'queued', '{\"text\":\"q\"}' FROM n;
@@ -814,6 +817,7 @@ fn issue_8_a_recreated_inbound_db_gets_its_destinations_back() {
         session_db::open_inbound_container(&world.session_dir().join(session_db::INBOUND_FILE))
             .unwrap();
     let routing: (String, String) = inbound
+        .as_connection()
         .query_row(
             "SELECT channel_type, platform_id FROM session_routing WHERE id = 1",
             [],
@@ -825,6 +829,7 @@ fn issue_8_a_recreated_inbound_db_gets_its_destinations_back() {
         ("telegram".to_string(), "telegram:123".to_string())
     );
     let names: i64 = inbound
+        .as_connection()
         .query_row("SELECT COUNT(*) FROM destinations", [], |row| row.get(0))
         .unwrap();
     assert_eq!(names, 1);

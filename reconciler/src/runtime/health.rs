@@ -16,7 +16,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use agent_runner::session_db;
+use agent_runner::session_db::{self, InboundDb, OutboundDb};
 use rusqlite::Connection;
 use tracing::{debug, warn};
 
@@ -98,7 +98,7 @@ impl Health {
         reporter: &Reporter<'_>,
         agent: &str,
         session: &str,
-    ) -> Option<(Connection, Connection)> {
+    ) -> Option<(InboundDb, OutboundDb)> {
         let dir = reporter.paths.session(agent, session);
         let outbound_path = session_db::outbound_path(&dir);
         let before = self.seen.get(session).copied().unwrap_or_default();
@@ -165,7 +165,7 @@ impl Health {
         session: &str,
         dir: &Path,
         before: Option<FileId>,
-    ) -> Option<Connection> {
+    ) -> Option<InboundDb> {
         let path = session_db::inbound_path(dir);
         let problem = match session_db::open_inbound_reader(&path) {
             Ok(conn) => {
@@ -298,7 +298,7 @@ fn tell(reporter: &Reporter<'_>, session: &str, text: &str) {
         return;
     };
     let notice = Outbound {
-        id: super::ids::generate("notice"),
+        id: agent_runner::session_db::new_id("notice"),
         agent: None,
         platform_id,
         thread_id,

@@ -34,11 +34,11 @@
 pub mod a2a;
 pub mod attachments;
 pub mod backoff;
+pub mod compose;
 pub mod delivery;
 pub mod evict;
 pub mod exits;
 pub mod health;
-pub mod ids;
 pub mod layout;
 pub mod lock;
 pub mod mailbox;

@@ -147,7 +147,7 @@ pub fn tell(paths: &Paths, outboxes: &Outboxes, session: &str, notice: &Notice) 
         return;
     };
     let message = Outbound {
-        id: super::ids::generate("notice"),
+        id: agent_runner::session_db::new_id("notice"),
         agent: Some(agent),
         platform_id,
         thread_id,

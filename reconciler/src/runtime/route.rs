@@ -5,8 +5,11 @@
 //! and returns what to do per wiring. It does no IO; `router.rs` loads the facts and executes
 //! the decisions. Every v2 routing rule lives here so it can be tested in isolation.
 
+pub use crate::db::routing::DropReason;
 use std::collections::{HashMap, HashSet};
 
+use agent_runner::commands::{self, Command};
+use agent_runner::session_db::Content;
 use regex::Regex;
 
 use crate::state::{
@@ -58,26 +61,6 @@ pub enum Action {
     },
 }
 
-/// Reasons recorded in the dropped-messages audit (`unregistered_senders.reason`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DropReason {
-    NoAgentWired,
-    NoAgentEngaged,
-    UnknownSenderStrict,
-    UnknownSenderRequestApproval,
-}
-
-impl DropReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DropReason::NoAgentWired => "no_agent_wired",
-            DropReason::NoAgentEngaged => "no_agent_engaged",
-            DropReason::UnknownSenderStrict => "unknown_sender_strict",
-            DropReason::UnknownSenderRequestApproval => "unknown_sender_request_approval",
-        }
-    }
-}
-
 /// The decision for one message: one action per wiring, plus a chat-level audit entry when
 /// no agent took it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,18 +68,6 @@ pub struct Decision {
     pub actions: Vec<Action>,
     pub audit: Option<DropReason>,
 }
-
-/// Slash commands dropped silently by the host (host.md §3.8).
-const FILTERED_COMMANDS: &[&str] = &[
-    "/help",
-    "/login",
-    "/logout",
-    "/doctor",
-    "/config",
-    "/remote-control",
-];
-/// Slash commands only owners and admins may send (host.md §3.8).
-const ADMIN_COMMANDS: &[&str] = &["/clear", "/compact", "/context", "/cost", "/files"];
 
 /// Compiled engage patterns, cached by source. Invalid patterns are remembered as such.
 #[derive(Default)]
@@ -232,28 +203,21 @@ enum CommandGate {
     Deny(String),
 }
 
+/// The host's side of the shared slash-command table (`agent_runner::commands`): filtered
+/// commands are dropped, admin ones pass only for the agent's admins, the rest pass.
 fn command_gate(text: &str, agent: &str, facts: &Facts) -> CommandGate {
-    let text = text.trim();
-    if !text.starts_with('/') {
-        return CommandGate::Pass;
+    match commands::category(text) {
+        Command::Filtered => CommandGate::Filter,
+        Command::Admin => {
+            let allowed = facts.sender.is_some() && facts.administered.contains(agent);
+            if allowed {
+                CommandGate::Pass
+            } else {
+                CommandGate::Deny(commands::command(text).unwrap_or_default())
+            }
+        }
+        Command::None | Command::Plain | Command::Passthrough => CommandGate::Pass,
     }
-    let command = text
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_lowercase();
-    if FILTERED_COMMANDS.contains(&command.as_str()) {
-        return CommandGate::Filter;
-    }
-    if ADMIN_COMMANDS.contains(&command.as_str()) {
-        let allowed = facts.sender.is_some() && facts.administered.contains(agent);
-        return if allowed {
-            CommandGate::Pass
-        } else {
-            CommandGate::Deny(command)
-        };
-    }
-    CommandGate::Pass
 }
 
 /// Text the router answers an unauthorised admin command with (host.md §3.5 step 4).
@@ -261,25 +225,20 @@ pub fn denial_text(command: &str) -> String {
     format!("Permission denied: {command} requires admin access.")
 }
 
-/// The message text: `content.text`, or the whole content when it is not JSON (host.md §3.3).
-pub fn message_text(content: &str) -> String {
-    match serde_json::from_str::<serde_json::Value>(content) {
-        Ok(serde_json::Value::Object(map)) => match map.get("text") {
-            Some(serde_json::Value::String(text)) => text.clone(),
-            _ => String::new(),
-        },
-        Ok(_) | Err(_) => content.to_string(),
-    }
+/// The message text: `content.text`, empty when absent (content that is not JSON was read as
+/// text at the boundary, `Content::parse`; host.md §3.3).
+pub fn message_text(content: &Content) -> String {
+    content.text_or_empty().to_string()
 }
 
 /// The sender's user id from message content (host.md §3.7.1): `senderId`, `sender`, then
 /// `author.userId`; namespaced with the channel type unless it already contains `:`.
-pub fn sender_id(content: &str, channel_type: &str) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_str(content).ok()?;
-    let handle = ["senderId", "sender"]
-        .iter()
-        .find_map(|key| value.get(key).and_then(|v| v.as_str()))
-        .or_else(|| value.pointer("/author/userId").and_then(|v| v.as_str()))?;
+pub fn sender_id(content: &Content, channel_type: &str) -> Option<String> {
+    let handle = content
+        .sender_id
+        .as_deref()
+        .or(content.sender.as_deref())
+        .or_else(|| content.rest_str(&["author", "userId"]))?;
     if handle.is_empty() {
         return None;
     }
@@ -291,13 +250,12 @@ pub fn sender_id(content: &str, channel_type: &str) -> Option<String> {
 }
 
 /// The sender's display name from content: `senderName`, `author.fullName`, `author.userName`.
-pub fn sender_name(content: &str) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_str(content).ok()?;
-    value
-        .get("senderName")
-        .or_else(|| value.pointer("/author/fullName"))
-        .or_else(|| value.pointer("/author/userName"))
-        .and_then(|v| v.as_str())
+pub fn sender_name(content: &Content) -> Option<String> {
+    content
+        .sender_name
+        .as_deref()
+        .or_else(|| content.rest_str(&["author", "fullName"]))
+        .or_else(|| content.rest_str(&["author", "userName"]))
         .map(str::to_string)
 }
 
@@ -552,26 +510,73 @@ mod tests {
         );
     }
 
+    /// Issue 9 point 10: the host's command gate and the runner's categories disagreed
+    /// (`/remote-control`, `/start`). Every command either side names must get the same
+    /// treatment: dropped by the host and plain text to the runner, admin-gated by the host and
+    /// a native command in the runner, or passed by the host and handled alike by the runner.
+    #[test]
+    fn issue_9_host_and_runner_agree_on_every_slash_command() {
+        use agent_runner::commands::{Command, category};
+        let facts = public(vec![wiring("a", EngageMode::Pattern)]);
+        let mut disagreements = Vec::new();
+        for command in [
+            "/help",
+            "/login",
+            "/logout",
+            "/doctor",
+            "/config",
+            "/remote-control",
+            "/start",
+            "/clear",
+            "/compact",
+            "/context",
+            "/cost",
+            "/files",
+            "/shrug",
+        ] {
+            let host = route(&text(command), &facts, &mut Patterns::default()).actions;
+            let runner = category(command);
+            let agree = matches!(
+                (&host[0], runner),
+                (Action::Skip { .. }, Command::Filtered)
+                    | (Action::Deny { .. }, Command::Admin)
+                    | (
+                        Action::Deliver { .. },
+                        Command::Passthrough | Command::Plain
+                    )
+            );
+            if !agree {
+                disagreements.push(format!("{command}: host {:?}, runner {runner:?}", host[0]));
+            }
+        }
+        assert!(disagreements.is_empty(), "{disagreements:#?}");
+    }
+
+    /// Content as an adapter reads it at the boundary (`Content::parse`: non-JSON is text).
+    fn content(raw: &str) -> Content {
+        Content::parse(raw)
+    }
+
     #[test]
     fn sender_and_text_extraction() {
         assert_eq!(
-            sender_id(r#"{"senderId":"42"}"#, "telegram").as_deref(),
+            sender_id(&content(r#"{"senderId":"42"}"#), "telegram").as_deref(),
             Some("telegram:42")
         );
         assert_eq!(
-            sender_id(r#"{"sender":"29:x"}"#, "teams").as_deref(),
+            sender_id(&content(r#"{"sender":"29:x"}"#), "teams").as_deref(),
             Some("29:x")
         );
         assert_eq!(
-            sender_id(r#"{"author":{"userId":"u"}}"#, "discord").as_deref(),
+            sender_id(&content(r#"{"author":{"userId":"u"}}"#), "discord").as_deref(),
             Some("discord:u")
         );
-        assert_eq!(sender_id("not json", "cli"), None);
-        assert_eq!(message_text(r#"{"text":"hi"}"#), "hi");
-        assert_eq!(message_text("raw words"), "raw words");
-        assert_eq!(message_text(r#"{"other":1}"#), "");
+        assert_eq!(sender_id(&content("not json"), "cli"), None);
+        assert_eq!(message_text(&content(r#"{"text":"hi"}"#)), "hi");
+        assert_eq!(message_text(&content("raw words")), "raw words");
+        assert_eq!(message_text(&content(r#"{"other":1}"#)), "");
         assert_eq!(
-            sender_name(r#"{"author":{"fullName":"Ann"}}"#).as_deref(),
+            sender_name(&content(r#"{"author":{"fullName":"Ann"}}"#)).as_deref(),
             Some("Ann")
         );
     }

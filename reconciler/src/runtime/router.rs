@@ -8,7 +8,7 @@
 //! [`route::route`]; this file loads its facts and executes it. A bad event is logged with
 //! its id and skipped; it never stops the loop.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use agent_runner::session_db::{self, NewInbound};
@@ -164,9 +164,9 @@ impl Router {
             }
         }
         let mut stored_ok = vec![false; writes.len()];
-        for (slot, (session, mut write)) in writes.into_iter().enumerate() {
+        for (slot, (session, write)) in writes.into_iter().enumerate() {
             let count = write.rows.len();
-            match insert(&write.dir, &mut write.rows) {
+            match insert(&write.dir, &write.rows) {
                 Ok(()) => {
                     stored_ok[slot] = true;
                     debug!(session = %session, count, "messages stored");
@@ -201,33 +201,13 @@ impl Router {
 }
 
 /// Inserts a session's rows of one batch. A message the channel delivered again (same id)
-/// is already stored: it is skipped, so its primary-key conflict cannot fail the whole batch
-/// and lose the messages stored with it.
-fn insert(dir: &std::path::Path, rows: &mut Vec<NewInbound>) -> anyhow::Result<()> {
+/// is already stored: it is skipped (`session_db::insert_new_inbound`), so its primary-key
+/// conflict cannot fail the whole batch and lose the messages stored with it.
+fn insert(dir: &std::path::Path, rows: &[NewInbound]) -> anyhow::Result<()> {
     let mut conn = session_db::open_inbound_host(&dir.join(session_db::INBOUND_FILE))?;
-    let mut seen = HashSet::new();
-    {
-        let mut stored = conn.prepare_cached("SELECT 1 FROM messages_in WHERE id = ?1")?;
-        let mut failure = None;
-        rows.retain(|row| {
-            let fresh = seen.insert(row.id.clone())
-                && match stored.exists([&row.id]) {
-                    Ok(exists) => !exists,
-                    Err(err) => {
-                        failure.get_or_insert(err);
-                        true
-                    }
-                };
-            if !fresh {
-                debug!(id = %row.id, "message already stored; skipped");
-            }
-            fresh
-        });
-        if let Some(err) = failure {
-            return Err(err.into());
-        }
+    for id in session_db::insert_new_inbound(&mut conn, rows)? {
+        debug!(id = %id, "message already stored; skipped");
     }
-    session_db::insert_inbound(&mut conn, rows)?;
     Ok(())
 }
 
@@ -268,10 +248,11 @@ fn route_one(
         event.thread_id = None;
     }
     let is_mention = event.message.is_mention;
-    let sender = route::sender_id(&event.message.content, &event.channel_type);
-    let sender_name = route::sender_name(&event.message.content);
+    let content = &event.message.content;
+    let sender = route::sender_id(content, &event.channel_type);
+    let sender_name = route::sender_name(content);
     // The audit names the sender as the content's `sender` field (host.md §3.2 step 6).
-    let audit_name = content_sender(&event.message.content).or_else(|| sender_name.clone());
+    let audit_name = content.sender.clone().or_else(|| sender_name.clone());
     if let Some(sender) = &sender {
         routing::ensure_user(conn, sender, &event.channel_type, sender_name.as_deref())?;
     }
@@ -323,7 +304,7 @@ fn route_one(
         threaded,
     };
     let message = MessageFacts {
-        text: route::message_text(&event.message.content),
+        text: route::message_text(content),
         is_mention,
     };
     let decision = route::route(&message, &facts, patterns);
@@ -361,8 +342,9 @@ fn route_one(
                     session_mode,
                 )?;
                 let id = format!("{}:{agent}", event.message.id);
-                // Per session: each agent's copy of an attachment lands in its own inbox.
-                let content = attachments::extract(&dir, &id, &event.message.content);
+                // Per session: each agent's copy of an attachment lands in its own inbox. The
+                // content is serialised here, once per stored row.
+                let content = attachments::extract(&dir, &id, &event.message.content).to_json();
                 let row = NewInbound {
                     id,
                     kind: event.message.kind.clone(),
@@ -390,7 +372,7 @@ fn route_one(
                 info!(agent = %agent, command = %command, msg = %event.message.id, "admin command denied");
                 routed.answering.push(agent.clone());
                 let outbound = Outbound {
-                    id: crate::runtime::ids::generate("denial"),
+                    id: agent_runner::session_db::new_id("denial"),
                     agent: Some(agent.clone()),
                     platform_id: reply.platform_id.clone(),
                     thread_id: reply.thread_id.clone(),
@@ -475,12 +457,6 @@ fn resolve_session(
         super::layout::create_inbound(&folder, Some((conn, &session)))?;
     }
     Ok((session.id, dir))
-}
-
-/// `content.sender` when it is a string.
-fn content_sender(content: &str) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_str(content).ok()?;
-    value.get("sender")?.as_str().map(str::to_string)
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::*;
-use crate::channels::{Adapter, Delivered, DeliveryError, InboundMessage, Start};
+use crate::channels::{Adapter, Content, Delivered, DeliveryError, InboundMessage, Start};
 use crate::runtime::mailbox::Mail;
 use crate::runtime::waker::WAKES;
 use crate::runtime::work::Inbox;
@@ -215,6 +215,7 @@ impl World {
             .join(session_db::INBOUND_FILE);
         let conn = session_db::open_inbound_container(&path).unwrap();
         let mut statement = conn
+            .as_connection()
             .prepare(
                 "SELECT id, trigger, platform_id, channel_type, thread_id, content, status, seq
                  FROM messages_in ORDER BY seq",
@@ -272,7 +273,7 @@ fn event(id: &str, content: Value) -> InboundEvent {
         message: InboundMessage {
             id: id.into(),
             kind: "chat".into(),
-            content: content.to_string(),
+            content: Content::from_value(content),
             timestamp: "2026-01-01T00:00:00.000Z".into(),
             is_mention: false,
             is_group: None,
@@ -550,7 +551,7 @@ fn should_create_session_folder_and_inbound_db_only() {
     };
     let inbound = session_db::open_inbound_container(&dir.join(session_db::INBOUND_FILE)).unwrap();
     expect_test::expect![[r#"["delivered", "destinations", "messages_in", "session_routing"]"#]]
-        .assert_eq(&format!("{:?}", tables(&inbound)));
+        .assert_eq(&format!("{:?}", tables(inbound.as_connection())));
 }
 
 #[test]

@@ -1,31 +1,31 @@
-//! Getting a session ready for its container (host.md §4.2 steps 1–5, §4.8, §4.9, §8):
-//! its folders ([`layout::prepare`]), `container.json` and the composed `CLAUDE.md` in the
+//! Getting a session ready for its container (host.md §4.2 steps 1–5, §4.8, §4.9, §8): the
+//! impure half of a spawn. [`prepare`] reads the agent's typed configuration, resolves its
+//! mounts on the host, has [`compose`] decide everything (pure), then writes it: the session's
+//! folders ([`layout::prepare`]), `container.json` and the composed `CLAUDE.md` in the
 //! (host-owned, read-only mounted) session folder, `CLAUDE.local.md` seeded in the agent's
-//! folder, the destinations projection and the default reply address in `inbound.db`.
+//! folder, the destinations projection and the default reply address in `inbound.db`, and the
+//! removal of the previous container's heartbeat. It returns the [`SpawnSpec`] the waker hands
+//! to `containers`.
 //!
 //! Everything here is read from the central DB at spawn time, which is why the effect table
-//! calls these fields `restart`. The result is a [`Prepared`] the waker hands to
-//! `containers`. No Docker code here. Every file is written through [`crate::hostfs`]: into the
-//! session folder with an unpredictable temp name and `renameat`; into the agent's folder only
-//! `CLAUDE.local.md`, created exclusively or replaced by a rename (never written through).
+//! calls these fields `restart`. No Docker code here. Every file is written through
+//! [`crate::hostfs`]: into the session folder with an unpredictable temp name and `renameat`;
+//! into the agent's folder only `CLAUDE.local.md`, created exclusively or replaced by a rename
+//! (never written through).
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-
-use agent_runner::session_db::{self, DestinationRow};
+use agent_runner::session_db::{self, DestinationRow, InboundDb};
 use anyhow::Context;
 use rusqlite::{Connection, OptionalExtension};
-use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
+use super::compose::{self, Composed, FRAGMENTS_DIR, Inputs};
 use super::layout::{self, FILE_MODE, MountPoint};
-use crate::containers::AgentImages;
+use crate::containers::{AgentImages, SpawnSpec};
 use crate::db::sessions::Session;
 use crate::hostfs::{Dir, Owner, Read};
+use crate::mount_policy::Resolved;
 use crate::paths::Paths;
-use crate::resources::Resources;
-use crate::state::Network;
+use crate::state::Agent;
 
 /// The agent's memory file in its folder, seeded from the manifest's `instructions`.
 pub const LOCAL_INSTRUCTIONS: &str = "CLAUDE.local.md";
@@ -33,8 +33,6 @@ pub const LOCAL_INSTRUCTIONS: &str = "CLAUDE.local.md";
 pub const SEED_FILE: &str = "claude-local.seed";
 /// The composed instructions in the session folder.
 pub const CLAUDE_MD: &str = "CLAUDE.md";
-/// The composed fragments' folder in the session folder.
-pub const FRAGMENTS_DIR: &str = ".claude-fragments";
 /// Largest `CLAUDE.local.md` (and old seed) the host reads; a larger file counts as the agent's.
 const MAX_LOCAL_BYTES: u64 = 1024 * 1024;
 /// Files the previous layout composed into the agent's folder; removed once (never followed).
@@ -42,103 +40,46 @@ const LEGACY_GROUP_FILES: &[&str] = &["container.json", "CLAUDE.md", ".claude-fr
 /// Where the previous layout remembered the seed: the agent's folder.
 const LEGACY_SEED_FILE: &str = ".claude-local.seed";
 
-/// What the container runner needs to start the session's container.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Prepared {
-    pub session_id: String,
-    pub agent: String,
-    pub session_dir: PathBuf,
-    pub group_dir: PathBuf,
-    /// The image: the agent's override, else the install's image for the agent's provider.
-    pub image: String,
-    pub extra_mounts: Vec<ExtraMount>,
-    /// Hash of everything read at spawn; a container labelled with another hash is stale.
-    pub config_hash: String,
-    /// The agent's container limits.
-    pub resources: Resources,
-    /// The agent's container network.
-    pub network: Network,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ExtraMount {
-    pub host: PathBuf,
-    pub container: String,
-    pub readonly: bool,
-}
-
-/// The agent's row and container config as read at spawn.
-#[derive(Clone, Debug)]
-struct AgentConfig {
-    name: String,
-    provider: Option<String>,
-    model: Option<String>,
-    effort: Option<String>,
-    image_tag: Option<String>,
-    assistant_name: Option<String>,
-    max_messages_per_prompt: Option<i64>,
-    skills: Value,
-    mcp_servers: Value,
-    packages_apt: Value,
-    packages_npm: Value,
-    additional_mounts: Value,
-    instructions: Option<String>,
-    resources: Resources,
-    network: Network,
-}
-
-const AGENT_CONFIG: &str =
-    "SELECT a.name, c.provider, c.model, c.effort, c.image_tag, c.assistant_name,
-    c.max_messages_per_prompt, c.skills, c.mcp_servers, c.packages_apt, c.packages_npm,
-    c.additional_mounts, c.instructions, c.memory_bytes, c.cpu_millis, c.pids_limit, c.network
-  FROM agent_groups a JOIN container_configs c ON c.agent_group_id = a.id WHERE a.id = ?1";
-
-fn agent_config(conn: &Connection, agent: &str) -> anyhow::Result<Option<AgentConfig>> {
-    let json = |text: String| serde_json::from_str::<Value>(&text).unwrap_or(Value::Null);
-    conn.prepare_cached(AGENT_CONFIG)?
-        .query_row([agent], |row| {
-            Ok(AgentConfig {
-                name: row.get(0)?,
-                provider: row.get(1)?,
-                model: row.get(2)?,
-                effort: row.get(3)?,
-                image_tag: row.get(4)?,
-                assistant_name: row.get(5)?,
-                max_messages_per_prompt: row.get(6)?,
-                skills: json(row.get(7)?),
-                mcp_servers: json(row.get(8)?),
-                packages_apt: json(row.get(9)?),
-                packages_npm: json(row.get(10)?),
-                additional_mounts: json(row.get(11)?),
-                instructions: row.get(12)?,
-                resources: Resources::from_columns(row.get(13)?, row.get(14)?, row.get(15)?),
-                // The column's CHECK allows only these two; anything else reads as the default.
-                network: match row.get::<_, String>(16)?.as_str() {
-                    "none" => Network::None,
-                    _ => Network::Full,
-                },
-            })
-        })
-        .optional()
-        .context("reading the agent's container config")
-}
-
-/// Prepares `session` for a container. Errors (missing agent or config, unwritable files)
-/// make the wake fail; the messages stay pending for the sweep.
+/// Prepares `session` for a container and returns what to start. Errors (a missing agent,
+/// unwritable files) make the wake fail; the messages stay pending for the sweep.
 pub fn prepare(
     conn: &Connection,
     paths: &Paths,
     session: &Session,
     images: &AgentImages,
-) -> anyhow::Result<Prepared> {
-    let config = agent_config(conn, &session.agent)?.with_context(|| {
-        format!(
-            "agent `{}` or its container config no longer exists",
-            session.agent
-        )
-    })?;
-    let extra_mounts = extra_mounts(&config.additional_mounts, paths, &session.agent);
-    let mount_points: Vec<MountPoint> = extra_mounts
+) -> anyhow::Result<SpawnSpec> {
+    let agent = agent(conn, &session.agent)?
+        .with_context(|| format!("agent `{}` no longer exists", session.agent))?;
+    let mounts = resolve_mounts(&agent, paths);
+    let composed = compose::compose(
+        session,
+        &agent,
+        &Inputs {
+            paths,
+            images,
+            mounts: &mounts,
+            env: &[],
+        },
+    );
+    write(conn, paths, session, &composed)?;
+    Ok(composed.spec)
+}
+
+/// The agent's configuration, typed, through `db::config`: THE one place the runtime reads it.
+fn agent(conn: &Connection, name: &str) -> anyhow::Result<Option<Agent>> {
+    crate::db::config::agent(conn, name).context("reading the agent's configuration")
+}
+
+/// Writes what `composed` decided into the session's folders and `inbound.db` (idempotent).
+fn write(
+    conn: &Connection,
+    paths: &Paths,
+    session: &Session,
+    composed: &Composed,
+) -> anyhow::Result<()> {
+    let mount_points: Vec<MountPoint> = composed
+        .spec
+        .extra_mounts
         .iter()
         .map(|mount| MountPoint {
             container: mount.container.clone(),
@@ -150,52 +91,32 @@ pub fn prepare(
         &dirs.group,
         &dirs.agent_state,
         layout::agent_owner(),
-        config.instructions.as_deref(),
+        &composed.instructions.local_seed,
     )?;
-    let container_json = container_json(&config);
-    let container_text = serde_json::to_string_pretty(&container_json)? + "\n";
     dirs.session.replace(
         session_db::CONTAINER_CONFIG_FILE,
-        container_text.as_bytes(),
+        composed.config.to_json().as_bytes(),
         FILE_MODE,
         None,
     )?;
-    let claude_md = compose_claude_md(&dirs.session, &config)?;
-
-    let session_dir = paths.session(&session.agent, &session.id);
-    let mut inbound = session_db::open_inbound_host(&session_db::inbound_path(&session_dir))?;
+    write_instructions(&dirs.session, &composed.instructions)?;
+    let mut inbound =
+        session_db::open_inbound_host(&session_db::inbound_path(&composed.spec.session_dir))?;
     write_projections(conn, session, &mut inbound)?;
+    clear_heartbeat(session, &composed.spec);
+    Ok(())
+}
 
-    let image = config
-        .image_tag
-        .clone()
-        .filter(|tag| !tag.is_empty())
-        .unwrap_or_else(|| images.for_provider(config.provider.as_deref()).to_string());
-    let mut hasher = Sha256::new();
-    for part in [container_text.as_str(), claude_md.as_str(), image.as_str()] {
-        hasher.update(part.as_bytes());
-        hasher.update([0]);
+/// A stale heartbeat from the previous container would trip the sweep (host.md §4.2.8).
+/// `outbound/` is agent-writable but the host owns its parent, so the path is trusted up to the
+/// last name; unlink(2) removes whatever sits there (a link, not its target).
+fn clear_heartbeat(session: &Session, spec: &SpawnSpec) {
+    let heartbeat = session_db::heartbeat_path(&spec.session_dir);
+    if let Err(err) = std::fs::remove_file(&heartbeat)
+        && err.kind() != std::io::ErrorKind::NotFound
+    {
+        warn!(session = %session.id, error = %err, "cannot delete stale heartbeat");
     }
-    hasher.update(format!("{extra_mounts:?}").as_bytes());
-    hasher.update(format!("{:?}", config.resources).as_bytes());
-    hasher.update(config.network.as_str().as_bytes());
-    let config_hash = hasher
-        .finalize()
-        .iter()
-        .take(8)
-        .map(|byte| format!("{byte:02x}"))
-        .collect();
-    Ok(Prepared {
-        session_id: session.id.clone(),
-        agent: session.agent.clone(),
-        session_dir,
-        group_dir: paths.group(&session.agent),
-        image,
-        extra_mounts,
-        config_hash,
-        resources: config.resources,
-        network: config.network,
-    })
 }
 
 /// Writes what `inbound.db` mirrors from the central DB: the agent's destinations and the
@@ -204,7 +125,7 @@ pub fn prepare(
 pub fn write_projections(
     conn: &Connection,
     session: &Session,
-    inbound: &mut Connection,
+    inbound: &mut InboundDb,
 ) -> anyhow::Result<()> {
     let destinations = destinations(conn, &session.agent)?;
     session_db::write_destinations(inbound, &destinations)?;
@@ -222,41 +143,6 @@ pub fn write_projections(
     Ok(())
 }
 
-/// `container.json` as the runner reads it (host.md §4.8; cli_scope stays host-side).
-fn container_json(config: &AgentConfig) -> Value {
-    let mut map = serde_json::Map::new();
-    map.insert("mcpServers".into(), config.mcp_servers.clone());
-    map.insert(
-        "packages".into(),
-        json!({ "apt": config.packages_apt, "npm": config.packages_npm }),
-    );
-    if let Some(tag) = &config.image_tag {
-        map.insert("imageTag".into(), json!(tag));
-    }
-    map.insert("additionalMounts".into(), config.additional_mounts.clone());
-    map.insert("skills".into(), config.skills.clone());
-    if let Some(provider) = &config.provider {
-        map.insert("provider".into(), json!(provider.to_lowercase()));
-    }
-    map.insert("groupName".into(), json!(config.name));
-    let assistant = config
-        .assistant_name
-        .clone()
-        .unwrap_or_else(|| config.name.clone());
-    map.insert("assistantName".into(), json!(assistant));
-    map.insert("agentGroupId".into(), json!(config.name));
-    if let Some(max) = config.max_messages_per_prompt {
-        map.insert("maxMessagesPerPrompt".into(), json!(max));
-    }
-    if let Some(model) = &config.model {
-        map.insert("model".into(), json!(model));
-    }
-    if let Some(effort) = &config.effort {
-        map.insert("effort".into(), json!(effort));
-    }
-    Value::Object(map)
-}
-
 /// Seeds `CLAUDE.local.md` in the agent's folder from the manifest's instructions (host.md
 /// §4.9 step 2).
 ///
@@ -272,11 +158,8 @@ fn init_group(
     group: &Dir,
     agent_state: &Dir,
     owner: Option<Owner>,
-    instructions: Option<&str>,
+    seed: &str,
 ) -> anyhow::Result<()> {
-    let seed = instructions
-        .map(|text| format!("{}\n", text.trim_end()))
-        .unwrap_or_default();
     let remembered = match agent_state.read_regular(SEED_FILE, MAX_LOCAL_BYTES)? {
         Read::Bytes(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
         _ => None,
@@ -311,7 +194,7 @@ fn init_group(
         }
     }
     let remember = if untouched {
-        Some(seed)
+        Some(seed.to_string())
     } else if remembered.is_none() {
         // Mark the folder as migrated, keeping the old seed's meaning.
         Some(previous_seed.unwrap_or_default())
@@ -358,37 +241,26 @@ fn migrate_legacy_group(group: &Dir) -> anyhow::Result<Option<String>> {
     Ok(seed)
 }
 
-/// Composes `CLAUDE.md` from imports only (host.md §8.2): the shared base, then one fragment
-/// per MCP server with instructions, into the session folder. Returns the text written.
-fn compose_claude_md(session: &Dir, config: &AgentConfig) -> anyhow::Result<String> {
+/// Writes the composed `CLAUDE.md` and its fragments into the session folder, removing
+/// fragments no longer composed.
+fn write_instructions(session: &Dir, instructions: &compose::Instructions) -> anyhow::Result<()> {
     let fragments = session.ensure_dir(FRAGMENTS_DIR, layout::DIR_MODE, None)?;
-    let mut desired: BTreeMap<String, String> = BTreeMap::new();
-    if let Value::Object(servers) = &config.mcp_servers {
-        for (name, server) in servers {
-            if let Some(Value::String(instructions)) = server.get("instructions") {
-                desired.insert(
-                    format!("mcp-{name}.md"),
-                    format!("{}\n", instructions.trim_end()),
-                );
-            }
-        }
-    }
     for name in fragments.names()? {
         let name = name.to_string_lossy().into_owned();
-        if !desired.contains_key(&name) {
+        if !instructions.fragments.contains_key(&name) {
             fragments.remove(&name)?;
         }
     }
-    let mut text = String::from(
-        "<!-- Composed by nanoclaw at every container start; do not edit. Per-agent memory belongs in CLAUDE.local.md. -->\n",
-    );
-    text.push_str("@./.claude-shared.md\n");
-    for (name, content) in &desired {
+    for (name, content) in &instructions.fragments {
         fragments.replace(name, content.as_bytes(), FILE_MODE, None)?;
-        text.push_str(&format!("@./.claude-fragments/{name}\n"));
     }
-    session.replace(CLAUDE_MD, text.as_bytes(), FILE_MODE, None)?;
-    Ok(text)
+    session.replace(
+        CLAUDE_MD,
+        instructions.claude_md.as_bytes(),
+        FILE_MODE,
+        None,
+    )?;
+    Ok(())
 }
 
 /// The agent's destinations as the container sees them (host.md §2.3); dangling ones skipped.
@@ -461,27 +333,21 @@ fn default_routing(
 
 /// The agent's additional mounts, checked again now (`mount_policy`): refused ones are logged
 /// and left out, and each is bound by its resolved real path.
-fn extra_mounts(additional: &Value, paths: &Paths, agent: &str) -> Vec<ExtraMount> {
+fn resolve_mounts(agent: &Agent, paths: &Paths) -> Vec<Resolved> {
     let user = crate::containers::container_user();
-    crate::mount_policy::at_spawn(agent, additional, &paths.data)
-        .into_iter()
-        .map(|resolved| {
-            if !resolved.readonly && !writable_by(&resolved.host, user) {
-                warn!(
-                    agent,
-                    path = %resolved.host.display(),
-                    uid = user.0,
-                    "a read-write mount the container user cannot write (its owner and mode do not allow uid {}); give it that user, e.g. `setfacl -R -m u:{}:rwX,d:u:{}:rwX {}`",
-                    user.0, user.0, user.0, resolved.host.display()
-                );
-            }
-            ExtraMount {
-                host: resolved.host,
-                container: resolved.container,
-                readonly: resolved.readonly,
-            }
-        })
-        .collect()
+    let resolved = crate::mount_policy::at_spawn(&agent.name, &agent.mounts, &paths.data);
+    for mount in &resolved {
+        if !mount.readonly && !writable_by(&mount.host, user) {
+            warn!(
+                agent = %agent.name,
+                path = %mount.host.display(),
+                uid = user.0,
+                "a read-write mount the container user cannot write (its owner and mode do not allow uid {}); give it that user, e.g. `setfacl -R -m u:{}:rwX,d:u:{}:rwX {}`",
+                user.0, user.0, user.0, mount.host.display()
+            );
+        }
+    }
+    resolved
 }
 
 /// Whether the owner and mode bits of `path` let `(uid, gid)` write it (ACLs are not read, so

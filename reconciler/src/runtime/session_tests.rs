@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use serde_json::json;
+
 use super::*;
 
 #[test]
@@ -12,18 +14,18 @@ fn seed_is_rewritten_only_while_the_agent_has_not_edited_it() {
     std::fs::create_dir(&group_path).unwrap();
     let group = Dir::open(&group_path).unwrap();
     let state = Dir::open(dir.path()).unwrap();
-    init_group(&group, &state, None, Some("first")).unwrap();
+    init_group(&group, &state, None, "first\n").unwrap();
     assert_eq!(
         std::fs::read_to_string(group_path.join("CLAUDE.local.md")).unwrap(),
         "first\n"
     );
-    init_group(&group, &state, None, Some("second")).unwrap();
+    init_group(&group, &state, None, "second\n").unwrap();
     assert_eq!(
         std::fs::read_to_string(group_path.join("CLAUDE.local.md")).unwrap(),
         "second\n"
     );
     std::fs::write(group_path.join("CLAUDE.local.md"), "my own notes\n").unwrap();
-    init_group(&group, &state, None, Some("third")).unwrap();
+    init_group(&group, &state, None, "third\n").unwrap();
     assert_eq!(
         std::fs::read_to_string(group_path.join("CLAUDE.local.md")).unwrap(),
         "my own notes\n"
@@ -287,6 +289,27 @@ fn the_previous_layouts_composed_files_leave_the_agents_folder_once() {
     );
 }
 
+/// Before a spawn the previous container's heartbeat goes, or the sweep would judge the new
+/// container by it (moved here from `containers`, which touches no session file): a stale one
+/// is deleted; one the agent made a link loses the link, never its target.
+#[test]
+fn a_stale_heartbeat_is_deleted_before_the_spawn_and_a_planted_link_only_unlinked() {
+    let world = attack();
+    let images = AgentImages::single("image:latest");
+    let spec = prepare(&world.conn, &world.paths, &world.session, &images).unwrap();
+    let heartbeat = session_db::heartbeat_path(&spec.session_dir);
+    std::fs::write(&heartbeat, "").unwrap();
+    prepare(&world.conn, &world.paths, &world.session, &images).unwrap();
+    assert!(
+        !heartbeat.exists(),
+        "the stale heartbeat is deleted before the spawn"
+    );
+    std::os::unix::fs::symlink(&world.outside, &heartbeat).unwrap();
+    prepare(&world.conn, &world.paths, &world.session, &images).unwrap();
+    assert!(std::fs::symlink_metadata(&heartbeat).is_err());
+    assert_eq!(std::fs::read_to_string(&world.outside).unwrap(), SECRET);
+}
+
 // ---- ported from v2's host-core `writeSessionRouting` tests ----
 
 /// Prepares a session of agent `ag-1` created on `chat` (`None` = an agent-shared session
@@ -324,6 +347,7 @@ fn routing_after_prepare(
         session_db::open_inbound_container(&prepared.session_dir.join(session_db::INBOUND_FILE))
             .unwrap();
     inbound
+        .as_connection()
         .query_row(
             "SELECT channel_type, platform_id, thread_id FROM session_routing WHERE id = 1",
             [],

@@ -18,8 +18,8 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use agent_runner::session_db;
-use rusqlite::{Connection, params};
+use agent_runner::session_db::{self, InboundDb};
+use rusqlite::Connection;
 use tracing::{debug, info, warn};
 
 use crate::db::sessions::{self, Session};
@@ -228,7 +228,7 @@ fn sweep_session(
         if unaddressable > 0 {
             warn!(session = %session.id, rows = unaddressable,
                 "outbound rows without a usable id (text of 1 to {} bytes) are ignored",
-                session_db::host::MAX_ID_BYTES);
+                session_db::untrusted::MAX_ID_BYTES);
         }
     }
     let due = session_db::count_due(&inbound)?;
@@ -251,7 +251,7 @@ fn sweep_session(
             declared_bash: state.and_then(|state| declared_bash(&state)),
             claims: claims
                 .iter()
-                .filter_map(|(id, at)| Some((id.clone(), parse_sqlite_time(at)?)))
+                .filter_map(|(id, at)| Some((id.clone(), session_db::parse_time(at)?)))
                 .collect(),
             activity: Activity {
                 due,
@@ -279,20 +279,13 @@ fn sweep_session(
 /// Gives claimed messages of a dead container back with backoff (host.md §5.4), each claim at
 /// most once ([`needs_reset`]). The claims themselves stay in `outbound.db`, which only the
 /// container writes; the next container deletes them as it starts.
-fn reset_claims(inbound: &Connection, claims: &[(String, String)]) -> anyhow::Result<()> {
+fn reset_claims(inbound: &InboundDb, claims: &[(String, String)]) -> anyhow::Result<()> {
     for (message, claimed_at) in claims {
-        let row: Option<(i64, Option<String>)> = inbound
-            .query_row(
-                "SELECT tries, process_after FROM messages_in WHERE id = ?1 AND status = 'pending'",
-                [message],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .ok();
-        let Some((tries, process_after)) = row else {
+        let Some(state) = session_db::retry_state(inbound, message)? else {
             continue;
         };
-        let claimed = parse_sqlite_time(claimed_at);
-        let after = process_after.as_deref().map(parse_sqlite_time);
+        let claimed = session_db::parse_time(claimed_at);
+        let after = state.process_after.as_deref().map(session_db::parse_time);
         let after = match after {
             Some(None) => continue, // an unreadable schedule is the host's own: leave it
             Some(Some(time)) => Some(time),
@@ -301,19 +294,13 @@ fn reset_claims(inbound: &Connection, claims: &[(String, String)]) -> anyhow::Re
         if !needs_reset(claimed, after) {
             continue;
         }
-        match reset_plan(tries) {
+        match reset_plan(state.tries) {
             Reset::Fail => {
-                inbound.execute(
-                    "UPDATE messages_in SET status = 'failed' WHERE id = ?1",
-                    [message],
-                )?;
+                session_db::fail_inbound(inbound, message)?;
                 warn!(message = %message, "message failed after {MAX_TRIES} retries");
             }
             Reset::Retry { tries, delay } => {
-                inbound.execute(
-                    "UPDATE messages_in SET tries = ?2, process_after = datetime('now', ?3) WHERE id = ?1",
-                    params![message, tries, format!("+{} seconds", delay.as_secs())],
-                )?;
+                session_db::retry_later(inbound, message, tries, delay)?;
             }
         }
     }
@@ -330,19 +317,6 @@ fn declared_bash(state: &session_db::ContainerState) -> Option<Duration> {
     u64::try_from(millis)
         .ok()
         .map(|millis| Duration::from_millis(millis).min(MAX_DECLARED_TIMEOUT))
-}
-
-/// Parses SQLite-now (`YYYY-MM-DD HH:MM:SS`, UTC) or ISO timestamps with any zone marker.
-fn parse_sqlite_time(text: &str) -> Option<SystemTime> {
-    let text = text.trim().replacen(' ', "T", 1);
-    // A zone marker sits after the date: `Z`/`z`, or a `+`/`-` offset in the time part (the
-    // date's own dashes must not count). Only zone-less text is read as UTC.
-    let time = text.get(10..).unwrap_or_default();
-    let zoned = time.ends_with(['Z', 'z']) || time.contains(['+', '-']);
-    let normalised = if zoned { text } else { format!("{text}Z") };
-    let timestamp: jiff::Timestamp = normalised.parse().ok()?;
-    let millis = u64::try_from(timestamp.as_millisecond()).ok()?;
-    Some(SystemTime::UNIX_EPOCH + Duration::from_millis(millis))
 }
 
 #[cfg(test)]
@@ -459,21 +433,21 @@ mod tests {
     #[test]
     fn sqlite_and_iso_times_parse_as_utc() {
         assert_eq!(
-            parse_sqlite_time("1970-01-01 00:01:00"),
+            session_db::parse_time("1970-01-01 00:01:00"),
             Some(SystemTime::UNIX_EPOCH + Duration::from_secs(60))
         );
         assert_eq!(
-            parse_sqlite_time("1970-01-01T00:01:00.000Z"),
+            session_db::parse_time("1970-01-01T00:01:00.000Z"),
             Some(SystemTime::UNIX_EPOCH + Duration::from_secs(60))
         );
-        assert_eq!(parse_sqlite_time("garbage"), None);
+        assert_eq!(session_db::parse_time("garbage"), None);
     }
 
     // ---- ported from v2's host-sweep tests: decideStuckAction ----
 
     /// v2's fixture clock: 2026-04-20T12:00:00Z.
     fn base() -> SystemTime {
-        parse_sqlite_time("2026-04-20 12:00:00").unwrap()
+        session_db::parse_time("2026-04-20 12:00:00").unwrap()
     }
 
     fn before(seconds: u64) -> SystemTime {
@@ -580,14 +554,14 @@ mod tests {
             "2026-04-20T12:00:00",
             "2026-04-20T12:00:00.000",
         ] {
-            assert_eq!(parse_sqlite_time(text), Some(base()), "{text}");
+            assert_eq!(session_db::parse_time(text), Some(base()), "{text}");
         }
     }
 
     #[test]
     fn preserves_an_explicit_z_marker() {
         for text in ["2026-04-20T12:00:00.000Z", "2026-04-20T12:00:00z"] {
-            assert_eq!(parse_sqlite_time(text), Some(base()), "{text}");
+            assert_eq!(session_db::parse_time(text), Some(base()), "{text}");
         }
     }
 
@@ -598,13 +572,13 @@ mod tests {
             "2026-04-20T14:00:00+0200",
             "2026-04-20T07:00:00-05:00",
         ] {
-            assert_eq!(parse_sqlite_time(text), Some(base()), "{text}");
+            assert_eq!(session_db::parse_time(text), Some(base()), "{text}");
         }
     }
 
     #[test]
     fn unparseable_claim_times_are_ignored() {
-        assert_eq!(parse_sqlite_time("not a date"), None);
+        assert_eq!(session_db::parse_time("not a date"), None);
     }
 
     // ---- the sweep's IO shell on real session DBs ----
@@ -665,11 +639,11 @@ mod tests {
             self.paths.session("ag-1", &self.session.id)
         }
 
-        fn inbound(&self) -> Connection {
+        fn inbound(&self) -> session_db::InboundDb {
             session_db::open_inbound_host(&self.dir().join(session_db::INBOUND_FILE)).unwrap()
         }
 
-        fn outbound(&self) -> Connection {
+        fn outbound(&self) -> session_db::OutboundDb {
             session_db::open_outbound_container(&session_db::outbound_path(&self.dir())).unwrap()
         }
 
@@ -687,6 +661,7 @@ mod tests {
             session_db::insert_inbound(&mut inbound, &[row]).unwrap();
             if !set.is_empty() {
                 inbound
+                    .as_connection()
                     .execute(&format!("UPDATE messages_in SET {set} WHERE id = ?1"), [id])
                     .unwrap();
             }
@@ -694,7 +669,7 @@ mod tests {
 
         fn ack(&self, id: &str, status: &str, changed: &str) {
             self.outbound()
-                .execute(
+                .as_connection().execute(
                     &format!(
                         "INSERT INTO processing_ack (message_id, status, status_changed) VALUES (?1, ?2, {changed})"
                     ),
@@ -710,6 +685,7 @@ mod tests {
         /// `(status, tries, seconds until process_after)` of an inbound row.
         fn state(&self, id: &str) -> (String, i64, Option<i64>) {
             self.inbound()
+                .as_connection()
                 .query_row(
                     "SELECT status, tries,
                        CAST(round((julianday(process_after) - julianday('now')) * 86400) AS INTEGER)
@@ -723,6 +699,7 @@ mod tests {
         fn acks(&self) -> Vec<(String, String)> {
             let outbound = self.outbound();
             let mut statement = outbound
+                .as_connection()
                 .prepare("SELECT message_id, status FROM processing_ack ORDER BY message_id")
                 .unwrap();
             statement
@@ -834,7 +811,7 @@ mod tests {
         assert_eq!(world.state("m-ctx").1, 1);
         world
             .inbound()
-            .execute(
+            .as_connection().execute(
                 "UPDATE messages_in SET process_after = datetime('now', '-1 second') WHERE id = 'm-ctx'",
                 [],
             )
@@ -850,7 +827,7 @@ mod tests {
         // A new claim (a new container took it again) is a new reset.
         world
             .outbound()
-            .execute(
+            .as_connection().execute(
                 "UPDATE processing_ack SET status_changed = datetime('now') WHERE message_id = 'm-ctx'",
                 [],
             )

@@ -37,7 +37,7 @@ use super::mailbox::{Mail, Mailbox, Signal};
 use super::notice::{self, Notice};
 use super::outbox::Outboxes;
 use super::{Settings, evict, session, sweep};
-use crate::containers::{self, Exited, Runner, SpawnSpec, Woken};
+use crate::containers::{Exited, Runner, SpawnSpec, Woken};
 use crate::db;
 
 /// Wake requests: session id → the message that asked first (for the `wake` span), if known.
@@ -595,26 +595,6 @@ fn prepare(settings: &Settings, id: &str) -> (Option<String>, anyhow::Result<Spa
         Err(err) => return (None, Err(err)),
     };
     let agent = Some(row.agent.clone());
-    let prepared = session::prepare(&conn, &settings.paths, &row, &settings.images);
-    let spec = prepared.map(|prepared| SpawnSpec {
-        session_id: prepared.session_id,
-        agent: prepared.agent,
-        session_dir: prepared.session_dir,
-        group_dir: prepared.group_dir,
-        image: prepared.image,
-        extra_mounts: prepared
-            .extra_mounts
-            .into_iter()
-            .map(|mount| containers::MountSpec {
-                host: mount.host,
-                container: mount.container,
-                readonly: mount.readonly,
-            })
-            .collect(),
-        env: Vec::new(),
-        config_hash: prepared.config_hash,
-        resources: prepared.resources,
-        network: prepared.network,
-    });
+    let spec = session::prepare(&conn, &settings.paths, &row, &settings.images);
     (agent, spec)
 }

@@ -13,9 +13,9 @@ use std::sync::mpsc;
 use anyhow::Context;
 
 use super::link::{Link, Next, Shown, Writer};
-use super::target::Target;
 use super::{RECONNECT_EVERY, Status};
 use crate::channels::cli_protocol::{ClientLine, HostLine, Message, Reply};
+use crate::ops::chat::Target;
 
 /// What the main loop reacts to.
 enum Event {

@@ -1,14 +1,41 @@
 //! Which CLI chat `nanoclaw chat [AGENT|CHANNEL]` talks on and whose replies it waits for.
 //!
-//! Pure: [`choose`] decides from the CLI chats and their wired agents (read by
-//! `db::routing::chats_of_type`); the caller prints the note.
+//! [`target`] reads the CLI chats and their wired agents (`db::routing::chats_of_type`) and
+//! [`choose`] decides, purely; the caller prints the note.
 //!
 //! An agent's own chat (wired only to it) wins over a shared one; on a shared chat every wired
 //! agent may answer, so the client waits for the named agent's reply and says so. When there
 //! is a choice, the note says which chat was used.
 
+use super::OpsError;
 use crate::channels::cli_protocol::DEFAULT_PLATFORM_ID;
-use crate::db::routing::WiredChat;
+use crate::channels::cli_socket::CHANNEL_TYPE;
+use crate::db::routing::{self, WiredChat};
+use crate::paths::Paths;
+
+/// The chat for `name` (an agent or a CLI chat; `None`: the default chat) in the install at
+/// `paths`. Without a DB yet, only the default chat can be talked on.
+pub fn target(paths: &Paths, name: Option<&str>, mode: Mode) -> Result<Target, OpsError> {
+    let chats = cli_chats(paths, name.is_some())?;
+    choose(name, &chats, mode).map_err(OpsError::ChatTarget)
+}
+
+/// Every CLI chat with its agents; none when nothing was applied yet and no target needs them.
+fn cli_chats(paths: &Paths, needed: bool) -> Result<Vec<WiredChat>, OpsError> {
+    let path = paths.db();
+    if !path.exists() {
+        if needed {
+            return Err(OpsError::NoConfiguration { path });
+        }
+        return Ok(Vec::new());
+    }
+    let conn = crate::db::open_readonly(&path).map_err(|source| OpsError::OpenChats {
+        path: path.clone(),
+        source,
+    })?;
+    routing::chats_of_type(&conn, CHANNEL_TYPE)
+        .map_err(|source| OpsError::ReadChats { path, source })
+}
 
 /// Where the client talks, and whose replies it shows.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,5 +1,5 @@
-//! Row writes of one apply: each resource kind ↔ its table rows (the mirror of
-//! `plan::current`'s reads), plus its `managed_resources` spec. Runs inside the caller's
+//! Row writes of one apply: each resource kind ↔ its table rows (the mirror of the reads in
+//! `read.rs`), plus its `managed_resources` spec. Runs inside the caller's
 //! transaction; statements are cached so a 1,000-agent apply prepares each SQL once.
 //!
 //! Upserts update by the natural key first and insert when no row matched, so a row made at
@@ -7,7 +7,7 @@
 
 use rusqlite::{Connection, params};
 
-use crate::plan::current::MountRow;
+use super::MountRow;
 use crate::state::{DestinationTarget, Resource};
 
 pub struct Writer<'a> {
@@ -55,15 +55,7 @@ impl<'a> Writer<'a> {
                      VALUES (?1, ?1, ?1, ?2, 'manifest')",
                     params![agent.name, self.now],
                 )?;
-                let mounts: Vec<MountRow> = agent
-                    .mounts
-                    .iter()
-                    .map(|mount| MountRow {
-                        host_path: mount.host_path.clone(),
-                        container_path: Some(mount.container_path.clone()),
-                        readonly: Some(mount.readonly),
-                    })
-                    .collect();
+                let mounts: Vec<MountRow> = agent.mounts.iter().map(MountRow::from).collect();
                 let [memory_bytes, cpu_millis, pids_limit] = agent.resources.to_columns();
                 self.conn.prepare_cached(UPSERT_CONFIG)?.execute(params![
                     agent.name,

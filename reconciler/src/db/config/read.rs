@@ -1,71 +1,21 @@
-//! The current configuration, read from the central DB: every config row (managed or made at
-//! runtime) as a [`State`], which addresses the manifests own, and the last-applied spec of
-//! each (for drift).
+//! Reading the configuration rows into typed resources: every row (managed or made at runtime)
+//! as a `State`, which addresses the manifests own, and the last-applied spec of each (for
+//! drift).
 //!
 //! Reads only; one bulk query per table (no per-row queries: a 1,000-agent fleet plans in
-//! milliseconds). The row ↔ resource mapping is the mirror of `crate::apply`'s writes; the
-//! JSON column shapes (`additional_mounts` in camelCase) follow host.md §1.2.
+//! milliseconds). The row ↔ resource mapping is the mirror of [`super::Writer`]; the JSON column
+//! shapes (`additional_mounts` in camelCase) follow host.md §1.2.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
-use rusqlite::Connection;
-use serde::{Deserialize, Serialize};
+use rusqlite::{Connection, OptionalExtension, Row};
 
+use super::{MountRow, ReadError};
 use crate::state::{
-    Address, Agent, Channel, CliScope, Destination, DestinationTarget, EngageMode,
+    Address, Agent, Channel, CliScope, Current, Destination, DestinationTarget, EngageMode,
     IgnoredMessagePolicy, Member, Mount, Network, Resource, Resources, Role, RoleKind, SenderScope,
-    SessionMode, Skills, State, UnknownSenderPolicy, User, Wiring,
+    SessionMode, Skills, UnknownSenderPolicy, User, Wiring,
 };
-
-/// What the DB holds now.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Current {
-    /// Every config row as a resource, managed or not.
-    pub state: State,
-    /// Addresses whose rows have `managed_by = 'manifest'`.
-    pub managed: BTreeSet<Address>,
-    /// The last-applied spec of each managed address (`managed_resources.spec_json`).
-    pub specs: BTreeMap<Address, Resource>,
-    /// `reconcile_state.generation` (0 for a DB that does not exist yet).
-    pub generation: i64,
-}
-
-/// A row that does not map to a resource.
-#[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    #[error("reading the central DB")]
-    Db(#[from] rusqlite::Error),
-    #[error("`{address}`: column `{column}` holds invalid JSON")]
-    Json {
-        address: Address,
-        column: &'static str,
-        source: serde_json::Error,
-    },
-    #[error("`{address}`: column `{column}` holds unknown value `{value}`")]
-    Value {
-        address: Address,
-        column: &'static str,
-        value: String,
-    },
-}
-
-/// The `additional_mounts` JSON element (v2 shape).
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MountRow {
-    pub host_path: String,
-    #[serde(default)]
-    pub container_path: Option<String>,
-    #[serde(default)]
-    pub readonly: Option<bool>,
-}
-
-impl Current {
-    /// A digest of everything the plan depends on (pins saved plans to this DB state).
-    pub fn digest(&self) -> String {
-        super::digest_of(self)
-    }
-}
 
 /// Reads the whole configuration.
 pub fn read(conn: &Connection) -> Result<Current, ReadError> {
@@ -135,54 +85,71 @@ fn read_agents(conn: &Connection, current: &mut Current) -> Result<(), ReadError
     let mut statement = conn.prepare(SELECT_AGENTS)?;
     let mut rows = statement.query([])?;
     while let Some(row) = rows.next()? {
-        let name: String = row.get(0)?;
-        let address = Address::new(crate::state::Kind::Agent, name.clone());
-        let has_config = row.get::<_, Option<String>>(3)?.is_some();
-        let provider: Option<String> = row.get(4)?;
-        let legacy_provider: Option<String> = row.get(2)?;
-        let cli_scope: Option<String> = row.get(10)?;
-        let cli_scope = match cli_scope {
-            Some(text) => parse(
-                &address,
-                "cli_scope",
-                &text,
-                &[CliScope::Disabled, CliScope::Group, CliScope::Global],
-                CliScope::as_str,
-            )?,
-            None => CliScope::default(),
-        };
-        let network = match row.get::<_, Option<String>>(20)? {
-            Some(text) => parse(&address, "network", &text, &Network::ALL, Network::as_str)?,
-            None => Network::default(),
-        };
-        let mounts: Vec<MountRow> = json(&address, "additional_mounts", row.get(16)?, Vec::new())?;
-        let agent = Agent {
-            name,
-            assistant_name: row.get(8)?,
-            provider: if has_config {
-                provider
-            } else {
-                legacy_provider
-            },
-            model: row.get(5)?,
-            effort: row.get(6)?,
-            image: row.get(7)?,
-            max_messages_per_prompt: row.get(9)?,
-            cli_scope,
-            instructions: row.get(11)?,
-            skills: json(&address, "skills", row.get(12)?, Skills::All)?,
-            mcp_servers: json(&address, "mcp_servers", row.get(13)?, BTreeMap::new())?,
-            packages: crate::state::Packages {
-                apt: json(&address, "packages_apt", row.get(14)?, Vec::new())?,
-                npm: json(&address, "packages_npm", row.get(15)?, Vec::new())?,
-            },
-            mounts: mounts.into_iter().map(mount_of).collect(),
-            resources: Resources::from_columns(row.get(17)?, row.get(18)?, row.get(19)?),
-            network,
-        };
+        let agent = agent_of(row)?;
         add(current, Resource::Agent(agent), row.get(1)?);
     }
     Ok(())
+}
+
+/// One agent as `plan` compares it (an agent made at runtime without a container config reads
+/// with the defaults), or `None` when there is no agent `name`. The runtime reads an agent's
+/// configuration at spawn through this, so both see the same value.
+pub fn agent(conn: &Connection, name: &str) -> Result<Option<Agent>, ReadError> {
+    let sql = format!("{SELECT_AGENTS} WHERE g.id = ?1");
+    let mut statement = conn.prepare_cached(&sql)?;
+    let row = statement
+        .query_row([name], |row| Ok(agent_of(row)))
+        .optional()?;
+    row.transpose()
+}
+
+/// Maps a row of [`SELECT_AGENTS`] to its agent.
+fn agent_of(row: &Row<'_>) -> Result<Agent, ReadError> {
+    let name: String = row.get(0)?;
+    let address = Address::new(crate::state::Kind::Agent, name.clone());
+    let has_config = row.get::<_, Option<String>>(3)?.is_some();
+    let provider: Option<String> = row.get(4)?;
+    let legacy_provider: Option<String> = row.get(2)?;
+    let cli_scope: Option<String> = row.get(10)?;
+    let cli_scope = match cli_scope {
+        Some(text) => parse(
+            &address,
+            "cli_scope",
+            &text,
+            &[CliScope::Disabled, CliScope::Group, CliScope::Global],
+            CliScope::as_str,
+        )?,
+        None => CliScope::default(),
+    };
+    let network = match row.get::<_, Option<String>>(20)? {
+        Some(text) => parse(&address, "network", &text, &Network::ALL, Network::as_str)?,
+        None => Network::default(),
+    };
+    let mounts: Vec<MountRow> = json(&address, "additional_mounts", row.get(16)?, Vec::new())?;
+    Ok(Agent {
+        name,
+        assistant_name: row.get(8)?,
+        provider: if has_config {
+            provider
+        } else {
+            legacy_provider
+        },
+        model: row.get(5)?,
+        effort: row.get(6)?,
+        image: row.get(7)?,
+        max_messages_per_prompt: row.get(9)?,
+        cli_scope,
+        instructions: row.get(11)?,
+        skills: json(&address, "skills", row.get(12)?, Skills::All)?,
+        mcp_servers: json(&address, "mcp_servers", row.get(13)?, BTreeMap::new())?,
+        packages: crate::state::Packages {
+            apt: json(&address, "packages_apt", row.get(14)?, Vec::new())?,
+            npm: json(&address, "packages_npm", row.get(15)?, Vec::new())?,
+        },
+        mounts: mounts.into_iter().map(mount_of).collect(),
+        resources: Resources::from_columns(row.get(17)?, row.get(18)?, row.get(19)?),
+        network,
+    })
 }
 
 fn mount_of(row: MountRow) -> Mount {
@@ -446,6 +413,33 @@ mod tests {
         assert_eq!(agent.provider.as_deref(), Some("claude"));
         assert_eq!(agent.skills, Skills::All);
         assert_eq!(agent.cli_scope, CliScope::Group);
+        assert_eq!(
+            super::agent(&conn, "helper").unwrap().as_ref(),
+            Some(agent),
+            "one agent reads as the whole read has it"
+        );
+        assert_eq!(super::agent(&conn, "nobody").unwrap(), None);
+    }
+
+    #[test]
+    fn one_agent_reads_back_as_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = crate::db::open(&dir.path().join("nanoclaw.db")).unwrap();
+        let desired = crate::plan::fixture::state();
+        let current = read(&conn).unwrap();
+        let plan = crate::plan::diff(&desired, &current);
+        crate::apply::apply(
+            &mut conn,
+            &desired,
+            &plan,
+            &current,
+            &crate::apply::Meta::default(),
+        )
+        .unwrap();
+        let Some(Resource::Agent(andy)) = desired.get(&Address::new(Kind::Agent, "andy")) else {
+            panic!("the fixture has andy");
+        };
+        assert_eq!(super::agent(&conn, "andy").unwrap().as_ref(), Some(andy));
     }
 
     #[test]
