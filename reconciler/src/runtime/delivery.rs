@@ -9,8 +9,9 @@
 //! coming, it runs the backstop. The backstop is cheap on purpose: it `stat`s each active
 //! session's `outbound.db` and drains only sessions whose file changed since a drain that left
 //! nothing behind, or that still hold rows to retry; when the last drain of every active
-//! session is [`FULL_PASS`] (a minute) old, it drains every active session regardless (v2's
-//! sweep poll, host.md §6.1). An idle daemon therefore opens no session DB between full passes.
+//! session is [`FULL_PASS`] (a minute) old, it drains every active session regardless
+//! (docs/runtime.md, "The message path"). An idle daemon therefore opens no session DB
+//! between full passes.
 //!
 //! The worker never waits for a platform: a row for a channel is handed to that channel's
 //! outbox ([`super::outbox`]) and stays in flight (skipped by drains) until its [`Report`]
@@ -119,12 +120,14 @@ pub struct Delivery {
     settled: HashMap<String, Option<Stamp>>,
     /// When every active session was last drained.
     last_full: Option<Instant>,
+    /// Counters the worker writes and benches and tests read ([`Delivery::stats`]).
     stats: Arc<DeliveryStats>,
 }
 
 /// A row in an outbox.
 #[derive(Debug)]
 struct Flight {
+    /// The session the row belongs to (its report drains it again).
     session: String,
     /// A drain found it due again while it was in flight: drain the session again when its
     /// report keeps it queued (a reader may have arrived meanwhile).
@@ -134,9 +137,11 @@ struct Flight {
 /// What `outbound.db` looked like: any write by its owner changes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Stamp {
+    /// The file's mtime, size and inode: a write or a replacement changes one of them.
     modified: SystemTime,
     len: u64,
     inode: u64,
+    /// A `-journal` file was beside it (a write in progress).
     journal: bool,
 }
 
@@ -333,8 +338,9 @@ impl Delivery {
         }
     }
 
-    /// Delivers every due row of one session (host.md §6.2): rows for channels are handed to
-    /// their outboxes, the others are handled here. Errors are logged per row.
+    /// Delivers every due row of one session (docs/runtime.md, "The message path"): rows for
+    /// channels are handed to their outboxes, the others are handled here. Errors are logged
+    /// per row.
     pub fn drain(&mut self, agent: &str, session: &str) -> Drained {
         self.stats.drains.fetch_add(1, Ordering::Relaxed);
         let reporter = Reporter {

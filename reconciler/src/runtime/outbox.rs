@@ -33,6 +33,7 @@ pub const DELIVER_TIMEOUT: Duration = Duration::from_secs(60);
 /// The outboxes of the live adapters (cheap to clone; shared by router, delivery and waker).
 #[derive(Clone)]
 pub struct Outboxes {
+    /// The live adapters (set at start; read by the router for threads and subscriptions).
     adapters: Adapters,
     /// Per channel type: the queue of its task.
     queues: BTreeMap<String, mpsc::Sender<Job>>,
@@ -42,6 +43,7 @@ pub struct Outboxes {
 
 /// One message for an adapter.
 struct Job {
+    /// What to deliver (written by the thread handing it over, read by the outbox task).
     message: Outbound,
     /// Whose row it is; `None` for a notice.
     row: Option<RowOf>,
@@ -51,6 +53,7 @@ struct Job {
 
 /// The session a row belongs to, for its report.
 struct RowOf {
+    /// The agent and session the report names, so delivery drains that session again.
     agent: String,
     session: String,
 }

@@ -70,10 +70,14 @@ impl Sweeper {
 /// The sweep's view of containers: the runner, plus the waker for wakes.
 #[derive(Clone)]
 struct Hooks {
+    /// Which containers run and since when (read); stops go through it (shared with the
+    /// waker and the supervisor).
     runner: Runner,
+    /// Where the sweep's wakes go (the waker reads them).
     wakes: Wakes,
     /// The runtime, for stops requested from the blocking pass.
     handle: tokio::runtime::Handle,
+    /// Where the stops run (the runtime's tracker, waited for at shutdown).
     tasks: TaskTracker,
 }
 

@@ -105,8 +105,12 @@ pub enum Msg {
 
 /// The waker's inputs (senders are held by the router, delivery, the sweep and the runner).
 pub struct Inputs {
+    /// Sessions to start (sent by the router, delivery and the sweep).
     pub wakes: Wakes,
+    /// Raised by delivery when a session's `outbound.db` changed: a turn may have ended, so
+    /// an idle container may make room for a waiting session.
     pub activity: Signal,
+    /// Container exits (sent by the runner): re-wake, count failures, tell the chat.
     pub exits: broadcast::Receiver<Exited>,
     /// Raised when wakes overflowed: the sweep wakes every session with due messages.
     pub sweep_now: Signal,
