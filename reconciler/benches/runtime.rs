@@ -52,7 +52,11 @@ fn main() {
         println!("round trips, idle CPU, chats: skipped (no Docker daemon answers `docker info`)");
         return;
     }
-    let built = Command::new(BIN).args(["image", "build"]).status().unwrap();
+    // The image the mock-provider agents of every part below need.
+    let built = Command::new(BIN)
+        .args(["image", "build", "--recipe", "minimal"])
+        .status()
+        .unwrap();
     assert!(built.success(), "image build failed");
     if wanted("round-trips") {
         round_trips();
