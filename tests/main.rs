@@ -16,6 +16,7 @@ mod doctor;
 mod fake_api;
 mod images;
 mod import;
+mod logs;
 mod manifests;
 mod multi_install;
 mod plan_apply;

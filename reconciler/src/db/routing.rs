@@ -1,7 +1,7 @@
 //! Central-DB reads and writes the router needs per message: the chat and its wirings, the
 //! sender's user row and access, the dropped-messages audit (host.md §1.2, §3).
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use agent_runner::session_db::ids;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -159,6 +159,15 @@ pub fn chats_of_type(conn: &Connection, channel_type: &str) -> rusqlite::Result<
         }
     }
     Ok(chats)
+}
+
+const CHANNEL_TYPES: &str = "SELECT DISTINCT channel_type FROM messaging_groups";
+
+/// The channel types of every registered chat: the adapters a runtime starts.
+pub fn channel_types(conn: &Connection) -> rusqlite::Result<BTreeSet<String>> {
+    let mut statement = conn.prepare_cached(CHANNEL_TYPES)?;
+    let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
+    rows.collect()
 }
 
 /// An enum column; the CHECK constraints make anything else a corrupt DB, reported as such.
