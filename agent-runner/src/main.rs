@@ -96,7 +96,11 @@ fn start_forwarder() -> Option<forward::Forwarder> {
 /// `agent-runner hook <event>`: Claude Code's hook input on stdin, the answer on stdout.
 fn hook(event: String) -> ExitCode {
     let workspace = env::get(env::NANOCLAW_WORKSPACE).unwrap_or_else(|| "/workspace".into());
-    match hooks::main(&event, std::path::Path::new(&workspace), &timezone::from_env()) {
+    match hooks::main(
+        &event,
+        std::path::Path::new(&workspace),
+        &timezone::from_env(),
+    ) {
         Ok(answer) => {
             #[allow(clippy::print_stdout)] // the hook's answer is Claude Code's protocol
             if !answer.is_empty() {

@@ -145,12 +145,12 @@ fn binary_answers_a_chat_message_and_stops_on_sigterm() {
 
 #[test]
 fn unknown_provider_is_fatal_and_lists_registered() {
-    let dir = session("claude");
+    let dir = session("codex");
     let out = spawn(dir.path()).wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("Unknown provider: claude. Registered: mock"),
+        stderr.contains("Unknown provider: codex. Registered: claude, mock"),
         "{stderr}"
     );
 }

@@ -46,7 +46,9 @@ pub fn archive(
     let zone = TimeZone::get(&crate::timezone::resolve(tz)).unwrap_or(TimeZone::UTC);
     let local = now.to_zoned_datetime(zone);
     let name = file_name(
-        &now.to_zoned_datetime(TimeZone::UTC).strftime("%Y-%m-%d").to_string(),
+        &now.to_zoned_datetime(TimeZone::UTC)
+            .strftime("%Y-%m-%d")
+            .to_string(),
         summary.as_deref(),
         &local.strftime("%H%M").to_string(),
     );

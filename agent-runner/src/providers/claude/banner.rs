@@ -77,7 +77,10 @@ mod tests {
 
     #[test]
     fn leading_prose_before_a_banner_does_not_match() {
-        check("Here is the error: Not logged in · Please run /login", false);
+        check(
+            "Here is the error: Not logged in · Please run /login",
+            false,
+        );
         check("Note. Failed to authenticate. API Error: 401 x", false);
     }
 

@@ -138,7 +138,10 @@ fn execution_error(line: &Value) -> ClaudeError {
             session: session.to_string(),
         };
     }
-    let subtype = line.get("subtype").and_then(Value::as_str).unwrap_or("error");
+    let subtype = line
+        .get("subtype")
+        .and_then(Value::as_str)
+        .unwrap_or("error");
     ClaudeError::Execution {
         errors: if errors.is_empty() {
             subtype.to_string()
@@ -155,7 +158,9 @@ fn api_retry_message(line: &Value) -> String {
         field("attempt"),
         field("max_retries"),
         field("error_status"),
-        line.get("error").and_then(Value::as_str).unwrap_or("unknown"),
+        line.get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown"),
         field("retry_delay_ms"),
     )
 }

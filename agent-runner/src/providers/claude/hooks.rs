@@ -20,8 +20,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use super::args::{BLOCKED_TOOLS, agent_dir};
 use super::archive;
+use super::args::{BLOCKED_TOOLS, agent_dir};
 use crate::container_config::ContainerConfig;
 use crate::session_db::{self, container as db};
 
@@ -125,9 +125,14 @@ pub struct HookInput {
 /// What a `PreToolUse` hook decides (pure).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PreToolUse {
-    Block { reason: String },
+    Block {
+        reason: String,
+    },
     /// Record the tool in flight; `timeout_ms`: a Bash call's declared timeout.
-    Record { tool: String, timeout_ms: Option<i64> },
+    Record {
+        tool: String,
+        timeout_ms: Option<i64>,
+    },
 }
 
 /// The decision for a tool call.

@@ -268,10 +268,7 @@ impl ClaudeQuery {
 
 /// Starts a named reader thread; a thread that cannot start is logged (the query then ends
 /// as if the stream closed).
-fn reader(
-    name: &str,
-    body: impl FnOnce() + Send + 'static,
-) -> Option<std::thread::JoinHandle<()>> {
+fn reader(name: &str, body: impl FnOnce() + Send + 'static) -> Option<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name(name.to_string())
         .spawn(body)

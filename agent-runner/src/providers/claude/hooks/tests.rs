@@ -25,12 +25,19 @@ fn pre(tool: &str, input: Value) -> String {
 fn a_blocked_tool_is_refused_with_the_v2_message_and_nothing_recorded() {
     let ws = workspace();
     for tool in BLOCKED_TOOLS {
-        let out = run(HookEvent::PreToolUse, &pre(tool, json!({})), ws.path(), "UTC");
+        let out = run(
+            HookEvent::PreToolUse,
+            &pre(tool, json!({})),
+            ws.path(),
+            "UTC",
+        );
         let answer: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(answer["decision"], "block");
         assert_eq!(
             answer["reason"],
-            format!("Tool '{tool}' is not available in this environment — use the nanoclaw equivalent.")
+            format!(
+                "Tool '{tool}' is not available in this environment — use the nanoclaw equivalent."
+            )
         );
     }
     assert!(!session_db::outbound_path(ws.path()).exists());
@@ -65,7 +72,10 @@ fn a_bash_call_records_the_tool_and_its_declared_timeout_until_it_ends() {
     );
     let read = state(ws.path()).unwrap();
     assert_eq!(read.current_tool.as_deref(), Some("Read"));
-    assert_eq!(read.tool_declared_timeout_ms, None, "only Bash declares one");
+    assert_eq!(
+        read.tool_declared_timeout_ms, None,
+        "only Bash declares one"
+    );
     run(HookEvent::PostToolUseFailure, &post, ws.path(), "UTC");
     assert_eq!(state(ws.path()).unwrap().current_tool, None);
 }
@@ -101,7 +111,10 @@ fn precompact_archives_the_transcript_into_the_agent_folder() {
         .map(|entry| entry.unwrap().file_name().into_string().unwrap())
         .collect();
     assert_eq!(archived.len(), 1);
-    assert!(archived[0].ends_with(".md") && archived[0].contains("-conversation-"), "{archived:?}");
+    assert!(
+        archived[0].ends_with(".md") && archived[0].contains("-conversation-"),
+        "{archived:?}"
+    );
 }
 
 #[test]
