@@ -293,7 +293,10 @@ fn claude_provider_answers_a_chat_message_through_the_poll_loop() {
             )
             .fallback(Reply::text("unexpected request")),
     );
-    let session = Session::new(config());
+    // An MCP server nobody listens on: Claude Code reports it failed and runs on.
+    let mut config = config();
+    config["mcpServers"] = json!({"notes": {"url": "http://127.0.0.1:9/mcp"}});
+    let session = Session::new(config);
     session.send("m1", "hello");
     let runner = session.start(claude, &fake, "one");
     assert_eq!(
@@ -319,6 +322,11 @@ fn claude_provider_answers_a_chat_message_through_the_poll_loop() {
     assert!(
         session.continuation().is_some(),
         "the init's session id is stored"
+    );
+    let log = runner.log();
+    assert!(
+        log.contains(r#"MCP server not connected server="notes" status="failed""#),
+        "--mcp-config reached Claude Code: {log}"
     );
     assert_eq!(runner.stop(), Some(0));
 }

@@ -136,6 +136,8 @@ struct ClaudeQuery {
     results: usize,
     stderr: Arc<Mutex<VecDeque<String>>>,
     readers: Vec<std::thread::JoinHandle<()>>,
+    /// Whether the MCP servers of the first `init` were logged (every turn repeats them).
+    mcp_logged: bool,
     session_invalid: Rc<RefCell<Option<String>>>,
 }
 
@@ -150,6 +152,7 @@ impl ClaudeQuery {
             results: 0,
             stderr: Arc::default(),
             readers: Vec::new(),
+            mcp_logged: false,
             session_invalid,
         };
         info!(program = %launch.program.display(), cwd = %launch.cwd.display(), "Starting Claude Code");
@@ -210,6 +213,10 @@ impl ClaudeQuery {
             self.pending.push_back(ProviderEvent::Activity);
             return;
         };
+        if !self.mcp_logged && value.get("subtype").and_then(Value::as_str) == Some("init") {
+            self.mcp_logged = true;
+            log_mcp_servers(&value);
+        }
         let translation = events::translate(&value);
         if translation.ends_turn {
             self.results += 1;
@@ -262,6 +269,27 @@ impl ClaudeQuery {
             String::new()
         } else {
             format!(": {}", tail.iter().cloned().collect::<Vec<_>>().join("\n"))
+        }
+    }
+}
+
+/// Logs the MCP servers an `init` line reports: a server that failed to connect is a warning
+/// (Claude Code runs on without its tools).
+fn log_mcp_servers(line: &Value) {
+    for server in line
+        .get("mcp_servers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let name = server.get("name").and_then(Value::as_str).unwrap_or("?");
+        match server.get("status").and_then(Value::as_str) {
+            Some("connected") => debug!(server = name, "MCP server connected"),
+            status => warn!(
+                server = name,
+                status = status.unwrap_or("unknown"),
+                "MCP server not connected"
+            ),
         }
     }
 }
