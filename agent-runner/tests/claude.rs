@@ -585,3 +585,42 @@ fn a_lost_conversation_is_forgotten_and_the_next_message_starts_afresh() {
     assert_ne!(session.continuation().as_deref(), Some(lost));
     assert_eq!(runner.stop(), Some(0));
 }
+
+/// `/compact` from the chat reaches Claude Code raw, in a new query resuming the conversation;
+/// its `PreCompact` hook archives the transcript into the agent's `conversations/`.
+#[test]
+fn compact_archives_the_conversation_through_the_hook() {
+    let Some(claude) = support::claude_code::binary() else {
+        return;
+    };
+    let fake = FakeAnthropic::start(
+        Script::new().fallback(Reply::text("<message to=\"cli\">Hello there.</message>")),
+    );
+    let session = Session::new(config());
+    session.send("m1", "hello");
+    let runner = session.start(claude, &fake, "one");
+    session.wait_for_replies(1);
+    session.send("m2", "/compact");
+    let conversations = session.workspace().join("agent/conversations");
+    wait_until("an archived conversation", ANSWER, || {
+        std::fs::read_dir(&conversations).is_ok_and(|mut dir| dir.next().is_some())
+    });
+    let file = std::fs::read_dir(&conversations)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.starts_with("# "), "{text}");
+    assert!(text.contains("**User**: "), "{text}");
+    assert!(
+        text.contains("**Andy**: <message to=\"cli\">Hello there.</message>"),
+        "{text}"
+    );
+    wait_until("the compaction notice", ANSWER, || {
+        runner.log().contains("Context compacted")
+    });
+    assert_eq!(session.replies().len(), 1, "compaction sends nothing");
+    assert_eq!(runner.stop(), Some(0));
+}
