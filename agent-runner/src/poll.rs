@@ -415,6 +415,13 @@ impl Runner {
                     &answered,
                 )?;
             }
+            ProviderEvent::FollowUpJoined => {
+                if turn.awaiting.len() >= 2
+                    && let Some(joined) = turn.awaiting.remove(1)
+                {
+                    turn.awaiting[0].extend(joined);
+                }
+            }
             ProviderEvent::Error { message, retryable } => {
                 warn!(error = %message, retryable, "Provider error");
             }

@@ -138,6 +138,18 @@ impl Session {
         session_db::container_state(&outbound).ok().flatten()
     }
 
+    /// Ids of the messages the runner holds `processing`.
+    fn claims(&self) -> Vec<String> {
+        let ws = self.workspace();
+        let inbound = session_db::open_inbound_host(&ws.join("inbound.db")).unwrap();
+        let outbound = session_db::open_outbound_host(&session_db::outbound_path(&ws)).unwrap();
+        session_db::processing_claims(&inbound, &outbound)
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
+    }
+
     fn continuation(&self) -> Option<String> {
         let path = session_db::outbound_path(&self.workspace());
         let outbound = session_db::open_outbound_container(&path).ok()?;
@@ -403,6 +415,10 @@ fn a_bash_call_shows_in_container_state_and_a_follow_up_joins_the_open_query() {
         1,
         "one process for both messages"
     );
+    // The result answered both, so both are completed now, not when the query ends.
+    wait_until("both messages completed", ANSWER, || {
+        session.claims().is_empty()
+    });
     assert_eq!(runner.stop(), Some(0));
 }
 
@@ -602,15 +618,19 @@ fn compact_archives_the_conversation_through_the_hook() {
     session.wait_for_replies(1);
     session.send("m2", "/compact");
     let conversations = session.workspace().join("agent/conversations");
+    let archived = || -> Vec<PathBuf> {
+        std::fs::read_dir(&conversations)
+            .map(|dir| {
+                dir.map(|entry| entry.unwrap().path())
+                    .filter(|path| path.extension().is_some_and(|ext| ext == "md"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     wait_until("an archived conversation", ANSWER, || {
-        std::fs::read_dir(&conversations).is_ok_and(|mut dir| dir.next().is_some())
+        !archived().is_empty()
     });
-    let file = std::fs::read_dir(&conversations)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let file = archived().remove(0);
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(text.starts_with("# "), "{text}");
     assert!(text.contains("**User**: "), "{text}");

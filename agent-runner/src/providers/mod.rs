@@ -53,6 +53,9 @@ pub enum ProviderEvent {
         message: String,
         retryable: bool,
     },
+    /// The oldest pushed follow-up still waiting for its turn joined the turn in flight
+    /// instead: that turn's result answers it too.
+    FollowUpJoined,
     /// The end of one turn in an error the chat user must hear about (an API error, the
     /// auth-required banner replaced): `reply` goes to the batch's address as it is.
     TurnError {

@@ -60,8 +60,11 @@ pub fn archive(
     );
     let dir = agent_dir.join(CONVERSATIONS_DIR);
     std::fs::create_dir_all(&dir)?;
-    let path = dir.join(name);
-    std::fs::write(&path, body)?;
+    let path = dir.join(&name);
+    // Whole or not at all: the agent may read the folder at any time.
+    let partial = dir.join(format!(".{name}.partial"));
+    std::fs::write(&partial, body)?;
+    std::fs::rename(&partial, &path)?;
     Ok(Some(path))
 }
 

@@ -99,6 +99,9 @@ impl Launch {
             "--output-format",
             "stream-json",
             "--verbose",
+            // Each stdin message is echoed where it joins the conversation: a follow-up written
+            // during a tool call joins the turn in flight (docs/claude-code.md).
+            "--replay-user-messages",
             // The container is the sandbox: no permission prompts (§7.3).
             "--permission-mode",
             "bypassPermissions",
@@ -260,6 +263,7 @@ mod tests {
             --output-format
             stream-json
             --verbose
+            --replay-user-messages
             --permission-mode
             bypassPermissions
             --allowedTools
@@ -283,10 +287,9 @@ mod tests {
         }))
         .unwrap();
         let launch = Launch::new(&config, &settings(), Some("c2c380e5"), "# You are Andy");
-        let flags: Vec<String> = launch
-            .args
+        let fixed = 9; // `-p` … `bypassPermissions`, pinned by the test above
+        let flags: Vec<String> = launch.args[fixed..]
             .chunks(2)
-            .skip(4)
             .map(|pair| pair.join(" "))
             .collect();
         expect![[r#"

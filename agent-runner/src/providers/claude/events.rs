@@ -49,6 +49,9 @@ pub struct Translation {
     pub failure: Option<ClaudeError>,
     /// The line ends a turn (a `result` of any subtype).
     pub ends_turn: bool,
+    /// The line is the echo of a message written to stdin (`--replay-user-messages`), printed
+    /// where the message joined the conversation.
+    pub replayed_input: bool,
 }
 
 /// Translates one stream-json line.
@@ -59,6 +62,9 @@ pub fn translate(line: &Value) -> Translation {
     };
     let text = |key: &str| line.get(key).and_then(Value::as_str);
     match (text("type"), text("subtype")) {
+        (Some("user"), _) => {
+            out.replayed_input = line.get("isReplay").and_then(Value::as_bool) == Some(true);
+        }
         (Some("system"), Some("init")) => {
             if let Some(session) = text("session_id") {
                 out.events.push(ProviderEvent::Init {

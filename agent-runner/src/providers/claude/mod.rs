@@ -136,6 +136,8 @@ struct ClaudeQuery {
     results: usize,
     stderr: Arc<Mutex<VecDeque<String>>>,
     readers: Vec<std::thread::JoinHandle<()>>,
+    /// Stdin messages echoed since the last result (`--replay-user-messages`).
+    replays_in_turn: usize,
     /// Whether the MCP servers of the first `init` were logged (every turn repeats them).
     mcp_logged: bool,
     session_invalid: Rc<RefCell<Option<String>>>,
@@ -153,6 +155,7 @@ impl ClaudeQuery {
             stderr: Arc::default(),
             readers: Vec::new(),
             mcp_logged: false,
+            replays_in_turn: 0,
             session_invalid,
         };
         info!(program = %launch.program.display(), cwd = %launch.cwd.display(), "Starting Claude Code");
@@ -220,6 +223,14 @@ impl ClaudeQuery {
         let translation = events::translate(&value);
         if translation.ends_turn {
             self.results += 1;
+            self.replays_in_turn = 0;
+        }
+        if translation.replayed_input {
+            // The first echo of a turn is its own message; a further one joined it.
+            self.replays_in_turn += 1;
+            if self.replays_in_turn > 1 {
+                self.pending.push_back(ProviderEvent::FollowUpJoined);
+            }
         }
         if let Some(failure) = translation.failure {
             warn!(error = %failure, "Claude Code reported a failure");

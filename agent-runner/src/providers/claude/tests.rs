@@ -76,6 +76,45 @@ fn turns_are_written_to_stdin_and_ending_the_input_ends_the_query() {
     assert_eq!(query.next_event(Duration::ZERO), Next::Done);
 }
 
+/// `--replay-user-messages` echoes: a second echo before a result joined that turn.
+#[test]
+fn a_follow_up_echoed_inside_a_turn_is_reported_as_joined() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = stand_in(
+        dir.path(),
+        r#"read -r first; read -r second
+echo '{"type":"system","subtype":"init","session_id":"s-1"}'
+echo '{"type":"user","message":{"role":"user","content":"one"},"isReplay":true}'
+echo '{"type":"user","message":{"role":"user","content":[{"type":"tool_result","content":"42"}]}}'
+echo '{"type":"user","message":{"role":"user","content":"two"},"isReplay":true}'
+echo '{"type":"result","subtype":"success","is_error":false,"result":"both"}'
+read -r third
+echo '{"type":"system","subtype":"init","session_id":"s-1"}'
+echo '{"type":"user","message":{"role":"user","content":"three"},"isReplay":true}'
+echo '{"type":"result","subtype":"success","is_error":false,"result":"three"}'"#,
+    );
+    let mut query = ClaudeQuery::start(&launch(script, dir.path()), Rc::default());
+    query.push("one");
+    query.push("two");
+    query.push("three");
+    query.end();
+    let (events, end) = events_until_end(&mut query);
+    let init = ProviderEvent::Init {
+        continuation: "s-1".into(),
+    };
+    assert_eq!(
+        events,
+        [
+            init.clone(),
+            ProviderEvent::FollowUpJoined,
+            result("both"),
+            init,
+            result("three")
+        ]
+    );
+    assert_eq!(end, Next::Done);
+}
+
 #[test]
 fn a_process_that_dies_without_answering_fails_with_its_stderr() {
     let dir = tempfile::tempdir().unwrap();
