@@ -415,6 +415,10 @@ impl Runner {
                     &answered,
                 )?;
             }
+            ProviderEvent::Notice { reply } => {
+                info!(reply = %reply, "Notice");
+                self.write_batch_reply(batch, &reply)?;
+            }
             ProviderEvent::FollowUpJoined => {
                 if turn.awaiting.len() >= 2
                     && let Some(joined) = turn.awaiting.remove(1)

@@ -552,7 +552,8 @@ fn a_blocklisted_tool_is_refused_with_the_nanoclaw_message() {
 }
 
 /// Issue 10 point 2: Claude Code's banner for a rejected key becomes a message naming what the
-/// operator must do.
+/// operator must do, sent at the first retry of the refused request (Claude Code retries a 401
+/// for minutes by default; one retry here) and only once.
 #[test]
 fn a_rejected_key_tells_the_user_what_the_operator_must_do() {
     let Some(claude) = support::claude_code::binary() else {
@@ -561,13 +562,23 @@ fn a_rejected_key_tells_the_user_what_the_operator_must_do() {
     let fake = FakeAnthropic::start(Script::new().always(When::Any, Reply::unauthorized()));
     let session = Session::new(config());
     session.send("m1", "hello");
-    let runner = session.start_with(claude, &fake, "one", &[("CLAUDE_CODE_MAX_RETRIES", "0")]);
-    let replies = session.wait_for_replies(1);
+    let runner = session.start_with(claude, &fake, "one", &[("CLAUDE_CODE_MAX_RETRIES", "1")]);
+    session.wait_for_replies(1);
+    wait_until("the turn to end", ANSWER, || {
+        fake.messages_requests().len() == 2 && session.claims().is_empty()
+    });
+    let replies = session.replies();
     assert_eq!(
         replies,
-        [agent_runner::providers::claude::banner::AUTH_REQUIRED_MESSAGE]
+        [agent_runner::providers::claude::banner::AUTH_REQUIRED_MESSAGE],
+        "{}",
+        runner.log()
     );
     assert!(replies[0].contains("`nanoclaw auth set anthropic`"));
+    assert!(
+        runner.log().contains("INFO agent_runner::poll: Notice"),
+        "sent at the retry, not at the banner"
+    );
     assert_eq!(runner.stop(), Some(0));
 }
 

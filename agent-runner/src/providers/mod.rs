@@ -53,6 +53,11 @@ pub enum ProviderEvent {
         message: String,
         retryable: bool,
     },
+    /// A message for the chat user that ends nothing (the turn goes on): `reply` goes to the
+    /// batch's address as it is.
+    Notice {
+        reply: String,
+    },
     /// The oldest pushed follow-up still waiting for its turn joined the turn in flight
     /// instead: that turn's result answers it too.
     FollowUpJoined,

@@ -49,6 +49,9 @@ pub struct Translation {
     pub failure: Option<ClaudeError>,
     /// The line ends a turn (a `result` of any subtype).
     pub ends_turn: bool,
+    /// An API retry after the credential was refused (`api_retry` with `authentication_failed`):
+    /// Claude Code retries a 401 for minutes before its banner.
+    pub auth_failed: bool,
     /// The line is the echo of a message written to stdin (`--replay-user-messages`), printed
     /// where the message joined the conversation.
     pub replayed_input: bool,
@@ -81,10 +84,13 @@ pub fn translate(line: &Value) -> Translation {
                 out.events.push(result_event(line));
             }
         }
-        (Some("system"), Some("api_retry")) => out.events.push(ProviderEvent::Error {
-            message: api_retry_message(line),
-            retryable: true,
-        }),
+        (Some("system"), Some("api_retry")) => {
+            out.auth_failed = text("error") == Some("authentication_failed");
+            out.events.push(ProviderEvent::Error {
+                message: api_retry_message(line),
+                retryable: true,
+            });
+        }
         (Some("system"), Some("compact_boundary")) => {
             let tokens = line
                 .pointer("/compact_metadata/pre_tokens")

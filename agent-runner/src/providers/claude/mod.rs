@@ -136,6 +136,9 @@ struct ClaudeQuery {
     results: usize,
     stderr: Arc<Mutex<VecDeque<String>>>,
     readers: Vec<std::thread::JoinHandle<()>>,
+    /// Whether this turn's user was told the credential was refused (at the first
+    /// `authentication_failed` retry).
+    auth_noticed: bool,
     /// Stdin messages echoed since the last result (`--replay-user-messages`).
     replays_in_turn: usize,
     /// Whether the MCP servers of the first `init` were logged (every turn repeats them).
@@ -156,6 +159,7 @@ impl ClaudeQuery {
             readers: Vec::new(),
             mcp_logged: false,
             replays_in_turn: 0,
+            auth_noticed: false,
             session_invalid,
         };
         info!(program = %launch.program.display(), cwd = %launch.cwd.display(), "Starting Claude Code");
@@ -221,9 +225,26 @@ impl ClaudeQuery {
             log_mcp_servers(&value);
         }
         let translation = events::translate(&value);
+        let mut events = translation.events;
+        if translation.auth_failed && !self.auth_noticed {
+            // Tell the user now, not when Claude Code's retries give up minutes later.
+            self.auth_noticed = true;
+            events.push(ProviderEvent::Notice {
+                reply: banner::AUTH_REQUIRED_MESSAGE.to_string(),
+            });
+        }
         if translation.ends_turn {
             self.results += 1;
             self.replays_in_turn = 0;
+            if std::mem::take(&mut self.auth_noticed) {
+                // Said already: the banner ends the turn without a second message.
+                for event in &mut events {
+                    if matches!(event, ProviderEvent::TurnError { reply } if reply == banner::AUTH_REQUIRED_MESSAGE)
+                    {
+                        *event = ProviderEvent::Result { text: None };
+                    }
+                }
+            }
         }
         if translation.replayed_input {
             // The first echo of a turn is its own message; a further one joined it.
@@ -236,7 +257,7 @@ impl ClaudeQuery {
             warn!(error = %failure, "Claude Code reported a failure");
             self.failure = Some(failure);
         }
-        self.pending.extend(translation.events);
+        self.pending.extend(events);
     }
 
     /// Claude Code closed its stdout: waits for it and says how the query ended.

@@ -183,6 +183,47 @@ fn an_api_error_result_then_exit_1_ends_normally() {
     assert_eq!(end, Next::Done);
 }
 
+/// Claude Code retries a refused credential for minutes: the user hears at the first retry,
+/// once, and the banner that ends the turn adds nothing.
+#[test]
+fn a_refused_credential_is_told_at_the_first_retry_and_only_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let retry = r#"{"type":"system","subtype":"api_retry","attempt":1,"max_retries":10,"retry_delay_ms":500,"error_status":401,"error":"authentication_failed"}"#;
+    let script = stand_in(
+        dir.path(),
+        &format!(
+            r#"read -r line
+echo '{retry}'
+echo '{retry}'
+echo '{{"type":"result","subtype":"success","is_error":true,"result":"Failed to authenticate. API Error: 401 invalid"}}'
+read -r line
+echo '{{"type":"result","subtype":"success","is_error":true,"result":"Failed to authenticate. API Error: 401 invalid"}}'"#
+        ),
+    );
+    let mut query = ClaudeQuery::start(&launch(script, dir.path()), Rc::default());
+    query.push("hello");
+    query.push("again");
+    query.end();
+    let (events, end) = events_until_end(&mut query);
+    let notices: Vec<_> = events
+        .iter()
+        .filter(|event| !matches!(event, ProviderEvent::Error { .. }))
+        .collect();
+    assert_eq!(
+        notices,
+        [
+            &ProviderEvent::Notice {
+                reply: banner::AUTH_REQUIRED_MESSAGE.into()
+            },
+            &ProviderEvent::Result { text: None },
+            &ProviderEvent::TurnError {
+                reply: banner::AUTH_REQUIRED_MESSAGE.into()
+            },
+        ]
+    );
+    assert_eq!(end, Next::Done);
+}
+
 #[test]
 fn a_missing_binary_fails_the_query_with_a_hint() {
     let dir = tempfile::tempdir().unwrap();
