@@ -1,4 +1,5 @@
-//! Channel adapters: the contract between chat platforms and the runtime (host.md §9.1).
+//! Channel adapters: the contract between chat platforms and the runtime
+//! (docs/runtime.md#the-adapter-contract).
 //!
 //! An adapter turns platform traffic into [`InboundEvent`]s (sent to the router through the
 //! sender it is given at start) and delivers outbound messages to the platform. Adapters know
@@ -15,7 +16,7 @@ use std::sync::Arc;
 pub use agent_runner::session_db::{Attachment, Content, Kind};
 use serde::{Deserialize, Serialize};
 
-/// One message arriving from a channel (host.md §3.1).
+/// One message arriving from a channel (docs/runtime.md#the-adapter-contract).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InboundEvent {
     pub channel_type: String,
@@ -136,7 +137,7 @@ pub enum DeliveryError {
     Failed(String),
 }
 
-/// The adapter contract (host.md §9.1).
+/// The adapter contract (docs/runtime.md#the-adapter-contract).
 ///
 /// Inbound, an adapter sends [`Envelope`]s to the router through the sender it is given when
 /// it starts (v2's `onInbound`/`onInboundEvent` callbacks); `platform_id` must be exactly what
@@ -148,7 +149,7 @@ pub enum DeliveryError {
 pub trait Adapter: Send + Sync {
     /// Registry key for routing and delivery (`cli`, `telegram`, …).
     fn channel_type(&self) -> &str;
-    /// False: the router collapses thread ids to the chat (host.md §3.2 step 2).
+    /// False: the router collapses thread ids to the chat (docs/runtime.md#routing-algorithm).
     fn supports_threads(&self) -> bool;
     /// Delivers one message. Must not block for long: it runs on the delivery task.
     fn deliver(&self, message: &Outbound) -> Result<Delivered, DeliveryError>;
@@ -159,7 +160,7 @@ pub trait Adapter: Send + Sync {
     /// Shows "typing…" in the chat; errors are the adapter's to swallow.
     fn set_typing(&self, _platform_id: &str, _thread_id: Option<&str>) {}
     /// Subscribes the bot to a thread so later messages there arrive (mention-sticky in
-    /// threaded group chats, host.md §3.2 step 9). Must be idempotent.
+    /// threaded group chats, docs/runtime.md#routing-algorithm). Must be idempotent.
     fn subscribe(&self, _platform_id: &str, _thread_id: &str) {}
     /// The DM chat id for a user handle, for platforms where it differs from the user id;
     /// `None` = direct-addressable (the handle is the chat id).

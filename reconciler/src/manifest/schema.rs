@@ -28,7 +28,7 @@ const NESTED: &[(&str, &str)] = &[
     ("ScopedRoleDoc", "role"),
 ];
 
-/// Defaults by effect-table path (v2's, host.md §1.2 and §3.10). Absent = no default.
+/// Defaults by effect-table path (v2's, docs/runtime.md#manifest-defaults). Absent = no default.
 pub const DEFAULTS: &[(&str, &str)] = &[
     ("agent.assistant_name", "the agent's `name`"),
     ("agent.provider", "`claude`"),

@@ -6,10 +6,10 @@
 //! row for any prefix of it) is treated as `restart`, never `none`: an unknown change is
 //! assumed to need a fresh container.
 //!
-//! Why each effect (host.md §4): wirings, policies, users, roles and memberships are read from
-//! the central DB per message (`none`); container.json, CLAUDE.md and skills are composed at
-//! spawn (`restart`); image, mounts and resource limits are `docker run` arguments
-//! (`recreate`); packages are
+//! Why each effect (docs/manifests.md#field-reference): wirings, policies, users, roles and
+//! memberships are read from the central DB per message (`none`); container.json, CLAUDE.md and
+//! skills are composed at spawn (`restart`); image, mounts and resource limits are `docker run`
+//! arguments (`recreate`); packages are
 //! baked into the per-agent image (`rebuild`).
 
 use std::fmt;

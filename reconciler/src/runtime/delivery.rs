@@ -1,4 +1,5 @@
-//! Delivery: outbound rows written by containers → channel adapters (host.md §6).
+//! Delivery: outbound rows written by containers → channel adapters
+//! (docs/runtime.md#delivering-a-sessions-rows).
 //!
 //! One worker thread owns the attempt counters and drains sessions one at a time, so a
 //! session is never drained twice at once and its replies go out in order. It is told what
@@ -7,8 +8,8 @@
 //! or the backstop poll. The poll is cheap on purpose: every second it `stat`s each active
 //! session's `outbound.db` and drains only sessions whose file changed since a drain that left
 //! nothing behind, or that still hold rows to retry; every [`FULL_PASS`] it drains every active
-//! session regardless (v2's minute-long sweep poll, host.md §6.1). An idle daemon therefore opens
-//! no session DB between full passes.
+//! session regardless (v2's minute-long sweep poll, docs/runtime.md#delivery-polls). An idle daemon
+//! therefore opens no session DB between full passes.
 //!
 //! A row an adapter accepted is first appended to the sent log (`sent_log.rs`, microseconds),
 //! then its outcome, with the page's other outcomes, is recorded in one transaction in the
@@ -45,7 +46,7 @@ use crate::db::delivered::{self, Outcome};
 use crate::db::{self, sessions};
 use crate::paths::Paths;
 
-/// Attempts before a row is marked failed (host.md §6.2).
+/// Attempts before a row is marked failed (docs/runtime.md#delivering-a-sessions-rows).
 pub const MAX_ATTEMPTS: u32 = 3;
 /// Most pages of due rows one drain reads; the next drain continues.
 pub const MAX_PAGES: usize = 16;
@@ -264,9 +265,9 @@ impl Delivery {
         }
     }
 
-    /// Delivers every due row of one session (host.md §6.2). Errors are logged per row.
-    /// True when nothing is left to retry (every due row has its final outcome recorded and
-    /// no row waits for a later `deliver_after`).
+    /// Delivers every due row of one session (docs/runtime.md#delivering-a-sessions-rows). Errors
+    /// are logged per row. True when nothing is left to retry (every due row has its final outcome
+    /// recorded and no row waits for a later `deliver_after`).
     pub fn drain(&mut self, agent: &str, session: &str) -> bool {
         self.stats.drains.fetch_add(1, Ordering::Relaxed);
         let reporter = Reporter {
@@ -567,8 +568,8 @@ impl Delivery {
         }
     }
 
-    /// Routes one row (host.md §6.3): system actions, agent-to-agent, or a channel send
-    /// checked against the agent's destinations (its own chat is always allowed).
+    /// Routes one row (docs/runtime.md#delivering-a-sessions-rows): system actions, agent-to-agent,
+    /// or a channel send checked against the agent's destinations (its own chat is always allowed).
     fn send(&self, agent: &str, session: &str, row: &OutboundRow) -> Result<Delivered, String> {
         let content: serde_json::Value = serde_json::from_str(&row.content)
             .map_err(|err| format!("content is not JSON: {err}"))?;
