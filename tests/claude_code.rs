@@ -16,7 +16,7 @@ use crate::support::fake_anthropic::{Exchange, Reply, Script, When, last_user_me
 use crate::support::proxy::{Harness, REAL_KEY};
 use crate::support::{self};
 
-/// The environment the Claude provider gives Claude Code (docs/claude-code.md, "Environment").
+/// The environment the Claude provider gives Claude Code (docs/claude-code.md#environment).
 fn claude_env(forwarder: &Forwarder, key: &str, sink: &TcpListener) -> Vec<(&'static str, String)> {
     let sink = format!("http://{}", sink.local_addr().expect("claude test setup"));
     vec![

@@ -1,5 +1,5 @@
 //! The fake Anthropic API itself (`support::fake_anthropic`): its answers have the real wire
-//! shape (docs/claude-code.md, "Answers it understands"), its script rules fire as written, and
+//! shape (docs/claude-code.md#answers-it-understands), its script rules fire as written, and
 //! it records what it received.
 
 use std::io::{Read, Write};

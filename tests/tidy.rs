@@ -1007,3 +1007,217 @@ enum Kind {
     Comment,
     Literal,
 }
+
+/// NanoClaw v2's behavioural references (the host's and the runner's) are kept outside the
+/// repository, so a citation of their sections leads nowhere: the facts the code relies on live
+/// in docs/runtime.md and docs/agent-runner.md, and comments link there.
+#[test]
+fn tidy_comments_cite_docs_not_v2s_reference() {
+    let mut failures = Vec::new();
+    for file in rust_files(&TREES) {
+        for (line, found) in reference_citations(&read(&file)) {
+            failures.push(format!(
+                "{}:{line}: `{found}` cites v2's reference, which is not in the repository; link \
+                 the heading of docs/runtime.md or docs/agent-runner.md that holds the fact \
+                 (`docs/runtime.md#the-sweep`), adding it there if it is missing",
+                file.display()
+            ));
+        }
+    }
+    report("citations of v2's reference", &failures);
+}
+
+/// Every `docs/<file>.md#<anchor>` in the sources names a heading of that file, by GitHub's
+/// anchor rules ([`anchors`]), so a renamed heading cannot leave links pointing nowhere.
+#[test]
+fn tidy_doc_links_in_sources_resolve() {
+    let mut docs: BTreeMap<String, Option<BTreeSet<String>>> = BTreeMap::new();
+    let mut failures = Vec::new();
+    for file in rust_files(&TREES) {
+        for (line, doc, anchor) in doc_links(&read(&file)) {
+            let known = docs.entry(doc.clone()).or_insert_with(|| {
+                std::fs::read_to_string(repo_root().join(&doc))
+                    .ok()
+                    .map(|text| anchors(&text))
+            });
+            let fix = match known {
+                None => format!("`{doc}` does not exist; link an existing file of docs/"),
+                Some(known) if !known.contains(&anchor) => format!(
+                    "`{doc}` has no heading with the anchor `#{anchor}`; link one of its \
+                     headings (an anchor is the heading in lower case, spaces as `-`, punctuation \
+                     other than `-` and `_` dropped: `## The sweep` is `#the-sweep`), or add the \
+                     heading"
+                ),
+                Some(_) => continue,
+            };
+            failures.push(format!("{}:{line}: {fix}", file.display()));
+        }
+    }
+    report("broken links into docs/", &failures);
+}
+
+/// The two detectors above on small inputs, so neither can pass by seeing nothing. The
+/// citations are spelled in pieces so this file does not cite them itself.
+#[test]
+fn tidy_citation_and_link_detectors_find_what_they_look_for() {
+    let host = concat!("host", ".md");
+    let runner = concat!("agent-runner", ".md");
+    let sign = '\u{a7}';
+    let source = format!(
+        "/// Sweeps ({host} {sign}5.3).\n/// Loops ({runner} {sign}3).\n/// Bare ({sign}13 item 9).\n\
+         /// Fine: STYLE {sign}10, {sign}11 and {sign}12.\n/// STYLE.md {sign}5 and RFC 9110 {sign}7.6.1.\n\
+         /// See docs/{runner}, and STYLE.md\n/// {sign}12 across a line break.\n\
+         /// STYLE {sign}5, then a bare ({sign}4.10).\n/// A {runner}\n/// {sign}6 split.\n"
+    );
+    let found: Vec<(usize, String)> = reference_citations(&source);
+    let lines: Vec<usize> = found.iter().map(|(line, _)| *line).collect();
+    assert_eq!(lines, [1, 2, 3, 8, 10], "{found:?}");
+
+    let md = ".md";
+    let links = doc_links(&format!(
+        "// docs/runtime{md}#the-sweep). docs/x{md}, \"Old form\"\n// (docs/a/b{md}#b_c-1)"
+    ));
+    assert_eq!(
+        links,
+        [
+            (1, format!("docs/runtime{md}"), "the-sweep".to_string()),
+            (2, format!("docs/a/b{md}"), "b_c-1".to_string()),
+        ]
+    );
+
+    let known = anchors(
+        "# Title\n## The sweep\n```text\n# not a heading\n```\n### Decisions on v2's quirks\n\
+         ## Lifecycle (`containers::Runner`)\n## container.json\n## The sweep\n#nope\n",
+    );
+    let expected = [
+        "title",
+        "the-sweep",
+        "decisions-on-v2s-quirks",
+        "lifecycle-containersrunner",
+        "containerjson",
+        "the-sweep-1",
+    ];
+    assert_eq!(
+        known,
+        expected.iter().map(|anchor| anchor.to_string()).collect()
+    );
+}
+
+/// Citations of v2's references in `text`, as (line, citation): the host reference's file name
+/// anywhere; a section sign after the runner reference's file name; and a section sign after
+/// neither `STYLE`/`STYLE.md` (our style guide) nor `RFC <number>`, also across a comment line
+/// break. A section sign that continues a list (`STYLE §9 and §7`) shares the list's verdict.
+fn reference_citations(text: &str) -> Vec<(usize, String)> {
+    const SECTION: char = '\u{a7}';
+    let host = concat!("host", ".md");
+    let runner = concat!("agent-runner", ".md");
+    let mut found = Vec::new();
+    let mut previous = "";
+    for (idx, line) in text.lines().enumerate() {
+        let cites_host = line.match_indices(host).any(|(at, _)| {
+            !line[..at]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '/')
+        });
+        if cites_host {
+            found.push((idx + 1, host.to_string()));
+            previous = line;
+            continue;
+        }
+        let mut verdict: Option<Result<(), String>> = None;
+        for (at, _) in line.match_indices(SECTION) {
+            let context = format!("{previous} {}", &line[..at])
+                .replace("//!", " ")
+                .replace("///", " ")
+                .replace("//", " ");
+            let context = context.trim_end();
+            let continues = [",", "\u{2013}", " and", " or"]
+                .iter()
+                .any(|tail| context.ends_with(tail));
+            if continues && let Some(verdict) = &verdict {
+                if verdict.is_err() {
+                    break;
+                }
+                continue;
+            }
+            let style = context.ends_with("STYLE") || context.ends_with("STYLE.md");
+            let rfc = context.rsplit_once("RFC ").is_some_and(|(_, number)| {
+                !number.is_empty() && number.chars().all(|c| c.is_ascii_digit())
+            });
+            verdict = Some(if context.ends_with(runner) {
+                Err(format!("{runner} {SECTION}"))
+            } else if style || rfc {
+                Ok(())
+            } else {
+                Err(line[at..].chars().take(12).collect())
+            });
+            if let Some(Err(cited)) = &verdict {
+                found.push((idx + 1, cited.clone()));
+                break;
+            }
+        }
+        previous = line;
+    }
+    found
+}
+
+/// Every `docs/<file>.md#<anchor>` in `text`, as (line, `docs/<file>.md`, anchor).
+fn doc_links(text: &str) -> Vec<(usize, String, String)> {
+    let mut links = Vec::new();
+    for (idx, line) in text.lines().enumerate() {
+        for (at, _) in line.match_indices("docs/") {
+            let rest = &line[at..];
+            let Some(hash) = rest.find(".md#") else {
+                continue;
+            };
+            let file = &rest[..hash + 3];
+            let is_path = file["docs/".len()..]
+                .chars()
+                .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+            if !is_path {
+                continue;
+            }
+            let anchor: String = rest[hash + 4..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || matches!(c, '-' | '_'))
+                .collect();
+            links.push((idx + 1, file.to_string(), anchor));
+        }
+    }
+    links
+}
+
+/// The anchors GitHub gives the headings of a markdown text: the heading in lower case,
+/// punctuation other than `-` and `_` dropped, spaces as `-`; a repeated anchor gets `-1`,
+/// `-2`, …. Lines inside fenced code blocks are not headings.
+fn anchors(markdown: &str) -> BTreeSet<String> {
+    let mut anchors = BTreeSet::new();
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut fenced = false;
+    for line in markdown.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        let hashes = line.chars().take_while(|c| *c == '#').count();
+        if fenced || !(1..=6).contains(&hashes) || !line[hashes..].starts_with(' ') {
+            continue;
+        }
+        let heading = line[hashes..].trim().trim_end_matches('#').trim();
+        let base: String = heading
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ' '))
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect();
+        let count = seen.entry(base.clone()).or_insert(0);
+        anchors.insert(if *count == 0 {
+            base.clone()
+        } else {
+            format!("{base}-{count}")
+        });
+        *count += 1;
+    }
+    anchors
+}

@@ -10,7 +10,7 @@
 //! | [`Command::Passthrough`] | any other `/…` | passed | a command, as admin ones |
 //! | [`Command::None`] | text not starting with `/` | passed | text |
 //!
-//! Deliberate differences from v2 (docs/agent-runner.md, "Slash commands"): v2's host dropped
+//! Deliberate differences from v2 (docs/agent-runner.md#slash-commands): v2's host dropped
 //! `/remote-control` while its runner passed it raw as an admin command, and its host passed
 //! `/start` while its runner filtered it. Here `/remote-control` is filtered on both sides
 //! (never handed raw to a provider), and `/start` (the bot command Telegram sends when a user

@@ -1,7 +1,7 @@
 //! THE host↔container contract: `container.json`, which the host composes from the agent's
 //! configuration at every spawn into the (read-only) session folder, and the runner reads once
 //! at its start. One serde type, [`ContainerConfig`], serialised by the host and deserialised by
-//! the runner; providers receive all of it (docs/agent-runner.md, "container.json").
+//! the runner; providers receive all of it (docs/agent-runner.md#containerjson).
 //!
 //! Compatibility between a host and a runner of other versions:
 //!
@@ -23,7 +23,7 @@ use serde_json::Value;
 pub const VERSION: u32 = 1;
 /// The provider of a config that names none (v2's default).
 pub const DEFAULT_PROVIDER: &str = "claude";
-/// The pending window of a config that sets none (docs/agent-runner.md, "The loop").
+/// The pending window of a config that sets none (docs/agent-runner.md#the-loop).
 pub const DEFAULT_MAX_MESSAGES: usize = 10;
 
 /// `container.json`. JSON keys are camelCase (v2's names).

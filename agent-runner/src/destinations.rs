@@ -1,5 +1,6 @@
-//! Destinations (agent-runner.md §6): lookups over the live `destinations` table and the
-//! system-prompt addendum. Names are used exactly as stored (the host normalises them).
+//! Destinations (docs/agent-runner.md#destinations-and-the-system-prompt): lookups over the live
+//! `destinations` table and the system-prompt addendum. Names are used exactly as stored (the host
+//! normalises them).
 
 use crate::session_db::DestinationRow;
 
@@ -45,7 +46,8 @@ fn label(d: &DestinationRow) -> String {
     }
 }
 
-/// The system-prompt addendum (§6.3): identity, then how to send, built once at startup.
+/// The system-prompt addendum (docs/agent-runner.md#destinations-and-the-system-prompt): identity,
+/// then how to send, built once at startup.
 pub fn system_prompt_addendum(assistant_name: Option<&str>, all: &[DestinationRow]) -> String {
     let mut sections = Vec::new();
     if let Some(name) = assistant_name.filter(|n| !n.is_empty()) {

@@ -19,7 +19,8 @@ pub const NANOCLAW_CLAUDE_CODE: &str = "NANOCLAW_CLAUDE_CODE";
 /// Claude Code's state folder (sessions, transcripts), mounted read-write by the host; default
 /// `/home/agent/.claude`. Handed to Claude Code as `CLAUDE_CONFIG_DIR` when it exists.
 pub const NANOCLAW_CLAUDE_CONFIG_DIR: &str = "NANOCLAW_CLAUDE_CONFIG_DIR";
-/// Claude Code's auto-compaction window in tokens, passed on; default 165000 (§7.8).
+/// Claude Code's auto-compaction window in tokens, passed on; default 165000
+/// (docs/agent-runner.md#providers).
 pub const CLAUDE_CODE_AUTO_COMPACT_WINDOW: &str = "CLAUDE_CODE_AUTO_COMPACT_WINDOW";
 /// The workspace, for `agent-runner hook …` (Claude Code runs the hooks; the provider sets it in
 /// Claude Code's environment); default `/workspace`.

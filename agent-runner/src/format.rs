@@ -1,4 +1,5 @@
-//! The prompt formatter (agent-runner.md §4); slash-command categories come from `commands`.
+//! The prompt formatter (docs/agent-runner.md#prompt-format); slash-command categories come from
+//! `commands`.
 //!
 //! Pure: rows + destinations + zone in, text out. XML-escapes every attribute and chat text;
 //! task prompts, script output, webhook payloads and system results are passed through as-is.
@@ -42,7 +43,8 @@ fn is_chat(row: &InboundRow) -> bool {
     row.kind.is_chat()
 }
 
-/// A `/clear` chat row. Deliberate change (§13 item 17): exact match of the trimmed,
+/// A `/clear` chat row. Deliberate change (runner quirk 17,
+/// docs/agent-runner.md#decisions-on-the-quirks-of-reference-13): exact match of the trimmed,
 /// lowercased text, so `/clearance` or `/clear now` do not wipe the session.
 pub fn is_clear_command(row: &InboundRow) -> bool {
     is_chat(row) && message_text(&row.content).trim().to_lowercase() == "/clear"
@@ -82,7 +84,8 @@ pub fn format_messages(rows: &[InboundRow], dests: &[DestinationRow], tz: &str) 
 }
 
 /// Formats the initial batch; with a native-slash-command provider each command row is sent as
-/// its raw text and the rows between commands as separate formatted chunks (§4.10).
+/// its raw text and the rows between commands as separate formatted chunks
+/// (docs/agent-runner.md#prompt-format).
 pub fn format_with_commands(
     rows: &[InboundRow],
     dests: &[DestinationRow],
@@ -111,7 +114,7 @@ pub fn format_with_commands(
     parts.join("\n\n")
 }
 
-/// ` from="…"` for a row's address (§4.3), empty when it has none.
+/// ` from="…"` for a row's address (docs/agent-runner.md#prompt-format), empty when it has none.
 fn origin(row: &InboundRow, dests: &[DestinationRow]) -> String {
     let (ct, pid) = (row.channel_type.as_deref(), row.platform_id.as_deref());
     if let Some(d) = destinations::by_routing(dests, ct, pid) {

@@ -1,7 +1,9 @@
-//! Output parsing (agent-runner.md §5.1, §5.4): `<message to="…">` blocks, scratchpad, nudge.
+//! Output parsing (docs/agent-runner.md#output-parsing): `<message to="…">` blocks, scratchpad,
+//! nudge.
 //!
-//! Pure: the poll loop resolves destinations and writes rows. Deliberate change (§13 item 15):
-//! `<internal>…</internal>` inside a block is stripped before delivery, as outside blocks.
+//! Pure: the poll loop resolves destinations and writes rows. Deliberate change (runner quirk 15,
+//! docs/agent-runner.md#decisions-on-the-quirks-of-reference-13): `<internal>…</internal>` inside a
+//! block is stripped before delivery, as outside blocks.
 
 use std::sync::LazyLock;
 
@@ -53,7 +55,8 @@ pub fn strip_internal_tags(text: &str) -> String {
     INTERNAL.replace_all(text, "").trim().to_string()
 }
 
-/// The one-per-turn reminder pushed when a result delivered nothing (§5.4).
+/// The one-per-turn reminder pushed when a result delivered nothing
+/// (docs/agent-runner.md#output-parsing).
 pub fn nudge(destination_names: &[String]) -> String {
     format!(
         "<system>Your last response was not delivered: it was not wrapped in \

@@ -1,4 +1,5 @@
-//! The poll loop (agent-runner.md §3): pending rows → batch → provider query → outbound rows.
+//! The poll loop (docs/agent-runner.md#the-loop): pending rows → batch → provider query → outbound
+//! rows.
 //!
 //! Single-threaded and synchronous. Instead of v2's 1 s sleep it stats `inbound.db` every
 //! [`TICK`] and queries only when its (mtime, length) changed, with a full poll at least every
@@ -134,7 +135,8 @@ pub struct Runner {
     /// `(st_dev, st_ino)` of the `outbound.db` that `outbound` has open: another value (or no
     /// file) at the path means it was deleted or replaced, and is reopened (issue 8 point 12).
     outbound_id: Option<(u64, u64)>,
-    /// Addendum built once at startup (destinations snapshot, §6.3).
+    /// Addendum built once at startup (destinations snapshot,
+    /// docs/agent-runner.md#destinations-and-the-system-prompt).
     system_prompt: String,
     /// Resume id: set by every `init`, cleared by `/clear` and session-invalid errors.
     continuation: Option<String>,
@@ -250,7 +252,7 @@ impl Runner {
         Ok(())
     }
 
-    /// One outer iteration (§3.4). Returns whether a batch was taken.
+    /// One outer iteration (docs/agent-runner.md#the-loop). Returns whether a batch was taken.
     fn iteration(&mut self, stop: &AtomicBool) -> Result<bool, SessionDbError> {
         self.check_outbound()?;
         let first = std::mem::replace(&mut self.first_poll, false);
@@ -310,7 +312,8 @@ impl Runner {
         Ok(true)
     }
 
-    /// Runs one query to its end (§3.7–3.9); `Err` carries a thrown provider error.
+    /// Runs one query to its end (docs/agent-runner.md#the-loop); `Err` carries a thrown provider
+    /// error.
     fn run_query(
         &mut self,
         prompt: String,
@@ -435,8 +438,10 @@ impl Runner {
         Ok(())
     }
 
-    /// One follow-up tick (§3.8) with two deliberate changes: only trigger=1 command rows end
-    /// the query (§13 item 18), and context-only rows are not pushed (§13 item 7).
+    /// One follow-up tick (docs/agent-runner.md#the-loop) with two deliberate changes: only
+    /// trigger=1 command rows end the query (runner quirk 18 in
+    /// docs/agent-runner.md#decisions-on-the-quirks-of-reference-13), and context-only rows are not
+    /// pushed (runner quirk 7 in docs/agent-runner.md#decisions-on-the-quirks-of-reference-13).
     fn follow_up(
         &mut self,
         query: &mut dyn AgentQuery,
@@ -471,7 +476,8 @@ impl Runner {
         Ok(())
     }
 
-    /// Routes a result's blocks (§5.1–5.2) into the rows to write; returns (rows, scratchpad).
+    /// Routes a result's blocks (docs/agent-runner.md#output-parsing) into the rows to write;
+    /// returns (rows, scratchpad).
     fn replies(
         &mut self,
         text: &str,

@@ -1,8 +1,9 @@
-//! Timezone resolution and time display for prompts (agent-runner.md §10), on jiff's bundled
-//! tzdb so it works in a `FROM scratch` image without `/usr/share/zoneinfo`.
+//! Timezone resolution and time display for prompts (docs/agent-runner.md#timezone), on jiff's
+//! bundled tzdb so it works in a `FROM scratch` image without `/usr/share/zoneinfo`.
 //!
-//! Deliberate change (§13 item 9): zone-less timestamps (SQLite `datetime('now')`) are read as
-//! UTC, which is what SQLite wrote, instead of container-local time.
+//! Deliberate change (runner quirk 9,
+//! docs/agent-runner.md#decisions-on-the-quirks-of-reference-13): zone-less timestamps (SQLite
+//! `datetime('now')`) are read as UTC, which is what SQLite wrote, instead of container-local time.
 
 use jiff::civil::DateTime;
 use jiff::tz::TimeZone;

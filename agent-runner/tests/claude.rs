@@ -405,7 +405,7 @@ fn a_bash_call_shows_in_container_state_and_a_follow_up_joins_the_open_query() {
             .is_some_and(|state| state.current_tool.is_none())
     });
     // Claude Code 2.1.332 hands a message written during a tool call to the running turn,
-    // beside the tool's result (docs/claude-code.md, "Stream-json input").
+    // beside the tool's result (docs/claude-code.md#stream-json-input).
     let texts = last_user_texts(&fake);
     let with_result = fake.messages_requests()[1].body["messages"].to_string();
     assert!(texts[1].contains("released"), "{texts:#?}");

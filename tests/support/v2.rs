@@ -1,8 +1,8 @@
 //! NanoClaw v2 installs made by tests: a folder with `data/v2.db` built from v2's documented
-//! schema (host.md §1; the SQL is written here, not taken from v2), `groups/<folder>/` files
-//! and `data/v2-sessions/` session folders. `Shape::Legacy` is a DB from before v2's
-//! `agent-destinations`, `engage-modes`, `channel-registration`, `container-configs` and
-//! `cli-scope` migrations. Writes leave the WAL behind, as v2 does.
+//! schema (docs/runtime.md#central-db-tables-and-migrations; the SQL is written here, not taken
+//! from v2), `groups/<folder>/` files and `data/v2-sessions/` session folders. `Shape::Legacy` is a
+//! DB from before v2's `agent-destinations`, `engage-modes`, `channel-registration`,
+//! `container-configs` and `cli-scope` migrations. Writes leave the WAL behind, as v2 does.
 
 use std::path::{Path, PathBuf};
 
@@ -57,7 +57,8 @@ INSERT INTO schema_version VALUES (1, 'initial-v2-schema', '2026-01-01T00:00:00.
 INSERT INTO schema_version VALUES (2, 'chat-sdk-state', '2026-01-01T00:00:00.000Z');
 ";
 
-/// What the later migrations add (host.md §1.1), for `Shape::Current`.
+/// What the later migrations add (docs/runtime.md#central-db-tables-and-migrations), for
+/// `Shape::Current`.
 const LATER: &str = "
 CREATE TABLE agent_destinations (agent_group_id TEXT NOT NULL, local_name TEXT NOT NULL,
   target_type TEXT NOT NULL, target_id TEXT NOT NULL, created_at TEXT NOT NULL,
@@ -87,8 +88,9 @@ ALTER TABLE container_configs ADD COLUMN cli_scope TEXT NOT NULL DEFAULT 'group'
 ";
 
 /// v2's session DB schemas as an older v2 wrote them: `messages_in` without the lazily added
-/// `series_id`, `trigger`, `source_session_id` and `on_wake` (host.md §2.4), `delivered`
-/// without `platform_message_id` and `status`.
+/// `series_id`, `trigger`, `source_session_id` and `on_wake`
+/// (docs/runtime.md#session-dbs-tables-and-lazy-migrations), `delivered` without
+/// `platform_message_id` and `status`.
 pub const OLD_INBOUND: &str = "
 CREATE TABLE messages_in (id TEXT PRIMARY KEY, seq INTEGER UNIQUE, kind TEXT NOT NULL,
   timestamp TEXT NOT NULL, status TEXT DEFAULT 'pending', process_after TEXT, recurrence TEXT,

@@ -1,4 +1,5 @@
-//! Formatter tests ported from v2's poll-loop.test.ts and formatter.test.ts (§12.1, §12.3).
+//! Formatter tests ported from v2's poll-loop.test.ts and formatter.test.ts
+//! (docs/agent-runner.md#tests-ported-from-v2).
 
 use super::*;
 use crate::commands::Command;

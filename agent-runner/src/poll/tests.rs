@@ -1,5 +1,6 @@
-//! Poll-loop integration tests (agent-runner.md §12.1 end-to-end, §12.2): real temp session
-//! DBs written through the host's API, the loop on a thread with a stop flag, the mock provider.
+//! Poll-loop integration tests (v2's end-to-end and integration tests;
+//! docs/agent-runner.md#tests-ported-from-v2): real temp session DBs written through the host's
+//! API, the loop on a thread with a stop flag, the mock provider.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};

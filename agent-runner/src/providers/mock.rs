@@ -1,9 +1,10 @@
-//! The `mock` provider (agent-runner.md §7.10) with one deliberate change (§13 item 31): its
-//! default reply is delivered. It answers each turn with one
-//! `<message to="<origin>">echo: <text></message>` block holding one `echo: <text>` line per chat
-//! message of the turn, in order (so every message of a batch is answered exactly once), or the
-//! last task's instructions when the turn has no chat message. The block is addressed to the
-//! destination the newest message came `from` (else the only destination in the system prompt).
+//! The `mock` provider (docs/agent-runner.md#providers) with one deliberate change (runner quirk
+//! 31, docs/agent-runner.md#decisions-on-the-quirks-of-reference-13): its default reply is
+//! delivered. It answers each turn with one `<message to="<origin>">echo: <text></message>` block
+//! holding one `echo: <text>` line per chat message of the turn, in order (so every message of a
+//! batch is answered exactly once), or the last task's instructions when the turn has no chat
+//! message. The block is addressed to the destination the newest message came `from` (else the only
+//! destination in the system prompt).
 //!
 //! A chat text `!tell <destination> <text>` sends `<text>` to that destination instead (to test
 //! agent-to-agent messages), and a turn made only of `echo: …` texts (another mock answering)

@@ -1,4 +1,5 @@
-//! Providers (agent-runner.md §7): the `Provider` trait the poll loop drives, and the registry.
+//! Providers (docs/agent-runner.md#providers): the `Provider` trait the poll loop drives, and the
+//! registry.
 //!
 //! A provider turns a formatted prompt into a stream of events; follow-up user messages are
 //! pushed into the open query. Registered: `claude` (Claude Code, the default) and `mock`; a new
@@ -97,7 +98,7 @@ pub trait AgentQuery {
 
 /// An agent backend.
 pub trait Provider {
-    /// Whether raw slash commands are passed through (§4.10).
+    /// Whether raw slash commands are passed through (docs/agent-runner.md#prompt-format).
     fn supports_native_slash_commands(&self) -> bool;
     /// Starts a query.
     fn query(&mut self, input: QueryInput) -> Box<dyn AgentQuery>;

@@ -1,8 +1,9 @@
 //! The container's half of the session DB protocol: reads of `inbound.db`, writes to `outbound.db`.
 //!
-//! Pending-row selection (agent-runner.md §3.3), claims and completions (`processing_ack`),
-//! odd-seq outbound writes, continuations (`session_state`) and `container_state`. The container
-//! never writes `inbound.db`. Decisions about batches and routing live in `poll`, not here.
+//! Pending-row selection (docs/agent-runner.md#pending-selection), claims and completions
+//! (`processing_ack`), odd-seq outbound writes, continuations (`session_state`) and
+//! `container_state`. The container never writes `inbound.db`. Decisions about batches and routing
+//! live in `poll`, not here.
 
 use std::path::Path;
 
@@ -48,11 +49,11 @@ ORDER BY seq IS NULL, seq ASC";
 /// Pending due rows (on_wake rows only on the first poll) that no ack hides, oldest first, up
 /// to `limit` non-`system` rows. Opens `inbound.db` fresh (cross-mount rule).
 ///
-/// Deliberate change from v2 (agent-runner.md §3.3, §13 item 10): v2 takes the newest N rows
-/// before filtering acked ones, so a backlog larger than N is answered out of order and its
-/// older rows wait for the host's ack sync. Taking the oldest unacked rows answers a backlog
-/// in order, promptly, N at a time. `system` rows are returned (callers drop them) but do not
-/// count against the window, so an orphan tool response cannot block it.
+/// Deliberate change from v2 (docs/agent-runner.md#pending-selection, runner quirk 10): v2 takes
+/// the newest N rows before filtering acked ones, so a backlog larger than N is answered out of
+/// order and its older rows wait for the host's ack sync. Taking the oldest unacked rows answers a
+/// backlog in order, promptly, N at a time. `system` rows are returned (callers drop them) but do
+/// not count against the window, so an orphan tool response cannot block it.
 pub fn pending(
     inbound_path: &Path,
     outbound: &OutboundDb,
@@ -121,7 +122,8 @@ pub fn delete_stale_claims(outbound: &OutboundDb) -> Result<usize> {
     )?)
 }
 
-/// Writes one outbound row with the next odd seq (agent-runner.md §2.3) in its own
+/// Writes one outbound row with the next odd seq
+/// (docs/agent-runner.md#the-session-db-protocol-agent_runnersession_db) in its own
 /// `BEGIN IMMEDIATE` transaction; returns the seq.
 pub fn write_outbound(
     inbound: &InboundDb,

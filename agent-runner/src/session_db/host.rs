@@ -36,9 +36,9 @@ pub struct NewInbound {
 }
 
 impl NewInbound {
-    /// An agent-to-agent message (docs/runtime.md, "The message path"): a waking chat row from `source_agent`'s
-    /// address (`channel_type` [`AGENT_CHANNEL_TYPE`], `platform_id` the agent), remembering the
-    /// sending session so the answer finds its way back.
+    /// An agent-to-agent message (docs/runtime.md#the-message-path): a waking chat row from
+    /// `source_agent`'s address (`channel_type` [`AGENT_CHANNEL_TYPE`], `platform_id` the agent),
+    /// remembering the sending session so the answer finds its way back.
     pub fn agent_message(source_agent: &str, source_session: &str, content: String) -> NewInbound {
         NewInbound {
             id: ids::new_id("a2a"),
@@ -77,7 +77,7 @@ pub struct DeliveryRecord {
     pub status: DeliveryStatus,
 }
 
-/// Retry bookkeeping of a pending inbound message (docs/runtime.md, "The sweep").
+/// Retry bookkeeping of a pending inbound message (docs/runtime.md#the-sweep).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryState {
     pub tries: i64,
@@ -206,7 +206,7 @@ pub fn delivered_rows(inbound: &InboundDb) -> Result<Vec<DeliveredRow>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Copies `completed`/`failed` acks into `messages_in` as `completed` (host.md §5.2 step 1).
+/// Copies `completed`/`failed` acks into `messages_in` as `completed` (docs/runtime.md#the-sweep).
 /// Returns how many inbound rows changed.
 pub fn sync_acks(inbound: &mut InboundDb, outbound: &OutboundDb) -> Result<usize> {
     let outbound = &outbound.0;
@@ -287,7 +287,7 @@ pub fn retry_state(inbound: &InboundDb, message_id: &str) -> Result<Option<Retry
 }
 
 /// Gives a message back for another attempt: `tries` recorded, not due before `delay` from
-/// now (docs/runtime.md, "The sweep").
+/// now (docs/runtime.md#the-sweep).
 pub fn retry_later(
     inbound: &InboundDb,
     message_id: &str,

@@ -337,9 +337,9 @@ pub fn create_inbound_file(path: &Path) -> Result<InboundDb> {
 }
 
 /// Host: opens an existing `inbound.db` read-write (DELETE journal) and runs the lazy column
-/// migrations of older files (host.md §2.4). Open per operation; never keep it. A missing file
-/// is an error ([`SessionDbError::is_missing`]): recreating it loses what it held, so that is
-/// the caller's decision ([`create_inbound`]).
+/// migrations of older files (docs/runtime.md#session-dbs-tables-and-lazy-migrations). Open per
+/// operation; never keep it. A missing file is an error ([`SessionDbError::is_missing`]):
+/// recreating it loses what it held, so that is the caller's decision ([`create_inbound`]).
 pub fn open_inbound_host(path: &Path) -> Result<InboundDb> {
     check_files(path, true)?;
     let conn = open_rw(path, false)?;
@@ -580,8 +580,9 @@ fn open_ro(path: &Path, no_mmap: bool) -> Result<Connection> {
     Ok(conn)
 }
 
-/// Lazy `messages_in` column migrations for files written by older hosts (host.md §2.4). Runs
-/// before the schema so its series index finds the column; missing tables are left to the schema.
+/// Lazy `messages_in` column migrations for files written by older hosts
+/// (docs/runtime.md#session-dbs-tables-and-lazy-migrations). Runs before the schema so its series
+/// index finds the column; missing tables are left to the schema.
 fn migrate_inbound(conn: &Connection) -> Result<()> {
     let cols = columns(conn, "messages_in")?;
     if cols.is_empty() {

@@ -373,7 +373,8 @@ fn the_host_reads_a_heartbeat_defensively() {
     assert_eq!(heartbeat_mtime(&s), None);
 }
 
-// ---- pending selection (agent-runner.md §12.1: accumulate gate, on_wake) ----
+// ---- pending selection (v2's poll-loop tests: accumulate gate, on_wake;
+// docs/agent-runner.md#tests-ported-from-v2) ----
 
 fn pending_ids(s: &Path, first: bool) -> Vec<(String, bool)> {
     let outb = open_outbound_container(&outbound_path(s)).unwrap();
@@ -451,7 +452,7 @@ fn pending_window_takes_the_oldest_unacked_rows_so_a_backlog_is_answered_in_orde
     assert_eq!(container::delete_stale_claims(&outb).unwrap(), 2);
 }
 
-// ---- session_state (agent-runner.md §12.8) ----
+// ---- session_state (v2's session-state tests; docs/agent-runner.md#tests-ported-from-v2) ----
 
 #[test]
 fn continuations_are_per_provider_and_case_insensitive() {

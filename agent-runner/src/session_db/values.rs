@@ -8,7 +8,8 @@
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 
-/// What a message is (v2's kinds, docs/agent-runner.md, "The session DB protocol").
+/// What a message is (v2's kinds,
+/// docs/agent-runner.md#the-session-db-protocol-agent_runnersession_db).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub enum Kind {
     /// A chat message.
@@ -85,7 +86,7 @@ pub enum InboundStatus {
     Pending,
     /// The container finished it (copied from its ack by the host).
     Completed,
-    /// Given up after the retries (docs/runtime.md, "The sweep").
+    /// Given up after the retries (docs/runtime.md#the-sweep).
     Failed,
 }
 

@@ -1,6 +1,7 @@
 //! The CLI channel: a Unix socket (`<data>/cli.sock`, mode 0600) that `nanoclaw chat` talks to
-//! (host.md §9.3, adapted). The lines are the typed values of [`super::cli_protocol`]; this
-//! file is the server: connections, the one reader per chat, and delivery to it.
+//! (docs/runtime.md#the-cli-channel, adapted). The lines are the typed values of
+//! [`super::cli_protocol`]; this file is the server: connections, the one reader per chat, and
+//! delivery to it.
 //!
 //! Lifecycle ([`Adapter::start`]/[`Adapter::stop`]): start binds the socket (a leftover socket
 //! file is replaced) and spawns the accept loop; stop ends it and every connection, and removes

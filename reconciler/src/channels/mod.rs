@@ -1,4 +1,5 @@
-//! Channel adapters: the contract between chat platforms and the runtime (host.md §9.1).
+//! Channel adapters: the contract between chat platforms and the runtime
+//! (docs/runtime.md#the-adapter-contract).
 //!
 //! An adapter turns platform traffic into [`InboundEvent`]s (sent to the router through the
 //! sender it is given at [`Adapter::start`]) and delivers outbound messages to the platform.
@@ -21,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// One message arriving from a channel (host.md §3.1).
+/// One message arriving from a channel (docs/runtime.md#the-adapter-contract).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InboundEvent {
     pub channel_type: String,
@@ -189,7 +190,7 @@ pub struct ReaderArrived {
     pub platform_id: String,
 }
 
-/// The adapter contract (host.md §9.1).
+/// The adapter contract (docs/runtime.md#the-adapter-contract).
 ///
 /// Lifecycle: the runtime builds adapters through the [`registry`] for the channel types in
 /// use, calls [`Adapter::start`] once (before any delivery), and [`Adapter::stop`] once at
@@ -208,7 +209,7 @@ pub struct ReaderArrived {
 pub trait Adapter: Send + Sync + 'static {
     /// Registry key for routing and delivery (`cli`, `telegram`, …).
     fn channel_type(&self) -> &str;
-    /// False: the router collapses thread ids to the chat (host.md §3.2 step 2).
+    /// False: the router collapses thread ids to the chat (docs/runtime.md#routing-algorithm).
     fn supports_threads(&self) -> bool;
     /// Connects to the platform (binds, logs in, starts polling) and spawns the adapter's
     /// tasks; an error stops the runtime's start with it.
@@ -229,7 +230,7 @@ pub trait Adapter: Send + Sync + 'static {
     /// Shows "typing…" in the chat; errors are the adapter's to swallow.
     fn set_typing(&self, _platform_id: &str, _thread_id: Option<&str>) {}
     /// Subscribes the bot to a thread so later messages there arrive (mention-sticky in
-    /// threaded group chats, host.md §3.2 step 9). Must be idempotent.
+    /// threaded group chats, docs/runtime.md#routing-algorithm). Must be idempotent.
     fn subscribe(&self, _platform_id: &str, _thread_id: &str) {}
     /// The DM chat id for a user handle, for platforms where it differs from the user id;
     /// `None` = direct-addressable (the handle is the chat id).

@@ -2,7 +2,8 @@
 //! that select one install's containers.
 //!
 //! Pure string building, no Docker calls. Every name and label is namespaced by the install slug
-//! (`Paths::slug`) so installs sharing one daemon never touch each other (host.md §4.3).
+//! (`Paths::slug`) so installs sharing one daemon never touch each other
+//! (docs/containers.md#names-and-labels).
 
 use std::collections::HashMap;
 
@@ -24,7 +25,7 @@ pub fn container_name(slug: &str, session_id: &str) -> String {
 
 /// True when `name` is usable as a Docker container name (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`).
 /// Session ids come from our own DB, but a name built from them is checked before use
-/// (host.md §4.11).
+/// (docs/containers.md#names-and-labels).
 pub fn is_valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars

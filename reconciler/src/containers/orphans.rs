@@ -1,8 +1,8 @@
 //! Startup cleanup: containers left behind by a previous run of THIS install.
 //!
 //! Selects by the `nanoclaw.install=<slug>` label only, so peer installs sharing the daemon are
-//! never touched (host.md §4.3). Runs before the Runner tracks anything, so every match is an
-//! orphan.
+//! never touched (docs/containers.md#names-and-labels). Runs before the Runner tracks anything, so
+//! every match is an orphan.
 
 use std::collections::HashMap;
 

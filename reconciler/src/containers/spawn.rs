@@ -4,9 +4,9 @@
 //! Every container is confined ([`confinement`]: no capabilities, read-only root, limits, own
 //! namespaces), and no mount may hand it the container runtime's socket ([`mount_exposing`]).
 //! It does not track running containers or wait for exits (that is [`super::wake`]), and it
-//! never validates additional mounts (the caller passes only validated ones, host.md §4.4).
-//! It decides who a container runs as ([`container_user`]: never root); the runtime's layout
-//! gives the agent-writable folders to that user.
+//! never validates additional mounts (the caller passes only validated ones,
+//! docs/manifests.md#additional-mounts). It decides who a container runs as ([`container_user`]:
+//! never root); the runtime's layout gives the agent-writable folders to that user.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -88,12 +88,12 @@ pub struct MountSpec {
     pub readonly: bool,
 }
 
-/// The mounts of a session container, in order (host.md §4.4, changed): the session folder
-/// read-only at `/workspace`, then the agent-writable leaves inside it (the agent's folder and
-/// the session's `outbound/`), then extras. Every writable mount's parent is host-owned, so the
-/// host can trust a directory path and distrust only the entries inside a writable one. The
-/// mount points (`agent/`, `outbound/`, `extra/<name>`) must exist in the session folder: the
-/// read-only mount keeps Docker from creating them (`runtime::layout` does).
+/// The mounts of a session container, in order (docs/containers.md#a-session-container, changed
+/// from v2): the session folder read-only at `/workspace`, then the agent-writable leaves inside it
+/// (the agent's folder and the session's `outbound/`), then extras. Every writable mount's parent
+/// is host-owned, so the host can trust a directory path and distrust only the entries inside a
+/// writable one. The mount points (`agent/`, `outbound/`, `extra/<name>`) must exist in the session
+/// folder: the read-only mount keeps Docker from creating them (`runtime::layout` does).
 pub fn mounts(spec: &SpawnSpec) -> Vec<MountSpec> {
     let mut list = vec![
         MountSpec {
@@ -230,7 +230,7 @@ pub fn network_mode(network: Network) -> &'static str {
     }
 }
 
-/// What an agent may do to its host, as Docker settings (docs/containers.md, "Confinement").
+/// What an agent may do to its host, as Docker settings (docs/containers.md#confinement).
 /// Agents are untrusted code: no capabilities, no privilege gain, nothing writable but the
 /// mounts and a bounded `/tmp`, bounded memory, CPU and tasks, no host namespaces, no devices.
 pub fn confinement(resources: &Resources) -> HostConfig {

@@ -1,11 +1,11 @@
 //! The [`Runner`]: which session has a running container, waking one (deduplicated, bounded by
 //! `max_concurrent`), watching it until it exits, and stopping it.
 //!
-//! The in-memory `running` map is the authority for "is running" (host.md §4.1); the runtime
-//! mirrors it into the central DB from [`Exited`] events. `wake` never errors or panics: a
-//! failure is logged with the session id and reported as [`Woken::Failed`] with the reason, so
-//! the row stays pending and the runtime retries. Every task runs on the Runner's own
-//! `TaskTracker`.
+//! The in-memory `running` map is the authority for "is running"
+//! (docs/runtime.md#waking-and-spawning-a-container); the runtime mirrors it into the central DB
+//! from [`Exited`] events. `wake` never errors or panics: a failure is logged with the session id
+//! and reported as [`Woken::Failed`] with the reason, so the row stays pending and the runtime
+//! retries. Every task runs on the Runner's own `TaskTracker`.
 //!
 //! An exit the runtime did not ask for ([`Exited::requested`] is `None`) with a non-zero code
 //! carries the last lines the container wrote ([`Exited::tail`], read from Docker before the

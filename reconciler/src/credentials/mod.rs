@@ -62,7 +62,7 @@ impl Kind {
     }
 
     /// The variable a container's Claude Code gets its placeholder in, so it speaks the same
-    /// header form as the real credential (docs/claude-code.md, "Credentials and headers").
+    /// header form as the real credential (docs/claude-code.md#credentials-and-headers).
     pub fn container_env(self) -> &'static str {
         match self {
             Kind::ApiKey => "ANTHROPIC_API_KEY",
@@ -151,7 +151,7 @@ pub fn from_env() -> Option<(Credential, Source)> {
 /// [`proxy::socket_dir`] at [`proxy::CONTAINER_SOCKET_DIR`] (read-only): the runner's
 /// forwarder settings, Claude Code's base URL and placeholder (in the variable of the real
 /// credential's `kind`), and Claude Code's non-essential traffic switched off
-/// (docs/claude-code.md, "Environment").
+/// (docs/claude-code.md#environment).
 pub fn container_env(kind: Kind, placeholder: &Placeholder) -> Vec<(String, String)> {
     use agent_runner::forward::DEFAULT_PORT;
     let socket = format!("{}/{}", proxy::CONTAINER_SOCKET_DIR, proxy::SOCKET_NAME);

@@ -1,12 +1,14 @@
-//! The central DB schema as an ordered list of named migrations (host.md §1.1).
+//! The central DB schema as an ordered list of named migrations
+//! (docs/runtime.md#central-db-tables-and-migrations).
 //!
 //! A migration is pending iff its name is absent from `schema_version`. Never edit or reorder an
 //! applied migration: add a new one at the end. The schema follows v2's tables after all of its
-//! migrations (host.md §1.2), with the documented NOT NULL defaults for the wiring columns
-//! (host.md §10 item 15) and CHECK constraints on every enum, plus nanoclaw's own bookkeeping:
-//! `managed_by` on manifest-owned rows, `managed_resources` (the last-applied spec of every
-//! manifest resource, for drift), `reconcile_state` (the generation), `apply_history` and
-//! `pending_effects` (what the runtime still has to do after an apply).
+//! migrations (docs/runtime.md#central-db-tables-and-migrations), with the documented NOT NULL
+//! defaults for the wiring columns (host quirk 15 in docs/runtime.md#decisions-on-v2s-quirks) and
+//! CHECK constraints on every enum, plus nanoclaw's own bookkeeping: `managed_by` on manifest-owned
+//! rows, `managed_resources` (the last-applied spec of every manifest resource, for drift),
+//! `reconcile_state` (the generation), `apply_history` and `pending_effects` (what the runtime
+//! still has to do after an apply).
 
 /// One schema step: a unique name and the SQL it runs inside its own transaction.
 pub struct Migration {

@@ -101,7 +101,8 @@ const INSERT_VERSION: &str = "INSERT INTO schema_version (version, name, applied
           strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))";
 
 /// Runs every migration whose name is not yet in `schema_version`, each in its own
-/// transaction, recording it with an applied-order version number (host.md §1.1).
+/// transaction, recording it with an applied-order version number
+/// (docs/runtime.md#central-db-tables-and-migrations).
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     conn.execute_batch(CREATE_SCHEMA_VERSION)?;
     for migration in migrations::MIGRATIONS {

@@ -1,5 +1,5 @@
 //! Central-DB reads and writes the router needs per message: the chat and its wirings, the
-//! sender's user row and access, the dropped-messages audit (host.md §1.2, §3).
+//! sender's user row and access, the dropped-messages audit (docs/runtime.md#routing-algorithm).
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -68,8 +68,8 @@ const INSERT_CHAT: &str = "INSERT INTO messaging_groups
   (id, channel_type, platform_id, name, is_group, unknown_sender_policy, created_at)
   VALUES (?1, ?2, ?3, NULL, ?4, 'request_approval', ?5)";
 
-/// Registers an unknown chat that addressed the bot (host.md §3.2 step 5): a runtime row with
-/// policy `request_approval` and no wirings; it shows in `plan --prune` as unmanaged.
+/// Registers an unknown chat that addressed the bot (docs/runtime.md#routing-algorithm): a runtime
+/// row with policy `request_approval` and no wirings; it shows in `plan --prune` as unmanaged.
 pub fn create_chat(
     conn: &Connection,
     channel_type: &str,
@@ -185,7 +185,8 @@ fn enum_column<T: TextEnum>(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::
 const INSERT_USER: &str =
     "INSERT OR IGNORE INTO users (id, kind, display_name, created_at) VALUES (?1, ?2, ?3, ?4)";
 
-/// Creates the sender's user row when missing (host.md §3.7.1); existing users are untouched.
+/// Creates the sender's user row when missing (docs/runtime.md#senders-and-users); existing users
+/// are untouched.
 pub fn ensure_user(
     conn: &Connection,
     user_id: &str,
@@ -205,8 +206,9 @@ const ROLES_OF_USER: &str = "SELECT role, agent_group_id FROM user_roles WHERE u
 const MEMBERSHIPS_OF_USER: &str =
     "SELECT agent_group_id FROM agent_group_members WHERE user_id = ?1";
 
-/// What one user may do: `(accessible, administered)` restricted to `agents` (host.md §1.2
-/// derived predicates: owner ∨ global admin ∨ scoped admin ⇒ admin; admin ∨ member ⇒ access).
+/// What one user may do: `(accessible, administered)` restricted to `agents`
+/// (docs/runtime.md#roles-and-access: owner ∨ global admin ∨ scoped admin ⇒ admin; admin ∨ member ⇒
+/// access).
 pub fn access(
     conn: &Connection,
     user_id: &str,
@@ -257,7 +259,8 @@ const RECORD_DROP: &str = "INSERT INTO unregistered_senders
     message_count = message_count + 1,
     last_seen = excluded.last_seen";
 
-/// One entry of the dropped-messages audit, aggregated per chat (host.md §1.2).
+/// One entry of the dropped-messages audit, aggregated per chat
+/// (docs/runtime.md#access-gate-and-sender-scope).
 #[derive(Clone, Debug)]
 pub struct Drop<'a> {
     pub channel_type: &'a str,

@@ -1,5 +1,5 @@
-//! The `sessions` table: resolution by session mode (host.md §3.6), container status, and the
-//! lists the sweep and delivery iterate.
+//! The `sessions` table: resolution by session mode (docs/runtime.md#session-resolution), container
+//! status, and the lists the sweep and delivery iterate.
 
 use std::collections::BTreeSet;
 
@@ -140,7 +140,7 @@ pub fn active(conn: &Connection) -> rusqlite::Result<Vec<Session>> {
 }
 
 /// Agents among `agents` with an active session for exactly this chat and thread (the
-/// mention-sticky subscription state, host.md §3.3).
+/// mention-sticky subscription state, docs/runtime.md#engage-modes).
 pub fn sticky(
     conn: &Connection,
     chat_id: &str,
@@ -174,7 +174,8 @@ pub fn set_container_status(conn: &Connection, id: &str, running: bool) -> rusql
     Ok(())
 }
 
-/// Marks every session stopped: at startup nothing runs yet (fixes host.md §10 item 4).
+/// Marks every session stopped: at startup nothing runs yet (fixes host quirk 4,
+/// docs/runtime.md#decisions-on-v2s-quirks).
 pub fn reset_container_status(conn: &Connection) -> rusqlite::Result<usize> {
     conn.execute(
         "UPDATE sessions SET container_status = 'stopped' WHERE container_status != 'stopped'",

@@ -1,4 +1,5 @@
-//! Reading a NanoClaw v2 install's central DB (`data/v2.db`, host.md §1) into typed rows.
+//! Reading a NanoClaw v2 install's central DB (`data/v2.db`,
+//! docs/runtime.md#central-db-tables-and-migrations) into typed rows.
 //!
 //! v2 leaves `v2.db-wal` behind even after a clean shutdown, so the main file alone is not the
 //! database. And opening v2's files in place would write to them (a WAL reader creates or

@@ -23,7 +23,8 @@ use crate::state::{
 };
 use crate::state::{Effort, TextEnum};
 
-/// Prefix of the per-group images v2 builds (host.md §4.13): they hold v2's runner, not ours.
+/// Prefix of the per-group images v2 builds (docs/containers.md#agent-images): they hold v2's
+/// runner, not ours.
 pub const V2_IMAGE_PREFIX: &str = "nanoclaw-agent-v2-";
 
 /// What an agent group's folder (`groups/<folder>/`) holds, as far as the mapping cares.
@@ -109,8 +110,9 @@ impl Mapper {
         }
     }
 
-    /// v2's startup backfill (host.md §4.9): a group without a config row gets one from its
-    /// `container.json`, with `agent_groups.agent_provider` winning over the file's provider.
+    /// v2's startup backfill (docs/runtime.md#waking-and-spawning-a-container): a group without a
+    /// config row gets one from its `container.json`, with `agent_groups.agent_provider` winning
+    /// over the file's provider.
     fn legacy_config(
         &mut self,
         id: &str,
@@ -225,7 +227,8 @@ impl Mapper {
             }
             !tag.trim().is_empty() && !is_v2_image
         });
-        // v2 answers as the configured name, else as the group's name (host.md §4.8).
+        // v2 answers as the configured name, else as the group's name
+        // (docs/agent-runner.md#containerjson).
         let assistant = config
             .assistant_name
             .clone()
@@ -431,7 +434,8 @@ impl Mapper {
 
     /// Each additional mount is decided by this machine's mount policy (v2's allowlist
     /// included). A read-write mount whose root does not allow read-write was read-only in v2
-    /// too (host.md §4.4), so it comes across read-only; any other refusal leaves it out.
+    /// too (docs/manifests.md#additional-mounts), so it comes across read-only; any other refusal
+    /// leaves it out.
     fn mounts(&mut self, subject: &str, text: Option<&str>, inputs: &Inputs<'_>) -> Vec<Mount> {
         let entries = match self.json(subject, "additional_mounts", text) {
             None => return Vec::new(),
@@ -1018,10 +1022,11 @@ struct Engage {
     ignored: String,
 }
 
-/// v2's migration 10 backfill of a pre-engage-mode wiring (host.md §1.1): a non-empty
-/// `trigger_rules.pattern` → `pattern` with it; else `requiresTrigger: false` or
-/// `response_scope = 'all'` → `pattern` `.`; else `mention`. `known` senders iff the scope was
-/// `allowlisted`; ignored messages dropped. Unparsable JSON counts as `{}`.
+/// v2's migration 10 backfill of a pre-engage-mode wiring
+/// (docs/runtime.md#central-db-tables-and-migrations): a non-empty `trigger_rules.pattern` →
+/// `pattern` with it; else `requiresTrigger: false` or `response_scope = 'all'` → `pattern` `.`;
+/// else `mention`. `known` senders iff the scope was `allowlisted`; ignored messages dropped.
+/// Unparsable JSON counts as `{}`.
 fn legacy_engage(trigger_rules: Option<&str>, response_scope: Option<&str>) -> Engage {
     let rules: Value = trigger_rules
         .and_then(|text| serde_json::from_str(text).ok())

@@ -1,7 +1,7 @@
 //! `nanoclaw import --sessions`: moves v2's conversations into a data dir whose central DB
 //! already holds the imported configuration, so each chat continues where it stopped.
 //!
-//! Per session (v2: `data/v2-sessions/<agent group id>/<session id>/`, host.md §0.5), into
+//! Per session (v2: `data/v2-sessions/<agent group id>/<session id>/`, docs/moving-from-v2.md), into
 //! nanoclaw's layout (`paths.rs`, docs/containers.md):
 //!
 //! - `inbound.db` (with its journal, never the main file alone) and `inbox/` → the host-owned

@@ -1,8 +1,8 @@
 //! Validation: parsed documents → a resolved `State`, or every problem at once.
 //!
 //! Owns the manifest rules (names, references, enums, packages, mounts, duplicates) and the
-//! defaults (host.md §1.2, §3.10). Pure: no IO, except mounts checked through an optional
-//! `mount_policy::Policy` (`validate_with`). Every diagnostic carries the file, line and
+//! defaults (docs/runtime.md#manifest-defaults). Pure: no IO, except mounts checked through an
+//! optional `mount_policy::Policy` (`validate_with`). Every diagnostic carries the file, line and
 //! column of the offending value, the resource address and the field.
 //!
 //! This file holds the entry point, the shared checks (names, enums, references, duplicates)
@@ -245,10 +245,11 @@ impl Checker<'_> {
         self.push(at.diag(sp, address, field, message).hint(hint));
     }
 
-    /// v2 gives every wired agent a destination for the channel (host.md §1.2): the channel's
-    /// name, normalised like every local name, unless the agent already declares a destination
-    /// with that local name. Two channels whose names normalise alike get `-2`, `-3`, … as in
-    /// v2 (channels already in normal form choose first).
+    /// v2 gives every wired agent a destination for the channel
+    /// (docs/runtime.md#destinations-and-the-default-reply-address): the channel's name, normalised
+    /// like every local name, unless the agent already declares a destination with that local name.
+    /// Two channels whose names normalise alike get `-2`, `-3`, … as in v2 (channels already in
+    /// normal form choose first).
     fn implied_destinations(&mut self) {
         let mut implied: BTreeSet<Address> = BTreeSet::new();
         let mut wirings: Vec<(String, String, Source)> = self
@@ -388,7 +389,8 @@ impl Checker<'_> {
     }
 }
 
-/// v2's name normalisation (host.md §1.2): lowercase, runs of other characters → `-`, trimmed.
+/// v2's name normalisation (docs/runtime.md#destinations-and-the-default-reply-address): lowercase,
+/// runs of other characters → `-`, trimmed.
 pub fn normalise(name: &str) -> String {
     let mut out = String::new();
     for char in name.to_lowercase().chars() {

@@ -13,7 +13,7 @@ use super::rules::{self, Pattern};
 
 /// Our allowlist file, in the config dir (`$XDG_CONFIG_HOME/nanoclaw`, else `~/.config/nanoclaw`).
 pub const YAML_FILE: &str = "mount-allowlist.yaml";
-/// NanoClaw v2's allowlist file, read too (host.md §4.4).
+/// NanoClaw v2's allowlist file, read too (docs/manifests.md#additional-mounts).
 pub const JSON_FILE: &str = "mount-allowlist.json";
 
 /// The example shown whenever there is no allowlist.

@@ -1,7 +1,8 @@
 //! Additional mounts: which host paths an agent's container may see, decided on the *resolved*
-//! path (symlinks followed) against an allowlist kept outside the manifests (issue 7; host.md
-//! §4.4). Validation calls [`Policy::check`] for every mount; the session prepare path calls
-//! it again right before the container is created ([`at_spawn`]), and binds the resolved path.
+//! path (symlinks followed) against an allowlist kept outside the manifests (issue 7;
+//! docs/manifests.md#additional-mounts). Validation calls [`Policy::check`] for every mount; the
+//! session prepare path calls it again right before the container is created ([`at_spawn`]), and
+//! binds the resolved path.
 //!
 //! Owns the rules and the allowlist; it reads the file system (the allowlist, `realpath`, a
 //! bounded scan below a mount) but never writes, never talks to Docker, never prints.

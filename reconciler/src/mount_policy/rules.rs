@@ -5,8 +5,8 @@
 use std::path::{Component, Path, PathBuf};
 
 /// Credential names refused anywhere in a mount's resolved path or below it (issue 7,
-/// host.md §4.4's defaults plus `.env.*`). Globs over path components, matched without case:
-/// `*` is any run of characters, a `/` spans two consecutive components.
+/// v2's defaults plus `.env.*`: docs/manifests.md#additional-mounts). Globs over path components,
+/// matched without case: `*` is any run of characters, a `/` spans two consecutive components.
 pub const CREDENTIAL_PATTERNS: &[&str] = &[
     ".ssh",
     ".gnupg",

@@ -1,8 +1,8 @@
-//! Providing the per-agent images of a configuration (host.md §4.13): for every agent with
-//! packages, its image is reused or built (`containers::agent_image::ensure`), the outcome
-//! recorded in the central DB (`db::agent_images`, which `status` reads), and a failed build
-//! leaves the agent on its previous per-agent image (or its provider's image when it never had
-//! one), running. Old per-agent images of this install are pruned afterwards.
+//! Providing the per-agent images of a configuration (docs/containers.md#agent-images): for every
+//! agent with packages, its image is reused or built (`containers::agent_image::ensure`), the
+//! outcome recorded in the central DB (`db::agent_images`, which `status` reads), and a failed
+//! build leaves the agent on its previous per-agent image (or its provider's image when it never
+//! had one), running. Old per-agent images of this install are pruned afterwards.
 //!
 //! `nanoclaw run` (before it starts) and `nanoclaw image build` call [`provide`]; the executor
 //! that rebuilds a running agent's image after an apply calls [`provide_one`]. Nothing here

@@ -1,5 +1,5 @@
-//! Agent-to-agent messages (host.md §6.5): an outbound row addressed to `channel_type = 'agent'`
-//! becomes an inbound row in a session of the target agent.
+//! Agent-to-agent messages (docs/runtime.md#agent-to-agent-messages): an outbound row addressed to
+//! `channel_type = 'agent'` becomes an inbound row in a session of the target agent.
 //!
 //! The destination rows are the ACL (a manifest `destinations` entry, or one an agent created);
 //! an agent may always message itself. The target session is the one that started the
@@ -83,9 +83,9 @@ fn allowed(conn: &Connection, source: &str, target: &str) -> rusqlite::Result<bo
     )
 }
 
-/// The target agent's session for this message (host.md §6.5 step 4): the session the row
-/// answers (its `in_reply_to` came from there), else the session of the latest message the
-/// target sent us (peer affinity), if it is the target's and active; else the target's
+/// The target agent's session for this message (docs/runtime.md#agent-to-agent-messages): the
+/// session the row answers (its `in_reply_to` came from there), else the session of the latest
+/// message the target sent us (peer affinity), if it is the target's and active; else the target's
 /// agent-shared session, created without a chat when it has none.
 fn target_session(
     conn: &Connection,

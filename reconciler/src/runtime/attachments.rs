@@ -1,5 +1,6 @@
-//! Inbound attachments (host.md §3.9): base64 `data` of a message's typed [`Content`] → files
-//! in the session's `inbox/<message id>/`, and the content rewritten to point at them.
+//! Inbound attachments (docs/runtime.md#inbound-attachments): base64 `data` of a message's typed
+//! [`Content`] → files in the session's `inbox/<message id>/`, and the content rewritten to point
+//! at them.
 //!
 //! Both the message id and the file name come from untrusted senders, and the session folder
 //! is writable by the container, which may pre-place symlinks there. So every write is
@@ -24,7 +25,7 @@ use tracing::{debug, warn};
 /// Folder of a session that receives inbound attachments (`/workspace/inbox` in the container).
 pub const INBOX_DIR: &str = "inbox";
 
-/// MIME type → file extension for attachments without a name (host.md §3.9).
+/// MIME type → file extension for attachments without a name (docs/runtime.md#inbound-attachments).
 const MIME_EXTENSIONS: &[(&str, &str)] = &[
     ("image/jpeg", "jpg"),
     ("image/png", "png"),
@@ -202,7 +203,7 @@ fn decode(data: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
-/// Writes one file with every defence of host.md §3.9 steps 3–4.
+/// Writes one file with every defence of docs/runtime.md#inbound-attachments.
 fn store(
     session_dir: &Path,
     inbox: &Path,

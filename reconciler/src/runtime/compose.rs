@@ -1,4 +1,4 @@
-//! Composing a session's container, as a pure function (docs/runtime.md, "The message path"): from the
+//! Composing a session's container, as a pure function (docs/runtime.md#the-message-path): from the
 //! session and the agent's typed configuration, everything a container needs, decided without
 //! touching a file, the DB or Docker.
 //!
@@ -114,8 +114,9 @@ pub fn is_current(label: Option<&str>, composed: &Composed) -> bool {
     label == Some(composed.spec.config_hash.as_str())
 }
 
-/// `container.json` for an agent (docs/agent-runner.md, "container.json"): every field of the agent the runner or its
-/// provider may use; `cli_scope` stays host-side. Unset fields take the contract's defaults.
+/// `container.json` for an agent (docs/agent-runner.md#containerjson): every field of the agent the
+/// runner or its provider may use; `cli_scope` stays host-side. Unset fields take the contract's
+/// defaults.
 pub fn container_config(agent: &Agent) -> ContainerConfig {
     ContainerConfig {
         version: container_config::VERSION,

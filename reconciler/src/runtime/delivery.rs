@@ -1,4 +1,5 @@
-//! Delivery: outbound rows written by containers → channel adapters (host.md §6).
+//! Delivery: outbound rows written by containers → channel adapters
+//! (docs/runtime.md#delivering-a-sessions-rows).
 //!
 //! One worker thread owns the attempt counters and drains sessions one at a time, so a
 //! session is never drained twice at once and its replies are handed on in order. It is told
@@ -10,7 +11,7 @@
 //! session's `outbound.db` and drains only sessions whose file changed since a drain that left
 //! nothing behind, or that still hold rows to retry; when the last drain of every active
 //! session is [`FULL_PASS`] (a minute) old, it drains every active session regardless
-//! (docs/runtime.md, "The message path"). An idle daemon therefore opens no session DB
+//! (docs/runtime.md#the-message-path). An idle daemon therefore opens no session DB
 //! between full passes.
 //!
 //! The worker never waits for a platform: a row for a channel is handed to that channel's
@@ -60,7 +61,7 @@ use crate::paths::Paths;
 
 pub use super::work::Work;
 
-/// Attempts before a row is marked failed (host.md §6.2).
+/// Attempts before a row is marked failed (docs/runtime.md#delivering-a-sessions-rows).
 pub const MAX_ATTEMPTS: u32 = 3;
 /// Most pages of due rows one drain reads; the next drain continues.
 pub const MAX_PAGES: usize = 16;
@@ -338,7 +339,7 @@ impl Delivery {
         }
     }
 
-    /// Delivers every due row of one session (docs/runtime.md, "The message path"): rows for
+    /// Delivers every due row of one session (docs/runtime.md#the-message-path): rows for
     /// channels are handed to their outboxes, the others are handled here. Errors are logged
     /// per row.
     pub fn drain(&mut self, agent: &str, session: &str) -> Drained {
@@ -675,9 +676,9 @@ impl Delivery {
         }
     }
 
-    /// Routes one row (host.md §6.3): system actions, agent-to-agent, or a channel send
-    /// checked against the agent's destinations (its own chat is always allowed) and handed to
-    /// the channel's outbox.
+    /// Routes one row (docs/runtime.md#delivering-a-sessions-rows): system actions, agent-to-agent,
+    /// or a channel send checked against the agent's destinations (its own chat is always allowed)
+    /// and handed to the channel's outbox.
     fn send(
         &self,
         agent: &str,

@@ -555,8 +555,8 @@ fn system_rows_and_rows_without_routing_are_dropped_as_delivered() {
 
 #[test]
 fn a_reply_for_a_channel_without_a_running_adapter_fails_after_retries() {
-    // v2 drops such a row as delivered at once (host.md §6.3 step 1); we count it as a
-    // failed attempt so the operator sees `failed`, not a silent success.
+    // v2 drops such a row as delivered at once (docs/runtime.md#delivering-a-sessions-rows); we
+    // count it as a failed attempt so the operator sees `failed`, not a silent success.
     let mut world = world(sent);
     world
         .conn

@@ -1,4 +1,5 @@
-//! The router's decision for one inbound message, as a pure function (host.md §3.2–§3.8).
+//! The router's decision for one inbound message, as a pure function
+//! (docs/runtime.md#routing-algorithm).
 //!
 //! [`route`] takes the message and the facts the router loaded for it (the chat, its wirings
 //! in priority order, who the sender is and what they may access, which sticky sessions exist)
@@ -52,7 +53,8 @@ pub enum Action {
         wake: bool,
         session_mode: SessionMode,
     },
-    /// Answer the sender directly: an admin-only command from a non-admin (host.md §3.8).
+    /// Answer the sender directly: an admin-only command from a non-admin
+    /// (docs/runtime.md#command-gate).
     Deny { agent: String, command: String },
     /// Not stored for this agent; `audit` names a drop the chat's audit records.
     Skip {
@@ -77,7 +79,8 @@ pub struct Patterns {
 
 impl Patterns {
     /// Does `pattern` match `text`? `None` and `.` always match; an invalid regex fails open
-    /// (engages), as in v2 (host.md §3.3) — validate rejects such manifests before they get here.
+    /// (engages), as in v2 (docs/runtime.md#engage-modes) — validate rejects such manifests before
+    /// they get here.
     pub fn matches(&mut self, pattern: Option<&str>, text: &str) -> bool {
         let pattern = match pattern {
             None | Some(".") => return true,
@@ -91,7 +94,7 @@ impl Patterns {
     }
 }
 
-/// Decides what happens to a message on a wired chat (host.md §3.2 steps 8–10).
+/// Decides what happens to a message on a wired chat (docs/runtime.md#routing-algorithm).
 pub fn route(message: &MessageFacts, facts: &Facts, patterns: &mut Patterns) -> Decision {
     let mut actions = Vec::with_capacity(facts.wirings.len());
     let mut taken = false;
@@ -116,7 +119,7 @@ pub fn route(message: &MessageFacts, facts: &Facts, patterns: &mut Patterns) -> 
                 }
                 CommandGate::Deny(command) => Action::Deny { agent, command },
             },
-            // Gate-refused messages are never accumulated (host.md §3.2 step 9).
+            // Gate-refused messages are never accumulated (docs/runtime.md#routing-algorithm).
             Some(Err(reason)) => {
                 gate_audit = gate_audit.or(Some(reason));
                 Action::Skip {
@@ -125,8 +128,9 @@ pub fn route(message: &MessageFacts, facts: &Facts, patterns: &mut Patterns) -> 
                 }
             }
             Some(Ok(())) => Action::Skip { agent, audit: None },
-            // Quirk host.md §10 item 2 decided: the command gate does not run on the accumulate
-            // path; a command not addressed to the agent is context, not a request.
+            // Host quirk 2 decided (docs/runtime.md#decisions-on-v2s-quirks): the command gate does
+            // not run on the accumulate path; a command not addressed to the agent is context, not
+            // a request.
             None if wiring.ignored_message_policy == IgnoredMessagePolicy::Accumulate => {
                 Action::Deliver {
                     agent,
@@ -162,8 +166,9 @@ fn engages(
     }
 }
 
-/// The access gate (host.md §3.4): public chats let everyone in; otherwise the sender must be
-/// known and have access to the agent, else the chat's unknown-sender policy decides the audit.
+/// The access gate (docs/runtime.md#access-gate-and-sender-scope): public chats let everyone in;
+/// otherwise the sender must be known and have access to the agent, else the chat's unknown-sender
+/// policy decides the audit.
 fn access_gate(agent: &str, facts: &Facts) -> Result<(), DropReason> {
     if facts.unknown_sender_policy == UnknownSenderPolicy::Public {
         return Ok(());
@@ -188,7 +193,7 @@ fn scope_gate(wiring: &Wiring, agent: &str, facts: &Facts) -> bool {
 }
 
 /// Threaded adapters force per-thread sessions in group chats unless the wiring shares one
-/// session across the agent (host.md §3.5 step 1).
+/// session across the agent (docs/runtime.md#session-resolution).
 fn effective_mode(wiring: &Wiring, facts: &Facts) -> SessionMode {
     if facts.threaded && facts.is_group && wiring.session_mode != SessionMode::AgentShared {
         SessionMode::PerThread
@@ -220,19 +225,19 @@ fn command_gate(text: &str, agent: &str, facts: &Facts) -> CommandGate {
     }
 }
 
-/// Text the router answers an unauthorised admin command with (host.md §3.5 step 4).
+/// Text the router answers an unauthorised admin command with (docs/runtime.md#command-gate).
 pub fn denial_text(command: &str) -> String {
     format!("Permission denied: {command} requires admin access.")
 }
 
 /// The message text: `content.text`, empty when absent (content that is not JSON was read as
-/// text at the boundary, `Content::parse`; host.md §3.3).
+/// text at the boundary, `Content::parse`; docs/runtime.md#engage-modes).
 pub fn message_text(content: &Content) -> String {
     content.text_or_empty().to_string()
 }
 
-/// The sender's user id from message content (host.md §3.7.1): `senderId`, `sender`, then
-/// `author.userId`; namespaced with the channel type unless it already contains `:`.
+/// The sender's user id from message content (docs/runtime.md#senders-and-users): `senderId`,
+/// `sender`, then `author.userId`; namespaced with the channel type unless it already contains `:`.
 pub fn sender_id(content: &Content, channel_type: &str) -> Option<String> {
     let handle = content
         .sender_id
@@ -597,8 +602,8 @@ mod tests {
 
     #[test]
     fn messages_that_do_not_engage_are_accumulated_even_from_unknown_senders() {
-        // The gates only run when the wiring engages (host.md §3.2 step 9), so context from
-        // strangers on a strict chat is still stored without waking.
+        // The gates only run when the wiring engages (docs/runtime.md#routing-algorithm), so
+        // context from strangers on a strict chat is still stored without waking.
         let mut a = wiring("a", EngageMode::Mention);
         a.ignored_message_policy = IgnoredMessagePolicy::Accumulate;
         let mut facts = public(vec![a]);
@@ -634,8 +639,9 @@ mod tests {
 
     #[test]
     fn commands_not_addressed_to_the_agent_are_accumulated_not_gated() {
-        // Quirk host.md §10 item 2 decided: v2 ran the command gate on the accumulate path
-        // too (denying or filtering context); we store the command as plain context.
+        // Host quirk 2 decided (docs/runtime.md#decisions-on-v2s-quirks): v2 ran the command gate
+        // on the accumulate path too (denying or filtering context); we store the command as plain
+        // context.
         let mut a = wiring("a", EngageMode::Mention);
         a.ignored_message_policy = IgnoredMessagePolicy::Accumulate;
         let facts = public(vec![a]);

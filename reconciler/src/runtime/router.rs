@@ -1,4 +1,5 @@
-//! The router: inbound events → session `inbound.db` rows → wake requests (host.md §3).
+//! The router: inbound events → session `inbound.db` rows → wake requests
+//! (docs/runtime.md#routing-algorithm).
 //!
 //! Runs on its own thread because every step is blocking SQLite work. It drains whatever
 //! events are queued (up to [`BATCH`]) and routes them together: central-DB writes of the
@@ -233,7 +234,7 @@ enum Stored {
     Failed,
 }
 
-/// Routes one event inside the batch transaction (host.md §3.2).
+/// Routes one event inside the batch transaction (docs/runtime.md#routing-algorithm).
 fn route_one(
     conn: &Connection,
     paths: &Paths,
@@ -242,7 +243,8 @@ fn route_one(
     mut event: InboundEvent,
 ) -> anyhow::Result<Routed> {
     // Only a live adapter that says it has no threads collapses them; an event for a channel
-    // without a live adapter (operator-injected) keeps its thread (host.md §3.2 step 2).
+    // without a live adapter (operator-injected) keeps its thread
+    // (docs/runtime.md#routing-algorithm).
     let threaded = adapters.supports_threads(&event.channel_type);
     if adapters.get(&event.channel_type).is_some() && !threaded {
         event.thread_id = None;
@@ -251,7 +253,8 @@ fn route_one(
     let content = &event.message.content;
     let sender = route::sender_id(content, &event.channel_type);
     let sender_name = route::sender_name(content);
-    // The audit names the sender as the content's `sender` field (host.md §3.2 step 6).
+    // The audit names the sender as the content's `sender` field
+    // (docs/runtime.md#routing-algorithm).
     let audit_name = content.sender.clone().or_else(|| sender_name.clone());
     if let Some(sender) = &sender {
         routing::ensure_user(conn, sender, &event.channel_type, sender_name.as_deref())?;
@@ -317,7 +320,8 @@ fn route_one(
             thread_id: event.thread_id.clone(),
         });
     let mut routed = Routed::default();
-    // A gate refusal names the agent that refused (host.md §3.4); `no_agent_engaged` none.
+    // A gate refusal names the agent that refused (docs/runtime.md#access-gate-and-sender-scope);
+    // `no_agent_engaged` none.
     let refused_by = decision.actions.iter().find_map(|action| match action {
         Action::Skip {
             agent,
@@ -404,8 +408,8 @@ fn route_one(
 }
 
 /// Once per message, when a mention-sticky wiring took it in a threaded group chat, asks the
-/// adapter to subscribe to the thread so its later messages arrive (host.md §3.2 step 9).
-/// Returns whether it asked.
+/// adapter to subscribe to the thread so its later messages arrive
+/// (docs/runtime.md#routing-algorithm). Returns whether it asked.
 fn subscribe_sticky(
     adapters: &Adapters,
     wirings: &[crate::state::Wiring],
@@ -429,7 +433,8 @@ fn subscribe_sticky(
     true
 }
 
-/// Finds or creates the session for a delivery (host.md §3.6), creating its folder and DBs.
+/// Finds or creates the session for a delivery (docs/runtime.md#session-resolution), creating its
+/// folder and DBs.
 fn resolve_session(
     conn: &Connection,
     paths: &Paths,

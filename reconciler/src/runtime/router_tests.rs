@@ -721,8 +721,8 @@ fn sender_scope_known_refuses_unknown_senders_even_on_public_chats_without_audit
 
 #[test]
 fn an_admin_command_from_a_non_admin_is_answered_not_stored() {
-    // Quirk host.md §10 item 1 decided: the denial goes straight to the adapter instead of
-    // being written into the container-owned outbound.db.
+    // Host quirk 1 decided (docs/runtime.md#decisions-on-v2s-quirks): the denial goes straight to
+    // the adapter instead of being written into the container-owned outbound.db.
     let (recorder, mut world) = World::with_recorder(false);
     world.route(event(
         "m1",

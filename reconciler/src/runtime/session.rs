@@ -1,4 +1,4 @@
-//! Getting a session ready for its container (host.md §4.2 steps 1–5, §4.8, §4.9, §8): the
+//! Getting a session ready for its container (docs/runtime.md#waking-and-spawning-a-container): the
 //! impure half of a spawn. [`prepare`] reads the agent's typed configuration, resolves its
 //! mounts on the host, has [`compose`] decide everything (pure), then writes it: the session's
 //! folders ([`layout::prepare`]), `container.json` and the composed `CLAUDE.md` in the
@@ -107,9 +107,10 @@ fn write(
     Ok(())
 }
 
-/// A stale heartbeat from the previous container would trip the sweep (host.md §4.2.8).
-/// `outbound/` is agent-writable but the host owns its parent, so the path is trusted up to the
-/// last name; unlink(2) removes whatever sits there (a link, not its target).
+/// A stale heartbeat from the previous container would trip the sweep
+/// (docs/runtime.md#waking-and-spawning-a-container). `outbound/` is agent-writable but the host
+/// owns its parent, so the path is trusted up to the last name; unlink(2) removes whatever sits
+/// there (a link, not its target).
 fn clear_heartbeat(session: &Session, spec: &SpawnSpec) {
     let heartbeat = session_db::heartbeat_path(&spec.session_dir);
     if let Err(err) = std::fs::remove_file(&heartbeat)
@@ -120,8 +121,8 @@ fn clear_heartbeat(session: &Session, spec: &SpawnSpec) {
 }
 
 /// Writes what `inbound.db` mirrors from the central DB: the agent's destinations and the
-/// session's default reply address (host.md §2.3). At every spawn, and when a lost
-/// `inbound.db` is recreated.
+/// session's default reply address (docs/runtime.md#destinations-and-the-default-reply-address). At
+/// every spawn, and when a lost `inbound.db` is recreated.
 pub fn write_projections(
     conn: &Connection,
     session: &Session,
@@ -143,8 +144,8 @@ pub fn write_projections(
     Ok(())
 }
 
-/// Seeds `CLAUDE.local.md` in the agent's folder from the manifest's instructions (host.md
-/// §4.9 step 2).
+/// Seeds `CLAUDE.local.md` in the agent's folder from the manifest's instructions
+/// (docs/runtime.md#waking-and-spawning-a-container).
 ///
 /// Re-seeding: the seed is written again when the manifest's instructions change *and* the
 /// agent has not edited the file since the last seed (its content still equals the old seed,
@@ -263,7 +264,8 @@ fn write_instructions(session: &Dir, instructions: &compose::Instructions) -> an
     Ok(())
 }
 
-/// The agent's destinations as the container sees them (host.md §2.3); dangling ones skipped.
+/// The agent's destinations as the container sees them
+/// (docs/runtime.md#destinations-and-the-default-reply-address); dangling ones skipped.
 fn destinations(conn: &Connection, agent: &str) -> anyhow::Result<Vec<DestinationRow>> {
     let mut statement = conn.prepare_cached(
         "SELECT d.local_name, d.target_type, d.target_id, m.channel_type, m.platform_id, m.name, a.name
@@ -317,7 +319,8 @@ fn destinations(conn: &Connection, agent: &str) -> anyhow::Result<Vec<Destinatio
     Ok(out)
 }
 
-/// The session's default reply address: its chat (host.md §2.3 `session_routing`).
+/// The session's default reply address: its chat
+/// (docs/runtime.md#destinations-and-the-default-reply-address).
 fn default_routing(
     conn: &Connection,
     session: &Session,

@@ -1,4 +1,5 @@
-//! The sweep (host.md §5): the slow, level-triggered backstop over every active session.
+//! The sweep (docs/runtime.md#the-sweep): the slow, level-triggered backstop over every active
+//! session.
 //!
 //! Per session: copy finished acks into `messages_in`, wake sessions with due messages and no
 //! container, police running containers ([`decide`]: absolute ceiling, stuck claims, idle
@@ -25,11 +26,13 @@ use tracing::{debug, info, warn};
 use crate::db::sessions::{self, Session};
 use crate::paths::Paths;
 
-/// Kill a container whose heartbeat is older than this (host.md §5.3).
+/// Kill a container whose heartbeat is older than this
+/// (docs/runtime.md#stuck-containers-and-retries).
 pub const ABSOLUTE_CEILING: Duration = Duration::from_secs(30 * 60);
-/// A claim older than this with no heartbeat since is stuck (host.md §5.3).
+/// A claim older than this with no heartbeat since is stuck
+/// (docs/runtime.md#stuck-containers-and-retries).
 pub const CLAIM_STUCK: Duration = Duration::from_secs(60);
-/// Retries before a message is marked failed (host.md §5.4).
+/// Retries before a message is marked failed (docs/runtime.md#stuck-containers-and-retries).
 pub const MAX_TRIES: i64 = 5;
 /// Longest `Bash` timeout a container may declare to extend its limits (the value is
 /// container-written, so it is bounded).
@@ -98,7 +101,8 @@ pub enum Verdict {
     Idle,
 }
 
-/// Decides what to do with a running container (host.md §5.3, plus idle teardown).
+/// Decides what to do with a running container (docs/runtime.md#stuck-containers-and-retries, plus
+/// idle teardown).
 pub fn decide(live: &Liveness, idle_timeout: Duration) -> Verdict {
     let age = |time: SystemTime| live.now.duration_since(time).unwrap_or_default();
     let declared = live.declared_bash.unwrap_or_default();
@@ -132,7 +136,7 @@ pub fn decide(live: &Liveness, idle_timeout: Duration) -> Verdict {
     Verdict::Ok
 }
 
-/// What a reset does to one claimed message (host.md §5.4).
+/// What a reset does to one claimed message (docs/runtime.md#stuck-containers-and-retries).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reset {
     /// Retry after `delay`; `tries` is the new count.
@@ -276,9 +280,10 @@ fn sweep_session(
     Ok(())
 }
 
-/// Gives claimed messages of a dead container back with backoff (host.md §5.4), each claim at
-/// most once ([`needs_reset`]). The claims themselves stay in `outbound.db`, which only the
-/// container writes; the next container deletes them as it starts.
+/// Gives claimed messages of a dead container back with backoff
+/// (docs/runtime.md#stuck-containers-and-retries), each claim at most once ([`needs_reset`]). The
+/// claims themselves stay in `outbound.db`, which only the container writes; the next container
+/// deletes them as it starts.
 fn reset_claims(inbound: &InboundDb, claims: &[(String, String)]) -> anyhow::Result<()> {
     for (message, claimed_at) in claims {
         let Some(state) = session_db::retry_state(inbound, message)? else {
@@ -307,9 +312,9 @@ fn reset_claims(inbound: &InboundDb, claims: &[(String, String)]) -> anyhow::Res
     Ok(())
 }
 
-/// The `Bash` tool's declared timeout while it runs (host.md §5.3 `declaredBash`), at most
-/// [`MAX_DECLARED_TIMEOUT`]: the container writes this value, and an enormous one would exempt
-/// it from the ceiling forever.
+/// The `Bash` tool's declared timeout while it runs (docs/runtime.md#stuck-containers-and-retries),
+/// at most [`MAX_DECLARED_TIMEOUT`]: the container writes this value, and an enormous one would
+/// exempt it from the ceiling forever.
 fn declared_bash(state: &session_db::ContainerState) -> Option<Duration> {
     let millis = state
         .tool_declared_timeout_ms

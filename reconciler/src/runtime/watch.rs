@@ -1,6 +1,7 @@
 //! File watching: a container's writes to `sessions/<agent>/<session>/outbound.db` become
-//! delivery work within milliseconds (v2 polled every second, host.md §6.1). The delivery polls
-//! stay as a backstop, so a missed or coalesced event costs latency, never a message.
+//! delivery work within milliseconds (v2 polled every second, docs/runtime.md#delivery-polls). The
+//! delivery polls stay as a backstop, so a missed or coalesced event costs latency, never a
+//! message.
 //!
 //! Only events that a *write* causes count ([`is_write`]): data modified, a file closed after
 //! writing, the journal created, removed or renamed. inotify also reports every open and every

@@ -1,4 +1,4 @@
-//! The `PreCompact` hook's archive (agent-runner.md §7.5): before Claude Code compacts a
+//! The `PreCompact` hook's archive (docs/agent-runner.md#providers): before Claude Code compacts a
 //! conversation, its transcript is written as Markdown to the agent's
 //! `conversations/<UTC date>-<slug>.md`, so what compaction summarises away stays readable.
 //!

@@ -1,5 +1,6 @@
 //! What the Claude provider starts: the `claude` command line, its working folder and the
-//! environment it adds (docs/agent-runner.md, "The Claude provider"; docs/claude-code.md).
+//! environment it adds (docs/agent-runner.md#the-claude-provider-providersclaude,
+//! docs/claude-code.md).
 //!
 //! Pure: [`Launch::new`] decides everything from the container config, the query and the
 //! runner's settings; `super::query` only spawns what it says. No IO here.
@@ -11,8 +12,8 @@ use serde_json::{Value, json};
 
 use crate::container_config::{ContainerConfig, McpServer};
 
-/// Tools pre-approved for the agent (agent-runner.md §7.4), besides one `mcp__<server>__*`
-/// pattern per configured MCP server.
+/// Tools pre-approved for the agent (docs/agent-runner.md#providers), besides one
+/// `mcp__<server>__*` pattern per configured MCP server.
 pub const ALLOWED_TOOLS: &[&str] = &[
     "Bash",
     "Read",
@@ -34,8 +35,8 @@ pub const ALLOWED_TOOLS: &[&str] = &[
     "NotebookEdit",
 ];
 
-/// Tools the agent must not have (agent-runner.md §7.4): nanoclaw has durable scheduling and
-/// its own question tool, and the interactive affordances would hang a headless agent. Passed
+/// Tools the agent must not have (docs/agent-runner.md#providers): nanoclaw has durable scheduling
+/// and its own question tool, and the interactive affordances would hang a headless agent. Passed
 /// as `--disallowedTools` and refused again by the `PreToolUse` hook (defence in depth).
 pub const BLOCKED_TOOLS: &[&str] = &[
     "CronCreate",
@@ -49,7 +50,8 @@ pub const BLOCKED_TOOLS: &[&str] = &[
     "ExitWorktree",
 ];
 
-/// `CLAUDE_CODE_AUTO_COMPACT_WINDOW` when the runner's environment sets none (§7.8).
+/// `CLAUDE_CODE_AUTO_COMPACT_WINDOW` when the runner's environment sets none
+/// (docs/agent-runner.md#providers).
 pub const DEFAULT_AUTO_COMPACT_WINDOW: &str = "165000";
 
 /// The runner-side facts a launch depends on (resolved once from the environment).
@@ -77,7 +79,7 @@ pub struct Launch {
     pub program: PathBuf,
     pub args: Vec<String>,
     /// Claude Code's working folder: always the agent's folder, so `--resume` finds the
-    /// transcripts (docs/claude-code.md, "Resume").
+    /// transcripts (docs/claude-code.md#resume).
     pub cwd: PathBuf,
     /// Added to (or replacing in) the runner's own environment, which the child inherits.
     pub env: BTreeMap<String, String>,
@@ -102,7 +104,7 @@ impl Launch {
             // Each stdin message is echoed where it joins the conversation: a follow-up written
             // during a tool call joins the turn in flight (docs/claude-code.md).
             "--replay-user-messages",
-            // The container is the sandbox: no permission prompts (§7.3).
+            // The container is the sandbox: no permission prompts (docs/agent-runner.md#providers).
             "--permission-mode",
             "bypassPermissions",
         ]
@@ -176,7 +178,7 @@ pub fn sanitize_server_name(name: &str) -> String {
 }
 
 /// `--mcp-config`'s JSON: `{"mcpServers": {name: {command, args, env} | {type: "http", url}}}`
-/// (docs/claude-code.md, "MCP servers"). A server with a `url` is an HTTP server; the host-side
+/// (docs/claude-code.md#mcp-servers). A server with a `url` is an HTTP server; the host-side
 /// `instructions` stay out (they went into `CLAUDE.md`).
 pub fn mcp_config(servers: &BTreeMap<String, McpServer>) -> Value {
     let entries: serde_json::Map<String, Value> = servers

@@ -2,7 +2,7 @@
 //! starts with one of them is replaced by a message telling the chat user what the operator must
 //! do, because nobody can run `/login` from a chat.
 //!
-//! The banners of Claude Code 2.1.332 (docs/claude-code.md, "Errors and retries"), all with the
+//! The banners of Claude Code 2.1.332 (docs/claude-code.md#errors-and-retries), all with the
 //! U+00B7 (`·`) separator: `Not logged in · Please run /login`, `Invalid API key · Please run
 //! /login`, `Invalid API key · Fix external API key`; and `Failed to authenticate. API Error:
 //! 401 …` for any other 401 (the credential proxy's refusals arrive that way). Only the start of

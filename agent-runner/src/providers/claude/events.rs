@@ -1,12 +1,13 @@
-//! Claude Code's stream-json output → provider events (agent-runner.md §7.6, translated from
-//! the Agent SDK's messages to the CLI's lines; docs/claude-code.md, "Stream-json output"), and
+//! Claude Code's stream-json output → provider events (docs/agent-runner.md#providers, translated
+//! from the Agent SDK's messages to the CLI's lines; docs/claude-code.md#stream-json-output), and
 //! the typed errors of a Claude Code process.
 //!
 //! Pure: one parsed line in, events out. Every line is [`ProviderEvent::Activity`] first (the
 //! heartbeat), then: `system`/`init` → `Init`; `result` → `Result`, or `TurnError` for an API
 //! error (the auth banner replaced, issue 10 point 2); `system`/`api_retry` → a retryable
 //! `Error`; `system`/`compact_boundary` → a `Progress` notice (not a result: v2's result made
-//! the loop nudge the agent, §7.8); `system`/`task_notification` → `Progress`.
+//! the loop nudge the agent, docs/agent-runner.md#providers); `system`/`task_notification` →
+//! `Progress`.
 
 use serde_json::Value;
 
@@ -35,7 +36,7 @@ pub enum ClaudeError {
 }
 
 impl ClaudeError {
-    /// Whether the stored continuation must be discarded (agent-runner.md §7.7).
+    /// Whether the stored continuation must be discarded (docs/agent-runner.md#providers).
     pub fn is_session_invalid(&self) -> bool {
         matches!(self, ClaudeError::SessionNotFound { .. })
     }

@@ -1,6 +1,6 @@
-//! The hook mode, `agent-runner hook <event>` (agent-runner.md §7.5): Claude Code runs it for
-//! its `PreToolUse`, `PostToolUse`, `PostToolUseFailure` and `PreCompact` hooks with one JSON
-//! object on stdin (docs/claude-code.md, "Hooks"), and it answers on stdout:
+//! The hook mode, `agent-runner hook <event>` (docs/agent-runner.md#providers): Claude Code runs it
+//! for its `PreToolUse`, `PostToolUse`, `PostToolUseFailure` and `PreCompact` hooks with one JSON
+//! object on stdin (docs/claude-code.md#hooks), and it answers on stdout:
 //!
 //! - `PreToolUse` of a blocked tool ([`super::args::BLOCKED_TOOLS`]): `{"decision":"block",
 //!   "reason":"Tool '<name>' is not available in this environment — use the nanoclaw
@@ -151,7 +151,7 @@ pub fn pre_tool_use(input: &HookInput) -> PreToolUse {
     PreToolUse::Record { tool, timeout_ms }
 }
 
-/// The refusal the agent reads for a blocked tool (agent-runner.md §7.5).
+/// The refusal the agent reads for a blocked tool (docs/agent-runner.md#providers).
 pub fn block_reason(tool: &str) -> String {
     format!("Tool '{tool}' is not available in this environment — use the nanoclaw equivalent.")
 }

@@ -1,4 +1,4 @@
-//! The `claude` provider (issue 10 point 1; agent-runner.md §7.3–7.9): drives the Claude Code
+//! The `claude` provider (issue 10 point 1; docs/agent-runner.md#providers): drives the Claude Code
 //! CLI headless, `claude -p --input-format stream-json --output-format stream-json --verbose`,
 //! as one child process per query that stays open across its turns: follow-ups are written to
 //! its stdin as user messages (so the prompt cache survives) and ending the query closes stdin,

@@ -4,7 +4,8 @@
 //!
 //! Reads only; one bulk query per table (no per-row queries: a 1,000-agent fleet plans in
 //! milliseconds). The row ↔ resource mapping is the mirror of [`super::Writer`]; the JSON column
-//! shapes (`additional_mounts` in camelCase) follow host.md §1.2.
+//! shapes (`additional_mounts` in camelCase) follow
+//! docs/runtime.md#central-db-tables-and-migrations.
 
 use std::collections::BTreeMap;
 
