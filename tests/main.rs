@@ -4,6 +4,7 @@
 
 mod support;
 
+mod agent_env;
 mod chat;
 mod claude_code;
 mod containers;

@@ -83,14 +83,15 @@ impl Recipe {
         }
     }
 
-    /// The recipe an agent of this provider needs: `mock` (the offline echo provider) runs in
-    /// the small `FROM scratch` image; every other provider, `claude` (the default, `None`)
-    /// included, runs tools and needs the production image. Providers are matched like the
-    /// runner does (trimmed, case-insensitive).
-    pub fn for_provider(provider: Option<&str>) -> Recipe {
-        match provider.map(str::trim) {
-            Some(name) if name.eq_ignore_ascii_case("mock") => Recipe::Minimal,
-            _ => Recipe::Production,
+    /// The recipe an agent of this provider needs, by its resolved name
+    /// ([`crate::provider::resolve`]): `mock` (the offline echo provider) runs in the small
+    /// `FROM scratch` image; every other provider, `claude` (the default) included, runs tools
+    /// and needs the production image.
+    pub fn for_provider(provider: &str) -> Recipe {
+        if provider == crate::provider::MOCK {
+            Recipe::Minimal
+        } else {
+            Recipe::Production
         }
     }
 
@@ -207,12 +208,13 @@ impl AgentImages {
         }
     }
 
-    /// The image of an agent without its own `image`, by its provider.
-    pub fn for_provider(&self, provider: Option<&str>) -> &str {
+    /// The image of an agent without its own `image`, by its resolved provider.
+    pub fn for_provider(&self, provider: &str) -> &str {
         self.tag(Recipe::for_provider(provider))
     }
 
-    /// The images nanoclaw must provide for these agents, `(provider, own image)` each, and the
+    /// The images nanoclaw must provide for these agents, `(provider, own image)` each (the
+    /// configured provider, resolved here as the spawn resolves it), and the
     /// recipe to build each with. Agents with their own image need nothing from us. When one
     /// tag serves agents of both recipes (`--image`), it gets the production recipe: the mock
     /// provider works in either image.
@@ -225,7 +227,8 @@ impl AgentImages {
             if own_image.is_some_and(|tag| !tag.trim().is_empty()) {
                 continue;
             }
-            let recipe = Recipe::for_provider(provider);
+            let provider = crate::provider::resolve(crate::provider::Sources::config(provider));
+            let recipe = Recipe::for_provider(&provider);
             let entry = needed.entry(self.tag(recipe).to_string()).or_insert(recipe);
             *entry = (*entry).max(recipe);
         }
@@ -310,7 +313,8 @@ mod tests {
             (Some(""), Recipe::Production),
         ];
         for (provider, recipe) in cases {
-            assert_eq!(Recipe::for_provider(provider), recipe, "{provider:?}");
+            let resolved = crate::provider::resolve(crate::provider::Sources::config(provider));
+            assert_eq!(Recipe::for_provider(&resolved), recipe, "{provider:?}");
         }
     }
 
@@ -341,9 +345,9 @@ mod tests {
             BTreeMap::from([("one:tag".to_string(), Recipe::Production)]),
             "one tag for both: the superset recipe"
         );
-        assert_eq!(single.for_provider(Some("mock")), "one:tag");
-        assert_eq!(defaults.for_provider(Some("mock")), DEFAULT_TAG);
-        assert_eq!(defaults.for_provider(None), PRODUCTION_TAG);
+        assert_eq!(single.for_provider("mock"), "one:tag");
+        assert_eq!(defaults.for_provider("mock"), DEFAULT_TAG);
+        assert_eq!(defaults.for_provider("claude"), PRODUCTION_TAG);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use agent_runner::container_config::{
 use sha2::{Digest, Sha256};
 
 use crate::containers::{AgentImages, MountSpec, SpawnSpec};
+use crate::credentials::proxy;
 use crate::db::sessions::Session;
 use crate::mount_policy::Resolved;
 use crate::paths::Paths;
@@ -64,28 +65,38 @@ pub struct Inputs<'a> {
     pub mounts: &'a [Resolved],
     /// Extra environment for the container (provider contributions).
     pub env: &'a [(String, String)],
+    /// The session's provider, resolved ([`crate::provider::resolve`]): it goes into
+    /// `container.json`, picks the image, and says whether the container gets the credential
+    /// proxy.
+    pub provider: &'a str,
 }
 
 /// Composes the session's container (pure).
 pub fn compose(session: &Session, agent: &Agent, inputs: &Inputs<'_>) -> Composed {
-    let config = container_config(agent);
+    let config = container_config(agent, inputs.provider);
     let instructions = instructions(agent);
     let image = agent
         .image
         .clone()
         .filter(|tag| !tag.is_empty())
-        .unwrap_or_else(|| {
-            inputs
-                .images
-                .for_provider(agent.provider.as_deref())
-                .to_string()
+        .unwrap_or_else(|| inputs.images.for_provider(inputs.provider).to_string());
+    let credentials = crate::provider::needs_credentials(inputs.provider);
+    let mut system_mounts = Vec::new();
+    if credentials {
+        // The folder, not the socket: a socket replaced by a restarted daemon stays reachable.
+        system_mounts.push(MountSpec {
+            host: proxy::socket_dir(&inputs.paths.data),
+            container: proxy::CONTAINER_SOCKET_DIR.to_string(),
+            readonly: true,
         });
+    }
     let mut spec = SpawnSpec {
         session_id: session.id.clone(),
         agent: session.agent.clone(),
         session_dir: inputs.paths.session(&session.agent, &session.id),
         group_dir: inputs.paths.group(&session.agent),
         image,
+        system_mounts,
         extra_mounts: inputs
             .mounts
             .iter()
@@ -97,6 +108,7 @@ pub fn compose(session: &Session, agent: &Agent, inputs: &Inputs<'_>) -> Compose
             .collect(),
         env: inputs.env.to_vec(),
         config_hash: String::new(),
+        credentials,
         resources: agent.resources,
         network: agent.network,
     };
@@ -114,15 +126,13 @@ pub fn is_current(label: Option<&str>, composed: &Composed) -> bool {
     label == Some(composed.spec.config_hash.as_str())
 }
 
-/// `container.json` for an agent (docs/agent-runner.md, "container.json"): every field of the agent the runner or its
-/// provider may use; `cli_scope` stays host-side. Unset fields take the contract's defaults.
-pub fn container_config(agent: &Agent) -> ContainerConfig {
+/// `container.json` for an agent running `provider` (resolved: the session's, the group's or
+/// the agent's, docs/agent-runner.md, "container.json"): every field of the agent the runner or
+/// its provider may use; `cli_scope` stays host-side. Unset fields take the contract's defaults.
+pub fn container_config(agent: &Agent, provider: &str) -> ContainerConfig {
     ContainerConfig {
         version: container_config::VERSION,
-        provider: agent.provider.as_deref().map_or_else(
-            || container_config::DEFAULT_PROVIDER.to_string(),
-            str::to_lowercase,
-        ),
+        provider: provider.to_string(),
         group_name: agent.name.clone(),
         agent_group_id: agent.name.clone(),
         assistant_name: Some(
@@ -218,6 +228,7 @@ fn config_hash(spec: &SpawnSpec, config: &ContainerConfig, instructions: &Instru
         part(text.as_bytes());
     }
     part(spec.image.as_bytes());
+    part(format!("{:?}", spec.system_mounts).as_bytes());
     part(format!("{:?}", spec.extra_mounts).as_bytes());
     part(format!("{:?}", spec.env).as_bytes());
     part(format!("{:?}", spec.resources).as_bytes());

@@ -86,6 +86,7 @@ fn session() -> Session {
         agent: "andy".into(),
         chat_id: Some("chat".into()),
         thread_id: None,
+        agent_provider: None,
     }
 }
 
@@ -104,8 +105,14 @@ fn composed(agent: &Agent, mounts: &[Resolved]) -> Composed {
             images: &images,
             mounts,
             env: &[],
+            provider: &provider_of(agent),
         },
     )
+}
+
+/// The agent's provider as the spawn resolves it without a session override.
+fn provider_of(agent: &Agent) -> String {
+    crate::provider::resolve(crate::provider::Sources::config(agent.provider.as_deref()))
 }
 
 /// Issue 9 point 1: the host's `container.json` for an agent with every field set.
@@ -158,7 +165,7 @@ fn the_hosts_container_json_for_a_fully_populated_agent() {
           ]
         }
     "#]]
-    .assert_eq(&container_config(&populated()).to_json());
+    .assert_eq(&container_config(&populated(), &provider_of(&populated())).to_json());
 }
 
 /// An agent that sets nothing: the contract's defaults, spelled out for the runner.
@@ -181,14 +188,14 @@ fn an_agent_without_optional_fields_gets_the_contracts_defaults() {
           "skills": "all"
         }
     "#]]
-    .assert_eq(&container_config(&minimal("echo")).to_json());
+    .assert_eq(&container_config(&minimal("echo"), "claude").to_json());
 }
 
 /// What the host writes, the runner reads back unchanged.
 #[test]
 fn the_runner_reads_what_the_host_writes() {
     for agent in [populated(), minimal("echo")] {
-        let config = container_config(&agent);
+        let config = container_config(&agent, &provider_of(&agent));
         let read = ContainerConfig::parse(&config.to_json(), Path::new("container.json")).unwrap();
         assert_eq!(read, config);
         assert!(read.unknown.is_empty());

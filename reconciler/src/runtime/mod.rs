@@ -24,6 +24,7 @@ pub mod delivery;
 pub mod evict;
 pub mod health;
 pub mod layout;
+pub mod lease;
 pub mod lock;
 pub mod notice;
 pub mod route;
@@ -103,13 +104,12 @@ pub async fn run(
     if removed > 0 {
         info!(removed, "orphan containers of this install removed");
     }
-    let runner = Runner::new(docker, slug, settings.max_containers);
+    let runner = Runner::new(docker, slug.clone(), settings.max_containers);
     let tasks = TaskTracker::new();
 
     // The credential proxy: containers reach the Anthropic API only through it. It stops
-    // after the containers, so a container's last request is still answered.
-    // TODO(#10): the spawn registers a placeholder per container in `placeholders` (and
-    // revokes it on exit), mounts `credentials::proxy::socket_dir` and sets the runner's env.
+    // after the containers, so a container's last request is still answered. The waker lends
+    // each container that calls the API a placeholder (`lease::Leases`) and voids it at exit.
     let placeholders = Placeholders::new();
     let proxy_settings = ProxySettings::new(
         &paths.data,
@@ -117,6 +117,12 @@ pub async fn run(
         settings.env_credential.clone(),
     );
     let proxy_socket = proxy_settings.socket.clone();
+    let leases = lease::Leases::new(
+        placeholders.clone(),
+        proxy_settings.store.clone(),
+        settings.env_credential.clone(),
+        slug,
+    );
     let proxy = Proxy::bind(proxy_settings, placeholders.clone())
         .with_context(|| format!("binding {}", proxy_socket.display()))?;
     let proxy_stop = CancellationToken::new();
@@ -149,6 +155,7 @@ pub async fn run(
         settings.clone(),
         runner.clone(),
         adapters.clone(),
+        leases,
         tasks.clone(),
     );
     let waker_inputs = waker::Inputs {

@@ -50,6 +50,7 @@ pub fn prepare(
 ) -> anyhow::Result<SpawnSpec> {
     let agent = agent(conn, &session.agent)?
         .with_context(|| format!("agent `{}` no longer exists", session.agent))?;
+    let provider = provider(conn, session)?;
     let mounts = resolve_mounts(&agent, paths);
     let composed = compose::compose(
         session,
@@ -59,6 +60,7 @@ pub fn prepare(
             images,
             mounts: &mounts,
             env: &[],
+            provider: &provider,
         },
     );
     write(conn, paths, session, &composed)?;
@@ -68,6 +70,19 @@ pub fn prepare(
 /// The agent's configuration, typed, through `db::config`: THE one place the runtime reads it.
 fn agent(conn: &Connection, name: &str) -> anyhow::Result<Option<Agent>> {
     crate::db::config::agent(conn, name).context("reading the agent's configuration")
+}
+
+/// The session's provider: its own override, the agent group's, the agent's configuration,
+/// else `claude` ([`crate::provider::resolve`]).
+fn provider(conn: &Connection, session: &Session) -> anyhow::Result<String> {
+    let columns = crate::db::config::provider_columns(conn, &session.agent)
+        .context("reading the agent's provider")?
+        .unwrap_or_default();
+    Ok(crate::provider::resolve(crate::provider::Sources {
+        session: session.agent_provider.as_deref(),
+        group: columns.group.as_deref(),
+        config: columns.config.as_deref(),
+    }))
 }
 
 /// Writes what `composed` decided into the session's folders and `inbound.db` (idempotent).

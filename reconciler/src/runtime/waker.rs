@@ -17,6 +17,10 @@
 //! A container that ends with work left is started again at once; one that failed (exited with
 //! an error nobody asked for, or could not start) is retried with [`backoff`], recorded in
 //! `container_failures`, and its chat is told once per failure streak (issue 8 points 3, 10).
+//! A container that calls the API is lent a placeholder before it starts and the key is voided
+//! when it ends ([`Leases`]); when no credential is configured nothing is started: the chat is
+//! told once, the messages stay pending, and the session starts as soon as a credential appears
+//! (issue 10 point 5).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, SystemTime};
@@ -29,6 +33,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use super::backoff::Streak;
+use super::lease::Leases;
 use super::notice::{self, Notice};
 use super::{Settings, evict, session, sweep};
 use crate::channels::Adapters;
@@ -39,12 +44,16 @@ use crate::db;
 pub const EVICTED: &str = "evicted for a waiting session";
 /// How often waiting sessions look for room without another trigger (only while some wait).
 const TICK: Duration = Duration::from_millis(250);
+/// How often sessions held for a missing credential look for one (only while some are held).
+const CREDENTIAL_POLL: Duration = Duration::from_secs(1);
 
 /// The waker's state; owned by its task.
 pub struct Waker {
     settings: Settings,
     runner: Runner,
     adapters: Adapters,
+    /// Placeholders lent to the containers that call the API.
+    leases: Leases,
     tasks: TaskTracker,
     /// Where the waker's own tasks report back.
     inbox: mpsc::UnboundedSender<Msg>,
@@ -62,6 +71,9 @@ pub struct Waker {
     deferred: HashSet<String>,
     /// Sessions whose chat was told about the current failure streak.
     told: HashSet<String>,
+    /// Sessions held because no credential is configured (their chat was told); started when
+    /// one appears.
+    need_credential: HashSet<String>,
     /// An eviction search is running; `search_again` asks for another when it ends.
     searching: bool,
     search_again: bool,
@@ -75,6 +87,12 @@ pub enum Msg {
         session: String,
         agent: Option<String>,
         woken: Woken,
+    },
+    /// No credential to lend: nothing was started (`reason` is the chat's message).
+    NoCredential {
+        session: String,
+        agent: Option<String>,
+        reason: String,
     },
     /// An ended container was recorded; `pending` says whether its session still has work.
     ExitChecked { exit: Exited, pending: bool },
@@ -109,6 +127,7 @@ impl Waker {
         settings: Settings,
         runner: Runner,
         adapters: Adapters,
+        leases: Leases,
         tasks: TaskTracker,
     ) -> (Waker, mpsc::UnboundedReceiver<Msg>) {
         let (inbox, inbox_rx) = mpsc::unbounded_channel();
@@ -116,6 +135,7 @@ impl Waker {
             settings,
             runner,
             adapters,
+            leases,
             tasks,
             inbox,
             queue: VecDeque::new(),
@@ -125,6 +145,7 @@ impl Waker {
             retry_at: HashMap::new(),
             deferred: HashSet::new(),
             told: HashSet::new(),
+            need_credential: HashSet::new(),
             searching: false,
             search_again: false,
         };
@@ -140,6 +161,8 @@ impl Waker {
     ) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut credential_poll = tokio::time::interval(CREDENTIAL_POLL);
+        credential_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next_retry = self.retry_at.values().min().copied();
             let retry = async move {
@@ -163,6 +186,9 @@ impl Waker {
                     self.seek();
                 }
                 () = retry => self.retry_due(),
+                _ = credential_poll.tick(), if !self.need_credential.is_empty() => {
+                    self.credential_check();
+                }
             }
         }
     }
@@ -172,6 +198,7 @@ impl Waker {
         if self.runner.is_running(&session)
             || self.starting.contains(&session)
             || self.queue.contains(&session)
+            || self.need_credential.contains(&session)
         {
             return;
         }
@@ -195,6 +222,9 @@ impl Waker {
                 woken,
             } => {
                 self.starting.remove(&session);
+                if woken != Woken::Running {
+                    self.leases.release(&session);
+                }
                 match woken {
                     Woken::Running => self.record_status(&session, true),
                     // Lost a race for the last slot: keep its place.
@@ -212,6 +242,14 @@ impl Waker {
                         pending: true,
                     }),
                 }
+            }
+            Msg::NoCredential {
+                session,
+                agent,
+                reason,
+            } => {
+                self.starting.remove(&session);
+                self.no_credential(session, agent, reason);
             }
             Msg::ExitChecked { exit, pending } => self.exit_checked(exit, pending),
             Msg::Victims(victims) => self.evict(victims),
@@ -262,12 +300,23 @@ impl Waker {
         self.starting.insert(session.clone());
         let settings = self.settings.clone();
         let runner = self.runner.clone();
+        let leases = self.leases.clone();
         let inbox = self.inbox.clone();
         self.tasks.spawn(async move {
             let id = session.clone();
             let prepared = tokio::task::spawn_blocking(move || prepare(&settings, &id)).await;
             let (agent, woken) = match prepared {
-                Ok((agent, Ok(spec))) => (agent, runner.wake(spec).await),
+                Ok((agent, Ok(mut spec))) => match leases.lend(&mut spec) {
+                    Ok(()) => (agent, runner.wake(spec).await),
+                    Err(err) => {
+                        let _ = inbox.send(Msg::NoCredential {
+                            session,
+                            agent,
+                            reason: err.to_string(),
+                        });
+                        return;
+                    }
+                },
                 Ok((agent, Err(err))) => (agent, Woken::Failed(format!("{err:#}"))),
                 Err(err) => (None, Woken::Failed(err.to_string())),
             };
@@ -279,9 +328,49 @@ impl Waker {
         });
     }
 
+    /// No credential to lend the session's container: hold the session (its messages stay
+    /// pending) and tell its chat once; [`Waker::credential_check`] starts it later.
+    fn no_credential(&mut self, session: String, agent: Option<String>, reason: String) {
+        if !self.need_credential.insert(session.clone()) {
+            return;
+        }
+        warn!(session = %session, reason = %reason, "no credential for the agent's container; holding its messages");
+        let notice = Notice::NoCredential {
+            agent: agent.unwrap_or_else(|| "(unknown)".to_string()),
+            reason,
+        };
+        let paths = self.settings.paths.clone();
+        let adapters = self.adapters.clone();
+        self.tasks.spawn(async move {
+            let _ = tokio::task::spawn_blocking(move || {
+                notice::tell(&paths, &adapters, &session, &notice);
+            })
+            .await;
+        });
+    }
+
+    /// Starts the sessions held for a credential once one is configured.
+    fn credential_check(&mut self) {
+        let leases = self.leases.clone();
+        if !leases.has_credential() {
+            return;
+        }
+        info!(
+            sessions = self.need_credential.len(),
+            "a credential is configured: starting the sessions that waited for it"
+        );
+        for session in std::mem::take(&mut self.need_credential) {
+            self.wake(session);
+        }
+    }
+
     /// A container ended: free its slot, record it, and find out whether work is left.
     fn exited(&mut self, exit: Exited) {
         self.evicting.remove(&exit.session_id);
+        if !self.runner.is_running(&exit.session_id) && !self.starting.contains(&exit.session_id) {
+            // Its key dies with it (a successor that is starting already has its own).
+            self.leases.release(&exit.session_id);
+        }
         match &exit.requested {
             _ if exit.is_failure() => warn!(
                 session = %exit.session_id,
