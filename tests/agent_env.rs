@@ -108,3 +108,87 @@ fn issue_10_without_a_credential_the_chat_is_told_once_and_the_message_waits_for
         daemon.log()
     );
 }
+
+/// Issue 10 point 6 (the files, with the mock provider): the composed `CLAUDE.md` imports the
+/// shared base, the module fragments (not the CLI module's when `cli_scope` is `disabled`) and
+/// the selected skills' fragments; the settings and the skills are written host-side; inside
+/// the container everything composed is read-only while the agent's folder, where its
+/// `CLAUDE.local.md` memory lives, is writable.
+#[test]
+fn issue_10_the_composed_environment_is_read_only_and_the_memory_writable() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let env = Env::new("composed-env");
+    env.write(
+        "agents.yaml",
+        &crate::runtime::CLI_AGENT.replace(
+            "provider: mock\n",
+            "provider: mock\ncli_scope: disabled\ninstructions: Call me Ann.\n",
+        ),
+    );
+    let daemon = Daemon::start(&env);
+    let mut client = Client::connect(&env);
+    client.say("m1", "hello");
+    assert_eq!(client.reply().0, "echo: hello", "{}", daemon.log());
+    let (session, _) = crate::runtime::sessions(&env).pop().expect("a session");
+    let session_dir = env.data().join("sessions/echo").join(&session);
+    let claude_md = std::fs::read_to_string(session_dir.join("CLAUDE.md")).expect("CLAUDE.md");
+    assert!(claude_md.contains("@./.claude-shared.md\n"), "{claude_md}");
+    assert!(
+        claude_md.contains("@./.claude-fragments/module-messaging.md\n"),
+        "{claude_md}"
+    );
+    assert!(
+        claude_md.contains("@./.claude-fragments/skill-remember.md\n"),
+        "{claude_md}"
+    );
+    assert!(!claude_md.contains("module-cli"), "cli_scope: disabled");
+    let shared = std::fs::read_to_string(session_dir.join(".claude-shared.md")).expect("base");
+    assert!(shared.starts_with("# nanoclaw agent\n"), "{shared}");
+    for fragment in ["module-messaging.md", "skill-remember.md"] {
+        assert!(
+            session_dir
+                .join(".claude-fragments")
+                .join(fragment)
+                .is_file(),
+            "{fragment}"
+        );
+    }
+    let settings: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(session_dir.join("claude-settings.json")).expect("settings"),
+    )
+    .expect("settings JSON");
+    assert!(settings["hooks"]["PreToolUse"].is_array(), "{settings}");
+    let skill = env.data().join("sessions/echo/skills/remember/SKILL.md");
+    assert!(
+        std::fs::read_to_string(&skill)
+            .expect("the selected skill, host-side")
+            .starts_with("---\nname: remember\n")
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.data().join("groups/echo/CLAUDE.local.md"))
+            .expect("the memory"),
+        "Call me Ann.\n",
+        "seeded from the manifest's instructions"
+    );
+
+    for (id, path) in [
+        ("w1", "/workspace/.claude-fragments/module-extra.md"),
+        ("w2", "/workspace/claude-settings.json.new"),
+        ("w3", "/workspace/CLAUDE.md.new"),
+    ] {
+        client.say(id, &format!("!try write {path}"));
+        let (answer, _) = client.reply();
+        assert!(
+            answer.contains("refused") && answer.contains("Read-only"),
+            "{path}: {answer}"
+        );
+    }
+    client.say("w4", "!try write /workspace/agent/notes.md");
+    assert_eq!(
+        client.reply().0,
+        "try write: wrote `/workspace/agent/notes.md`"
+    );
+    assert!(env.data().join("groups/echo/notes.md").is_file());
+}

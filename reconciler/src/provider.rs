@@ -59,6 +59,12 @@ pub fn needs_credentials(provider: &str) -> bool {
     provider != MOCK
 }
 
+/// Whether an agent of this (resolved) provider runs Claude Code in its container, so it gets
+/// its Claude state folder, skills and settings.
+pub fn runs_claude_code(provider: &str) -> bool {
+    provider == DEFAULT
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -209,17 +209,103 @@ fn the_instruction_files_are_imports_and_fragments() {
         <!-- Composed by nanoclaw at every container start; do not edit. Per-agent memory belongs in CLAUDE.local.md. -->
         @./.claude-shared.md
         @./.claude-fragments/mcp-notes.md
+        @./.claude-fragments/module-cli.md
+        @./.claude-fragments/module-messaging.md
     "#]]
     .assert_eq(&full.instructions.claude_md);
     assert_eq!(
-        full.instructions.fragments,
-        BTreeMap::from([(
-            "mcp-notes.md".to_string(),
-            "Use the notes tools.\n".to_string()
-        )])
+        full.instructions.fragments["mcp-notes.md"],
+        "Use the notes tools.\n"
+    );
+    assert_eq!(
+        full.instructions.fragments["module-messaging.md"],
+        format!(
+            "{}\n",
+            include_str!("../../../container/modules/messaging.md").trim_end()
+        )
     );
     assert_eq!(full.instructions.local_seed, "Be kind.\n");
+    assert!(
+        full.instructions.skills.is_empty(),
+        "`pdf` and `xlsx` are not bundled"
+    );
     assert_eq!(composed(&minimal("andy"), &[]).instructions.local_seed, "");
+}
+
+/// Issue 10 point 6: one fragment per runner tool module (the CLI module's left out when
+/// `cli_scope` is `disabled`), one per selected skill with instructions, one per MCP server
+/// with instructions; the selected skills travel with the composition.
+#[test]
+fn issue_10_fragments_follow_cli_scope_and_the_skill_selection() {
+    let names = |agent: &Agent| -> (Vec<String>, Vec<&str>) {
+        let instructions = composed(agent, &[]).instructions;
+        (
+            instructions.fragments.keys().cloned().collect(),
+            instructions.skills.iter().map(|skill| skill.name).collect(),
+        )
+    };
+    let all = minimal("andy");
+    assert_eq!(
+        names(&all),
+        (
+            vec![
+                "module-cli.md".to_string(),
+                "module-messaging.md".to_string(),
+                "skill-remember.md".to_string()
+            ],
+            vec!["remember"]
+        )
+    );
+    let mut quiet = minimal("andy");
+    quiet.cli_scope = CliScope::Disabled;
+    quiet.skills = state::Skills::List(Vec::new());
+    assert_eq!(
+        names(&quiet),
+        (vec!["module-messaging.md".to_string()], Vec::new())
+    );
+    let claude_md = composed(&all, &[]).instructions.claude_md;
+    assert!(claude_md.contains("@./.claude-fragments/skill-remember.md\n"));
+}
+
+/// Issue 10 points 5 and 6: a Claude agent gets its state folder (read-write) and its skills
+/// (read-only) in Claude Code's folder and the credential proxy's socket folder (read-only);
+/// a mock agent none of them.
+#[test]
+fn issue_10_a_claude_agent_gets_its_state_skills_and_the_proxy_a_mock_agent_none() {
+    let shown = |agent: &Agent| -> Vec<String> {
+        let spec = composed(agent, &[]).spec;
+        let mut lines: Vec<String> = spec
+            .system_mounts
+            .iter()
+            .map(|mount| {
+                format!(
+                    "{} -> {} {}",
+                    mount.host.display(),
+                    mount.container,
+                    if mount.readonly { "ro" } else { "rw" }
+                )
+            })
+            .collect();
+        lines.push(format!("credentials: {}", spec.credentials));
+        lines
+    };
+    expect_test::expect![[r#"
+        [
+            "/nonexistent/nanoclaw-data/sessions/andy/.claude-shared -> /home/agent/.claude rw",
+            "/nonexistent/nanoclaw-data/sessions/andy/skills -> /home/agent/.claude/skills ro",
+            "/nonexistent/nanoclaw-data/proxy -> /run/nanoclaw-proxy ro",
+            "credentials: true",
+        ]
+    "#]]
+    .assert_debug_eq(&shown(&minimal("andy")));
+    let mut mock = minimal("andy");
+    mock.provider = Some("mock".into());
+    expect_test::expect![[r#"
+        [
+            "credentials: false",
+        ]
+    "#]]
+    .assert_debug_eq(&shown(&mock));
 }
 
 #[test]

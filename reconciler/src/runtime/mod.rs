@@ -23,6 +23,7 @@ pub mod compose;
 pub mod delivery;
 pub mod evict;
 pub mod health;
+pub mod instructions;
 pub mod layout;
 pub mod lease;
 pub mod lock;

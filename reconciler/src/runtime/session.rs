@@ -18,7 +18,8 @@ use anyhow::Context;
 use rusqlite::{Connection, OptionalExtension};
 use tracing::{info, warn};
 
-use super::compose::{self, Composed, FRAGMENTS_DIR, Inputs};
+use super::compose::{self, Composed, FRAGMENTS_DIR, Inputs, SKILLS_FOLDER};
+use super::instructions::{self, SETTINGS_FILE, SHARED_FILE};
 use super::layout::{self, FILE_MODE, MountPoint};
 use crate::containers::{AgentImages, SpawnSpec};
 use crate::db::sessions::Session;
@@ -115,6 +116,7 @@ fn write(
         None,
     )?;
     write_instructions(&dirs.session, &composed.instructions)?;
+    write_skills(&dirs.agent_state, &composed.instructions.skills)?;
     let mut inbound =
         session_db::open_inbound_host(&session_db::inbound_path(&composed.spec.session_dir))?;
     write_projections(conn, session, &mut inbound)?;
@@ -259,6 +261,18 @@ fn migrate_legacy_group(group: &Dir) -> anyhow::Result<Option<String>> {
 /// Writes the composed `CLAUDE.md` and its fragments into the session folder, removing
 /// fragments no longer composed.
 fn write_instructions(session: &Dir, instructions: &compose::Instructions) -> anyhow::Result<()> {
+    session.replace(
+        SHARED_FILE,
+        instructions::SHARED_BASE.as_bytes(),
+        FILE_MODE,
+        None,
+    )?;
+    session.replace(
+        SETTINGS_FILE,
+        instructions.settings.as_bytes(),
+        FILE_MODE,
+        None,
+    )?;
     let fragments = session.ensure_dir(FRAGMENTS_DIR, layout::DIR_MODE, None)?;
     for name in fragments.names()? {
         let name = name.to_string_lossy().into_owned();
@@ -275,6 +289,26 @@ fn write_instructions(session: &Dir, instructions: &compose::Instructions) -> an
         FILE_MODE,
         None,
     )?;
+    Ok(())
+}
+
+/// Writes the agent's selected skills into its host-owned `sessions/<agent>/skills/` (mounted
+/// read-only as Claude Code's skills folder), removing the ones no longer selected. Files are
+/// copied, not linked: the folder holds nothing the agent can redirect.
+fn write_skills(agent_state: &Dir, skills: &[&instructions::Skill]) -> anyhow::Result<()> {
+    let folder = agent_state.ensure_dir(SKILLS_FOLDER, layout::DIR_MODE, None)?;
+    for name in folder.names()? {
+        let name = name.to_string_lossy().into_owned();
+        if !skills.iter().any(|skill| skill.name == name) {
+            folder.remove(&name)?;
+        }
+    }
+    for skill in skills {
+        let dir = folder.ensure_dir(skill.name, layout::DIR_MODE, None)?;
+        for (path, text) in skill.files {
+            dir.replace(path, text.as_bytes(), FILE_MODE, None)?;
+        }
+    }
     Ok(())
 }
 
