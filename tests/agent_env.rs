@@ -192,3 +192,16 @@ fn issue_10_the_composed_environment_is_read_only_and_the_memory_writable() {
     );
     assert!(env.data().join("groups/echo/notes.md").is_file());
 }
+
+/// Issue 10 point 10: the Claude example validates, while the bundled manifests stay on the
+/// offline `mock` provider (the first README command needs no key).
+#[test]
+fn the_claude_example_validates_and_the_bundled_agent_stays_on_mock() {
+    let env = Env::new("claude-example");
+    let example = support::repo_root().join("docs/examples/claude");
+    let run = env.run(&["validate", example.to_str().expect("utf-8 path")]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let bundled = std::fs::read_to_string(support::repo_root().join("manifests/assistant.yaml"))
+        .expect("the bundled agent");
+    assert!(bundled.contains("\nprovider: mock\n"), "{bundled}");
+}
