@@ -53,10 +53,11 @@ pub fn resolve(sources: Sources<'_>) -> String {
 }
 
 /// Whether an agent of this (resolved) provider calls the Anthropic API, so its container gets
-/// the credential proxy's socket, a placeholder key and the forwarder. Every provider but the
-/// offline `mock` does.
+/// the credential proxy's socket, a placeholder key and the forwarder: `claude` does; the
+/// offline `mock` does not, and a name the runner does not know gets nothing (its container
+/// fails with the runner's "unknown provider", which names the fix).
 pub fn needs_credentials(provider: &str) -> bool {
-    provider != MOCK
+    provider == DEFAULT
 }
 
 /// Whether an agent of this (resolved) provider runs Claude Code in its container, so it gets
@@ -113,8 +114,9 @@ mod tests {
     }
 
     #[test]
-    fn only_the_offline_mock_goes_without_credentials() {
+    fn only_claude_gets_the_credential_proxy() {
         assert!(!needs_credentials("mock"));
+        assert!(!needs_credentials("no-such-provider"));
         assert!(needs_credentials("claude"));
         assert!(needs_credentials(&resolve(Sources::default())));
     }
