@@ -8,6 +8,7 @@
 pub mod accept;
 pub mod cli_protocol;
 pub mod cli_socket;
+pub mod telegram;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,0 +1,7 @@
+//! The Telegram channel (`channel_type: telegram`; platform id = chat id): long polling with
+//! `getUpdates`, the durable update offset, and delivery through the Bot API.
+
+pub mod api;
+pub mod format;
+pub mod inbound;
+pub mod types;
