@@ -2,6 +2,8 @@
 //! `getUpdates`, the durable update offset, and delivery through the Bot API.
 
 pub mod api;
+pub mod cards;
 pub mod format;
 pub mod inbound;
+pub mod offset;
 pub mod types;

@@ -86,6 +86,8 @@ pub struct Message {
     #[serde(default)]
     pub photo: Vec<PhotoSize>,
     pub document: Option<Document>,
+    /// The inline keyboard of a card (read from a clicked card).
+    pub reply_markup: Option<InlineKeyboardMarkup>,
 }
 
 /// A formatting or semantic span of a text. Offsets and lengths count UTF-16 code units.
@@ -159,12 +161,12 @@ pub enum MessageOrTrue {
     True(bool),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InlineKeyboardMarkup {
     pub inline_keyboard: Vec<Vec<InlineKeyboardButton>>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InlineKeyboardButton {
     pub text: String,
     #[serde(skip_serializing_if = "Option::is_none")]
