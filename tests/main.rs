@@ -18,4 +18,5 @@ mod recovery;
 mod runner;
 mod runtime;
 mod session_files;
+mod telegram;
 mod tidy;

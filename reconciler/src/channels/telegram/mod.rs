@@ -6,4 +6,6 @@ pub mod cards;
 pub mod format;
 pub mod inbound;
 pub mod offset;
+pub mod poll;
+pub mod send;
 pub mod types;
