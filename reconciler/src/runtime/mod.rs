@@ -31,6 +31,7 @@ pub mod router;
 pub mod sent_log;
 pub mod session;
 pub mod sweep;
+pub mod typing;
 pub mod waker;
 pub mod watch;
 
