@@ -47,6 +47,36 @@ pub struct Poller {
     failed_polls: u32,
 }
 
+/// A message no agent answers, named so an operator can wire its chat (docs/channels.md,
+/// "Setting up a bot"): at info for DMs and mentions, at debug for other group chatter.
+struct Unanswered {
+    chat: String,
+    chat_name: Option<String>,
+    sender: Option<String>,
+    addressed: bool,
+}
+
+impl Unanswered {
+    fn of(event: &crate::channels::InboundEvent) -> Unanswered {
+        let content = &event.message.content;
+        Unanswered {
+            chat: event.platform_id.clone(),
+            chat_name: content.rest_str(&["chatName"]).map(str::to_string),
+            sender: content.sender.clone(),
+            addressed: event.message.is_mention,
+        }
+    }
+
+    fn log(&self) {
+        if self.addressed {
+            info!(chat = %self.chat, chat_name = ?self.chat_name, sender = ?self.sender,
+                "telegram message that no agent answers; to answer this chat, wire its id in a channel manifest (channel_type: telegram, platform_id: the chat id)");
+        } else {
+            debug!(chat = %self.chat, "telegram group message that engages no agent");
+        }
+    }
+}
+
 /// What handling one page of updates came to.
 enum Page {
     /// Everything stored; poll again at once.
@@ -139,7 +169,7 @@ impl Poller {
 
     /// Hands a page of updates to the router and advances the offset past each stored one.
     async fn page(&mut self, updates: Vec<Update>) -> Page {
-        let mut waiting: Vec<(i64, Option<oneshot::Receiver<Receipt>>)> = Vec::new();
+        let mut waiting: Vec<(i64, Option<(Unanswered, oneshot::Receiver<Receipt>)>)> = Vec::new();
         for update in &updates {
             let receipt = match inbound::map(update, &self.me) {
                 Mapped::Skip => None,
@@ -155,10 +185,11 @@ impl Poller {
                         event,
                         stored: Some(stored),
                     };
+                    let unanswered = Unanswered::of(&envelope.event);
                     if self.inbound.send(envelope).await.is_err() {
                         return Page::Closed;
                     }
-                    Some(receipt)
+                    Some((unanswered, receipt))
                 }
             };
             waiting.push((update.update_id, receipt));
@@ -167,8 +198,17 @@ impl Poller {
         for (update_id, receipt) in waiting {
             let stored = match receipt {
                 None => true,
-                Some(receipt) => match receipt.await {
-                    Ok(Receipt::Stored { .. } | Receipt::UnknownChat) => true,
+                Some((unanswered, receipt)) => match receipt.await {
+                    Ok(Receipt::Stored { answering }) => {
+                        if answering.is_empty() {
+                            unanswered.log();
+                        }
+                        true
+                    }
+                    Ok(Receipt::UnknownChat) => {
+                        unanswered.log();
+                        true
+                    }
                     Ok(Receipt::Failed) => false,
                     Err(_) => return Page::Closed,
                 },

@@ -84,8 +84,10 @@ pub async fn deliver(
     progress: &Progress,
     out: &Outgoing<'_>,
 ) -> Result<Option<String>, ApiError> {
+    // A `telegram:` prefix (v2's chat ids) is accepted.
     let chat: i64 = out
         .chat
+        .trim_start_matches("telegram:")
         .parse()
         .map_err(|_| refused("sendMessage", "the chat id is not a Telegram chat id"))?;
     let thread: Option<i64> = out.thread.and_then(|thread| thread.parse().ok());
