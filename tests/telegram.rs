@@ -16,8 +16,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::support::Env;
+use crate::runtime::Daemon;
 use crate::support::fake_telegram::{BOT_ID, Failure, Fake, Person, TOKEN};
+use crate::support::{self, Env};
 
 fn api(fake: &Fake, tasks: &TaskTracker, stop: &CancellationToken) -> Api {
     Api::new(&fake.url(), Secret::new(TOKEN), tasks.clone(), stop.clone()).unwrap()
@@ -480,4 +481,250 @@ fn auth_set_telegram_stores_the_token_privately_and_refuses_garbage() {
         status.stderr.contains("nanoclaw auth set telegram"),
         "{status:?}"
     );
+}
+
+// End to end: `nanoclaw run` with the Telegram channel pointed at the fake, real containers
+// running the mock agent.
+
+const ADA_CHAT: i64 = 111_222_333;
+const GROUP_CHAT: i64 = -1_001_234_567_890;
+
+/// An echo agent answering Ada's DM (every message) and a group (mentions only).
+const TELEGRAM_AGENT: &str = "\
+kind: agent
+name: echo
+provider: mock
+---
+kind: channel
+name: ada-dm
+channel_type: telegram
+platform_id: \"111222333\"
+unknown_sender_policy: public
+wirings:
+  - agent: echo
+    engage_mode: pattern
+    engage_pattern: \".\"
+---
+kind: channel
+name: family
+channel_type: telegram
+platform_id: \"-1001234567890\"
+is_group: true
+unknown_sender_policy: public
+wirings:
+  - agent: echo
+    engage_mode: mention
+";
+
+/// An env whose daemon talks to `fake` with the test token.
+fn telegram_env(name: &str, fake: &Fake) -> Env {
+    let env = Env::new(name);
+    env.write("agents.yaml", TELEGRAM_AGENT);
+    env.set_var("NANOCLAW_TELEGRAM_API_URL", &fake.url());
+    env.set_var("TELEGRAM_BOT_TOKEN", TOKEN);
+    env.set_var("NANOCLAW_LOG", "info,reconciler::runtime::typing=debug");
+    env
+}
+
+#[track_caller]
+fn wait_for_texts(fake: &Fake, chat: i64, count: usize, daemon: &Daemon) -> Vec<String> {
+    support::wait_until(
+        &format!("{count} replies in chat {chat}"),
+        Duration::from_secs(90),
+        || fake.texts(chat).len() >= count,
+    );
+    let texts = fake.texts(chat);
+    assert_eq!(texts.len(), count, "{texts:?}\n{}", daemon.log());
+    texts
+}
+
+#[test]
+fn issue_12_a_dm_round_trip_shows_typing_until_the_reply() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let fake = Fake::start();
+    let env = telegram_env("tg-dm", &fake);
+    let daemon = Daemon::start(&env);
+    fake.dm(&ada(), "hello");
+    let texts = wait_for_texts(&fake, ADA_CHAT, 1, &daemon);
+    assert_eq!(texts, ["echo: hello"]);
+    let reply_at = fake.sent(Some(ADA_CHAT))[0].at;
+    let typing = fake.actions(ADA_CHAT);
+    assert!(!typing.is_empty(), "typing was shown\n{}", daemon.log());
+    assert_eq!(typing[0].params["action"], json!("typing"));
+    assert!(typing[0].at < reply_at);
+    // The refresher stops once the paused indicator finds the agent done; nothing after the
+    // reply shows typing again.
+    support::wait_until("typing stopped", Duration::from_secs(30), || {
+        daemon.log().contains("typing stopped")
+    });
+    let after: Vec<_> = fake
+        .actions(ADA_CHAT)
+        .into_iter()
+        .filter(|call| call.at > reply_at)
+        .collect();
+    assert!(after.is_empty(), "typing after the reply: {after:?}");
+}
+
+#[test]
+fn issue_12_a_group_answers_a_mention_and_ignores_the_rest() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let fake = Fake::start();
+    let env = telegram_env("tg-group", &fake);
+    let daemon = Daemon::start(&env);
+    let grace = Person::new(444_555_666, "Grace", None);
+    fake.group(GROUP_CHAT, &grace, "dinner at 7", false);
+    fake.group(GROUP_CHAT, &grace, "what is for dinner?", true);
+    let texts = wait_for_texts(&fake, GROUP_CHAT, 1, &daemon);
+    assert_eq!(texts, ["echo: @nanoclaw_test_bot what is for dinner?"]);
+}
+
+#[test]
+fn issue_12_special_characters_arrive_intact_and_a_long_reply_is_split() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let fake = Fake::start();
+    let env = telegram_env("tg-format", &fake);
+    let daemon = Daemon::start(&env);
+    fake.dm(&ada(), "_*[]()~>#+-=|{}.!");
+    assert_eq!(
+        wait_for_texts(&fake, ADA_CHAT, 1, &daemon),
+        ["echo: _*[]()~>#+-=|{}.!"]
+    );
+    let long = "word ".repeat(819) + "end"; // 4098 characters: the echo is longer than 4096
+    fake.dm(&ada(), &long);
+    let texts = wait_for_texts(&fake, ADA_CHAT, 3, &daemon);
+    assert!(texts[1].encode_utf16().count() <= 4096);
+    assert_eq!(
+        format!("{} {}", texts[1], texts[2]),
+        format!("echo: {}", long.trim())
+    );
+}
+
+#[test]
+fn issue_12_a_photo_arrives_in_the_session_inbox() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let fake = Fake::start();
+    let env = telegram_env("tg-photo", &fake);
+    let daemon = Daemon::start(&env);
+    let photo = b"\xff\xd8\xff\xe0 a small photo";
+    fake.photo(&ada(), photo, "what is this?");
+    assert_eq!(
+        wait_for_texts(&fake, ADA_CHAT, 1, &daemon),
+        ["echo: what is this?"]
+    );
+    let sessions = env.data().join("sessions/echo");
+    let saved: Vec<Vec<u8>> = walk_files(&sessions)
+        .into_iter()
+        .filter(|path| path.components().any(|part| part.as_os_str() == "inbox"))
+        .map(|path| std::fs::read(path).unwrap())
+        .collect();
+    assert_eq!(saved, [photo.to_vec()], "{}", daemon.log());
+}
+
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            files.extend(walk_files(&path));
+        } else if kind.is_file() {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[test]
+fn issue_12_kill_9_between_updates_loses_nothing_and_repeats_nothing() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let fake = Fake::start();
+    let env = telegram_env("tg-crash", &fake);
+    let offset_file = env.data().join("channels/telegram/offset.json");
+    let mut daemon = Daemon::start(&env);
+    let first = fake.dm(&ada(), "one");
+    assert_eq!(wait_for_texts(&fake, ADA_CHAT, 1, &daemon), ["echo: one"]);
+    let stored_offset = std::fs::read_to_string(&offset_file).unwrap();
+    assert!(
+        stored_offset.contains(&format!("\"next\":{}", first + 1)),
+        "{stored_offset}"
+    );
+    daemon.crash();
+
+    // While the daemon is down: a new message, and Telegram sending `one` again as if the
+    // crash had come after storing it but before the offset was recorded.
+    let second = fake.dm(&ada(), "two");
+    fake.resend(first);
+    std::fs::write(
+        &offset_file,
+        format!("{{\"bot_id\":{BOT_ID},\"next\":{first}}}"),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&env);
+    let texts = wait_for_texts(&fake, ADA_CHAT, 2, &daemon);
+    assert_eq!(texts, ["echo: one", "echo: two"]);
+    support::wait_until(
+        "the offset moves past `two`",
+        Duration::from_secs(30),
+        || {
+            std::fs::read_to_string(&offset_file)
+                .unwrap_or_default()
+                .contains(&format!("\"next\":{}", second + 1))
+        },
+    );
+    assert_eq!(fake.deliveries()[&second], 1, "`two` was fetched once");
+}
+
+#[test]
+fn issue_12_a_429_is_honoured_and_the_reply_sent_once() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let fake = Fake::start();
+    let env = telegram_env("tg-429", &fake);
+    let daemon = Daemon::start(&env);
+    fake.fail_next("sendMessage", Failure::RateLimited { retry_after: 2 });
+    fake.dm(&ada(), "hello");
+    assert_eq!(wait_for_texts(&fake, ADA_CHAT, 1, &daemon), ["echo: hello"]);
+    let calls: Vec<_> = fake
+        .calls()
+        .into_iter()
+        .filter(|call| call.method == "sendMessage")
+        .collect();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls[0].status, 429);
+    assert!(
+        calls[1].at - calls[0].at >= Duration::from_secs(2),
+        "the retry waited as Telegram asked: {:?}",
+        calls[1].at - calls[0].at
+    );
+}
+
+#[test]
+fn a_telegram_chat_without_a_token_stops_the_start_naming_the_command() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let fake = Fake::start();
+    let env = Env::new("tg-no-token");
+    env.write("agents.yaml", TELEGRAM_AGENT);
+    env.set_var("NANOCLAW_TELEGRAM_API_URL", &fake.url());
+    let image = support::agent_image().tag;
+    let run = env.run(&["run", "manifests", "--image", image]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("`nanoclaw auth set telegram`"),
+        "{}",
+        run.stderr
+    );
+    assert!(fake.calls().is_empty(), "no Telegram call without a token");
 }

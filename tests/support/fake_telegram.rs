@@ -115,6 +115,8 @@ struct State {
     next_message_id: i64,
     /// How many times each update id was handed out by `getUpdates`.
     handed: BTreeMap<i64, usize>,
+    /// Every update handed out, for [`Fake::resend`].
+    sent_updates: Vec<Value>,
     /// Chats seen, by id (for the `chat` of the bot's own messages).
     chats: HashMap<i64, Value>,
     /// Long polls being held open right now.
@@ -278,6 +280,22 @@ impl Fake {
         drop(state);
         self.shared.arrived.notify_waiters();
         update_id
+    }
+
+    /// Queues an update already handed out again, as Telegram does with an update whose
+    /// `offset` confirmation never came (a bot that crashed after storing it but before
+    /// recording that it did).
+    pub fn resend(&self, update_id: i64) {
+        let mut state = self.shared.state();
+        let update = state
+            .sent_updates
+            .iter()
+            .find(|update| update["update_id"] == json!(update_id))
+            .cloned()
+            .expect("resend: that update was never handed out");
+        state.pending.push_front(update);
+        drop(state);
+        self.shared.arrived.notify_waiters();
     }
 
     /// Answers the next call(s) of `method` with `failure`, once per entry.
@@ -600,6 +618,7 @@ async fn get_updates(shared: &Arc<Shared>, params: &Map<String, Value>) -> Value
                 for update in &batch {
                     let id = update["update_id"].as_i64().unwrap_or(0);
                     *state.handed.entry(id).or_default() += 1;
+                    state.sent_updates.push(update.clone());
                 }
                 return Value::Array(batch);
             }
