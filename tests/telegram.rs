@@ -21,7 +21,8 @@ use crate::support::fake_telegram::{BOT_ID, Failure, Fake, Person, TOKEN};
 use crate::support::{self, Env};
 
 fn api(fake: &Fake, tasks: &TaskTracker, stop: &CancellationToken) -> Api {
-    Api::new(&fake.url(), Secret::new(TOKEN), tasks.clone(), stop.clone()).unwrap()
+    Api::new(&fake.url(), Secret::new(TOKEN), tasks.clone(), stop.clone())
+        .expect("the fake's URL is a base URL")
 }
 
 fn ada() -> Person {
@@ -29,7 +30,9 @@ fn ada() -> Person {
 }
 
 async fn me(api: &Api) -> User {
-    api.call("getMe", &json!({}), Duration::ZERO).await.unwrap()
+    api.call("getMe", &json!({}), Duration::ZERO)
+        .await
+        .expect("the fake answers getMe")
 }
 
 /// Waits (without blocking the runtime) until `cond` holds.
@@ -98,7 +101,9 @@ async fn answer_all(
         if let Some(stored) = envelope.stored.take() {
             let _ = stored.send(receipt(&envelope));
         }
-        seen.lock().unwrap().push(envelope);
+        seen.lock()
+            .expect("no test panicked holding it")
+            .push(envelope);
     }
 }
 
@@ -632,7 +637,7 @@ fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let path = entry.path();
-        let kind = entry.file_type().unwrap();
+        let kind = entry.file_type().expect("a file type");
         if kind.is_dir() {
             files.extend(walk_files(&path));
         } else if kind.is_file() {

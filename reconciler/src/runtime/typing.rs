@@ -9,6 +9,7 @@
 //!   be starting);
 //! - otherwise it fires only while the container's heartbeat is younger than
 //!   [`HEARTBEAT_FRESH`] (the runner touches it on every provider event), else it stops.
+//!
 //! v2 kept the grace window after a reply too, so a quick answer was followed by a stray
 //! "typing…" ten seconds later; here a reply ends the grace, so a finished agent stops showing
 //! it. The refresher also stops when the wake fails or the container ends ([`Event::Ended`]).

@@ -13,6 +13,7 @@
 //!   the session inbox (docs/runtime.md).
 //! - The message id is `<chat id>_<message id>`: Telegram's message ids are unique per chat
 //!   only, and one agent-shared session can hear several chats.
+//!
 //! Channel posts, edits and service messages are not read (their update is still acknowledged).
 
 use serde_json::{Map, Value, json};
@@ -27,7 +28,7 @@ pub const CHANNEL_TYPE: &str = "telegram";
 #[derive(Clone, Debug, PartialEq)]
 pub enum Mapped {
     /// A chat message for the router, once its files are downloaded.
-    Message(Incoming),
+    Message(Box<Incoming>),
     /// An inline-keyboard button was pressed.
     Click(Click),
     /// Nothing to route (an edit, a channel post, a service message, the bot's own message).
@@ -73,7 +74,7 @@ pub fn map(update: &Update, me: &User) -> Mapped {
         return Mapped::Skip;
     };
     match message_event(message, me) {
-        Some(incoming) => Mapped::Message(incoming),
+        Some(incoming) => Mapped::Message(Box::new(incoming)),
         None => Mapped::Skip,
     }
 }
@@ -292,7 +293,8 @@ mod tests {
     fn check(fixture: &str, expect: Expect) {
         let update: Update = serde_json::from_str(fixture).unwrap();
         let shown = match map(&update, &me()) {
-            Mapped::Message(Incoming { event, files }) => {
+            Mapped::Message(incoming) => {
+                let Incoming { event, files } = *incoming;
                 let message = &event.message;
                 let mut shown = format!(
                     "chat {} thread {:?} id {} mention {} group {:?} at {}\ncontent {}",

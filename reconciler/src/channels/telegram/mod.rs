@@ -34,6 +34,9 @@ pub use inbound::CHANNEL_TYPE;
 /// Typing requests queued for the API; more are dropped (the indicator is best effort).
 const TYPING_QUEUE: usize = 256;
 
+/// A chat (and forum topic) to show "typing…" in.
+type TypingRequest = (String, Option<String>);
+
 /// How the adapter reaches its bot, resolved at startup.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -91,7 +94,7 @@ pub struct Telegram {
     stop: CancellationToken,
     progress: send::Progress,
     /// Typing requests for the typing task (`None` before start).
-    typing: Mutex<Option<mpsc::Sender<(String, Option<String>)>>>,
+    typing: Mutex<Option<mpsc::Sender<TypingRequest>>>,
 }
 
 impl Telegram {
@@ -219,7 +222,7 @@ async fn wait_for_me(api: &api::Api, stop: &CancellationToken) -> Option<types::
 /// Sends queued typing requests one at a time; errors are logged at debug and dropped.
 async fn typing_task(
     api: api::Api,
-    mut requests: mpsc::Receiver<(String, Option<String>)>,
+    mut requests: mpsc::Receiver<TypingRequest>,
     stop: CancellationToken,
 ) {
     loop {

@@ -77,6 +77,9 @@ impl Unanswered {
     }
 }
 
+/// A message handed to the router, waiting for its receipt.
+type Pending = (Unanswered, oneshot::Receiver<Receipt>);
+
 /// What handling one page of updates came to.
 enum Page {
     /// Everything stored; poll again at once.
@@ -169,7 +172,7 @@ impl Poller {
 
     /// Hands a page of updates to the router and advances the offset past each stored one.
     async fn page(&mut self, updates: Vec<Update>) -> Page {
-        let mut waiting: Vec<(i64, Option<(Unanswered, oneshot::Receiver<Receipt>)>)> = Vec::new();
+        let mut waiting: Vec<(i64, Option<Pending>)> = Vec::new();
         for update in &updates {
             let receipt = match inbound::map(update, &self.me) {
                 Mapped::Skip => None,
@@ -179,7 +182,7 @@ impl Poller {
                 }
                 Mapped::Message(incoming) => {
                     let (stored, receipt) = oneshot::channel();
-                    let event = self.with_files(incoming).await;
+                    let event = self.with_files(*incoming).await;
                     debug!(update = update.update_id, msg = %event.message.id, chat = %event.platform_id, "telegram message received");
                     let envelope = Envelope {
                         event,
