@@ -117,6 +117,14 @@ pub struct Outbound {
     pub in_reply_to: Option<String>,
 }
 
+/// A file an agent sends with a message (read by delivery from the session's outbox,
+/// host.md §6.6).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutFile {
+    pub filename: String,
+    pub data: bytes::Bytes,
+}
+
 /// What a delivery attempt achieved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Delivered {

@@ -26,6 +26,7 @@ pub mod health;
 pub mod layout;
 pub mod lock;
 pub mod notice;
+pub mod outbox_files;
 pub mod route;
 pub mod router;
 pub mod sent_log;

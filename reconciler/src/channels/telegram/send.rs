@@ -22,12 +22,7 @@ use super::format::{self, Formatted, MAX_MESSAGE};
 use super::inbound::platform_message_id;
 use super::types::{Message, MessageOrTrue};
 
-/// A file to send, read from the outbox by delivery.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OutFile {
-    pub filename: String,
-    pub data: bytes::Bytes,
-}
+pub use crate::channels::OutFile;
 
 /// One message to send, as the adapter received it.
 #[derive(Clone, Debug, PartialEq)]
