@@ -2,14 +2,17 @@
 //! a temp data dir (what `nanoclaw run` starts, minus channels and containers).
 
 use std::sync::atomic::Ordering;
-use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
 use agent_runner::session_db;
 use reconciler::channels::Adapters;
 use reconciler::paths::Paths;
 use reconciler::runtime::delivery::{Delivery, Work};
+use reconciler::runtime::outbox::Outboxes;
 use reconciler::runtime::watch;
+use reconciler::runtime::work::Inbox;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::support::{self, Env};
 
@@ -56,16 +59,23 @@ fn idle_daemon_does_not_drain_without_writes() {
     // session whether or not anything changed.
     let env = Env::new("idle-drains");
     let (paths, ids) = idle_sessions(&env, 4);
-    let delivery = Delivery::new(paths.clone(), Adapters::default()).expect("delivery");
+    let work = Inbox::new();
+    // No channels: no outbox task is started.
+    let outboxes = Outboxes::start(
+        Adapters::default(),
+        work.clone(),
+        &TaskTracker::new(),
+        CancellationToken::new(),
+    );
+    let delivery = Delivery::new(paths.clone(), outboxes).expect("delivery");
     let stats = delivery.stats();
-    let (work, work_rx) = mpsc::channel();
-    let worker = std::thread::spawn(move || delivery.run(work_rx));
+    let worker = delivery.spawn(work.clone()).expect("delivery thread");
     let _watcher = watch::sessions(&paths, work.clone()).expect("watcher");
     let drains = || stats.drains.load(Ordering::Relaxed);
     // Sends one piece of work and waits until the worker has handled a batch after it.
     let handle = |item: Work| {
         let before = stats.passes.load(Ordering::Relaxed);
-        work.send(item).expect("send");
+        work.send(item);
         support::wait_until("a delivery pass", Duration::from_secs(30), || {
             stats.passes.load(Ordering::Relaxed) > before
         });
@@ -124,6 +134,6 @@ fn idle_daemon_does_not_drain_without_writes() {
         "one write costs a handful of drains, not {}",
         settled - 4
     );
-    work.send(Work::Stop).expect("send");
+    work.send(Work::Stop);
     worker.join().expect("delivery thread");
 }

@@ -347,7 +347,7 @@ fn image_build_for_manifests_whose_agents_bring_their_own_image_builds_nothing()
     let env = support::Env::new("image-own");
     env.write(
         "agent.yaml",
-        "kind: agent\nname: andy\nprovider: claude\nimage: my-own:1\n---\nkind: channel\nname: local\nchannel_type: cli\nplatform_id: local\nwirings: [{agent: andy, engage_mode: pattern, engage_pattern: '.'}]\n",
+        "kind: agent\nname: andy\nprovider: mock\nimage: my-own:1\n---\nkind: channel\nname: local\nchannel_type: cli\nplatform_id: local\nwirings: [{agent: andy, engage_mode: pattern, engage_pattern: '.'}]\n",
     );
     let run = env.run(&["image", "build", "manifests"]);
     run.success();

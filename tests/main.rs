@@ -4,19 +4,27 @@
 
 mod support;
 
+mod agent_images;
 mod chat;
 mod claude_code;
+mod color;
 mod containers;
 mod credentials;
 mod daemon;
 mod delivery;
+mod doctor;
 mod fake_api;
 mod images;
+mod import;
+mod logs;
 mod manifests;
+mod multi_install;
 mod plan_apply;
 mod recovery;
 mod runner;
 mod runtime;
+mod service;
 mod session_files;
 mod telegram;
 mod tidy;
+mod watch;

@@ -223,7 +223,7 @@ fn validate_reports_success_and_json() {
     run.success();
     assert_eq!(run.stdout, "4 resources in 2 files are valid\n");
     let single = Env::new("validate-one");
-    single.write("a.yaml", "kind: agent\nname: andy\n");
+    single.write("a.yaml", "kind: agent\nname: andy\nprovider: mock\n");
     assert_eq!(
         single.run(&["validate"]).stdout,
         "1 resource in 1 file is valid\n"
@@ -235,7 +235,10 @@ fn validate_reports_success_and_json() {
     assert_eq!(value["valid"], true);
     assert_eq!(value["resources"], 4);
 
-    env.write("broken.yaml", "kind: agent\nname: x\nnmae: y\n");
+    env.write(
+        "broken.yaml",
+        "kind: agent\nname: x\nnmae: y\nprovider: mock\n",
+    );
     let bad = env.run(&["validate", "--json"]);
     assert_eq!(bad.code, 1);
     let value: serde_json::Value = serde_json::from_str(&bad.stdout).expect("json");
@@ -344,7 +347,7 @@ fn issue_8_warnings_are_shown_but_do_not_fail_validate_plan_or_apply() {
     }
     assert!(env.db().exists(), "apply applied despite the warnings");
 
-    env.write("broken.yaml", "kind: agent\nname: Bad\n");
+    env.write("broken.yaml", "kind: agent\nname: Bad\nprovider: mock\n");
     let both = env.run(&["validate", "manifests"]);
     assert_eq!(both.code, 1);
     assert!(both.stderr.contains(lonely), "{}", both.stderr);

@@ -129,12 +129,18 @@ fn issue_8_a_failing_agent_says_why_and_backs_off() {
     support::agent_image();
     let env = Env::new("failing");
     // The runner knows no such provider: it exits 1 right after starting (as it did for the
-    // default `claude` provider when the issue was written).
-    env.write(
-        "agents.yaml",
-        &CLI_AGENT.replace("provider: mock\n", "provider: no-such-provider\n"),
-    );
+    // default `claude` provider when the issue was written). `validate` refuses such a
+    // manifest (issue 9), so the provider is planted in the DB behind it, as a hand edit or an
+    // older build would leave it; the runtime reads the agent's row at every spawn.
+    env.write("agents.yaml", CLI_AGENT);
     let mut daemon = Daemon::start_args(&env, &[]);
+    reconciler::db::open(&env.db())
+        .expect("open the central DB")
+        .execute(
+            "UPDATE container_configs SET provider = 'no-such-provider' WHERE agent_group_id = 'echo'",
+            [],
+        )
+        .expect("plant the provider");
     let mut client = Client::connect(&env);
     client.say("hello", "anyone there?");
     let notice = client.next();

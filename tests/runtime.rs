@@ -43,6 +43,11 @@ impl<'a> Daemon<'a> {
         Daemon::spawn(env, extra, None, true)
     }
 
+    /// [`Daemon::start_with`], logging what `filter` (`NANOCLAW_LOG`) lets through.
+    pub(crate) fn start_logging(env: &'a Env, filter: &str, extra: &[&str]) -> Daemon<'a> {
+        Daemon::launch(env, extra, None, true, Some(filter))
+    }
+
     /// `nanoclaw run manifests --image <test image>` plus `extra`; the sweep runs at its
     /// default interval unless `extra` sets one (so a sweep cannot be what saves a test).
     pub(crate) fn start_args(env: &'a Env, extra: &[&str]) -> Daemon<'a> {
@@ -57,6 +62,16 @@ impl<'a> Daemon<'a> {
 
     /// `fast_sweep`: a 1 s sweep unless `extra` sets an interval.
     fn spawn(env: &'a Env, extra: &[&str], fd_limit: Option<u32>, fast_sweep: bool) -> Daemon<'a> {
+        Daemon::launch(env, extra, fd_limit, fast_sweep, None)
+    }
+
+    fn launch(
+        env: &'a Env,
+        extra: &[&str],
+        fd_limit: Option<u32>,
+        fast_sweep: bool,
+        log_filter: Option<&str>,
+    ) -> Daemon<'a> {
         let image = support::agent_image().tag;
         std::fs::create_dir_all(env.data()).expect("data dir");
         let guard = support::DockerGuard::new(&reconciler::paths::slug_of(&env.data()));
@@ -69,6 +84,9 @@ impl<'a> Daemon<'a> {
             Some(files) => env.command_with_fd_limit(files, &args),
             None => env.command(&args),
         };
+        if let Some(filter) = log_filter {
+            command.env("NANOCLAW_LOG", filter);
+        }
         let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::from(

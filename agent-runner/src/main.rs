@@ -2,6 +2,10 @@
 //! `/workspace`). Reads `container.json` (missing: defaults; unreadable, malformed or from a
 //! newer incompatible host: exit 1 saying so), installs SIGTERM/SIGINT handlers that request a
 //! stop at the next safe point, and runs the poll loop. Logs go to stderr; stdout stays empty.
+//!
+//! `agent-runner hook <event>` is the hook mode Claude Code's hooks call
+//! (`providers::claude::hooks`): the answer goes to stdout, the exit code is 0 unless the
+//! arguments are wrong.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use agent_runner::container_config::ContainerConfig;
+use agent_runner::providers::claude::hooks;
 use agent_runner::{env, forward, poll, timezone};
 use tracing::{error, warn};
 use tracing_subscriber::EnvFilter;
@@ -23,7 +28,11 @@ fn main() -> ExitCode {
                 .from_env_lossy(),
         )
         .init();
-    let workspace = match workspace_arg(std::env::args().skip(1)) {
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("hook") {
+        return hook(args.nth(1).unwrap_or_default());
+    }
+    let workspace = match workspace_arg(args) {
         Ok(w) => w,
         Err(msg) => {
             error!("{msg}");
@@ -53,8 +62,9 @@ fn main() -> ExitCode {
         }
     }
     // Kept for the process's life: Claude Code reaches the credential proxy through it.
-    let _forwarder = start_forwarder();
-    match poll::start(&workspace, &config, &timezone::from_env(), &stop) {
+    let forwarder = start_forwarder();
+    let base_url = forwarder.as_ref().map(forward::Forwarder::base_url);
+    match poll::start(&workspace, &config, &timezone::from_env(), base_url, &stop) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             error!(error = %err, "Fatal error");
@@ -81,6 +91,28 @@ fn start_forwarder() -> Option<forward::Forwarder> {
     forward::Forwarder::start(std::path::Path::new(&socket), port)
         .map_err(|err| error!(error = %err, port, "cannot start the credential forwarder"))
         .ok()
+}
+
+/// `agent-runner hook <event>`: Claude Code's hook input on stdin, the answer on stdout.
+fn hook(event: String) -> ExitCode {
+    let workspace = env::get(env::NANOCLAW_WORKSPACE).unwrap_or_else(|| "/workspace".into());
+    match hooks::main(
+        &event,
+        std::path::Path::new(&workspace),
+        &timezone::from_env(),
+    ) {
+        Ok(answer) => {
+            #[allow(clippy::print_stdout)] // the hook's answer is Claude Code's protocol
+            if !answer.is_empty() {
+                println!("{answer}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(msg) => {
+            error!("{msg}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// Parses `[--workspace DIR | --workspace=DIR]`.

@@ -42,16 +42,19 @@ pub enum PollError {
     Provider(#[from] UnknownProvider),
 }
 
-/// Creates the configured provider and runs the loop until `stop` is set.
+/// Creates the configured provider and runs the loop until `stop` is set; `base_url` is the
+/// credential forwarder's, when it runs.
 pub fn start(
     workspace: &Path,
     config: &ContainerConfig,
     tz: &str,
+    base_url: Option<String>,
     stop: &AtomicBool,
 ) -> Result<(), PollError> {
     let options = ProviderOptions {
         config: config.clone(),
         workspace: workspace.to_path_buf(),
+        base_url,
     };
     let provider = create_provider(&config.provider, options)?;
     info!(provider = %config.provider, "Starting agent-runner");
@@ -401,6 +404,28 @@ impl Runner {
                     }
                 }
             }
+            ProviderEvent::TurnError { reply } => {
+                // The turn is over: the user hears why, and what it answered is done.
+                warn!(reply = %reply, "the turn ended in an error");
+                let answered = turn.awaiting.pop_front().unwrap_or_default();
+                db::write_replies_and_complete(
+                    &self.inbound,
+                    &mut self.outbound,
+                    &[batch_reply(batch, &reply)],
+                    &answered,
+                )?;
+            }
+            ProviderEvent::Notice { reply } => {
+                info!(reply = %reply, "Notice");
+                self.write_batch_reply(batch, &reply)?;
+            }
+            ProviderEvent::FollowUpJoined => {
+                if turn.awaiting.len() >= 2
+                    && let Some(joined) = turn.awaiting.remove(1)
+                {
+                    turn.awaiting[0].extend(joined);
+                }
+            }
             ProviderEvent::Error { message, retryable } => {
                 warn!(error = %message, retryable, "Provider error");
             }
@@ -494,17 +519,21 @@ impl Runner {
 
     /// `Session cleared.` / `Error: …`: a chat row to the batch's own address, no in_reply_to.
     fn write_batch_reply(&mut self, batch: &Batch, text: &str) -> Result<(), SessionDbError> {
-        let row = NewOutbound {
-            id: new_id("msg"),
-            in_reply_to: None,
-            kind: Kind::Chat,
-            platform_id: batch.platform_id.clone(),
-            channel_type: batch.channel_type.clone(),
-            thread_id: batch.thread_id.clone(),
-            content: serde_json::json!({ "text": text }).to_string(),
-        };
-        db::write_outbound(&self.inbound, &mut self.outbound, &row)?;
+        db::write_outbound(&self.inbound, &mut self.outbound, &batch_reply(batch, text))?;
         Ok(())
+    }
+}
+
+/// A chat row to the batch's own address, no in_reply_to.
+fn batch_reply(batch: &Batch, text: &str) -> NewOutbound {
+    NewOutbound {
+        id: new_id("msg"),
+        in_reply_to: None,
+        kind: Kind::Chat,
+        platform_id: batch.platform_id.clone(),
+        channel_type: batch.channel_type.clone(),
+        thread_id: batch.thread_id.clone(),
+        content: serde_json::json!({ "text": text }).to_string(),
     }
 }
 

@@ -28,7 +28,12 @@ use reconciler::channels::cli_protocol::{self, ClientLine, Hello, HostLine, Mess
 use reconciler::channels::cli_socket::CliSocket;
 use reconciler::channels::{Adapters, Content, Envelope, InboundEvent, InboundMessage};
 use reconciler::paths::Paths;
+use reconciler::runtime::outbox::Outboxes;
 use reconciler::runtime::router::Router;
+use reconciler::runtime::waker::{WAKES, Wakes};
+use reconciler::runtime::work::Inbox;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 fn main() {
     let parts: Vec<String> = std::env::args()
@@ -47,7 +52,11 @@ fn main() {
         println!("round trips, idle CPU, chats: skipped (no Docker daemon answers `docker info`)");
         return;
     }
-    let built = Command::new(BIN).args(["image", "build"]).status().unwrap();
+    // The image the mock-provider agents of every part below need.
+    let built = Command::new(BIN)
+        .args(["image", "build", "--recipe", "minimal"])
+        .status()
+        .unwrap();
     assert!(built.success(), "image build failed");
     if wanted("round-trips") {
         round_trips();
@@ -94,9 +103,21 @@ fn routing(chats: usize, fan_out: usize, messages: usize) {
     paths.ensure().unwrap();
     seed(&paths, chats, fan_out);
     let mut adapters = Adapters::default();
-    adapters.register(std::sync::Arc::new(CliSocket::new()));
-    let (wake_tx, _wake_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut router = Router::new(paths.clone(), adapters, wake_tx).unwrap();
+    adapters.register(std::sync::Arc::new(CliSocket::new(paths.cli_socket())));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let outboxes = {
+        let _entered = runtime.enter();
+        Outboxes::start(
+            adapters,
+            Inbox::new(),
+            &TaskTracker::new(),
+            CancellationToken::new(),
+        )
+    };
+    let mut router = Router::new(paths.clone(), outboxes, Wakes::new(WAKES)).unwrap();
     let event = |n: usize| InboundEvent {
         channel_type: "cli".into(),
         platform_id: format!("c{}", n % chats),

@@ -239,6 +239,35 @@ impl Dir {
         }
     }
 
+    /// [`Dir::create_new`] with the content streamed from `source` (files too large to hold in
+    /// memory, such as the session DBs `nanoclaw import` moves). Returns whether it created it.
+    pub fn create_new_from(
+        &self,
+        name: &str,
+        source: &mut dyn io::Read,
+        mode: u32,
+        owner: Option<Owner>,
+    ) -> io::Result<bool> {
+        check_name(name)?;
+        let flags =
+            OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::WRONLY | OFlags::CLOEXEC;
+        let fd = match rfs::openat(&self.fd, name, flags, Mode::from_raw_mode(mode)) {
+            Ok(fd) => fd,
+            Err(Errno::EXIST) => return Ok(false),
+            Err(errno) => return Err(self.err(errno, name, "creating")),
+        };
+        let mut file = File::from(fd);
+        io::copy(source, &mut file)
+            .and_then(|_| write_file(file, b"", mode, owner))
+            .map_err(|err| {
+                io::Error::new(
+                    err.kind(),
+                    format!("writing `{}`: {err}", self.path.join(name).display()),
+                )
+            })?;
+        Ok(true)
+    }
+
     /// Reads `name` when it is a regular file of at most `max` bytes. Opened with `O_NOFOLLOW |
     /// O_NONBLOCK`, so neither a symlink nor a FIFO is followed or waited on.
     pub fn read_regular(&self, name: &str, max: u64) -> io::Result<Read> {

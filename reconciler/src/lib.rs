@@ -9,9 +9,13 @@
 //! - [`plan`]: diff desired vs. current, the field → effect table, rendering, saved plans.
 //! - [`apply`]: one transaction, the apply lock, generations and history.
 //! - [`export`]: the DB's configuration written back as manifests.
+//! - [`import`]: a NanoClaw v2 install read into manifests, a report, and (optionally) its
+//!   sessions moved into a data dir.
 //! - [`db`]: the central SQLite DB (open, migrations).
 //! - [`runtime`]: the long-running daemon (router, delivery, sweep).
 //! - [`containers`]: the only Docker code.
+//! - [`doctor`]: `nanoclaw doctor`'s checks judged and rendered (the facts are `ops::doctor`'s).
+//! - [`service`]: the daemon as a systemd unit or launchd agent, named by the install slug.
 //! - [`credentials`]: the Anthropic credential (store, `auth`), the placeholder registry and the
 //!   credential proxy containers reach it through.
 //! - [`mount_policy`]: which host paths an agent may mount (resolved paths, the allowlist).
@@ -27,9 +31,11 @@ pub mod cli;
 pub mod containers;
 pub mod credentials;
 pub mod db;
+pub mod doctor;
 pub mod env;
 pub mod export;
 pub mod hostfs;
+pub mod import;
 pub mod lockfile;
 pub mod logging;
 pub mod manifest;
@@ -39,4 +45,6 @@ pub mod paths;
 pub mod plan;
 pub mod resources;
 pub mod runtime;
+pub mod service;
 pub mod state;
+pub mod style;

@@ -71,6 +71,33 @@ pub fn acquire(path: &Path) -> Result<LockFile, LockError> {
     Ok(LockFile { _file: file })
 }
 
+/// Who holds the lock at `path` now, without taking it or writing anything: `None` when the
+/// file is absent or nobody holds it (a shared lock is taken and released at once).
+pub fn holder_of(path: &Path) -> Result<Option<Holder>, LockError> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(LockError::Io {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    match file.try_lock_shared() {
+        Ok(()) => Ok(None),
+        Err(TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            Ok(Some(holder(&text)))
+        }
+        Err(TryLockError::Error(source)) => Err(LockError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
 /// Parses `pid N` / `since T` lines; unknown parts become `?`.
 fn holder(text: &str) -> Holder {
     let mut holder = Holder {
@@ -92,6 +119,19 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
+
+    #[test]
+    fn holder_of_names_the_holder_without_taking_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("some.lock");
+        assert_eq!(holder_of(&path).unwrap(), None, "absent file: nobody");
+        let lock = acquire(&path).unwrap();
+        let held = holder_of(&path).unwrap().expect("held");
+        assert_eq!(held.pid, std::process::id().to_string());
+        drop(lock);
+        assert_eq!(holder_of(&path).unwrap(), None, "released: nobody");
+        acquire(&path).expect("probing never keeps the lock");
+    }
 
     #[test]
     fn a_second_taker_is_refused_with_the_first_ones_pid_until_it_is_released() {

@@ -136,6 +136,28 @@ impl Paths {
         )
     }
 
+    /// [`Paths::ensure`]'s checks without creating anything: `false` when the data dir does
+    /// not exist yet (`nanoclaw doctor`).
+    pub fn check(&self) -> Result<bool, DataDirError> {
+        let meta = match std::fs::metadata(&self.data) {
+            Ok(meta) => meta,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(source) => {
+                return Err(DataDirError::Create {
+                    path: self.data.clone(),
+                    source,
+                });
+            }
+        };
+        check_data_dir(
+            &self.data,
+            meta.permissions().mode(),
+            meta.uid(),
+            rustix::process::geteuid().as_raw(),
+        )?;
+        Ok(true)
+    }
+
     /// Stable 8-hex-digit id of this install: SHA-256 of the canonical data directory.
     /// Namespaces container names, labels and image tags so installs never touch each other.
     pub fn slug(&self) -> String {

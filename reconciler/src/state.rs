@@ -10,9 +10,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub mod effect;
+mod text_enum;
+
+pub use self::text_enum::TextEnum;
+use self::text_enum::text_enum;
 pub use crate::resources::Resources;
 
 /// The stable name of a resource in plans, errors and JSON: `<kind>.<key>`.
@@ -27,44 +31,17 @@ pub struct Address {
     pub key: String,
 }
 
-/// Resource kinds, in the order a plan lists them (and an apply creates them).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    Agent,
-    Channel,
-    Wiring,
-    User,
-    Role,
-    Member,
-    Destination,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 7] = [
-        Kind::Agent,
-        Kind::Channel,
-        Kind::Wiring,
-        Kind::User,
-        Kind::Role,
-        Kind::Member,
-        Kind::Destination,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Agent => "agent",
-            Kind::Channel => "channel",
-            Kind::Wiring => "wiring",
-            Kind::User => "user",
-            Kind::Role => "role",
-            Kind::Member => "member",
-            Kind::Destination => "destination",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|kind| kind.as_str() == text)
+text_enum! {
+    /// Resource kinds, in the order a plan lists them (and an apply creates them).
+    #[derive(PartialOrd, Ord)]
+    pub enum Kind {
+        Agent = "agent",
+        Channel = "channel",
+        Wiring = "wiring",
+        User = "user",
+        Role = "role",
+        Member = "member",
+        Destination = "destination",
     }
 }
 
@@ -251,45 +228,36 @@ pub struct Agent {
     pub network: Network,
 }
 
-/// An agent container's network. `full`: Docker's bridge (the agent can fetch and install);
-/// `none`: only its own loopback (Claude still reaches the API through the credential proxy's
-/// mounted socket, docs/security.md "Credentials").
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Network {
-    #[default]
-    Full,
-    None,
-}
-
-impl Network {
-    /// Every value, in the order hints list them.
-    pub const ALL: [Network; 2] = [Network::Full, Network::None];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Network::Full => "full",
-            Network::None => "none",
-        }
+text_enum! {
+    /// An agent container's network. `full`: Docker's bridge (the agent can fetch and install);
+    /// `none`: only its own loopback (Claude still reaches the API through the credential proxy's
+    /// mounted socket, docs/security.md "Credentials").
+    #[derive(Default)]
+    pub enum Network {
+        #[default]
+        Full = "full",
+        None = "none",
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum CliScope {
-    Disabled,
-    #[default]
-    Group,
-    Global,
+text_enum! {
+    #[derive(Default)]
+    pub enum CliScope {
+        Disabled = "disabled",
+        #[default]
+        Group = "group",
+        Global = "global",
+    }
 }
 
-impl CliScope {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CliScope::Disabled => "disabled",
-            CliScope::Group => "group",
-            CliScope::Global => "global",
-        }
+text_enum! {
+    /// Reasoning effort levels.
+    pub enum Effort {
+        Low = "low",
+        Medium = "medium",
+        High = "high",
+        Xhigh = "xhigh",
+        Max = "max",
     }
 }
 
@@ -360,22 +328,13 @@ pub struct Channel {
     pub unknown_sender_policy: UnknownSenderPolicy,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum UnknownSenderPolicy {
-    #[default]
-    Strict,
-    RequestApproval,
-    Public,
-}
-
-impl UnknownSenderPolicy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UnknownSenderPolicy::Strict => "strict",
-            UnknownSenderPolicy::RequestApproval => "request_approval",
-            UnknownSenderPolicy::Public => "public",
-        }
+text_enum! {
+    #[derive(Default)]
+    pub enum UnknownSenderPolicy {
+        #[default]
+        Strict = "strict",
+        RequestApproval = "request_approval",
+        Public = "public",
     }
 }
 
@@ -394,22 +353,13 @@ pub struct Wiring {
     pub priority: i64,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum EngageMode {
-    Pattern,
-    #[default]
-    Mention,
-    MentionSticky,
-}
-
-impl EngageMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EngageMode::Pattern => "pattern",
-            EngageMode::Mention => "mention",
-            EngageMode::MentionSticky => "mention-sticky",
-        }
+text_enum! {
+    #[derive(Default)]
+    pub enum EngageMode {
+        Pattern = "pattern",
+        #[default]
+        Mention = "mention",
+        MentionSticky = "mention-sticky",
     }
 }
 
@@ -426,56 +376,31 @@ pub fn engage_regex(pattern: &str) -> Result<regex::Regex, regex::Error> {
         .build()
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum SenderScope {
-    #[default]
-    All,
-    Known,
-}
-
-impl SenderScope {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SenderScope::All => "all",
-            SenderScope::Known => "known",
-        }
+text_enum! {
+    #[derive(Default)]
+    pub enum SenderScope {
+        #[default]
+        All = "all",
+        Known = "known",
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum IgnoredMessagePolicy {
-    #[default]
-    Drop,
-    Accumulate,
-}
-
-impl IgnoredMessagePolicy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IgnoredMessagePolicy::Drop => "drop",
-            IgnoredMessagePolicy::Accumulate => "accumulate",
-        }
+text_enum! {
+    #[derive(Default)]
+    pub enum IgnoredMessagePolicy {
+        #[default]
+        Drop = "drop",
+        Accumulate = "accumulate",
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum SessionMode {
-    #[default]
-    Shared,
-    PerThread,
-    AgentShared,
-}
-
-impl SessionMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SessionMode::Shared => "shared",
-            SessionMode::PerThread => "per-thread",
-            SessionMode::AgentShared => "agent-shared",
-        }
+text_enum! {
+    #[derive(Default)]
+    pub enum SessionMode {
+        #[default]
+        Shared = "shared",
+        PerThread = "per-thread",
+        AgentShared = "agent-shared",
     }
 }
 
@@ -503,19 +428,10 @@ pub struct Role {
     pub agent: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum RoleKind {
-    Owner,
-    Admin,
-}
-
-impl RoleKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RoleKind::Owner => "owner",
-            RoleKind::Admin => "admin",
-        }
+text_enum! {
+    pub enum RoleKind {
+        Owner = "owner",
+        Admin = "admin",
     }
 }
 
@@ -543,12 +459,6 @@ pub enum DestinationTarget {
     Channel(String),
 }
 
-/// Parses one of this module's enums from its serialised text (`"mention-sticky"`, …): the
-/// names the DB's CHECK constraints and the manifests use. `None` for anything else.
-pub fn parse_enum<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
-    serde_json::from_value(serde_json::Value::String(text.to_string())).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -556,18 +466,26 @@ mod tests {
     #[test]
     fn enums_parse_from_their_serialised_names() {
         assert_eq!(
-            parse_enum::<EngageMode>("mention-sticky"),
+            EngageMode::parse("mention-sticky"),
             Some(EngageMode::MentionSticky)
         );
         assert_eq!(
-            parse_enum::<SessionMode>("agent-shared"),
+            SessionMode::parse("agent-shared"),
             Some(SessionMode::AgentShared)
         );
         assert_eq!(
-            parse_enum::<UnknownSenderPolicy>("request_approval"),
+            UnknownSenderPolicy::parse("request_approval"),
             Some(UnknownSenderPolicy::RequestApproval)
         );
-        assert_eq!(parse_enum::<EngageMode>("sometimes"), None);
+        assert_eq!(EngageMode::parse("sometimes"), None);
+        for mode in EngageMode::ALL {
+            let json = serde_json::to_string(mode).unwrap();
+            assert_eq!(
+                json,
+                format!("\"{}\"", mode.as_str()),
+                "serde uses the declared text"
+            );
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod claude_code;
 pub mod fake_anthropic;
 pub mod fake_telegram;
 pub mod proxy;
+pub mod v2;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -261,6 +262,13 @@ pub fn path_without_cargo() -> String {
     kept.join(":")
 }
 
+/// `PATH` with `dir` first: a child finds the programs in `dir` before the system's.
+pub fn path_with_first(dir: &Path) -> String {
+    #[allow(clippy::disallowed_methods)] // the test process's own PATH, to hand a child more
+    let path = std::env::var("PATH").unwrap_or_default();
+    format!("{}:{path}", dir.display())
+}
+
 /// The static agent-runner [`agent_image`] builds (cargo, musl target) and puts in the image.
 pub fn musl_runner() -> PathBuf {
     repo_root().join("target/x86_64-unknown-linux-musl/release/agent-runner")
@@ -395,14 +403,19 @@ impl DockerGuard {
     }
 }
 
+/// True with `NANOCLAW_TEST_KEEP=1`: tests leave their containers and images for debugging.
+pub fn keep_docker_objects() -> bool {
+    #[allow(clippy::disallowed_methods)] // tests read the debugging switch directly
+    let keep = matches!(
+        std::env::var("NANOCLAW_TEST_KEEP").as_deref(),
+        Ok("1" | "true")
+    );
+    keep
+}
+
 impl Drop for DockerGuard {
     fn drop(&mut self) {
-        #[allow(clippy::disallowed_methods)] // tests read the debugging switch directly
-        let keep = matches!(
-            std::env::var("NANOCLAW_TEST_KEEP").as_deref(),
-            Ok("1" | "true")
-        );
-        if keep {
+        if keep_docker_objects() {
             eprintln!(
                 "NANOCLAW_TEST_KEEP=1: keeping containers of install {}",
                 self.slug

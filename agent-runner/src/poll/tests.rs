@@ -94,6 +94,7 @@ impl Loop {
             let options = ProviderOptions {
                 config: config.clone(),
                 workspace: ws2.clone(),
+                base_url: None,
             };
             let mock = match responder {
                 Some(mut f) => {

@@ -398,6 +398,7 @@ mod tests {
             ProviderOptions {
                 config,
                 workspace: std::path::PathBuf::new(),
+                base_url: None,
             },
         )
         .unwrap();
@@ -424,6 +425,7 @@ mod tests {
                 ..ContainerConfig::default()
             },
             workspace: dir.path().to_path_buf(),
+            base_url: None,
         });
         let mut q = p.query(QueryInput {
             prompt: "<message from=\"a\" sender=\"X\" time=\"t\">/mock-config</message>".into(),

@@ -1,9 +1,10 @@
 //! Providers (agent-runner.md §7): the `Provider` trait the poll loop drives, and the registry.
 //!
 //! A provider turns a formatted prompt into a stream of events; follow-up user messages are
-//! pushed into the open query. Only `mock` is registered for now (the Claude provider is a later
-//! issue); a new provider is one module plus one line in [`REGISTRY`].
+//! pushed into the open query. Registered: `claude` (Claude Code, the default) and `mock`; a new
+//! provider is one module plus one line in [`REGISTRY`].
 
+pub mod claude;
 pub mod mock;
 pub mod probe;
 
@@ -20,6 +21,9 @@ pub struct ProviderOptions {
     pub config: ContainerConfig,
     /// The runner's workspace (`/workspace` in the container).
     pub workspace: PathBuf,
+    /// The credential forwarder's URL (`http://127.0.0.1:<port>`) when it runs: the provider's
+    /// API base URL.
+    pub base_url: Option<String>,
 }
 
 /// One query's input.
@@ -48,6 +52,19 @@ pub enum ProviderEvent {
     Error {
         message: String,
         retryable: bool,
+    },
+    /// A message for the chat user that ends nothing (the turn goes on): `reply` goes to the
+    /// batch's address as it is.
+    Notice {
+        reply: String,
+    },
+    /// The oldest pushed follow-up still waiting for its turn joined the turn in flight
+    /// instead: that turn's result answers it too.
+    FollowUpJoined,
+    /// The end of one turn in an error the chat user must hear about (an API error, the
+    /// auth-required banner replaced): `reply` goes to the batch's address as it is.
+    TurnError {
+        reply: String,
     },
     Progress {
         message: String,
@@ -91,7 +108,10 @@ pub trait Provider {
 type Factory = fn(ProviderOptions) -> Box<dyn Provider>;
 
 /// Every registered provider, by case-sensitive name.
-pub const REGISTRY: &[(&str, Factory)] = &[("mock", |o| Box::new(mock::MockProvider::new(o)))];
+pub const REGISTRY: &[(&str, Factory)] = &[
+    ("claude", |o| Box::new(claude::ClaudeProvider::new(o))),
+    ("mock", |o| Box::new(mock::MockProvider::new(o))),
+];
 
 /// No provider of that name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -144,14 +164,20 @@ mod tests {
 
     #[test]
     fn throws_for_unknown_name_listing_registered() {
-        let err = create_provider("claude", ProviderOptions::default())
+        let err = create_provider("codex", ProviderOptions::default())
             .err()
             .unwrap();
         assert_eq!(
             err.to_string(),
-            "Unknown provider: claude. Registered: mock"
+            "Unknown provider: codex. Registered: claude, mock"
         );
         assert!(create_provider("Mock", ProviderOptions::default()).is_err());
+    }
+
+    #[test]
+    fn returns_the_claude_provider_for_claude() {
+        let p = create_provider("claude", ProviderOptions::default()).unwrap();
+        assert!(p.supports_native_slash_commands());
     }
 
     #[test]

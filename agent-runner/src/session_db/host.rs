@@ -179,6 +179,33 @@ pub fn mark_delivered(inbound: &mut InboundDb, records: &[DeliveryRecord]) -> Re
     Ok(())
 }
 
+/// A row of `inbound.db`'s `delivered`, with when it was recorded (as stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveredRow {
+    pub record: DeliveryRecord,
+    pub delivered_at: String,
+}
+
+/// Every delivery outcome recorded in `delivered` (an imported session's record of what was
+/// already sent). Opened through an opener, the table has `platform_message_id` and `status`.
+pub fn delivered_rows(inbound: &InboundDb) -> Result<Vec<DeliveredRow>> {
+    let mut stmt = inbound.0.prepare_cached(
+        "SELECT message_out_id, platform_message_id, status, delivered_at FROM delivered
+         ORDER BY delivered_at, message_out_id",
+    )?;
+    let rows = stmt.query_map([], |row| {
+        Ok(DeliveredRow {
+            record: DeliveryRecord {
+                message_out_id: row.get(0)?,
+                platform_message_id: row.get(1)?,
+                status: row.get(2)?,
+            },
+            delivered_at: row.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// Copies `completed`/`failed` acks into `messages_in` as `completed` (host.md §5.2 step 1).
 /// Returns how many inbound rows changed.
 pub fn sync_acks(inbound: &mut InboundDb, outbound: &OutboundDb) -> Result<usize> {

@@ -54,9 +54,10 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use content::{Attachment, Content};
 pub use host::{
-    DeliveryRecord, DestinationRow, NewInbound, RetryState, count_due, fail_inbound,
-    insert_inbound, insert_new_inbound, latest_source_session_from, mark_delivered, retry_later,
-    retry_state, source_session_of, sync_acks, write_destinations, write_session_routing,
+    DeliveredRow, DeliveryRecord, DestinationRow, NewInbound, RetryState, count_due,
+    delivered_rows, fail_inbound, insert_inbound, insert_new_inbound, latest_source_session_from,
+    mark_delivered, retry_later, retry_state, source_session_of, sync_acks, write_destinations,
+    write_session_routing,
 };
 pub use ids::{new_id, now_iso, parse_time};
 pub use untrusted::{

@@ -92,6 +92,7 @@ pub fn apply(
         });
     }
     let generation = current.generation + 1;
+    let _span = tracing::info_span!("apply", generation).entered();
     let now = now();
     let writer = config::Writer::new(&tx, &now, generation);
     for change in plan.changes.iter().rev() {
@@ -125,6 +126,7 @@ pub fn apply(
     }
     record(&tx, plan, meta, generation, &now)?;
     tx.commit()?;
+    tracing::debug!(changes = plan.changes.len(), "applied");
     Ok(Outcome {
         generation,
         changed: true,

@@ -2,12 +2,17 @@
 //! (host.md §9.3, adapted). The lines are the typed values of [`super::cli_protocol`]; this
 //! file is the server: connections, the one reader per chat, and delivery to it.
 //!
-//! A reply is delivered only once the reader has shown it: [`CliSocket::deliver`] hands it to
-//! the chat's reader and answers [`Delivered::AwaitingAck`] (queued, no attempt counted) until
-//! the reader acknowledges its id; then the next delivery of that row answers `Sent`. A reader
-//! that leaves (or is superseded) without acknowledging leaves the reply queued for the next
-//! reader. Replies for a chat with no reader stay queued ([`Delivered::NoReader`]); when a
-//! reader says hello or acknowledges, delivery is nudged through the `readers` channel.
+//! Lifecycle ([`Adapter::start`]/[`Adapter::stop`]): start binds the socket (a leftover socket
+//! file is replaced) and spawns the accept loop; stop ends it and every connection, and removes
+//! the socket file if it is still the one it bound. Built by [`FACTORY`], always started.
+//!
+//! A reply is delivered only once the reader has shown it: [`CliSocket::offer`] (what
+//! `deliver` does, at once: it never waits) hands it to the chat's reader and answers
+//! [`Delivered::AwaitingAck`] (queued, no attempt counted) until the reader acknowledges its
+//! id; then the next delivery of that row answers `Sent`. A reader that leaves (or is
+//! superseded) without acknowledging leaves the reply queued for the next reader. Replies for a
+//! chat with no reader stay queued ([`Delivered::NoReader`]); when a reader says hello or
+//! acknowledges, delivery is told through [`Ready`].
 //!
 //! The accept loop backs off when accepting fails (file descriptors exhausted), logs such
 //! failures once per interval, and refuses connections beyond [`MAX_CONNECTIONS`] with an
@@ -20,7 +25,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use anyhow::Context;
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 use tokio_util::codec::Framed;
@@ -30,10 +37,12 @@ use tracing::{debug, info, warn};
 
 use super::accept::{self, Log, Throttle};
 use super::cli_protocol::{self, ClientLine, HostLine, Line, LineCodec, Reply, Welcome};
+use super::registry::Factory;
 use super::{
     Adapter, Content, Delivered, DeliveryError, Envelope, InboundEvent, InboundMessage, Kind,
-    Outbound, Receipt,
+    Outbound, ReaderArrived, Ready, Receipt, Start,
 };
+use crate::paths::Paths;
 
 pub use super::cli_protocol::{DEFAULT_PLATFORM_ID, MAX_LINE};
 
@@ -48,20 +57,34 @@ const READER_BUFFER: usize = 256;
 /// acknowledgement is never collected and is forgotten after this.
 const ACK_KEPT: Duration = Duration::from_secs(600);
 
-/// A chat whose queued replies may go now: it gained a reader, or its reader acknowledged one.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ReaderArrived {
-    pub channel_type: String,
-    pub platform_id: String,
+/// The registry's entry: always started, at `<data>/cli.sock`.
+pub const FACTORY: Factory = Factory {
+    channel_type: CHANNEL_TYPE,
+    always: true,
+    build,
+};
+
+fn build(paths: &Paths) -> anyhow::Result<Arc<dyn Adapter>> {
+    Ok(Arc::new(CliSocket::new(paths.cli_socket())))
 }
 
-/// The adapter half: who reads which chat, what they were sent and have shown.
+/// The CLI channel: who reads which chat, what they were sent and have shown. Shared by the
+/// accept loop and connection tasks (which write it) and the outbox task calling `deliver`.
 pub struct CliSocket {
+    /// Where `start` binds the socket.
+    socket: PathBuf,
+    /// Per chat: its reader and the replies in flight. Written by `deliver` and the connection
+    /// tasks (hello, ack, leaving), always under this lock.
     chats: Mutex<HashMap<String, Chat>>,
+    /// The next connection's number (written by the accept loop).
     next_conn: AtomicU64,
     /// Open client connections (each connection task holds one [`Opened`]).
     open: Arc<AtomicUsize>,
     max_connections: usize,
+    /// The accept loop and every connection task.
+    tasks: TaskTracker,
+    /// Set by `start`, cancelled by `stop` (or the runtime's stop).
+    stop: Mutex<Option<CancellationToken>>,
 }
 
 /// One CLI chat's delivery state. Written by `deliver` (delivery thread) and the connection
@@ -81,17 +104,6 @@ struct Reader {
     tx: mpsc::Sender<String>,
 }
 
-impl Default for CliSocket {
-    fn default() -> CliSocket {
-        CliSocket {
-            chats: Mutex::default(),
-            next_conn: AtomicU64::new(0),
-            open: Arc::default(),
-            max_connections: MAX_CONNECTIONS,
-        }
-    }
-}
-
 impl Adapter for CliSocket {
     fn channel_type(&self) -> &str {
         CHANNEL_TYPE
@@ -101,7 +113,49 @@ impl Adapter for CliSocket {
         false
     }
 
-    fn deliver(&self, message: &Outbound) -> Result<Delivered, DeliveryError> {
+    fn start(self: Arc<Self>, start: Start) -> BoxFuture<'static, anyhow::Result<()>> {
+        async move {
+            let (listener, socket_file) =
+                bind(&self.socket).with_context(|| format!("binding {}", self.socket.display()))?;
+            if let Ok(mut stop) = self.stop.lock() {
+                *stop = Some(start.stop.clone());
+            }
+            let tasks = self.tasks.clone();
+            tasks.spawn(self.serve(
+                listener,
+                socket_file,
+                start.inbound,
+                start.ready,
+                start.stop,
+            ));
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn stop(&self) -> BoxFuture<'_, ()> {
+        async move {
+            if let Some(stop) = self.stop.lock().ok().and_then(|mut stop| stop.take()) {
+                stop.cancel();
+            }
+            self.tasks.close();
+            self.tasks.wait().await;
+        }
+        .boxed()
+    }
+
+    fn deliver<'a>(
+        &'a self,
+        message: &'a Outbound,
+    ) -> BoxFuture<'a, Result<Delivered, DeliveryError>> {
+        std::future::ready(self.offer(message)).boxed()
+    }
+}
+
+impl CliSocket {
+    /// Delivers at once, without waiting: hands the reply to the chat's reader, or says why it
+    /// stays queued (see the module comment).
+    pub fn offer(&self, message: &Outbound) -> Result<Delivered, DeliveryError> {
         let text = match &message.content {
             serde_json::Value::String(text) => text.clone(),
             content => match content.get("text").or_else(|| content.get("markdown")) {
@@ -162,7 +216,7 @@ impl Chat {
 }
 
 fn poisoned() -> DeliveryError {
-    DeliveryError::Failed("cli reader table poisoned by a panic".to_string())
+    DeliveryError::Transient("cli reader table poisoned by a panic".to_string())
 }
 
 /// The socket file one daemon bound, identified by device and inode: removed at shutdown only
@@ -219,8 +273,17 @@ pub fn bind(path: &Path) -> io::Result<(UnixListener, SocketFile)> {
 }
 
 impl CliSocket {
-    pub fn new() -> CliSocket {
-        CliSocket::default()
+    /// The CLI channel that `start` binds at `socket`.
+    pub fn new(socket: impl Into<PathBuf>) -> CliSocket {
+        CliSocket {
+            socket: socket.into(),
+            chats: Mutex::default(),
+            next_conn: AtomicU64::new(0),
+            open: Arc::default(),
+            max_connections: MAX_CONNECTIONS,
+            tasks: TaskTracker::new(),
+            stop: Mutex::new(None),
+        }
     }
 
     /// At most `max` client connections at once (default [`MAX_CONNECTIONS`]).
@@ -229,14 +292,13 @@ impl CliSocket {
         self
     }
 
-    /// Accepts connections until `stop`; every connection is a tracked task.
-    pub async fn serve(
+    /// Accepts connections until `stop`; every connection is a task of `self.tasks`.
+    async fn serve(
         self: Arc<Self>,
         listener: UnixListener,
         socket_file: SocketFile,
         inbound: mpsc::Sender<Envelope>,
-        readers: mpsc::Sender<ReaderArrived>,
-        tasks: TaskTracker,
+        ready: Ready,
         stop: CancellationToken,
     ) {
         info!(socket = %socket_file.path().display(), "cli channel listening");
@@ -262,9 +324,9 @@ impl CliSocket {
                         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
                         let socket = Arc::clone(&self);
                         let connection = socket.connection(
-                            conn, stream, inbound.clone(), readers.clone(), stop.child_token(),
+                            conn, stream, inbound.clone(), ready.clone(), stop.child_token(),
                         );
-                        tasks.spawn(async move {
+                        self.tasks.spawn(async move {
                             connection.await;
                             drop(opened);
                         });
@@ -340,7 +402,7 @@ impl CliSocket {
         conn: u64,
         stream: UnixStream,
         inbound: mpsc::Sender<Envelope>,
-        readers: mpsc::Sender<ReaderArrived>,
+        ready: Ready,
         stop: CancellationToken,
     ) {
         let mut framed = Framed::new(stream, LineCodec::new());
@@ -363,7 +425,7 @@ impl CliSocket {
                     let answer = match frame {
                         None => break,
                         Some(Ok(Line::Text(line))) => {
-                            self.handle_line(&mut client, &line, &inbound, &readers).await
+                            self.handle_line(&mut client, &line, &inbound, &ready).await
                         }
                         Some(Ok(Line::TooLong)) => Some(HostLine::error(format!(
                             "line longer than {MAX_LINE} bytes rejected"
@@ -401,7 +463,7 @@ impl CliSocket {
         client: &mut Client,
         line: &str,
         inbound: &mpsc::Sender<Envelope>,
-        readers: &mpsc::Sender<ReaderArrived>,
+        ready: &Ready,
     ) -> Option<HostLine> {
         if line.trim().is_empty() {
             return None;
@@ -433,7 +495,7 @@ impl CliSocket {
                 }
                 self.claim(client.conn, &platform_id, client.reply_tx.clone());
                 client.reading = Some(platform_id.clone());
-                let _ = readers.try_send(ReaderArrived {
+                ready.tell(ReaderArrived {
                     channel_type: CHANNEL_TYPE.to_string(),
                     platform_id: platform_id.clone(),
                 });
@@ -452,7 +514,7 @@ impl CliSocket {
                 };
                 if self.ack(platform_id, &ack) {
                     // Delivery records it now rather than at its next poll.
-                    let _ = readers.try_send(ReaderArrived {
+                    ready.tell(ReaderArrived {
                         channel_type: CHANNEL_TYPE.to_string(),
                         platform_id: platform_id.clone(),
                     });

@@ -24,14 +24,14 @@ fn reader(socket: &CliSocket, conn: u64, buffer: usize) -> mpsc::Receiver<String
 
 #[test]
 fn delivery_without_reader_stays_queued() {
-    let socket = CliSocket::new();
+    let socket = CliSocket::new("unused.sock");
     assert_eq!(
-        socket.deliver(&reply("r1", "hi")).unwrap(),
+        socket.offer(&reply("r1", "hi")).unwrap(),
         Delivered::NoReader
     );
     let mut rx = reader(&socket, 1, 4);
     assert_eq!(
-        socket.deliver(&reply("r1", "hi")).unwrap(),
+        socket.offer(&reply("r1", "hi")).unwrap(),
         Delivered::AwaitingAck
     );
     let line = rx.try_recv().unwrap();
@@ -43,23 +43,23 @@ fn delivery_without_reader_stays_queued() {
 
 #[test]
 fn issue_8_a_reply_is_delivered_only_once_its_reader_acknowledges_it() {
-    let socket = CliSocket::new();
+    let socket = CliSocket::new("unused.sock");
     let mut rx = reader(&socket, 1, 4);
     assert_eq!(
-        socket.deliver(&reply("r1", "hi")).unwrap(),
+        socket.offer(&reply("r1", "hi")).unwrap(),
         Delivered::AwaitingAck
     );
     rx.try_recv().unwrap();
     // Delivery polls again before the client answered: not sent twice, still not delivered.
     assert_eq!(
-        socket.deliver(&reply("r1", "hi")).unwrap(),
+        socket.offer(&reply("r1", "hi")).unwrap(),
         Delivered::AwaitingAck
     );
     assert!(rx.try_recv().is_err(), "not sent twice to one reader");
     assert!(!socket.ack("local", "other"), "an id never sent is ignored");
     assert!(socket.ack("local", "r1"));
     assert_eq!(
-        socket.deliver(&reply("r1", "hi")).unwrap(),
+        socket.offer(&reply("r1", "hi")).unwrap(),
         Delivered::Sent(None)
     );
     assert!(rx.try_recv().is_err());
@@ -67,10 +67,10 @@ fn issue_8_a_reply_is_delivered_only_once_its_reader_acknowledges_it() {
 
 #[test]
 fn issue_8_a_reader_that_leaves_without_acknowledging_leaves_the_reply_queued() {
-    let socket = CliSocket::new();
+    let socket = CliSocket::new("unused.sock");
     let mut first = reader(&socket, 1, 4);
     assert_eq!(
-        socket.deliver(&reply("r1", "hi")).unwrap(),
+        socket.offer(&reply("r1", "hi")).unwrap(),
         Delivered::AwaitingAck
     );
     first.try_recv().unwrap();
@@ -82,12 +82,12 @@ fn issue_8_a_reader_that_leaves_without_acknowledging_leaves_the_reply_queued() 
         .unwrap()
         .leave(1);
     assert_eq!(
-        socket.deliver(&reply("r1", "hi")).unwrap(),
+        socket.offer(&reply("r1", "hi")).unwrap(),
         Delivered::NoReader
     );
     let mut second = reader(&socket, 2, 4);
     assert_eq!(
-        socket.deliver(&reply("r1", "hi")).unwrap(),
+        socket.offer(&reply("r1", "hi")).unwrap(),
         Delivered::AwaitingAck
     );
     assert!(second.try_recv().unwrap().contains(r#""id":"r1""#));
@@ -97,28 +97,28 @@ fn issue_8_a_reader_that_leaves_without_acknowledging_leaves_the_reply_queued() 
 fn a_reader_that_does_not_keep_up_leaves_replies_queued_not_failed() {
     // A terminal that stops reading must not make delivery give up on its replies (3
     // failed attempts mark them failed for good): they wait until it reads or is replaced.
-    let socket = CliSocket::new();
+    let socket = CliSocket::new("unused.sock");
     let mut rx = reader(&socket, 1, 1);
     assert_eq!(
-        socket.deliver(&reply("r1", "one")).unwrap(),
+        socket.offer(&reply("r1", "one")).unwrap(),
         Delivered::AwaitingAck
     );
     assert_eq!(
-        socket.deliver(&reply("r2", "two")).unwrap(),
+        socket.offer(&reply("r2", "two")).unwrap(),
         Delivered::NoReader
     );
     rx.try_recv().unwrap();
     assert_eq!(
-        socket.deliver(&reply("r2", "two")).unwrap(),
+        socket.offer(&reply("r2", "two")).unwrap(),
         Delivered::AwaitingAck
     );
 }
 
 #[test]
 fn a_newer_reader_supersedes_the_old_one_and_gets_what_it_did_not_acknowledge() {
-    let socket = CliSocket::new();
+    let socket = CliSocket::new("unused.sock");
     let mut old = reader(&socket, 1, 4);
-    socket.deliver(&reply("r1", "hi")).unwrap();
+    socket.offer(&reply("r1", "hi")).unwrap();
     old.try_recv().unwrap();
     let mut new = reader(&socket, 2, 4);
     let note = HostLine::parse(&old.try_recv().unwrap());
@@ -133,7 +133,7 @@ fn a_newer_reader_supersedes_the_old_one_and_gets_what_it_did_not_acknowledge() 
         "{note:?}"
     );
     assert_eq!(
-        socket.deliver(&reply("r1", "hi")).unwrap(),
+        socket.offer(&reply("r1", "hi")).unwrap(),
         Delivered::AwaitingAck
     );
     assert!(new.try_recv().unwrap().contains(r#""id":"r1""#));
@@ -141,12 +141,12 @@ fn a_newer_reader_supersedes_the_old_one_and_gets_what_it_did_not_acknowledge() 
 
 #[test]
 fn a_notice_without_a_row_is_shown_like_a_reply() {
-    let socket = CliSocket::new();
+    let socket = CliSocket::new("unused.sock");
     let mut rx = reader(&socket, 1, 4);
     let mut notice = reply("notice-1", "cannot start");
     notice.in_reply_to = None;
     notice.agent = None;
-    socket.deliver(&notice).unwrap();
+    socket.offer(&notice).unwrap();
     assert_eq!(
         rx.try_recv().unwrap(),
         r#"{"id":"notice-1","text":"cannot start"}"#
@@ -159,20 +159,16 @@ async fn issue_8_connections_beyond_the_limit_are_refused_with_an_error() {
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cli.sock");
-    let (listener, socket_file) = bind(&path).unwrap();
-    let socket = Arc::new(CliSocket::new().with_max_connections(2));
+    let socket = Arc::new(CliSocket::new(&path).with_max_connections(2));
     let (inbound_tx, _inbound_rx) = mpsc::channel(8);
-    let (readers_tx, _readers_rx) = mpsc::channel(8);
-    let tasks = TaskTracker::new();
-    let stop = CancellationToken::new();
-    tasks.spawn(Arc::clone(&socket).serve(
-        listener,
-        socket_file,
-        inbound_tx,
-        readers_tx,
-        tasks.clone(),
-        stop.clone(),
-    ));
+    Arc::clone(&socket)
+        .start(Start {
+            inbound: inbound_tx,
+            ready: Ready::new(|_| {}),
+            stop: CancellationToken::new(),
+        })
+        .await
+        .unwrap();
     let hello = |stream: UnixStream| async move {
         let (read, mut write) = stream.into_split();
         write.write_all(b"{\"hello\":{}}\n").await.unwrap();
@@ -194,9 +190,7 @@ async fn issue_8_connections_beyond_the_limit_are_refused_with_an_error() {
     line.clear();
     assert_eq!(third.read_line(&mut line).await.unwrap(), 0, "then closed");
     drop((_keep_first, _keep_second));
-    stop.cancel();
-    tasks.close();
-    tasks.wait().await;
+    socket.stop().await;
 }
 
 #[tokio::test]
@@ -210,4 +204,74 @@ async fn issue_7_a_socket_replaced_by_another_is_not_removed() {
     assert!(path.exists(), "the other socket is left alone");
     assert!(second_file.remove_if_ours());
     assert!(!path.exists());
+}
+
+#[tokio::test]
+async fn start_binds_the_socket_and_stop_ends_every_connection_and_removes_it() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cli.sock");
+    let socket = Arc::new(CliSocket::new(&path));
+    let (inbound_tx, mut inbound_rx) = mpsc::channel(8);
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+    Arc::clone(&socket)
+        .start(Start {
+            inbound: inbound_tx,
+            ready: Ready::new(move |chat| {
+                let _ = ready_tx.send(chat);
+            }),
+            stop: CancellationToken::new(),
+        })
+        .await
+        .unwrap();
+    let stream = UnixStream::connect(&path).await.unwrap();
+    let (read, mut write) = stream.into_split();
+    write.write_all(b"{\"hello\":{}}\n").await.unwrap();
+    let mut read = BufReader::new(read);
+    let mut line = String::new();
+    read.read_line(&mut line).await.unwrap();
+    assert!(line.contains("hello"), "{line}");
+    assert_eq!(
+        ready_rx.recv().await,
+        Some(ReaderArrived {
+            channel_type: CHANNEL_TYPE.into(),
+            platform_id: DEFAULT_PLATFORM_ID.into()
+        }),
+        "a reader arriving tells delivery"
+    );
+
+    socket.stop().await;
+    line.clear();
+    assert_eq!(
+        read.read_line(&mut line).await.unwrap(),
+        0,
+        "the connection is closed"
+    );
+    assert!(!path.exists(), "the socket file is removed");
+    assert!(
+        inbound_rx.recv().await.is_none(),
+        "no clone of the inbound sender is left: the router can end"
+    );
+}
+
+#[tokio::test]
+async fn a_path_that_is_not_a_socket_stops_the_start_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cli.sock");
+    std::fs::write(&path, "not a socket").unwrap();
+    let (inbound_tx, _inbound_rx) = mpsc::channel(8);
+    let err = Arc::new(CliSocket::new(&path))
+        .start(Start {
+            inbound: inbound_tx,
+            ready: Ready::new(|_| {}),
+            stop: CancellationToken::new(),
+        })
+        .await
+        .unwrap_err();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("binding") && text.contains("cli.sock"),
+        "{text}"
+    );
 }

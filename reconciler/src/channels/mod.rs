@@ -1,20 +1,26 @@
 //! Channel adapters: the contract between chat platforms and the runtime (host.md §9.1).
 //!
 //! An adapter turns platform traffic into [`InboundEvent`]s (sent to the router through the
-//! sender it is given at start) and delivers outbound messages to the platform. Adapters know
-//! nothing about agents, sessions or the DB. The registry ([`Adapters`]) is keyed by
-//! channel type; the router and delivery look adapters up there.
+//! sender it is given at [`Adapter::start`]) and delivers outbound messages to the platform.
+//! Adapters know nothing about agents, sessions or the DB. Which adapters a runtime starts is
+//! decided by [`registry`] from the channel types in use; the live ones ([`Adapters`]) are
+//! keyed by channel type, and the router and delivery look them up there.
 
 pub mod accept;
 pub mod cli_protocol;
 pub mod cli_socket;
+pub mod registry;
 pub mod telegram;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use agent_runner::session_db::{Attachment, Content, Kind};
+use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// One message arriving from a channel (host.md §3.1).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -125,7 +131,9 @@ pub struct OutFile {
     pub data: bytes::Bytes,
 }
 
-/// What a delivery attempt achieved.
+/// What a delivery attempt achieved. `NoReader` and `AwaitingAck` are outcomes, not errors:
+/// nothing failed, the reply simply is not shown yet, so they keep the row queued without
+/// counting an attempt (a [`DeliveryError`] is something that went wrong).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Delivered {
     /// Sent; the platform's message id when it returned one.
@@ -139,28 +147,90 @@ pub enum Delivered {
     AwaitingAck,
 }
 
-#[derive(Debug, thiserror::Error)]
+/// Why a delivery failed; delivery acts on each differently (docs/runtime.md, "The message
+/// path").
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DeliveryError {
+    /// The platform asks to try again later (rate limited, flood control): the row is not
+    /// attempted again before this long and no attempt is counted.
+    #[error("the channel asks to retry in {} ms", .0.as_millis())]
+    RetryAfter(Duration),
+    /// It will never work (chat gone, bot removed, message refused): the row is marked failed
+    /// at once.
+    #[error("refused for good: {0}")]
+    Permanent(String),
+    /// It failed this time (network error, timeout): the row is retried at the next drain and
+    /// marked failed after `delivery::MAX_ATTEMPTS` such failures.
     #[error("{0}")]
-    Failed(String),
+    Transient(String),
+}
+
+/// What an adapter is given when it starts.
+pub struct Start {
+    /// Where inbound messages go (to the router). Bounded: `send().await` waits while the
+    /// router is behind, which is the backpressure a platform connection should feel.
+    pub inbound: mpsc::Sender<Envelope>,
+    /// Tells delivery that queued replies for a chat may go now.
+    pub ready: Ready,
+    /// Cancelled when the runtime stops; [`Adapter::stop`] also ends what `start` began.
+    pub stop: CancellationToken,
+}
+
+/// Delivery's "queued replies for this chat may go now" (a reader arrived, a reply was
+/// acknowledged). Never blocks; calls before delivery looks coalesce.
+#[derive(Clone)]
+pub struct Ready(Arc<dyn Fn(ReaderArrived) + Send + Sync>);
+
+impl Ready {
+    pub fn new(ready: impl Fn(ReaderArrived) + Send + Sync + 'static) -> Ready {
+        Ready(Arc::new(ready))
+    }
+
+    pub fn tell(&self, chat: ReaderArrived) {
+        (self.0)(chat);
+    }
+}
+
+/// A chat whose queued replies may go now: it gained a reader, or its reader acknowledged one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReaderArrived {
+    pub channel_type: String,
+    pub platform_id: String,
 }
 
 /// The adapter contract (host.md §9.1).
 ///
-/// Inbound, an adapter sends [`Envelope`]s to the router through the sender it is given when
-/// it starts (v2's `onInbound`/`onInboundEvent` callbacks); `platform_id` must be exactly what
+/// Lifecycle: the runtime builds adapters through the [`registry`] for the channel types in
+/// use, calls [`Adapter::start`] once (before any delivery), and [`Adapter::stop`] once at
+/// shutdown, after which the adapter holds no clone of the inbound sender (the router ends
+/// when the last one is gone) and has no task left running.
+///
+/// Inbound, an adapter sends [`Envelope`]s to the router through the sender it is given at
+/// start (v2's `onInbound`/`onInboundEvent` callbacks); `platform_id` must be exactly what
 /// the manifests' `platform_id` says, `is_mention` must be a platform-confirmed mention (DMs
 /// count), and a threaded adapter passes thread ids (the router then forces per-thread
-/// sessions in group chats). Outbound, it implements the methods below. Starting and stopping
-/// are the adapter's own `serve`-style task, tracked by the runtime. The optional capabilities
-/// have defaults that mean "not supported".
-pub trait Adapter: Send + Sync {
+/// sessions in group chats). Outbound, [`Adapter::deliver`] runs on the adapter's own outbox
+/// task, one message at a time, so a slow platform delays only its own replies. The synchronous
+/// methods are called from the router and delivery threads and must not block (queue the work
+/// to the adapter's own task). The optional capabilities have defaults that mean "not
+/// supported".
+pub trait Adapter: Send + Sync + 'static {
     /// Registry key for routing and delivery (`cli`, `telegram`, …).
     fn channel_type(&self) -> &str;
     /// False: the router collapses thread ids to the chat (host.md §3.2 step 2).
     fn supports_threads(&self) -> bool;
-    /// Delivers one message. Must not block for long: it runs on the delivery task.
-    fn deliver(&self, message: &Outbound) -> Result<Delivered, DeliveryError>;
+    /// Connects to the platform (binds, logs in, starts polling) and spawns the adapter's
+    /// tasks; an error stops the runtime's start with it.
+    fn start(self: Arc<Self>, start: Start) -> BoxFuture<'static, anyhow::Result<()>>;
+    /// Stops taking input, ends the adapter's tasks and waits for them.
+    fn stop(&self) -> BoxFuture<'_, ()>;
+    /// Delivers one message. Called only from the adapter's outbox task, one message at a
+    /// time; it may wait for the platform (at most `runtime::outbox::DELIVER_TIMEOUT`, then it
+    /// counts as a transient failure).
+    fn deliver<'a>(
+        &'a self,
+        message: &'a Outbound,
+    ) -> BoxFuture<'a, Result<Delivered, DeliveryError>>;
     /// Whether the platform connection is up (for status reporting).
     fn is_connected(&self) -> bool {
         true
@@ -200,5 +270,17 @@ impl Adapters {
     pub fn supports_threads(&self, channel_type: &str) -> bool {
         self.get(channel_type)
             .is_some_and(|adapter| adapter.supports_threads())
+    }
+
+    /// Every adapter, by channel type.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Adapter>> {
+        self.by_type.values()
+    }
+
+    /// Stops every adapter, one after the other.
+    pub async fn stop_all(&self) {
+        for adapter in self.by_type.values() {
+            adapter.stop().await;
+        }
     }
 }

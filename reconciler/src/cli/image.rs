@@ -24,7 +24,9 @@ use super::{Ctx, Status};
 use crate::containers::base::{self, BOOKWORM, BaseOutcome};
 use crate::containers::image::{self, CLAUDE_CODE_VERSION, Freshness, Recipe};
 use crate::containers::{self, AgentImages, ImageBuild};
-use crate::state::Resource;
+use crate::ops;
+use crate::state::{Agent, Resource};
+use crate::style;
 
 const BUILD_AFTER_HELP: &str = "\
 Which images: without --recipe, the ones the agents in DIR need: agents with the `mock` provider
@@ -141,6 +143,7 @@ pub fn run(args: ImageArgs, ctx: &Ctx) -> anyhow::Result<Status> {
 fn run_build(args: BuildArgs, ctx: &Ctx) -> anyhow::Result<Status> {
     // A runner that was asked for is checked before anything else: a typo fails at once.
     let found = runner::find(args.runner.as_deref())?;
+    let mut with_packages: Vec<Agent> = Vec::new();
     let targets = match args.recipe {
         Some(recipe) => {
             let recipe = Recipe::from(recipe);
@@ -160,7 +163,18 @@ fn run_build(args: BuildArgs, ctx: &Ctx) -> anyhow::Result<Status> {
                 return Ok(Status::Invalid);
             };
             let needed = AgentImages::default().needed(agents(loaded.state.resources.values()));
-            if needed.is_empty() {
+            with_packages = loaded
+                .state
+                .resources
+                .values()
+                .filter_map(|resource| match resource {
+                    Resource::Agent(agent) if ops::agent_images::has_packages(agent) => {
+                        Some(agent.clone())
+                    }
+                    _ => None,
+                })
+                .collect();
+            if needed.is_empty() && with_packages.is_empty() {
                 say!(
                     "no agent in `{}` needs an image from nanoclaw (each names its own `image`)",
                     args.dir.display()
@@ -192,22 +206,83 @@ fn run_build(args: BuildArgs, ctx: &Ctx) -> anyhow::Result<Status> {
                         "reused `{tag}`: it already holds recipe {} and this runner (its labels say so); `--force` rebuilds",
                         recipe.name()
                     );
-                    println!("reused {tag}");
+                    println!("{} {tag}", style::paint(style::ADDED, "reused", ctx.color));
                 }
-                Provided::Built => println!("built {tag}"),
+                Provided::Built => {
+                    println!("{} {tag}", style::paint(style::ADDED, "built", ctx.color));
+                }
             }
         }
-        anyhow::Ok(())
-    })?;
-    Ok(Status::Ok)
+        if with_packages.is_empty() {
+            return anyhow::Ok(Status::Ok);
+        }
+        ctx.paths.ensure()?;
+        let agents: Vec<&Agent> = with_packages.iter().collect();
+        let provided = provide_agent_images(&docker, &AgentImages::default(), &agents, ctx).await?;
+        for (agent, tag) in &provided.per_agent {
+            let built = provided.built.iter().any(|(name, _)| name == agent);
+            println!("{} {tag} (agent {agent})", if built { "built" } else { "reused" });
+        }
+        anyhow::Ok(if provided.failures.is_empty() {
+            Status::Ok
+        } else {
+            Status::Error
+        })
+    })
 }
 
-/// `(provider, own image)` of every agent among `resources`.
+/// Provides the per-agent images of `agents` (those with packages) on the images of this run,
+/// showing each build like a recipe's and saying what failed (the agent keeps its previous
+/// image). `nanoclaw run` and `nanoclaw image build` both call it.
+pub(crate) async fn provide_agent_images(
+    docker: &containers::Docker,
+    images: &AgentImages,
+    agents: &[&Agent],
+    ctx: &Ctx,
+) -> anyhow::Result<ops::agent_images::Provided> {
+    let terminal = std::io::stderr().is_terminal();
+    let mut display = BuildDisplay::new(terminal, ctx.color && terminal);
+    let mut current = String::new();
+    let mut progress = |agent: &str, event: containers::BuildProgress| {
+        if agent != current {
+            current = agent.to_string();
+            display.note(&format!(
+                "building the image of agent `{agent}` (its `packages`)"
+            ));
+        }
+        display.event(event);
+    };
+    let provided =
+        ops::agent_images::provide(&ctx.paths, docker, images, agents, &mut progress).await?;
+    display.finish();
+    for (agent, tag) in &provided.built {
+        say!("built `{tag}` for agent `{agent}`");
+    }
+    for failure in &provided.failures {
+        let kept = provided
+            .per_agent
+            .get(&failure.agent)
+            .map_or("its provider's image".to_string(), |tag| format!("`{tag}`"));
+        say!(
+            "error: {failure}\n\nhint: the agent keeps running on {kept}; fix its `packages` and apply again (the error is recorded for `nanoclaw status`)"
+        );
+    }
+    for tag in &provided.pruned {
+        say!("removed the old agent image `{tag}`");
+    }
+    Ok(provided)
+}
+
+/// `(provider, own image, has packages)` of every agent among `resources`.
 pub(crate) fn agents<'a>(
     resources: impl IntoIterator<Item = &'a Resource>,
-) -> impl Iterator<Item = (Option<&'a str>, Option<&'a str>)> {
+) -> impl Iterator<Item = (Option<&'a str>, Option<&'a str>, bool)> {
     resources.into_iter().filter_map(|resource| match resource {
-        Resource::Agent(agent) => Some((agent.provider.as_deref(), agent.image.as_deref())),
+        Resource::Agent(agent) => Some((
+            agent.provider.as_deref(),
+            agent.image.as_deref(),
+            !agent.packages.apt.is_empty() || !agent.packages.npm.is_empty(),
+        )),
         _ => None,
     })
 }
@@ -238,7 +313,7 @@ pub(crate) async fn provide(
         Freshness::Stale(why) => why,
     };
     let terminal = std::io::stderr().is_terminal();
-    let mut display = BuildDisplay::new(terminal, ctx.color && terminal);
+    let mut display = BuildDisplay::new(terminal, ctx.color_stderr && terminal);
     let started = Instant::now();
     let what = match recipe {
         Recipe::Production => format!("recipe production, Claude Code {CLAUDE_CODE_VERSION}"),

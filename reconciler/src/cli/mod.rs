@@ -19,15 +19,18 @@ pub mod apply;
 pub mod auth;
 pub mod chat;
 pub mod completions;
+pub mod doctor;
 pub mod export;
 pub mod history;
 pub mod image;
+pub mod import;
 pub mod plan;
 pub mod run;
 pub mod schema;
+pub mod service;
 pub mod validate;
+pub mod watch;
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -90,8 +93,12 @@ pub enum Command {
     Export(export::ExportArgs),
     Schema(schema::SchemaArgs),
     Run(run::RunArgs),
+    Watch(watch::WatchArgs),
     Chat(chat::ChatArgs),
     Image(image::ImageArgs),
+    Import(import::ImportArgs),
+    Service(service::ServiceArgs),
+    Doctor(doctor::DoctorArgs),
     Completions(completions::CompletionsArgs),
     Auth(auth::AuthArgs),
 }
@@ -123,25 +130,35 @@ impl From<Status> for ExitCode {
 #[derive(Clone, Debug)]
 pub struct Ctx {
     pub paths: Paths,
-    /// Colour stdout (terminal, NO_COLOR unset, or --color always).
+    /// Colour stdout: `--color always`, or `auto` on a terminal without `NO_COLOR`.
     pub color: bool,
+    /// Colour stderr (diagnostics, build progress), decided the same way for stderr.
+    pub color_stderr: bool,
     pub log_format: LogFormat,
 }
 
 impl Ctx {
     pub fn from_global(global: &GlobalArgs) -> Ctx {
         let data = global.data.clone().unwrap_or_else(Paths::default_data_dir);
-        let color = match global.color {
-            ColorChoice::Always => true,
-            ColorChoice::Never => false,
-            ColorChoice::Auto => {
-                std::io::stdout().is_terminal() && env::get(env::NO_COLOR).is_none()
-            }
-        };
         Ctx {
             paths: Paths::new(data),
-            color,
+            color: wants_color(global.color, &std::io::stdout()),
+            color_stderr: wants_color(global.color, &std::io::stderr()),
             log_format: global.log_format,
+        }
+    }
+}
+
+/// `--color` for one stream: `always` and `never` as said; `auto` asks anstream, which colours
+/// a terminal unless `NO_COLOR` (or `CLICOLOR=0`, `TERM=dumb`) says not to. Every coloured
+/// output (plan, validate, image) follows this one decision.
+fn wants_color<S: anstream::stream::RawStream>(choice: ColorChoice, stream: &S) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            env::get(env::NO_COLOR).is_none()
+                && anstream::AutoStream::choice(stream) != anstream::ColorChoice::Never
         }
     }
 }
@@ -157,8 +174,12 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Export(args) => export::run(args, &ctx),
         Command::Schema(args) => schema::run(args, &ctx),
         Command::Run(args) => run::run(args, &ctx),
+        Command::Watch(args) => watch::run(args, &ctx),
         Command::Chat(args) => chat::run(args, &ctx),
         Command::Image(args) => image::run(args, &ctx),
+        Command::Import(args) => import::run(args, &ctx),
+        Command::Service(args) => service::run(args, &ctx),
+        Command::Doctor(args) => doctor::run(args, &ctx),
         Command::Completions(args) => completions::run(args, &ctx),
         Command::Auth(args) => auth::run(args, &ctx),
     }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use super::{Ctx, Status};
+use crate::manifest::diagnostic::render_styled;
 use crate::ops::{self, Loaded, OpsError, PlanRequest};
 use crate::plan;
 
@@ -79,13 +80,13 @@ pub(crate) fn load_manifests(dir: &Path, ctx: &Ctx) -> anyhow::Result<Option<Loa
     match ops::load(dir, &ctx.paths.data) {
         Ok(loaded) => {
             if !loaded.warnings.is_empty() {
-                let text = crate::manifest::render(&loaded.warnings) + "\n";
+                let text = render_styled(&loaded.warnings, ctx.color_stderr) + "\n";
                 let _ = crate::logging::stderr().write_all(text.as_bytes());
             }
             Ok(Some(loaded))
         }
         Err(OpsError::Invalid { diagnostics }) => {
-            let text = crate::manifest::render(&diagnostics);
+            let text = render_styled(&diagnostics, ctx.color_stderr);
             let _ = crate::logging::stderr().write_all(text.as_bytes());
             Ok(None)
         }

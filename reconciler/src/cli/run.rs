@@ -47,6 +47,7 @@ Examples:
   nanoclaw run                              the bundled manifests in ./manifests
   nanoclaw run ~/agents --data ~/.nanoclaw  your own manifests and state directory
   nanoclaw run --yes                        also apply deletions without asking
+  nanoclaw run --watch                      also apply every saved change (see `nanoclaw watch --help`)
   nanoclaw run --runner ./agent-runner      the static runner for the agent images
   nanoclaw run --log-format json            machine-readable logs on stderr";
 
@@ -88,6 +89,12 @@ pub struct RunArgs {
     /// Never install or start Docker; fail with instructions instead.
     #[arg(long)]
     pub no_docker_setup: bool,
+    /// Watch DIR and apply every change while running (`nanoclaw watch --help`): deletions
+    /// and image rebuilds are held until `nanoclaw apply`.
+    #[arg(long)]
+    pub watch: bool,
+    #[command(flatten)]
+    pub watch_confirm: super::watch::WatchConfirm,
     /// Static agent-runner binary for the agent images built or refreshed at startup (default:
     /// NANOCLAW_RUNNER, else `agent-runner` beside nanoclaw; see `nanoclaw image build --help`).
     #[arg(long, value_name = "PATH")]
@@ -144,7 +151,7 @@ pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Status> {
         }
     }
 
-    let (images, needed) = images_needed(args.image.as_deref(), ctx)?;
+    let (mut images, needed) = images_needed(args.image.as_deref(), ctx)?;
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -157,6 +164,19 @@ pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Status> {
             containers::daemon::ensure_daemon(&ctx.paths.data).await?
         };
         super::image::ensure_images(&docker, &needed, runner, ctx).await?;
+        let current = ops::current::read(&ctx.paths)?;
+        let agents: Vec<&crate::state::Agent> = current
+            .state
+            .resources
+            .values()
+            .filter_map(|resource| match resource {
+                crate::state::Resource::Agent(agent) => Some(agent),
+                _ => None,
+            })
+            .collect();
+        images.per_agent = super::image::provide_agent_images(&docker, &images, &agents, ctx)
+            .await?
+            .per_agent;
         let stop = CancellationToken::new();
         let signals = stop.clone();
         let tasks = tokio_util::task::TaskTracker::new();
@@ -169,6 +189,14 @@ pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Status> {
             warn!("second signal: exiting now");
             std::process::exit(130);
         });
+        if args.watch {
+            tasks.spawn(crate::ops::watch::run(
+                ctx.paths.clone(),
+                args.dir.clone(),
+                args.watch_confirm.into(),
+                stop.child_token(),
+            ));
+        }
         tasks.close();
         let settings = Settings {
             paths: ctx.paths.clone(),
@@ -200,7 +228,7 @@ fn images_needed(
     Ok((images, needed.into_iter().collect()))
 }
 
-async fn wait_for_signal() {
+pub(super) async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::{Ctx, Status};
-use crate::{manifest, ops};
+use crate::manifest::diagnostic::render_styled;
+use crate::{manifest, ops, style};
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -53,13 +54,14 @@ pub fn run(args: ValidateArgs, ctx: &Ctx) -> anyhow::Result<Status> {
     match result {
         Ok(manifests) => {
             if !manifests.warnings.is_empty() {
-                eprint!("{}", manifest::render(&manifests.warnings));
+                let text = render_styled(&manifests.warnings, ctx.color_stderr);
+                eprint!("{text}");
                 eprintln!("\n{}", manifest::summary(&manifests.warnings));
             }
             let tick = if ctx.color {
-                "\u{1b}[32m✓\u{1b}[0m "
+                style::paint(style::ADDED, "✓", true) + " "
             } else {
-                ""
+                String::new()
             };
             println!(
                 "{tick}{} in {} {} valid",
@@ -74,7 +76,7 @@ pub fn run(args: ValidateArgs, ctx: &Ctx) -> anyhow::Result<Status> {
             Ok(Status::Ok)
         }
         Err(diagnostics) => {
-            eprint!("{}", manifest::render(&diagnostics));
+            eprint!("{}", render_styled(&diagnostics, ctx.color_stderr));
             eprintln!("\n{}", manifest::summary(&diagnostics));
             Ok(Status::Invalid)
         }

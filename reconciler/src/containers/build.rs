@@ -89,7 +89,7 @@ pub async fn build_image(
 }
 
 /// The host's CA bundle; an absent one is empty (npm then trusts the image's own CAs).
-fn read_ca_bundle(path: &Path) -> Result<Vec<u8>, ContainerError> {
+pub(super) fn read_ca_bundle(path: &Path) -> Result<Vec<u8>, ContainerError> {
     match std::fs::read(path) {
         Ok(bytes) => Ok(bytes),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
@@ -102,7 +102,7 @@ fn read_ca_bundle(path: &Path) -> Result<Vec<u8>, ContainerError> {
 
 /// One item of the build stream: progress lines, or the error naming the current step.
 /// `step` remembers the last `Step n/m : …` line.
-fn read_build_info(
+pub(super) fn read_build_info(
     info: BuildInfo,
     step: &mut String,
     progress: &mut impl FnMut(BuildProgress),
@@ -178,7 +178,7 @@ pub fn build_context(
     tar.into_inner()
 }
 
-fn append_file(
+pub(super) fn append_file(
     tar: &mut tar::Builder<Vec<u8>>,
     path: &str,
     data: &[u8],

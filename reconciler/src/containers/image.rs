@@ -175,11 +175,14 @@ pub fn freshness(
 }
 
 /// The image each recipe uses in one `nanoclaw run`: the recipes' default tags, or one tag
-/// for every agent (`run --image`).
+/// for every agent (`run --image`); and the per-agent images of agents with packages.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AgentImages {
     pub minimal: String,
     pub production: String,
+    /// Agent name → its per-agent image (`containers::agent_image`): agents with packages
+    /// whose image was built, or that keep their previous one after a failed build.
+    pub per_agent: BTreeMap<String, String>,
 }
 
 impl Default for AgentImages {
@@ -187,6 +190,7 @@ impl Default for AgentImages {
         AgentImages {
             minimal: Recipe::Minimal.default_tag().to_string(),
             production: Recipe::Production.default_tag().to_string(),
+            per_agent: BTreeMap::new(),
         }
     }
 }
@@ -197,7 +201,23 @@ impl AgentImages {
         AgentImages {
             minimal: tag.to_string(),
             production: tag.to_string(),
+            per_agent: BTreeMap::new(),
         }
+    }
+
+    /// The image of agent `name` without its own `image`: its per-agent image when it has
+    /// one, else its provider's.
+    pub fn for_agent(&self, name: &str, provider: Option<&str>) -> &str {
+        self.per_agent
+            .get(name)
+            .map_or_else(|| self.for_provider(provider), String::as_str)
+    }
+
+    /// The base a per-agent image of an agent without its own `image` starts from: the
+    /// production image whatever the provider (the minimal one is `FROM scratch`, without
+    /// apt or npm; the mock provider runs in either).
+    pub fn package_base(&self) -> &str {
+        self.tag(Recipe::Production)
     }
 
     pub fn tag(&self, recipe: Recipe) -> &str {
@@ -212,20 +232,25 @@ impl AgentImages {
         self.tag(Recipe::for_provider(provider))
     }
 
-    /// The images nanoclaw must provide for these agents, `(provider, own image)` each, and the
-    /// recipe to build each with. Agents with their own image need nothing from us. When one
-    /// tag serves agents of both recipes (`--image`), it gets the production recipe: the mock
-    /// provider works in either image.
+    /// The images nanoclaw must provide for these agents, `(provider, own image, has
+    /// packages)` each, and the recipe to build each with. Agents with their own image need
+    /// nothing from us; an agent with packages needs the production image (its per-agent
+    /// image's base, [`AgentImages::package_base`]). When one tag serves agents of both
+    /// recipes (`--image`), it gets the production recipe: the mock provider works in either.
     pub fn needed<'a>(
         &self,
-        agents: impl IntoIterator<Item = (Option<&'a str>, Option<&'a str>)>,
+        agents: impl IntoIterator<Item = (Option<&'a str>, Option<&'a str>, bool)>,
     ) -> BTreeMap<String, Recipe> {
         let mut needed: BTreeMap<String, Recipe> = BTreeMap::new();
-        for (provider, own_image) in agents {
+        for (provider, own_image, has_packages) in agents {
             if own_image.is_some_and(|tag| !tag.trim().is_empty()) {
                 continue;
             }
-            let recipe = Recipe::for_provider(provider);
+            let recipe = if has_packages {
+                Recipe::Production
+            } else {
+                Recipe::for_provider(provider)
+            };
             let entry = needed.entry(self.tag(recipe).to_string()).or_insert(recipe);
             *entry = (*entry).max(recipe);
         }
@@ -317,15 +342,16 @@ mod tests {
     #[test]
     fn needed_images_follow_the_providers_of_agents_without_their_own_image() {
         let defaults = AgentImages::default();
-        let mock_only = defaults.needed([(Some("mock"), None), (Some("mock"), Some(""))]);
+        let mock_only =
+            defaults.needed([(Some("mock"), None, false), (Some("mock"), Some(""), false)]);
         assert_eq!(
             mock_only,
             BTreeMap::from([(DEFAULT_TAG.to_string(), Recipe::Minimal)])
         );
         let mixed = defaults.needed([
-            (Some("mock"), None),
-            (None, None),
-            (Some("claude"), Some("my-image:1")),
+            (Some("mock"), None, false),
+            (None, None, false),
+            (Some("claude"), Some("my-image:1"), false),
         ]);
         assert_eq!(
             mixed,
@@ -334,16 +360,30 @@ mod tests {
                 (PRODUCTION_TAG.to_string(), Recipe::Production),
             ])
         );
-        assert!(defaults.needed([(None, Some("mine:1"))]).is_empty());
+        assert!(defaults.needed([(None, Some("mine:1"), true)]).is_empty());
+        assert_eq!(
+            defaults.needed([(Some("mock"), None, true)]),
+            BTreeMap::from([(PRODUCTION_TAG.to_string(), Recipe::Production)]),
+            "packages need apt: a mock agent with packages builds on the production image"
+        );
         let single = AgentImages::single("one:tag");
         assert_eq!(
-            single.needed([(Some("mock"), None), (Some("claude"), None)]),
+            single.needed([(Some("mock"), None, false), (Some("claude"), None, false)]),
             BTreeMap::from([("one:tag".to_string(), Recipe::Production)]),
             "one tag for both: the superset recipe"
         );
         assert_eq!(single.for_provider(Some("mock")), "one:tag");
         assert_eq!(defaults.for_provider(Some("mock")), DEFAULT_TAG);
         assert_eq!(defaults.for_provider(None), PRODUCTION_TAG);
+        let mut with_packages = AgentImages::default();
+        with_packages
+            .per_agent
+            .insert("andy".into(), "nanoclaw-agent-ab-andy:0123".into());
+        assert_eq!(
+            with_packages.for_agent("andy", Some("mock")),
+            "nanoclaw-agent-ab-andy:0123"
+        );
+        assert_eq!(with_packages.for_agent("bob", Some("mock")), DEFAULT_TAG);
     }
 
     #[test]

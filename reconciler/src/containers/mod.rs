@@ -28,6 +28,7 @@
 //! Docker API 1.41 (Debian's docker.io 20.10) and negotiates down when the daemon is older.
 //! This module never touches the central DB: the runtime mirrors `Exited` events into it.
 
+pub mod agent_image;
 pub mod base;
 pub mod build;
 pub mod daemon;
@@ -132,6 +133,16 @@ pub async fn connect_at(socket: &str) -> Result<Docker, ContainerError> {
         .map_err(|err| no_daemon(err.to_string()))?;
     tracing::trace!(socket, version = ?client.client_version(), "connected to docker");
     Ok(Docker { client })
+}
+
+/// The daemon's Engine version and the API version negotiated with it (`nanoclaw doctor`).
+pub async fn version(docker: &Docker) -> Result<(String, String), ContainerError> {
+    let version = docker.client.version().await?;
+    let negotiated = docker.client.client_version();
+    Ok((
+        version.version.unwrap_or_else(|| "?".to_string()),
+        format!("{}.{}", negotiated.major_version, negotiated.minor_version),
+    ))
 }
 
 /// True when the daemon reported "no such container/image" (404).

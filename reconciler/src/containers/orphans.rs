@@ -30,6 +30,31 @@ pub async fn list_install(docker: &Docker, slug: &str) -> Result<Vec<String>, Co
         .collect())
 }
 
+/// The install slugs of every nanoclaw container on the daemon, with how many each has (for
+/// `nanoclaw doctor`: other installs sharing this Docker daemon).
+pub async fn installs(
+    docker: &Docker,
+) -> Result<std::collections::BTreeMap<String, usize>, ContainerError> {
+    let options = ListContainersOptions {
+        all: true,
+        filters: Some(HashMap::from([(
+            "label".to_string(),
+            vec![super::labels::LABEL_INSTALL.to_string()],
+        )])),
+        ..Default::default()
+    };
+    let mut slugs = std::collections::BTreeMap::new();
+    for container in docker.client.list_containers(Some(options)).await? {
+        if let Some(slug) = container
+            .labels
+            .and_then(|labels| labels.get(super::labels::LABEL_INSTALL).cloned())
+        {
+            *slugs.entry(slug).or_insert(0) += 1;
+        }
+    }
+    Ok(slugs)
+}
+
 /// Force-removes every container labelled with this install's slug; returns how many.
 pub async fn remove_orphans(docker: &Docker, slug: &str) -> Result<usize, ContainerError> {
     let names = list_install(docker, slug).await?;

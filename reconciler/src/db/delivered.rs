@@ -40,6 +40,27 @@ pub fn record(
     Ok(())
 }
 
+/// Records an outcome another install recorded, keeping its time; the first outcome wins.
+/// Returns 1 when recorded, 0 when the row had one already.
+pub fn record_at(
+    conn: &Connection,
+    session: &str,
+    row: &agent_runner::session_db::DeliveredRow,
+) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO delivered_outbound
+           (session_id, message_out_id, status, platform_message_id, delivered_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        session,
+        row.record.message_out_id,
+        row.record.status,
+        row.record.platform_message_id,
+        row.delivered_at
+    ])
+}
+
 /// The recorded outcome of a row, if it has one.
 pub fn outcome(
     conn: &Connection,

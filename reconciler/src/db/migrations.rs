@@ -36,7 +36,32 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "005-container-failures",
         sql: CONTAINER_FAILURES,
     },
+    Migration {
+        name: "006-agent-images-and-watch",
+        sql: AGENT_IMAGES_AND_WATCH,
+    },
 ];
+
+/// The per-agent image each agent runs and its last failed build (`db::agent_images`), and
+/// the manifest watcher's last outcome (`db::watch`): what `status` reads.
+const AGENT_IMAGES_AND_WATCH: &str = r#"
+CREATE TABLE agent_images (
+  agent_group_id TEXT PRIMARY KEY,
+  tag TEXT,
+  built_at TEXT,
+  error TEXT,
+  failed_tag TEXT,
+  failed_at TEXT
+);
+CREATE TABLE watch_state (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  dir TEXT NOT NULL,
+  error TEXT,
+  error_at TEXT,
+  applied_generation INTEGER,
+  applied_at TEXT
+);
+"#;
 
 /// An agent's container network (`network` in its manifest, `state::Network`); every agent
 /// of an older DB keeps the default, `full`.
@@ -324,3 +349,95 @@ CREATE TABLE pending_effects (
   generation INTEGER NOT NULL
 );
 "#;
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use crate::state::effect::Effect;
+    use crate::state::{
+        CliScope, EngageMode, IgnoredMessagePolicy, Network, RoleKind, SenderScope, SessionMode,
+        TextEnum, UnknownSenderPolicy,
+    };
+
+    /// `(table, column)` → the values its `CHECK (column IN (…))` allows, read from the schema
+    /// SQLite holds after every migration (an `ALTER TABLE … ADD COLUMN` is part of it).
+    fn check_lists() -> BTreeMap<(String, String), Vec<String>> {
+        let conn = crate::db::open_in_memory().unwrap();
+        let mut statement = conn
+            .prepare("SELECT name, sql FROM sqlite_master WHERE type = 'table' AND sql IS NOT NULL")
+            .unwrap();
+        let tables: Vec<(String, String)> = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let check = regex::Regex::new(r"CHECK \((\w+) IN \(([^)]*)\)\)").unwrap();
+        let mut lists = BTreeMap::new();
+        for (table, sql) in tables {
+            for found in check.captures_iter(&sql) {
+                let values = found[2]
+                    .split(',')
+                    .map(|value| value.trim().trim_matches('\'').to_string())
+                    .collect();
+                lists.insert((table.clone(), found[1].to_string()), values);
+            }
+        }
+        lists
+    }
+
+    fn names<T: TextEnum>() -> Vec<String> {
+        T::NAMES.iter().map(|name| name.to_string()).collect()
+    }
+
+    /// The migrations' CHECK lists are SQL text written once and never edited; the enums are
+    /// the declarations everything else derives from. This keeps the two equal.
+    #[test]
+    fn check_lists_equal_the_enums_values() {
+        let lists = check_lists();
+        let expected: Vec<(&str, &str, Vec<String>)> = vec![
+            ("container_configs", "cli_scope", names::<CliScope>()),
+            ("container_configs", "network", names::<Network>()),
+            (
+                "messaging_groups",
+                "unknown_sender_policy",
+                names::<UnknownSenderPolicy>(),
+            ),
+            (
+                "messaging_group_agents",
+                "engage_mode",
+                names::<EngageMode>(),
+            ),
+            (
+                "messaging_group_agents",
+                "sender_scope",
+                names::<SenderScope>(),
+            ),
+            (
+                "messaging_group_agents",
+                "ignored_message_policy",
+                names::<IgnoredMessagePolicy>(),
+            ),
+            (
+                "messaging_group_agents",
+                "session_mode",
+                names::<SessionMode>(),
+            ),
+            ("user_roles", "role", names::<RoleKind>()),
+            // `none` needs nothing done after an apply, so it is never pending.
+            (
+                "pending_effects",
+                "effect",
+                Effect::ALL
+                    .iter()
+                    .filter(|effect| **effect != Effect::None)
+                    .map(|effect| effect.as_str().to_string())
+                    .collect(),
+            ),
+        ];
+        for (table, column, values) in expected {
+            let key = (table.to_string(), column.to_string());
+            assert_eq!(lists.get(&key), Some(&values), "{table}.{column}");
+        }
+    }
+}

@@ -2,12 +2,15 @@
 //!
 //! Every connection to the central DB comes from [`open`] (read-write, migrated) or
 //! [`open_readonly`]; `Connection::open` is banned elsewhere (clippy.toml). The schema itself is
-//! [`migrations::MIGRATIONS`]. Session DBs are not opened here: see `agent_runner::session_db`.
+//! [`migrations::MIGRATIONS`]. [`open_copy`] opens a private copy of NanoClaw v2's DB, which
+//! [`v2`] reads for `nanoclaw import`. Session DBs are not opened here: see `agent_runner::session_db`.
 //!
 //! Every statement on the central DB lives in this folder, one file per table group:
 //! [`config`] (the configuration rows apply writes and plan compares), [`history`] (generations
-//! and applies), [`routing`], [`sessions`], [`delivered`], [`failures`].
+//! and applies), [`routing`], [`sessions`], [`delivered`], [`failures`]; and [`v2`], the rows of a
+//! NanoClaw v2 install's own central DB.
 
+pub mod agent_images;
 pub mod config;
 pub mod delivered;
 pub mod failures;
@@ -15,6 +18,8 @@ pub mod history;
 pub mod migrations;
 pub mod routing;
 pub mod sessions;
+pub mod v2;
+pub mod watch;
 
 use std::path::Path;
 use std::time::Duration;
@@ -59,6 +64,18 @@ pub fn open_readonly(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
+/// Opens a private copy of a foreign SQLite DB (NanoClaw v2's, which `import` copies with its
+/// WAL) read-write, so SQLite recovers the WAL into it; no pragma is changed and nothing is
+/// migrated. Never pass a file another program owns: opening writes to it.
+pub fn open_copy(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     Ok(conn)

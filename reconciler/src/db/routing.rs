@@ -1,12 +1,12 @@
 //! Central-DB reads and writes the router needs per message: the chat and its wirings, the
 //! sender's user row and access, the dropped-messages audit (host.md §1.2, §3).
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use agent_runner::session_db::ids;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::state::{UnknownSenderPolicy, Wiring, parse_enum};
+use crate::state::{TextEnum, UnknownSenderPolicy, Wiring};
 
 /// Reasons recorded in the dropped-messages audit (`unregistered_senders.reason`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,13 +161,19 @@ pub fn chats_of_type(conn: &Connection, channel_type: &str) -> rusqlite::Result<
     Ok(chats)
 }
 
+const CHANNEL_TYPES: &str = "SELECT DISTINCT channel_type FROM messaging_groups";
+
+/// The channel types of every registered chat: the adapters a runtime starts.
+pub fn channel_types(conn: &Connection) -> rusqlite::Result<BTreeSet<String>> {
+    let mut statement = conn.prepare_cached(CHANNEL_TYPES)?;
+    let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
+    rows.collect()
+}
+
 /// An enum column; the CHECK constraints make anything else a corrupt DB, reported as such.
-fn enum_column<T: serde::de::DeserializeOwned>(
-    row: &rusqlite::Row<'_>,
-    index: usize,
-) -> rusqlite::Result<T> {
+fn enum_column<T: TextEnum>(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<T> {
     let text: String = row.get(index)?;
-    parse_enum(&text).ok_or_else(|| {
+    T::parse(&text).ok_or_else(|| {
         rusqlite::Error::FromSqlConversionFailure(
             index,
             rusqlite::types::Type::Text,

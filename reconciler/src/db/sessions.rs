@@ -81,6 +81,48 @@ pub fn create(
     })
 }
 
+/// A session moved in from another install (`nanoclaw import --sessions`), with the outcomes
+/// it already recorded, so none of its replies is sent again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportedSession {
+    pub session: Session,
+    pub closed: bool,
+    pub last_active: Option<String>,
+    pub created_at: String,
+    pub delivered: Vec<agent_runner::session_db::DeliveredRow>,
+}
+
+const INSERT_IMPORTED: &str = "INSERT INTO sessions
+  (id, agent_group_id, messaging_group_id, thread_id, status, container_status, last_active, created_at)
+  VALUES (?1, ?2, ?3, ?4, ?5, 'stopped', ?6, ?7)";
+
+/// Inserts imported sessions and their delivery outcomes (into `delivered_outbound`) in one
+/// transaction; fails on a session id already present. Returns how many outcomes it recorded.
+pub fn insert_imported(
+    conn: &mut Connection,
+    sessions: &[ImportedSession],
+) -> rusqlite::Result<usize> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut recorded = 0;
+    for imported in sessions {
+        let session = &imported.session;
+        tx.prepare_cached(INSERT_IMPORTED)?.execute(params![
+            session.id,
+            session.agent,
+            session.chat_id,
+            session.thread_id,
+            if imported.closed { "closed" } else { "active" },
+            imported.last_active,
+            imported.created_at
+        ])?;
+        for row in &imported.delivered {
+            recorded += super::delivered::record_at(&tx, &session.id, row)?;
+        }
+    }
+    tx.commit()?;
+    Ok(recorded)
+}
+
 /// The session by id.
 pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<Session>> {
     conn.prepare_cached(&format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1"))?

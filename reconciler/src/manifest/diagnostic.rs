@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::style;
+
 /// One problem in the manifests: where (file, 1-based line and column; 0 = the whole file),
 /// which resource and field, what is wrong and, when we can tell, how to fix it. An error
 /// stops validate, plan, apply and run; a warning is shown and stops nothing.
@@ -92,21 +94,34 @@ impl Diagnostic {
 /// escaped: what is printed is what is there, and a manifest cannot send a terminal escape.
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let label = match self.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
+        f.write_str(&self.to_text(false))
+    }
+}
+
+impl Diagnostic {
+    /// The diagnostic as text (its `Display`); with `color`, the `error:`, `warning:` and
+    /// `hint:` labels are styled (`crate::style`), the rest is the same.
+    pub fn to_text(&self, color: bool) -> String {
+        let (label, palette) = match self.severity {
+            Severity::Error => ("error:", style::ERROR),
+            Severity::Warning => ("warning:", style::WARNING),
         };
-        write!(f, "{label}: {}: ", shown(&self.location()))?;
+        let mut out = format!(
+            "{} {}: ",
+            style::paint(palette, label, color),
+            shown(&self.location())
+        );
         if let Some(address) = &self.address {
-            write!(f, "{}: ", shown(address))?;
+            out.push_str(&format!("{}: ", shown(address)));
         }
-        f.write_str(&shown(&self.message))?;
+        out.push_str(&shown(&self.message));
         if let Some(hint) = &self.hint {
             // A hint may span lines (an example file to create); each line is escaped.
             let lines: Vec<String> = hint.split('\n').map(shown).collect();
-            write!(f, "\n\nhint: {}", lines.join("\n"))?;
+            let label = style::paint(style::HINT, "hint:", color);
+            out.push_str(&format!("\n\n{label} {}", lines.join("\n")));
         }
-        Ok(())
+        out
     }
 }
 
@@ -170,12 +185,17 @@ pub fn summary(diagnostics: &[Diagnostic]) -> String {
 
 /// All diagnostics as human text, one blank line between them (STYLE.md §5 format).
 pub fn render(diagnostics: &[Diagnostic]) -> String {
+    render_styled(diagnostics, false)
+}
+
+/// [`render`], with the labels styled when `color`.
+pub fn render_styled(diagnostics: &[Diagnostic], color: bool) -> String {
     let mut out = String::new();
     for (index, diagnostic) in diagnostics.iter().enumerate() {
         if index > 0 {
             out.push('\n');
         }
-        out.push_str(&diagnostic.to_string());
+        out.push_str(&diagnostic.to_text(color));
         out.push('\n');
     }
     out

@@ -259,8 +259,9 @@ mod tests {
             ],
             proptest::option::of(tricky_text()),
             proptest::option::of(proptest::collection::vec("[a-z]{1,8}", 0..3)),
-            // A set: validation refuses a package listed twice.
-            proptest::collection::btree_set("[a-z][a-z0-9.+-]{0,8}", 0..3)
+            // A set: validation refuses a package listed twice; Debian names have two characters
+            // at least.
+            proptest::collection::btree_set("[a-z][a-z0-9.+-]{1,8}", 0..3)
                 .prop_map(|set| set.into_iter().collect::<Vec<_>>()),
             proptest::collection::vec(tricky_text(), 0..3),
             any::<bool>(),

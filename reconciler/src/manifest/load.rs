@@ -362,30 +362,21 @@ fn to_u32(value: usize) -> u32 {
 
 /// A parser or shape error as a diagnostic: location from the parser, message without the
 /// parser's own location suffix. `in_document`: from the strict pass, inside a typed document.
+/// The rewording reads serde-saphyr's typed error variants, never its English text; only the
+/// scanner's tab complaint (which arrives as free text) is recognised by its words.
 fn from_yaml_error(file: &Path, err: &serde_saphyr::Error, in_document: bool) -> Diagnostic {
     let (line, col) = err
         .location()
         .map(|location| (location.line(), location.column()))
         .unwrap_or((0, 0));
-    let mut message = err.to_string();
-    if let Some(at) = message.find(" at line ") {
-        message.truncate(at);
-    }
-    let message = message
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_string();
-    let (message, hint) = explain_limit(message);
-    let hint = hint.or_else(|| {
-        (message.contains("found a tab") || message.starts_with("tabs disallowed"))
-            .then(|| "YAML indents with spaces; replace the tab characters with spaces".to_string())
+    let (message, hint) = explain(original(err), !in_document).unwrap_or_else(|| {
+        let message = plain_message(err);
+        let hint = (message.contains("found a tab") || message.starts_with("tabs disallowed"))
+            .then(|| {
+                "YAML indents with spaces; replace the tab characters with spaces".to_string()
+            });
+        (message, hint)
     });
-    let (message, hint) = match explain_shape(&message, !in_document) {
-        Some((message, shape_hint)) => (message, shape_hint.or(hint)),
-        None => (message, hint),
-    };
     Diagnostic::new(
         file,
         u32::try_from(line).unwrap_or(u32::MAX),
@@ -395,79 +386,114 @@ fn from_yaml_error(file: &Path, err: &serde_saphyr::Error, in_document: bool) ->
     .hint_opt(hint)
 }
 
-/// Duplicate keys and wrong scalar types in words.
-/// `document`: the error is about a whole document (the lenient pass), not a nested value.
-fn explain_shape(message: &str, document: bool) -> Option<(String, Option<String>)> {
-    if message == "expected mapping start" && document {
-        let text = "a manifest document must be a mapping of fields".to_string();
-        let hint = "start each document with `kind: agent`, `kind: channel` or `kind: user`";
-        return Some((text, Some(hint.to_string())));
+/// The error itself, without the snippet and alias-location wrappers around it.
+fn original(mut err: &serde_saphyr::Error) -> &serde_saphyr::Error {
+    while let serde_saphyr::Error::WithSnippet { error, .. }
+    | serde_saphyr::Error::AliasError { error, .. } = err
+    {
+        err = error;
     }
-    if message == "expected mapping start" {
-        let hint = "write `key: value` lines below it, or `{key: value}`";
-        return Some(("expected a mapping".to_string(), Some(hint.to_string())));
-    }
-    if message == "expected sequence start" {
-        let hint = "write `- item` lines below it, or `[a, b]`; an empty list is `[]`";
-        return Some(("expected a list".to_string(), Some(hint.to_string())));
-    }
-    if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
-        let key = rest
-            .split(", set DuplicateKeyPolicy")
-            .next()
-            .unwrap_or(rest);
-        let hint = "a key may appear once per mapping; keep one of the two".to_string();
-        return Some((format!("duplicate key `{key}`"), Some(hint)));
-    }
-    if message == "data did not match any variant of untagged enum RoleDoc" {
-        let shape = "`owner`, `admin` or `{role: admin, agent: <name>}`";
-        let text = format!("a role is {shape}");
-        let hint = format!("write each entry as {shape} (keys: `role`, `agent`)");
-        return Some((text, Some(hint)));
-    }
-    if message == "data did not match any variant of untagged enum SkillsDoc" {
-        let text = "`skills` must be `all` or a list of skill names".to_string();
-        let hint = "write `skills: all` or `skills: [name, other]`".to_string();
-        return Some((text, Some(hint)));
-    }
-    if message.starts_with("cannot deserialize null into") {
-        let hint = "write a value after the `:` (quote it, `\"~\"` or `\"\"`, to mean that text)";
-        let text = "expected a value, found an empty one (null)".to_string();
-        return Some((text, Some(hint.to_string())));
-    }
-    let expected = match message {
-        "invalid u8" | "invalid u16" | "invalid u32" | "invalid u64" => "a whole number, 0 or more",
-        "invalid i8" | "invalid i16" | "invalid i32" | "invalid i64" => "a whole number",
-        "invalid bool" | "invalid boolean" => "`true` or `false`",
-        _ => return None,
-    };
-    Some((format!("expected {expected}"), None))
+    err
 }
 
-/// Parser budget breaches in words, with the limit that was hit.
-fn explain_limit(message: String) -> (String, Option<String>) {
-    let why = "manifests are small: the parser stops inputs that expand or nest without bound";
-    if message.starts_with("alias replay limit exceeded") {
-        let text = format!(
-            "aliases expand to more than {MAX_REPLAYED_EVENTS} YAML events (a \"billion laughs\" input?)"
-        );
-        (
-            text,
-            Some(format!(
-                "{why}; write the values out instead of nesting aliases"
-            )),
-        )
-    } else if message.starts_with("budget breached: Depth") {
-        let text = format!("mappings and lists nest deeper than {MAX_DEPTH} levels");
-        (text, Some(why.to_string()))
-    } else if let Some(rest) = message.strip_prefix("budget breached: ") {
-        (
-            format!("the document exceeds a parser limit ({rest})"),
-            Some(why.to_string()),
-        )
-    } else {
-        (message, None)
+/// The parser's own message: its first line, without its location suffix.
+fn plain_message(err: &serde_saphyr::Error) -> String {
+    let mut message = err.to_string();
+    if let Some(at) = message.find(" at line ") {
+        message.truncate(at);
     }
+    message
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// Wrong shapes, duplicate keys, wrong scalar types and parser budget breaches in words, with a
+/// hint, told apart by the error's variant. `document`: the error is about a whole document
+/// (the lenient pass), not a nested value. `None`: the parser's own message says it best.
+fn explain(err: &serde_saphyr::Error, document: bool) -> Option<(String, Option<String>)> {
+    use serde_saphyr::Error;
+    use serde_saphyr::budget::BudgetBreach;
+    let found = |text: String, hint: &str| Some((text, Some(hint.to_string())));
+    let limit_why =
+        "manifests are small: the parser stops inputs that expand or nest without bound";
+    match err {
+        Error::Unexpected {
+            expected: "mapping start",
+            ..
+        } if document => found(
+            "a manifest document must be a mapping of fields".to_string(),
+            "start each document with `kind: agent`, `kind: channel` or `kind: user`",
+        ),
+        Error::Unexpected {
+            expected: "mapping start",
+            ..
+        } => found(
+            "expected a mapping".to_string(),
+            "write `key: value` lines below it, or `{key: value}`",
+        ),
+        Error::Unexpected {
+            expected: "sequence start",
+            ..
+        } => found(
+            "expected a list".to_string(),
+            "write `- item` lines below it, or `[a, b]`; an empty list is `[]`",
+        ),
+        Error::DuplicateMappingKey { key: Some(key), .. } => found(
+            format!("duplicate key `{key}`"),
+            "a key may appear once per mapping; keep one of the two",
+        ),
+        // serde's own message for an untagged enum no variant of which fits.
+        Error::Message { msg, .. } if untagged_enum(msg) == Some("RoleDoc") => {
+            let shape = "`owner`, `admin` or `{role: admin, agent: <name>}`";
+            found(
+                format!("a role is {shape}"),
+                &format!("write each entry as {shape} (keys: `role`, `agent`)"),
+            )
+        }
+        Error::Message { msg, .. } if untagged_enum(msg) == Some("SkillsDoc") => found(
+            "`skills` must be `all` or a list of skill names".to_string(),
+            "write `skills: all` or `skills: [name, other]`",
+        ),
+        Error::NullIntoString { .. } | Error::InvalidCharNull { .. } => found(
+            "expected a value, found an empty one (null)".to_string(),
+            "write a value after the `:` (quote it, `\"~\"` or `\"\"`, to mean that text)",
+        ),
+        Error::InvalidScalar { ty, .. } => {
+            let expected = match *ty {
+                "u8" | "u16" | "u32" | "u64" => "a whole number, 0 or more",
+                "i8" | "i16" | "i32" | "i64" => "a whole number",
+                "bool" | "boolean" => "`true` or `false`",
+                _ => return None,
+            };
+            Some((format!("expected {expected}"), None))
+        }
+        Error::AliasReplayLimitExceeded { .. } => found(
+            format!(
+                "aliases expand to more than {MAX_REPLAYED_EVENTS} YAML events (a \"billion laughs\" input?)"
+            ),
+            &format!("{limit_why}; write the values out instead of nesting aliases"),
+        ),
+        Error::Budget {
+            breach: BudgetBreach::Depth { .. },
+            ..
+        } => found(
+            format!("mappings and lists nest deeper than {MAX_DEPTH} levels"),
+            limit_why,
+        ),
+        Error::Budget { breach, .. } => found(
+            format!("the document exceeds a parser limit ({breach:?})"),
+            limit_why,
+        ),
+        _ => None,
+    }
+}
+
+/// The enum named by serde's "data did not match any variant of untagged enum X".
+fn untagged_enum(message: &str) -> Option<&str> {
+    message.strip_prefix("data did not match any variant of untagged enum ")
 }
 
 #[cfg(test)]

@@ -63,17 +63,33 @@ pub fn load_for_host(dir: &Path, policy: &Policy) -> Result<Manifests, Vec<Diagn
 }
 
 fn load_with(dir: &Path, policy: Option<&Policy>) -> Result<Manifests, Vec<Diagnostic>> {
-    let files = walk::read_tree(dir)?;
+    load_files(walk::read_tree(dir)?, policy)
+}
+
+/// Parses and validates manifest text as if it were one file named `name` (tests, export):
+/// the same path as [`load`] from the parse on.
+pub fn load_str(name: &str, text: &str) -> Result<Manifests, Vec<Diagnostic>> {
+    let files = vec![load::SourceFile {
+        path: PathBuf::from(name),
+        relative: name.to_string(),
+        bytes: text.as_bytes().to_vec(),
+    }];
+    load_files(files, None)
+}
+
+/// The one pipeline behind [`load`], [`load_for_host`] and [`load_str`]: parse, validate,
+/// order the diagnostics, and return the state only when none is an error.
+fn load_files(
+    files: Vec<load::SourceFile>,
+    policy: Option<&Policy>,
+) -> Result<Manifests, Vec<Diagnostic>> {
     let digest = digest(&files);
     let mut diagnostics = Vec::new();
     let parsed = load::parse_files(&files, &mut diagnostics);
     // The bytes are parsed: only the paths are kept (the bytes are up to 32 MiB).
     let files: Vec<PathBuf> = files.into_iter().map(|file| file.path).collect();
     let validated = validate::validate_with(&parsed.docs, &parsed.broken, &mut diagnostics, policy);
-    diagnostics.sort_by(|a, b| {
-        (&a.file, a.line, a.col, &a.message).cmp(&(&b.file, b.line, b.col, &b.message))
-    });
-    diagnostics.dedup();
+    sort_and_dedup(&mut diagnostics);
     if diagnostics.iter().any(Diagnostic::is_error) {
         return Err(diagnostics);
     }
@@ -86,28 +102,21 @@ fn load_with(dir: &Path, policy: Option<&Policy>) -> Result<Manifests, Vec<Diagn
     })
 }
 
-/// Parses and validates manifest text as if it were one file named `name` (tests, export).
-pub fn load_str(name: &str, text: &str) -> Result<Manifests, Vec<Diagnostic>> {
-    let files = vec![load::SourceFile {
-        path: PathBuf::from(name),
-        relative: name.to_string(),
-        bytes: text.as_bytes().to_vec(),
-    }];
-    let mut diagnostics = Vec::new();
-    let parsed = load::parse_files(&files, &mut diagnostics);
-    let validated = validate::validate(&parsed.docs, &parsed.broken, &mut diagnostics);
-    diagnostics.sort_by(|a, b| (a.line, a.col, &a.message).cmp(&(b.line, b.col, &b.message)));
+/// Orders diagnostics by place, then message, then the rest of their fields, and drops exact
+/// repeats (a total order, so no repeat survives apart from its twin).
+fn sort_and_dedup(diagnostics: &mut Vec<Diagnostic>) {
+    let key = |d: &Diagnostic| {
+        let place = (d.file.clone(), d.line, d.col, d.message.clone());
+        (
+            place,
+            d.severity,
+            d.address.clone(),
+            d.field.clone(),
+            d.hint.clone(),
+        )
+    };
+    diagnostics.sort_by_cached_key(key);
     diagnostics.dedup();
-    if diagnostics.iter().any(Diagnostic::is_error) {
-        return Err(diagnostics);
-    }
-    Ok(Manifests {
-        state: validated.state,
-        digest: digest(&files),
-        files: vec![PathBuf::from(name)],
-        sources: validated.sources,
-        warnings: diagnostics,
-    })
 }
 
 fn digest(files: &[load::SourceFile]) -> String {
@@ -130,6 +139,26 @@ mod tests {
     use super::*;
 
     const FAMILY: &str = include_str!("../../../docs/examples/family.yaml");
+
+    #[test]
+    fn issue_9_repeated_diagnostics_are_dropped_even_when_not_adjacent() {
+        let first = Diagnostic::new(Path::new("m.yaml"), 3, 1, "bad").hint("one");
+        let second = Diagnostic::new(Path::new("m.yaml"), 3, 1, "bad").hint("two");
+        let mut diagnostics = vec![first.clone(), second.clone(), first.clone()];
+        sort_and_dedup(&mut diagnostics);
+        assert_eq!(diagnostics, vec![first, second]);
+    }
+
+    #[test]
+    fn issue_9_load_and_load_str_give_the_same_diagnostics() {
+        let text = "kind: agent\nname: Andy\nnmae: x\ncli_scope: everything\n---\nkind: channel\nname: fam\nchannel_type: cli\nplatform_id: x\nwirings: [{agent: nobody}, {agent: nobody}]\n";
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("m.yaml"), text).unwrap();
+        let from_dir = load(dir.path()).unwrap_err();
+        let from_str = load_str(&dir.path().join("m.yaml").to_string_lossy(), text).unwrap_err();
+        assert!(from_dir.len() > 3, "{}", render(&from_dir));
+        assert_eq!(render(&from_dir), render(&from_str));
+    }
 
     #[test]
     fn to_yaml_round_trips_the_family_example() {

@@ -89,7 +89,7 @@ pub struct AgentDoc {
     pub model: Option<Sp<String>>,
     /// Reasoning effort: `low`, `medium`, `high`, `xhigh` or `max`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "Option<Effort>")]
+    #[schemars(with = "Option<crate::state::Effort>")]
     pub effort: Option<Sp<String>>,
     /// Image tag override.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -129,18 +129,6 @@ pub struct AgentDoc {
     pub network: Option<Sp<String>>,
 }
 
-/// Reasoning effort levels.
-#[derive(JsonSchema)]
-#[serde(rename_all = "lowercase")]
-#[allow(dead_code)] // only its schema is used
-pub enum Effort {
-    Low,
-    Medium,
-    High,
-    Xhigh,
-    Max,
-}
-
 /// `all` or a list of skill names.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
@@ -171,10 +159,12 @@ pub struct McpServerDoc {
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct PackagesDoc {
-    /// Debian package names.
+    /// Debian package names, each optionally pinned with `=version`; installed with
+    /// `--no-install-recommends` into the agent's own image.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub apt: Vec<Sp<String>>,
-    /// npm package names (optionally `@scope/name`).
+    /// npm package names (optionally `@scope/name`), each optionally with `@version`; installed
+    /// globally into the agent's own image, running only their own install scripts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub npm: Vec<Sp<String>>,
 }

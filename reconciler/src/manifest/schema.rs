@@ -1,5 +1,5 @@
 //! The JSON Schema (draft-07) of manifest documents, derived from `model`, with each field's
-//! default and change effect (from `plan::effect`) in its description; and the field
+//! default and change effect (from the rows of `state::effect`) in its description; and the field
 //! reference table of docs/manifests.md, generated from the same walk.
 //!
 //! Pure: returns values; the CLI prints, and tests keep `schemas/nanoclaw.schema.json` and
@@ -11,7 +11,7 @@ use schemars::generate::SchemaSettings;
 use serde_json::Value;
 
 use super::model::{AgentDoc, ChannelDoc, UserDoc};
-use crate::plan::effect;
+use crate::state::effect;
 
 /// Each kind's document definition in the schema.
 const KINDS: &[(&str, &str)] = &[
@@ -26,55 +26,6 @@ const NESTED: &[(&str, &str)] = &[
     ("MountDoc", "agent.mounts"),
     ("DestinationDoc", "destination"),
     ("ScopedRoleDoc", "role"),
-];
-
-/// Defaults by effect-table path (v2's, host.md §1.2 and §3.10). Absent = no default.
-pub const DEFAULTS: &[(&str, &str)] = &[
-    ("agent.assistant_name", "the agent's `name`"),
-    ("agent.provider", "`claude`"),
-    ("agent.model", "the provider's default"),
-    ("agent.effort", "the provider's default"),
-    (
-        "agent.image",
-        "the install's base image (or the agent's own, with packages)",
-    ),
-    ("agent.max_messages_per_prompt", "`10` (the runner's)"),
-    ("agent.cli_scope", "`group`"),
-    ("agent.network", "`full`"),
-    ("agent.instructions", "none (an empty `CLAUDE.local.md`)"),
-    ("agent.skills", "`all`"),
-    ("agent.mcp_servers", "none"),
-    ("agent.packages", "none"),
-    ("agent.packages.apt", "none"),
-    ("agent.packages.npm", "none"),
-    (
-        "agent.mounts",
-        "none (`readonly` defaults to `true`, `container_path` to the host path's basename)",
-    ),
-    ("agent.resources", "every limit at its default"),
-    ("agent.resources.memory", "`2GiB` (no swap beyond it)"),
-    ("agent.resources.cpus", "`1`"),
-    ("agent.resources.pids", "`512`"),
-    (
-        "destination",
-        "one per wiring: the channel's name → that channel",
-    ),
-    ("channel.display_name", "none"),
-    ("channel.is_group", "`false`"),
-    ("channel.unknown_sender_policy", "`strict`"),
-    ("wiring", "none"),
-    ("wiring.engage_mode", "`mention`"),
-    (
-        "wiring.engage_pattern",
-        "none (required for `pattern`; `.` = every message)",
-    ),
-    ("wiring.sender_scope", "`all`"),
-    ("wiring.ignored_message_policy", "`drop`"),
-    ("wiring.session_mode", "`shared`"),
-    ("wiring.priority", "`0`"),
-    ("user.display_name", "none"),
-    ("role", "none"),
-    ("member", "none"),
 ];
 
 /// One documented field: its effect-table path, where it sits in YAML, and its text.
@@ -235,21 +186,14 @@ fn text(property: &Value) -> String {
         .to_string()
 }
 
-/// The default of a field path, as documented.
-pub fn default_of(path: &str) -> Option<&'static str> {
-    DEFAULTS
-        .iter()
-        .find(|(field, _)| *field == path)
-        .map(|(_, default)| *default)
-}
-
 /// "Default: … Changing it: <effect> — <why>." for a field.
 pub fn default_and_effect(field: &Field) -> String {
     let (effect, why) = effect::of(&field.path);
     let default = if field.required {
         "Required.".to_string()
     } else {
-        format!("Default: {}.", default_of(&field.path).unwrap_or("none"))
+        let default = effect::default_of(&field.path);
+        format!("Default: {}.", default.as_deref().unwrap_or("none"))
     };
     format!("{default} Changing it: {effect} — {why}.")
 }
@@ -320,7 +264,7 @@ pub fn field_table_markdown() -> String {
         let default = if field.required {
             "required".to_string()
         } else {
-            default_of(&field.path).unwrap_or("none").to_string()
+            effect::default_of(&field.path).unwrap_or_else(|| "none".to_string())
         };
         let row = format!(
             "| `{rest}` | `{}` | {default} | **{effect}**: {why} | {} |\n",
@@ -398,7 +342,7 @@ mod tests {
             .collect();
         assert!(
             missing.is_empty(),
-            "no row in plan::effect::TABLE for: {missing:?}"
+            "no row in state::effect::TABLE for: {missing:?}"
         );
     }
 
@@ -424,7 +368,7 @@ mod tests {
     fn every_optional_field_documents_its_default() {
         let missing: Vec<String> = fields()
             .into_iter()
-            .filter(|field| !field.required && default_of(&field.path).is_none())
+            .filter(|field| !field.required && effect::default_of(&field.path).is_none())
             .map(|field| field.path)
             .collect();
         assert!(missing.is_empty(), "no documented default for: {missing:?}");
@@ -438,7 +382,7 @@ mod tests {
             ("agent.resources.cpus", DEFAULT_CPUS.to_string()),
             ("agent.resources.pids", DEFAULT_PIDS.to_string()),
         ] {
-            let documented = default_of(path).unwrap();
+            let documented = effect::default_of(path).unwrap();
             assert!(
                 documented.starts_with(&format!("`{value}`")),
                 "{path}: documented `{documented}`, declared `{value}`"
@@ -468,7 +412,7 @@ mod tests {
             .and_then(Value::as_str)
             .unwrap();
         assert!(
-            description.contains("Default: `group`. Changing it: restart — "),
+            description.contains("Default: `group`. Changing it: none — "),
             "{description}"
         );
         let wiring = schema

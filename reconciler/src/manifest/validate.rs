@@ -24,17 +24,14 @@ use super::diagnostic::{Diagnostic, did_you_mean};
 use super::load::{BrokenDoc, ParsedDoc};
 use super::model::{Doc, Sp};
 use crate::mount_policy::Policy;
-use crate::state::{Address, Channel, Destination, DestinationTarget, Kind, Resource, State};
+use crate::state::{
+    Address, Channel, Destination, DestinationTarget, Kind, Resource, State, TextEnum,
+};
 
 pub use super::limits::{MAX_NAME_LEN, MAX_PACKAGES};
-pub const EFFORTS: &[&str] = &["low", "medium", "high", "xhigh", "max"];
-
 static NAME: LazyLock<Regex> = LazyLock::new(|| rx(r"^[a-z0-9][a-z0-9-]*$"));
 static LOCAL_NAME: LazyLock<Regex> = LazyLock::new(|| rx(r"^[a-z0-9]+(-[a-z0-9]+)*$"));
 static CHANNEL_TYPE: LazyLock<Regex> = LazyLock::new(|| rx(r"^[a-z][a-z0-9-]*$"));
-static APT: LazyLock<Regex> = LazyLock::new(|| rx(r"^[a-z0-9][a-z0-9._+-]*$"));
-static NPM: LazyLock<Regex> =
-    LazyLock::new(|| rx(r"^(@[a-z0-9][a-z0-9._-]*/)?[a-z0-9][a-z0-9._-]*$"));
 
 fn rx(pattern: &str) -> Regex {
     Regex::new(pattern).expect("constant regex compiles")
@@ -204,36 +201,29 @@ impl Checker<'_> {
         self.push(at.diag(sp, address, field, message).hint(hint));
     }
 
-    /// Parses an enum-valued string, reporting the allowed values when it is not one.
-    fn choice<T: Copy>(
+    /// Parses an enum-valued string (`None` when unset), reporting the allowed values (the
+    /// enum's declared texts) when it is not one of them.
+    fn choice<T: TextEnum>(
         &mut self,
         at: At,
         sp: Option<&Sp<String>>,
         address: &str,
         field: &str,
-        allowed: &[(&str, T)],
-        default: T,
-    ) -> T {
-        let Some(sp) = sp else { return default };
-        if let Some((_, value)) = allowed.iter().find(|(text, _)| *text == sp.value) {
-            return *value;
+    ) -> Option<T> {
+        let sp = sp?;
+        if let Some(value) = T::parse(&sp.value) {
+            return Some(value);
         }
-        let names: Vec<&str> = allowed.iter().map(|(text, _)| *text).collect();
-        let listed = names
-            .iter()
-            .map(|name| format!("`{name}`"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let message = format!(
+            "invalid `{field}` `{}`: expected one of {}",
+            sp.value,
+            T::listed()
+        );
         let diagnostic = at
-            .diag(
-                sp,
-                address,
-                field,
-                format!("invalid `{field}` `{}`: expected one of {listed}", sp.value),
-            )
-            .hint_opt(did_you_mean(&sp.value, names.iter().copied()));
+            .diag(sp, address, field, message)
+            .hint_opt(did_you_mean(&sp.value, T::NAMES.iter().copied()));
         self.push(diagnostic);
-        default
+        None
     }
 
     fn reference(&mut self, at: At, sp: &Sp<String>, address: &str, field: &str, kind: Kind) {

@@ -13,7 +13,8 @@ use super::{Loaded, OpsError, current};
 use crate::apply::Meta;
 use crate::paths::Paths;
 use crate::plan::saved::SavedPlan;
-use crate::plan::{self, Change, Options, Plan, Running, Summary};
+use crate::plan::{self, Action, Change, Options, Plan, Running, Summary};
+use crate::state::effect::Effect;
 use crate::state::{Current, State};
 
 /// Who applies, which decides what needs asking and which containers count as running.
@@ -27,6 +28,14 @@ pub enum Mode {
     /// deletions (and prunes) need `yes` or a yes to [`Question::Deletions`], else they are
     /// held back. No container of this install survives its startup, so none is restarted.
     Run,
+    /// The manifest watcher (`nanoclaw watch`, `run --watch`): nobody is asked; changes whose
+    /// effect is `none`, `restart` or `recreate` are applied, deletions (and prunes) are held
+    /// unless `allow_destroy`, changes that rebuild an image unless `auto_rebuild` (until
+    /// confirmed with `nanoclaw apply`). A daemon may be running, as for [`Mode::Apply`].
+    Watch {
+        auto_rebuild: bool,
+        allow_destroy: bool,
+    },
 }
 
 /// One apply's inputs besides the loaded manifests.
@@ -97,7 +106,7 @@ pub fn apply(
     let (_lock, mut conn) = current::open_for_apply(paths)?;
     let current = crate::db::config::read(&conn)?;
     let running = match request.mode {
-        Mode::Apply => Running(crate::db::sessions::running_agents(&conn)?),
+        Mode::Apply | Mode::Watch { .. } => Running(crate::db::sessions::running_agents(&conn)?),
         Mode::Run => Running::default(),
     };
     let (desired, options) = match request.saved_plan {
@@ -130,6 +139,19 @@ pub fn apply(
                 }
             }
             (full, Vec::new())
+        }
+        Mode::Watch {
+            auto_rebuild,
+            allow_destroy,
+        } => {
+            let (plan, held) = full.hold(&running, |change| {
+                (change.action == Action::Delete && !allow_destroy)
+                    || (change.effect == Effect::Rebuild && !auto_rebuild)
+            });
+            if !held.is_empty() {
+                guard_needs_held(&desired, &current, &plan, paths, request.dir)?;
+            }
+            (plan, held)
         }
         Mode::Run => {
             let n_deletes = full.deletes().len();

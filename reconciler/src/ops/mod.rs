@@ -7,13 +7,18 @@
 //! [`apply::Confirm`], and the caller (`cli/`, later a watcher or `ncl`) renders the outcome.
 //! Every DB access goes through `db`; deciding stays in `plan` and `manifest`.
 
+pub mod agent_images;
 pub mod apply;
 pub mod chat;
 pub mod current;
+pub mod doctor;
 pub mod export;
 pub mod history;
+pub mod import;
 pub mod load;
 pub mod plan;
+pub mod service;
+pub mod watch;
 
 use std::path::PathBuf;
 
@@ -23,10 +28,14 @@ pub use self::plan::{PlanRequest, Planned, plan};
 use crate::apply::ApplyError;
 use crate::db::config::ReadError;
 use crate::export::ExportError;
+use crate::import::ImportError;
+use crate::import::sessions::SessionsError;
 use crate::manifest::Diagnostic;
 use crate::paths::DataDirError;
 use crate::plan::Conflict;
 use crate::plan::saved::SavedError;
+use crate::runtime::lock::DaemonLockError;
+use crate::service::ServiceError;
 
 /// Why an operation did not happen. Each refusal a caller may branch on is its own variant;
 /// the messages are the ones the CLI prints.
@@ -77,6 +86,40 @@ pub enum OpsError {
     /// `chat`: the named target is no CLI chat or agent (the message lists the chats).
     #[error("{0}")]
     ChatTarget(String),
+    /// `import --sessions` into a data dir holding another configuration.
+    #[error(
+        "the data dir `{}` already holds another configuration ({n_resources} resources): moving \
+         v2's sessions into it would mix two installs\n\nhint: import into a fresh data dir with \
+         `--data DIR`",
+        data.display()
+    )]
+    MixedInstalls { data: PathBuf, n_resources: usize },
+    #[error(transparent)]
+    Import(#[from] ImportError),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    /// `service --system` by a user who is not root.
+    #[error(
+        "a system service can only be installed by root\n\nhint: run it with `sudo`, or \
+         install a user service (`--user`, the default)"
+    )]
+    SystemServiceNeedsRoot,
+    #[error("resolving `{}`", path.display())]
+    Resolve {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Probe(crate::lockfile::LockError),
+    #[error(transparent)]
+    Sessions(#[from] SessionsError),
+    #[error(transparent)]
+    DaemonLock(#[from] DaemonLockError),
+    #[error("writing `{}`", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     DataDir(#[from] DataDirError),
     #[error("opening `{path}`")]

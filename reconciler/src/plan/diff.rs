@@ -11,8 +11,8 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
-use super::effect::{self, Effect};
 use super::{Action, Change, Current, FieldChange, Plan, Running, agent_effects, drift};
+use crate::state::effect::{self, Effect};
 use crate::state::{Address, DestinationTarget, Kind, Resource, State};
 
 /// Diff switches (`--prune`).

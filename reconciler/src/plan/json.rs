@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use super::{AgentEffect, Change, FieldChange, Impact, Plan, Summary};
 use crate::plan::Action;
-use crate::plan::effect::Effect;
 use crate::state::Address;
+use crate::state::effect::Effect;
 
 /// Bumped on any incompatible change of the JSON shape. 2: `effects[].impact` replaced
 /// `effects[].effect`, and `summary` counts new and removed agents on their own and restarts

@@ -8,12 +8,11 @@
 //! [`Running`]: it decides whether a change means a restart now or waits for the next start.
 //! [`render`] turns a plan into text, [`json`] into the versioned JSON format
 //! (docs/plan-format.md), and [`saved`] writes and checks plan files for `apply --plan`. Each
-//! field change is classified by [`effect::of`], the one field → effect table. Nothing here
+//! field change is classified by [`crate::state::effect::of`], the one field → effect table. Nothing here
 //! writes the DB: that is `crate::apply`.
 
 pub mod diff;
 pub mod drift;
-pub mod effect;
 pub mod json;
 pub mod render;
 pub mod saved;
@@ -24,8 +23,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use self::diff::{Options, diff, diff_with};
-use self::effect::Effect;
 pub use crate::state::Current;
+use crate::state::effect::Effect;
 use crate::state::{Address, Resource};
 
 /// Every change needed to make the DB match the manifests, in apply order (by kind, then
@@ -277,11 +276,17 @@ impl Plan {
     /// Splits off the deletions: the plan of the additions and changes alone (what `run`
     /// applies without asking) and the deletions it holds back.
     pub fn hold_deletions(&self, running: &Running) -> (Plan, Vec<Change>) {
+        self.hold(running, |change| change.action == Action::Delete)
+    }
+
+    /// Splits off the changes `held` selects (the watcher holds deletions and rebuilds until
+    /// confirmed): the plan of the others and the held changes.
+    pub fn hold(&self, running: &Running, held: impl Fn(&Change) -> bool) -> (Plan, Vec<Change>) {
         let (held, kept): (Vec<Change>, Vec<Change>) = self
             .changes
             .iter()
             .cloned()
-            .partition(|change| change.action == Action::Delete);
+            .partition(|change| held(change));
         let plan = Plan {
             generation: self.generation,
             effects: agent_effects(&kept, running),

@@ -10,8 +10,9 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
-use super::effect::Effect;
 use super::{Action, Change, FieldChange, Impact, Plan};
+use crate::state::effect::Effect;
+use crate::style;
 
 /// Renders `plan`; `color` adds ANSI colours to markers.
 pub fn render(plan: &Plan, color: bool) -> String {
@@ -192,29 +193,21 @@ struct Paint {
 }
 
 impl Paint {
-    fn wrap(self, code: &str, text: &str) -> String {
-        if self.color {
-            format!("\x1b[{code}m{text}\x1b[0m")
-        } else {
-            text.to_string()
-        }
-    }
-
     fn bold(self, text: &str) -> String {
-        self.wrap("1", text)
+        style::paint(style::STRONG, text, self.color)
     }
 
     fn drift(self, text: &str) -> String {
-        self.wrap("35", text)
+        style::paint(style::DRIFT, text, self.color)
     }
 
     fn action(self, action: Action, text: &str) -> String {
-        let code = match action {
-            Action::Create => "32",
-            Action::Update | Action::Adopt => "33",
-            Action::Delete => "31",
+        let palette = match action {
+            Action::Create => style::ADDED,
+            Action::Update | Action::Adopt => style::CHANGED,
+            Action::Delete => style::REMOVED,
         };
-        self.wrap(code, text)
+        style::paint(palette, text, self.color)
     }
 }
 
@@ -313,7 +306,7 @@ mod tests {
                 ~ agent.andy  # forces rebuild: packages.apt
                     ! drift: model: the DB has "edited", the last apply wrote null; apply reverts it
                     model: "edited" → null  # restarts: written to container.json at spawn
-                    instructions:  # restarts: seeds CLAUDE.local.md when the agent's folder is initialised at spawn
+                    instructions:  # restarts: seeds CLAUDE.local.md at spawn, unless the agent has edited the file since the last seed
                       --- old
                       +++ new
                       @@ -1,2 +1,2 @@

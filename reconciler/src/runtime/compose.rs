@@ -77,7 +77,7 @@ pub fn compose(session: &Session, agent: &Agent, inputs: &Inputs<'_>) -> Compose
         .unwrap_or_else(|| {
             inputs
                 .images
-                .for_provider(agent.provider.as_deref())
+                .for_agent(&agent.name, agent.provider.as_deref())
                 .to_string()
         });
     let mut spec = SpawnSpec {

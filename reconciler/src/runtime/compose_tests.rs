@@ -95,6 +95,7 @@ fn composed(agent: &Agent, mounts: &[Resolved]) -> Composed {
     let images = AgentImages {
         minimal: "small:1".into(),
         production: "big:1".into(),
+        ..AgentImages::default()
     };
     compose(
         &session(),

@@ -1,21 +1,32 @@
 //! Delivery: outbound rows written by containers → channel adapters (host.md §6).
 //!
 //! One worker thread owns the attempt counters and drains sessions one at a time, so a
-//! session is never drained twice at once and its replies go out in order. It is told what
-//! to drain through [`Work`]: a container's write to `outbound.db` (the fast path: `notify`
-//! reports it within milliseconds, see `watch.rs`), a chat gaining a reader, a container exit,
-//! or the backstop poll. The poll is cheap on purpose: every second it `stat`s each active
+//! session is never drained twice at once and its replies are handed on in order. It is told
+//! what to drain through its [`Inbox`] ([`super::work`]): a container's write to `outbound.db`
+//! (the fast path: `notify` reports it within milliseconds, see `watch.rs`), a chat gaining a
+//! reader, a container exit, or the reports of rows in flight; and it polls on its own: when no
+//! work came for [`BACKSTOP`] (one second), and at least once per [`BACKSTOP`] while work keeps
+//! coming, it runs the backstop. The backstop is cheap on purpose: it `stat`s each active
 //! session's `outbound.db` and drains only sessions whose file changed since a drain that left
-//! nothing behind, or that still hold rows to retry; every [`FULL_PASS`] it drains every active
-//! session regardless (v2's minute-long sweep poll, host.md §6.1). An idle daemon therefore opens
-//! no session DB between full passes.
+//! nothing behind, or that still hold rows to retry; when the last drain of every active
+//! session is [`FULL_PASS`] (a minute) old, it drains every active session regardless
+//! (docs/runtime.md, "The message path"). An idle daemon therefore opens no session DB
+//! between full passes.
+//!
+//! The worker never waits for a platform: a row for a channel is handed to that channel's
+//! outbox ([`super::outbox`]) and stays in flight (skipped by drains) until its [`Report`]
+//! comes back; the report is acted on by its kind ([`crate::channels::DeliveryError`]): sent
+//! rows are recorded, `RetryAfter` holds the row back that long without counting an attempt,
+//! `Permanent` marks it failed at once, `Transient` counts an attempt (failed after
+//! [`MAX_ATTEMPTS`]), and `NoReader`/`AwaitingAck` keep it queued without counting one.
 //!
 //! A row an adapter accepted is first appended to the sent log (`sent_log.rs`, microseconds),
-//! then its outcome, with the page's other outcomes, is recorded in one transaction in the
-//! central DB's `delivered_outbound` (the authority, out of every container's reach) and then
-//! in `inbound.db`'s `delivered` (the projection the due query joins). The log keeps a `kill -9`
-//! between sending and recording from re-sending the row after restart; the record is checked
-//! before every send, so neither a restart nor a lost `inbound.db` re-sends what was delivered.
+//! then its outcome, with the other outcomes of its page or report batch, is recorded in one
+//! transaction in the central DB's `delivered_outbound` (the authority, out of every
+//! container's reach) and then in `inbound.db`'s `delivered` (the projection the due query
+//! joins). The log keeps a `kill -9` between sending and recording from re-sending the row
+//! after restart; the record is checked before every send, so neither a restart nor a lost
+//! `inbound.db` re-sends what was delivered.
 //!
 //! Everything read from `outbound.db` is untrusted (the container writes it): the session DB
 //! layer bounds sizes and types, [`check_row`] validates kind, routing and content before any
@@ -27,7 +38,6 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 use agent_runner::session_db::{
@@ -35,47 +45,37 @@ use agent_runner::session_db::{
     OutboundRow,
 };
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
-use tokio::sync::mpsc::UnboundedSender;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, info_span, warn};
 
 use super::health::{self, FileId, Health, Reporter};
+use super::mailbox::Signal;
+use super::outbox::{Handed, Outboxes};
 use super::sent_log::{self, Sent, SentLog};
-use crate::channels::{Adapters, Delivered, Outbound};
+use super::waker::Wakes;
+use super::work::{Batch, Inbox};
+use crate::channels::{Delivered, Outbound};
 use crate::db::delivered::{self, Outcome};
 use crate::db::{self, sessions};
 use crate::paths::Paths;
+
+pub use super::work::Work;
 
 /// Attempts before a row is marked failed (host.md §6.2).
 pub const MAX_ATTEMPTS: u32 = 3;
 /// Most pages of due rows one drain reads; the next drain continues.
 pub const MAX_PAGES: usize = 16;
+/// How often the backstop runs (see the module comment).
+pub const BACKSTOP: Duration = Duration::from_secs(1);
 /// Every active session is drained at least this often, changed or not.
 pub const FULL_PASS: Duration = Duration::from_secs(60);
+/// How long a stopping worker waits for the reports of rows in flight.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Work arriving this close together is handled as one batch.
 const COALESCE: Duration = Duration::from_millis(1);
 /// A file written less than this long before its stamp was taken is not trusted to show the
 /// next write: two writes inside one clock tick share an mtime. The session is drained again
 /// by the next backstop until its last write is older than this.
 const SETTLE_AGE: Duration = Duration::from_secs(2);
-
-/// What the delivery worker should look at.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Work {
-    /// A container wrote this session's `outbound.db`: drain it now.
-    Session { agent: String, session: String },
-    /// A chat gained a reader (queued replies for it can go now): drain every active session.
-    Reader {
-        channel_type: String,
-        platform_id: String,
-    },
-    /// The backstop poll: drain the active sessions whose `outbound.db` changed since they were
-    /// last settled, or that hold rows to retry (and every session once per [`FULL_PASS`]).
-    Backstop,
-    /// Drain every active session (startup, lost file events).
-    All,
-    /// Stop after the current batch.
-    Stop,
-}
 
 /// Counters for tests and benchmarks (written by the delivery thread only).
 #[derive(Debug, Default)]
@@ -86,18 +86,29 @@ pub struct DeliveryStats {
     pub passes: AtomicU64,
 }
 
-/// The worker's state; owned by its thread.
+/// The worker's state; every field is written and read by its thread only, except `stats`
+/// (read by anyone) and what it hands on (`outboxes`, `wake`, `activity`).
 pub struct Delivery {
+    /// The central DB: destinations, the delivery record, the session list.
     conn: Connection,
+    /// Where the session folders are.
     paths: Paths,
-    adapters: Adapters,
+    /// Where rows for channels (and notices) are handed to their adapters.
+    outboxes: Outboxes,
     /// Failed attempts per outbound id; cleared on success or when the row is marked failed.
     attempts: HashMap<String, u32>,
+    /// Rows handed to an outbox whose report has not come back; drains skip them.
+    in_flight: HashMap<String, Flight>,
+    /// Rows a channel asked to retry later: not attempted before this instant.
+    retry_at: HashMap<String, Instant>,
+    /// Sessions whose last drain left only rows in flight: the stamp they settle to once every
+    /// one of those rows has its final outcome.
+    settling: HashMap<String, Option<Stamp>>,
     /// Sessions that received an agent-to-agent message; the waker starts their containers.
-    wake: Option<UnboundedSender<String>>,
-    /// Sessions whose `outbound.db` changed (a turn may have ended); the waker uses it to make
-    /// room for waiting sessions.
-    activity: Option<UnboundedSender<String>>,
+    wake: Option<Wakes>,
+    /// Raised when a session's `outbound.db` changed (a turn may have ended); the waker uses it
+    /// to make room for waiting sessions.
+    activity: Option<Signal>,
     /// What each session's DB files were at the last drain, and what the chats were told.
     health: Health,
     /// Where accepted rows are logged until recorded; `None` if it cannot be opened (then each
@@ -109,42 +120,64 @@ pub struct Delivery {
     settled: HashMap<String, Option<Stamp>>,
     /// When every active session was last drained.
     last_full: Option<Instant>,
+    /// Counters the worker writes and benches and tests read ([`Delivery::stats`]).
     stats: Arc<DeliveryStats>,
+}
+
+/// A row in an outbox.
+#[derive(Debug)]
+struct Flight {
+    /// The session the row belongs to (its report drains it again).
+    session: String,
+    /// A drain found it due again while it was in flight: drain the session again when its
+    /// report keeps it queued (a reader may have arrived meanwhile).
+    asked_again: bool,
 }
 
 /// What `outbound.db` looked like: any write by its owner changes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Stamp {
+    /// The file's mtime, size and inode: a write or a replacement changes one of them.
     modified: SystemTime,
     len: u64,
     inode: u64,
+    /// A `-journal` file was beside it (a write in progress).
     journal: bool,
 }
 
-/// The batched work of one pass.
-#[derive(Default)]
-struct Batch {
-    sessions: BTreeSet<(String, String)>,
-    everything: bool,
-    backstop: bool,
-    stop: bool,
+/// How a drain left its session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Drained {
+    /// Every due row has its final outcome recorded and none waits for a later time.
+    Settled,
+    /// Settled but for rows in flight.
+    InFlight,
+    /// Something is left to retry, or the drain stopped early.
+    Unsettled,
 }
 
-impl Batch {
-    fn add(&mut self, work: Work) {
-        match work {
-            Work::Session { agent, session } => {
-                self.sessions.insert((agent, session));
-            }
-            Work::Reader { .. } | Work::All => self.everything = true,
-            Work::Backstop => self.backstop = true,
-            Work::Stop => self.stop = true,
-        }
-    }
+/// What became of one due row in a drain.
+enum Step {
+    /// Its final outcome, to record with the page.
+    Final(Outcome),
+    /// Handed to an outbox (or already there): its report decides.
+    InFlight,
+    /// Stays due (no reader, an attempt short of the limit, held back, outbox full).
+    Kept,
+}
+
+/// How a row left the worker.
+enum Sending {
+    /// Handled here (system, agent-to-agent, unroutable): this is its outcome.
+    Done(Delivered),
+    /// Queued in its channel's outbox.
+    Handed,
+    /// The outbox is full: it stays queued.
+    Busy,
 }
 
 impl Delivery {
-    pub fn new(paths: Paths, adapters: Adapters) -> anyhow::Result<Delivery> {
+    pub fn new(paths: Paths, outboxes: Outboxes) -> anyhow::Result<Delivery> {
         let conn = db::open(&paths.db())?;
         let log_path = paths.data.join(sent_log::FILE_NAME);
         let (sent_log, leftover) = match SentLog::open(&log_path) {
@@ -157,8 +190,11 @@ impl Delivery {
         let mut delivery = Delivery {
             conn,
             paths,
-            adapters,
+            outboxes,
             attempts: HashMap::new(),
+            in_flight: HashMap::new(),
+            retry_at: HashMap::new(),
+            settling: HashMap::new(),
             wake: None,
             activity: None,
             health: Health::default(),
@@ -173,12 +209,8 @@ impl Delivery {
     }
 
     /// Wake target sessions of agent-to-agent messages through `wake` (the runtime's waker),
-    /// and report sessions whose `outbound.db` changed through `activity`.
-    pub fn waking(
-        mut self,
-        wake: UnboundedSender<String>,
-        activity: UnboundedSender<String>,
-    ) -> Delivery {
+    /// and raise `activity` when a session's `outbound.db` changed.
+    pub fn waking(mut self, wake: Wakes, activity: Signal) -> Delivery {
         self.wake = Some(wake);
         self.activity = Some(activity);
         self
@@ -189,24 +221,60 @@ impl Delivery {
         Arc::clone(&self.stats)
     }
 
-    /// Runs until [`Work::Stop`] or the senders are gone. Bursts of work are coalesced.
-    pub fn run(mut self, work: std_mpsc::Receiver<Work>) {
+    /// Starts the worker on its own thread.
+    pub fn spawn(self, inbox: Inbox) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("delivery".into())
+            .spawn(move || self.run(inbox))
+    }
+
+    /// Runs until [`Work::Stop`]: takes coalesced batches from `inbox`, and runs the backstop
+    /// once per [`BACKSTOP`].
+    pub fn run(mut self, inbox: Inbox) {
         info!("delivery started");
-        while let Ok(first) = work.recv() {
-            let mut batch = Batch::default();
-            batch.add(first);
-            while let Ok(item) = work.recv_timeout(COALESCE) {
-                batch.add(item);
+        let mut next_backstop = Instant::now() + BACKSTOP;
+        loop {
+            let mut batch = inbox.recv(next_backstop, COALESCE).unwrap_or_default();
+            let now = Instant::now();
+            if now >= next_backstop {
+                batch.backstop = true;
+                next_backstop = now + BACKSTOP;
             }
-            for (agent, session) in self.targets(&batch) {
-                self.drain_tracked(&agent, &session);
-            }
-            self.stats.passes.fetch_add(1, Ordering::Relaxed);
-            if batch.stop {
+            let stop = batch.stop;
+            self.handle(batch);
+            if stop {
+                self.finish(&inbox);
                 break;
             }
         }
         info!("delivery stopped");
+    }
+
+    /// Handles one batch: the reports first (they free rows in flight), then the drains.
+    pub fn handle(&mut self, mut batch: Batch) {
+        let again = self.take_reports(std::mem::take(&mut batch.reports));
+        let mut targets = self.targets(&batch);
+        targets.extend(again);
+        for (agent, session) in targets {
+            self.drain_tracked(&agent, &session);
+        }
+        self.stats.passes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// At stop: records the reports of rows in flight that come within [`STOP_GRACE`]; rows
+    /// still in flight then stay queued (sent again after restart if they did go out).
+    fn finish(&mut self, inbox: &Inbox) {
+        let deadline = Instant::now() + STOP_GRACE;
+        while !self.in_flight.is_empty() {
+            let Some(batch) = inbox.recv(deadline, COALESCE) else {
+                warn!(
+                    rows = self.in_flight.len(),
+                    "stopping with replies in the channels' hands; they stay queued"
+                );
+                return;
+            };
+            self.take_reports(batch.reports);
+        }
     }
 
     /// The sessions a batch asks to drain, in a stable order.
@@ -254,59 +322,69 @@ impl Delivery {
                 .duration_since(stamp.modified)
                 .is_ok_and(|age| age >= SETTLE_AGE)
         });
-        if self.drain(agent, session) && trusted {
-            self.settled.insert(session.to_string(), before);
-        } else {
-            self.settled.remove(session);
+        self.settled.remove(session);
+        self.settling.remove(session);
+        match self.drain(agent, session) {
+            Drained::Settled if trusted => {
+                self.settled.insert(session.to_string(), before);
+            }
+            Drained::InFlight if trusted => {
+                self.settling.insert(session.to_string(), before);
+            }
+            _ => {}
         }
         if changed && let Some(activity) = &self.activity {
-            let _ = activity.send(session.to_string());
+            activity.raise();
         }
     }
 
-    /// Delivers every due row of one session (host.md §6.2). Errors are logged per row.
-    /// True when nothing is left to retry (every due row has its final outcome recorded and
-    /// no row waits for a later `deliver_after`).
-    pub fn drain(&mut self, agent: &str, session: &str) -> bool {
+    /// Delivers every due row of one session (docs/runtime.md, "The message path"): rows for
+    /// channels are handed to their outboxes, the others are handled here. Errors are logged
+    /// per row.
+    pub fn drain(&mut self, agent: &str, session: &str) -> Drained {
         self.stats.drains.fetch_add(1, Ordering::Relaxed);
         let reporter = Reporter {
             conn: &self.conn,
-            adapters: &self.adapters,
+            outboxes: &self.outboxes,
             paths: &self.paths,
         };
         let Some((conn, outbound)) = self.health.open(&reporter, agent, session) else {
-            return false;
+            return Drained::Unsettled;
         };
         let path = session_db::inbound_path(&self.paths.session(agent, session));
         let inbound = Inbound {
-            id: health::file_id(&path),
-            path,
+            file: InboundFile {
+                id: health::file_id(&path),
+                path,
+                replaced: std::cell::Cell::new(false),
+            },
             conn,
-            replaced: std::cell::Cell::new(false),
         };
         // Rows sent earlier whose record failed: record them before anything is re-sent.
         let held = self.record_unrecorded(session);
         let mut settled = held.is_empty();
-        // Rows that stay due (no reader yet, an attempt short of the limit, held) are skipped
-        // by the next page's offset; every other row of a page is recorded before the next.
+        let mut in_flight = false;
+        // Rows that stay due (no reader yet, an attempt short of the limit, in flight, held) are
+        // skipped by the next page's offset; every other row of a page is recorded before the
+        // next.
         let mut kept = 0;
         for _ in 0..MAX_PAGES {
-            if !inbound.is_current() {
+            if !inbound.file.is_current() {
                 debug!(
                     session,
                     "inbound.db was replaced during the drain; stopping it"
                 );
-                return false;
+                return Drained::Unsettled;
             }
             let page = match session_db::due_outbound(&inbound.conn, &outbound, kept) {
                 Ok(page) => page,
                 Err(err) if err.is_missing() => {
                     debug!(session, error = %err, "outbound.db went away during the drain");
-                    return false;
+                    return Drained::Unsettled;
                 }
                 Err(err) => {
                     warn!(session, error = %err, "reading outbound rows failed");
-                    return false;
+                    return Drained::Unsettled;
                 }
             };
             let full = page.len() == session_db::untrusted::DUE_PAGE;
@@ -317,30 +395,38 @@ impl Delivery {
                     continue;
                 }
                 match self.deliver_due(agent, session, &due) {
-                    Some(outcome) => outcomes.push((due.id().to_string(), outcome)),
-                    None => {
+                    Step::Final(outcome) => outcomes.push((due.id().to_string(), outcome)),
+                    Step::InFlight => {
+                        kept += 1;
+                        in_flight = true;
+                    }
+                    Step::Kept => {
                         kept += 1;
                         settled = false;
                     }
                 }
             }
-            if !self.record(&inbound, agent, session, &outcomes) {
-                return false;
+            if !self.record(&inbound.file, agent, session, &outcomes) {
+                return Drained::Unsettled;
             }
-            if inbound.replaced.get() {
+            if inbound.file.replaced.get() {
                 // The next drain opens the new file (and restores its projection).
                 debug!(
                     session,
                     "inbound.db was replaced during the drain; stopping it"
                 );
-                return false;
+                return Drained::Unsettled;
             }
             if !full {
-                return settled && !has_later_rows(&outbound, session);
+                return match (settled && !has_later_rows(&outbound, session), in_flight) {
+                    (false, _) => Drained::Unsettled,
+                    (true, true) => Drained::InFlight,
+                    (true, false) => Drained::Settled,
+                };
             }
         }
         // More pages than one drain reads: the next drain continues.
-        false
+        Drained::Unsettled
     }
 
     /// Health of the session files (tests).
@@ -348,66 +434,82 @@ impl Delivery {
         &self.health
     }
 
-    /// Handles one due row; `Some` is its final outcome (to record), `None` means "stays due".
-    fn deliver_due(&mut self, agent: &str, session: &str, due: &Due) -> Option<Outcome> {
+    /// Handles one due row.
+    fn deliver_due(&mut self, agent: &str, session: &str, due: &Due) -> Step {
+        if let Some(flight) = self.in_flight.get_mut(due.id()) {
+            flight.asked_again = true;
+            return Step::InFlight;
+        }
+        if self
+            .retry_at
+            .get(due.id())
+            .is_some_and(|at| *at > Instant::now())
+        {
+            return Step::Kept;
+        }
         match delivered::outcome(&self.conn, session, due.id()) {
             Ok(Some(outcome)) => {
                 // Delivered before `inbound.db` was recreated (or recorded just before a
                 // kill): recording it again restores the projection only.
-                return Some(outcome);
+                return Step::Final(outcome);
             }
             Ok(None) => {}
             Err(err) => {
                 warn!(session, id = %due.id(), error = %err, "delivery record not readable; row left for later");
-                return None;
+                return Step::Kept;
             }
         }
         let row = match due {
             Due::Row(row) => row,
             Due::Bad { id, reason } => {
                 warn!(session, id = %id, %reason, "outbound row refused: out of bounds; recorded as failed");
-                return Some(FAILED);
+                return Step::Final(FAILED);
             }
         };
         if let Err(reason) = check_row(row) {
             warn!(session, id = %row.id, %reason, "outbound row refused; recorded as failed");
-            return Some(FAILED);
+            return Step::Final(FAILED);
         }
-        self.deliver_row(agent, session, row)
+        let span =
+            info_span!("deliver", session, row = %row.id, in_reply_to = row.in_reply_to.as_deref());
+        let _entered = span.enter();
+        self.deliver_row(agent, session, row, &span)
     }
 
-    /// Sends one row; `Some` is its final outcome (to record), `None` means "try again later".
-    fn deliver_row(&mut self, agent: &str, session: &str, row: &OutboundRow) -> Option<Outcome> {
-        match self.send(agent, session, row) {
-            Ok(Delivered::Sent(platform_message_id)) => {
-                self.attempts.remove(&row.id);
-                debug!(session, id = %row.id, "delivered");
-                self.log_sent(agent, session, &row.id, platform_message_id.as_deref());
-                Some(Outcome {
-                    failed: false,
-                    platform_message_id,
-                })
-            }
-            Ok(Delivered::NoReader) => {
-                debug!(session, id = %row.id, "no reader connected; reply stays queued");
-                None
-            }
-            Ok(Delivered::AwaitingAck) => {
-                debug!(session, id = %row.id, "not shown yet; reply stays queued");
-                None
-            }
-            Err(reason) => {
-                let tries = self.attempts.entry(row.id.clone()).or_insert(0);
-                *tries += 1;
-                if *tries >= MAX_ATTEMPTS {
-                    self.attempts.remove(&row.id);
-                    warn!(session, id = %row.id, %reason, "delivery failed {MAX_ATTEMPTS} times; marked failed");
-                    Some(FAILED)
-                } else {
-                    warn!(session, id = %row.id, %reason, attempt = *tries, "delivery failed; will retry");
-                    None
+    /// Sends one row, or hands it to its channel's outbox.
+    fn deliver_row(
+        &mut self,
+        agent: &str,
+        session: &str,
+        row: &OutboundRow,
+        span: &tracing::Span,
+    ) -> Step {
+        let sending = self.send(agent, session, row, span);
+        match sending {
+            Ok(Sending::Done(delivered)) => {
+                match self.outcome_of(agent, session, &row.id, Ok(delivered)) {
+                    Some(outcome) => Step::Final(outcome),
+                    None => Step::Kept,
                 }
             }
+            Ok(Sending::Handed) => {
+                self.in_flight.insert(
+                    row.id.clone(),
+                    Flight {
+                        session: session.to_string(),
+                        asked_again: false,
+                    },
+                );
+                Step::InFlight
+            }
+            Ok(Sending::Busy) => {
+                debug!(session, id = %row.id, "the channel's outbox is full; reply stays queued");
+                Step::Kept
+            }
+            Err(reason) => match self.failed_attempt(session, &row.id, &reason) {
+                Some(outcome) => Step::Final(outcome),
+                None => Step::Kept,
+            },
         }
     }
 
@@ -438,7 +540,7 @@ impl Delivery {
     /// unrecorded (never sent again) and recorded by the session's next drain.
     fn record(
         &mut self,
-        inbound: &Inbound,
+        inbound: &InboundFile,
         agent: &str,
         session: &str,
         outcomes: &[(String, Outcome)],
@@ -544,8 +646,14 @@ impl Delivery {
     /// since the drain opened it: a read-write connection to a deleted DB file takes the new
     /// file's journal for its own hot journal and rolls it back, breaking the new file's writer
     /// (SQLite's "unlinked while open" hazard). Both narrow that window to microseconds.
-    fn mark_projection(&self, inbound: &Inbound, session: &str, outcomes: &[(String, Outcome)]) {
-        if !inbound.is_current() {
+    fn mark_projection(
+        &self,
+        inbound: &InboundFile,
+        session: &str,
+        outcomes: &[(String, Outcome)],
+    ) {
+        // A file that is gone gets its projection back at the drain that recreates it.
+        if inbound.id.is_none() || !inbound.is_current() {
             return;
         }
         let records: Vec<DeliveryRecord> = outcomes
@@ -568,8 +676,15 @@ impl Delivery {
     }
 
     /// Routes one row (host.md §6.3): system actions, agent-to-agent, or a channel send
-    /// checked against the agent's destinations (its own chat is always allowed).
-    fn send(&self, agent: &str, session: &str, row: &OutboundRow) -> Result<Delivered, String> {
+    /// checked against the agent's destinations (its own chat is always allowed) and handed to
+    /// the channel's outbox.
+    fn send(
+        &self,
+        agent: &str,
+        session: &str,
+        row: &OutboundRow,
+        span: &tracing::Span,
+    ) -> Result<Sending, String> {
         let content: serde_json::Value = serde_json::from_str(&row.content)
             .map_err(|err| format!("content is not JSON: {err}"))?;
         if row.kind == Kind::System {
@@ -578,25 +693,21 @@ impl Delivery {
                 .and_then(|v| v.as_str())
                 .unwrap_or("(none)");
             warn!(session, id = %row.id, action, "system action not supported yet; dropped");
-            return Ok(Delivered::Sent(None));
+            return Ok(Sending::Done(Delivered::Sent(None)));
         }
         let (Some(channel_type), Some(platform_id)) = (&row.channel_type, &row.platform_id) else {
             warn!(session, id = %row.id, "outbound row has no routing; dropped");
-            return Ok(Delivered::Sent(None));
+            return Ok(Sending::Done(Delivered::Sent(None)));
         };
         if channel_type == AGENT_CHANNEL_TYPE {
             let routed = super::a2a::route(&self.conn, &self.paths, agent, session, row)?;
             debug!(session, id = %row.id, to = %routed.session, "agent message routed");
             if let Some(wake) = &self.wake {
-                let _ = wake.send(routed.session);
+                wake.send(routed.session, Some(row.id.clone()));
             }
-            return Ok(Delivered::Sent(None));
+            return Ok(Sending::Done(Delivered::Sent(None)));
         }
         self.authorise(agent, session, channel_type, platform_id)?;
-        let adapter = self
-            .adapters
-            .get(channel_type)
-            .ok_or_else(|| format!("no `{channel_type}` channel is running"))?;
         let message = Outbound {
             id: row.id.clone(),
             agent: Some(agent.to_string()),
@@ -606,7 +717,14 @@ impl Delivery {
             content,
             in_reply_to: row.in_reply_to.clone(),
         };
-        adapter.deliver(&message).map_err(|err| err.to_string())
+        match self
+            .outboxes
+            .row(channel_type, message, agent, session, span.clone())
+        {
+            Handed::Queued => Ok(Sending::Handed),
+            Handed::Full => Ok(Sending::Busy),
+            Handed::NoChannel => Err(format!("no `{channel_type}` channel is running")),
+        }
     }
 
     fn authorise(
@@ -651,18 +769,33 @@ impl Delivery {
     }
 }
 
-/// The `inbound.db` a drain works on, and whether it is still the file at its path.
+/// The `inbound.db` a drain works on.
 struct Inbound {
     /// Read-only: the due query.
     conn: InboundDb,
+    file: InboundFile,
+}
+
+/// Where outcomes are projected, and whether it is still the file a drain (or a report batch)
+/// started with.
+struct InboundFile {
     path: std::path::PathBuf,
-    /// The file's identity when the drain opened it.
+    /// The file's identity when the drain opened it (`None`: there was none).
     id: Option<FileId>,
     /// Set when the file at `path` is no longer `id`: the drain stops.
     replaced: std::cell::Cell<bool>,
 }
 
-impl Inbound {
+impl InboundFile {
+    /// The file at `path` as it is now.
+    fn now(path: std::path::PathBuf) -> InboundFile {
+        InboundFile {
+            id: health::file_id(&path),
+            path,
+            replaced: std::cell::Cell::new(false),
+        }
+    }
+
     /// Whether the file at the path is still the one `conn` has open (else `replaced` is set).
     fn is_current(&self) -> bool {
         let current = health::file_id(&self.path) == self.id;
@@ -768,6 +901,9 @@ fn has_later_rows(outbound: &OutboundDb, session: &str) -> bool {
         true
     })
 }
+
+#[path = "delivery_reports.rs"]
+mod reports;
 
 #[cfg(test)]
 #[path = "delivery_tests.rs"]

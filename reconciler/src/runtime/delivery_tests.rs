@@ -1,19 +1,26 @@
-//! Delivery against real temp session DBs and a recording fake adapter: ported from v2's
-//! delivery tests, then untrusted rows (issue 7 point 6) and lost or damaged session DBs
-//! (issue 8 point 12).
+//! Delivery against real temp session DBs and a recording fake adapter behind real outbox
+//! tasks: ported from v2's delivery tests, then untrusted rows (issue 7 point 6), lost or
+//! damaged session DBs (issue 8 point 12) and the typed delivery errors (issue 9 point 6).
 
 use std::sync::{Arc, Mutex};
 
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
 use super::*;
-use crate::channels::{Adapter, DeliveryError};
+use crate::channels::{Adapter, Adapters, DeliveryError, Start};
 use crate::db::sessions::Session;
 
 type Script = Box<dyn Fn(usize) -> Result<Delivered, DeliveryError> + Send + Sync>;
 
-/// A `telegram` adapter that records every message and answers per call number.
+/// A `telegram` adapter that records every message and answers per call number; with a
+/// gate, each answer waits for a permit (a slow platform).
 struct Recorder {
     calls: Mutex<Vec<Outbound>>,
     script: Script,
+    gate: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Adapter for Recorder {
@@ -23,10 +30,60 @@ impl Adapter for Recorder {
     fn supports_threads(&self) -> bool {
         false
     }
-    fn deliver(&self, message: &Outbound) -> Result<Delivered, DeliveryError> {
-        let mut calls = self.calls.lock().unwrap();
-        calls.push(message.clone());
-        (self.script)(calls.len())
+    fn start(self: Arc<Self>, _start: Start) -> BoxFuture<'static, anyhow::Result<()>> {
+        std::future::ready(Ok(())).boxed()
+    }
+    fn stop(&self) -> BoxFuture<'_, ()> {
+        std::future::ready(()).boxed()
+    }
+    fn deliver<'a>(
+        &'a self,
+        message: &'a Outbound,
+    ) -> BoxFuture<'a, Result<Delivered, DeliveryError>> {
+        let result = {
+            let mut calls = self.calls.lock().unwrap();
+            calls.push(message.clone());
+            (self.script)(calls.len())
+        };
+        let gate = self.gate.clone();
+        async move {
+            if let Some(gate) = gate {
+                let _permit = gate.acquire().await;
+            }
+            result
+        }
+        .boxed()
+    }
+}
+
+/// The outboxes' tasks on a runtime of their own, and the inbox their reports go to.
+struct Channels {
+    runtime: tokio::runtime::Runtime,
+    tasks: TaskTracker,
+    inbox: Inbox,
+}
+
+impl Channels {
+    fn new() -> Channels {
+        Channels {
+            runtime: tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap(),
+            tasks: TaskTracker::new(),
+            inbox: Inbox::new(),
+        }
+    }
+
+    fn outboxes(&self, adapters: Adapters) -> Outboxes {
+        let _entered = self.runtime.enter();
+        Outboxes::start(
+            adapters,
+            self.inbox.clone(),
+            &self.tasks,
+            CancellationToken::new(),
+        )
     }
 }
 
@@ -36,12 +93,20 @@ struct World {
     conn: Connection,
     session: Session,
     recorder: Arc<Recorder>,
+    channels: Channels,
     delivery: Delivery,
 }
 
 /// v2's fixture: agent `ag-1`, chat telegram/telegram:123, a shared session on it.
 fn world(
     script: impl Fn(usize) -> Result<Delivered, DeliveryError> + Send + Sync + 'static,
+) -> World {
+    gated_world(script, None)
+}
+
+fn gated_world(
+    script: impl Fn(usize) -> Result<Delivered, DeliveryError> + Send + Sync + 'static,
+    gate: Option<Arc<tokio::sync::Semaphore>>,
 ) -> World {
     let dir = tempfile::tempdir().unwrap();
     let paths = Paths::new(dir.path().join("data"));
@@ -58,16 +123,19 @@ fn world(
     let recorder = Arc::new(Recorder {
         calls: Mutex::default(),
         script: Box::new(script),
+        gate,
     });
     let mut adapters = Adapters::default();
     adapters.register(recorder.clone());
-    let delivery = Delivery::new(paths.clone(), adapters).unwrap();
+    let channels = Channels::new();
+    let delivery = Delivery::new(paths.clone(), channels.outboxes(adapters)).unwrap();
     World {
         _dir: dir,
         paths,
         conn,
         session,
         recorder,
+        channels,
         delivery,
     }
 }
@@ -96,8 +164,41 @@ impl World {
         self.outbound(id, "telegram", "telegram:123", "");
     }
 
+    /// One drain, then what the outboxes report for the rows it handed over.
     fn drain(&mut self) {
         self.delivery.drain("ag-1", &self.session.id);
+        self.settle();
+    }
+
+    /// One tracked drain (as a batch does it), then the reports.
+    fn drain_tracked(&mut self) {
+        let id = self.session.id.clone();
+        self.delivery.drain_tracked("ag-1", &id);
+        self.settle();
+    }
+
+    /// Waits until the outboxes finished every job, and hands their reports to delivery (as
+    /// its thread does), until no row is in flight.
+    fn settle(&mut self) {
+        loop {
+            assert!(
+                self.delivery.outboxes.wait_idle(Duration::from_secs(60)),
+                "the outboxes finish within a minute"
+            );
+            if let Some(mut batch) = self
+                .channels
+                .inbox
+                .recv(Instant::now(), Duration::from_millis(1))
+            {
+                batch.reports.sort_by(|a, b| a.row.cmp(&b.row));
+                assert!(batch.sessions.is_empty() && !batch.everything);
+                // As the worker does: reports first, then the sessions they ask to drain again.
+                self.delivery.handle(batch);
+            }
+            if self.delivery.in_flight.is_empty() {
+                return;
+            }
+        }
     }
 
     fn calls(&self) -> usize {
@@ -159,7 +260,7 @@ fn issue_8_the_backstop_drains_only_sessions_that_changed_or_hold_rows() {
     world.reply("out-1");
     world.age();
     assert_eq!(world.backstop(), only, "the first pass drains everything");
-    world.delivery.drain_tracked("ag-1", &id);
+    world.drain_tracked();
     assert_eq!(world.calls(), 1);
     assert!(
         world.backstop().is_empty(),
@@ -173,19 +274,19 @@ fn issue_8_the_backstop_drains_only_sessions_that_changed_or_hold_rows() {
         only,
         "a container write is seen by its stamp"
     );
-    world.delivery.drain_tracked("ag-1", &id);
+    world.drain_tracked();
     world.age();
     assert_eq!(
         world.backstop(),
         only,
         "a reply without a reader keeps the session unsettled"
     );
-    world.delivery.drain_tracked("ag-1", &id);
+    world.drain_tracked();
     assert_eq!(world.calls(), 3);
     assert!(world.backstop().is_empty());
 
     world.reply("out-3");
-    world.delivery.drain_tracked("ag-1", &id);
+    world.drain_tracked();
     assert_eq!(world.calls(), 4);
     assert_eq!(
         world.backstop(),
@@ -193,7 +294,7 @@ fn issue_8_the_backstop_drains_only_sessions_that_changed_or_hold_rows() {
         "a write just now is checked once more"
     );
     world.age();
-    world.delivery.drain_tracked("ag-1", &id);
+    world.drain_tracked();
     assert!(world.backstop().is_empty());
 
     world.delivery.last_full = Some(Instant::now() - FULL_PASS);
@@ -220,7 +321,8 @@ fn issue_8_a_reply_sent_just_before_a_kill_is_not_sent_again() {
     .unwrap();
     let mut adapters = Adapters::default();
     adapters.register(world.recorder.clone());
-    let mut restarted = Delivery::new(world.paths.clone(), adapters).unwrap();
+    let channels = Channels::new();
+    let mut restarted = Delivery::new(world.paths.clone(), channels.outboxes(adapters)).unwrap();
     assert_eq!(
         delivered::outcome(&world.conn, &world.session.id, "out-1").unwrap(),
         Some(Outcome {
@@ -285,7 +387,7 @@ fn still_delivers_on_a_subsequent_call_after_the_first_finishes() {
 
 #[test]
 fn retries_on_adapter_failure_and_marks_failed_after_max_attempts() {
-    let mut world = world(|_| Err(DeliveryError::Failed("network timeout".into())));
+    let mut world = world(|_| Err(DeliveryError::Transient("network timeout".into())));
     world.reply("out-flaky");
     for attempt in 1..=MAX_ATTEMPTS as usize {
         assert_eq!(world.delivered("out-flaky"), None);
@@ -305,7 +407,7 @@ fn retries_on_adapter_failure_and_marks_failed_after_max_attempts() {
 fn clears_the_attempt_counter_on_successful_delivery() {
     let mut world = world(|call| {
         if call == 1 || call == 3 || call == 4 {
-            Err(DeliveryError::Failed("transient".into()))
+            Err(DeliveryError::Transient("transient".into()))
         } else {
             Ok(Delivered::Sent(None))
         }
@@ -647,11 +749,11 @@ fn a_backlog_larger_than_a_page_is_read_in_pages_and_kept_rows_do_not_block_late
                VALUES ('ag-1', 'queued', 'channel', 'mg-q', 't');",
         )
         .unwrap();
-    let queue = Arc::new(crate::channels::cli_socket::CliSocket::new());
+    let queue = Arc::new(crate::channels::cli_socket::CliSocket::new("unused.sock"));
     let mut adapters = Adapters::default();
     adapters.register(world.recorder.clone());
     adapters.register(queue);
-    world.delivery = Delivery::new(world.paths.clone(), adapters).unwrap();
+    world.delivery = Delivery::new(world.paths.clone(), world.channels.outboxes(adapters)).unwrap();
     let conn =
         session_db::open_outbound_container(&session_db::outbound_path(&world.session_dir()))
             .unwrap();
@@ -826,4 +928,145 @@ fn a_symlink_or_fifo_at_outbound_db_is_damage_and_never_opened() {
     let texts = world.texts();
     assert_eq!(texts.len(), 1);
     assert!(texts[0].contains("outbound.db is damaged"));
+}
+
+// ---- issue 9 point 6: typed delivery errors, and a channel never blocks the worker ----
+
+/// Lets the clock run past every row's retry time.
+fn retry_time_passes(world: &mut World) {
+    for at in world.delivery.retry_at.values_mut() {
+        *at = Instant::now();
+    }
+}
+
+#[test]
+fn issue_9_retry_after_holds_the_row_back_that_long_without_counting_an_attempt() {
+    let calls_held_back = MAX_ATTEMPTS as usize + 2;
+    let mut world = world(move |call| {
+        if call <= calls_held_back {
+            Err(DeliveryError::RetryAfter(Duration::from_secs(3600)))
+        } else {
+            Ok(Delivered::Sent(None))
+        }
+    });
+    world.reply("out-1");
+    world.drain();
+    assert_eq!(world.calls(), 1);
+    world.drain();
+    world.drain();
+    assert_eq!(world.calls(), 1, "not attempted again before the hour");
+    assert_eq!(world.delivered("out-1"), None);
+    for call in 2..=calls_held_back {
+        retry_time_passes(&mut world);
+        world.drain();
+        assert_eq!(world.calls(), call);
+    }
+    assert_eq!(
+        world.delivered("out-1"),
+        None,
+        "more retry-afters than MAX_ATTEMPTS do not fail it"
+    );
+    retry_time_passes(&mut world);
+    world.drain();
+    assert_eq!(world.delivered("out-1"), Some(("delivered".into(), None)));
+}
+
+#[test]
+fn issue_9_a_row_held_back_by_retry_after_does_not_hold_back_the_next() {
+    let mut world = world(|call| {
+        if call == 1 {
+            Err(DeliveryError::RetryAfter(Duration::from_secs(3600)))
+        } else {
+            Ok(Delivered::Sent(None))
+        }
+    });
+    world.reply("out-1");
+    world.drain();
+    world.reply("out-2");
+    world.drain();
+    assert_eq!(world.delivered("out-1"), None);
+    assert_eq!(world.delivered("out-2"), Some(("delivered".into(), None)));
+}
+
+#[test]
+fn issue_9_a_permanent_refusal_marks_the_row_failed_at_once() {
+    let mut world = world(|_| Err(DeliveryError::Permanent("chat not found".into())));
+    world.reply("out-1");
+    world.drain();
+    assert_eq!(world.calls(), 1);
+    assert_eq!(world.delivered("out-1"), Some(("failed".into(), None)));
+    world.drain();
+    assert_eq!(world.calls(), 1, "never attempted again");
+}
+
+#[test]
+fn issue_9_a_slow_channel_never_blocks_the_delivery_worker() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let mut world = gated_world(sent, Some(Arc::clone(&gate)));
+    world.reply("out-1");
+    let id = world.session.id.clone();
+    assert_eq!(
+        world.delivery.drain("ag-1", &id),
+        Drained::InFlight,
+        "the drain returns while the channel has not answered"
+    );
+    assert_eq!(world.delivery.drain("ag-1", &id), Drained::InFlight);
+    assert_eq!(
+        world.delivery.outboxes.pending(),
+        1,
+        "a row in flight is not handed over twice"
+    );
+    assert_eq!(world.delivered("out-1"), None);
+    gate.add_permits(16);
+    world.settle();
+    assert_eq!(world.calls(), 1);
+    assert_eq!(
+        world.delivered("out-1"),
+        Some(("delivered".into(), Some("plat-msg-1".into())))
+    );
+}
+
+#[test]
+fn issue_9_a_reply_asked_for_while_in_flight_is_drained_again_when_it_stays_queued() {
+    // The reader arrives while the reply is in the channel's hands and says "no reader": the
+    // drain the reader asked for must not be lost.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let mut world = gated_world(
+        |call| {
+            if call == 1 {
+                Ok(Delivered::NoReader)
+            } else {
+                Ok(Delivered::Sent(None))
+            }
+        },
+        Some(Arc::clone(&gate)),
+    );
+    world.reply("out-1");
+    let id = world.session.id.clone();
+    world.delivery.drain("ag-1", &id);
+    world.delivery.drain("ag-1", &id);
+    gate.add_permits(16);
+    world.settle();
+    assert_eq!(world.calls(), 2);
+    assert_eq!(world.delivered("out-1"), Some(("delivered".into(), None)));
+}
+
+#[test]
+fn issue_9_a_reply_awaiting_its_readers_acknowledgement_stays_queued_without_attempts() {
+    let shown_at = MAX_ATTEMPTS as usize + 2;
+    let mut world = world(move |call| {
+        if call < shown_at {
+            Ok(Delivered::AwaitingAck)
+        } else {
+            Ok(Delivered::Sent(None))
+        }
+    });
+    world.reply("out-1");
+    for _ in 1..shown_at {
+        world.drain();
+        assert_eq!(world.delivered("out-1"), None, "queued, never failed");
+    }
+    world.drain();
+    assert_eq!(world.calls(), shown_at);
+    assert_eq!(world.delivered("out-1"), Some(("delivered".into(), None)));
 }

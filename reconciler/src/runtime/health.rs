@@ -20,8 +20,9 @@ use agent_runner::session_db::{self, InboundDb, OutboundDb};
 use rusqlite::Connection;
 use tracing::{debug, warn};
 
+use super::outbox::Outboxes;
 use super::{layout, session};
-use crate::channels::{Adapters, Outbound};
+use crate::channels::Outbound;
 use crate::db::sessions;
 use crate::hostfs::Dir;
 use crate::paths::Paths;
@@ -80,10 +81,10 @@ struct Seen {
     outbound: Option<FileId>,
 }
 
-/// Where to report: the central DB (the session's chat) and the adapters.
+/// Where to report: the central DB (the session's chat) and the channels' outboxes.
 pub struct Reporter<'a> {
     pub conn: &'a Connection,
-    pub adapters: &'a Adapters,
+    pub outboxes: &'a Outboxes,
     pub paths: &'a Paths,
 }
 
@@ -296,9 +297,6 @@ fn tell(reporter: &Reporter<'_>, session: &str, text: &str) {
     let Ok((channel_type, platform_id, thread_id)) = address else {
         return;
     };
-    let Some(adapter) = reporter.adapters.get(&channel_type) else {
-        return;
-    };
     let notice = Outbound {
         id: agent_runner::session_db::new_id("notice"),
         agent: None,
@@ -308,9 +306,9 @@ fn tell(reporter: &Reporter<'_>, session: &str, text: &str) {
         content: serde_json::json!({ "text": text }),
         in_reply_to: None,
     };
-    if let Err(err) = adapter.deliver(&notice) {
-        warn!(session, error = %err, "could not tell the chat about its damaged session files");
-    }
+    reporter
+        .outboxes
+        .notice(&channel_type, notice, "damaged session files");
 }
 
 /// Moves `inbound.db` and its journal aside as `*.damaged-<ms>`.

@@ -1,20 +1,35 @@
 //! The long-running runtime (`nanoclaw run`): the message path and its supervisor.
 //!
 //! ```text
-//! channel adapter ──InboundEvent──▶ router (thread) ──rows──▶ sessions/<agent>/<id>/inbound.db
-//!                                      │ wake(session)
-//!                                      ▼
-//!                                   waker ──prepare + containers::Runner::wake──▶ container
-//!                                                                                │ agent-runner
-//! channel adapter ◀──Outbound── delivery (thread) ◀──notify/poll── outbound.db ◀─┘
-//!                                sweep (every minute): acks, due wakes, stuck/idle containers
+//! channel adapter ──Envelope──▶ router (thread) ──rows──▶ sessions/<agent>/<id>/inbound.db
+//!                                  │ Wakes                               │
+//!                                  ▼                                     ▼
+//!                               waker (task) ──Runner::wake──▶ container (agent-runner)
+//!                                                                        │
+//! outbox (task per adapter) ◀── delivery (thread) ◀──Inbox── watch ◀── outbound.db
+//!        │ Adapter::deliver        ▲ Report
+//!        └─────────────────────────┘
+//! sweeper (task): acks, due wakes, stuck/idle containers; exits (task): exit → drain
 //! ```
 //!
-//! [`run`] starts every part as a tracked task or thread and stops them in order on
-//! cancellation: channels first (no new input), then the router drains what it has, then
-//! delivery, then containers (unless kept). Nothing here talks to Docker directly. It needs the
-//! data dir's [`lock::DaemonLock`]: only the one daemon of a data dir may remove leftover
-//! containers and bind the socket.
+//! This file is the index: [`run`] starts each actor (its own file, its state documented
+//! there) in order and stops them in order on cancellation: channels first (no new input), the
+//! router drains what it has, delivery drains and waits briefly for rows in flight, the
+//! outboxes stop, then the containers (unless kept), then the credential proxy. Every channel
+//! between actors is bounded and says what happens when it is full:
+//!
+//! | from → to | channel | when full |
+//! |---|---|---|
+//! | adapters → router | `mpsc` of [`INBOUND`] envelopes | the adapter waits (backpressure) |
+//! | router, delivery, sweep → waker | [`waker::Wakes`], [`waker::WAKES`] sessions, each once | one sweep pass wakes every session with due work |
+//! | delivery → waker | activity [`mailbox::Signal`] | coalesces (one flag) |
+//! | waker's tasks → waker | `mpsc` of [`waker::INBOX`] | the task waits |
+//! | runner → waker, exits | `broadcast` of the runner's exit events | lagged: re-check / drain everything |
+//! | watch, channels, exits, outboxes → delivery | [`work::Inbox`], [`work::SESSIONS`] sessions, each once | drain every active session |
+//! | router, delivery, waker → outboxes | `mpsc` of [`outbox::CAPACITY`] per adapter | row stays queued (no attempt counted); notice dropped |
+//!
+//! Nothing here talks to Docker directly. It needs the data dir's [`lock::DaemonLock`]: only the
+//! one daemon of a data dir may remove leftover containers and bind the socket.
 
 pub mod a2a;
 pub mod attachments;
@@ -22,23 +37,26 @@ pub mod backoff;
 pub mod compose;
 pub mod delivery;
 pub mod evict;
+pub mod exits;
 pub mod health;
 pub mod layout;
 pub mod lock;
+pub mod mailbox;
 pub mod notice;
+pub mod outbox;
 pub mod outbox_files;
 pub mod route;
 pub mod router;
 pub mod sent_log;
 pub mod session;
 pub mod sweep;
+pub mod sweeper;
 pub mod typing;
 pub mod waker;
 pub mod watch;
+pub mod work;
 
-use std::sync::Arc;
-use std::sync::mpsc as std_mpsc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::sync::mpsc;
@@ -46,8 +64,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::channels::cli_socket::{self, CliSocket, ReaderArrived};
-use crate::channels::{Adapters, Envelope};
+use crate::channels::{self, Envelope, Ready, Start};
 use crate::containers::{self, Runner};
 use crate::credentials::{self, Placeholders, Proxy, ProxySettings};
 use crate::db;
@@ -73,10 +90,8 @@ pub struct Settings {
     pub env_credential: Option<(credentials::Credential, credentials::Source)>,
 }
 
-/// Inbound events buffered between channels and the router.
-const INBOUND_BUFFER: usize = 4096;
-/// How often the delivery backstop looks for `outbound.db` changes it was not told about.
-const DELIVERY_BACKSTOP: Duration = Duration::from_secs(1);
+/// Inbound envelopes buffered between the channels and the router.
+pub const INBOUND: usize = 4096;
 
 /// Runs until `stop` is cancelled, then shuts down cleanly. `_lock` proves this process is the
 /// data dir's one daemon, so the containers and socket it finds are leftovers it may remove.
@@ -86,7 +101,165 @@ pub async fn run(
     stop: CancellationToken,
     _lock: &lock::DaemonLock,
 ) -> anyhow::Result<()> {
-    let paths = settings.paths.clone();
+    let in_use = startup(&settings.paths)?;
+    let slug = settings.paths.slug();
+    let removed = containers::remove_orphans(&docker, &slug)
+        .await
+        .context("removing orphan containers")?;
+    if removed > 0 {
+        info!(removed, "orphan containers of this install removed");
+    }
+    let runner = Runner::new(docker, slug, settings.max_containers);
+    let actors = Actors::start(&settings, runner, &in_use, &stop).await?;
+    info!(data = %settings.paths.data.display(), "nanoclaw running");
+    stop.cancelled().await;
+    info!("shutting down");
+    actors.stop(&settings).await;
+    info!("stopped");
+    Ok(())
+}
+
+/// The running actors, and what stops each of them, in the order they stop.
+struct Actors {
+    channels_stop: CancellationToken,
+    adapters: channels::Adapters,
+    router: std::thread::JoinHandle<()>,
+    work: work::Inbox,
+    delivery: std::thread::JoinHandle<()>,
+    /// Stops watching when dropped.
+    _watcher: notify::RecommendedWatcher,
+    outboxes_stop: CancellationToken,
+    runner: Runner,
+    /// Stopped last, after the containers, so a container's last request is still answered.
+    proxy_stop: CancellationToken,
+    /// Every task (waker, exits, sweeper, outboxes, proxy, and what they spawn).
+    tasks: TaskTracker,
+}
+
+impl Actors {
+    /// Starts the actors in order: the proxy, the channels and their outboxes, the waker, the
+    /// router, delivery with its file watcher, the exit forwarder, the sweeper. The waker, the
+    /// exit forwarder and the sweeper stop with `stop`; the others through [`Actors::stop`].
+    async fn start(
+        settings: &Settings,
+        runner: Runner,
+        in_use: &std::collections::BTreeSet<String>,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<Actors> {
+        let paths = &settings.paths;
+        let tasks = TaskTracker::new();
+        let proxy_stop = start_proxy(settings, &tasks)?;
+        let wakes = waker::Wakes::new(waker::WAKES);
+        let activity = mailbox::Signal::new();
+        let sweep_now = mailbox::Signal::new();
+        let work = work::Inbox::new();
+
+        let (inbound_tx, inbound_rx) = mpsc::channel::<Envelope>(INBOUND);
+        let channels_stop = CancellationToken::new();
+        let start = Start {
+            inbound: inbound_tx,
+            ready: ready(&work),
+            stop: channels_stop.clone(),
+        };
+        let adapters = channels::registry::start(paths, in_use, start).await?;
+        let outboxes_stop = CancellationToken::new();
+        let outboxes = outbox::Outboxes::start(
+            adapters.clone(),
+            work.clone(),
+            &tasks,
+            outboxes_stop.clone(),
+        );
+
+        let (waker, waker_inbox) = waker::Waker::new(
+            settings.clone(),
+            runner.clone(),
+            outboxes.clone(),
+            tasks.clone(),
+        );
+        let inputs = waker::Inputs {
+            wakes: wakes.clone(),
+            activity: activity.clone(),
+            exits: runner.exits(),
+            sweep_now: sweep_now.clone(),
+        };
+        tasks.spawn(waker.run(waker_inbox, inputs, stop.clone()));
+
+        let router = router::Router::new(paths.clone(), outboxes.clone(), wakes.clone())?
+            .spawn(inbound_rx)
+            .context("starting the router thread")?;
+        let delivery = delivery::Delivery::new(paths.clone(), outboxes)?
+            .waking(wakes.clone(), activity)
+            .spawn(work.clone())
+            .context("starting the delivery thread")?;
+        let watcher = watch::sessions(paths, work.clone()).context("watching session folders")?;
+        work.send(work::Work::All);
+        tasks.spawn(exits::forward(runner.exits(), work.clone(), stop.clone()));
+        let sweeper = sweeper::Sweeper::new(settings.clone(), runner.clone(), wakes, tasks.clone());
+        tasks.spawn(sweeper.run(sweep_now, stop.clone()));
+        Ok(Actors {
+            channels_stop,
+            adapters,
+            router,
+            work,
+            delivery,
+            _watcher: watcher,
+            outboxes_stop,
+            runner,
+            proxy_stop,
+            tasks,
+        })
+    }
+
+    /// Stops in order: channels (no new input), the router (it stores what it has), delivery
+    /// (it drains, and waits briefly for rows in flight), the outboxes, the containers unless
+    /// kept, the proxy; then waits for every task.
+    async fn stop(self, settings: &Settings) {
+        self.channels_stop.cancel();
+        self.adapters.stop_all().await;
+        // The router ends once the adapters dropped their inbound senders.
+        self.tasks.close();
+        let router = self.router;
+        let _ = tokio::task::spawn_blocking(move || router.join()).await;
+        self.work.send(work::Work::Stop);
+        let delivery = self.delivery;
+        let _ = tokio::task::spawn_blocking(move || delivery.join()).await;
+        self.outboxes_stop.cancel();
+        if settings.keep_containers {
+            info!("leaving containers running (--keep-containers)");
+        } else {
+            self.runner.stop_all().await;
+            // The exit watcher has stopped; record the stops so the next start does not
+            // report an unclean stop.
+            let db_path = settings.paths.db();
+            let _ = tokio::task::spawn_blocking(move || record_all_stopped(&db_path)).await;
+        }
+        self.proxy_stop.cancel();
+        self.tasks.wait().await;
+    }
+}
+
+/// Marks every session's container stopped in the central DB.
+fn record_all_stopped(db_path: &std::path::Path) {
+    let reset = db::open(db_path).and_then(|conn| db::sessions::reset_container_status(&conn));
+    if let Err(err) = reset {
+        warn!(error = %err, "container status not recorded at shutdown");
+    }
+}
+
+/// Delivery's half of [`Ready`]: a chat whose replies may go now drains every session.
+fn ready(work: &work::Inbox) -> Ready {
+    let work = work.clone();
+    Ready::new(move |chat: channels::ReaderArrived| {
+        work.send(work::Work::Reader {
+            channel_type: chat.channel_type,
+            platform_id: chat.platform_id,
+        })
+    })
+}
+
+/// Creates the data dir's folders, resets the container status an unclean stop left, and
+/// returns the channel types the chats use.
+fn startup(paths: &Paths) -> anyhow::Result<std::collections::BTreeSet<String>> {
     paths
         .ensure()
         .with_context(|| format!("creating {}", paths.data.display()))?;
@@ -98,229 +271,24 @@ pub async fn run(
             "container status reset after an unclean stop"
         );
     }
-    let slug = paths.slug();
-    let removed = containers::remove_orphans(&docker, &slug)
-        .await
-        .context("removing orphan containers")?;
-    if removed > 0 {
-        info!(removed, "orphan containers of this install removed");
-    }
-    let runner = Runner::new(docker, slug, settings.max_containers);
-    let tasks = TaskTracker::new();
+    Ok(db::routing::channel_types(&conn)?)
+}
 
-    // The credential proxy: containers reach the Anthropic API only through it. It stops
-    // after the containers, so a container's last request is still answered.
-    // TODO(#10): the spawn registers a placeholder per container in `placeholders` (and
-    // revokes it on exit), mounts `credentials::proxy::socket_dir` and sets the runner's env.
+/// Starts the credential proxy: containers reach the Anthropic API only through it. Returns
+/// the token that stops it.
+// TODO(#10): the spawn registers a placeholder per container in `placeholders` (and revokes it
+// on exit), mounts `credentials::proxy::socket_dir` and sets the runner's env.
+fn start_proxy(settings: &Settings, tasks: &TaskTracker) -> anyhow::Result<CancellationToken> {
     let placeholders = Placeholders::new();
     let proxy_settings = ProxySettings::new(
-        &paths.data,
+        &settings.paths.data,
         settings.anthropic_upstream.clone(),
         settings.env_credential.clone(),
     );
     let proxy_socket = proxy_settings.socket.clone();
-    let proxy = Proxy::bind(proxy_settings, placeholders.clone())
+    let proxy = Proxy::bind(proxy_settings, placeholders)
         .with_context(|| format!("binding {}", proxy_socket.display()))?;
-    let proxy_stop = CancellationToken::new();
-    tasks.spawn(proxy.run(proxy_stop.clone()));
-
-    // Channels.
-    let cli = Arc::new(CliSocket::new());
-    let mut adapters = Adapters::default();
-    adapters.register(cli.clone());
-    let (inbound_tx, inbound_rx) = mpsc::channel::<Envelope>(INBOUND_BUFFER);
-    let (reader_tx, mut reader_rx) = mpsc::channel::<ReaderArrived>(64);
-    let socket_path = paths.cli_socket();
-    let (listener, socket_file) = cli_socket::bind(&socket_path)
-        .with_context(|| format!("binding {}", socket_path.display()))?;
-    let channels_stop = CancellationToken::new();
-    tasks.spawn(cli.serve(
-        listener,
-        socket_file,
-        inbound_tx,
-        reader_tx,
-        tasks.clone(),
-        channels_stop.clone(),
-    ));
-
-    // Waker: prepares sessions and starts containers (queue, eviction, backoff); never blocks
-    // the router.
-    let (wake_tx, wake_rx) = mpsc::unbounded_channel::<String>();
-    let (activity_tx, activity_rx) = mpsc::unbounded_channel::<String>();
-    let (waker, waker_inbox) = waker::Waker::new(
-        settings.clone(),
-        runner.clone(),
-        adapters.clone(),
-        tasks.clone(),
-    );
-    let waker_inputs = waker::Inputs {
-        wakes: wake_rx,
-        activity: activity_rx,
-        exits: runner.exits(),
-    };
-    tasks.spawn(waker.run(waker_inbox, waker_inputs, stop.clone()));
-
-    // Router thread.
-    let router = router::Router::new(paths.clone(), adapters.clone(), wake_tx.clone())?;
-    let router_thread = std::thread::Builder::new()
-        .name("router".into())
-        .spawn(move || router.run(inbound_rx))
-        .context("starting the router thread")?;
-
-    // Delivery thread, fed by file events, readers, container exits and polls.
-    let (work_tx, work_rx) = std_mpsc::channel::<delivery::Work>();
-    let delivery = delivery::Delivery::new(paths.clone(), adapters.clone())?
-        .waking(wake_tx.clone(), activity_tx);
-    let delivery_thread = std::thread::Builder::new()
-        .name("delivery".into())
-        .spawn(move || delivery.run(work_rx))
-        .context("starting the delivery thread")?;
-    let _watcher = watch::sessions(&paths, work_tx.clone()).context("watching session folders")?;
-    let _ = work_tx.send(delivery::Work::All);
-    {
-        let work_tx = work_tx.clone();
-        let stop = stop.clone();
-        tasks.spawn(async move {
-            let mut poll = tokio::time::interval(DELIVERY_BACKSTOP);
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => break,
-                    Some(reader) = reader_rx.recv() => {
-                        let _ = work_tx.send(delivery::Work::Reader {
-                            channel_type: reader.channel_type,
-                            platform_id: reader.platform_id,
-                        });
-                    }
-                    _ = poll.tick() => {
-                        let _ = work_tx.send(delivery::Work::Backstop);
-                    }
-                }
-            }
-        });
-    }
-
-    // Container exits: drain what the container wrote last (the waker handles the rest).
-    {
-        let mut exits = runner.exits();
-        let stop = stop.clone();
-        let work_tx = work_tx.clone();
-        tasks.spawn(async move {
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => break,
-                    exit = exits.recv() => match exit {
-                        Ok(exit) => {
-                            let _ = work_tx.send(delivery::Work::Session {
-                                agent: exit.agent,
-                                session: exit.session_id,
-                            });
-                        }
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                            let _ = work_tx.send(delivery::Work::All);
-                        }
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-                    },
-                }
-            }
-        });
-    }
-
-    // Sweep.
-    {
-        let settings = settings.clone();
-        let hooks = SweepHooks {
-            runner: runner.clone(),
-            wake: wake_tx.clone(),
-            handle: tokio::runtime::Handle::current(),
-            tasks: tasks.clone(),
-        };
-        let stop = stop.clone();
-        tasks.spawn(async move {
-            let mut tick = tokio::time::interval(settings.sweep_interval);
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => break,
-                    _ = tick.tick() => {
-                        let settings = settings.clone();
-                        let hooks = hooks.clone();
-                        let result = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-                            let conn = db::open(&settings.paths.db())?;
-                            sweep::sweep_once(&conn, &settings.paths, &hooks, settings.idle_timeout);
-                            Ok(())
-                        }).await;
-                        if let Ok(Err(err)) = result {
-                            warn!(error = %format!("{err:#}"), "sweep failed");
-                        }
-                    }
-                }
-            }
-        });
-    }
-
-    info!(data = %paths.data.display(), "nanoclaw running");
-    stop.cancelled().await;
-    info!("shutting down");
-    channels_stop.cancel();
-    drop(wake_tx);
-    // The router ends when every inbound sender is gone (the channel tasks hold them).
-    tasks.close();
-    let _ = tokio::task::spawn_blocking(move || router_thread.join()).await;
-    let _ = work_tx.send(delivery::Work::Stop);
-    let _ = tokio::task::spawn_blocking(move || delivery_thread.join()).await;
-    if settings.keep_containers {
-        info!("leaving containers running (--keep-containers)");
-    } else {
-        runner.stop_all().await;
-        // The exit watcher has stopped; record the stops so the next start does not report
-        // an unclean stop.
-        let db_path = paths.db();
-        let _ = tokio::task::spawn_blocking(move || match db::open(&db_path) {
-            Ok(conn) => {
-                if let Err(err) = db::sessions::reset_container_status(&conn) {
-                    warn!(error = %err, "container status not recorded at shutdown");
-                }
-            }
-            Err(err) => {
-                warn!(error = %format!("{err:#}"), "container status not recorded at shutdown")
-            }
-        })
-        .await;
-    }
-    proxy_stop.cancel();
-    tasks.wait().await;
-    info!("stopped");
-    Ok(())
-}
-
-/// The sweep's view of containers: the runner, plus the waker for wakes.
-#[derive(Clone)]
-struct SweepHooks {
-    runner: Runner,
-    wake: mpsc::UnboundedSender<String>,
-    handle: tokio::runtime::Handle,
-    tasks: TaskTracker,
-}
-
-impl sweep::Containers for SweepHooks {
-    fn is_running(&self, session: &str) -> bool {
-        self.runner.is_running(session)
-    }
-
-    fn started(&self, session: &str) -> Option<SystemTime> {
-        self.runner.started_at(session)
-    }
-
-    fn wake(&self, session: &str) {
-        let _ = self.wake.send(session.to_string());
-    }
-
-    fn stop(&self, session: &str, reason: &str) {
-        let runner = self.runner.clone();
-        let session = session.to_string();
-        let reason = reason.to_string();
-        self.tasks.spawn_on(
-            async move { runner.stop(&session, &reason).await },
-            &self.handle,
-        );
-    }
+    let stop = CancellationToken::new();
+    tasks.spawn(proxy.run(stop.clone()));
+    Ok(stop)
 }

@@ -5,9 +5,8 @@
 
 use std::time::Duration;
 
-use tracing::warn;
-
-use crate::channels::{Adapters, Outbound};
+use super::outbox::Outboxes;
+use crate::channels::Outbound;
 use crate::db;
 use crate::paths::Paths;
 
@@ -128,7 +127,7 @@ fn shorten(text: &str) -> String {
 
 /// Sends a notice to the session's chat. Sessions without a chat (agent-to-agent) and chats
 /// without a running adapter get nothing; errors are logged.
-pub fn tell(paths: &Paths, adapters: &Adapters, session: &str, notice: &Notice) {
+pub fn tell(paths: &Paths, outboxes: &Outboxes, session: &str, notice: &Notice) {
     let address = db::open(&paths.db()).and_then(|conn| {
         conn.query_row(
             "SELECT m.channel_type, m.platform_id, s.thread_id, s.agent_group_id
@@ -147,9 +146,6 @@ pub fn tell(paths: &Paths, adapters: &Adapters, session: &str, notice: &Notice) 
     let Ok((channel_type, platform_id, thread_id, agent)) = address else {
         return;
     };
-    let Some(adapter) = adapters.get(&channel_type) else {
-        return;
-    };
     let message = Outbound {
         id: agent_runner::session_db::new_id("notice"),
         agent: Some(agent),
@@ -159,9 +155,7 @@ pub fn tell(paths: &Paths, adapters: &Adapters, session: &str, notice: &Notice) 
         content: serde_json::json!({ "text": text(notice) }),
         in_reply_to: None,
     };
-    if let Err(err) = adapter.deliver(&message) {
-        warn!(session, error = %err, "could not tell the chat that its agent is not answering");
-    }
+    outboxes.notice(&channel_type, message, "agent not answering");
 }
 
 #[cfg(test)]

@@ -14,10 +14,12 @@ use std::path::PathBuf;
 use agent_runner::session_db::{self, NewInbound};
 use rusqlite::Connection;
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, info_span, warn};
 
 use super::attachments;
+use super::outbox::Outboxes;
 use super::route::{self, Action, Facts, MessageFacts, Patterns};
+use super::waker::Wakes;
 use crate::channels::{Adapters, Envelope, InboundEvent, Outbound, Receipt};
 use crate::db::{self, routing, sessions};
 use crate::paths::Paths;
@@ -26,38 +28,50 @@ use crate::state::SessionMode;
 /// Most events routed together in one batch.
 pub const BATCH: usize = 512;
 
-/// The router's state. Owned by the router thread.
+/// The router's state; every field is written and read by the router thread only.
 pub struct Router {
     /// Central DB connection (router's own; WAL lets delivery and the sweep read alongside).
     conn: Connection,
+    /// Where the session folders are.
     paths: Paths,
-    adapters: Adapters,
+    /// The live channels: their threads and subscriptions (read), and their outboxes, which
+    /// take the permission-denied replies (never waited for).
+    outboxes: Outboxes,
     /// Compiled engage patterns, cached by source.
     patterns: Patterns,
-    /// Sessions that received a waking message; the waker starts their containers.
-    wake: mpsc::UnboundedSender<String>,
+    /// Sessions that received a waking message, with that message's id; the waker starts
+    /// their containers.
+    wake: Wakes,
 }
 
 /// Rows for one session collected over a batch, in arrival order.
 struct SessionWrites {
     dir: PathBuf,
     rows: Vec<NewInbound>,
+    /// The first message of the batch that wakes the session (for the wake's span).
+    waking: Option<String>,
 }
 
 impl Router {
-    pub fn new(
-        paths: Paths,
-        adapters: Adapters,
-        wake: mpsc::UnboundedSender<String>,
-    ) -> anyhow::Result<Router> {
+    pub fn new(paths: Paths, outboxes: Outboxes, wake: Wakes) -> anyhow::Result<Router> {
         let conn = db::open(&paths.db())?;
         Ok(Router {
             conn,
             paths,
-            adapters,
+            outboxes,
             patterns: Patterns::default(),
             wake,
         })
+    }
+
+    /// Starts the router on its own thread; it ends when every inbound sender is gone.
+    pub fn spawn(
+        self,
+        inbound: mpsc::Receiver<Envelope>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("router".into())
+            .spawn(move || self.run(inbound))
     }
 
     /// Routes events until the sending side closes (shutdown closes it after the channels stop).
@@ -89,10 +103,12 @@ impl Router {
             Ok(tx) => {
                 for envelope in envelopes.drain(..) {
                     let message_id = envelope.event.message.id.clone();
+                    let span = info_span!("route", channel = %envelope.event.channel_type, msg = %message_id);
+                    let _entered = span.enter();
                     let outcome = route_one(
                         &tx,
                         &self.paths,
-                        &self.adapters,
+                        self.outboxes.adapters(),
                         &mut self.patterns,
                         envelope.event,
                     );
@@ -107,11 +123,16 @@ impl Router {
                                         SessionWrites {
                                             dir,
                                             rows: Vec::new(),
+                                            waking: None,
                                         },
                                     ));
                                     writes.len() - 1
                                 });
-                                writes[slot].1.rows.push(row);
+                                let write = &mut writes[slot].1;
+                                if row.trigger && write.waking.is_none() {
+                                    write.waking = Some(message_id.clone());
+                                }
+                                write.rows.push(row);
                                 slots.push(slot);
                             }
                             denials.extend(routed.denials);
@@ -144,7 +165,6 @@ impl Router {
         }
         let mut stored_ok = vec![false; writes.len()];
         for (slot, (session, write)) in writes.into_iter().enumerate() {
-            let wakes = write.rows.iter().any(|row| row.trigger);
             let count = write.rows.len();
             match insert(&write.dir, &write.rows) {
                 Ok(()) => {
@@ -153,8 +173,8 @@ impl Router {
                     if let Err(err) = sessions::touch(&self.conn, &session) {
                         warn!(session = %session, error = %err, "last_active not updated");
                     }
-                    if wakes {
-                        let _ = self.wake.send(session);
+                    if let Some(message) = write.waking {
+                        self.wake.send(session, Some(message));
                     }
                 }
                 Err(err) => {
@@ -174,11 +194,8 @@ impl Router {
             let _ = receipt.send(answer);
         }
         for (channel_type, outbound) in denials {
-            if let Some(adapter) = self.adapters.get(&channel_type)
-                && let Err(err) = adapter.deliver(&outbound)
-            {
-                warn!(channel = %channel_type, error = %err, "permission-denied reply not delivered");
-            }
+            self.outboxes
+                .notice(&channel_type, outbound, "permission denied");
         }
     }
 }
@@ -342,6 +359,7 @@ fn route_one(
                     recurrence: None,
                     source_session_id: None,
                 };
+                debug!(session = %session, agent = %agent, wake, "routed");
                 routed.rows.push((session, dir, row));
                 if wake {
                     routed.answering.push(agent.clone());

@@ -4,14 +4,21 @@
 //! routing gates of its permissions tests.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use agent_runner::session_db;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::*;
-use crate::channels::{Adapter, Content, Delivered, DeliveryError, InboundMessage};
+use crate::channels::{Adapter, Content, Delivered, DeliveryError, InboundMessage, Start};
+use crate::runtime::mailbox::Mail;
+use crate::runtime::waker::WAKES;
+use crate::runtime::work::Inbox;
 
 /// An adapter that records what it was asked to deliver.
 #[derive(Default)]
@@ -30,9 +37,18 @@ impl Adapter for Recorder {
     fn supports_threads(&self) -> bool {
         self.threads
     }
-    fn deliver(&self, message: &Outbound) -> Result<Delivered, DeliveryError> {
+    fn start(self: Arc<Self>, _start: Start) -> BoxFuture<'static, anyhow::Result<()>> {
+        std::future::ready(Ok(())).boxed()
+    }
+    fn stop(&self) -> BoxFuture<'_, ()> {
+        std::future::ready(()).boxed()
+    }
+    fn deliver<'a>(
+        &'a self,
+        message: &'a Outbound,
+    ) -> BoxFuture<'a, Result<Delivered, DeliveryError>> {
         self.delivered.lock().unwrap().push(message.clone());
-        Ok(Delivered::Sent(None))
+        std::future::ready(Ok(Delivered::Sent(None))).boxed()
     }
     fn subscribe(&self, platform_id: &str, thread_id: &str) {
         let entry = (platform_id.to_string(), thread_id.to_string());
@@ -61,13 +77,16 @@ struct Row {
     content: Value,
 }
 
-/// A data dir with a migrated central DB, a router on it, and the router's wake queue.
+/// A data dir with a migrated central DB, a router on it, the router's wake queue, and the
+/// outboxes (on a runtime of their own) that take its direct replies.
 struct World {
     _dir: tempfile::TempDir,
     paths: Paths,
     conn: Connection,
     router: Router,
-    wakes: mpsc::UnboundedReceiver<String>,
+    wakes: Wakes,
+    outboxes: Outboxes,
+    _runtime: tokio::runtime::Runtime,
 }
 
 impl World {
@@ -91,14 +110,30 @@ impl World {
                VALUES ('mga-1', 'mg-1', 'ag-1', 'pattern', '.', 'all', 'drop', 'shared', 0, 't');",
         )
         .unwrap();
-        let (wake, wakes) = mpsc::unbounded_channel();
-        let router = Router::new(paths.clone(), adapters, wake).unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let outboxes = {
+            let _entered = runtime.enter();
+            Outboxes::start(
+                adapters,
+                Inbox::new(),
+                &TaskTracker::new(),
+                CancellationToken::new(),
+            )
+        };
+        let wakes = Wakes::new(WAKES);
+        let router = Router::new(paths.clone(), outboxes.clone(), wakes.clone()).unwrap();
         World {
             _dir: dir,
             paths,
             conn,
             router,
             wakes,
+            outboxes,
+            _runtime: runtime,
         }
     }
 
@@ -127,13 +162,27 @@ impl World {
         ));
     }
 
+    /// Routes one event; returns once the outboxes sent what it answered directly.
     fn route(&mut self, event: InboundEvent) {
         self.router.route_batch(&mut vec![Envelope::new(event)]);
+        self.settle();
+    }
+
+    /// Waits until the outboxes finished every job.
+    fn settle(&self) {
+        assert!(
+            self.outboxes.wait_idle(Duration::from_secs(60)),
+            "the outboxes finish within a minute"
+        );
     }
 
     /// Sessions the router asked to wake since the last call.
     fn woken(&mut self) -> Vec<String> {
-        std::iter::from_fn(|| self.wakes.try_recv().ok()).collect()
+        std::iter::from_fn(|| match self.wakes.try_recv()? {
+            Mail::Key(session, _) => Some(session),
+            Mail::Overflow => panic!("the wake queue overflowed"),
+        })
+        .collect()
     }
 
     /// `(id, chat, thread)` of the agent's sessions, oldest first.

@@ -396,6 +396,7 @@ fn the_image_follows_the_provider_unless_the_agent_names_its_own() {
     let images = AgentImages {
         minimal: "small:1".into(),
         production: "big:1".into(),
+        ..AgentImages::default()
     };
     let image_of = |agent: &str| {
         let session = crate::db::sessions::create(&conn, agent, None, None).unwrap();

@@ -2,12 +2,16 @@
 //! `--max-containers`, and reacts when containers end.
 //!
 //! One actor task owns every decision, so wakes of one session are serialised and the
-//! container limit is counted in one place. Its inputs:
+//! container limit is counted in one place. Its inputs, each bounded:
 //!
-//! - a wake request (router: a message arrived; delivery: an agent message; sweep: due work);
-//! - a session's `outbound.db` changed (from delivery: its turn may have ended);
-//! - a container ended (from the [`Runner`]);
-//! - its own tasks finishing (a start, an eviction search, an eviction, an exit check);
+//! - a wake request (router: a message arrived; delivery: an agent message; sweep: due work),
+//!   through the [`Wakes`] mailbox: a wake for a session already queued is a no-op, and when
+//!   [`WAKES`] sessions are queued a further one makes the waker ask the sweep for a pass now
+//!   (the sweep wakes every session with due messages, so no wake is lost);
+//! - a session's `outbound.db` changed (from delivery: its turn may have ended), a [`Signal`];
+//! - a container ended (from the [`Runner`]'s broadcast; when it lagged, the waker re-checks);
+//! - its own tasks finishing (a start, an eviction search, an eviction, an exit check), through
+//!   an inbox of [`INBOX`] reports (a task waits while it is full);
 //! - a 250 ms tick while sessions wait, and the time of the next backed-off retry.
 //!
 //! At the limit, sessions wait in a FIFO queue; each waiter gets its own victim among running
@@ -26,30 +30,45 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 use super::backoff::Streak;
+use super::mailbox::{Mail, Mailbox, Signal};
 use super::notice::{self, Notice};
+use super::outbox::Outboxes;
 use super::{Settings, evict, session, sweep};
-use crate::channels::Adapters;
 use crate::containers::{Exited, Runner, SpawnSpec, Woken};
 use crate::db;
 
+/// Wake requests: session id → the message that asked first (for the `wake` span), if known.
+pub type Wakes = Mailbox<String, Option<String>>;
+
+/// Most sessions queued in [`Wakes`] before further wakes become a sweep pass.
+pub const WAKES: usize = 1024;
+/// Reports of the waker's own tasks buffered before a task waits to report.
+pub const INBOX: usize = 256;
 /// The reason an evicted container is stopped with.
 pub const EVICTED: &str = "evicted for a waiting session";
 /// How often waiting sessions look for room without another trigger (only while some wait).
 const TICK: Duration = Duration::from_millis(250);
 
-/// The waker's state; owned by its task.
+/// The waker's state; every field is written and read by its task only (its spawned tasks
+/// get copies and report back through `inbox`).
 pub struct Waker {
+    /// Paths, images and limits (read only).
     settings: Settings,
+    /// Which containers run; starts and stops them (shared with the sweeper and the supervisor).
     runner: Runner,
-    adapters: Adapters,
+    /// Where failure notices go to the chats.
+    outboxes: Outboxes,
+    /// Where the waker spawns its tasks (the runtime's tracker).
     tasks: TaskTracker,
     /// Where the waker's own tasks report back.
-    inbox: mpsc::UnboundedSender<Msg>,
+    inbox: mpsc::Sender<Msg>,
     /// Sessions waiting for room, oldest first (each at most once).
     queue: VecDeque<String>,
+    /// Per session asked for and not started yet: the message that asked first.
+    causes: HashMap<String, String>,
     /// Sessions being prepared and started (counted against the limit until they report).
     starting: HashSet<String>,
     /// Running containers being stopped to make room.
@@ -86,9 +105,15 @@ pub enum Msg {
 
 /// The waker's inputs (senders are held by the router, delivery, the sweep and the runner).
 pub struct Inputs {
-    pub wakes: mpsc::UnboundedReceiver<String>,
-    pub activity: mpsc::UnboundedReceiver<String>,
+    /// Sessions to start (sent by the router, delivery and the sweep).
+    pub wakes: Wakes,
+    /// Raised by delivery when a session's `outbound.db` changed: a turn may have ended, so
+    /// an idle container may make room for a waiting session.
+    pub activity: Signal,
+    /// Container exits (sent by the runner): re-wake, count failures, tell the chat.
     pub exits: broadcast::Receiver<Exited>,
+    /// Raised when wakes overflowed: the sweep wakes every session with due messages.
+    pub sweep_now: Signal,
 }
 
 /// One failure to act on.
@@ -108,17 +133,18 @@ impl Waker {
     pub fn new(
         settings: Settings,
         runner: Runner,
-        adapters: Adapters,
+        outboxes: Outboxes,
         tasks: TaskTracker,
-    ) -> (Waker, mpsc::UnboundedReceiver<Msg>) {
-        let (inbox, inbox_rx) = mpsc::unbounded_channel();
+    ) -> (Waker, mpsc::Receiver<Msg>) {
+        let (inbox, inbox_rx) = mpsc::channel(INBOX);
         let waker = Waker {
             settings,
             runner,
-            adapters,
+            outboxes,
             tasks,
             inbox,
             queue: VecDeque::new(),
+            causes: HashMap::new(),
             starting: HashSet::new(),
             evicting: HashSet::new(),
             streaks: HashMap::new(),
@@ -134,7 +160,7 @@ impl Waker {
     /// Runs until `stop`. Every trigger is one branch here.
     pub async fn run(
         mut self,
-        mut inbox: mpsc::UnboundedReceiver<Msg>,
+        mut inbox: mpsc::Receiver<Msg>,
         mut inputs: Inputs,
         stop: CancellationToken,
     ) {
@@ -150,8 +176,19 @@ impl Waker {
             };
             tokio::select! {
                 () = stop.cancelled() => break,
-                Some(session) = inputs.wakes.recv() => self.wake(session),
-                Some(_session) = inputs.activity.recv() => self.seek(),
+                mail = inputs.wakes.recv() => match mail {
+                    Mail::Key(session, cause) => {
+                        if let Some(cause) = cause {
+                            self.causes.entry(session.clone()).or_insert(cause);
+                        }
+                        self.wake(session);
+                    }
+                    Mail::Overflow => {
+                        warn!(limit = WAKES, "more sessions asked for containers at once than the wake queue holds; the sweep looks for the rest now");
+                        inputs.sweep_now.raise();
+                    }
+                },
+                () = inputs.activity.raised() => self.seek(),
                 exit = inputs.exits.recv() => match exit {
                     Ok(exit) => self.exited(exit),
                     Err(broadcast::error::RecvError::Lagged(_)) => self.admit(),
@@ -169,10 +206,11 @@ impl Waker {
 
     /// A session has work: start its container, or queue it at the limit.
     fn wake(&mut self, session: String) {
-        if self.runner.is_running(&session)
-            || self.starting.contains(&session)
-            || self.queue.contains(&session)
-        {
+        if self.runner.is_running(&session) || self.starting.contains(&session) {
+            self.causes.remove(&session);
+            return;
+        }
+        if self.queue.contains(&session) {
             return;
         }
         if self.in_backoff(&session) {
@@ -260,23 +298,34 @@ impl Waker {
     /// Prepares the session and starts its container in a tracked task.
     fn start(&mut self, session: String) {
         self.starting.insert(session.clone());
+        let cause = self.causes.remove(&session);
+        let span = tracing::info_span!("wake", session = %session, msg = cause.as_deref());
         let settings = self.settings.clone();
         let runner = self.runner.clone();
         let inbox = self.inbox.clone();
-        self.tasks.spawn(async move {
-            let id = session.clone();
-            let prepared = tokio::task::spawn_blocking(move || prepare(&settings, &id)).await;
-            let (agent, woken) = match prepared {
-                Ok((agent, Ok(spec))) => (agent, runner.wake(spec).await),
-                Ok((agent, Err(err))) => (agent, Woken::Failed(format!("{err:#}"))),
-                Err(err) => (None, Woken::Failed(err.to_string())),
-            };
-            let _ = inbox.send(Msg::Started {
-                session,
-                agent,
-                woken,
-            });
-        });
+        self.tasks.spawn(
+            async move {
+                let id = session.clone();
+                let span = tracing::Span::current();
+                let prepared =
+                    tokio::task::spawn_blocking(move || span.in_scope(|| prepare(&settings, &id)))
+                        .await;
+                let (agent, woken) = match prepared {
+                    Ok((agent, Ok(spec))) => (agent, runner.wake(spec).await),
+                    Ok((agent, Err(err))) => (agent, Woken::Failed(format!("{err:#}"))),
+                    Err(err) => (None, Woken::Failed(err.to_string())),
+                };
+                tracing::debug!(?woken, "wake answered");
+                let _ = inbox
+                    .send(Msg::Started {
+                        session,
+                        agent,
+                        woken,
+                    })
+                    .await;
+            }
+            .instrument(span),
+        );
     }
 
     /// A container ended: free its slot, record it, and find out whether work is left.
@@ -315,7 +364,7 @@ impl Waker {
             })
             .await
             .unwrap_or(false);
-            let _ = inbox.send(Msg::ExitChecked { exit, pending });
+            let _ = inbox.send(Msg::ExitChecked { exit, pending }).await;
         });
         self.admit();
     }
@@ -386,7 +435,7 @@ impl Waker {
             },
         };
         let paths = self.settings.paths.clone();
-        let adapters = self.adapters.clone();
+        let outboxes = self.outboxes.clone();
         let recorded_session = session.clone();
         self.tasks.spawn(async move {
             let _ = tokio::task::spawn_blocking(move || {
@@ -405,7 +454,7 @@ impl Waker {
                     Err(err) => warn!(error = %err, "container failure not recorded"),
                 }
                 if tell {
-                    notice::tell(&paths, &adapters, &recorded_session, &notice);
+                    notice::tell(&paths, &outboxes, &recorded_session, &notice);
                 }
             })
             .await;
@@ -482,7 +531,7 @@ impl Waker {
             })
             .await
             .unwrap_or_default();
-            let _ = inbox.send(Msg::Victims(victims));
+            let _ = inbox.send(Msg::Victims(victims)).await;
         });
     }
 
@@ -509,7 +558,7 @@ impl Waker {
             let inbox = self.inbox.clone();
             self.tasks.spawn(async move {
                 runner.stop(&victim, EVICTED).await;
-                let _ = inbox.send(Msg::Evicted(victim));
+                let _ = inbox.send(Msg::Evicted(victim)).await;
             });
         }
         if std::mem::take(&mut self.search_again) {

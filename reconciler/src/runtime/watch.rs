@@ -9,14 +9,13 @@
 //! drains a second per session).
 
 use std::path::{Component, Path};
-use std::sync::mpsc as std_mpsc;
 
 use agent_runner::session_db;
 use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tracing::warn;
 
-use super::delivery::Work;
+use super::work::{Inbox, Work};
 use crate::paths::Paths;
 
 /// Folders between a session folder and its `outbound.db`: the agent-writable `outbound/`
@@ -24,7 +23,7 @@ use crate::paths::Paths;
 const OUTBOUND_SUBDIR: &[&str] = &[session_db::OUTBOUND_DIR];
 
 /// Watches the sessions folder; the watcher stops when the returned value is dropped.
-pub fn sessions(paths: &Paths, work: std_mpsc::Sender<Work>) -> notify::Result<RecommendedWatcher> {
+pub fn sessions(paths: &Paths, work: Inbox) -> notify::Result<RecommendedWatcher> {
     let root = paths.sessions();
     std::fs::create_dir_all(&root).map_err(notify::Error::io)?;
     let base = root.clone();
@@ -32,16 +31,16 @@ pub fn sessions(paths: &Paths, work: std_mpsc::Sender<Work>) -> notify::Result<R
         notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
             Ok(event) if event.need_rescan() => {
                 // The kernel dropped events: drain everything once.
-                let _ = work.send(Work::All);
+                work.send(Work::All);
             }
             Ok(event) => {
                 for item in work_for(&base, &event) {
-                    let _ = work.send(item);
+                    work.send(item);
                 }
             }
             Err(err) => {
                 warn!(error = %err, "session watcher error; draining every session");
-                let _ = work.send(Work::All);
+                work.send(Work::All);
             }
         })?;
     watcher.watch(&root, RecursiveMode::Recursive)?;

@@ -12,9 +12,8 @@ use rusqlite::{Connection, OptionalExtension, Row};
 
 use super::{MountRow, ReadError};
 use crate::state::{
-    Address, Agent, Channel, CliScope, Current, Destination, DestinationTarget, EngageMode,
-    IgnoredMessagePolicy, Member, Mount, Network, Resource, Resources, Role, RoleKind, SenderScope,
-    SessionMode, Skills, UnknownSenderPolicy, User, Wiring,
+    Address, Agent, Channel, CliScope, Current, Destination, DestinationTarget, Member, Mount,
+    Network, Resource, Resources, Role, Skills, TextEnum, User, Wiring,
 };
 
 /// Reads the whole configuration.
@@ -58,21 +57,13 @@ fn json<T: serde::de::DeserializeOwned>(
     }
 }
 
-fn parse<T: Copy>(
-    address: &Address,
-    column: &'static str,
-    text: &str,
-    all: &[T],
-    as_str: fn(T) -> &'static str,
-) -> Result<T, ReadError> {
-    all.iter()
-        .copied()
-        .find(|value| as_str(*value) == text)
-        .ok_or_else(|| ReadError::Value {
-            address: address.clone(),
-            column,
-            value: text.to_string(),
-        })
+/// An enum column: its declared texts (`TextEnum`) are the only values the CHECKs allow.
+fn parse<T: TextEnum>(address: &Address, column: &'static str, text: &str) -> Result<T, ReadError> {
+    T::parse(text).ok_or_else(|| ReadError::Value {
+        address: address.clone(),
+        column,
+        value: text.to_string(),
+    })
 }
 
 const SELECT_AGENTS: &str = "SELECT g.id, g.managed_by, g.agent_provider, c.agent_group_id,
@@ -112,17 +103,11 @@ fn agent_of(row: &Row<'_>) -> Result<Agent, ReadError> {
     let legacy_provider: Option<String> = row.get(2)?;
     let cli_scope: Option<String> = row.get(10)?;
     let cli_scope = match cli_scope {
-        Some(text) => parse(
-            &address,
-            "cli_scope",
-            &text,
-            &[CliScope::Disabled, CliScope::Group, CliScope::Global],
-            CliScope::as_str,
-        )?,
+        Some(text) => parse(&address, "cli_scope", &text)?,
         None => CliScope::default(),
     };
     let network = match row.get::<_, Option<String>>(20)? {
-        Some(text) => parse(&address, "network", &text, &Network::ALL, Network::as_str)?,
+        Some(text) => parse(&address, "network", &text)?,
         None => Network::default(),
     };
     let mounts: Vec<MountRow> = json(&address, "additional_mounts", row.get(16)?, Vec::new())?;
@@ -182,17 +167,7 @@ fn read_channels(conn: &Connection, current: &mut Current) -> Result<(), ReadErr
             platform_id: row.get(2)?,
             display_name: row.get(3)?,
             is_group: row.get(4)?,
-            unknown_sender_policy: parse(
-                &address,
-                "unknown_sender_policy",
-                &policy,
-                &[
-                    UnknownSenderPolicy::Strict,
-                    UnknownSenderPolicy::RequestApproval,
-                    UnknownSenderPolicy::Public,
-                ],
-                UnknownSenderPolicy::as_str,
-            )?,
+            unknown_sender_policy: parse(&address, "unknown_sender_policy", &policy)?,
         };
         add(current, Resource::Channel(channel), row.get(6)?);
     }
@@ -215,43 +190,11 @@ fn read_wirings(conn: &Connection, current: &mut Current) -> Result<(), ReadErro
         let wiring = Wiring {
             channel,
             agent,
-            engage_mode: parse(
-                &address,
-                "engage_mode",
-                &engage,
-                &[
-                    EngageMode::Pattern,
-                    EngageMode::Mention,
-                    EngageMode::MentionSticky,
-                ],
-                EngageMode::as_str,
-            )?,
+            engage_mode: parse(&address, "engage_mode", &engage)?,
             engage_pattern: row.get(3)?,
-            sender_scope: parse(
-                &address,
-                "sender_scope",
-                &scope,
-                &[SenderScope::All, SenderScope::Known],
-                SenderScope::as_str,
-            )?,
-            ignored_message_policy: parse(
-                &address,
-                "ignored_message_policy",
-                &ignored,
-                &[IgnoredMessagePolicy::Drop, IgnoredMessagePolicy::Accumulate],
-                IgnoredMessagePolicy::as_str,
-            )?,
-            session_mode: parse(
-                &address,
-                "session_mode",
-                &session,
-                &[
-                    SessionMode::Shared,
-                    SessionMode::PerThread,
-                    SessionMode::AgentShared,
-                ],
-                SessionMode::as_str,
-            )?,
+            sender_scope: parse(&address, "sender_scope", &scope)?,
+            ignored_message_policy: parse(&address, "ignored_message_policy", &ignored)?,
+            session_mode: parse(&address, "session_mode", &session)?,
             priority: row.get(7)?,
         };
         add(current, Resource::Wiring(wiring), row.get(8)?);
@@ -287,13 +230,7 @@ fn read_roles(conn: &Connection, current: &mut Current) -> Result<(), ReadError>
         let address = Address::new(crate::state::Kind::Role, key);
         let role = Role {
             user,
-            role: parse(
-                &address,
-                "role",
-                &role,
-                &[RoleKind::Owner, RoleKind::Admin],
-                RoleKind::as_str,
-            )?,
+            role: parse(&address, "role", &role)?,
             agent,
         };
         add(current, Resource::Role(role), row.get(3)?);

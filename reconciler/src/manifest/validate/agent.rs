@@ -3,15 +3,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{
-    APT, At, Checker, EFFORTS, LOCAL_NAME, MAX_NAME_LEN, MAX_PACKAGES, NPM, normalise, text,
-};
+use super::{At, Checker, LOCAL_NAME, MAX_NAME_LEN, MAX_PACKAGES, normalise, text};
+use agent_runner::container_config::DEFAULT_PROVIDER;
+use agent_runner::providers;
+
+use crate::containers::agent_image;
+use crate::manifest::diagnostic::did_you_mean;
 use crate::manifest::model::{AgentDoc, McpServerDoc, SkillsDoc, Sp};
 use crate::mount_policy::{self, Refusal, Request};
 use crate::resources::{Cpus, Memory, Refusal as LimitRefusal, check_pids};
 use crate::state::{
-    Agent, CliScope, Destination, DestinationTarget, Kind, McpServer, Mount, Network, Packages,
-    Resource, Resources, Skills,
+    Agent, CliScope, Destination, DestinationTarget, Effort, Kind, McpServer, Mount, Network,
+    Packages, Resource, Resources, Skills,
 };
 
 impl Checker<'_> {
@@ -19,12 +22,8 @@ impl Checker<'_> {
         let name = &doc.name.value;
         let address = format!("agent.{name}");
         self.name_rule(at, &doc.name, &address, "name");
-        if let Some(effort) = &doc.effort
-            && !EFFORTS.contains(&effort.value.as_str())
-        {
-            let choices: Vec<(&str, ())> = EFFORTS.iter().map(|effort| (*effort, ())).collect();
-            self.choice(at, Some(effort), &address, "effort", &choices, ());
-        }
+        self.choice::<Effort>(at, doc.effort.as_ref(), &address, "effort");
+        self.provider(at, doc, &address);
         if let Some(max) = &doc.max_messages_per_prompt
             && !(1..=100).contains(&max.value)
         {
@@ -34,18 +33,9 @@ impl Checker<'_> {
             );
             self.push(at.diag(max, &address, "max_messages_per_prompt", message));
         }
-        let cli_scope = self.choice(
-            at,
-            doc.cli_scope.as_ref(),
-            &address,
-            "cli_scope",
-            &[
-                ("disabled", CliScope::Disabled),
-                ("group", CliScope::Group),
-                ("global", CliScope::Global),
-            ],
-            CliScope::default(),
-        );
+        let cli_scope: CliScope = self
+            .choice(at, doc.cli_scope.as_ref(), &address, "cli_scope")
+            .unwrap_or_default();
         if let Some(image) = &doc.image
             && !text::is_image_reference(&image.value)
         {
@@ -59,14 +49,9 @@ impl Checker<'_> {
         if let Some(assistant_name) = &doc.assistant_name {
             self.visible(at, assistant_name, &address, "assistant_name");
         }
-        let network = self.choice(
-            at,
-            doc.network.as_ref(),
-            &address,
-            "network",
-            &Network::ALL.map(|network| (network.as_str(), network)),
-            Network::default(),
-        );
+        let network: Network = self
+            .choice(at, doc.network.as_ref(), &address, "network")
+            .unwrap_or_default();
         let skills = self.skills(at, doc.skills.as_ref(), &address);
         let mcp_servers = self.mcp_servers(at, doc, &address);
         let packages = self.packages(at, doc, &address);
@@ -96,6 +81,47 @@ impl Checker<'_> {
             &format!("agent `{name}`"),
         );
         self.destinations(at, doc, &address);
+    }
+
+    /// The provider must be one the runner of this build has (`agent_runner`'s registry, the
+    /// one list of them); an absent one means the contract's default, which must be too. Names
+    /// compare as `compose` passes them on: lowercased. The registry is a fact of this build
+    /// as the allowlist is of this machine, so, like the resolved mounts, it is checked only
+    /// for the host (`load_for_host`: validate, plan, apply, run); `export` and `load_str`
+    /// accept any provider.
+    fn provider(&mut self, at: At, doc: &AgentDoc, address: &str) {
+        if self.mount_policy.is_none() {
+            return;
+        }
+        let available = providers::provider_names();
+        let listed = available
+            .iter()
+            .map(|name| format!("`{name}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        match &doc.provider {
+            Some(sp) if available.contains(&sp.value.to_lowercase().as_str()) => {}
+            Some(sp) => {
+                let message = format!(
+                    "unknown `provider` `{}`: this build has {listed}",
+                    text::shown(&sp.value)
+                );
+                let hint = did_you_mean(&sp.value, available.iter().copied())
+                    .unwrap_or_else(|| format!("set `provider:` to one of {listed}"));
+                self.push(at.diag(sp, address, "provider", message).hint(hint));
+            }
+            None if available.contains(&DEFAULT_PROVIDER) => {}
+            None => {
+                let message = format!(
+                    "no `provider`, and the default, `{DEFAULT_PROVIDER}`, is not in this build (it has {listed})"
+                );
+                let example = available.first().copied().unwrap_or("mock");
+                let hint = format!(
+                    "set `provider: {example}`, or install a build with the `{DEFAULT_PROVIDER}` provider"
+                );
+                self.push(at.diag(&doc.name, address, "provider", message).hint(hint));
+            }
+        }
     }
 
     fn skills(&mut self, at: At, skills: Option<&Sp<SkillsDoc>>, address: &str) -> Skills {
@@ -240,8 +266,11 @@ impl Checker<'_> {
         let Some(packages) = &doc.packages else {
             return Packages::default();
         };
-        for (manager, list, rule) in [("apt", &packages.apt, &*APT), ("npm", &packages.npm, &*NPM)]
-        {
+        type Check = fn(&str) -> Result<(), String>;
+        for (manager, list, check) in [
+            ("apt", &packages.apt, agent_image::check_apt as Check),
+            ("npm", &packages.npm, agent_image::check_npm as Check),
+        ] {
             let mut seen = BTreeSet::new();
             for sp in list {
                 if !seen.insert(sp.value.as_str()) {
@@ -251,11 +280,10 @@ impl Checker<'_> {
                         at.diag(sp, address, &field, message)
                             .hint("remove one of the two entries"),
                     );
-                } else if !rule.is_match(&sp.value) {
+                } else if let Err(why) = check(&sp.value) {
                     let field = format!("packages.{manager}");
-                    let message = format!("invalid {manager} package name `{}`", sp.value);
-                    let hint = format!("{manager} names match `{}`", rule.as_str());
-                    self.push(at.diag(sp, address, &field, message).hint(hint));
+                    let message = format!("invalid package `{}` in `{field}`", sp.value);
+                    self.push(at.diag(sp, address, &field, message).hint(why));
                 }
             }
         }

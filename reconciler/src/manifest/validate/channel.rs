@@ -45,18 +45,14 @@ impl Checker<'_> {
         if let Some(display_name) = &doc.display_name {
             self.visible(at, display_name, &address, "display_name");
         }
-        let unknown_sender_policy = self.choice(
-            at,
-            doc.unknown_sender_policy.as_ref(),
-            &address,
-            "unknown_sender_policy",
-            &[
-                ("strict", UnknownSenderPolicy::Strict),
-                ("request_approval", UnknownSenderPolicy::RequestApproval),
-                ("public", UnknownSenderPolicy::Public),
-            ],
-            UnknownSenderPolicy::default(),
-        );
+        let unknown_sender_policy: UnknownSenderPolicy = self
+            .choice(
+                at,
+                doc.unknown_sender_policy.as_ref(),
+                &address,
+                "unknown_sender_policy",
+            )
+            .unwrap_or_default();
         let channel = Channel {
             name: name.clone(),
             channel_type: doc.channel_type.value.clone(),
@@ -83,18 +79,9 @@ impl Checker<'_> {
         let address = format!("wiring.{channel_name}/{agent}");
         let field = |name: &str| format!("wirings[{index}].{name}");
         self.reference(at, &wiring.agent, &address, &field("agent"), Kind::Agent);
-        let engage_mode = self.choice(
-            at,
-            wiring.engage_mode.as_ref(),
-            &address,
-            "engage_mode",
-            &[
-                ("pattern", EngageMode::Pattern),
-                ("mention", EngageMode::Mention),
-                ("mention-sticky", EngageMode::MentionSticky),
-            ],
-            EngageMode::default(),
-        );
+        let engage_mode: EngageMode = self
+            .choice(at, wiring.engage_mode.as_ref(), &address, "engage_mode")
+            .unwrap_or_default();
         // An unknown mode was already reported; judging the pattern against it would only
         // add a second, misleading error.
         let mode_is_valid = wiring
@@ -149,37 +136,20 @@ impl Checker<'_> {
                     .warning(),
             );
         }
-        let sender_scope = self.choice(
-            at,
-            wiring.sender_scope.as_ref(),
-            &address,
-            "sender_scope",
-            &[("all", SenderScope::All), ("known", SenderScope::Known)],
-            SenderScope::default(),
-        );
-        let ignored_message_policy = self.choice(
-            at,
-            wiring.ignored_message_policy.as_ref(),
-            &address,
-            "ignored_message_policy",
-            &[
-                ("drop", IgnoredMessagePolicy::Drop),
-                ("accumulate", IgnoredMessagePolicy::Accumulate),
-            ],
-            IgnoredMessagePolicy::default(),
-        );
-        let session_mode = self.choice(
-            at,
-            wiring.session_mode.as_ref(),
-            &address,
-            "session_mode",
-            &[
-                ("shared", SessionMode::Shared),
-                ("per-thread", SessionMode::PerThread),
-                ("agent-shared", SessionMode::AgentShared),
-            ],
-            SessionMode::default(),
-        );
+        let sender_scope: SenderScope = self
+            .choice(at, wiring.sender_scope.as_ref(), &address, "sender_scope")
+            .unwrap_or_default();
+        let ignored_message_policy: IgnoredMessagePolicy = self
+            .choice(
+                at,
+                wiring.ignored_message_policy.as_ref(),
+                &address,
+                "ignored_message_policy",
+            )
+            .unwrap_or_default();
+        let session_mode: SessionMode = self
+            .choice(at, wiring.session_mode.as_ref(), &address, "session_mode")
+            .unwrap_or_default();
         let resource = Resource::Wiring(Wiring {
             channel: channel_name.clone(),
             agent: agent.clone(),

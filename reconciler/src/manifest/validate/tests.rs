@@ -3,7 +3,7 @@
 
 use expect_test::{Expect, expect};
 
-use crate::manifest::{load_str, render};
+use crate::manifest::{Diagnostic, load_str, render};
 use crate::state::{Address, DestinationTarget, Resource};
 
 /// Loads `yaml` as `m.yaml` and snapshots the diagnostics (or `ok: <n> resources`).
@@ -24,7 +24,7 @@ fn check(yaml: &str, expected: Expect) {
     expected.assert_eq(&actual);
 }
 
-fn only_errors(diagnostics: Vec<crate::manifest::Diagnostic>) -> Vec<crate::manifest::Diagnostic> {
+fn only_errors(diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
     diagnostics.into_iter().filter(|d| d.is_error()).collect()
 }
 
@@ -379,13 +379,13 @@ fn names_packages_and_mounts_follow_the_rules() {
 
             hint: try `andy-1`
 
-            error: m.yaml:3:18: agent.Andy_1: invalid apt package name `Bad Name`
+            error: m.yaml:3:18: agent.Andy_1: invalid package `Bad Name` in `packages.apt`
 
-            hint: apt names match `^[a-z0-9][a-z0-9._+-]*$`
+            hint: `Bad Name` is not a Debian package name (lower-case letters, digits, `+`, `-`, `.`; at least two characters, starting with a letter or digit)
 
-            error: m.yaml:3:50: agent.Andy_1: invalid npm package name `UPPER`
+            error: m.yaml:3:50: agent.Andy_1: invalid package `UPPER` in `packages.npm`
 
-            hint: npm names match `^(@[a-z0-9][a-z0-9._-]*/)?[a-z0-9][a-z0-9._-]*$`
+            hint: `UPPER` is not an npm package name (optionally `@scope/`, then lower-case letters, digits, `-._~`, not starting with `.` or `_`)
 
             error: m.yaml:5:17: agent.Andy_1: `host_path` `~/.ssh` is blocked: `.ssh` is a credential name
 
@@ -555,4 +555,74 @@ fn duplicate_destination_names_and_wirings() {
             hint: remove one of the two declarations or rename one
         "#]],
     );
+}
+
+/// Loads `yaml` as this host would (`load_for_host`, no mount allowlist): the checks of this
+/// build and machine included.
+fn load_on_host(yaml: &str) -> Result<crate::manifest::Manifests, Vec<Diagnostic>> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("m.yaml"), yaml).unwrap();
+    let policy = crate::mount_policy::Policy::load(dir.path());
+    crate::manifest::load_for_host(dir.path(), &policy)
+}
+
+fn listed_providers() -> String {
+    agent_runner::providers::provider_names()
+        .iter()
+        .map(|name| format!("`{name}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[test]
+fn issue_9_an_agent_without_a_provider_is_rejected_while_the_default_is_not_in_this_build() {
+    let yaml = "kind: agent\nname: andy\n";
+    if agent_runner::providers::provider_names().contains(&"claude") {
+        assert!(
+            load_on_host(yaml).is_ok(),
+            "`claude` is registered: the default runs"
+        );
+        return;
+    }
+    let diagnostics = only_errors(load_on_host(yaml).unwrap_err());
+    let [diagnostic] = diagnostics.as_slice() else {
+        panic!("{}", render(&diagnostics))
+    };
+    assert_eq!((diagnostic.line, diagnostic.col), (2, 7));
+    assert_eq!(diagnostic.field.as_deref(), Some("provider"));
+    assert_eq!(
+        diagnostic.message,
+        format!(
+            "no `provider`, and the default, `claude`, is not in this build (it has {})",
+            listed_providers()
+        )
+    );
+    assert_eq!(
+        diagnostic.hint.as_deref(),
+        Some("set `provider: mock`, or install a build with the `claude` provider")
+    );
+    assert!(
+        load_str("m.yaml", yaml).is_ok(),
+        "export and load_str accept any provider"
+    );
+}
+
+#[test]
+fn issue_9_a_provider_the_runner_does_not_have_is_rejected_listing_the_available_ones() {
+    let diagnostics =
+        only_errors(load_on_host("kind: agent\nname: andy\nprovider: mokc\n").unwrap_err());
+    let [diagnostic] = diagnostics.as_slice() else {
+        panic!("{}", render(&diagnostics))
+    };
+    assert_eq!((diagnostic.line, diagnostic.col), (3, 11));
+    assert_eq!(diagnostic.field.as_deref(), Some("provider"));
+    assert_eq!(
+        diagnostic.message,
+        format!(
+            "unknown `provider` `mokc`: this build has {}",
+            listed_providers()
+        )
+    );
+    assert_eq!(diagnostic.hint.as_deref(), Some("did you mean `mock`?"));
+    assert!(load_on_host("kind: agent\nname: andy\nprovider: Mock\n").is_ok());
 }

@@ -7,7 +7,7 @@ use super::{At, Checker, text};
 use crate::manifest::Source;
 use crate::manifest::diagnostic::{Diagnostic, did_you_mean};
 use crate::manifest::model::{RoleDoc, Sp, UserDoc};
-use crate::state::{Kind, Member, Resource, Role, RoleKind, User};
+use crate::state::{Kind, Member, Resource, Role, RoleKind, TextEnum, User};
 
 impl Checker<'_> {
     pub(super) fn user(&mut self, at: At, doc: &UserDoc) {
@@ -45,18 +45,16 @@ impl Checker<'_> {
                 RoleDoc::Global(role) => (role.as_str(), None),
                 RoleDoc::Scoped(scoped) => (scoped.role.as_str(), scoped.agent.as_ref()),
             };
-            let role = match role_text {
-                "owner" => RoleKind::Owner,
-                "admin" => RoleKind::Admin,
-                other => {
-                    let message =
-                        format!("invalid role `{other}`: expected one of `owner`, `admin`");
-                    self.push(
-                        at.diag(sp, &address, &field, message)
-                            .hint_opt(did_you_mean(other, ["owner", "admin"])),
-                    );
-                    continue;
-                }
+            let Some(role) = RoleKind::parse(role_text) else {
+                let message = format!(
+                    "invalid role `{role_text}`: expected one of {}",
+                    RoleKind::listed()
+                );
+                self.push(
+                    at.diag(sp, &address, &field, message)
+                        .hint_opt(did_you_mean(role_text, RoleKind::NAMES.iter().copied())),
+                );
+                continue;
             };
             if let Some(agent) = agent {
                 if role == RoleKind::Owner {
