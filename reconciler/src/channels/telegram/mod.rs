@@ -8,6 +8,7 @@
 //! `cards` renders questions and cards as inline keyboards (pure). [`Telegram`] holds them
 //! together; knows nothing about agents, sessions or the DB.
 
+pub mod adapter;
 pub mod api;
 pub mod cards;
 pub mod format;
