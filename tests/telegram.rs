@@ -620,9 +620,12 @@ fn issue_12_a_photo_arrives_in_the_session_inbox() {
     let daemon = Daemon::start(&env);
     let photo = b"\xff\xd8\xff\xe0 a small photo";
     fake.photo(&ada(), photo, "what is this?");
-    assert_eq!(
-        wait_for_texts(&fake, ADA_CHAT, 1, &daemon),
-        ["echo: what is this?"]
+    let texts = wait_for_texts(&fake, ADA_CHAT, 1, &daemon);
+    // The agent is shown the caption and where the photo was saved.
+    assert!(
+        texts[0].starts_with("echo: what is this?\n[photo: ")
+            && texts[0].contains("saved to /workspace/inbox/"),
+        "{texts:?}"
     );
     let sessions = env.data().join("sessions/echo");
     let saved: Vec<Vec<u8>> = walk_files(&sessions)
