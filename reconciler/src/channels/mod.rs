@@ -121,6 +121,8 @@ pub struct Outbound {
     pub content: serde_json::Value,
     /// The inbound row this answers (`<platform msg id>:<agent>`), if any.
     pub in_reply_to: Option<String>,
+    /// Files from the agent's outbox (`content.files`, read by delivery; docs/channels.md).
+    pub files: Vec<OutFile>,
 }
 
 /// A file an agent sends with a message (read by delivery from the session's outbox,

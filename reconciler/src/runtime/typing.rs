@@ -22,12 +22,13 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::channels::Adapters;
+use crate::containers::Exited;
 
 /// How often the indicator is shown again.
 pub const REFRESH: Duration = Duration::from_secs(4);
@@ -116,9 +117,16 @@ impl Typing {
     }
 }
 
-/// The refresher actor: keeps one [`Refresher`] per session and ticks every [`REFRESH`].
-pub async fn run(adapters: Adapters, mut events: mpsc::Receiver<Event>, stop: CancellationToken) {
+/// The refresher actor: keeps one [`Refresher`] per session and ticks every [`REFRESH`]; a
+/// container's exit (from the runner) ends its session's refresher.
+pub async fn run(
+    adapters: Adapters,
+    mut events: mpsc::Receiver<Event>,
+    mut exits: broadcast::Receiver<Exited>,
+    stop: CancellationToken,
+) {
     let mut live: HashMap<String, Refresher> = HashMap::new();
+    let mut exits_open = true;
     let mut ticks = tokio::time::interval(REFRESH);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -129,6 +137,14 @@ pub async fn run(adapters: Adapters, mut events: mpsc::Receiver<Event>, stop: Ca
                 Some(event) => on_event(&adapters, &mut live, event, Instant::now()),
             },
             _ = ticks.tick() => tick(&adapters, &mut live, Instant::now()),
+            exit = exits.recv(), if exits_open => match exit {
+                Ok(exit) => {
+                    live.remove(&exit.session_id);
+                }
+                // Missed exits: the next ticks stop refreshers whose heartbeat went stale.
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => exits_open = false,
+            },
         }
     }
 }

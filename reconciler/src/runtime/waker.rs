@@ -36,6 +36,7 @@ use super::backoff::Streak;
 use super::mailbox::{Mail, Mailbox, Signal};
 use super::notice::{self, Notice};
 use super::outbox::Outboxes;
+use super::typing::{Event as TypingEvent, Typing};
 use super::{Settings, evict, session, sweep};
 use crate::containers::{Exited, Runner, SpawnSpec, Woken};
 use crate::db;
@@ -81,6 +82,8 @@ pub struct Waker {
     deferred: HashSet<String>,
     /// Sessions whose chat was told about the current failure streak.
     told: HashSet<String>,
+    /// Told when a session's container cannot start (its typing indicator stops).
+    typing: Option<Typing>,
     /// An eviction search is running; `search_again` asks for another when it ends.
     searching: bool,
     search_again: bool,
@@ -151,10 +154,17 @@ impl Waker {
             retry_at: HashMap::new(),
             deferred: HashSet::new(),
             told: HashSet::new(),
+            typing: None,
             searching: false,
             search_again: false,
         };
         (waker, inbox_rx)
+    }
+
+    /// Tell the typing indicator (`runtime::typing`) when a session's container cannot start.
+    pub fn typing(mut self, typing: Typing) -> Waker {
+        self.typing = Some(typing);
+        self
     }
 
     /// Runs until `stop`. Every trigger is one branch here.
@@ -400,6 +410,11 @@ impl Waker {
     /// when the session still has work.
     fn failed(&mut self, failure: Failure) {
         let session = failure.session.clone();
+        if let Some(typing) = &self.typing {
+            typing.tell(TypingEvent::Ended {
+                session: session.clone(),
+            });
+        }
         let streak = self
             .streaks
             .get(&session)

@@ -59,7 +59,7 @@ impl Adapter for Telegram {
                 chat: &message.platform_id,
                 thread: message.thread_id.as_deref(),
                 content: &message.content,
-                files: &[],
+                files: &message.files,
             };
             match self.send(&outgoing).await {
                 Ok(id) => Ok(Delivered::Sent(id)),
