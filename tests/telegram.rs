@@ -736,3 +736,64 @@ fn a_telegram_chat_without_a_token_stops_the_start_naming_the_command() {
     );
     assert!(fake.calls().is_empty(), "no Telegram call without a token");
 }
+
+#[test]
+fn issue_12_a_file_from_the_agents_outbox_reaches_the_chat() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    use agent_runner::session_db::container::{NewOutbound, write_outbound};
+    use agent_runner::session_db::{self, Kind};
+    let fake = Fake::start();
+    let env = telegram_env("tg-file", &fake);
+    let daemon = Daemon::start(&env);
+    fake.dm(&ada(), "hello");
+    assert_eq!(wait_for_texts(&fake, ADA_CHAT, 1, &daemon), ["echo: hello"]);
+    // The runner has no file-sending tool yet, so the test writes what one writes: the file in
+    // `outbound/outbox/<row id>/` and a row naming it (host.md §6.6), into the live session.
+    let sessions = env.data().join("sessions/echo");
+    let session = std::fs::read_dir(&sessions)
+        .expect("sessions")
+        .flatten()
+        .map(|entry| entry.path())
+        .find(|path| path.join("inbound.db").exists())
+        .expect("the DM's session");
+    let row_id = session_db::new_id("msg");
+    let folder = session.join("outbound/outbox").join(&row_id);
+    std::fs::create_dir_all(&folder).expect("outbox folder");
+    std::fs::write(folder.join("report.txt"), "the quarterly report").expect("outbox file");
+    let inbound = session_db::open_inbound_container(&session_db::inbound_path(&session))
+        .expect("inbound.db");
+    let mut outbound = session_db::open_outbound_container(&session_db::outbound_path(&session))
+        .expect("outbound.db");
+    write_outbound(
+        &inbound,
+        &mut outbound,
+        &NewOutbound {
+            id: row_id.clone(),
+            in_reply_to: None,
+            kind: Kind::Chat,
+            platform_id: Some(ADA_CHAT.to_string()),
+            channel_type: Some("telegram".into()),
+            thread_id: None,
+            content: json!({"text": "here is the report", "files": ["report.txt"]}).to_string(),
+        },
+    )
+    .expect("the row");
+    support::wait_until("the document sent", Duration::from_secs(60), || {
+        fake.sent(Some(ADA_CHAT))
+            .iter()
+            .any(|call| call.method == "sendDocument")
+    });
+    let sent = fake.sent(Some(ADA_CHAT));
+    let document = sent
+        .iter()
+        .find(|call| call.method == "sendDocument")
+        .expect("a document");
+    assert_eq!(document.file.as_deref(), Some(&b"the quarterly report"[..]));
+    assert_eq!(document.params["document"]["filename"], json!("report.txt"));
+    assert_eq!(fake.texts(ADA_CHAT), ["echo: hello", "here is the report"]);
+    support::wait_until("the outbox folder removed", Duration::from_secs(30), || {
+        !folder.exists()
+    });
+}

@@ -144,13 +144,14 @@ impl Router {
                                 let write = &mut writes[slot].1;
                                 if row.trigger && write.waking.is_none() {
                                     write.waking = Some(message_id.clone());
-                                    write.typing_to = row.channel_type.clone().zip(row.platform_id.clone()).map(
-                                        |(channel_type, platform_id)| Target {
-                                            channel_type,
-                                            platform_id,
-                                            thread_id: row.thread_id.clone(),
-                                        },
-                                    );
+                                    write.typing_to =
+                                        row.channel_type.clone().zip(row.platform_id.clone()).map(
+                                            |(channel_type, platform_id)| Target {
+                                                channel_type,
+                                                platform_id,
+                                                thread_id: row.thread_id.clone(),
+                                            },
+                                        );
                                 }
                                 write.rows.push(row);
                                 slots.push(slot);
