@@ -797,3 +797,26 @@ fn issue_12_a_file_from_the_agents_outbox_reaches_the_chat() {
         !folder.exists()
     });
 }
+
+#[test]
+fn a_dm_from_an_unwired_chat_is_logged_with_its_chat_id() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let fake = Fake::start();
+    let env = telegram_env("tg-unwired", &fake);
+    let daemon = Daemon::start(&env);
+    let stranger = Person::new(987_654_321, "Stranger", Some("stranger"));
+    let update = fake.dm(&stranger, "hi bot");
+    support::wait_until("the update acknowledged", Duration::from_secs(30), || {
+        daemon.log().contains("no agent answers")
+    });
+    let log = daemon.log();
+    let line = log
+        .lines()
+        .find(|line| line.contains("no agent answers"))
+        .expect("the line");
+    assert!(line.contains("987654321"), "{line}");
+    assert!(fake.texts(987_654_321).is_empty());
+    assert_eq!(fake.deliveries()[&update], 1);
+}
