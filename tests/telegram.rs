@@ -750,7 +750,7 @@ fn issue_12_a_file_from_the_agents_outbox_reaches_the_chat() {
     fake.dm(&ada(), "hello");
     assert_eq!(wait_for_texts(&fake, ADA_CHAT, 1, &daemon), ["echo: hello"]);
     // The runner has no file-sending tool yet, so the test writes what one writes: the file in
-    // `outbound/outbox/<row id>/` and a row naming it (host.md §6.6), into the live session.
+    // `outbound/outbox/<row id>/` and a row naming it (docs/runtime.md#the-message-path), into the live session.
     let sessions = env.data().join("sessions/echo");
     let session = std::fs::read_dir(&sessions)
         .expect("sessions")

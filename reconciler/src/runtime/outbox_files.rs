@@ -1,4 +1,4 @@
-//! Outbox files (host.md §6.6): the files an outbound row names (`content.files`), read from
+//! Outbox files (docs/runtime.md#the-message-path): the files an outbound row names (`content.files`), read from
 //! `<session>/outbound/outbox/<row id>/` for the channel, and the folder removed once the
 //! message was sent.
 //!

@@ -1,4 +1,4 @@
-//! The typing indicator (host.md §6.7, with one change): "typing…" is shown in a chat while an
+//! The typing indicator (docs/runtime.md#the-message-path; v2's, with one change): "typing…" is shown in a chat while an
 //! agent works on a message from it, for every adapter that can show it (`Adapter::set_typing`).
 //!
 //! One refresher per session, started by the router for every message that wakes the session

@@ -1,4 +1,5 @@
-//! Outbound: one outbound message → Bot API calls (host.md §9.1's content shapes).
+//! Outbound: one outbound message → Bot API calls (the content shapes of
+//! docs/channels.md#the-adapter-contract).
 //!
 //! - `{text}` / `{markdown}`: rendered to text + entities (`format`), split at 4096, one
 //!   `sendMessage` per chunk, the first chunk's message id returned. A chunk already sent is not
