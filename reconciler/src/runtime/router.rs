@@ -20,6 +20,7 @@ use tracing::{debug, info, info_span, warn};
 use super::attachments;
 use super::outbox::Outboxes;
 use super::route::{self, Action, Facts, MessageFacts, Patterns};
+use super::typing::{Event as TypingEvent, Target, Typing};
 use super::waker::Wakes;
 use crate::channels::{Adapters, Envelope, InboundEvent, Outbound, Receipt};
 use crate::db::{self, routing, sessions};
@@ -43,6 +44,8 @@ pub struct Router {
     /// Sessions that received a waking message, with that message's id; the waker starts
     /// their containers.
     wake: Wakes,
+    /// Told about each session a stored message wakes (the typing indicator starts).
+    typing: Option<Typing>,
 }
 
 /// Rows for one session collected over a batch, in arrival order.
@@ -51,6 +54,8 @@ struct SessionWrites {
     rows: Vec<NewInbound>,
     /// The first message of the batch that wakes the session (for the wake's span).
     waking: Option<String>,
+    /// Where that message's answer goes: the chat that shows "typing…".
+    typing_to: Option<Target>,
 }
 
 impl Router {
@@ -62,7 +67,14 @@ impl Router {
             outboxes,
             patterns: Patterns::default(),
             wake,
+            typing: None,
         })
+    }
+
+    /// Tell the typing indicator (`runtime::typing`) about every session a message wakes.
+    pub fn typing(mut self, typing: Typing) -> Router {
+        self.typing = Some(typing);
+        self
     }
 
     /// Starts the router on its own thread; it ends when every inbound sender is gone.
@@ -125,6 +137,7 @@ impl Router {
                                             dir,
                                             rows: Vec::new(),
                                             waking: None,
+                                            typing_to: None,
                                         },
                                     ));
                                     writes.len() - 1
@@ -132,6 +145,14 @@ impl Router {
                                 let write = &mut writes[slot].1;
                                 if row.trigger && write.waking.is_none() {
                                     write.waking = Some(message_id.clone());
+                                    write.typing_to =
+                                        row.channel_type.clone().zip(row.platform_id.clone()).map(
+                                            |(channel_type, platform_id)| Target {
+                                                channel_type,
+                                                platform_id,
+                                                thread_id: row.thread_id.clone(),
+                                            },
+                                        );
                                 }
                                 write.rows.push(row);
                                 slots.push(slot);
@@ -173,6 +194,13 @@ impl Router {
                     debug!(session = %session, count, "messages stored");
                     if let Err(err) = sessions::touch(&self.conn, &session) {
                         warn!(session = %session, error = %err, "last_active not updated");
+                    }
+                    if let (Some(typing), Some(target)) = (&self.typing, write.typing_to) {
+                        typing.tell(TypingEvent::Engaged {
+                            session: session.clone(),
+                            session_dir: write.dir.clone(),
+                            target,
+                        });
                     }
                     if let Some(message) = write.waking {
                         self.wake.send(session, Some(message));
@@ -383,6 +411,7 @@ fn route_one(
                     kind: "chat".to_string(),
                     content: serde_json::json!({ "text": route::denial_text(&command) }),
                     in_reply_to: Some(format!("{}:{agent}", event.message.id)),
+                    files: Vec::new(),
                 };
                 routed.denials.push((reply.channel_type.clone(), outbound));
             }
