@@ -50,6 +50,7 @@ pub mod sent_log;
 pub mod session;
 pub mod sweep;
 pub mod sweeper;
+pub mod system;
 pub mod waker;
 pub mod watch;
 pub mod work;
