@@ -32,16 +32,20 @@ pub fn call_tool(
         let mut send = |message: Value| {
             writeln!(stdin, "{message}").map_err(|err| format!("writing to the server: {err}"))
         };
-        send(json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": PROTOCOL_VERSIONS[0],
-            "capabilities": {},
-            "clientInfo": {"name": "nanoclaw-mock", "version": env!("CARGO_PKG_VERSION")}
-        }}))?;
+        send(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": PROTOCOL_VERSIONS[0],
+                "capabilities": {},
+                "clientInfo": {"name": "nanoclaw-mock", "version": env!("CARGO_PKG_VERSION")}
+            }}),
+        )?;
         read_response(&mut stdout, 1)?;
         send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))?;
-        send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
-            "name": name, "arguments": args
-        }}))?;
+        send(
+            json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+                "name": name, "arguments": args
+            }}),
+        )?;
         let response = read_response(&mut stdout, 2)?;
         let result = response
             .get("result")

@@ -233,10 +233,6 @@ fn add_reaction(tools: &Tools, args: &Value) -> Result<String, String> {
     if emoji.len() > 64 || emoji.chars().any(char::is_control) {
         return Err("emoji must be a shortcode of at most 64 bytes".into());
     }
-    operation(
-        tools,
-        seq,
-        json!({"operation": "reaction", "emoji": emoji}),
-    )?;
+    operation(tools, seq, json!({"operation": "reaction", "emoji": emoji}))?;
     Ok(format!("Reaction queued for #{seq}"))
 }

@@ -30,7 +30,8 @@ pub fn decide(
     to: Option<&str>,
 ) -> Result<Resolved, String> {
     let Some(to) = to else {
-        if let (Some(channel_type), Some(platform_id)) = (&routing.channel_type, &routing.platform_id)
+        if let (Some(channel_type), Some(platform_id)) =
+            (&routing.channel_type, &routing.platform_id)
         {
             return Ok(Resolved {
                 name: "(current conversation)".to_string(),

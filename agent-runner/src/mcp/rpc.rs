@@ -83,7 +83,13 @@ fn skip_line(input: &mut impl BufRead) -> io::Result<()> {
 pub fn handle(tools: &Tools, text: &str) -> Option<Value> {
     let message: Value = match serde_json::from_str(text) {
         Ok(message) => message,
-        Err(err) => return Some(error(Value::Null, PARSE_ERROR, &format!("parse error: {err}"))),
+        Err(err) => {
+            return Some(error(
+                Value::Null,
+                PARSE_ERROR,
+                &format!("parse error: {err}"),
+            ));
+        }
     };
     let Some(object) = message.as_object() else {
         return Some(error(

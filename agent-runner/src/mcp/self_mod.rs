@@ -117,7 +117,10 @@ fn install_packages(tools: &Tools, args: &Value) -> Result<String, String> {
         "reason": text_arg(args, "reason").unwrap_or(""),
     });
     submit(tools, new_id("msg"), content)?;
-    Ok("Package install request submitted. You will be notified when admin approves or rejects.".into())
+    Ok(
+        "Package install request submitted. You will be notified when admin approves or rejects."
+            .into(),
+    )
 }
 
 fn add_mcp_server(tools: &Tools, args: &Value) -> Result<String, String> {

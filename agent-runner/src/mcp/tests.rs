@@ -101,11 +101,17 @@ fn initialize_list_and_call_speak_json_rpc() {
     assert_eq!(answer["result"]["serverInfo"]["name"], "nanoclaw");
     assert_eq!(answer["result"]["capabilities"], json!({"tools": {}}));
     assert_eq!(
-        rpc::handle(&world.tools, r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#),
+        rpc::handle(
+            &world.tools,
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#
+        ),
         None
     );
-    let list = rpc::handle(&world.tools, r#"{"jsonrpc":"2.0","id":"a","method":"tools/list"}"#)
-        .unwrap();
+    let list = rpc::handle(
+        &world.tools,
+        r#"{"jsonrpc":"2.0","id":"a","method":"tools/list"}"#,
+    )
+    .unwrap();
     let names: Vec<&str> = list["result"]["tools"]
         .as_array()
         .unwrap()
@@ -127,8 +133,11 @@ fn initialize_list_and_call_speak_json_rpc() {
         ]
     );
     assert_eq!(list["id"], "a");
-    let unknown = rpc::handle(&world.tools, r#"{"jsonrpc":"2.0","id":3,"method":"resources/list"}"#)
-        .unwrap();
+    let unknown = rpc::handle(
+        &world.tools,
+        r#"{"jsonrpc":"2.0","id":3,"method":"resources/list"}"#,
+    )
+    .unwrap();
     assert_eq!(unknown["error"]["code"], -32601);
     let garbage = rpc::handle(&world.tools, "{not json").unwrap();
     assert_eq!(garbage["error"]["code"], -32700);
@@ -188,14 +197,19 @@ fn send_message_routes_like_v2_and_answers_the_turn() {
     session_db::container::set_turn_reply(&world.tools.outbound().unwrap(), Some("m-7")).unwrap();
     assert_eq!(
         world.call("send_message", json!({"text": "on it"})),
-        ("Message sent to (current conversation) (id: 1)".to_string(), false)
+        (
+            "Message sent to (current conversation) (id: 1)".to_string(),
+            false
+        )
     );
     assert_eq!(
         world.call("send_message", json!({"to": "helper", "text": "ping"})),
         ("Message sent to helper (id: 3)".to_string(), false)
     );
     assert_eq!(
-        world.call("send_message", json!({"to": "family", "text": "hi"})).0,
+        world
+            .call("send_message", json!({"to": "family", "text": "hi"}))
+            .0,
         "Message sent to family (id: 5)"
     );
     let rows = world.rows();
@@ -206,7 +220,10 @@ fn send_message_routes_like_v2_and_answers_the_turn() {
     assert_eq!(rows[1]["channel_type"], "agent");
     assert_eq!(rows[1]["platform_id"], "helper");
     assert_eq!(rows[1]["thread_id"], Value::Null);
-    assert_eq!(rows[2]["thread_id"], "th-1", "the session's own chat keeps its thread");
+    assert_eq!(
+        rows[2]["thread_id"], "th-1",
+        "the session's own chat keeps its thread"
+    );
 }
 
 #[test]
@@ -225,7 +242,13 @@ fn route_without_session_routing_needs_one_destination() {
         route::decide(&[], &none, None),
         Err("No destinations configured.".to_string())
     );
-    let two = [one[0].clone(), DestinationRow { name: "b".into(), ..one[0].clone() }];
+    let two = [
+        one[0].clone(),
+        DestinationRow {
+            name: "b".into(),
+            ..one[0].clone()
+        },
+    ];
     assert_eq!(
         route::decide(&two, &none, None),
         Err("You have multiple destinations — specify \"to\". Options: a, b".to_string())
@@ -252,8 +275,7 @@ fn a_ten_megabyte_text_is_refused_naming_the_limit_and_nothing_is_written() {
 fn send_file_copies_into_the_outbox_and_names_the_file() {
     let world = world();
     std::fs::write(world.dir.path().join("agent/report.txt"), "data").unwrap();
-    let (text, is_error) =
-        world.call("send_file", json!({"path": "report.txt", "text": "here"}));
+    let (text, is_error) = world.call("send_file", json!({"path": "report.txt", "text": "here"}));
     assert!(!is_error, "{text}");
     let rows = world.rows();
     let id = rows[0]["id"].as_str().unwrap();
@@ -261,7 +283,10 @@ fn send_file_copies_into_the_outbox_and_names_the_file() {
         text,
         format!("File sent to (current conversation) (id: {id}, filename: report.txt)")
     );
-    assert_eq!(rows[0]["content"], json!({"text": "here", "files": ["report.txt"]}));
+    assert_eq!(
+        rows[0]["content"],
+        json!({"text": "here", "files": ["report.txt"]})
+    );
     let copied = session_db::outbound_dir(world.dir.path()).join(format!("outbox/{id}/report.txt"));
     assert_eq!(std::fs::read_to_string(copied).unwrap(), "data");
 }
@@ -274,12 +299,19 @@ fn send_file_refuses_traversal_in_the_name_and_missing_files() {
         world.call("send_file", json!({"path": "nope.txt"})),
         ("Error: File not found: nope.txt".to_string(), true)
     );
-    let (text, is_error) =
-        world.call("send_file", json!({"path": "a.txt", "filename": "../../escape.txt"}));
+    let (text, is_error) = world.call(
+        "send_file",
+        json!({"path": "a.txt", "filename": "../../escape.txt"}),
+    );
     assert!(is_error);
-    assert!(text.starts_with("Error: filename \"../../escape.txt\" must be a plain file name"), "{text}");
+    assert!(
+        text.starts_with("Error: filename \"../../escape.txt\" must be a plain file name"),
+        "{text}"
+    );
     assert_eq!(
-        world.call("send_file", json!({"path": "a.txt", "to": "x"})).0,
+        world
+            .call("send_file", json!({"path": "a.txt", "to": "x"}))
+            .0,
         "Error: Unknown destination \"x\". Known: family, helper"
     );
     assert!(world.rows().is_empty());
@@ -301,7 +333,10 @@ fn edit_and_reaction_address_the_referenced_message() {
         ..NewInbound::default()
     });
     assert_eq!(
-        world.call("add_reaction", json!({"messageId": 2, "emoji": "thumbs_up"})),
+        world.call(
+            "add_reaction",
+            json!({"messageId": 2, "emoji": "thumbs_up"})
+        ),
         ("Reaction queued for #2".to_string(), false)
     );
     assert_eq!(
@@ -309,11 +344,15 @@ fn edit_and_reaction_address_the_referenced_message() {
         ("Message edit queued for #2".to_string(), false)
     );
     assert_eq!(
-        world.call("edit_message", json!({"messageId": 0, "text": "x"})).0,
+        world
+            .call("edit_message", json!({"messageId": 0, "text": "x"}))
+            .0,
         "Error: messageId and text are required"
     );
     assert_eq!(
-        world.call("edit_message", json!({"messageId": 40, "text": "x"})).0,
+        world
+            .call("edit_message", json!({"messageId": 40, "text": "x"}))
+            .0,
         "Error: Message #40 not found"
     );
     let rows = world.rows();
@@ -329,7 +368,12 @@ fn edit_and_reaction_address_the_referenced_message() {
 fn ask_user_question_returns_the_chosen_value_or_times_out() {
     let world = world();
     assert_eq!(
-        world.call("ask_user_question", json!({"title": "t", "question": "q", "options": []})).0,
+        world
+            .call(
+                "ask_user_question",
+                json!({"title": "t", "question": "q", "options": []})
+            )
+            .0,
         "Error: title, question, and options are required"
     );
     let workspace = world.dir.path().to_path_buf();
@@ -370,10 +414,16 @@ fn ask_user_question_returns_the_chosen_value_or_times_out() {
     assert_eq!(asked, ("yes-value".to_string(), false));
     let rows = world.rows();
     assert_eq!(rows[0]["kind"], "chat-sdk");
-    assert_eq!(rows[0]["content"]["options"][1], json!({"label": "Yes", "selectedLabel": "Yes", "value": "yes-value"}));
+    assert_eq!(
+        rows[0]["content"]["options"][1],
+        json!({"label": "Yes", "selectedLabel": "Yes", "value": "yes-value"})
+    );
     assert_eq!(rows[0]["channel_type"], "telegram");
     assert_eq!(
-        world.call("ask_user_question", json!({"title": "t", "question": "q", "options": ["a"], "timeout": 1})),
+        world.call(
+            "ask_user_question",
+            json!({"title": "t", "question": "q", "options": ["a"], "timeout": 1})
+        ),
         ("Error: Question timed out after 1s".to_string(), true)
     );
 }
@@ -382,15 +432,27 @@ fn ask_user_question_returns_the_chosen_value_or_times_out() {
 fn system_tools_write_rows_without_routing_and_check_names() {
     let world = world();
     assert_eq!(
-        world.call("create_agent", json!({"name": "Helper", "instructions": "be kind"})).0,
+        world
+            .call(
+                "create_agent",
+                json!({"name": "Helper", "instructions": "be kind"})
+            )
+            .0,
         "Creating agent \"Helper\". You will be notified when it is ready."
     );
     assert_eq!(
-        world.call("install_packages", json!({"apt": ["ffmpeg; rm -rf /"]})).0,
+        world
+            .call("install_packages", json!({"apt": ["ffmpeg; rm -rf /"]}))
+            .0,
         "Error: Invalid apt package name: \"ffmpeg; rm -rf /\". Only lowercase letters, digits, and ._+- allowed."
     );
     assert_eq!(
-        world.call("install_packages", json!({"apt": ["ffmpeg"], "reason": "video"})).0,
+        world
+            .call(
+                "install_packages",
+                json!({"apt": ["ffmpeg"], "reason": "video"})
+            )
+            .0,
         "Package install request submitted. You will be notified when admin approves or rejects."
     );
     assert_eq!(
@@ -432,7 +494,11 @@ fn concurrent_writers_never_share_a_seq() {
             });
         }
     });
-    let seqs: Vec<i64> = world.rows().iter().map(|r| r["seq"].as_i64().unwrap()).collect();
+    let seqs: Vec<i64> = world
+        .rows()
+        .iter()
+        .map(|r| r["seq"].as_i64().unwrap())
+        .collect();
     assert_eq!(seqs.len(), 200);
     let expected: Vec<i64> = (0..200).map(|n| 2 * n + 1).collect();
     assert_eq!(seqs, expected);
