@@ -721,6 +721,8 @@ impl Delivery {
             return Ok(Sending::Done(Delivered::Sent(None)));
         }
         self.authorise(agent, session, channel_type, platform_id)?;
+        let names = super::outbox_files::requested(&content);
+        let files = super::outbox_files::read(&self.paths.session(agent, session), &row.id, &names);
         let message = Outbound {
             id: row.id.clone(),
             agent: Some(agent.to_string()),
@@ -729,6 +731,7 @@ impl Delivery {
             kind: row.kind.to_string(),
             content,
             in_reply_to: row.in_reply_to.clone(),
+            files,
         };
         match self
             .outboxes

@@ -44,6 +44,7 @@ pub mod lock;
 pub mod mailbox;
 pub mod notice;
 pub mod outbox;
+pub mod outbox_files;
 pub mod route;
 pub mod router;
 pub mod sent_log;

@@ -383,6 +383,7 @@ fn route_one(
                     kind: "chat".to_string(),
                     content: serde_json::json!({ "text": route::denial_text(&command) }),
                     in_reply_to: Some(format!("{}:{agent}", event.message.id)),
+                    files: Vec::new(),
                 };
                 routed.denials.push((reply.channel_type.clone(), outbound));
             }
