@@ -26,4 +26,5 @@ mod runtime;
 mod service;
 mod session_files;
 mod tidy;
+mod tools;
 mod watch;

@@ -475,6 +475,8 @@ impl Runner {
             "Pushing follow-up message(s) into active query"
         );
         turn.nudged = false;
+        // The tools' sends now answer this follow-up.
+        db::set_turn_reply(&self.outbound, Some(&rows[0].id))?;
         query.push(&text);
         turn.awaiting.push_back(claimed);
         Ok(())

@@ -10,6 +10,8 @@
 //! (a child `agent-runner mcp` spoken to over stdio, as Claude Code does; `mcp::client`) and
 //! answers `tool <name>: <result text>`.
 //!
+//! The host's notes (messages from sender `system`, e.g. "Agent … created") are not answered.
+//!
 //! A chat text `!tell <destination> <text>` sends `<text>` to that destination instead (to test
 //! agent-to-agent messages), and a turn made only of `echo: …` texts (another mock answering)
 //! is not answered, so two mocks never echo each other forever. A chat text `!try <probe>` makes
@@ -212,10 +214,19 @@ fn default_reply(
     config: &serde_json::Value,
     tool: &dyn Fn(&str, &serde_json::Value) -> String,
 ) -> String {
-    let messages: Vec<(String, String)> = MESSAGE
+    let all: Vec<(String, String)> = MESSAGE
         .captures_iter(prompt)
         .map(|c| (c[1].to_string(), QUOTED.replace(&c[2], "").to_string()))
         .collect();
+    // The host's notes to the agent (sender `system`) are read, not answered.
+    let messages: Vec<(String, String)> = all
+        .iter()
+        .filter(|(attrs, _)| !attrs.contains(" sender=\"system\""))
+        .cloned()
+        .collect();
+    if messages.is_empty() && !all.is_empty() {
+        return "<internal>a note from the host</internal>".to_string();
+    }
     let found = messages
         .last()
         .map(|(attrs, _)| {
