@@ -350,7 +350,7 @@ pub fn session_routing(inbound: &InboundDb) -> Result<Routing> {
 }
 
 /// `session_state` key of the turn's reply target, which the poll loop keeps for the tools
-/// process (docs/agent-runner.md#tools; v2 lost it, runner quirk 1 of reference §13).
+/// process (docs/agent-runner.md#tools; v2's tools never had it).
 const TURN_REPLY_KEY: &str = "turn:in_reply_to";
 
 /// Records (or, with `None`, clears) the id of the message the current turn answers.

@@ -361,17 +361,7 @@ impl Action {
 /// agents do not count: an agent cannot lend itself privileges.
 fn requested_by_admin(conn: &Connection, session_dir: &Path, agent: &str) -> anyhow::Result<bool> {
     let inbound = session_db::open_inbound_reader(&session_db::inbound_path(session_dir))?;
-    let newest: Option<(String, String)> = inbound
-        .as_connection()
-        .query_row(
-            "SELECT channel_type, content FROM messages_in
-             WHERE kind = 'chat' AND channel_type IS NOT NULL AND channel_type != ?1
-             ORDER BY seq DESC LIMIT 1",
-            [AGENT_CHANNEL_TYPE],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .optional()?;
-    let Some((channel_type, content)) = newest else {
+    let Some((channel_type, content)) = session_db::newest_chat_from_people(&inbound)? else {
         return Ok(false);
     };
     let Some(user) = super::route::sender_id(&Content::parse(&content), &channel_type) else {
