@@ -226,6 +226,11 @@ fn create_agent_then_messaging_the_new_agent() {
         )
         .expect("the agent exists");
     assert_eq!(managed, None, "runtime-owned, not a manifest's");
+    // `plan` leaves a runtime-owned agent alone; `--prune` would remove it.
+    let plan = env.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
+    let pruned = env.run(&["plan", "--prune"]);
+    assert!(pruned.stdout.contains("agent.helper"), "{}", pruned.stdout);
     let run = env.run(&[
         "chat",
         "--message",

@@ -696,7 +696,8 @@ impl Delivery {
         let content: serde_json::Value = serde_json::from_str(&row.content)
             .map_err(|err| format!("content is not JSON: {err}"))?;
         if row.kind == Kind::System {
-            let handled = super::system::handle(&self.conn, &self.paths, agent, session, &content)?;
+            let handled =
+                super::system::handle(&self.conn, &self.paths, agent, session, &row.id, &content)?;
             if let Some(wake) = &self.wake {
                 wake.send(session.to_string(), Some(row.id.clone()));
             }

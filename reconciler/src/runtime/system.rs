@@ -290,6 +290,7 @@ pub fn handle(
     paths: &Paths,
     agent: &str,
     session: &str,
+    request_id: &str,
     content: &Value,
 ) -> Result<Handled, String> {
     let session_dir = paths.session(agent, session);
@@ -307,7 +308,7 @@ pub fn handle(
                 }
             } else {
                 action
-                    .run(conn, paths, agent, session)
+                    .run(conn, paths, agent, session, request_id)
                     .map_err(|err| format!("{err:#}"))?
             }
         }
@@ -325,16 +326,28 @@ impl Action {
         paths: &Paths,
         agent: &str,
         session: &str,
+        request_id: &str,
     ) -> anyhow::Result<Handled> {
         match self {
             Action::CreateAgent { name, instructions } => {
                 create_agent(conn, paths, agent, session, name, instructions.as_deref())
             }
-            Action::InstallPackages { apt, npm, .. } => {
+            Action::InstallPackages { apt, npm, reason } => {
                 // TODO(issue 13 point 6): hand the request to the approvals primitive; on
                 // approval patch the manifest that declares the agent, commit, apply, rebuild.
                 let mut list: Vec<String> = apt.iter().map(|p| format!("apt: {p}")).collect();
                 list.extend(npm.iter().map(|p| format!("npm: {p}")));
+                let pending = Pending {
+                    agent,
+                    session,
+                    request_id,
+                    title: "Install Packages Request",
+                };
+                pending.record(
+                    conn,
+                    self.name(),
+                    &json!({"apt": apt, "npm": npm, "reason": reason}),
+                )?;
                 info!(agent, session, packages = %list.join(", "), "install_packages request pending approval");
                 Ok(Handled::Done {
                     note: format!(
@@ -343,8 +356,24 @@ impl Action {
                     ),
                 })
             }
-            Action::AddMcpServer { name, command, .. } => {
+            Action::AddMcpServer {
+                name,
+                command,
+                args,
+                env,
+            } => {
                 // TODO(issue 13 point 6): as for install_packages.
+                let pending = Pending {
+                    agent,
+                    session,
+                    request_id,
+                    title: "Add MCP Request",
+                };
+                pending.record(
+                    conn,
+                    self.name(),
+                    &json!({"name": name, "command": command, "args": args, "env": env}),
+                )?;
                 info!(agent, session, server = %name, command = %command, "add_mcp_server request pending approval");
                 Ok(Handled::Done {
                     note: format!(
@@ -353,6 +382,38 @@ impl Action {
                 })
             }
         }
+    }
+}
+
+/// A request waiting for an approver.
+struct Pending<'a> {
+    agent: &'a str,
+    session: &'a str,
+    request_id: &'a str,
+    title: &'a str,
+}
+
+impl Pending<'_> {
+    /// Records the request in `pending_approvals` (status `pending`), where the approvals flow
+    /// picks it up; a second delivery of the same row records nothing new.
+    fn record(&self, conn: &Connection, action: &str, payload: &Value) -> rusqlite::Result<()> {
+        conn.execute(
+            "INSERT INTO pending_approvals (approval_id, session_id, request_id, action, payload,
+               created_at, agent_group_id, title)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8
+             WHERE NOT EXISTS (SELECT 1 FROM pending_approvals WHERE request_id = ?3 AND session_id = ?2)",
+            params![
+                ids::new_id("appr"),
+                self.session,
+                self.request_id,
+                action,
+                payload.to_string(),
+                ids::now_iso(),
+                self.agent,
+                self.title
+            ],
+        )?;
+        Ok(())
     }
 }
 

@@ -146,7 +146,15 @@ fn world(sender: &str) -> World {
 
 impl World {
     fn handle(&self, content: Value) -> Handled {
-        handle(&self.conn, &self.paths, "boss", &self.session, &content).unwrap()
+        handle(
+            &self.conn,
+            &self.paths,
+            "boss",
+            &self.session,
+            "msg-req",
+            &content,
+        )
+        .unwrap()
     }
 
     fn notes(&self) -> Vec<String> {
@@ -237,6 +245,23 @@ fn install_packages_is_pending_approval_and_the_agent_is_told() {
     let note = "Your install_packages request (apt: ffmpeg) is pending: it awaits an admin's approval, and you will be told the outcome.";
     assert_eq!(handled, Handled::Done { note: note.into() });
     assert_eq!(world.notes(), vec![note.to_string()]);
+    let recorded: (String, String, String, String) = world
+        .conn
+        .query_row(
+            "SELECT request_id, action, payload, status FROM pending_approvals",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        recorded,
+        (
+            "msg-req".into(),
+            "install_packages".into(),
+            r#"{"apt":["ffmpeg"],"npm":[],"reason":""}"#.into(),
+            "pending".into()
+        )
+    );
 }
 
 #[test]
