@@ -126,7 +126,7 @@ pub struct Outbound {
 }
 
 /// A file an agent sends with a message (read by delivery from the session's outbox,
-/// docs/runtime.md#delivering-a-sessions-rows).
+/// docs/runtime.md#the-message-path).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutFile {
     pub filename: String,
