@@ -28,4 +28,5 @@ mod service;
 mod session_files;
 mod telegram;
 mod tidy;
+mod tools;
 mod watch;

@@ -80,7 +80,7 @@ pub struct Welcome {
     pub protocol: u32,
 }
 
-/// `{"id": "…", "text": "…", "agent": "…"?, "in_reply_to": "<message id>:<agent>"?}`.
+/// `{"id": "…", "text": "…", "agent": "…"?, "in_reply_to": "<message id>:<agent>"?, "files": ["<path>"]?}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reply {
     /// The outbound row id: acknowledge it once shown; the same id may come again after a
@@ -93,6 +93,10 @@ pub struct Reply {
     /// The message it answers, as `<message id>:<agent>`; absent when it answers none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_reply_to: Option<String>,
+    /// Files the agent sent with it, as the paths the runtime saved them at (under the data
+    /// dir's `downloads/`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
 }
 
 /// The client-line fields as they may appear; [`ClientLine::parse`] turns them into one
@@ -337,12 +341,14 @@ mod tests {
                 text: "hi".into(),
                 agent: Some("andy".into()),
                 in_reply_to: Some("m1:andy".into()),
+                files: Vec::new(),
             }),
             HostLine::Reply(Reply {
                 id: "notice-1".into(),
                 text: "note".into(),
                 agent: None,
                 in_reply_to: None,
+                files: Vec::new(),
             }),
             HostLine::error("bad"),
         ];

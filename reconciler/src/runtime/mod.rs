@@ -54,6 +54,7 @@ pub mod sent_log;
 pub mod session;
 pub mod sweep;
 pub mod sweeper;
+pub mod system;
 pub mod typing;
 pub mod waker;
 pub mod watch;

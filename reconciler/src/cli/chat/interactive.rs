@@ -168,11 +168,21 @@ impl Session {
     }
 }
 
-/// A reply as shown: on a shared chat, `[agent] text`.
+/// A reply as shown: on a shared chat, `[agent] text`; then a `file saved: <path>` line per
+/// file sent with it.
 fn label(reply: &Reply, shared: bool) -> String {
+    let mut lines: Vec<String> = reply
+        .files
+        .iter()
+        .map(|file| format!("file saved: {file}"))
+        .collect();
+    if !reply.text.is_empty() || lines.is_empty() {
+        lines.insert(0, reply.text.clone());
+    }
+    let text = lines.join("\n");
     match &reply.agent {
-        Some(agent) if shared => format!("[{agent}] {}", reply.text),
-        _ => reply.text.clone(),
+        Some(agent) if shared => format!("[{agent}] {text}"),
+        _ => text,
     }
 }
 
@@ -349,6 +359,7 @@ mod tests {
             text: text.into(),
             agent: Some(agent.into()),
             in_reply_to: Some(format!("m:{agent}")),
+            files: Vec::new(),
         })
     }
 
