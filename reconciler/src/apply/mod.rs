@@ -52,6 +52,10 @@ pub struct Meta {
     pub manifest_digest: String,
     /// `git rev-parse HEAD` of the manifest dir (`-dirty` when it has changes), if in git.
     pub git_commit: Option<String>,
+    /// `apply --no-restart`: agents whose running containers keep their configuration until
+    /// `nanoclaw restart` (recorded in the same transaction, so the executor never sees the
+    /// new generation without them).
+    pub defer_restarts: Vec<String>,
 }
 
 /// The generation an apply produced (unchanged when the plan was empty).
@@ -142,6 +146,9 @@ fn record(
     now: &str,
 ) -> rusqlite::Result<()> {
     let plan_json = plan::json::to_string(plan, &meta.manifest_digest);
+    for agent in &meta.defer_restarts {
+        crate::db::executor::defer(tx, agent, generation)?;
+    }
     history::record(
         tx,
         &Record {
@@ -204,6 +211,7 @@ mod tests {
         let meta = Meta {
             manifest_digest: "d1".into(),
             git_commit: None,
+            defer_restarts: Vec::new(),
         };
         apply(conn, desired, &plan, &current, &meta).unwrap()
     }

@@ -144,6 +144,7 @@ pub fn reconcile(paths: &Paths, dir: &Path, options: WatchOptions) -> Result<Rec
             auto_rebuild: options.auto_rebuild,
             allow_destroy: options.allow_destroy,
         },
+        no_restart: false,
     };
     let applied = super::apply(paths, loaded, &request, &mut Unattended)?;
     let conn = open(paths)?;

@@ -48,10 +48,24 @@ pub fn prepare(
     session: &Session,
     images: &AgentImages,
 ) -> anyhow::Result<SpawnSpec> {
+    let composed = composition(conn, paths, session, images)?;
+    write(conn, paths, session, &composed)?;
+    Ok(composed.spec)
+}
+
+/// What `session`'s container would be started with now: the agent read and its mounts
+/// resolved as at a spawn, composed, nothing written. The executor compares its hash with a
+/// running container's label.
+pub fn composition(
+    conn: &Connection,
+    paths: &Paths,
+    session: &Session,
+    images: &AgentImages,
+) -> anyhow::Result<Composed> {
     let agent = agent(conn, &session.agent)?
         .with_context(|| format!("agent `{}` no longer exists", session.agent))?;
     let mounts = resolve_mounts(&agent, paths);
-    let composed = compose::compose(
+    Ok(compose::compose(
         session,
         &agent,
         &Inputs {
@@ -60,9 +74,7 @@ pub fn prepare(
             mounts: &mounts,
             env: &[],
         },
-    );
-    write(conn, paths, session, &composed)?;
-    Ok(composed.spec)
+    ))
 }
 
 /// The agent's configuration, typed, through `db::config`: THE one place the runtime reads it.
@@ -321,7 +333,7 @@ fn destinations(conn: &Connection, agent: &str) -> anyhow::Result<Vec<Destinatio
 
 /// The session's default reply address: its chat
 /// (docs/runtime.md#destinations-and-the-default-reply-address).
-fn default_routing(
+pub fn default_routing(
     conn: &Connection,
     session: &Session,
 ) -> anyhow::Result<Option<(String, String)>> {
