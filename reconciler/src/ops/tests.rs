@@ -113,6 +113,7 @@ fn apply_shows_the_plan_then_asks_and_a_no_writes_nothing() {
         changed,
         held,
         summary,
+        ..
     } = applied
     else {
         panic!("written: {applied:?}");
