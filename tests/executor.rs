@@ -259,3 +259,39 @@ fn issue_11_apply_no_restart_defers_until_nanoclaw_restart() {
         || env.run(&["status"]).stdout.contains("Ready"),
     );
 }
+
+#[test]
+fn issue_11_a_daemon_killed_between_apply_and_restart_comes_back_with_the_new_configuration() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let env = Env::new("exec-crash");
+    env.write("agents.yaml", &with_model("model-a"));
+    let mut daemon = Daemon::start_args(&env, &["--sweep-interval", "1h"]);
+    let mut client = Client::connect(&env);
+    client.say("m1", "!config");
+    assert_eq!(model_of(&client.reply().0), "model-a");
+    let old = container_ids(&env);
+    daemon.crash();
+    drop(client);
+
+    env.write("agents.yaml", &with_model("model-b"));
+    let applied = env.run(&["apply", "manifests", "--yes"]);
+    assert_eq!(applied.code, 0, "{}", applied.stderr);
+    assert!(
+        applied.stdout.contains("No daemon running"),
+        "{}",
+        applied.stdout
+    );
+    assert_eq!(
+        container_ids(&env),
+        old,
+        "the old container outlived its daemon"
+    );
+
+    let daemon = Daemon::start_args(&env, &["--sweep-interval", "1h"]);
+    let mut client = Client::connect(&env);
+    client.say("m2", "!config");
+    assert_eq!(model_of(&client.reply().0), "model-b", "{}", daemon.log());
+    assert!(!container_ids(&env).contains(&old[0]));
+}
