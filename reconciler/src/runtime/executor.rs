@@ -18,7 +18,8 @@
 //! anyway). `pending_effects` is not read.
 //!
 //! Not done here: rebuilding a per-agent image for `rebuild` changes and `restart --rebuild`
-//! (the image is built by `nanoclaw run`/`image build`; see docs/operating.md).
+//! (the image is built by `nanoclaw run`/`image build`; a composition uses the tag the central
+//! DB records, so a recorded build makes the agent's containers stale and they are replaced).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
@@ -111,6 +112,8 @@ pub struct Executor {
     generations: HashMap<String, (String, i64)>,
     /// When the last full pass ran.
     last_pass: Option<Instant>,
+    /// The connection of the cheap check, kept between ticks (opened again after an error).
+    check: Option<Connection>,
 }
 
 impl Executor {
@@ -124,6 +127,7 @@ impl Executor {
             seen: BTreeMap::new(),
             generations: HashMap::new(),
             last_pass: None,
+            check: None,
         }
     }
 
@@ -151,13 +155,18 @@ impl Executor {
 
     async fn step(&mut self) -> anyhow::Result<()> {
         let db_path = self.settings.paths.db();
-        let (generation, n_requests) = tokio::task::spawn_blocking(move || {
-            let conn = db::open(&db_path)?;
+        let check = self.check.take();
+        let (conn, generation, n_requests) = tokio::task::spawn_blocking(move || {
+            let conn = match check {
+                Some(conn) => conn,
+                None => db::open(&db_path)?,
+            };
             let generation = db::generation(&conn)?;
             let n_requests = rows::open_requests(&conn)?.len();
-            anyhow::Ok((generation, n_requests))
+            anyhow::Ok((conn, generation, n_requests))
         })
         .await??;
+        self.check = Some(conn);
         let running: BTreeMap<String, String> = self
             .runner
             .running()
@@ -352,7 +361,7 @@ fn restart(
         ));
     }
     if request.rebuild {
-        outcome.push_str("; --rebuild: the daemon does not rebuild images yet (run `nanoclaw image build`, then restart)");
+        outcome.push_str("; --rebuild: the daemon does not rebuild images yet (`nanoclaw image build DIR` does, and the containers are then replaced by themselves)");
     }
     Ok(outcome)
 }

@@ -65,16 +65,38 @@ pub fn composition(
     let agent = agent(conn, &session.agent)?
         .with_context(|| format!("agent `{}` no longer exists", session.agent))?;
     let mounts = resolve_mounts(&agent, paths);
+    let images = recorded_image(conn, &agent, images)?;
     Ok(compose::compose(
         session,
         &agent,
         &Inputs {
             paths,
-            images,
+            images: &images,
             mounts: &mounts,
             env: &[],
         },
     ))
+}
+
+/// The images of this run, with the per-agent image the central DB records for an agent with
+/// packages (`db::agent_images`): a `nanoclaw image build` made while the daemon runs is used
+/// from its next spawn, and the executor replaces the agent's running containers for it.
+fn recorded_image(
+    conn: &Connection,
+    agent: &Agent,
+    images: &AgentImages,
+) -> anyhow::Result<AgentImages> {
+    let mut images = images.clone();
+    if agent.packages.apt.is_empty() && agent.packages.npm.is_empty() {
+        return Ok(images);
+    }
+    let recorded = crate::db::agent_images::get(conn, &agent.name)
+        .context("reading the agent's image")?
+        .and_then(|row| row.tag);
+    if let Some(tag) = recorded {
+        images.per_agent.insert(agent.name.clone(), tag);
+    }
+    Ok(images)
 }
 
 /// The agent's configuration, typed, through `db::config`: THE one place the runtime reads it.
