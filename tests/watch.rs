@@ -182,6 +182,10 @@ fn watch_holds_a_deletion_until_nanoclaw_apply() {
     });
     assert!(watcher.log().contains("agent.bob"), "{}", watcher.log());
     assert_eq!(generation(&env), 1);
+    // `nanoclaw status` lists it (issue 11 point 6).
+    support::wait_until("status to list the held deletion", DEADLINE, || {
+        env.run(&["status"]).stdout.contains("agent.bob (delete)")
+    });
     assert_eq!(
         model(&env, "bob").as_deref(),
         Some("b"),

@@ -99,5 +99,17 @@ fn render(report: &Report) -> String {
             let _ = writeln!(out, "  {line}");
         }
     }
+    if let Some(watch) = &report.watch
+        && let Some(held) = &watch.held
+    {
+        let _ = writeln!(
+            out,
+            "\nHeld by the watcher until confirmed with `nanoclaw apply {}`:",
+            watch.dir
+        );
+        for line in held.lines() {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
     out
 }

@@ -219,6 +219,16 @@ pub fn clear_deferral(conn: &Connection, agent: &str) -> rusqlite::Result<bool> 
     Ok(n_rows > 0)
 }
 
+/// Ends `agent`'s deferral made by `generation` (not a newer one); true when it did.
+pub fn end_deferral(conn: &Connection, agent: &str, generation: i64) -> rusqlite::Result<bool> {
+    let n_rows = conn
+        .prepare_cached(
+            "DELETE FROM deferred_restarts WHERE agent_group_id = ?1 AND generation = ?2",
+        )?
+        .execute(params![agent, generation])?;
+    Ok(n_rows > 0)
+}
+
 /// Every deferral, by agent.
 pub fn deferred(conn: &Connection) -> rusqlite::Result<Vec<Deferred>> {
     let mut statement = conn.prepare_cached(
@@ -296,7 +306,13 @@ mod tests {
         defer(&conn, "andy", 4).unwrap();
         defer(&conn, "andy", 5).unwrap();
         assert_eq!(deferred(&conn).unwrap()[0].generation, 5);
+        assert!(
+            !end_deferral(&conn, "andy", 4).unwrap(),
+            "a newer deferral stays"
+        );
         assert!(clear_deferral(&conn, "andy").unwrap());
         assert!(!clear_deferral(&conn, "andy").unwrap());
+        defer(&conn, "andy", 6).unwrap();
+        assert!(end_deferral(&conn, "andy", 6).unwrap());
     }
 }

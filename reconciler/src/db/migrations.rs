@@ -50,8 +50,8 @@ pub const MIGRATIONS: &[Migration] = &[
 
 /// The executor's rows (`db::executor`): the containers the daemon runs and whether each runs
 /// the current configuration (written by the daemon, read by `status` and `apply`), restart
-/// requests (`nanoclaw restart`, taken by the daemon), and restarts deferred by
-/// `apply --no-restart` until `nanoclaw restart`.
+/// requests (`nanoclaw restart`, taken by the daemon), restarts deferred by
+/// `apply --no-restart` until `nanoclaw restart`, and the changes the watcher holds.
 const EXECUTOR: &str = r#"
 CREATE TABLE running_containers (
   session_id TEXT PRIMARY KEY,
@@ -78,6 +78,7 @@ CREATE TABLE deferred_restarts (
   generation INTEGER NOT NULL,
   since TEXT NOT NULL
 );
+ALTER TABLE watch_state ADD COLUMN held TEXT;
 "#;
 
 /// The per-agent image each agent runs and its last failed build (`db::agent_images`), and

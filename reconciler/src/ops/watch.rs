@@ -168,6 +168,21 @@ pub fn reconcile(paths: &Paths, dir: &Path, options: WatchOptions) -> Result<Rec
         ),
     };
     crate::db::watch::record_applied(&conn, &shown_dir, generation)?;
+    let held: Vec<String> = match &reconciled {
+        Reconciled::Applied { held, .. } => held
+            .iter()
+            .map(|change| {
+                let why = if change.action == crate::plan::Action::Delete {
+                    "delete"
+                } else {
+                    "rebuild"
+                };
+                format!("{} ({why})", change.address)
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    crate::db::watch::record_held(&conn, &held)?;
     Ok(reconciled)
 }
 

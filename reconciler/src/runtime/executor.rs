@@ -190,15 +190,11 @@ impl Executor {
         }
         self.generation = Some(generation);
         self.last_pass = Some(Instant::now());
-        self.pass(generation, running).await
+        self.pass(running).await
     }
 
     /// One full pass: restart requests, then every running container judged and recorded.
-    async fn pass(
-        &mut self,
-        generation: i64,
-        running: BTreeMap<String, String>,
-    ) -> anyhow::Result<()> {
+    async fn pass(&mut self, running: BTreeMap<String, String>) -> anyhow::Result<()> {
         let settings = self.settings.clone();
         let runner = self.runner.clone();
         let known = std::mem::take(&mut self.generations);
@@ -206,15 +202,20 @@ impl Executor {
             let mut conn = db::open(&settings.paths.db())?;
             let mut work = Work::default();
             take_requests(&conn, &settings, &runner, &mut work)?;
-            let deferred: BTreeSet<String> = rows::deferred(&conn)?
-                .into_iter()
-                .map(|deferral| deferral.agent)
+            // One read snapshot: an `apply --no-restart` commits its generation and deferral
+            // together, so no composition here sees the new generation without its deferral.
+            let snapshot = conn.transaction()?;
+            let generation = db::generation(&snapshot)?;
+            let deferrals = rows::deferred(&snapshot)?;
+            let deferred: BTreeSet<String> = deferrals
+                .iter()
+                .map(|deferral| deferral.agent.clone())
                 .collect();
             let mut records = Vec::new();
             let mut known_now = HashMap::new();
             for (session_id, running_hash) in &running {
                 let agent = runner.agent(session_id).unwrap_or_default();
-                let desired = desired_hash(&conn, &settings, session_id);
+                let desired = desired_hash(&snapshot, &settings, session_id);
                 let judgement = judge(&Observed {
                     running_hash: running_hash.clone(),
                     desired: desired.clone(),
@@ -247,6 +248,17 @@ impl Executor {
                     verdict: judgement.verdict,
                     reason: judgement.reason,
                 });
+            }
+            snapshot.commit()?;
+            // A deferral with no stale container left holds nothing back (its containers
+            // ended and came back current): it ends, so `status` does not show it forever.
+            for deferral in &deferrals {
+                let holds = records.iter().any(|record| {
+                    record.agent == deferral.agent && record.verdict == rows::Verdict::Deferred
+                });
+                if !holds {
+                    rows::end_deferral(&conn, &deferral.agent, deferral.generation)?;
+                }
             }
             rows::replace_running(&mut conn, &records)?;
             anyhow::Ok((work.stops, work.wakes, known_now, running))
