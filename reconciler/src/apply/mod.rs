@@ -7,9 +7,10 @@
 //! keeps applies from interleaving. This module decides nothing: the plan says what to write,
 //! and the rows are `db::config`'s and `db::history`'s.
 //!
-//! No `pending_effects` rows are written: nothing acts on them yet (restarting containers after
-//! an apply is a later, level-triggered executor's job), and a row nobody reads or clears would
-//! only claim work that never happens.
+//! No `pending_effects` rows are written: the daemon's executor (`runtime::executor`) is
+//! level-triggered, comparing running containers with a fresh composition, so it needs no
+//! queue; a row nobody reads or clears would only claim work that never happens. The one thing
+//! an apply tells it is `--no-restart` (`Meta::defer_restarts`), in the same transaction.
 
 pub mod lock;
 
