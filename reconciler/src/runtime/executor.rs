@@ -188,16 +188,18 @@ impl Executor {
                 "a new generation was applied; checking running containers"
             );
         }
+        self.pass(running).await?;
+        // Only a pass that went through counts: a failed one is redone at the next tick.
         self.generation = Some(generation);
         self.last_pass = Some(Instant::now());
-        self.pass(running).await
+        Ok(())
     }
 
     /// One full pass: restart requests, then every running container judged and recorded.
     async fn pass(&mut self, running: BTreeMap<String, String>) -> anyhow::Result<()> {
         let settings = self.settings.clone();
         let runner = self.runner.clone();
-        let known = std::mem::take(&mut self.generations);
+        let known = self.generations.clone();
         let (stops, wakes, known, seen) = tokio::task::spawn_blocking(move || {
             let mut conn = db::open(&settings.paths.db())?;
             let mut work = Work::default();
