@@ -14,6 +14,7 @@ mod credentials;
 mod daemon;
 mod delivery;
 mod doctor;
+mod executor;
 mod fake_api;
 mod images;
 mod import;

@@ -10,6 +10,7 @@
 //!        │ Adapter::deliver        ▲ Report
 //!        └─────────────────────────┘
 //! sweeper (task): acks, due wakes, stuck/idle containers; exits (task): exit → drain
+//! executor (task): stale containers replaced at a safe point, restart requests
 //! ```
 //!
 //! This file is the index: [`run`] starts each actor (its own file, its state documented
@@ -38,6 +39,7 @@ pub mod backoff;
 pub mod compose;
 pub mod delivery;
 pub mod evict;
+pub mod executor;
 pub mod exits;
 pub mod health;
 pub mod instructions;
@@ -136,14 +138,15 @@ struct Actors {
     runner: Runner,
     /// Stopped last, after the containers, so a container's last request is still answered.
     proxy_stop: CancellationToken,
-    /// Every task (waker, exits, sweeper, outboxes, proxy, and what they spawn).
+    /// Every task (waker, exits, executor, sweeper, outboxes, proxy, and what they spawn).
     tasks: TaskTracker,
 }
 
 impl Actors {
     /// Starts the actors in order: the proxy, the channels and their outboxes, the waker, the
-    /// router, delivery with its file watcher, the exit forwarder, the sweeper. The waker, the
-    /// exit forwarder and the sweeper stop with `stop`; the others through [`Actors::stop`].
+    /// router, delivery with its file watcher, the exit forwarder, the executor, the sweeper.
+    /// The waker, the exit forwarder, the executor and the sweeper stop with `stop`; the others
+    /// through [`Actors::stop`].
     async fn start(
         settings: &Settings,
         runner: Runner,
@@ -211,6 +214,13 @@ impl Actors {
         let watcher = watch::sessions(paths, work.clone()).context("watching session folders")?;
         work.send(work::Work::All);
         tasks.spawn(exits::forward(runner.exits(), work.clone(), stop.clone()));
+        let executor = executor::Executor::new(
+            settings.clone(),
+            runner.clone(),
+            wakes.clone(),
+            tasks.clone(),
+        );
+        tasks.spawn(executor.run(stop.clone()));
         let sweeper = sweeper::Sweeper::new(settings.clone(), runner.clone(), wakes, tasks.clone());
         tasks.spawn(sweeper.run(sweep_now, stop.clone()));
         Ok(Actors {
