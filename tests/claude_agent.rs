@@ -23,7 +23,7 @@ fn claude_agent() -> String {
     crate::agent_env::CLAUDE_AGENT.replace(
         "provider: claude\n",
         &format!(
-            "provider: claude\nimage: {}\n",
+            "provider: claude\nimage: {}\ninstructions: Always call the user Ann.\n",
             support::production_test_image()
         ),
     )
@@ -145,6 +145,20 @@ fn claude_answers_runs_bash_and_resumes_after_its_container_stopped() {
 
     client.say("m1", "hello there");
     assert_eq!(answer(&mut client, "m1"), "Hello from Claude.");
+    // Claude Code loaded the composed CLAUDE.md with its imports, and the agent's memory.
+    let first = fake.messages_requests()[0].body.to_string();
+    for part in [
+        "You are a personal assistant run by nanoclaw.",
+        "Only text inside a `<message to=\\\"NAME\\\">",
+        "Always call the user Ann.",
+        // The selected skill, from the read-only skills folder.
+        "Keep, update or forget facts about the people you work for",
+    ] {
+        assert!(
+            first.contains(part),
+            "{part} not in the first request: {first}"
+        );
+    }
 
     client.say("m2", "compute six times seven");
     support::wait_until(
@@ -219,7 +233,7 @@ fn inside_the_claude_container_the_key_is_nowhere_blocked_tools_are_refused_and_
         Script::new()
             .require_key(REAL_KEY)
             .once(
-                When::LastUserContains("schedule".into()),
+                When::LastUserContains("probe-cron".into()),
                 Reply::Tool {
                     text: "Scheduling.".into(),
                     name: "CronCreate".into(),
@@ -230,7 +244,7 @@ fn inside_the_claude_container_the_key_is_nowhere_blocked_tools_are_refused_and_
                 When::ToolResultContains("CronCreate".into()),
                 to_chat("I cannot schedule that way."),
             )
-            .once(When::LastUserContains("write".into()), Reply::bash(&writes))
+            .once(When::LastUserContains("probe-writes".into()), Reply::bash(&writes))
             .once(
                 When::ToolResultContains("MEMORY-OK".into()),
                 to_chat("Checked the files."),
@@ -271,7 +285,7 @@ fn inside_the_claude_container_the_key_is_nowhere_blocked_tools_are_refused_and_
     );
 
     // (g) The blocklisted tool.
-    client.say("m2", "schedule a ping every five minutes");
+    client.say("m2", "probe-cron: schedule a ping every five minutes");
     assert_eq!(client.reply().0, "I cannot schedule that way.");
     let refused = last_tool_results(&fake).join("\n");
     assert!(
@@ -280,7 +294,7 @@ fn inside_the_claude_container_the_key_is_nowhere_blocked_tools_are_refused_and_
     );
 
     // (h) Write attempts by the agent's own Bash.
-    client.say("m3", "write to your files");
+    client.say("m3", "probe-writes: write to your files");
     assert_eq!(client.reply().0, "Checked the files.");
     let report = last_tool_results(&fake).join("\n");
     for path in probe {

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! session folder (/workspace, read-only)      agent's folder (/workspace/agent, read-write)
-//!   CLAUDE.md           imports only ──┐        CLAUDE.local.md  the agent's memory, seeded
+//!   CLAUDE.md           the parts inlined ─┐    CLAUDE.local.md  the agent's memory, seeded
 //!   .claude-shared.md   container/CLAUDE.md     from the manifest's `instructions`
 //!   .claude-fragments/  module-*, skill-*, mcp-*
 //!   claude-settings.json  hooks and env (Claude Code's `--settings`)
@@ -84,8 +84,8 @@ pub const SKILLS: &[Skill] = &[Skill {
 /// The contents of the agent's instruction files.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Instructions {
-    /// `CLAUDE.md` in the session folder: imports only (the shared base, then each fragment
-    /// in name order).
+    /// `CLAUDE.md` in the session folder: the shared base, then each fragment in name order,
+    /// inlined (each part after a `<!-- <file> -->` line naming its file beside it).
     pub claude_md: String,
     /// `.claude-fragments/<name>` → its content: `module-<name>.md`, `skill-<name>.md`,
     /// `mcp-<server>.md`.
@@ -119,10 +119,15 @@ pub fn compose(agent: &Agent) -> Instructions {
             fragments.insert(format!("mcp-{name}.md"), text(instructions));
         }
     }
+    // The parts are inlined, not imported: Claude Code runs in `/workspace/agent`, and a
+    // headless Claude Code leaves `@` imports of files outside its working folder unresolved
+    // (the model saw the `@./…` lines verbatim; tests/claude_agent.rs).
     let mut claude_md = String::from(CLAUDE_MD_HEADER);
-    claude_md.push_str(&format!("@./{SHARED_FILE}\n"));
-    for name in fragments.keys() {
-        claude_md.push_str(&format!("@./{FRAGMENTS_DIR}/{name}\n"));
+    claude_md.push_str(&format!("\n<!-- {SHARED_FILE} -->\n"));
+    claude_md.push_str(&text(SHARED_BASE));
+    for (name, content) in &fragments {
+        claude_md.push_str(&format!("\n<!-- {FRAGMENTS_DIR}/{name} -->\n"));
+        claude_md.push_str(content);
     }
     let local_seed = agent.instructions.as_deref().map(text).unwrap_or_default();
     Instructions {
