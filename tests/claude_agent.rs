@@ -244,7 +244,10 @@ fn inside_the_claude_container_the_key_is_nowhere_blocked_tools_are_refused_and_
                 When::ToolResultContains("CronCreate".into()),
                 to_chat("I cannot schedule that way."),
             )
-            .once(When::LastUserContains("probe-writes".into()), Reply::bash(&writes))
+            .once(
+                When::LastUserContains("probe-writes".into()),
+                Reply::bash(&writes),
+            )
             .once(
                 When::ToolResultContains("MEMORY-OK".into()),
                 to_chat("Checked the files."),
