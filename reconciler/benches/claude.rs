@@ -19,7 +19,6 @@
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::print_stderr)]
 
 #[path = "../../tests/support/fake_anthropic.rs"]
-#[allow(dead_code)]
 mod fake_anthropic;
 
 use std::io::{BufRead, BufReader, Write};
