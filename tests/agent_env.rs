@@ -134,13 +134,17 @@ fn issue_10_the_composed_environment_is_read_only_and_the_memory_writable() {
     let (session, _) = crate::runtime::sessions(&env).pop().expect("a session");
     let session_dir = env.data().join("sessions/echo").join(&session);
     let claude_md = std::fs::read_to_string(session_dir.join("CLAUDE.md")).expect("CLAUDE.md");
-    assert!(claude_md.contains("@./.claude-shared.md\n"), "{claude_md}");
+    // Inlined, not imported (Claude Code leaves imports from outside its folder unresolved).
     assert!(
-        claude_md.contains("@./.claude-fragments/module-messaging.md\n"),
+        claude_md.contains("<!-- .claude-shared.md -->\n# nanoclaw agent\n"),
         "{claude_md}"
     );
     assert!(
-        claude_md.contains("@./.claude-fragments/skill-remember.md\n"),
+        claude_md.contains("<!-- .claude-fragments/module-messaging.md -->\n"),
+        "{claude_md}"
+    );
+    assert!(
+        claude_md.contains("<!-- .claude-fragments/skill-remember.md -->\n"),
         "{claude_md}"
     );
     assert!(!claude_md.contains("module-cli"), "cli_scope: disabled");

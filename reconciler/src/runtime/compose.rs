@@ -29,11 +29,14 @@ use crate::paths::Paths;
 use crate::state::{self, Agent};
 
 /// Where the agent's Claude Code state folder (`sessions/<agent>/.claude-shared/`: sessions,
-/// transcripts for `--resume`) is mounted read-write. `agent_runner`'s Claude provider defines
-/// it (its `CLAUDE_CONFIG_DIR`); this is its value until that lands.
-pub const CLAUDE_STATE_DIR: &str = "/home/agent/.claude";
-/// Where the agent's selected skills are mounted read-only (Claude Code's user skills).
-pub const CLAUDE_SKILLS_DIR: &str = "/home/agent/.claude/skills";
+/// transcripts for `--resume`) is mounted read-write: the Claude provider's `CLAUDE_CONFIG_DIR`.
+pub use agent_runner::providers::claude::DEFAULT_CONFIG_DIR as CLAUDE_STATE_DIR;
+
+/// Where the agent's selected skills are mounted read-only: Claude Code's user skills,
+/// `skills/` in its state folder.
+pub fn claude_skills_dir() -> String {
+    format!("{CLAUDE_STATE_DIR}/skills")
+}
 /// The agent's Claude state folder in `sessions/<agent>/` (agent-writable).
 pub const CLAUDE_STATE_FOLDER: &str = ".claude-shared";
 /// The agent's selected skills in `sessions/<agent>/` (host-owned).
@@ -93,7 +96,7 @@ pub fn compose(session: &Session, agent: &Agent, inputs: &Inputs<'_>) -> Compose
         });
         system_mounts.push(MountSpec {
             host: agent_state.join(SKILLS_FOLDER),
-            container: CLAUDE_SKILLS_DIR.to_string(),
+            container: claude_skills_dir(),
             readonly: true,
         });
     }

@@ -204,16 +204,28 @@ fn the_runner_reads_what_the_host_writes() {
 }
 
 #[test]
-fn the_instruction_files_are_imports_and_fragments() {
+fn the_instruction_file_inlines_the_base_and_the_fragments() {
     let full = composed(&populated(), &[]);
+    let claude_md = &full.instructions.claude_md;
+    let parts: Vec<&str> = claude_md
+        .lines()
+        .filter(|line| line.starts_with("<!-- "))
+        .collect();
     expect_test::expect![[r#"
-        <!-- Composed by nanoclaw at every container start; do not edit. Per-agent memory belongs in CLAUDE.local.md. -->
-        @./.claude-shared.md
-        @./.claude-fragments/mcp-notes.md
-        @./.claude-fragments/module-cli.md
-        @./.claude-fragments/module-messaging.md
+        [
+            "<!-- Composed by nanoclaw at every container start; do not edit. Per-agent memory belongs in CLAUDE.local.md. -->",
+            "<!-- .claude-shared.md -->",
+            "<!-- .claude-fragments/mcp-notes.md -->",
+            "<!-- .claude-fragments/module-cli.md -->",
+            "<!-- .claude-fragments/module-messaging.md -->",
+        ]
     "#]]
-    .assert_eq(&full.instructions.claude_md);
+    .assert_debug_eq(&parts);
+    assert!(claude_md.contains(crate::runtime::instructions::SHARED_BASE.trim_end()));
+    for fragment in full.instructions.fragments.values() {
+        assert!(claude_md.contains(fragment.as_str()), "{fragment}");
+    }
+    assert!(!claude_md.contains("\n@"), "no imports: {claude_md}");
     assert_eq!(
         full.instructions.fragments["mcp-notes.md"],
         "Use the notes tools.\n"
@@ -265,7 +277,7 @@ fn issue_10_fragments_follow_cli_scope_and_the_skill_selection() {
         (vec!["module-messaging.md".to_string()], Vec::new())
     );
     let claude_md = composed(&all, &[]).instructions.claude_md;
-    assert!(claude_md.contains("@./.claude-fragments/skill-remember.md\n"));
+    assert!(claude_md.contains("<!-- .claude-fragments/skill-remember.md -->\n"));
 }
 
 /// Issue 10 points 5 and 6: a Claude agent gets its state folder (read-write) and its skills

@@ -382,7 +382,8 @@ fn restart(
 
 /// Writes `text` into the session's `inbound.db` as an on-wake row: only a container's first
 /// poll sees it, so a container in its stop grace cannot take it; it answers to the session's
-/// chat.
+/// chat. Its sender is `operator` (whoever ran `nanoclaw restart --message`): it is a message
+/// for the agent to act on, unlike the host's `system` notes, which agents read but do not answer.
 fn write_on_wake(
     conn: &Connection,
     settings: &Settings,
@@ -392,8 +393,8 @@ fn write_on_wake(
     let dir = settings.paths.session(&session.agent, &session.id);
     let routing = session::default_routing(conn, session)?;
     let mut content = Content::text(text);
-    content.sender = Some("system".to_string());
-    content.sender_id = Some("system".to_string());
+    content.sender = Some("operator".to_string());
+    content.sender_id = Some("operator".to_string());
     let row = NewInbound {
         id: ids::new_id("restart"),
         kind: Kind::Chat,

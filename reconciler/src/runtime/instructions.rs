@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! session folder (/workspace, read-only)      agent's folder (/workspace/agent, read-write)
-//!   CLAUDE.md           imports only ──┐        CLAUDE.local.md  the agent's memory, seeded
+//!   CLAUDE.md           the parts inlined ─┐    CLAUDE.local.md  the agent's memory, seeded
 //!   .claude-shared.md   container/CLAUDE.md     from the manifest's `instructions`
 //!   .claude-fragments/  module-*, skill-*, mcp-*
 //!   claude-settings.json  hooks and env (Claude Code's `--settings`)
@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::state::{self, Agent, CliScope};
 
@@ -26,11 +26,9 @@ use crate::state::{self, Agent, CliScope};
 pub const FRAGMENTS_DIR: &str = ".claude-fragments";
 /// The shared base's file in the session folder, imported first by `CLAUDE.md`.
 pub const SHARED_FILE: &str = ".claude-shared.md";
-/// Claude Code's settings (hooks, env) in the session folder, passed with `--settings`.
-/// `agent_runner`'s Claude provider defines the name; this is its value until it lands.
-pub const SETTINGS_FILE: &str = "claude-settings.json";
-/// The runner in the production image, which Claude Code's hooks call (`<runner> hook <event>`).
-pub const RUNNER_IN_IMAGE: &str = "/agent-runner";
+/// Claude Code's settings (hooks, env) in the session folder, passed with `--settings`: the
+/// Claude provider's file name, so both sides name one file.
+pub use agent_runner::providers::claude::hooks::SETTINGS_FILE;
 /// The first line of the composed `CLAUDE.md`.
 const CLAUDE_MD_HEADER: &str = "<!-- Composed by nanoclaw at every container start; do not edit. Per-agent memory belongs in CLAUDE.local.md. -->\n";
 
@@ -86,8 +84,8 @@ pub const SKILLS: &[Skill] = &[Skill {
 /// The contents of the agent's instruction files.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Instructions {
-    /// `CLAUDE.md` in the session folder: imports only (the shared base, then each fragment
-    /// in name order).
+    /// `CLAUDE.md` in the session folder: the shared base, then each fragment in name order,
+    /// inlined (each part after a `<!-- <file> -->` line naming its file beside it).
     pub claude_md: String,
     /// `.claude-fragments/<name>` → its content: `module-<name>.md`, `skill-<name>.md`,
     /// `mcp-<server>.md`.
@@ -121,10 +119,15 @@ pub fn compose(agent: &Agent) -> Instructions {
             fragments.insert(format!("mcp-{name}.md"), text(instructions));
         }
     }
+    // The parts are inlined, not imported: Claude Code runs in `/workspace/agent`, and a
+    // headless Claude Code leaves `@` imports of files outside its working folder unresolved
+    // (the model saw the `@./…` lines verbatim; tests/claude_agent.rs).
     let mut claude_md = String::from(CLAUDE_MD_HEADER);
-    claude_md.push_str(&format!("@./{SHARED_FILE}\n"));
-    for name in fragments.keys() {
-        claude_md.push_str(&format!("@./{FRAGMENTS_DIR}/{name}\n"));
+    claude_md.push_str(&format!("\n<!-- {SHARED_FILE} -->\n"));
+    claude_md.push_str(&text(SHARED_BASE));
+    for (name, content) in &fragments {
+        claude_md.push_str(&format!("\n<!-- {FRAGMENTS_DIR}/{name} -->\n"));
+        claude_md.push_str(content);
     }
     let local_seed = agent.instructions.as_deref().map(text).unwrap_or_default();
     Instructions {
@@ -150,34 +153,12 @@ pub fn selected_skills(selection: &state::Skills) -> Vec<&'static Skill> {
     skills
 }
 
-/// Claude Code's settings: the runner's hooks (docs/agent-runner.md#providers: tool tracking in
-/// `container_state`, the blocklist, the transcript archive) and the environment that keeps
-/// Claude Code to its job (docs/claude-code.md#environment): no non-essential traffic, no
-/// auto-update, and no auto memory (the agent's memory is `CLAUDE.local.md`).
+/// Claude Code's settings as the Claude provider defines them (docs/agent-runner.md#providers):
+/// the runner's hooks (tool tracking in `container_state`, the blocklist, the transcript archive)
+/// on the runner of the production image, and the environment that keeps Claude Code to its job.
 fn settings() -> Value {
-    let hooks: serde_json::Map<String, Value> = [
-        ("PreToolUse", "pre-tool-use"),
-        ("PostToolUse", "post-tool-use"),
-        ("PostToolUseFailure", "post-tool-use-failure"),
-        ("PreCompact", "pre-compact"),
-    ]
-    .into_iter()
-    .map(|(event, arg)| {
-        let command = format!("{RUNNER_IN_IMAGE} hook {arg}");
-        (
-            event.to_string(),
-            json!([{"hooks": [{"type": "command", "command": command}]}]),
-        )
-    })
-    .collect();
-    json!({
-        "hooks": hooks,
-        "env": {
-            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-            "DISABLE_AUTOUPDATER": "1",
-            "CLAUDE_CODE_DISABLE_AUTO_MEMORY": "1",
-        },
-    })
+    use agent_runner::providers::claude::hooks;
+    hooks::settings_json(hooks::RUNNER_IN_IMAGE)
 }
 
 /// A text as a file: trailing blanks trimmed, one final newline.

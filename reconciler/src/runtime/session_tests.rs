@@ -272,7 +272,7 @@ fn the_previous_layouts_composed_files_leave_the_agents_folder_once() {
     assert!(
         std::fs::read_to_string(session.join("CLAUDE.md"))
             .unwrap()
-            .contains("@./.claude-fragments/mcp-notes.md")
+            .contains("<!-- .claude-fragments/mcp-notes.md -->")
     );
     // Later, the agent's own CLAUDE.md in its folder is its own: not removed again.
     std::fs::write(group.join("CLAUDE.md"), "mine").unwrap();

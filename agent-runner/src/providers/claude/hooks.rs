@@ -73,8 +73,10 @@ impl HookEvent {
     }
 }
 
-/// Claude Code's settings that register the hooks, each calling `<runner> hook <event>`; the
-/// host writes them (pretty JSON) to `<session folder>/`[`SETTINGS_FILE`] with
+/// Claude Code's settings: the hooks, each calling `<runner> hook <event>`, and the environment
+/// that keeps Claude Code to its job (docs/claude-code.md#environment): no non-essential
+/// traffic, no auto-update, no auto memory (the agent's memory is `CLAUDE.local.md`). The host
+/// writes them (pretty JSON) to `<session folder>/`[`SETTINGS_FILE`] with
 /// `runner` = [`RUNNER_IN_IMAGE`].
 pub fn settings_json(runner: &str) -> Value {
     let hooks: serde_json::Map<String, Value> = HookEvent::ALL
@@ -87,7 +89,14 @@ pub fn settings_json(runner: &str) -> Value {
             )
         })
         .collect();
-    json!({ "hooks": hooks })
+    json!({
+        "hooks": hooks,
+        "env": {
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "DISABLE_AUTOUPDATER": "1",
+            "CLAUDE_CODE_DISABLE_AUTO_MEMORY": "1",
+        },
+    })
 }
 
 /// The settings file to pass: the host's, else one this runner writes for itself in the

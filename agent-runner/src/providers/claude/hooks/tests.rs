@@ -162,6 +162,11 @@ fn the_settings_register_every_hook_on_the_runner_binary() {
                 ]
               }
             ]
+          },
+          "env": {
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "DISABLE_AUTOUPDATER": "1",
+            "CLAUDE_CODE_DISABLE_AUTO_MEMORY": "1"
           }
         }"#]]
     .assert_eq(&serde_json::to_string_pretty(&settings_json(RUNNER_IN_IMAGE)).unwrap());
