@@ -8,8 +8,12 @@
 use serde::{Deserialize, Serialize};
 use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, Decoder, Encoder};
 
-/// Version of the protocol below. A client may name it in its hello; the host refuses others.
-pub const VERSION: u32 = 1;
+/// Version of the protocol below. A client may name it in its hello; the host refuses
+/// versions it does not speak. Version 2 added cards: [`Reply::card`], [`ClientLine::Answer`]
+/// and [`HostLine::Answered`]; a version 1 client is still served (it shows a card's text).
+pub const VERSION: u32 = 2;
+/// The versions this host serves.
+pub const SUPPORTED: std::ops::RangeInclusive<u32> = 1..=VERSION;
 /// Longest accepted line in bytes; longer lines are rejected with an error reply.
 pub const MAX_LINE: usize = 64 * 1024;
 /// Platform id used when a client names none.
@@ -26,8 +30,40 @@ pub enum ClientLine {
     Hello { hello: Hello },
     /// `{"ack": "<reply id>"}`: the client has shown that reply; only now is it delivered.
     Ack { ack: String },
+    /// `{"answer": {"card": "apv-…", "option": "allow"}}` (version 2): the person at this
+    /// connection chooses an option of a card shown in the chat it reads.
+    Answer { answer: AnswerLine },
     /// `{"text": "…", "id": "…"?, "platform_id": "…"?}`: one message.
     Message(Message),
+}
+
+/// A choice on a card (version 2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerLine {
+    pub card: String,
+    /// The option's id (`allow`), or its number as shown (`1`).
+    pub option: String,
+    /// Who answers: the CLI chat whose person chooses (`cli:<platform id>`); default: the chat
+    /// this connection reads, else [`DEFAULT_PLATFORM_ID`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_id: Option<String>,
+}
+
+/// A card as a reply carries it (version 2): its id and options, so a client can answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardView {
+    pub id: String,
+    pub options: Vec<CardChoice>,
+    /// Set on the line that shows a card's outcome: the card is decided, nothing to answer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub decided: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardChoice {
+    pub id: String,
+    pub label: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +106,8 @@ pub enum HostLine {
     Superseded { superseded: bool, text: String },
     /// A reply (or a notice from the runtime) for the chat this connection reads.
     Reply(Reply),
+    /// `{"answered": "<card id>", "outcome": "…"}` (version 2): the answer decided the card.
+    Answered { answered: String, outcome: String },
     /// `{"error": "…"}`: the client's last line was rejected; nothing else is affected.
     Error { error: String },
 }
@@ -93,6 +131,10 @@ pub struct Reply {
     /// The message it answers, as `<message id>:<agent>`; absent when it answers none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_reply_to: Option<String>,
+    /// Version 2: the reply is a card (its `text` shows it with numbered options) or a card's
+    /// outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card: Option<CardView>,
 }
 
 /// The client-line fields as they may appear; [`ClientLine::parse`] turns them into one
@@ -102,6 +144,7 @@ pub struct Reply {
 struct RawClientLine {
     hello: Option<Hello>,
     ack: Option<String>,
+    answer: Option<AnswerLine>,
     text: Option<serde_json::Value>,
     id: Option<String>,
     platform_id: Option<String>,
@@ -113,6 +156,12 @@ impl ClientLine {
         let raw: RawClientLine =
             serde_json::from_str(line).map_err(|err| format!("malformed line: {err}"))?;
         let message_fields = raw.text.is_some() || raw.id.is_some() || raw.platform_id.is_some();
+        if let Some(answer) = raw.answer {
+            if message_fields || raw.hello.is_some() || raw.ack.is_some() {
+                return Err("an `answer` line holds nothing else".to_string());
+            }
+            return Ok(ClientLine::Answer { answer });
+        }
         match (raw.hello, raw.ack) {
             (Some(_), Some(_)) => Err("a line holds `hello` or `ack`, not both".to_string()),
             (Some(_), None) | (None, Some(_)) if message_fields => Err(
@@ -337,12 +386,14 @@ mod tests {
                 text: "hi".into(),
                 agent: Some("andy".into()),
                 in_reply_to: Some("m1:andy".into()),
+                card: None,
             }),
             HostLine::Reply(Reply {
                 id: "notice-1".into(),
                 text: "note".into(),
                 agent: None,
                 in_reply_to: None,
+                card: None,
             }),
             HostLine::error("bad"),
         ];

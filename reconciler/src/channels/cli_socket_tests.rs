@@ -164,6 +164,7 @@ async fn issue_8_connections_beyond_the_limit_are_refused_with_an_error() {
     Arc::clone(&socket)
         .start(Start {
             inbound: inbound_tx,
+            answers: tokio::sync::mpsc::channel(1).0,
             ready: Ready::new(|_| {}),
             stop: CancellationToken::new(),
         })
@@ -218,6 +219,7 @@ async fn start_binds_the_socket_and_stop_ends_every_connection_and_removes_it() 
     Arc::clone(&socket)
         .start(Start {
             inbound: inbound_tx,
+            answers: tokio::sync::mpsc::channel(1).0,
             ready: Ready::new(move |chat| {
                 let _ = ready_tx.send(chat);
             }),
@@ -264,6 +266,7 @@ async fn a_path_that_is_not_a_socket_stops_the_start_with_its_name() {
     let err = Arc::new(CliSocket::new(&path))
         .start(Start {
             inbound: inbound_tx,
+            answers: tokio::sync::mpsc::channel(1).0,
             ready: Ready::new(|_| {}),
             stop: CancellationToken::new(),
         })

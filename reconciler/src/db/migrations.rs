@@ -42,7 +42,36 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "006-agent-images-and-watch",
         sql: AGENT_IMAGES_AND_WATCH,
     },
+    Migration {
+        name: "007-approvals",
+        sql: APPROVALS,
+    },
 ];
+
+/// Approvals (`db::approvals`): one row per card sent to an approver, kept after the decision
+/// as its audit; at most one pending row per `(kind, subject)`. Times are unix milliseconds.
+const APPROVALS: &str = r#"
+CREATE TABLE approvals (
+  id TEXT PRIMARY KEY,
+  kind TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  agent_group_id TEXT,
+  payload TEXT NOT NULL,
+  approver_user_id TEXT NOT NULL,
+  card_channel_type TEXT NOT NULL,
+  card_platform_id TEXT NOT NULL,
+  card_json TEXT NOT NULL,
+  status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'decided', 'expired')),
+  decision TEXT,
+  decided_by TEXT,
+  decided_at INTEGER,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX idx_approvals_pending_subject ON approvals (kind, subject)
+  WHERE status = 'pending';
+CREATE INDEX idx_approvals_expiry ON approvals (status, expires_at);
+"#;
 
 /// The per-agent image each agent runs and its last failed build (`db::agent_images`), and
 /// the manifest watcher's last outcome (`db::watch`): what `status` reads.

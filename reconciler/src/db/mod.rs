@@ -11,6 +11,7 @@
 //! NanoClaw v2 install's own central DB.
 
 pub mod agent_images;
+pub mod approvals;
 pub mod config;
 pub mod delivered;
 pub mod failures;

@@ -32,6 +32,7 @@
 //! one daemon of a data dir may remove leftover containers and bind the socket.
 
 pub mod a2a;
+pub mod approvals;
 pub mod attachments;
 pub mod backoff;
 pub mod compose;
@@ -78,8 +79,10 @@ pub struct Settings {
     pub max_containers: usize,
     /// Stop a container after this long with nothing to do.
     pub idle_timeout: Duration,
-    /// How often the sweep runs.
+    /// How often the sweep runs (and due approvals expire).
     pub sweep_interval: Duration,
+    /// How long an approval card may be answered.
+    pub approval_ttl: Duration,
     /// Leave containers running at shutdown (they are reaped at the next start).
     pub keep_containers: bool,
     /// Where the credential proxy sends API requests (`NANOCLAW_ANTHROPIC_BASE_URL`).
@@ -121,6 +124,8 @@ pub async fn run(
 struct Actors {
     channels_stop: CancellationToken,
     adapters: channels::Adapters,
+    /// The approvals actor; ends on `channels_stop`, dropping its router sender.
+    approvals: TaskTracker,
     router: std::thread::JoinHandle<()>,
     work: work::Inbox,
     delivery: std::thread::JoinHandle<()>,
@@ -153,9 +158,11 @@ impl Actors {
         let work = work::Inbox::new();
 
         let (inbound_tx, inbound_rx) = mpsc::channel::<Envelope>(INBOUND);
+        let (answers_tx, answers_rx) = mpsc::channel(approvals::ANSWERS);
         let channels_stop = CancellationToken::new();
         let start = Start {
-            inbound: inbound_tx,
+            inbound: inbound_tx.clone(),
+            answers: answers_tx,
             ready: ready(&work),
             stop: channels_stop.clone(),
         };
@@ -182,7 +189,19 @@ impl Actors {
         };
         tasks.spawn(waker.run(waker_inbox, inputs, stop.clone()));
 
+        // The approvals actor routes approved messages again through the router's queue; it
+        // stops with the channels, so the router still ends once every sender is gone.
+        let approvals = approvals::Approvals::new(
+            paths,
+            outboxes.clone(),
+            inbound_tx,
+            settings.sweep_interval,
+        )?;
+        let approvals_tasks = TaskTracker::new();
+        approvals_tasks.spawn(approvals.run(answers_rx, channels_stop.clone()));
+        approvals_tasks.close();
         let router = router::Router::new(paths.clone(), outboxes.clone(), wakes.clone())?
+            .with_approval_ttl(settings.approval_ttl)
             .spawn(inbound_rx)
             .context("starting the router thread")?;
         let delivery = delivery::Delivery::new(paths.clone(), outboxes)?
@@ -197,6 +216,7 @@ impl Actors {
         Ok(Actors {
             channels_stop,
             adapters,
+            approvals: approvals_tasks,
             router,
             work,
             delivery,
@@ -214,6 +234,7 @@ impl Actors {
     async fn stop(self, settings: &Settings) {
         self.channels_stop.cancel();
         self.adapters.stop_all().await;
+        self.approvals.wait().await;
         // The router ends once the adapters dropped their inbound senders.
         self.tasks.close();
         let router = self.router;

@@ -17,6 +17,7 @@ use rusqlite::Connection;
 use tokio::sync::mpsc;
 use tracing::{debug, info, info_span, warn};
 
+use super::approvals::{self, Requested};
 use super::attachments;
 use super::outbox::Outboxes;
 use super::route::{self, Action, Facts, MessageFacts, Patterns};
@@ -43,6 +44,8 @@ pub struct Router {
     /// Sessions that received a waking message, with that message's id; the waker starts
     /// their containers.
     wake: Wakes,
+    /// How long an approval card asked for by routing (an unknown sender) may be answered.
+    approval_ttl: std::time::Duration,
 }
 
 /// Rows for one session collected over a batch, in arrival order.
@@ -62,7 +65,14 @@ impl Router {
             outboxes,
             patterns: Patterns::default(),
             wake,
+            approval_ttl: approvals::DEFAULT_TTL,
         })
+    }
+
+    /// Approval cards asked for while routing may be answered for `ttl`.
+    pub fn with_approval_ttl(mut self, ttl: std::time::Duration) -> Router {
+        self.approval_ttl = ttl;
+        self
     }
 
     /// Starts the router on its own thread; it ends when every inbound sender is gone.
@@ -99,6 +109,7 @@ impl Router {
         let mut writes: Vec<(String, SessionWrites)> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         let mut denials = Vec::new();
+        let mut cards = Vec::new();
         let mut receipts: Vec<(tokio::sync::oneshot::Sender<Receipt>, Stored)> = Vec::new();
         match self.conn.transaction() {
             Ok(tx) => {
@@ -111,6 +122,7 @@ impl Router {
                         &self.paths,
                         self.outboxes.adapters(),
                         &mut self.patterns,
+                        self.approval_ttl,
                         envelope.event,
                     );
                     let stored = match outcome {
@@ -137,6 +149,7 @@ impl Router {
                                 slots.push(slot);
                             }
                             denials.extend(routed.denials);
+                            cards.extend(routed.cards);
                             Stored::In {
                                 slots,
                                 answering: routed.answering,
@@ -198,6 +211,10 @@ impl Router {
             self.outboxes
                 .notice(&channel_type, outbound, "permission denied");
         }
+        for (channel_type, outbound) in cards {
+            self.outboxes
+                .notice(&channel_type, outbound, "approval card");
+        }
     }
 }
 
@@ -217,6 +234,8 @@ fn insert(dir: &std::path::Path, rows: &[NewInbound]) -> anyhow::Result<()> {
 struct Routed {
     rows: Vec<(String, PathBuf, NewInbound)>,
     denials: Vec<(String, Outbound)>,
+    /// Approval cards to send once the batch is committed.
+    cards: Vec<(String, Outbound)>,
     /// Agents that will answer: engaged, or refused with a reply.
     answering: Vec<String>,
     /// No chat at the event's address (and it did not address the bot).
@@ -240,6 +259,7 @@ fn route_one(
     paths: &Paths,
     adapters: &Adapters,
     patterns: &mut Patterns,
+    approval_ttl: std::time::Duration,
     mut event: InboundEvent,
 ) -> anyhow::Result<Routed> {
     // Only a live adapter that says it has no threads collapses them; an event for a channel
@@ -403,8 +423,60 @@ fn route_one(
         };
         routing::record_drop(conn, &drop)?;
         debug!(msg = %event.message.id, reason = reason.as_str(), "message dropped");
+        if reason == route::DropReason::UnknownSenderRequestApproval
+            && let (Some(sender), Some(agent)) = (&sender, &refused_by)
+        {
+            let who = sender_name.as_deref().unwrap_or(sender);
+            if let Some(card) =
+                ask_about_sender(conn, adapters, (&chat, agent, sender, who), &event, approval_ttl)?
+            {
+                routed.cards.push(card);
+            }
+        }
     }
     Ok(routed)
+}
+
+/// Asks an approver whether an unknown sender may talk to `agent` in `chat`
+/// (docs/channels.md, "Unknown senders"): one card per sender and chat while it is pending.
+/// Returns the card to send once the batch commits.
+fn ask_about_sender(
+    conn: &Connection,
+    adapters: &Adapters,
+    (chat, agent, sender, who): (&routing::Chat, &str, &str, &str),
+    event: &InboundEvent,
+    ttl: std::time::Duration,
+) -> anyhow::Result<Option<(String, Outbound)>> {
+    let place = format!("the {} chat `{}`", chat.channel_type, chat.id);
+    let request = approvals::Request {
+        kind: approvals::kinds::UNKNOWN_SENDER,
+        subject: format!("{}|{sender}", chat.id),
+        agent: Some(agent),
+        origin: Some(&chat.channel_type),
+        payload: approvals::unknown_sender_payload(sender, event),
+        title: "👤 New sender".to_string(),
+        body: format!("{who} wants to talk to `{agent}` in {place}. Allow?"),
+        options: vec![("allow", "Allow", "✅ Allowed"), ("deny", "Deny", "❌ Denied")],
+    };
+    Ok(match approvals::request(conn, adapters, &request, ttl)? {
+        Requested::Card {
+            channel_type,
+            outbound,
+            ..
+        } => Some((channel_type, outbound)),
+        Requested::AlreadyPending => {
+            debug!(sender, chat = %chat.id, "unknown sender already awaits a decision");
+            None
+        }
+        Requested::NoApprover => {
+            warn!(sender, agent, "unknown sender not asked about: no owner or admin can approve");
+            None
+        }
+        Requested::NoDm => {
+            warn!(sender, agent, "unknown sender not asked about: no approver has a reachable DM");
+            None
+        }
+    })
 }
 
 /// Once per message, when a mention-sticky wiring took it in a threaded group chat, asks the
