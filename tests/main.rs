@@ -5,6 +5,7 @@
 mod support;
 
 mod agent_images;
+mod approvals;
 mod chat;
 mod claude_code;
 mod color;

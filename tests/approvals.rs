@@ -1,0 +1,285 @@
+//! End-to-end tests of approvals on the CLI channel with real containers (docs/channels.md,
+//! "Approvals", "Unknown senders"): the owner reads the CLI chat `local`; a friend writes in
+//! the CLI chat `friend`, whose policy is `request_approval`, and is `cli:friend` to the runtime.
+
+use std::time::Duration;
+
+use reconciler::channels::cli_protocol::{AnswerLine, CardView, ClientLine, HostLine, Reply};
+
+use crate::runtime::{Client, Daemon};
+use crate::support::{self, Env};
+
+const OWNER_AND_FRIEND: &str = "\
+kind: agent
+name: echo
+provider: mock
+---
+kind: channel
+name: terminal
+channel_type: cli
+platform_id: local
+unknown_sender_policy: public
+wirings:
+  - agent: echo
+    engage_mode: pattern
+    engage_pattern: \".\"
+---
+kind: channel
+name: friends
+channel_type: cli
+platform_id: friend
+unknown_sender_policy: request_approval
+wirings:
+  - agent: echo
+    engage_mode: pattern
+    engage_pattern: \".\"
+---
+kind: user
+id: \"cli:local\"
+display_name: Owner
+roles: [owner]
+";
+
+/// The next reply that is a card (or a card's outcome), acknowledged.
+fn next_card(client: &mut Client) -> (Reply, CardView) {
+    loop {
+        if let HostLine::Reply(reply) = client.next_line() {
+            client.send_line(&ClientLine::Ack {
+                ack: reply.id.clone(),
+            });
+            if let Some(card) = reply.card.clone() {
+                return (reply, card);
+            }
+        }
+    }
+}
+
+/// Sends an answer as the person of CLI chat `platform_id`; the runtime's verdict line. The
+/// card's outcome may arrive before the verdict: replies read meanwhile go to `seen`.
+fn answer_seen(
+    client: &mut Client,
+    (card, option, platform_id): (&str, &str, &str),
+    seen: &mut Vec<Reply>,
+) -> HostLine {
+    client.send_line(&ClientLine::Answer {
+        answer: AnswerLine {
+            card: card.into(),
+            option: option.into(),
+            platform_id: Some(platform_id.into()),
+        },
+    });
+    loop {
+        match client.next_line() {
+            line @ (HostLine::Answered { .. } | HostLine::Error { .. }) => return line,
+            HostLine::Reply(reply) => {
+                client.send_line(&ClientLine::Ack {
+                    ack: reply.id.clone(),
+                });
+                seen.push(reply);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn answer(client: &mut Client, card: &str, option: &str, platform_id: &str) -> HostLine {
+    answer_seen(client, (card, option, platform_id), &mut Vec::new())
+}
+
+/// The outcome of `card`: among `seen`, else the next card line.
+fn outcome_of(client: &mut Client, card: &str, seen: Vec<Reply>) -> Reply {
+    let decided = |reply: &Reply| {
+        reply
+            .card
+            .as_ref()
+            .is_some_and(|view| view.decided && view.id == card)
+    };
+    if let Some(reply) = seen.into_iter().find(decided) {
+        return reply;
+    }
+    loop {
+        let (reply, _) = next_card(client);
+        if decided(&reply) {
+            return reply;
+        }
+    }
+}
+
+/// `(status, decision, decided_by)` of every approval, oldest first.
+fn approvals(env: &Env) -> Vec<(String, Option<String>, Option<String>)> {
+    let conn = reconciler::db::open_readonly(&env.db()).expect("open db");
+    let mut statement = conn
+        .prepare("SELECT status, decision, decided_by FROM approvals ORDER BY created_at, id")
+        .expect("query");
+    statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("approvals")
+}
+
+fn members(env: &Env) -> Vec<(String, String, Option<String>)> {
+    let conn = reconciler::db::open_readonly(&env.db()).expect("open db");
+    let mut statement = conn
+        .prepare("SELECT user_id, agent_group_id, managed_by FROM agent_group_members ORDER BY user_id")
+        .expect("query");
+    statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("members")
+}
+
+#[test]
+fn an_unknown_sender_allowed_by_the_owner_is_answered_once() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let env = Env::new("approve-sender");
+    env.write("agents.yaml", OWNER_AND_FRIEND);
+    let daemon = Daemon::start(&env);
+    let mut owner = Client::connect(&env);
+    let mut friend = Client::connect_to(&env, "friend");
+    friend.say("m1", "hello from a friend");
+    let (card_reply, card) = next_card(&mut owner);
+    assert!(
+        card_reply.text.contains("cli:friend wants to talk to `echo`"),
+        "{}",
+        card_reply.text
+    );
+    assert!(card_reply.text.contains("1. Allow"), "{}", card_reply.text);
+    assert_eq!(
+        card.options.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(),
+        ["allow", "deny"]
+    );
+    // While the card waits, more messages from the same sender ask nothing more.
+    friend.say("m2", "are you there?");
+    assert_eq!(approvals(&env).len(), 1, "one card per pending sender");
+
+    // Someone with no role may not decide; the card stays pending.
+    let refused = answer(&mut owner, &card.id, "allow", "stranger");
+    let HostLine::Error { error } = refused else {
+        panic!("an unauthorised answer is refused: {refused:?}");
+    };
+    assert!(
+        error.contains("`cli:stranger` may not answer") && error.contains("`cli:local`"),
+        "{error}"
+    );
+    assert_eq!(approvals(&env)[0].0, "pending");
+
+    let mut seen = Vec::new();
+    let decided = answer_seen(&mut owner, (&card.id, "1", "local"), &mut seen);
+    assert_eq!(
+        decided,
+        HostLine::Answered {
+            answered: card.id.clone(),
+            outcome: "✅ Allowed by cli:local".into()
+        }
+    );
+    let outcome = outcome_of(&mut owner, &card.id, seen);
+    assert!(outcome.text.contains("✅ Allowed by cli:local"));
+
+    let (text, to) = friend.reply();
+    assert_eq!(
+        (text.as_str(), to.as_str()),
+        ("echo: hello from a friend", "m1:echo"),
+        "{}",
+        daemon.log()
+    );
+    // The held message is answered once: the next reply answers the next message.
+    friend.say("m3", "thanks");
+    let (text, to) = friend.reply();
+    assert_eq!((text.as_str(), to.as_str()), ("echo: thanks", "m3:echo"));
+    assert_eq!(
+        members(&env),
+        [("cli:friend".into(), "echo".into(), None)],
+        "a runtime-owned membership"
+    );
+    assert_eq!(
+        approvals(&env),
+        [(
+            "decided".into(),
+            Some("allow".into()),
+            Some("cli:local".into())
+        )]
+    );
+    // A decided card cannot be answered again.
+    let again = answer(&mut owner, &card.id, "deny", "local");
+    assert!(
+        matches!(&again, HostLine::Error { error } if error.contains("no card")),
+        "{again:?}"
+    );
+}
+
+#[test]
+fn an_unknown_sender_denied_is_dropped_and_audited() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let env = Env::new("deny-sender");
+    env.write("agents.yaml", OWNER_AND_FRIEND);
+    let daemon = Daemon::start(&env);
+    let mut owner = Client::connect(&env);
+    let mut friend = Client::connect_to(&env, "friend");
+    friend.say("m1", "let me in");
+    let (_, card) = next_card(&mut owner);
+    let mut seen = Vec::new();
+    let decided = answer_seen(&mut owner, (&card.id, "deny", "local"), &mut seen);
+    assert!(
+        matches!(&decided, HostLine::Answered { outcome, .. } if outcome == "❌ Denied by cli:local"),
+        "{decided:?}"
+    );
+    assert_eq!(
+        approvals(&env),
+        [(
+            "decided".into(),
+            Some("deny".into()),
+            Some("cli:local".into())
+        )]
+    );
+    assert!(members(&env).is_empty());
+    assert!(crate::runtime::sessions(&env).is_empty(), "no session, no container");
+    let conn = reconciler::db::open_readonly(&env.db()).expect("open db");
+    let (reason, count): (String, i64) = conn
+        .query_row(
+            "SELECT reason, message_count FROM unregistered_senders WHERE platform_id = 'friend'",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .expect("the dropped message is audited");
+    assert_eq!((reason.as_str(), count), ("unknown_sender_request_approval", 1));
+    // No deny list: a later message asks again.
+    friend.say("m2", "please?");
+    let second = loop {
+        let (_, view) = next_card(&mut owner);
+        if !view.decided {
+            break view;
+        }
+    };
+    assert_ne!(second.id, card.id, "{}", daemon.log());
+}
+
+#[test]
+fn an_unanswered_card_expires() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let env = Env::new("expire-card");
+    env.write("agents.yaml", OWNER_AND_FRIEND);
+    let _daemon = Daemon::start_with(&env, &["--approval-ttl", "1s"]);
+    let mut owner = Client::connect(&env);
+    let mut friend = Client::connect_to(&env, "friend");
+    friend.say("m1", "anyone?");
+    let (_, card) = next_card(&mut owner);
+    support::wait_until("the card to expire", Duration::from_secs(30), || {
+        approvals(&env).first().map(|row| row.0.as_str()) == Some("expired")
+    });
+    let outcome = outcome_of(&mut owner, &card.id, Vec::new());
+    assert!(outcome.text.contains("⌛ Expired"), "{}", outcome.text);
+    let late = answer(&mut owner, &card.id, "allow", "local");
+    assert!(
+        matches!(&late, HostLine::Error { error } if error.contains("no card")),
+        "{late:?}"
+    );
+    assert!(members(&env).is_empty());
+}
