@@ -283,3 +283,86 @@ fn an_unanswered_card_expires() {
     );
     assert!(members(&env).is_empty());
 }
+
+const AGENT_ONLY: &str = "\
+kind: agent
+name: echo
+provider: mock
+";
+
+/// `nanoclaw pair cli`'s code.
+fn pairing_code(env: &Env) -> String {
+    let run = env.run(&["pair", "cli"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run.stdout.trim().to_string()
+}
+
+/// The next reply that is no card, acknowledged: its text.
+fn next_text(client: &mut Client) -> String {
+    loop {
+        let (text, _) = client.reply();
+        if !text.starts_with("👤") && !text.starts_with("🔗") {
+            return text;
+        }
+    }
+}
+
+#[test]
+fn pairing_on_an_empty_install_makes_the_first_sender_owner_and_a_second_code_needs_approval() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let env = Env::new("pairing");
+    env.write("agents.yaml", AGENT_ONLY);
+    let daemon = Daemon::start(&env);
+    let code = pairing_code(&env);
+    let mut me = Client::connect_to(&env, "me");
+    me.say("p1", &code.to_lowercase());
+    let paired = next_text(&mut me);
+    assert!(
+        paired.contains("`cli:me` is now the owner") && paired.contains("talks to `echo`"),
+        "{paired}\n{}",
+        daemon.log()
+    );
+    me.say("m1", "hello");
+    assert_eq!(me.reply(), ("echo: hello".into(), "m1:echo".into()));
+    // A code works once: used again, it is an ordinary message from an unknown chat.
+    let mut late = Client::connect_to(&env, "late");
+    late.send_line(&ClientLine::Message(reconciler::channels::cli_protocol::Message {
+        text: code.clone(),
+        id: Some("p2".into()),
+        platform_id: None,
+    }));
+    assert!(late.next_error().contains("no CLI chat `late`"));
+
+    let second = pairing_code(&env);
+    let mut pal = Client::connect_to(&env, "pal");
+    pal.say("p3", &second);
+    assert!(next_text(&mut pal).contains("the owner is asked"));
+    let (card_reply, card) = next_card(&mut me);
+    assert!(card_reply.text.contains("`cli:pal` used a pairing code"), "{}", card_reply.text);
+    let decided = answer(&mut me, &card.id, "allow", "me");
+    assert!(matches!(decided, HostLine::Answered { .. }), "{decided:?}");
+    assert!(next_text(&mut pal).contains("✅ Paired: this chat talks to `echo`"));
+    pal.say("m2", "hi");
+    assert_eq!(pal.reply(), ("echo: hi".into(), "m2:echo".into()));
+
+    let conn = reconciler::db::open_readonly(&env.db()).expect("open db");
+    let owners: Vec<(String, Option<String>)> = conn
+        .prepare("SELECT user_id, managed_by FROM user_roles WHERE role = 'owner'")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(owners, [("cli:me".to_string(), None)], "first pair wins, runtime-owned");
+    assert_eq!(members(&env), [("cli:pal".into(), "echo".into(), None)]);
+    let chats: Vec<String> = conn
+        .prepare("SELECT id FROM messaging_groups WHERE managed_by IS NULL ORDER BY id")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(chats, ["cli-me", "cli-pal"], "the late sender's chat is not registered");
+}

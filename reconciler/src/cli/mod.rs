@@ -24,6 +24,7 @@ pub mod export;
 pub mod history;
 pub mod image;
 pub mod import;
+pub mod pair;
 pub mod plan;
 pub mod run;
 pub mod schema;
@@ -50,7 +51,8 @@ Examples:
   nanoclaw apply --yes              make the DB match the manifests
   nanoclaw run                      apply, then start the runtime (channels, router, containers)
   nanoclaw chat                     talk to the agent wired to the CLI channel
-  nanoclaw auth set anthropic       store the API key agents use (read from stdin, never shown)";
+  nanoclaw auth set anthropic       store the API key agents use (read from stdin, never shown)
+  nanoclaw pair telegram            a one-time code that makes its sender the owner";
 
 /// Declarative personal AI agents in Docker containers, wired to chat channels.
 #[derive(Debug, Parser)]
@@ -101,6 +103,7 @@ pub enum Command {
     Doctor(doctor::DoctorArgs),
     Completions(completions::CompletionsArgs),
     Auth(auth::AuthArgs),
+    Pair(pair::PairArgs),
 }
 
 /// What a command reports to the shell. Converted to an exit code once, in `main`.
@@ -182,6 +185,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Doctor(args) => doctor::run(args, &ctx),
         Command::Completions(args) => completions::run(args, &ctx),
         Command::Auth(args) => auth::run(args, &ctx),
+        Command::Pair(args) => pair::run(args, &ctx),
     }
 }
 

@@ -49,7 +49,8 @@ pub const MIGRATIONS: &[Migration] = &[
 ];
 
 /// Approvals (`db::approvals`): one row per card sent to an approver, kept after the decision
-/// as its audit; at most one pending row per `(kind, subject)`. Times are unix milliseconds.
+/// as its audit; at most one pending row per `(kind, subject)`. Pairing codes (`db::pairing`),
+/// stored as their SHA-256 only. Times are unix milliseconds.
 const APPROVALS: &str = r#"
 CREATE TABLE approvals (
   id TEXT PRIMARY KEY,
@@ -71,6 +72,14 @@ CREATE TABLE approvals (
 CREATE UNIQUE INDEX idx_approvals_pending_subject ON approvals (kind, subject)
   WHERE status = 'pending';
 CREATE INDEX idx_approvals_expiry ON approvals (status, expires_at);
+CREATE TABLE pairing_codes (
+  code_hash TEXT PRIMARY KEY,
+  channel_type TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  used_at INTEGER,
+  used_by TEXT
+);
 "#;
 
 /// The per-agent image each agent runs and its last failed build (`db::agent_images`), and

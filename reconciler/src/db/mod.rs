@@ -17,6 +17,7 @@ pub mod delivered;
 pub mod failures;
 pub mod history;
 pub mod migrations;
+pub mod pairing;
 pub mod routing;
 pub mod sessions;
 pub mod v2;

@@ -16,6 +16,7 @@ pub mod export;
 pub mod history;
 pub mod import;
 pub mod load;
+pub mod pair;
 pub mod plan;
 pub mod service;
 pub mod watch;

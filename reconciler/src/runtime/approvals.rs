@@ -241,6 +241,10 @@ impl Handlers {
     pub fn builtin() -> Handlers {
         let mut handlers = Handlers::default();
         handlers.register(kinds::UNKNOWN_SENDER, Arc::new(UnknownSender));
+        handlers.register(
+            super::pairing::PAIRING,
+            Arc::new(super::pairing::PairingHandler),
+        );
         handlers
     }
 
@@ -497,7 +501,8 @@ pub fn unknown_sender_payload(sender: &str, event: &InboundEvent) -> Value {
     json!({"sender": sender, "event": event})
 }
 
-fn now_ms() -> i64 {
+/// Unix time in milliseconds, the unit of approval and pairing-code times.
+pub(crate) fn now_ms() -> i64 {
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()

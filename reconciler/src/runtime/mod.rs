@@ -45,6 +45,7 @@ pub mod lock;
 pub mod mailbox;
 pub mod notice;
 pub mod outbox;
+pub mod pairing;
 pub mod route;
 pub mod router;
 pub mod sent_log;

@@ -19,6 +19,7 @@ use tracing::{debug, info, info_span, warn};
 
 use super::approvals::{self, Requested};
 use super::attachments;
+use super::pairing;
 use super::outbox::Outboxes;
 use super::route::{self, Action, Facts, MessageFacts, Patterns};
 use super::waker::Wakes;
@@ -109,7 +110,7 @@ impl Router {
         let mut writes: Vec<(String, SessionWrites)> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         let mut denials = Vec::new();
-        let mut cards = Vec::new();
+        let mut notes = Vec::new();
         let mut receipts: Vec<(tokio::sync::oneshot::Sender<Receipt>, Stored)> = Vec::new();
         match self.conn.transaction() {
             Ok(tx) => {
@@ -149,7 +150,7 @@ impl Router {
                                 slots.push(slot);
                             }
                             denials.extend(routed.denials);
-                            cards.extend(routed.cards);
+                            notes.extend(routed.notes);
                             Stored::In {
                                 slots,
                                 answering: routed.answering,
@@ -211,9 +212,9 @@ impl Router {
             self.outboxes
                 .notice(&channel_type, outbound, "permission denied");
         }
-        for (channel_type, outbound) in cards {
+        for (channel_type, outbound) in notes {
             self.outboxes
-                .notice(&channel_type, outbound, "approval card");
+                .notice(&channel_type, outbound, "approval or pairing");
         }
     }
 }
@@ -234,8 +235,8 @@ fn insert(dir: &std::path::Path, rows: &[NewInbound]) -> anyhow::Result<()> {
 struct Routed {
     rows: Vec<(String, PathBuf, NewInbound)>,
     denials: Vec<(String, Outbound)>,
-    /// Approval cards to send once the batch is committed.
-    cards: Vec<(String, Outbound)>,
+    /// Approval cards and pairing notes to send once the batch is committed.
+    notes: Vec<(String, Outbound)>,
     /// Agents that will answer: engaged, or refused with a reply.
     answering: Vec<String>,
     /// No chat at the event's address (and it did not address the bot).
@@ -278,6 +279,13 @@ fn route_one(
     let audit_name = content.sender.clone().or_else(|| sender_name.clone());
     if let Some(sender) = &sender {
         routing::ensure_user(conn, sender, &event.channel_type, sender_name.as_deref())?;
+        // A pairing code is taken before anything else (docs/channels.md, "Pairing").
+        if let Some(notes) = pairing::take(conn, adapters, &event, sender, approval_ttl)? {
+            return Ok(Routed {
+                notes,
+                ..Routed::default()
+            });
+        }
     }
     let chat = match routing::chat(conn, &event.channel_type, &event.platform_id)? {
         Some(chat) => chat,
@@ -430,7 +438,7 @@ fn route_one(
             if let Some(card) =
                 ask_about_sender(conn, adapters, (&chat, agent, sender, who), &event, approval_ttl)?
             {
-                routed.cards.push(card);
+                routed.notes.push(card);
             }
         }
     }
