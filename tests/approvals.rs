@@ -297,12 +297,16 @@ fn pairing_code(env: &Env) -> String {
     run.stdout.trim().to_string()
 }
 
-/// The next reply that is no card, acknowledged: its text.
+/// The next reply that is no card (nor a card's outcome), acknowledged: its text.
 fn next_text(client: &mut Client) -> String {
     loop {
-        let (text, _) = client.reply();
-        if !text.starts_with("👤") && !text.starts_with("🔗") {
-            return text;
+        if let HostLine::Reply(reply) = client.next_line() {
+            client.send_line(&ClientLine::Ack {
+                ack: reply.id.clone(),
+            });
+            if reply.card.is_none() {
+                return reply.text;
+            }
         }
     }
 }
@@ -332,6 +336,7 @@ fn pairing_on_an_empty_install_makes_the_first_sender_owner_and_a_second_code_ne
         text: code.clone(),
         id: Some("p2".into()),
         platform_id: None,
+        mention: None,
     }));
     assert!(late.next_error().contains("no CLI chat `late`"));
 
@@ -365,4 +370,113 @@ fn pairing_on_an_empty_install_makes_the_first_sender_owner_and_a_second_code_ne
         .collect::<Result<_, _>>()
         .unwrap();
     assert_eq!(chats, ["cli-me", "cli-pal"], "the late sender's chat is not registered");
+}
+
+const OWNER_ONLY: &str = "\
+kind: agent
+name: echo
+provider: mock
+---
+kind: channel
+name: terminal
+channel_type: cli
+platform_id: local
+unknown_sender_policy: public
+wirings:
+  - agent: echo
+    engage_mode: pattern
+    engage_pattern: \".\"
+---
+kind: user
+id: \"cli:local\"
+roles: [owner]
+";
+
+/// Sends `text` addressing the bot from CLI chat `client` reads, waits until it is stored.
+fn mention(client: &mut Client, id: &str, text: &str) {
+    client.send_line(&ClientLine::Message(reconciler::channels::cli_protocol::Message {
+        text: text.into(),
+        id: Some(id.into()),
+        platform_id: None,
+        mention: Some(true),
+    }));
+    loop {
+        match client.next_line() {
+            HostLine::Accepted { accepted, .. } if accepted == id => return,
+            HostLine::Error { error } => panic!("rejected: {error}"),
+            _ => {}
+        }
+    }
+}
+
+fn agents(env: &Env) -> Vec<(String, Option<String>)> {
+    let conn = reconciler::db::open_readonly(&env.db()).expect("open db");
+    conn.prepare("SELECT id, managed_by FROM agent_groups ORDER BY id")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[test]
+fn a_new_chat_is_connected_to_an_existing_agent_through_the_card() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let env = Env::new("new-chat");
+    env.write("agents.yaml", OWNER_ONLY);
+    let daemon = Daemon::start(&env);
+    let mut owner = Client::connect(&env);
+    let mut newbie = Client::connect_to(&env, "newbie");
+    mention(&mut newbie, "n1", "hi bot");
+    let (card_reply, card) = next_card(&mut owner);
+    assert!(card_reply.text.starts_with("💬 New direct message"), "{}", card_reply.text);
+    assert_eq!(
+        card.options.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(),
+        ["connect:echo", "new_agent", "reject"]
+    );
+    let decided = answer(&mut owner, &card.id, "connect:echo", "local");
+    assert!(matches!(decided, HostLine::Answered { .. }), "{decided:?}");
+    let (text, to) = newbie.reply();
+    assert_eq!((text.as_str(), to.as_str()), ("echo: hi bot", "n1:echo"), "{}", daemon.log());
+    newbie.say("n2", "and again");
+    assert_eq!(newbie.reply(), ("echo: and again".into(), "n2:echo".into()));
+}
+
+#[test]
+fn a_new_chat_gets_a_new_agent_named_in_the_approvers_chat() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let env = Env::new("new-agent");
+    env.write("agents.yaml", OWNER_ONLY);
+    let daemon = Daemon::start(&env);
+    let mut owner = Client::connect(&env);
+    let mut newbie = Client::connect_to(&env, "team");
+    mention(&mut newbie, "t1", "hello team bot");
+    let (_, card) = next_card(&mut owner);
+    let decided = answer(&mut owner, &card.id, "new_agent", "local");
+    assert!(matches!(decided, HostLine::Answered { .. }), "{decided:?}");
+    let asked = next_text(&mut owner);
+    assert_eq!(asked, "Reply with the name for your new agent:");
+    owner.say("name", "Team Helper");
+    let created = next_text(&mut owner);
+    assert_eq!(created, "✅ Agent `team-helper` created and connected.");
+    let (text, to) = newbie.reply();
+    assert_eq!(
+        (text.as_str(), to.as_str()),
+        ("echo: hello team bot", "t1:team-helper"),
+        "{}",
+        daemon.log()
+    );
+    assert_eq!(
+        agents(&env),
+        [
+            ("echo".to_string(), Some("manifest".to_string())),
+            ("team-helper".to_string(), None)
+        ]
+    );
+    // The name went to the new agent, not to `echo` as a message.
+    assert!(crate::runtime::reply_status(&env, "echo", "name").is_none());
 }

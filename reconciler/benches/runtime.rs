@@ -511,6 +511,7 @@ impl Client {
         client.send(&ClientLine::Hello {
             hello: Hello {
                 platform_id: Some(platform_id.to_string()),
+                mention: None,
                 protocol: Some(cli_protocol::VERSION),
             },
         });
@@ -529,6 +530,7 @@ impl Client {
             text: format!("ping {id}"),
             id: Some(id.clone()),
             platform_id: None,
+            mention: None,
         }));
         loop {
             let mut line = String::new();

@@ -86,6 +86,10 @@ pub struct Message {
     /// The chat; default: the chat this connection reads, else [`DEFAULT_PLATFORM_ID`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub platform_id: Option<String>,
+    /// Version 2: the message addresses the bot (a mention); on a chat no agent is wired to,
+    /// that asks an approver what to do with the chat (docs/channels.md, "New chats").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mention: Option<bool>,
 }
 
 /// A line from the host.
@@ -148,6 +152,7 @@ struct RawClientLine {
     text: Option<serde_json::Value>,
     id: Option<String>,
     platform_id: Option<String>,
+    mention: Option<bool>,
 }
 
 impl ClientLine {
@@ -155,7 +160,10 @@ impl ClientLine {
     pub fn parse(line: &str) -> Result<ClientLine, String> {
         let raw: RawClientLine =
             serde_json::from_str(line).map_err(|err| format!("malformed line: {err}"))?;
-        let message_fields = raw.text.is_some() || raw.id.is_some() || raw.platform_id.is_some();
+        let message_fields = raw.text.is_some()
+            || raw.id.is_some()
+            || raw.platform_id.is_some()
+            || raw.mention.is_some();
         if let Some(answer) = raw.answer {
             if message_fields || raw.hello.is_some() || raw.ack.is_some() {
                 return Err("an `answer` line holds nothing else".to_string());
@@ -181,6 +189,7 @@ impl ClientLine {
                     text,
                     id: raw.id,
                     platform_id: raw.platform_id,
+                    mention: raw.mention,
                 }))
             }
         }

@@ -640,7 +640,7 @@ impl CliSocket {
                 kind: Kind::Chat,
                 content,
                 timestamp: agent_runner::session_db::now_iso(),
-                is_mention: false,
+                is_mention: message.mention.unwrap_or(false),
                 is_group: Some(false),
             },
             reply_to: None,

@@ -173,6 +173,7 @@ fn one_shot(
         text: request.text.to_string(),
         id: Some(id.clone()),
         platform_id: None,
+        mention: None,
     });
     link.send(&message).context("sending the message")?;
     let mut shown = Shown::default();

@@ -215,6 +215,8 @@ pub struct Decision {
     pub option: String,
     /// Who chose it.
     pub by: String,
+    /// Where they chose it: `(channel type, platform id)`.
+    pub at: (String, String),
 }
 
 /// What a handler wants done after its decision is committed.
@@ -244,6 +246,10 @@ impl Handlers {
         handlers.register(
             super::pairing::PAIRING,
             Arc::new(super::pairing::PairingHandler),
+        );
+        handlers.register(
+            super::new_chat::NEW_CHAT,
+            Arc::new(super::new_chat::NewChatHandler),
         );
         handlers
     }
@@ -436,6 +442,7 @@ fn decide(
         approval: approval.clone(),
         option: option.id.clone(),
         by: answer.responder.clone(),
+        at: (answer.channel_type.clone(), answer.platform_id.clone()),
     };
     let mut effects = match handlers.0.get(&approval.kind) {
         Some(handler) => handler.decided(&tx, &decision)?,

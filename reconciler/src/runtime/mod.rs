@@ -43,6 +43,7 @@ pub mod health;
 pub mod layout;
 pub mod lock;
 pub mod mailbox;
+pub mod new_chat;
 pub mod notice;
 pub mod outbox;
 pub mod pairing;

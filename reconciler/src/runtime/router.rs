@@ -19,7 +19,7 @@ use tracing::{debug, info, info_span, warn};
 
 use super::approvals::{self, Requested};
 use super::attachments;
-use super::pairing;
+use super::{new_chat, pairing};
 use super::outbox::Outboxes;
 use super::route::{self, Action, Facts, MessageFacts, Patterns};
 use super::waker::Wakes;
@@ -114,7 +114,8 @@ impl Router {
         let mut receipts: Vec<(tokio::sync::oneshot::Sender<Receipt>, Stored)> = Vec::new();
         match self.conn.transaction() {
             Ok(tx) => {
-                for envelope in envelopes.drain(..) {
+                let mut queue: std::collections::VecDeque<Envelope> = envelopes.drain(..).collect();
+            while let Some(envelope) = queue.pop_front() {
                     let message_id = envelope.event.message.id.clone();
                     let span = info_span!("route", channel = %envelope.event.channel_type, msg = %message_id);
                     let _entered = span.enter();
@@ -151,6 +152,8 @@ impl Router {
                             }
                             denials.extend(routed.denials);
                             notes.extend(routed.notes);
+                            // A message held back and now allowed is routed right after.
+                            queue.extend(routed.replay.into_iter().map(Envelope::new));
                             Stored::In {
                                 slots,
                                 answering: routed.answering,
@@ -171,7 +174,8 @@ impl Router {
             }
             Err(err) => {
                 warn!(error = %err, "router cannot start a transaction");
-                for envelope in envelopes.drain(..) {
+                let mut queue: std::collections::VecDeque<Envelope> = envelopes.drain(..).collect();
+            while let Some(envelope) = queue.pop_front() {
                     if let Some(receipt) = envelope.stored {
                         let _ = receipt.send(Receipt::Failed);
                     }
@@ -237,6 +241,8 @@ struct Routed {
     denials: Vec<(String, Outbound)>,
     /// Approval cards and pairing notes to send once the batch is committed.
     notes: Vec<(String, Outbound)>,
+    /// Held messages to route again in this batch (a new agent's chat, now wired).
+    replay: Vec<InboundEvent>,
     /// Agents that will answer: engaged, or refused with a reply.
     answering: Vec<String>,
     /// No chat at the event's address (and it did not address the bot).
@@ -286,6 +292,13 @@ fn route_one(
                 ..Routed::default()
             });
         }
+        if let Some(effects) = new_chat::take_name(conn, &event, sender)? {
+            return Ok(Routed {
+                notes: effects.notes,
+                replay: effects.replay,
+                ..Routed::default()
+            });
+        }
     }
     let chat = match routing::chat(conn, &event.channel_type, &event.platform_id)? {
         Some(chat) => chat,
@@ -315,6 +328,11 @@ fn route_one(
             };
             routing::record_drop(conn, &drop)?;
             warn!(chat = %chat.id, msg = %event.message.id, "message dropped: no agent is wired to this chat");
+            let card = new_chat::ask(conn, adapters, &chat, &event, sender.as_deref(), approval_ttl)?;
+            return Ok(Routed {
+                notes: card.into_iter().collect(),
+                ..Routed::default()
+            });
         }
         return Ok(Routed::default());
     }

@@ -120,6 +120,7 @@ impl Session {
                 text,
                 id: None,
                 platform_id: None,
+                mention: None,
             }),
         };
         if writer.send(&message).is_err() {
