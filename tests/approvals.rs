@@ -442,6 +442,35 @@ fn a_new_chat_is_connected_to_an_existing_agent_through_the_card() {
     assert_eq!((text.as_str(), to.as_str()), ("echo: hi bot", "n1:echo"), "{}", daemon.log());
     newbie.say("n2", "and again");
     assert_eq!(newbie.reply(), ("echo: and again".into(), "n2:echo".into()));
+
+    // The rows made at runtime: listed by `plan`, kept by `apply`, written by `export`.
+    let plan = env.run(&["plan", "manifests"]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert!(plan.stdout.contains("No changes."), "{}", plan.stdout);
+    for address in ["channel.cli-newbie", "wiring.cli-newbie/echo", "member.cli:newbie/echo", "user.cli:newbie"] {
+        assert!(plan.stdout.contains(&format!("  {address}\n")), "{address} listed:\n{}", plan.stdout);
+    }
+    let export = env.run(&["export", "exported"]);
+    assert_eq!(export.code, 0, "{}", export.stderr);
+    let channels = std::fs::read_to_string(env.root.path().join("exported/channels.yaml")).unwrap();
+    assert!(channels.contains("name: cli-newbie"), "{channels}");
+
+    // Adopted, they are in a new manifest file, managed, and the plan is empty.
+    let adopt = env.run(&["adopt", "channel.cli-newbie", "user.cli:newbie"]);
+    assert_eq!(adopt.code, 0, "{}", adopt.stderr);
+    let adopted = std::fs::read_to_string(env.manifests().join("adopted.yaml")).unwrap();
+    assert!(adopted.contains("platform_id: newbie") && adopted.contains("member_of"), "{adopted}");
+    let plan = env.run(&["plan", "manifests"]);
+    assert_eq!(
+        plan.stdout.trim(),
+        "No changes. The database matches the manifests.",
+        "{}",
+        plan.stderr
+    );
+    // Adopting what is managed already is refused.
+    let again = env.run(&["adopt", "channel.cli-newbie"]);
+    assert_eq!(again.code, 1);
+    assert!(again.stderr.contains("already in the manifests"), "{}", again.stderr);
 }
 
 #[test]

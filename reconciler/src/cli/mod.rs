@@ -15,6 +15,7 @@ macro_rules! say {
     }};
 }
 
+pub mod adopt;
 pub mod apply;
 pub mod auth;
 pub mod chat;
@@ -104,6 +105,7 @@ pub enum Command {
     Completions(completions::CompletionsArgs),
     Auth(auth::AuthArgs),
     Pair(pair::PairArgs),
+    Adopt(adopt::AdoptArgs),
 }
 
 /// What a command reports to the shell. Converted to an exit code once, in `main`.
@@ -186,6 +188,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Completions(args) => completions::run(args, &ctx),
         Command::Auth(args) => auth::run(args, &ctx),
         Command::Pair(args) => pair::run(args, &ctx),
+        Command::Adopt(args) => adopt::run(args, &ctx),
     }
 }
 

@@ -119,6 +119,23 @@ pub fn ensure_chat(
     {
         return Ok(id);
     }
+    let name = free_chat_id(conn, channel_type, platform_id)?;
+    conn.execute(
+        "INSERT INTO messaging_groups
+           (id, channel_type, platform_id, name, is_group, unknown_sender_policy, created_at)
+         VALUES (?1, ?2, ?3, NULL, ?4, 'strict', ?5)",
+        params![name, channel_type, platform_id, is_group, ids::now_iso()],
+    )?;
+    Ok(name)
+}
+
+/// An unused chat id (its manifest name) for a chat registered at runtime:
+/// `<channel type>-<platform id>` made a manifest name, with `-2`, `-3` … when taken.
+pub fn free_chat_id(
+    conn: &Connection,
+    channel_type: &str,
+    platform_id: &str,
+) -> rusqlite::Result<String> {
     let base = chat_name(channel_type, platform_id);
     let mut name = base.clone();
     let mut n = 2;
@@ -129,12 +146,6 @@ pub fn ensure_chat(
         name = format!("{base}-{n}");
         n += 1;
     }
-    conn.execute(
-        "INSERT INTO messaging_groups
-           (id, channel_type, platform_id, name, is_group, unknown_sender_policy, created_at)
-         VALUES (?1, ?2, ?3, NULL, ?4, 'strict', ?5)",
-        params![name, channel_type, platform_id, is_group, ids::now_iso()],
-    )?;
     Ok(name)
 }
 

@@ -76,7 +76,7 @@ pub fn create_chat(
     platform_id: &str,
     is_group: bool,
 ) -> rusqlite::Result<Chat> {
-    let id = ids::new_id("mg");
+    let id = super::pairing::free_chat_id(conn, channel_type, platform_id)?;
     conn.execute(
         INSERT_CHAT,
         params![id, channel_type, platform_id, is_group, ids::now_iso()],

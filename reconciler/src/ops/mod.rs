@@ -7,6 +7,7 @@
 //! [`apply::Confirm`], and the caller (`cli/`, later a watcher or `ncl`) renders the outcome.
 //! Every DB access goes through `db`; deciding stays in `plan` and `manifest`.
 
+pub mod adopt;
 pub mod agent_images;
 pub mod apply;
 pub mod chat;
@@ -157,6 +158,9 @@ pub enum OpsError {
     /// Showing the plan failed (the caller's writer).
     #[error(transparent)]
     Show(std::io::Error),
+    /// `adopt`: an address that cannot be adopted (the message says why).
+    #[error("{0}")]
+    Adopt(String),
     /// Asking a question failed (the caller's terminal).
     #[error("reading the answer")]
     Ask(#[source] std::io::Error),
