@@ -79,9 +79,11 @@ impl Install {
             session_dir,
             group_dir: self.paths.group("andy"),
             image: support::test_image().to_string(),
+            system_mounts: Vec::new(),
             extra_mounts: Vec::new(),
             env: Vec::new(),
             config_hash: "test".into(),
+            credentials: false,
             resources: Resources::default(),
             network: Network::default(),
         }

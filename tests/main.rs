@@ -4,6 +4,7 @@
 
 mod support;
 
+mod agent_env;
 mod agent_images;
 mod approvals;
 mod chat;

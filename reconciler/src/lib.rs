@@ -5,6 +5,7 @@
 //!   target): typed outcomes and errors, no printing, no stdin.
 //! - [`manifest`]: YAML loading with spans, the manifest model, validation, diagnostics.
 //! - [`state`]: the configuration as typed resources keyed by address (desired and current).
+//! - [`provider`]: which provider runs an agent's session (precedence, pure).
 //! - [`resources`]: an agent's container limits (memory, CPUs, pids): parsing, bounds, defaults.
 //! - [`plan`]: diff desired vs. current, the field → effect table, rendering, saved plans.
 //! - [`apply`]: one transaction, the apply lock, generations and history.
@@ -43,6 +44,7 @@ pub mod mount_policy;
 pub mod ops;
 pub mod paths;
 pub mod plan;
+pub mod provider;
 pub mod resources;
 pub mod runtime;
 pub mod service;

@@ -13,7 +13,7 @@ use crate::credentials::{self, Credential, CredentialError, Kind, Secret, Store}
 /// Manage the credentials agents use without ever seeing them.
 ///
 /// The credential stays on the host: containers reach the API through the credential proxy with
-/// a placeholder key (docs/security.md, "Credentials"). A stored credential wins over the
+/// a placeholder key (docs/security.md#credentials). A stored credential wins over the
 /// daemon's `ANTHROPIC_API_KEY` / `CLAUDE_CODE_OAUTH_TOKEN`.
 #[derive(Debug, Args)]
 #[command(after_help = AFTER_HELP)]

@@ -83,14 +83,15 @@ impl Recipe {
         }
     }
 
-    /// The recipe an agent of this provider needs: `mock` (the offline echo provider) runs in
-    /// the small `FROM scratch` image; every other provider, `claude` (the default, `None`)
-    /// included, runs tools and needs the production image. Providers are matched like the
-    /// runner does (trimmed, case-insensitive).
-    pub fn for_provider(provider: Option<&str>) -> Recipe {
-        match provider.map(str::trim) {
-            Some(name) if name.eq_ignore_ascii_case("mock") => Recipe::Minimal,
-            _ => Recipe::Production,
+    /// The recipe an agent of this provider needs, by its resolved name
+    /// ([`crate::provider::resolve`]): `mock` (the offline echo provider) runs in the small
+    /// `FROM scratch` image; every other provider, `claude` (the default) included, runs tools
+    /// and needs the production image.
+    pub fn for_provider(provider: &str) -> Recipe {
+        if provider == crate::provider::MOCK {
+            Recipe::Minimal
+        } else {
+            Recipe::Production
         }
     }
 
@@ -207,7 +208,7 @@ impl AgentImages {
 
     /// The image of agent `name` without its own `image`: its per-agent image when it has
     /// one, else its provider's.
-    pub fn for_agent(&self, name: &str, provider: Option<&str>) -> &str {
+    pub fn for_agent(&self, name: &str, provider: &str) -> &str {
         self.per_agent
             .get(name)
             .map_or_else(|| self.for_provider(provider), String::as_str)
@@ -227,16 +228,17 @@ impl AgentImages {
         }
     }
 
-    /// The image of an agent without its own `image`, by its provider.
-    pub fn for_provider(&self, provider: Option<&str>) -> &str {
+    /// The image of an agent without its own `image`, by its resolved provider.
+    pub fn for_provider(&self, provider: &str) -> &str {
         self.tag(Recipe::for_provider(provider))
     }
 
     /// The images nanoclaw must provide for these agents, `(provider, own image, has
-    /// packages)` each, and the recipe to build each with. Agents with their own image need
-    /// nothing from us; an agent with packages needs the production image (its per-agent
-    /// image's base, [`AgentImages::package_base`]). When one tag serves agents of both
-    /// recipes (`--image`), it gets the production recipe: the mock provider works in either.
+    /// packages)` each (the configured provider, resolved here as the spawn resolves it), and
+    /// the recipe to build each with. Agents with their own image need nothing from us; an
+    /// agent with packages needs the production image (its per-agent image's base,
+    /// [`AgentImages::package_base`]). When one tag serves agents of both recipes (`--image`),
+    /// it gets the production recipe: the mock provider works in either.
     pub fn needed<'a>(
         &self,
         agents: impl IntoIterator<Item = (Option<&'a str>, Option<&'a str>, bool)>,
@@ -249,7 +251,8 @@ impl AgentImages {
             let recipe = if has_packages {
                 Recipe::Production
             } else {
-                Recipe::for_provider(provider)
+                let provider = crate::provider::resolve(crate::provider::Sources::config(provider));
+                Recipe::for_provider(&provider)
             };
             let entry = needed.entry(self.tag(recipe).to_string()).or_insert(recipe);
             *entry = (*entry).max(recipe);
@@ -335,7 +338,8 @@ mod tests {
             (Some(""), Recipe::Production),
         ];
         for (provider, recipe) in cases {
-            assert_eq!(Recipe::for_provider(provider), recipe, "{provider:?}");
+            let resolved = crate::provider::resolve(crate::provider::Sources::config(provider));
+            assert_eq!(Recipe::for_provider(&resolved), recipe, "{provider:?}");
         }
     }
 
@@ -372,18 +376,18 @@ mod tests {
             BTreeMap::from([("one:tag".to_string(), Recipe::Production)]),
             "one tag for both: the superset recipe"
         );
-        assert_eq!(single.for_provider(Some("mock")), "one:tag");
-        assert_eq!(defaults.for_provider(Some("mock")), DEFAULT_TAG);
-        assert_eq!(defaults.for_provider(None), PRODUCTION_TAG);
+        assert_eq!(single.for_provider("mock"), "one:tag");
+        assert_eq!(defaults.for_provider("mock"), DEFAULT_TAG);
+        assert_eq!(defaults.for_provider("claude"), PRODUCTION_TAG);
         let mut with_packages = AgentImages::default();
         with_packages
             .per_agent
             .insert("andy".into(), "nanoclaw-agent-ab-andy:0123".into());
         assert_eq!(
-            with_packages.for_agent("andy", Some("mock")),
+            with_packages.for_agent("andy", "mock"),
             "nanoclaw-agent-ab-andy:0123"
         );
-        assert_eq!(with_packages.for_agent("bob", Some("mock")), DEFAULT_TAG);
+        assert_eq!(with_packages.for_agent("bob", "mock"), DEFAULT_TAG);
     }
 
     #[test]

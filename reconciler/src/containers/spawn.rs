@@ -66,10 +66,18 @@ pub struct SpawnSpec {
     /// `groups/<agent>/`, mounted at `/workspace/agent`.
     pub group_dir: PathBuf,
     pub image: String,
+    /// Mounts at absolute container paths that the host composes for every container of this
+    /// kind (the credential proxy's socket folder, the shared instructions and skills, the
+    /// agent's Claude state), after the session's and before the additional ones.
+    pub system_mounts: Vec<MountSpec>,
     /// Additional mounts, already validated; each lands at `/workspace/extra/<container>`.
     pub extra_mounts: Vec<MountSpec>,
     /// Extra environment (provider contributions).
     pub env: Vec<(String, String)>,
+    /// The container calls the Anthropic API through the credential proxy: the runtime lends
+    /// it a placeholder key (added to `env` after the hash is taken) before creating it, and
+    /// voids the key when it ends.
+    pub credentials: bool,
     /// Hash of the container configuration, stored as a label so a config change can be seen.
     pub config_hash: String,
     /// The agent's limits (unset ones take `crate::resources`' defaults).
@@ -82,18 +90,19 @@ pub struct SpawnSpec {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MountSpec {
     pub host: PathBuf,
-    /// For [`SpawnSpec::extra_mounts`]: the name under `/workspace/extra`; in [`mounts`]'
-    /// output: the absolute container path.
+    /// For [`SpawnSpec::extra_mounts`]: the name under `/workspace/extra`; for
+    /// [`SpawnSpec::system_mounts`] and in [`mounts`]' output: the absolute container path.
     pub container: String,
     pub readonly: bool,
 }
 
 /// The mounts of a session container, in order (docs/containers.md#a-session-container, changed
 /// from v2): the session folder read-only at `/workspace`, then the agent-writable leaves inside it
-/// (the agent's folder and the session's `outbound/`), then extras. Every writable mount's parent
-/// is host-owned, so the host can trust a directory path and distrust only the entries inside a
-/// writable one. The mount points (`agent/`, `outbound/`, `extra/<name>`) must exist in the session
-/// folder: the read-only mount keeps Docker from creating them (`runtime::layout` does).
+/// (the agent's folder and the session's `outbound/`), then the composed system mounts, then
+/// extras. Every writable mount's parent is host-owned, so the host can trust a directory path
+/// and distrust only the entries inside a writable one. The mount points (`agent/`, `outbound/`,
+/// `extra/<name>`) must exist in the session folder: the read-only mount keeps Docker from
+/// creating them (`runtime::layout` does).
 pub fn mounts(spec: &SpawnSpec) -> Vec<MountSpec> {
     let mut list = vec![
         MountSpec {
@@ -112,6 +121,7 @@ pub fn mounts(spec: &SpawnSpec) -> Vec<MountSpec> {
             readonly: false,
         },
     ];
+    list.extend(spec.system_mounts.iter().cloned());
     for extra in &spec.extra_mounts {
         list.push(MountSpec {
             host: extra.host.clone(),
@@ -382,6 +392,7 @@ mod tests {
             session_dir: "/data/sessions/andy/sess-1".into(),
             group_dir: "/data/groups/andy".into(),
             image: "nanoclaw-agent:latest".into(),
+            system_mounts: Vec::new(),
             extra_mounts: vec![MountSpec {
                 host: "/home/me/notes".into(),
                 container: "notes".into(),
@@ -392,6 +403,7 @@ mod tests {
                 "http://host.docker.internal:8080".into(),
             )],
             config_hash: "cafe".into(),
+            credentials: false,
             resources: Resources::default(),
             network: Network::default(),
         }

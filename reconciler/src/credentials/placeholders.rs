@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::Secret;
 
-/// What a placeholder key starts with (docs/security.md, "Credentials").
+/// What a placeholder key starts with (docs/security.md#credentials).
 pub const PREFIX: &str = "nanoclaw-placeholder-";
 
 /// A container's placeholder: the key its Claude Code presents, and the container it belongs to.

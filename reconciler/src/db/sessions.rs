@@ -15,9 +15,12 @@ pub struct Session {
     pub agent: String,
     pub chat_id: Option<String>,
     pub thread_id: Option<String>,
+    /// This session's provider override (`sessions.agent_provider`), the first source of
+    /// `provider::resolve`; nothing in nanoclaw sets it yet.
+    pub agent_provider: Option<String>,
 }
 
-const COLUMNS: &str = "id, agent_group_id, messaging_group_id, thread_id";
+const COLUMNS: &str = "id, agent_group_id, messaging_group_id, thread_id, agent_provider";
 
 fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Session> {
     Ok(Session {
@@ -25,6 +28,7 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Session> {
         agent: row.get(1)?,
         chat_id: row.get(2)?,
         thread_id: row.get(3)?,
+        agent_provider: row.get(4)?,
     })
 }
 
@@ -78,6 +82,7 @@ pub fn create(
         agent: agent.to_string(),
         chat_id: chat_id.map(str::to_string),
         thread_id: thread_id.map(str::to_string),
+        agent_provider: None,
     })
 }
 

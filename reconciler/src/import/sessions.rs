@@ -234,6 +234,8 @@ fn move_files(
                 agent,
                 chat_id: channel,
                 thread_id: session.thread_id.clone(),
+                // Not kept: the import report lists v2's per-session provider overrides.
+                agent_provider: None,
             },
             closed: session.status.as_deref() == Some("closed"),
             last_active: session.last_active.clone(),

@@ -3,8 +3,11 @@
 //! touching a file, the DB or Docker.
 //!
 //! [`compose`] returns a [`Composed`]: the `container.json` ([`ContainerConfig`]), the
-//! instruction files' contents (`CLAUDE.md`, its MCP fragments, the `CLAUDE.local.md` seed),
-//! and the [`SpawnSpec`] `containers` starts (image, mounts, env, resources, network) labelled
+//! instruction files' contents (`CLAUDE.md`, the shared base, its module, skill and MCP
+//! fragments, Claude Code's settings, the selected skills, the `CLAUDE.local.md` seed:
+//! [`instructions`]), and the [`SpawnSpec`] `containers` starts (image, mounts, env, resources,
+//! network; for Claude the agent's state folder and skills, for every provider that calls the
+//! API the credential proxy's socket folder) labelled
 //! with the hash of all of it. "Is this running container current?" is [`is_current`]: the
 //! container's hash label against a fresh composition, no IO. The impure half (reading the
 //! agent, resolving mounts on the host, writing the files, starting the container) is
@@ -17,16 +20,24 @@ use agent_runner::container_config::{
 };
 use sha2::{Digest, Sha256};
 
+pub use super::instructions::{self, FRAGMENTS_DIR, Instructions};
 use crate::containers::{AgentImages, MountSpec, SpawnSpec};
+use crate::credentials::proxy;
 use crate::db::sessions::Session;
 use crate::mount_policy::Resolved;
 use crate::paths::Paths;
 use crate::state::{self, Agent};
 
-/// The composed fragments' folder in the session folder.
-pub const FRAGMENTS_DIR: &str = ".claude-fragments";
-/// The first line of the composed `CLAUDE.md`.
-const CLAUDE_MD_HEADER: &str = "<!-- Composed by nanoclaw at every container start; do not edit. Per-agent memory belongs in CLAUDE.local.md. -->\n";
+/// Where the agent's Claude Code state folder (`sessions/<agent>/.claude-shared/`: sessions,
+/// transcripts for `--resume`) is mounted read-write. `agent_runner`'s Claude provider defines
+/// it (its `CLAUDE_CONFIG_DIR`); this is its value until that lands.
+pub const CLAUDE_STATE_DIR: &str = "/home/agent/.claude";
+/// Where the agent's selected skills are mounted read-only (Claude Code's user skills).
+pub const CLAUDE_SKILLS_DIR: &str = "/home/agent/.claude/skills";
+/// The agent's Claude state folder in `sessions/<agent>/` (agent-writable).
+pub const CLAUDE_STATE_FOLDER: &str = ".claude-shared";
+/// The agent's selected skills in `sessions/<agent>/` (host-owned).
+pub const SKILLS_FOLDER: &str = "skills";
 
 /// Everything one session's container needs, decided.
 #[derive(Clone, Debug)]
@@ -35,21 +46,8 @@ pub struct Composed {
     pub spec: SpawnSpec,
     /// `container.json`, written into the session folder.
     pub config: ContainerConfig,
-    /// The instruction files.
+    /// The instruction files, settings and skills.
     pub instructions: Instructions,
-}
-
-/// The contents of the agent's instruction files.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Instructions {
-    /// `CLAUDE.md` in the session folder: imports only (the shared base, then one fragment per
-    /// MCP server with instructions).
-    pub claude_md: String,
-    /// `.claude-fragments/<name>` → its content.
-    pub fragments: BTreeMap<String, String>,
-    /// The seed of `CLAUDE.local.md` in the agent's folder (the manifest's `instructions`);
-    /// written only under the re-seed rule (`session::prepare`).
-    pub local_seed: String,
 }
 
 /// The facts [`compose`] needs besides the session and the agent. Gathering them may take IO
@@ -64,12 +62,16 @@ pub struct Inputs<'a> {
     pub mounts: &'a [Resolved],
     /// Extra environment for the container (provider contributions).
     pub env: &'a [(String, String)],
+    /// The session's provider, resolved ([`crate::provider::resolve`]): it goes into
+    /// `container.json`, picks the image, and says whether the container gets the credential
+    /// proxy.
+    pub provider: &'a str,
 }
 
 /// Composes the session's container (pure).
 pub fn compose(session: &Session, agent: &Agent, inputs: &Inputs<'_>) -> Composed {
-    let config = container_config(agent);
-    let instructions = instructions(agent);
+    let config = container_config(agent, inputs.provider);
+    let instructions = instructions::compose(agent);
     let image = agent
         .image
         .clone()
@@ -77,15 +79,39 @@ pub fn compose(session: &Session, agent: &Agent, inputs: &Inputs<'_>) -> Compose
         .unwrap_or_else(|| {
             inputs
                 .images
-                .for_agent(&agent.name, agent.provider.as_deref())
+                .for_agent(&agent.name, inputs.provider)
                 .to_string()
         });
+    let credentials = crate::provider::needs_credentials(inputs.provider);
+    let mut system_mounts = Vec::new();
+    if crate::provider::runs_claude_code(inputs.provider) {
+        let agent_state = inputs.paths.sessions().join(&session.agent);
+        system_mounts.push(MountSpec {
+            host: agent_state.join(CLAUDE_STATE_FOLDER),
+            container: CLAUDE_STATE_DIR.to_string(),
+            readonly: false,
+        });
+        system_mounts.push(MountSpec {
+            host: agent_state.join(SKILLS_FOLDER),
+            container: CLAUDE_SKILLS_DIR.to_string(),
+            readonly: true,
+        });
+    }
+    if credentials {
+        // The folder, not the socket: a socket replaced by a restarted daemon stays reachable.
+        system_mounts.push(MountSpec {
+            host: proxy::socket_dir(&inputs.paths.data),
+            container: proxy::CONTAINER_SOCKET_DIR.to_string(),
+            readonly: true,
+        });
+    }
     let mut spec = SpawnSpec {
         session_id: session.id.clone(),
         agent: session.agent.clone(),
         session_dir: inputs.paths.session(&session.agent, &session.id),
         group_dir: inputs.paths.group(&session.agent),
         image,
+        system_mounts,
         extra_mounts: inputs
             .mounts
             .iter()
@@ -97,6 +123,7 @@ pub fn compose(session: &Session, agent: &Agent, inputs: &Inputs<'_>) -> Compose
             .collect(),
         env: inputs.env.to_vec(),
         config_hash: String::new(),
+        credentials,
         resources: agent.resources,
         network: agent.network,
     };
@@ -114,16 +141,13 @@ pub fn is_current(label: Option<&str>, composed: &Composed) -> bool {
     label == Some(composed.spec.config_hash.as_str())
 }
 
-/// `container.json` for an agent (docs/agent-runner.md#containerjson): every field of the agent the
-/// runner or its provider may use; `cli_scope` stays host-side. Unset fields take the contract's
-/// defaults.
-pub fn container_config(agent: &Agent) -> ContainerConfig {
+/// `container.json` for an agent running `provider` (resolved: the session's, the group's or
+/// the agent's, docs/agent-runner.md#containerjson): every field of the agent the runner or its
+/// provider may use; `cli_scope` stays host-side. Unset fields take the contract's defaults.
+pub fn container_config(agent: &Agent, provider: &str) -> ContainerConfig {
     ContainerConfig {
         version: container_config::VERSION,
-        provider: agent.provider.as_deref().map_or_else(
-            || container_config::DEFAULT_PROVIDER.to_string(),
-            str::to_lowercase,
-        ),
+        provider: provider.to_string(),
         group_name: agent.name.clone(),
         agent_group_id: agent.name.clone(),
         assistant_name: Some(
@@ -176,33 +200,6 @@ fn mcp_server(server: &state::McpServer) -> McpServer {
     }
 }
 
-/// `CLAUDE.md` from imports only, its fragments, and the local seed.
-fn instructions(agent: &Agent) -> Instructions {
-    let fragments: BTreeMap<String, String> = agent
-        .mcp_servers
-        .iter()
-        .filter_map(|(name, server)| {
-            let text = server.instructions.as_deref()?;
-            Some((format!("mcp-{name}.md"), format!("{}\n", text.trim_end())))
-        })
-        .collect();
-    let mut claude_md = String::from(CLAUDE_MD_HEADER);
-    claude_md.push_str("@./.claude-shared.md\n");
-    for name in fragments.keys() {
-        claude_md.push_str(&format!("@./{FRAGMENTS_DIR}/{name}\n"));
-    }
-    let local_seed = agent
-        .instructions
-        .as_deref()
-        .map(|text| format!("{}\n", text.trim_end()))
-        .unwrap_or_default();
-    Instructions {
-        claude_md,
-        fragments,
-        local_seed,
-    }
-}
-
 /// The first 8 bytes (hex) of a SHA-256 over everything the container is started with: the
 /// config file, the instruction files (not the local seed: the agent's memory is its own), the
 /// image, mounts, environment, limits and network.
@@ -214,11 +211,20 @@ fn config_hash(spec: &SpawnSpec, config: &ContainerConfig, instructions: &Instru
     };
     part(config.to_json().as_bytes());
     part(instructions.claude_md.as_bytes());
+    part(instructions::SHARED_BASE.as_bytes());
+    part(instructions.settings.as_bytes());
     for (name, text) in &instructions.fragments {
         part(name.as_bytes());
         part(text.as_bytes());
     }
+    for skill in &instructions.skills {
+        for (path, text) in skill.files {
+            part(format!("{}/{path}", skill.name).as_bytes());
+            part(text.as_bytes());
+        }
+    }
     part(spec.image.as_bytes());
+    part(format!("{:?}", spec.system_mounts).as_bytes());
     part(format!("{:?}", spec.extra_mounts).as_bytes());
     part(format!("{:?}", spec.env).as_bytes());
     part(format!("{:?}", spec.resources).as_bytes());

@@ -86,6 +86,7 @@ fn session() -> Session {
         agent: "andy".into(),
         chat_id: Some("chat".into()),
         thread_id: None,
+        agent_provider: None,
     }
 }
 
@@ -105,8 +106,14 @@ fn composed(agent: &Agent, mounts: &[Resolved]) -> Composed {
             images: &images,
             mounts,
             env: &[],
+            provider: &provider_of(agent),
         },
     )
+}
+
+/// The agent's provider as the spawn resolves it without a session override.
+fn provider_of(agent: &Agent) -> String {
+    crate::provider::resolve(crate::provider::Sources::config(agent.provider.as_deref()))
 }
 
 /// Issue 9 point 1: the host's `container.json` for an agent with every field set.
@@ -159,7 +166,7 @@ fn the_hosts_container_json_for_a_fully_populated_agent() {
           ]
         }
     "#]]
-    .assert_eq(&container_config(&populated()).to_json());
+    .assert_eq(&container_config(&populated(), &provider_of(&populated())).to_json());
 }
 
 /// An agent that sets nothing: the contract's defaults, spelled out for the runner.
@@ -182,14 +189,14 @@ fn an_agent_without_optional_fields_gets_the_contracts_defaults() {
           "skills": "all"
         }
     "#]]
-    .assert_eq(&container_config(&minimal("echo")).to_json());
+    .assert_eq(&container_config(&minimal("echo"), "claude").to_json());
 }
 
 /// What the host writes, the runner reads back unchanged.
 #[test]
 fn the_runner_reads_what_the_host_writes() {
     for agent in [populated(), minimal("echo")] {
-        let config = container_config(&agent);
+        let config = container_config(&agent, &provider_of(&agent));
         let read = ContainerConfig::parse(&config.to_json(), Path::new("container.json")).unwrap();
         assert_eq!(read, config);
         assert!(read.unknown.is_empty());
@@ -203,17 +210,103 @@ fn the_instruction_files_are_imports_and_fragments() {
         <!-- Composed by nanoclaw at every container start; do not edit. Per-agent memory belongs in CLAUDE.local.md. -->
         @./.claude-shared.md
         @./.claude-fragments/mcp-notes.md
+        @./.claude-fragments/module-cli.md
+        @./.claude-fragments/module-messaging.md
     "#]]
     .assert_eq(&full.instructions.claude_md);
     assert_eq!(
-        full.instructions.fragments,
-        BTreeMap::from([(
-            "mcp-notes.md".to_string(),
-            "Use the notes tools.\n".to_string()
-        )])
+        full.instructions.fragments["mcp-notes.md"],
+        "Use the notes tools.\n"
+    );
+    assert_eq!(
+        full.instructions.fragments["module-messaging.md"],
+        format!(
+            "{}\n",
+            include_str!("../../../container/modules/messaging.md").trim_end()
+        )
     );
     assert_eq!(full.instructions.local_seed, "Be kind.\n");
+    assert!(
+        full.instructions.skills.is_empty(),
+        "`pdf` and `xlsx` are not bundled"
+    );
     assert_eq!(composed(&minimal("andy"), &[]).instructions.local_seed, "");
+}
+
+/// Issue 10 point 6: one fragment per runner tool module (the CLI module's left out when
+/// `cli_scope` is `disabled`), one per selected skill with instructions, one per MCP server
+/// with instructions; the selected skills travel with the composition.
+#[test]
+fn issue_10_fragments_follow_cli_scope_and_the_skill_selection() {
+    let names = |agent: &Agent| -> (Vec<String>, Vec<&str>) {
+        let instructions = composed(agent, &[]).instructions;
+        (
+            instructions.fragments.keys().cloned().collect(),
+            instructions.skills.iter().map(|skill| skill.name).collect(),
+        )
+    };
+    let all = minimal("andy");
+    assert_eq!(
+        names(&all),
+        (
+            vec![
+                "module-cli.md".to_string(),
+                "module-messaging.md".to_string(),
+                "skill-remember.md".to_string()
+            ],
+            vec!["remember"]
+        )
+    );
+    let mut quiet = minimal("andy");
+    quiet.cli_scope = CliScope::Disabled;
+    quiet.skills = state::Skills::List(Vec::new());
+    assert_eq!(
+        names(&quiet),
+        (vec!["module-messaging.md".to_string()], Vec::new())
+    );
+    let claude_md = composed(&all, &[]).instructions.claude_md;
+    assert!(claude_md.contains("@./.claude-fragments/skill-remember.md\n"));
+}
+
+/// Issue 10 points 5 and 6: a Claude agent gets its state folder (read-write) and its skills
+/// (read-only) in Claude Code's folder and the credential proxy's socket folder (read-only);
+/// a mock agent none of them.
+#[test]
+fn issue_10_a_claude_agent_gets_its_state_skills_and_the_proxy_a_mock_agent_none() {
+    let shown = |agent: &Agent| -> Vec<String> {
+        let spec = composed(agent, &[]).spec;
+        let mut lines: Vec<String> = spec
+            .system_mounts
+            .iter()
+            .map(|mount| {
+                format!(
+                    "{} -> {} {}",
+                    mount.host.display(),
+                    mount.container,
+                    if mount.readonly { "ro" } else { "rw" }
+                )
+            })
+            .collect();
+        lines.push(format!("credentials: {}", spec.credentials));
+        lines
+    };
+    expect_test::expect![[r#"
+        [
+            "/nonexistent/nanoclaw-data/sessions/andy/.claude-shared -> /home/agent/.claude rw",
+            "/nonexistent/nanoclaw-data/sessions/andy/skills -> /home/agent/.claude/skills ro",
+            "/nonexistent/nanoclaw-data/proxy -> /run/nanoclaw-proxy ro",
+            "credentials: true",
+        ]
+    "#]]
+    .assert_debug_eq(&shown(&minimal("andy")));
+    let mut mock = minimal("andy");
+    mock.provider = Some("mock".into());
+    expect_test::expect![[r#"
+        [
+            "credentials: false",
+        ]
+    "#]]
+    .assert_debug_eq(&shown(&mock));
 }
 
 #[test]

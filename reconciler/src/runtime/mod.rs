@@ -40,7 +40,9 @@ pub mod delivery;
 pub mod evict;
 pub mod exits;
 pub mod health;
+pub mod instructions;
 pub mod layout;
+pub mod lease;
 pub mod lock;
 pub mod mailbox;
 pub mod new_chat;
@@ -153,7 +155,7 @@ impl Actors {
     ) -> anyhow::Result<Actors> {
         let paths = &settings.paths;
         let tasks = TaskTracker::new();
-        let proxy_stop = start_proxy(settings, &tasks)?;
+        let (proxy_stop, leases) = start_proxy(settings, &tasks)?;
         let wakes = waker::Wakes::new(waker::WAKES);
         let activity = mailbox::Signal::new();
         let sweep_now = mailbox::Signal::new();
@@ -181,6 +183,7 @@ impl Actors {
             settings.clone(),
             runner.clone(),
             outboxes.clone(),
+            leases,
             tasks.clone(),
         );
         let inputs = waker::Inputs {
@@ -296,10 +299,13 @@ fn startup(paths: &Paths) -> anyhow::Result<std::collections::BTreeSet<String>> 
 }
 
 /// Starts the credential proxy: containers reach the Anthropic API only through it. Returns
-/// the token that stops it.
-// TODO(#10): the spawn registers a placeholder per container in `placeholders` (and revokes it
-// on exit), mounts `credentials::proxy::socket_dir` and sets the runner's env.
-fn start_proxy(settings: &Settings, tasks: &TaskTracker) -> anyhow::Result<CancellationToken> {
+/// the token that stops it (after the containers, so a container's last request is still
+/// answered) and the [`lease::Leases`] through which the waker lends each container that calls
+/// the API a placeholder and voids it at exit.
+fn start_proxy(
+    settings: &Settings,
+    tasks: &TaskTracker,
+) -> anyhow::Result<(CancellationToken, lease::Leases)> {
     let placeholders = Placeholders::new();
     let proxy_settings = ProxySettings::new(
         &settings.paths.data,
@@ -307,9 +313,15 @@ fn start_proxy(settings: &Settings, tasks: &TaskTracker) -> anyhow::Result<Cance
         settings.env_credential.clone(),
     );
     let proxy_socket = proxy_settings.socket.clone();
+    let leases = lease::Leases::new(
+        placeholders.clone(),
+        proxy_settings.store.clone(),
+        settings.env_credential.clone(),
+        settings.paths.slug(),
+    );
     let proxy = Proxy::bind(proxy_settings, placeholders)
         .with_context(|| format!("binding {}", proxy_socket.display()))?;
     let stop = CancellationToken::new();
     tasks.spawn(proxy.run(stop.clone()));
-    Ok(stop)
+    Ok((stop, leases))
 }

@@ -19,6 +19,9 @@ pub enum Notice {
         reason: String,
         retry_in: Duration,
     },
+    /// Its container needs the Anthropic credential and none is configured (`reason` says how
+    /// to set one); nothing was started and the messages wait.
+    NoCredential { agent: String, reason: String },
     /// Its container exited with an error nobody asked for.
     Failed {
         agent: String,
@@ -35,6 +38,12 @@ const REASON_CHARS: usize = 300;
 /// The notice's text (one paragraph; details stay in the log and `nanoclaw history --failures`).
 pub fn text(notice: &Notice) -> String {
     let (opening, reason, retry_in) = match notice {
+        Notice::NoCredential { agent, reason } => {
+            return format!(
+                "⚠️ The agent `{agent}` cannot reach its model: {}. Your message is kept.",
+                reason.trim_end_matches('.')
+            );
+        }
         Notice::CannotStart {
             agent,
             reason,
@@ -215,5 +224,14 @@ mod tests {
         assert!(text(&silent).starts_with(
             "⚠️ The agent `echo` stopped with an error (exit code 137, killed). Your"
         ));
+    }
+
+    #[test]
+    fn no_credential_names_the_command_and_keeps_the_message() {
+        let notice = Notice::NoCredential {
+            agent: "andy".into(),
+            reason: crate::credentials::CredentialError::Missing.to_string(),
+        };
+        expect_test::expect!["⚠️ The agent `andy` cannot reach its model: no Anthropic credential is set on the host, so the agent cannot answer yet; run `nanoclaw auth set anthropic` on the host (or give the daemon `ANTHROPIC_API_KEY` or `CLAUDE_CODE_OAUTH_TOKEN`) and the message will be answered. Your message is kept."].assert_eq(&text(&notice));
     }
 }

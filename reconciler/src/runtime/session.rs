@@ -18,7 +18,8 @@ use anyhow::Context;
 use rusqlite::{Connection, OptionalExtension};
 use tracing::{info, warn};
 
-use super::compose::{self, Composed, FRAGMENTS_DIR, Inputs};
+use super::compose::{self, Composed, FRAGMENTS_DIR, Inputs, SKILLS_FOLDER};
+use super::instructions::{self, SETTINGS_FILE, SHARED_FILE};
 use super::layout::{self, FILE_MODE, MountPoint};
 use crate::containers::{AgentImages, SpawnSpec};
 use crate::db::sessions::Session;
@@ -50,6 +51,7 @@ pub fn prepare(
 ) -> anyhow::Result<SpawnSpec> {
     let agent = agent(conn, &session.agent)?
         .with_context(|| format!("agent `{}` no longer exists", session.agent))?;
+    let provider = provider(conn, session)?;
     let mounts = resolve_mounts(&agent, paths);
     let composed = compose::compose(
         session,
@@ -59,6 +61,7 @@ pub fn prepare(
             images,
             mounts: &mounts,
             env: &[],
+            provider: &provider,
         },
     );
     write(conn, paths, session, &composed)?;
@@ -68,6 +71,19 @@ pub fn prepare(
 /// The agent's configuration, typed, through `db::config`: THE one place the runtime reads it.
 fn agent(conn: &Connection, name: &str) -> anyhow::Result<Option<Agent>> {
     crate::db::config::agent(conn, name).context("reading the agent's configuration")
+}
+
+/// The session's provider: its own override, the agent group's, the agent's configuration,
+/// else `claude` ([`crate::provider::resolve`]).
+fn provider(conn: &Connection, session: &Session) -> anyhow::Result<String> {
+    let columns = crate::db::config::provider_columns(conn, &session.agent)
+        .context("reading the agent's provider")?
+        .unwrap_or_default();
+    Ok(crate::provider::resolve(crate::provider::Sources {
+        session: session.agent_provider.as_deref(),
+        group: columns.group.as_deref(),
+        config: columns.config.as_deref(),
+    }))
 }
 
 /// Writes what `composed` decided into the session's folders and `inbound.db` (idempotent).
@@ -100,6 +116,7 @@ fn write(
         None,
     )?;
     write_instructions(&dirs.session, &composed.instructions)?;
+    write_skills(&dirs.agent_state, &composed.instructions.skills)?;
     let mut inbound =
         session_db::open_inbound_host(&session_db::inbound_path(&composed.spec.session_dir))?;
     write_projections(conn, session, &mut inbound)?;
@@ -245,6 +262,18 @@ fn migrate_legacy_group(group: &Dir) -> anyhow::Result<Option<String>> {
 /// Writes the composed `CLAUDE.md` and its fragments into the session folder, removing
 /// fragments no longer composed.
 fn write_instructions(session: &Dir, instructions: &compose::Instructions) -> anyhow::Result<()> {
+    session.replace(
+        SHARED_FILE,
+        instructions::SHARED_BASE.as_bytes(),
+        FILE_MODE,
+        None,
+    )?;
+    session.replace(
+        SETTINGS_FILE,
+        instructions.settings.as_bytes(),
+        FILE_MODE,
+        None,
+    )?;
     let fragments = session.ensure_dir(FRAGMENTS_DIR, layout::DIR_MODE, None)?;
     for name in fragments.names()? {
         let name = name.to_string_lossy().into_owned();
@@ -261,6 +290,26 @@ fn write_instructions(session: &Dir, instructions: &compose::Instructions) -> an
         FILE_MODE,
         None,
     )?;
+    Ok(())
+}
+
+/// Writes the agent's selected skills into its host-owned `sessions/<agent>/skills/` (mounted
+/// read-only as Claude Code's skills folder), removing the ones no longer selected. Files are
+/// copied, not linked: the folder holds nothing the agent can redirect.
+fn write_skills(agent_state: &Dir, skills: &[&instructions::Skill]) -> anyhow::Result<()> {
+    let folder = agent_state.ensure_dir(SKILLS_FOLDER, layout::DIR_MODE, None)?;
+    for name in folder.names()? {
+        let name = name.to_string_lossy().into_owned();
+        if !skills.iter().any(|skill| skill.name == name) {
+            folder.remove(&name)?;
+        }
+    }
+    for skill in skills {
+        let dir = folder.ensure_dir(skill.name, layout::DIR_MODE, None)?;
+        for (path, text) in skill.files {
+            dir.replace(path, text.as_bytes(), FILE_MODE, None)?;
+        }
+    }
     Ok(())
 }
 

@@ -406,3 +406,69 @@ fn the_image_follows_the_provider_unless_the_agent_names_its_own() {
     assert_eq!(image_of("claude"), "big:1", "no provider is `claude`");
     assert_eq!(image_of("own"), "mine:1");
 }
+
+/// Issue 10 point 3: at spawn, the session's provider wins over the agent group's, which wins
+/// over the agent's configuration; `''` counts as unset and case is normalised. The resolved
+/// name picks the image, goes into `container.json`, and only a provider that calls the API
+/// gets the credential proxy's socket folder.
+#[test]
+fn issue_10_the_spawn_resolves_the_provider_session_then_group_then_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = Paths::new(dir.path().join("data"));
+    paths.ensure().unwrap();
+    let conn = crate::db::open(&paths.db()).unwrap();
+    conn.execute_batch(
+        "INSERT INTO agent_groups (id, name, folder, agent_provider, created_at) VALUES
+           ('a', 'A', 'a', NULL, 't'), ('b', 'B', 'b', 'MOCK', 't'), ('c', 'C', 'c', '', 't');
+         INSERT INTO container_configs (agent_group_id, provider, updated_at) VALUES
+           ('a', 'Mock', 't'), ('b', 'claude', 't'), ('c', 'mock', 't');",
+    )
+    .unwrap();
+    let images = AgentImages {
+        minimal: "small:1".into(),
+        production: "big:1".into(),
+        ..AgentImages::default()
+    };
+    let spawn = |agent: &str, session_provider: Option<&str>| {
+        let session = crate::db::sessions::create(&conn, agent, None, None).unwrap();
+        conn.execute(
+            "UPDATE sessions SET agent_provider = ?1 WHERE id = ?2",
+            rusqlite::params![session_provider, session.id],
+        )
+        .unwrap();
+        let session = crate::db::sessions::get(&conn, &session.id)
+            .unwrap()
+            .unwrap();
+        let spec = prepare(&conn, &paths, &session, &images).unwrap();
+        let config = std::fs::read_to_string(agent_runner::session_db::container_config_path(
+            &spec.session_dir,
+        ))
+        .unwrap();
+        let config = agent_runner::container_config::ContainerConfig::parse(
+            &config,
+            std::path::Path::new("container.json"),
+        )
+        .unwrap();
+        let proxy = spec.system_mounts.iter().any(|mount| {
+            mount.container == crate::credentials::proxy::CONTAINER_SOCKET_DIR
+                && mount.readonly
+                && mount.host == crate::credentials::proxy::socket_dir(&paths.data)
+        });
+        (config.provider, spec.image, spec.credentials, proxy)
+    };
+    let mock = ("mock".to_string(), "small:1".to_string(), false, false);
+    let claude = ("claude".to_string(), "big:1".to_string(), true, true);
+    assert_eq!(spawn("a", None), mock, "the configuration's, lower-cased");
+    assert_eq!(spawn("a", Some("Claude")), claude, "the session's first");
+    assert_eq!(
+        spawn("a", Some("")),
+        mock,
+        "an empty session value is unset"
+    );
+    assert_eq!(
+        spawn("b", None),
+        mock,
+        "the group's before the configuration's"
+    );
+    assert_eq!(spawn("c", None), mock, "an empty group value is unset");
+}

@@ -21,6 +21,10 @@
 //! A container that ends with work left is started again at once; one that failed (exited with
 //! an error nobody asked for, or could not start) is retried with [`backoff`], recorded in
 //! `container_failures`, and its chat is told once per failure streak (issue 8 points 3, 10).
+//! A container that calls the API is lent a placeholder before it starts and the key is voided
+//! when it ends ([`Leases`]); when no credential is configured nothing is started: the chat is
+//! told once, the messages stay pending, and the session starts as soon as a credential appears
+//! (issue 10 point 5).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, SystemTime};
@@ -33,6 +37,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, warn};
 
 use super::backoff::Streak;
+use super::lease::Leases;
 use super::mailbox::{Mail, Mailbox, Signal};
 use super::notice::{self, Notice};
 use super::outbox::Outboxes;
@@ -51,6 +56,8 @@ pub const INBOX: usize = 256;
 pub const EVICTED: &str = "evicted for a waiting session";
 /// How often waiting sessions look for room without another trigger (only while some wait).
 const TICK: Duration = Duration::from_millis(250);
+/// How often sessions held for a missing credential look for one (only while some are held).
+const CREDENTIAL_POLL: Duration = Duration::from_secs(1);
 
 /// The waker's state; every field is written and read by its task only (its spawned tasks
 /// get copies and report back through `inbox`).
@@ -61,6 +68,8 @@ pub struct Waker {
     runner: Runner,
     /// Where failure notices go to the chats.
     outboxes: Outboxes,
+    /// Placeholders lent to the containers that call the API.
+    leases: Leases,
     /// Where the waker spawns its tasks (the runtime's tracker).
     tasks: TaskTracker,
     /// Where the waker's own tasks report back.
@@ -81,6 +90,9 @@ pub struct Waker {
     deferred: HashSet<String>,
     /// Sessions whose chat was told about the current failure streak.
     told: HashSet<String>,
+    /// Sessions held because no credential is configured (their chat was told); started when
+    /// one appears.
+    need_credential: HashSet<String>,
     /// An eviction search is running; `search_again` asks for another when it ends.
     searching: bool,
     search_again: bool,
@@ -94,6 +106,12 @@ pub enum Msg {
         session: String,
         agent: Option<String>,
         woken: Woken,
+    },
+    /// No credential to lend: nothing was started (`reason` is the chat's message).
+    NoCredential {
+        session: String,
+        agent: Option<String>,
+        reason: String,
     },
     /// An ended container was recorded; `pending` says whether its session still has work.
     ExitChecked { exit: Exited, pending: bool },
@@ -134,6 +152,7 @@ impl Waker {
         settings: Settings,
         runner: Runner,
         outboxes: Outboxes,
+        leases: Leases,
         tasks: TaskTracker,
     ) -> (Waker, mpsc::Receiver<Msg>) {
         let (inbox, inbox_rx) = mpsc::channel(INBOX);
@@ -141,6 +160,7 @@ impl Waker {
             settings,
             runner,
             outboxes,
+            leases,
             tasks,
             inbox,
             queue: VecDeque::new(),
@@ -151,6 +171,7 @@ impl Waker {
             retry_at: HashMap::new(),
             deferred: HashSet::new(),
             told: HashSet::new(),
+            need_credential: HashSet::new(),
             searching: false,
             search_again: false,
         };
@@ -166,6 +187,8 @@ impl Waker {
     ) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut credential_poll = tokio::time::interval(CREDENTIAL_POLL);
+        credential_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next_retry = self.retry_at.values().min().copied();
             let retry = async move {
@@ -200,6 +223,9 @@ impl Waker {
                     self.seek();
                 }
                 () = retry => self.retry_due(),
+                _ = credential_poll.tick(), if !self.need_credential.is_empty() => {
+                    self.credential_check();
+                }
             }
         }
     }
@@ -210,7 +236,7 @@ impl Waker {
             self.causes.remove(&session);
             return;
         }
-        if self.queue.contains(&session) {
+        if self.queue.contains(&session) || self.need_credential.contains(&session) {
             return;
         }
         if self.in_backoff(&session) {
@@ -233,6 +259,9 @@ impl Waker {
                 woken,
             } => {
                 self.starting.remove(&session);
+                if woken != Woken::Running {
+                    self.leases.release(&session);
+                }
                 match woken {
                     Woken::Running => self.record_status(&session, true),
                     // Lost a race for the last slot: keep its place.
@@ -250,6 +279,14 @@ impl Waker {
                         pending: true,
                     }),
                 }
+            }
+            Msg::NoCredential {
+                session,
+                agent,
+                reason,
+            } => {
+                self.starting.remove(&session);
+                self.no_credential(session, agent, reason);
             }
             Msg::ExitChecked { exit, pending } => self.exit_checked(exit, pending),
             Msg::Victims(victims) => self.evict(victims),
@@ -302,6 +339,7 @@ impl Waker {
         let span = tracing::info_span!("wake", session = %session, msg = cause.as_deref());
         let settings = self.settings.clone();
         let runner = self.runner.clone();
+        let leases = self.leases.clone();
         let inbox = self.inbox.clone();
         self.tasks.spawn(
             async move {
@@ -311,7 +349,19 @@ impl Waker {
                     tokio::task::spawn_blocking(move || span.in_scope(|| prepare(&settings, &id)))
                         .await;
                 let (agent, woken) = match prepared {
-                    Ok((agent, Ok(spec))) => (agent, runner.wake(spec).await),
+                    Ok((agent, Ok(mut spec))) => match leases.lend(&mut spec) {
+                        Ok(()) => (agent, runner.wake(spec).await),
+                        Err(err) => {
+                            let _ = inbox
+                                .send(Msg::NoCredential {
+                                    session,
+                                    agent,
+                                    reason: err.to_string(),
+                                })
+                                .await;
+                            return;
+                        }
+                    },
                     Ok((agent, Err(err))) => (agent, Woken::Failed(format!("{err:#}"))),
                     Err(err) => (None, Woken::Failed(err.to_string())),
                 };
@@ -328,9 +378,49 @@ impl Waker {
         );
     }
 
+    /// No credential to lend the session's container: hold the session (its messages stay
+    /// pending) and tell its chat once; [`Waker::credential_check`] starts it later.
+    fn no_credential(&mut self, session: String, agent: Option<String>, reason: String) {
+        if !self.need_credential.insert(session.clone()) {
+            return;
+        }
+        warn!(session = %session, reason = %reason, "no credential for the agent's container; holding its messages");
+        let notice = Notice::NoCredential {
+            agent: agent.unwrap_or_else(|| "(unknown)".to_string()),
+            reason,
+        };
+        let paths = self.settings.paths.clone();
+        let outboxes = self.outboxes.clone();
+        self.tasks.spawn(async move {
+            let _ = tokio::task::spawn_blocking(move || {
+                notice::tell(&paths, &outboxes, &session, &notice);
+            })
+            .await;
+        });
+    }
+
+    /// Starts the sessions held for a credential once one is configured.
+    fn credential_check(&mut self) {
+        let leases = self.leases.clone();
+        if !leases.has_credential() {
+            return;
+        }
+        info!(
+            sessions = self.need_credential.len(),
+            "a credential is configured: starting the sessions that waited for it"
+        );
+        for session in std::mem::take(&mut self.need_credential) {
+            self.wake(session);
+        }
+    }
+
     /// A container ended: free its slot, record it, and find out whether work is left.
     fn exited(&mut self, exit: Exited) {
         self.evicting.remove(&exit.session_id);
+        if !self.runner.is_running(&exit.session_id) && !self.starting.contains(&exit.session_id) {
+            // Its key dies with it (a successor that is starting already has its own).
+            self.leases.release(&exit.session_id);
+        }
         match &exit.requested {
             _ if exit.is_failure() => warn!(
                 session = %exit.session_id,

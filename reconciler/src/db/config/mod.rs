@@ -13,7 +13,7 @@ mod write;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::read::{agent, read};
+pub use self::read::{ProviderColumns, agent, provider_columns, read};
 pub use self::write::Writer;
 pub use crate::state::Current;
 use crate::state::{Address, Mount};

@@ -95,6 +95,35 @@ pub fn agent(conn: &Connection, name: &str) -> Result<Option<Agent>, ReadError> 
     row.transpose()
 }
 
+/// The two provider columns of an agent's rows, unmerged: `provider::resolve` ranks them
+/// (the group's before the configuration's), where [`agent`] shows the plan one value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProviderColumns {
+    /// `agent_groups.agent_provider` (a v2 column; nanoclaw's apply leaves it unset).
+    pub group: Option<String>,
+    /// `container_configs.provider` (the manifest's `provider`).
+    pub config: Option<String>,
+}
+
+/// The provider columns of agent `name`, or `None` when there is no such agent.
+pub fn provider_columns(
+    conn: &Connection,
+    name: &str,
+) -> Result<Option<ProviderColumns>, ReadError> {
+    const SQL: &str = "SELECT g.agent_provider, c.provider
+        FROM agent_groups g LEFT JOIN container_configs c ON c.agent_group_id = g.id
+        WHERE g.id = ?1";
+    Ok(conn
+        .prepare_cached(SQL)?
+        .query_row([name], |row| {
+            Ok(ProviderColumns {
+                group: row.get(0)?,
+                config: row.get(1)?,
+            })
+        })
+        .optional()?)
+}
+
 /// Maps a row of [`SELECT_AGENTS`] to its agent.
 fn agent_of(row: &Row<'_>) -> Result<Agent, ReadError> {
     let name: String = row.get(0)?;
