@@ -121,7 +121,9 @@ fn approvals(env: &Env) -> Vec<(String, Option<String>, Option<String>)> {
 fn members(env: &Env) -> Vec<(String, String, Option<String>)> {
     let conn = reconciler::db::open_readonly(&env.db()).expect("open db");
     let mut statement = conn
-        .prepare("SELECT user_id, agent_group_id, managed_by FROM agent_group_members ORDER BY user_id")
+        .prepare(
+            "SELECT user_id, agent_group_id, managed_by FROM agent_group_members ORDER BY user_id",
+        )
         .expect("query");
     statement
         .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
@@ -143,13 +145,18 @@ fn an_unknown_sender_allowed_by_the_owner_is_answered_once() {
     friend.say("m1", "hello from a friend");
     let (card_reply, card) = next_card(&mut owner);
     assert!(
-        card_reply.text.contains("cli:friend wants to talk to `echo`"),
+        card_reply
+            .text
+            .contains("cli:friend wants to talk to `echo`"),
         "{}",
         card_reply.text
     );
     assert!(card_reply.text.contains("1. Allow"), "{}", card_reply.text);
     assert_eq!(
-        card.options.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(),
+        card.options
+            .iter()
+            .map(|o| o.id.as_str())
+            .collect::<Vec<_>>(),
         ["allow", "deny"]
     );
     // While the card waits, more messages from the same sender ask nothing more.
@@ -238,7 +245,10 @@ fn an_unknown_sender_denied_is_dropped_and_audited() {
         )]
     );
     assert!(members(&env).is_empty());
-    assert!(crate::runtime::sessions(&env).is_empty(), "no session, no container");
+    assert!(
+        crate::runtime::sessions(&env).is_empty(),
+        "no session, no container"
+    );
     let conn = reconciler::db::open_readonly(&env.db()).expect("open db");
     let (reason, count): (String, i64) = conn
         .query_row(
@@ -247,7 +257,10 @@ fn an_unknown_sender_denied_is_dropped_and_audited() {
             |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .expect("the dropped message is audited");
-    assert_eq!((reason.as_str(), count), ("unknown_sender_request_approval", 1));
+    assert_eq!(
+        (reason.as_str(), count),
+        ("unknown_sender_request_approval", 1)
+    );
     // No deny list: a later message asks again.
     friend.say("m2", "please?");
     let second = loop {
@@ -332,12 +345,14 @@ fn pairing_on_an_empty_install_makes_the_first_sender_owner_and_a_second_code_ne
     assert_eq!(me.reply(), ("echo: hello".into(), "m1:echo".into()));
     // A code works once: used again, it is an ordinary message from an unknown chat.
     let mut late = Client::connect_to(&env, "late");
-    late.send_line(&ClientLine::Message(reconciler::channels::cli_protocol::Message {
-        text: code.clone(),
-        id: Some("p2".into()),
-        platform_id: None,
-        mention: None,
-    }));
+    late.send_line(&ClientLine::Message(
+        reconciler::channels::cli_protocol::Message {
+            text: code.clone(),
+            id: Some("p2".into()),
+            platform_id: None,
+            mention: None,
+        },
+    ));
     assert!(late.next_error().contains("no CLI chat `late`"));
 
     let second = pairing_code(&env);
@@ -345,7 +360,11 @@ fn pairing_on_an_empty_install_makes_the_first_sender_owner_and_a_second_code_ne
     pal.say("p3", &second);
     assert!(next_text(&mut pal).contains("the owner is asked"));
     let (card_reply, card) = next_card(&mut me);
-    assert!(card_reply.text.contains("`cli:pal` used a pairing code"), "{}", card_reply.text);
+    assert!(
+        card_reply.text.contains("`cli:pal` used a pairing code"),
+        "{}",
+        card_reply.text
+    );
     let decided = answer(&mut me, &card.id, "allow", "me");
     assert!(matches!(decided, HostLine::Answered { .. }), "{decided:?}");
     assert!(next_text(&mut pal).contains("✅ Paired: this chat talks to `echo`"));
@@ -360,7 +379,11 @@ fn pairing_on_an_empty_install_makes_the_first_sender_owner_and_a_second_code_ne
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(owners, [("cli:me".to_string(), None)], "first pair wins, runtime-owned");
+    assert_eq!(
+        owners,
+        [("cli:me".to_string(), None)],
+        "first pair wins, runtime-owned"
+    );
     assert_eq!(members(&env), [("cli:pal".into(), "echo".into(), None)]);
     let chats: Vec<String> = conn
         .prepare("SELECT id FROM messaging_groups WHERE managed_by IS NULL ORDER BY id")
@@ -369,7 +392,11 @@ fn pairing_on_an_empty_install_makes_the_first_sender_owner_and_a_second_code_ne
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(chats, ["cli-me", "cli-pal"], "the late sender's chat is not registered");
+    assert_eq!(
+        chats,
+        ["cli-me", "cli-pal"],
+        "the late sender's chat is not registered"
+    );
 }
 
 const OWNER_ONLY: &str = "\
@@ -394,12 +421,14 @@ roles: [owner]
 
 /// Sends `text` addressing the bot from CLI chat `client` reads, waits until it is stored.
 fn mention(client: &mut Client, id: &str, text: &str) {
-    client.send_line(&ClientLine::Message(reconciler::channels::cli_protocol::Message {
-        text: text.into(),
-        id: Some(id.into()),
-        platform_id: None,
-        mention: Some(true),
-    }));
+    client.send_line(&ClientLine::Message(
+        reconciler::channels::cli_protocol::Message {
+            text: text.into(),
+            id: Some(id.into()),
+            platform_id: None,
+            mention: Some(true),
+        },
+    ));
     loop {
         match client.next_line() {
             HostLine::Accepted { accepted, .. } if accepted == id => return,
@@ -431,15 +460,27 @@ fn a_new_chat_is_connected_to_an_existing_agent_through_the_card() {
     let mut newbie = Client::connect_to(&env, "newbie");
     mention(&mut newbie, "n1", "hi bot");
     let (card_reply, card) = next_card(&mut owner);
-    assert!(card_reply.text.starts_with("💬 New direct message"), "{}", card_reply.text);
+    assert!(
+        card_reply.text.starts_with("💬 New direct message"),
+        "{}",
+        card_reply.text
+    );
     assert_eq!(
-        card.options.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(),
+        card.options
+            .iter()
+            .map(|o| o.id.as_str())
+            .collect::<Vec<_>>(),
         ["connect:echo", "new_agent", "reject"]
     );
     let decided = answer(&mut owner, &card.id, "connect:echo", "local");
     assert!(matches!(decided, HostLine::Answered { .. }), "{decided:?}");
     let (text, to) = newbie.reply();
-    assert_eq!((text.as_str(), to.as_str()), ("echo: hi bot", "n1:echo"), "{}", daemon.log());
+    assert_eq!(
+        (text.as_str(), to.as_str()),
+        ("echo: hi bot", "n1:echo"),
+        "{}",
+        daemon.log()
+    );
     newbie.say("n2", "and again");
     assert_eq!(newbie.reply(), ("echo: and again".into(), "n2:echo".into()));
 
@@ -447,8 +488,17 @@ fn a_new_chat_is_connected_to_an_existing_agent_through_the_card() {
     let plan = env.run(&["plan", "manifests"]);
     assert_eq!(plan.code, 0, "{}", plan.stderr);
     assert!(plan.stdout.contains("No changes."), "{}", plan.stdout);
-    for address in ["channel.cli-newbie", "wiring.cli-newbie/echo", "member.cli:newbie/echo", "user.cli:newbie"] {
-        assert!(plan.stdout.contains(&format!("  {address}\n")), "{address} listed:\n{}", plan.stdout);
+    for address in [
+        "channel.cli-newbie",
+        "wiring.cli-newbie/echo",
+        "member.cli:newbie/echo",
+        "user.cli:newbie",
+    ] {
+        assert!(
+            plan.stdout.contains(&format!("  {address}\n")),
+            "{address} listed:\n{}",
+            plan.stdout
+        );
     }
     let export = env.run(&["export", "exported"]);
     assert_eq!(export.code, 0, "{}", export.stderr);
@@ -459,7 +509,10 @@ fn a_new_chat_is_connected_to_an_existing_agent_through_the_card() {
     let adopt = env.run(&["adopt", "channel.cli-newbie", "user.cli:newbie"]);
     assert_eq!(adopt.code, 0, "{}", adopt.stderr);
     let adopted = std::fs::read_to_string(env.manifests().join("adopted.yaml")).unwrap();
-    assert!(adopted.contains("platform_id: newbie") && adopted.contains("member_of"), "{adopted}");
+    assert!(
+        adopted.contains("platform_id: newbie") && adopted.contains("member_of"),
+        "{adopted}"
+    );
     let plan = env.run(&["plan", "manifests"]);
     assert_eq!(
         plan.stdout.trim(),
@@ -470,7 +523,11 @@ fn a_new_chat_is_connected_to_an_existing_agent_through_the_card() {
     // Adopting what is managed already is refused.
     let again = env.run(&["adopt", "channel.cli-newbie"]);
     assert_eq!(again.code, 1);
-    assert!(again.stderr.contains("already in the manifests"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("already in the manifests"),
+        "{}",
+        again.stderr
+    );
 }
 
 #[test]

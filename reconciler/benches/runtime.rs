@@ -511,7 +511,6 @@ impl Client {
         client.send(&ClientLine::Hello {
             hello: Hello {
                 platform_id: Some(platform_id.to_string()),
-                mention: None,
                 protocol: Some(cli_protocol::VERSION),
             },
         });

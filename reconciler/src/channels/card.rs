@@ -102,12 +102,8 @@ impl Card {
         if content.get("type").and_then(Value::as_str) != Some("ask_question") {
             return None;
         }
-        let text = |value: &Value, key: &str| {
-            value
-                .get(key)
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        };
+        let text =
+            |value: &Value, key: &str| value.get(key).and_then(Value::as_str).map(str::to_string);
         let options = content
             .get("options")?
             .as_array()?

@@ -334,15 +334,11 @@ mod tests {
         );
         check(
             r#"{"text": "hi", "id": "m1", "platform_id": "side"}"#,
-            expect![[
-                r#"Message(Message { text: "hi", id: Some("m1"), platform_id: Some("side") }) = {"text":"hi","id":"m1","platform_id":"side"}"#
-            ]],
+            expect![[r#"Message(Message { text: "hi", id: Some("m1"), platform_id: Some("side"), mention: None }) = {"text":"hi","id":"m1","platform_id":"side"}"#]],
         );
         check(
             r#"{"text": "hi"}"#,
-            expect![[
-                r#"Message(Message { text: "hi", id: None, platform_id: None }) = {"text":"hi"}"#
-            ]],
+            expect![[r#"Message(Message { text: "hi", id: None, platform_id: None, mention: None }) = {"text":"hi"}"#]],
         );
     }
 
@@ -367,9 +363,7 @@ mod tests {
         );
         check(
             r#"{"txt": "hi"}"#,
-            expect![[
-                r#"error: malformed line: unknown field `txt`, expected one of `hello`, `ack`, `text`, `id`, `platform_id` at line 1 column 6"#
-            ]],
+            expect!["error: malformed line: unknown field `txt`, expected one of `hello`, `ack`, `answer`, `text`, `id`, `platform_id`, `mention` at line 1 column 6"],
         );
     }
 
@@ -408,7 +402,7 @@ mod tests {
         ];
         let text: Vec<String> = lines.iter().map(HostLine::to_line).collect();
         expect![[r#"
-            {"hello":{"platform_id":"local","protocol":1}}
+            {"hello":{"platform_id":"local","protocol":2}}
             {"accepted":"m1","agents":["andy"]}
             {"superseded":true,"text":"[superseded by a newer client]"}
             {"id":"out-1","text":"hi","agent":"andy","in_reply_to":"m1:andy"}
@@ -419,6 +413,54 @@ mod tests {
             assert_eq!(HostLine::parse(line).as_ref(), Some(value), "{line}");
         }
         assert_eq!(HostLine::parse(r#"{"something":"new"}"#), None);
+    }
+
+    #[test]
+    fn version_2_lines_answer_cards() {
+        check(
+            r#"{"answer": {"card": "apv-1", "option": "allow"}}"#,
+            expect![[
+                r#"Answer { answer: AnswerLine { card: "apv-1", option: "allow", platform_id: None } } = {"answer":{"card":"apv-1","option":"allow"}}"#
+            ]],
+        );
+        check(
+            r#"{"answer": {"card": "apv-1", "option": "1"}, "text": "x"}"#,
+            expect!["error: an `answer` line holds nothing else"],
+        );
+        check(
+            r#"{"text": "hi bot", "mention": true}"#,
+            expect![[
+                r#"Message(Message { text: "hi bot", id: None, platform_id: None, mention: Some(true) }) = {"text":"hi bot","mention":true}"#
+            ]],
+        );
+        let card = HostLine::Reply(Reply {
+            id: "apv-1-card".into(),
+            text: "title".into(),
+            agent: None,
+            in_reply_to: None,
+            card: Some(CardView {
+                id: "apv-1".into(),
+                options: vec![CardChoice {
+                    id: "allow".into(),
+                    label: "Allow".into(),
+                }],
+                decided: false,
+            }),
+        });
+        let answered = HostLine::Answered {
+            answered: "apv-1".into(),
+            outcome: "✅ Allowed by cli:local".into(),
+        };
+        for line in [card, answered] {
+            assert_eq!(HostLine::parse(&line.to_line()), Some(line.clone()));
+        }
+        // A version 1 reader reads a card as a reply with its text.
+        let v1: serde_json::Value = serde_json::from_str(
+            r#"{"id":"apv-1-card","text":"title","card":{"id":"apv-1","options":[]}}"#,
+        )
+        .unwrap();
+        assert_eq!(v1["text"], "title");
+        assert!(SUPPORTED.contains(&1) && SUPPORTED.contains(&VERSION));
     }
 
     #[test]

@@ -571,7 +571,12 @@ impl CliSocket {
 
     /// Hands a choice on a card to the runtime and answers with its verdict. The responder is
     /// the chat this connection reads (`cli:<platform id>`), so it must have said hello.
-    async fn answer(&self, client: &Client, answer: AnswerLine, answers: &card::Answers) -> HostLine {
+    async fn answer(
+        &self,
+        client: &Client,
+        answer: AnswerLine,
+        answers: &card::Answers,
+    ) -> HostLine {
         let platform_id = answer
             .platform_id
             .clone()

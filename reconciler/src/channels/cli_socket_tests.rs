@@ -181,7 +181,7 @@ async fn issue_8_connections_beyond_the_limit_are_refused_with_an_error() {
     let (second, _keep_second) = hello(UnixStream::connect(&path).await.unwrap()).await;
     assert_eq!(
         first.trim(),
-        r#"{"hello":{"platform_id":"local","protocol":1}}"#
+        r#"{"hello":{"platform_id":"local","protocol":2}}"#
     );
     assert!(second.contains("hello"), "{second}");
     let mut third = BufReader::new(UnixStream::connect(&path).await.unwrap());

@@ -44,7 +44,9 @@ pub fn run(args: AdoptArgs, ctx: &Ctx) -> anyhow::Result<Status> {
         Err(OpsError::Invalid { diagnostics }) => {
             let text = crate::manifest::diagnostic::render_styled(&diagnostics, ctx.color_stderr);
             say!("{text}");
-            say!("nothing adopted: the adopted documents do not load with the manifests\n\nhint: adopt what they refer to in the same call (a wiring's agent, a role's agent)");
+            say!(
+                "nothing adopted: the adopted documents do not load with the manifests\n\nhint: adopt what they refer to in the same call (a wiring's agent, a role's agent)"
+            );
             Ok(Status::Invalid)
         }
         Err(err) => Err(err.into()),

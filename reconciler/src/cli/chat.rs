@@ -124,9 +124,8 @@ fn answer_card(
     option: String,
     timeout: Duration,
 ) -> anyhow::Result<Status> {
-    let mut link = Link::open(socket).with_context(|| {
-        format!("no runtime is listening at {}", socket.display())
-    })?;
+    let mut link = Link::open(socket)
+        .with_context(|| format!("no runtime is listening at {}", socket.display()))?;
     link.send(&ClientLine::Answer {
         answer: AnswerLine {
             card,
@@ -137,7 +136,10 @@ fn answer_card(
     .context("sending the answer")?;
     let deadline = Instant::now() + timeout;
     loop {
-        match link.next(Some(deadline)).context("reading from the runtime")? {
+        match link
+            .next(Some(deadline))
+            .context("reading from the runtime")?
+        {
             Next::Line(HostLine::Answered { outcome, .. }) => {
                 println!("{outcome}");
                 return Ok(Status::Ok);

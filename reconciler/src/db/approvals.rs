@@ -286,13 +286,19 @@ mod tests {
     fn one_pending_row_per_subject_then_decided_once_then_expired_ones_are_gone() {
         let conn = seed();
         assert!(insert(&conn, &approval("apv-1"), 0).unwrap());
-        assert!(!insert(&conn, &approval("apv-2"), 0).unwrap(), "duplicate subject");
+        assert!(
+            !insert(&conn, &approval("apv-2"), 0).unwrap(),
+            "duplicate subject"
+        );
         assert!(is_pending(&conn, "unknown_sender", "mg|cli:x").unwrap());
         assert!(pending(&conn, "apv-1", 50).unwrap().is_some());
         assert!(pending(&conn, "apv-1", 100).unwrap().is_none(), "expired");
         assert!(decide(&conn, "apv-1", "allow", "cli:owner", 60).unwrap());
         assert!(!decide(&conn, "apv-1", "deny", "cli:owner", 61).unwrap());
-        assert!(insert(&conn, &approval("apv-3"), 0).unwrap(), "a new card once decided");
+        assert!(
+            insert(&conn, &approval("apv-3"), 0).unwrap(),
+            "a new card once decided"
+        );
         assert_eq!(expire_due(&conn, 99).unwrap(), []);
         let expired = expire_due(&conn, 100).unwrap();
         assert_eq!(expired.len(), 1);
@@ -310,7 +316,9 @@ mod tests {
             chat
         );
         assert_eq!(
-            cached_dm(&conn, "telegram:9", "telegram").unwrap().as_deref(),
+            cached_dm(&conn, "telegram:9", "telegram")
+                .unwrap()
+                .as_deref(),
             Some("9")
         );
     }

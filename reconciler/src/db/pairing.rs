@@ -95,9 +95,11 @@ pub fn grant_owner(conn: &Connection, user: &str) -> rusqlite::Result<()> {
 
 /// The agent a new DM is wired to: the only agent, else the first by name.
 pub fn default_agent(conn: &Connection) -> rusqlite::Result<Option<String>> {
-    conn.query_row("SELECT id FROM agent_groups ORDER BY id LIMIT 1", [], |row| {
-        row.get(0)
-    })
+    conn.query_row(
+        "SELECT id FROM agent_groups ORDER BY id LIMIT 1",
+        [],
+        |row| row.get(0),
+    )
     .optional()
 }
 
@@ -198,11 +200,20 @@ mod tests {
             .query_row("SELECT code_hash FROM pairing_codes", [], |row| row.get(0))
             .unwrap();
         assert!(!stored.contains(&code.replace('-', "")), "stored hashed");
-        assert!(!redeem(&conn, &code, "cli", "cli:x", 1).unwrap(), "other channel");
-        assert!(!redeem(&conn, &code, "telegram", "telegram:1", 100).unwrap(), "expired");
+        assert!(
+            !redeem(&conn, &code, "cli", "cli:x", 1).unwrap(),
+            "other channel"
+        );
+        assert!(
+            !redeem(&conn, &code, "telegram", "telegram:1", 100).unwrap(),
+            "expired"
+        );
         let typed = code.to_lowercase().replace('-', " ");
         assert!(redeem(&conn, &typed, "telegram", "telegram:1", 99).unwrap());
-        assert!(!redeem(&conn, &code, "telegram", "telegram:2", 99).unwrap(), "used");
+        assert!(
+            !redeem(&conn, &code, "telegram", "telegram:2", 99).unwrap(),
+            "used"
+        );
         assert!(!redeem(&conn, "hello there", "telegram", "telegram:2", 1).unwrap());
     }
 

@@ -25,7 +25,11 @@ pub struct Adopted {
 }
 
 /// Adopts `addresses` (as `plan` prints them) into the manifest folder `dir`.
-pub fn adopt(paths: &crate::paths::Paths, dir: &Path, addresses: &[String]) -> Result<Adopted, OpsError> {
+pub fn adopt(
+    paths: &crate::paths::Paths,
+    dir: &Path,
+    addresses: &[String],
+) -> Result<Adopted, OpsError> {
     let before = super::load(dir, &paths.data)?;
     let (_lock, mut conn) = current::open_for_apply(paths)?;
     let current = crate::db::config::read(&conn)?;
@@ -73,7 +77,11 @@ pub fn adopt(paths: &crate::paths::Paths, dir: &Path, addresses: &[String]) -> R
     let (plan, _others) = full.hold(&Running::default(), |change| {
         change.action != Action::Adopt || before.state.get(&change.address).is_some()
     });
-    let adopted: Vec<Address> = plan.changes.iter().map(|change| change.address.clone()).collect();
+    let adopted: Vec<Address> = plan
+        .changes
+        .iter()
+        .map(|change| change.address.clone())
+        .collect();
     let meta = Meta {
         manifest_digest: after.digest,
         git_commit: crate::apply::git_commit(dir),
@@ -96,7 +104,14 @@ fn parse(text: &str) -> Option<Address> {
 
 /// The address of the manifest document that holds `address`.
 fn root(address: &Address) -> Address {
-    let first = || address.key.split('/').next().unwrap_or_default().to_string();
+    let first = || {
+        address
+            .key
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
     match address.kind {
         Kind::Wiring => Address::new(Kind::Channel, first()),
         Kind::Destination => Address::new(Kind::Agent, first()),

@@ -335,6 +335,9 @@ mod tests {
                 - destination.andy/home  # restarts: deleted
 
                 - destination.andy/main  # restarts: deleted
+
+                Made at runtime and not in the manifests (kept; `nanoclaw adopt ADDRESS…` manages them, `--prune` deletes them):
+                  user.telegram:99
             "#]],
         );
     }

@@ -336,7 +336,9 @@ impl Approvals {
         let conn = Arc::clone(&self.conn);
         let handlers = self.handlers.clone();
         let decided = tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut conn = conn
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             decide(&mut conn, &handlers, &answer)
         })
         .await;
@@ -369,7 +371,9 @@ impl Approvals {
     async fn expire(&self) {
         let conn = Arc::clone(&self.conn);
         let expired = tokio::task::spawn_blocking(move || {
-            let conn = conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let conn = conn
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             rows::expire_due(&conn, now_ms())
         })
         .await;

@@ -74,7 +74,11 @@ pub fn ask(
         .iter()
         .map(|(id, label, chosen)| (id.as_str(), label.as_str(), chosen.as_str()))
         .collect();
-    options.push(("new_agent", "Create a new agent", "🆕 Creating a new agent…"));
+    options.push((
+        "new_agent",
+        "Create a new agent",
+        "🆕 Creating a new agent…",
+    ));
     options.push(("reject", "Reject", "🙅 Rejected"));
     let request = approvals::Request {
         kind: NEW_CHAT,
@@ -123,7 +127,11 @@ impl Handler for NewChatHandler {
             "new_agent" => {
                 let (channel_type, platform_id) = &decision.at;
                 let question = rows::Approval {
-                    id: format!("apv-{}{}", agent_runner::session_db::ids::rand6(), agent_runner::session_db::ids::rand6()),
+                    id: format!(
+                        "apv-{}{}",
+                        agent_runner::session_db::ids::rand6(),
+                        agent_runner::session_db::ids::rand6()
+                    ),
                     kind: AGENT_NAME.to_string(),
                     subject: decision.by.clone(),
                     agent: None,
@@ -193,7 +201,13 @@ pub fn take_name(
             "SELECT id, payload FROM approvals WHERE kind = ?1 AND subject = ?2
                AND status = 'pending' AND card_channel_type = ?3 AND card_platform_id = ?4
                AND expires_at > ?5",
-            params![AGENT_NAME, sender, event.channel_type, event.platform_id, approvals::now_ms()],
+            params![
+                AGENT_NAME,
+                sender,
+                event.channel_type,
+                event.platform_id,
+                approvals::now_ms()
+            ],
             |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .optional()?;
@@ -223,15 +237,19 @@ pub fn take_name(
     if !pending_chat {
         return Ok(Some(Effects {
             replay: Vec::new(),
-            notes: vec![note(here, "That chat was handled in the meantime; no agent created.".to_string())],
+            notes: vec![note(
+                here,
+                "That chat was handled in the meantime; no agent created.".to_string(),
+            )],
         }));
     }
     let name = create_agent(conn, &base)?;
     info!(agent = %name, chat, by = sender, "new agent created for a new chat");
     let mut effects = connect(conn, &payload, chat, &name, sender)?;
-    effects
-        .notes
-        .push(note(here, format!("✅ Agent `{name}` created and connected.")));
+    effects.notes.push(note(
+        here,
+        format!("✅ Agent `{name}` created and connected."),
+    ));
     Ok(Some(effects))
 }
 
@@ -297,7 +315,10 @@ fn note((channel_type, platform_id): (&str, &str), text: String) -> (String, Out
 mod tests {
     #[test]
     fn agent_names_from_what_was_typed() {
-        assert_eq!(super::agent_name(" Family Bot ").as_deref(), Some("family-bot"));
+        assert_eq!(
+            super::agent_name(" Family Bot ").as_deref(),
+            Some("family-bot")
+        );
         assert_eq!(super::agent_name("a_b").as_deref(), Some("a-b"));
         assert_eq!(super::agent_name("../x"), None);
         assert_eq!(super::agent_name("global"), None);

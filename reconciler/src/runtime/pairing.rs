@@ -67,7 +67,10 @@ pub fn take(
             "{who} used a pairing code on {}. Let them talk to your agent there?",
             here.0
         ),
-        options: vec![("allow", "Allow", "✅ Paired"), ("deny", "Deny", "❌ Declined")],
+        options: vec![
+            ("allow", "Allow", "✅ Paired"),
+            ("deny", "Deny", "❌ Declined"),
+        ],
     };
     let mut notes = Vec::new();
     let text = match approvals::request(conn, adapters, &request, ttl)? {
@@ -83,7 +86,10 @@ pub fn take(
             "⏳ A pairing of yours already waits for the owner's approval.".to_string()
         }
         Requested::NoApprover | Requested::NoDm => {
-            warn!(user = sender, "pairing not asked about: the owner has no reachable DM");
+            warn!(
+                user = sender,
+                "pairing not asked about: the owner has no reachable DM"
+            );
             "❌ The owner cannot be reached to approve this pairing; ask them for a new code."
                 .to_string()
         }

@@ -19,10 +19,10 @@ use tracing::{debug, info, info_span, warn};
 
 use super::approvals::{self, Requested};
 use super::attachments;
-use super::{new_chat, pairing};
 use super::outbox::Outboxes;
 use super::route::{self, Action, Facts, MessageFacts, Patterns};
 use super::waker::Wakes;
+use super::{new_chat, pairing};
 use crate::channels::{Adapters, Envelope, InboundEvent, Outbound, Receipt};
 use crate::db::{self, routing, sessions};
 use crate::paths::Paths;
@@ -115,7 +115,7 @@ impl Router {
         match self.conn.transaction() {
             Ok(tx) => {
                 let mut queue: std::collections::VecDeque<Envelope> = envelopes.drain(..).collect();
-            while let Some(envelope) = queue.pop_front() {
+                while let Some(envelope) = queue.pop_front() {
                     let message_id = envelope.event.message.id.clone();
                     let span = info_span!("route", channel = %envelope.event.channel_type, msg = %message_id);
                     let _entered = span.enter();
@@ -175,7 +175,7 @@ impl Router {
             Err(err) => {
                 warn!(error = %err, "router cannot start a transaction");
                 let mut queue: std::collections::VecDeque<Envelope> = envelopes.drain(..).collect();
-            while let Some(envelope) = queue.pop_front() {
+                while let Some(envelope) = queue.pop_front() {
                     if let Some(receipt) = envelope.stored {
                         let _ = receipt.send(Receipt::Failed);
                     }
@@ -328,7 +328,14 @@ fn route_one(
             };
             routing::record_drop(conn, &drop)?;
             warn!(chat = %chat.id, msg = %event.message.id, "message dropped: no agent is wired to this chat");
-            let card = new_chat::ask(conn, adapters, &chat, &event, sender.as_deref(), approval_ttl)?;
+            let card = new_chat::ask(
+                conn,
+                adapters,
+                &chat,
+                &event,
+                sender.as_deref(),
+                approval_ttl,
+            )?;
             return Ok(Routed {
                 notes: card.into_iter().collect(),
                 ..Routed::default()
@@ -453,9 +460,13 @@ fn route_one(
             && let (Some(sender), Some(agent)) = (&sender, &refused_by)
         {
             let who = sender_name.as_deref().unwrap_or(sender);
-            if let Some(card) =
-                ask_about_sender(conn, adapters, (&chat, agent, sender, who), &event, approval_ttl)?
-            {
+            if let Some(card) = ask_about_sender(
+                conn,
+                adapters,
+                (&chat, agent, sender, who),
+                &event,
+                approval_ttl,
+            )? {
                 routed.notes.push(card);
             }
         }
@@ -482,7 +493,10 @@ fn ask_about_sender(
         payload: approvals::unknown_sender_payload(sender, event),
         title: "👤 New sender".to_string(),
         body: format!("{who} wants to talk to `{agent}` in {place}. Allow?"),
-        options: vec![("allow", "Allow", "✅ Allowed"), ("deny", "Deny", "❌ Denied")],
+        options: vec![
+            ("allow", "Allow", "✅ Allowed"),
+            ("deny", "Deny", "❌ Denied"),
+        ],
     };
     Ok(match approvals::request(conn, adapters, &request, ttl)? {
         Requested::Card {
@@ -495,11 +509,17 @@ fn ask_about_sender(
             None
         }
         Requested::NoApprover => {
-            warn!(sender, agent, "unknown sender not asked about: no owner or admin can approve");
+            warn!(
+                sender,
+                agent, "unknown sender not asked about: no owner or admin can approve"
+            );
             None
         }
         Requested::NoDm => {
-            warn!(sender, agent, "unknown sender not asked about: no approver has a reachable DM");
+            warn!(
+                sender,
+                agent, "unknown sender not asked about: no approver has a reachable DM"
+            );
             None
         }
     })

@@ -224,7 +224,11 @@ fn answer_command(
         ([option], Some(card)) => (card.to_string(), option.to_string()),
         ([card, option], _) => (card.to_string(), option.to_string()),
         ([_], None) => return Some(Err("no card to answer: none was shown".to_string())),
-        _ => return Some(Err("usage: `/answer N` or `/answer CARD OPTION`".to_string())),
+        _ => {
+            return Some(Err(
+                "usage: `/answer N` or `/answer CARD OPTION`".to_string()
+            ));
+        }
     };
     Some(Ok(crate::channels::cli_protocol::AnswerLine {
         card,
