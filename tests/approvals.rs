@@ -1,5 +1,5 @@
-//! End-to-end tests of approvals on the CLI channel with real containers (docs/channels.md,
-//! "Approvals", "Unknown senders"): the owner reads the CLI chat `local`; a friend writes in
+//! End-to-end tests of approvals on the CLI channel with real containers (docs/runtime.md#approvals
+//! and the sections after it): the owner reads the CLI chat `local`; a friend writes in
 //! the CLI chat `friend`, whose policy is `request_approval`, and is `cli:friend` to the runtime.
 
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! Cards: a question with options that a person answers by choosing one, the same on every
-//! channel (docs/channels.md, "Approvals"). The runtime sends a [`Card`] as outbound content;
+//! channel (docs/runtime.md#approvals). The runtime sends a [`Card`] as outbound content;
 //! each adapter renders it its own way (the CLI as numbered options, Telegram as an inline
 //! keyboard) and hands the choice back as an [`Answer`], with the person who chose. After the
 //! decision the runtime sends an [`Outcome`], which the adapter shows in place of the card

@@ -87,7 +87,7 @@ pub struct Message {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub platform_id: Option<String>,
     /// Version 2: the message addresses the bot (a mention); on a chat no agent is wired to,
-    /// that asks an approver what to do with the chat (docs/channels.md, "New chats").
+    /// that asks an approver what to do with the chat (docs/runtime.md#new-chats).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mention: Option<bool>,
 }
@@ -334,11 +334,15 @@ mod tests {
         );
         check(
             r#"{"text": "hi", "id": "m1", "platform_id": "side"}"#,
-            expect![[r#"Message(Message { text: "hi", id: Some("m1"), platform_id: Some("side"), mention: None }) = {"text":"hi","id":"m1","platform_id":"side"}"#]],
+            expect![[
+                r#"Message(Message { text: "hi", id: Some("m1"), platform_id: Some("side"), mention: None }) = {"text":"hi","id":"m1","platform_id":"side"}"#
+            ]],
         );
         check(
             r#"{"text": "hi"}"#,
-            expect![[r#"Message(Message { text: "hi", id: None, platform_id: None, mention: None }) = {"text":"hi"}"#]],
+            expect![[
+                r#"Message(Message { text: "hi", id: None, platform_id: None, mention: None }) = {"text":"hi"}"#
+            ]],
         );
     }
 
@@ -363,7 +367,9 @@ mod tests {
         );
         check(
             r#"{"txt": "hi"}"#,
-            expect!["error: malformed line: unknown field `txt`, expected one of `hello`, `ack`, `answer`, `text`, `id`, `platform_id`, `mention` at line 1 column 6"],
+            expect![
+                "error: malformed line: unknown field `txt`, expected one of `hello`, `ack`, `answer`, `text`, `id`, `platform_id`, `mention` at line 1 column 6"
+            ],
         );
     }
 

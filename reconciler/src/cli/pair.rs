@@ -1,6 +1,6 @@
 //! `nanoclaw pair CHANNEL`: prints a one-time code; the first person who sends it to the bot
 //! on that channel becomes the owner, or, once there is one, is paired with the owner's
-//! approval (docs/channels.md, "Pairing").
+//! approval (docs/runtime.md#pairing).
 
 use clap::Args;
 

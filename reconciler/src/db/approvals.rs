@@ -1,6 +1,5 @@
 //! The `approvals` table and the facts an approval needs: who may approve (approvers), where
-//! their DM is (`user_dms`), the membership an approved sender gets (docs/channels.md,
-//! "Approvals"). A row is written when a card goes out and kept after its decision as the audit.
+//! their DM is (`user_dms`), the membership an approved sender gets (docs/runtime.md#approvals). A row is written when a card goes out and kept after its decision as the audit.
 
 use agent_runner::session_db::ids;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -130,7 +129,7 @@ const GLOBAL_APPROVERS: &str = "SELECT user_id FROM user_roles
   WHERE agent_group_id IS NULL AND role = ?1
   ORDER BY granted_at, user_id";
 
-/// Who may approve for `agent` (docs/channels.md, "Approvals"): its scoped admins, then the
+/// Who may approve for `agent` (docs/runtime.md#approvals): its scoped admins, then the
 /// global admins, then the owners, each by grant time, without repeats.
 pub fn approvers(conn: &Connection, agent: Option<&str>) -> rusqlite::Result<Vec<String>> {
     let mut found: Vec<String> = Vec::new();

@@ -1,4 +1,4 @@
-//! Pairing codes (`nanoclaw pair`, docs/channels.md, "Pairing"): short one-time codes, stored
+//! Pairing codes (`nanoclaw pair`, docs/runtime.md#pairing): short one-time codes, stored
 //! only as their SHA-256, each for one channel type, expiring, used at most once; and the
 //! runtime-owned rows a pairing or a new chat creates: the chat, its wiring, the owner role.
 

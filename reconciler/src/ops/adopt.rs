@@ -1,6 +1,6 @@
 //! `nanoclaw adopt ADDRESS…`: resources made at runtime (approvals, pairing, new chats) written
 //! into the manifest folder as a new file and marked managed, so the manifests own them from
-//! now on and a plan afterwards shows no changes (docs/manifests.md, "Runtime-owned rows").
+//! now on and a plan afterwards shows no changes (docs/manifests.md#rows-made-at-runtime).
 //!
 //! An address adopts its whole manifest document: `wiring.<channel>/<agent>` its channel,
 //! `destination.<agent>/…` its agent, `role.<user>/…` and `member.<user>/…` their user. The

@@ -1,4 +1,4 @@
-//! `nanoclaw pair <channel>`: a one-time pairing code (docs/channels.md, "Pairing"), stored
+//! `nanoclaw pair <channel>`: a one-time pairing code (docs/runtime.md#pairing), stored
 //! hashed in the central DB, which the running daemon reads per message.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Approvals (docs/channels.md, "Approvals"): a person with the right role decides, on a card
+//! Approvals (docs/runtime.md#approvals): a person with the right role decides, on a card
 //! sent to their DM, whether something may happen.
 //!
 //! [`request`] is the typed entry point other features call inside their own transaction: it
@@ -34,7 +34,7 @@ pub const ANSWERS: usize = 256;
 
 /// The kinds this runtime knows, each with its handler in [`Handlers::builtin`].
 pub mod kinds {
-    /// A sender not yet allowed in a `request_approval` chat (docs/channels.md, "Unknown senders").
+    /// A sender not yet allowed in a `request_approval` chat (docs/runtime.md#unknown-senders).
     pub const UNKNOWN_SENDER: &str = "unknown_sender";
 }
 

@@ -10,17 +10,20 @@
 //!        │ Adapter::deliver        ▲ Report
 //!        └─────────────────────────┘
 //! sweeper (task): acks, due wakes, stuck/idle containers; exits (task): exit → drain
+//! approvals (task): answers to cards → decisions, outcomes, held messages back to the router
 //! ```
 //!
 //! This file is the index: [`run`] starts each actor (its own file, its state documented
-//! there) in order and stops them in order on cancellation: channels first (no new input), the
-//! router drains what it has, delivery drains and waits briefly for rows in flight, the
+//! there) in order and stops them in order on cancellation: channels first (no new input) and
+//! the approvals actor with them, the router drains what it has, delivery drains and waits briefly for rows in flight, the
 //! outboxes stop, then the containers (unless kept), then the credential proxy. Every channel
 //! between actors is bounded and says what happens when it is full:
 //!
 //! | from → to | channel | when full |
 //! |---|---|---|
 //! | adapters → router | `mpsc` of [`INBOUND`] envelopes | the adapter waits (backpressure) |
+//! | adapters → approvals | `mpsc` of [`approvals::ANSWERS`] answers to cards | the adapter waits |
+//! | approvals → router | the same `mpsc` as the adapters (approved messages routed again) | the actor waits |
 //! | router, delivery, sweep → waker | [`waker::Wakes`], [`waker::WAKES`] sessions, each once | one sweep pass wakes every session with due work |
 //! | delivery → waker | activity [`mailbox::Signal`] | coalesces (one flag) |
 //! | waker's tasks → waker | `mpsc` of [`waker::INBOX`] | the task waits |

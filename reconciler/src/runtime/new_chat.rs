@@ -1,4 +1,4 @@
-//! New chats (docs/channels.md, "New chats"): the bot mentioned in, or DM'd from, a chat no
+//! New chats (docs/runtime.md#new-chats): the bot mentioned in, or DM'd from, a chat no
 //! agent is wired to → a card to the approver: connect it to an existing agent, create a new
 //! agent (the approver is asked for its name, answered with their next message in that chat),
 //! or reject it. Every row it writes is runtime-owned: the chat, its wiring, the new agent,

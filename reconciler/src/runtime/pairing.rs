@@ -1,4 +1,4 @@
-//! Pairing (docs/channels.md, "Pairing"): a message that is exactly a code printed by
+//! Pairing (docs/runtime.md#pairing): a message that is exactly a code printed by
 //! `nanoclaw pair <channel>` is taken by the router before anything else. With no owner yet,
 //! its sender becomes the owner (first pair wins), and their chat is registered and wired to
 //! the default agent. With an owner, the owner is asked on a card ([`kinds::PAIRING`]); allowed,

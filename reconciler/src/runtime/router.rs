@@ -285,7 +285,7 @@ fn route_one(
     let audit_name = content.sender.clone().or_else(|| sender_name.clone());
     if let Some(sender) = &sender {
         routing::ensure_user(conn, sender, &event.channel_type, sender_name.as_deref())?;
-        // A pairing code is taken before anything else (docs/channels.md, "Pairing").
+        // A pairing code is taken before anything else (docs/runtime.md#pairing).
         if let Some(notes) = pairing::take(conn, adapters, &event, sender, approval_ttl)? {
             return Ok(Routed {
                 notes,
@@ -475,7 +475,7 @@ fn route_one(
 }
 
 /// Asks an approver whether an unknown sender may talk to `agent` in `chat`
-/// (docs/channels.md, "Unknown senders"): one card per sender and chat while it is pending.
+/// (docs/runtime.md#unknown-senders): one card per sender and chat while it is pending.
 /// Returns the card to send once the batch commits.
 fn ask_about_sender(
     conn: &Connection,
