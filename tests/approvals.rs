@@ -374,11 +374,11 @@ fn pairing_on_an_empty_install_makes_the_first_sender_owner_and_a_second_code_ne
     let conn = reconciler::db::open_readonly(&env.db()).expect("open db");
     let owners: Vec<(String, Option<String>)> = conn
         .prepare("SELECT user_id, managed_by FROM user_roles WHERE role = 'owner'")
-        .unwrap()
+        .expect("central db")
         .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-        .unwrap()
+        .expect("central db")
         .collect::<Result<_, _>>()
-        .unwrap();
+        .expect("central db");
     assert_eq!(
         owners,
         [("cli:me".to_string(), None)],
@@ -387,11 +387,11 @@ fn pairing_on_an_empty_install_makes_the_first_sender_owner_and_a_second_code_ne
     assert_eq!(members(&env), [("cli:pal".into(), "echo".into(), None)]);
     let chats: Vec<String> = conn
         .prepare("SELECT id FROM messaging_groups WHERE managed_by IS NULL ORDER BY id")
-        .unwrap()
+        .expect("central db")
         .query_map([], |row| row.get(0))
-        .unwrap()
+        .expect("central db")
         .collect::<Result<_, _>>()
-        .unwrap();
+        .expect("central db");
     assert_eq!(
         chats,
         ["cli-me", "cli-pal"],
@@ -441,11 +441,11 @@ fn mention(client: &mut Client, id: &str, text: &str) {
 fn agents(env: &Env) -> Vec<(String, Option<String>)> {
     let conn = reconciler::db::open_readonly(&env.db()).expect("open db");
     conn.prepare("SELECT id, managed_by FROM agent_groups ORDER BY id")
-        .unwrap()
+        .expect("central db")
         .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-        .unwrap()
+        .expect("central db")
         .collect::<Result<_, _>>()
-        .unwrap()
+        .expect("central db")
 }
 
 #[test]
@@ -502,13 +502,15 @@ fn a_new_chat_is_connected_to_an_existing_agent_through_the_card() {
     }
     let export = env.run(&["export", "exported"]);
     assert_eq!(export.code, 0, "{}", export.stderr);
-    let channels = std::fs::read_to_string(env.root.path().join("exported/channels.yaml")).unwrap();
+    let channels = std::fs::read_to_string(env.root.path().join("exported/channels.yaml"))
+        .expect("read the written manifest");
     assert!(channels.contains("name: cli-newbie"), "{channels}");
 
     // Adopted, they are in a new manifest file, managed, and the plan is empty.
     let adopt = env.run(&["adopt", "channel.cli-newbie", "user.cli:newbie"]);
     assert_eq!(adopt.code, 0, "{}", adopt.stderr);
-    let adopted = std::fs::read_to_string(env.manifests().join("adopted.yaml")).unwrap();
+    let adopted = std::fs::read_to_string(env.manifests().join("adopted.yaml"))
+        .expect("read the written manifest");
     assert!(
         adopted.contains("platform_id: newbie") && adopted.contains("member_of"),
         "{adopted}"

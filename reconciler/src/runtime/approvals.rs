@@ -66,7 +66,7 @@ pub enum Requested {
     Card {
         id: String,
         channel_type: String,
-        outbound: Outbound,
+        outbound: Box<Outbound>,
     },
     /// One is pending already for that subject: nothing sent.
     AlreadyPending,
@@ -131,7 +131,7 @@ pub fn request(
     Ok(Requested::Card {
         id: id.clone(),
         channel_type,
-        outbound: Outbound {
+        outbound: Box::new(Outbound {
             id: format!("{id}-card"),
             agent: None,
             platform_id,
@@ -139,7 +139,7 @@ pub fn request(
             kind: "chat-sdk".to_string(),
             content,
             in_reply_to: None,
-        },
+        }),
     })
 }
 

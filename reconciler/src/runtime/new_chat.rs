@@ -95,7 +95,7 @@ pub fn ask(
             channel_type,
             outbound,
             ..
-        } => Some((channel_type, outbound)),
+        } => Some((channel_type, *outbound)),
         Requested::AlreadyPending => None,
         Requested::NoApprover | Requested::NoDm => {
             warn!(chat = %chat.id, "new chat not asked about: no owner or admin with a reachable DM");

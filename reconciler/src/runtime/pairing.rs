@@ -79,7 +79,7 @@ pub fn take(
             outbound,
             ..
         } => {
-            notes.push((channel_type, outbound));
+            notes.push((channel_type, *outbound));
             "⏳ Code accepted: the owner is asked to approve this pairing.".to_string()
         }
         Requested::AlreadyPending => {

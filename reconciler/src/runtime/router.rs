@@ -503,7 +503,7 @@ fn ask_about_sender(
             channel_type,
             outbound,
             ..
-        } => Some((channel_type, outbound)),
+        } => Some((channel_type, *outbound)),
         Requested::AlreadyPending => {
             debug!(sender, chat = %chat.id, "unknown sender already awaits a decision");
             None
