@@ -27,5 +27,6 @@ mod runner;
 mod runtime;
 mod service;
 mod session_files;
+mod telegram;
 mod tidy;
 mod watch;

@@ -39,6 +39,12 @@ pub const CLAUDE_CODE_OAUTH_TOKEN: &str = "CLAUDE_CODE_OAUTH_TOKEN";
 /// Where the credential proxy sends API requests; default `https://api.anthropic.com`.
 /// Tests point it at a fake on loopback.
 pub const NANOCLAW_ANTHROPIC_BASE_URL: &str = "NANOCLAW_ANTHROPIC_BASE_URL";
+/// The Telegram bot token (from BotFather), used when none is stored with
+/// `nanoclaw auth set telegram` (which wins). Read only when some channel is a Telegram chat.
+pub const TELEGRAM_BOT_TOKEN: &str = "TELEGRAM_BOT_TOKEN";
+/// The Telegram Bot API base URL; default `https://api.telegram.org`. Tests point it at a fake
+/// on loopback.
+pub const NANOCLAW_TELEGRAM_API_URL: &str = "NANOCLAW_TELEGRAM_API_URL";
 /// The static agent-runner binary agent images get, when `--runner` is not given (`run`,
 /// `image build`); default: `agent-runner` beside the `nanoclaw` executable.
 pub const NANOCLAW_RUNNER: &str = "NANOCLAW_RUNNER";
@@ -76,6 +82,14 @@ pub const ALL: &[(&str, &str)] = &[
     (
         NANOCLAW_ANTHROPIC_BASE_URL,
         "upstream of the credential proxy (default Anthropic's API)",
+    ),
+    (
+        TELEGRAM_BOT_TOKEN,
+        "Telegram bot token when none is stored with `nanoclaw auth set telegram`",
+    ),
+    (
+        NANOCLAW_TELEGRAM_API_URL,
+        "Telegram Bot API base URL (default Telegram's)",
     ),
     (
         NANOCLAW_RUNNER,

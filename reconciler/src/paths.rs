@@ -6,6 +6,7 @@
 //!   apply.lock                          held while an apply writes (names the holder)
 //!   run.lock                            held by the one `nanoclaw run` of this data dir (names it)
 //!   cli.sock                            CLI chat channel (0600)
+//!   channels/telegram/offset.json       the next Telegram update to read (per bot)
 //!   groups/<agent>/                     AGENT-WRITABLE: /workspace/agent (rw): CLAUDE.local.md and
 //!                                       the agent's own files
 //!   sessions/<agent>/                   host-owned
@@ -78,6 +79,11 @@ impl Paths {
 
     pub fn cli_socket(&self) -> PathBuf {
         self.data.join("cli.sock")
+    }
+
+    /// `channels/<channel type>/`: a channel adapter's own state (Telegram's update offset).
+    pub fn channel_state(&self, channel_type: &str) -> PathBuf {
+        self.data.join("channels").join(channel_type)
     }
 
     pub fn groups(&self) -> PathBuf {

@@ -4,6 +4,7 @@
 
 pub mod claude_code;
 pub mod fake_anthropic;
+pub mod fake_telegram;
 pub mod proxy;
 pub mod v2;
 

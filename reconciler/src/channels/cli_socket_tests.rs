@@ -12,6 +12,7 @@ fn reply(id: &str, text: &str) -> Outbound {
         kind: "chat".into(),
         content: serde_json::json!({ "text": text }),
         in_reply_to: Some("m1:andy".into()),
+        files: Vec::new(),
     }
 }
 

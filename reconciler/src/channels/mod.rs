@@ -12,6 +12,7 @@ pub mod card;
 pub mod cli_protocol;
 pub mod cli_socket;
 pub mod registry;
+pub mod telegram;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -122,6 +123,16 @@ pub struct Outbound {
     pub content: serde_json::Value,
     /// The inbound row this answers (`<platform msg id>:<agent>`), if any.
     pub in_reply_to: Option<String>,
+    /// Files from the agent's outbox (`content.files`, read by delivery; docs/channels.md).
+    pub files: Vec<OutFile>,
+}
+
+/// A file an agent sends with a message (read by delivery from the session's outbox,
+/// docs/runtime.md#the-message-path).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutFile {
+    pub filename: String,
+    pub data: bytes::Bytes,
 }
 
 /// What a delivery attempt achieved. `NoReader` and `AwaitingAck` are outcomes, not errors:

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tracing::{info, warn};
 
-use super::{Adapter, Adapters, Start, cli_socket};
+use super::{Adapter, Adapters, Start, cli_socket, telegram};
 use crate::paths::Paths;
 
 /// Builds one adapter from the runtime's paths (its own settings come from `env.rs` or files
@@ -30,7 +30,7 @@ pub struct Factory {
 }
 
 /// Every adapter this build has, by channel type.
-pub const FACTORIES: &[Factory] = &[cli_socket::FACTORY];
+pub const FACTORIES: &[Factory] = &[cli_socket::FACTORY, telegram::adapter::FACTORY];
 
 /// What a runtime starts for the channel types its chats use.
 #[derive(Debug, PartialEq, Eq)]

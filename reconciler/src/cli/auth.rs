@@ -1,6 +1,7 @@
-//! `nanoclaw auth set|status|remove anthropic`: the credential the credential proxy lends to
-//! agents (`credentials::Store`). The secret is read from stdin (without echo on a terminal),
-//! stored 0600 in the data dir, and never printed: `status` names only its kind and source.
+//! `nanoclaw auth set|status|remove anthropic|telegram`: the credential the credential proxy
+//! lends to agents (`credentials::Store`) and the Telegram bot token (`credentials::TokenStore`).
+//! The secret is read from stdin (without echo on a terminal), stored 0600 in the data dir, and
+//! never printed: `status` names only its kind and source.
 
 use std::io::{BufRead, IsTerminal, Read};
 
@@ -8,7 +9,8 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::{Ctx, Status};
-use crate::credentials::{self, Credential, CredentialError, Kind, Secret, Store};
+use crate::credentials::{self, Credential, CredentialError, Kind, Secret, Store, TokenStore};
+use crate::env;
 
 /// Manage the credentials agents use without ever seeing them.
 ///
@@ -37,13 +39,15 @@ pub enum AuthCommand {
 pub enum Service {
     /// Anthropic's API (Claude Code in the agents).
     Anthropic,
+    /// The Telegram bot the `telegram` channel speaks as (its token from BotFather).
+    Telegram,
 }
 
 #[derive(Debug, Args)]
 pub struct SetArgs {
     pub service: Service,
-    /// What the secret is; default: recognised by its prefix (`sk-ant-oat…` is an OAuth token,
-    /// anything else an API key).
+    /// What the Anthropic secret is; default: recognised by its prefix (`sk-ant-oat…` is an
+    /// OAuth token, anything else an API key).
     #[arg(long, value_enum)]
     pub kind: Option<KindArg>,
 }
@@ -72,6 +76,7 @@ Examples:
   nanoclaw auth set anthropic                paste it on the terminal (not echoed)
   nanoclaw auth set anthropic --kind oauth-token < token.txt
                                              a Claude subscription token (`claude setup-token`)
+  nanoclaw auth set telegram < bot-token.txt the Telegram bot token from BotFather
   nanoclaw auth status                       which kind is set, and where from
   nanoclaw auth remove anthropic             delete the stored credential";
 
@@ -80,15 +85,90 @@ const MAX_SECRET: u64 = 16 * 1024;
 
 pub fn run(args: AuthArgs, ctx: &Ctx) -> anyhow::Result<Status> {
     let store = Store::new(&ctx.paths.data);
+    let tokens = TokenStore::telegram(&ctx.paths.data);
     match args.command {
+        AuthCommand::Set(args) if args.service == Service::Telegram => set_telegram(ctx, &tokens),
         AuthCommand::Set(args) => set(args, ctx, &store),
-        AuthCommand::Status(_) => status(&store),
+        AuthCommand::Status(StatusArgs {
+            service: Some(Service::Telegram),
+        }) => telegram_status(&tokens, true),
+        AuthCommand::Status(_) => {
+            let status = status(&store)?;
+            telegram_status(&tokens, false)?;
+            Ok(status)
+        }
+        AuthCommand::Remove(RemoveArgs {
+            service: Service::Telegram,
+        }) => remove_telegram(&tokens),
         AuthCommand::Remove(_) => remove(&store),
     }
 }
 
+fn set_telegram(ctx: &Ctx, tokens: &TokenStore) -> anyhow::Result<Status> {
+    let token = read_secret(Service::Telegram)?;
+    if !is_bot_token(&token) {
+        bail!(
+            "that is not a Telegram bot token\n\nhint: BotFather gives tokens like `123456789:AAF…` (digits, a colon, then letters, digits, `_` and `-`)"
+        );
+    }
+    ctx.paths
+        .ensure()
+        .with_context(|| format!("creating {}", ctx.paths.data.display()))?;
+    tokens.save(&Secret::new(token))?;
+    println!(
+        "stored the Telegram bot token in `{}` (readable only by you)",
+        tokens.path().display()
+    );
+    println!("the `telegram` channel uses it from its next start (restart a running daemon)");
+    Ok(Status::Ok)
+}
+
+/// `<bot id>:<secret>`, as BotFather hands them out.
+fn is_bot_token(token: &str) -> bool {
+    token.split_once(':').is_some_and(|(id, secret)| {
+        !id.is_empty()
+            && id.bytes().all(|byte| byte.is_ascii_digit())
+            && !secret.is_empty()
+            && secret
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-')
+    })
+}
+
+/// The Telegram line of `auth status`: always when asked for, else only when a token is set.
+fn telegram_status(tokens: &TokenStore, asked: bool) -> anyhow::Result<Status> {
+    let env_token = env::get(env::TELEGRAM_BOT_TOKEN).map(Secret::new);
+    match tokens.resolve(env_token)? {
+        Some((_, source)) => {
+            println!("telegram: a bot token, {source}");
+            Ok(Status::Ok)
+        }
+        None if asked => {
+            println!("telegram: not set");
+            say!("\nhint: run `nanoclaw auth set telegram` and paste the token BotFather gave you");
+            Ok(Status::Error)
+        }
+        None => Ok(Status::Ok),
+    }
+}
+
+fn remove_telegram(tokens: &TokenStore) -> anyhow::Result<Status> {
+    if tokens.remove()? {
+        println!("removed the stored Telegram bot token");
+    } else {
+        println!("no Telegram bot token was stored");
+    }
+    if env::get(env::TELEGRAM_BOT_TOKEN).is_some() {
+        println!(
+            "a daemon started with this environment still uses `{}`",
+            env::TELEGRAM_BOT_TOKEN
+        );
+    }
+    Ok(Status::Ok)
+}
+
 fn set(args: SetArgs, ctx: &Ctx, store: &Store) -> anyhow::Result<Status> {
-    let secret = read_secret()?;
+    let secret = read_secret(Service::Anthropic)?;
     let kind = match args.kind {
         Some(KindArg::ApiKey) => Kind::ApiKey,
         Some(KindArg::OauthToken) => Kind::OauthToken,
@@ -112,12 +192,24 @@ fn set(args: SetArgs, ctx: &Ctx, store: &Store) -> anyhow::Result<Status> {
 
 /// One line from stdin, without echo on a terminal; refused when empty or not a header-safe
 /// token, with the fix.
-fn read_secret() -> anyhow::Result<String> {
+fn read_secret(service: Service) -> anyhow::Result<String> {
+    let (what, command, example) = match service {
+        Service::Anthropic => (
+            "the Anthropic API key or OAuth token",
+            "anthropic",
+            "the key itself (`sk-ant-…`)",
+        ),
+        Service::Telegram => (
+            "the Telegram bot token from BotFather",
+            "telegram",
+            "the token itself (`123456789:AAF…`)",
+        ),
+    };
     let stdin = std::io::stdin();
     let terminal = stdin.is_terminal();
     let mut line = String::new();
     if terminal {
-        say!("paste the Anthropic API key or OAuth token, then press Enter (it is not shown):");
+        say!("paste {what}, then press Enter (it is not shown):");
         let _echo = EchoOff::new();
         stdin.lock().read_line(&mut line).context("reading stdin")?;
         say!("");
@@ -131,12 +223,12 @@ fn read_secret() -> anyhow::Result<String> {
     let secret = line.trim();
     if secret.is_empty() {
         bail!(
-            "no secret on stdin\n\nhint: pipe it in, e.g. `nanoclaw auth set anthropic < key.txt`, or run the command on a terminal and paste it"
+            "no secret on stdin\n\nhint: pipe it in, e.g. `nanoclaw auth set {command} < key.txt`, or run the command on a terminal and paste it"
         );
     }
     if !secret.bytes().all(|byte| byte.is_ascii_graphic()) {
         bail!(
-            "the secret must be one line of printable characters without spaces\n\nhint: give only the key itself (`sk-ant-…`), one per command"
+            "the secret must be one line of printable characters without spaces\n\nhint: give only {example}, one per command"
         );
     }
     Ok(secret.to_string())

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 pub use placeholders::{Placeholder, Placeholders};
 pub use proxy::{Proxy, ProxySettings};
-pub use store::Store;
+pub use store::{Store, TokenStore};
 pub use upstream::Upstream;
 
 /// Which kind of Anthropic credential: they travel in different headers.

@@ -139,6 +139,7 @@ pub fn request(
             kind: "chat-sdk".to_string(),
             content,
             in_reply_to: None,
+            files: Vec::new(),
         }),
     })
 }
@@ -504,6 +505,7 @@ fn outcome(approval: &rows::Approval, text: String) -> Outbound {
         }
         .to_content(),
         in_reply_to: None,
+        files: Vec::new(),
     }
 }
 

@@ -52,6 +52,7 @@ use super::health::{self, FileId, Health, Reporter};
 use super::mailbox::Signal;
 use super::outbox::{Handed, Outboxes};
 use super::sent_log::{self, Sent, SentLog};
+use super::typing::Typing;
 use super::waker::Wakes;
 use super::work::{Batch, Inbox};
 use crate::channels::{Delivered, Outbound};
@@ -110,6 +111,8 @@ pub struct Delivery {
     /// Raised when a session's `outbound.db` changed (a turn may have ended); the waker uses it
     /// to make room for waiting sessions.
     activity: Option<Signal>,
+    /// Told when a reply reached its chat (the typing indicator pauses).
+    typing: Option<Typing>,
     /// What each session's DB files were at the last drain, and what the chats were told.
     health: Health,
     /// Where accepted rows are logged until recorded; `None` if it cannot be opened (then each
@@ -198,6 +201,7 @@ impl Delivery {
             settling: HashMap::new(),
             wake: None,
             activity: None,
+            typing: None,
             health: Health::default(),
             sent_log,
             unrecorded: leftover,
@@ -214,6 +218,12 @@ impl Delivery {
     pub fn waking(mut self, wake: Wakes, activity: Signal) -> Delivery {
         self.wake = Some(wake);
         self.activity = Some(activity);
+        self
+    }
+
+    /// Tell the typing indicator (`runtime::typing`) when a reply reached its chat.
+    pub fn typing(mut self, typing: Typing) -> Delivery {
+        self.typing = Some(typing);
         self
     }
 
@@ -709,6 +719,8 @@ impl Delivery {
             return Ok(Sending::Done(Delivered::Sent(None)));
         }
         self.authorise(agent, session, channel_type, platform_id)?;
+        let names = super::outbox_files::requested(&content);
+        let files = super::outbox_files::read(&self.paths.session(agent, session), &row.id, &names);
         let message = Outbound {
             id: row.id.clone(),
             agent: Some(agent.to_string()),
@@ -717,6 +729,7 @@ impl Delivery {
             kind: row.kind.to_string(),
             content,
             in_reply_to: row.in_reply_to.clone(),
+            files,
         };
         match self
             .outboxes

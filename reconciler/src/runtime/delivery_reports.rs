@@ -32,6 +32,17 @@ impl Delivery {
             let span = info_span!("deliver", session = %report.session, row = %report.row);
             let _entered = span.enter();
             let key = (report.agent.clone(), report.session.clone());
+            if matches!(report.result, Ok(Delivered::Sent(_))) {
+                // A channel send reached its chat: its outbox files are done with, and the
+                // typing indicator pauses.
+                let dir = self.paths.session(&report.agent, &report.session);
+                crate::runtime::outbox_files::clear(&dir, &report.row);
+                if let Some(typing) = &self.typing {
+                    typing.tell(crate::runtime::typing::Event::Replied {
+                        session: report.session.clone(),
+                    });
+                }
+            }
             match self.outcome_of(&report.agent, &report.session, &report.row, report.result) {
                 Some(outcome) => outcomes.entry(key).or_default().push((report.row, outcome)),
                 None => {

@@ -305,6 +305,7 @@ fn tell(reporter: &Reporter<'_>, session: &str, text: &str) {
         kind: "chat".to_string(),
         content: serde_json::json!({ "text": text }),
         in_reply_to: None,
+        files: Vec::new(),
     };
     reporter
         .outboxes

@@ -30,6 +30,7 @@
 //! | runner → waker, exits | `broadcast` of the runner's exit events | lagged: re-check / drain everything |
 //! | watch, channels, exits, outboxes → delivery | [`work::Inbox`], [`work::SESSIONS`] sessions, each once | drain every active session |
 //! | router, delivery, waker → outboxes | `mpsc` of [`outbox::CAPACITY`] per adapter | row stays queued (no attempt counted); notice dropped |
+//! | router, delivery, waker → typing | `mpsc` of [`typing::BUFFER`] events | the event is dropped (the indicator is best effort) |
 //!
 //! Nothing here talks to Docker directly. It needs the data dir's [`lock::DaemonLock`]: only the
 //! one daemon of a data dir may remove leftover containers and bind the socket.
@@ -52,12 +53,14 @@ pub mod new_chat;
 pub mod notice;
 pub mod outbox;
 pub mod pairing;
+pub mod outbox_files;
 pub mod route;
 pub mod router;
 pub mod sent_log;
 pub mod session;
 pub mod sweep;
 pub mod sweeper;
+pub mod typing;
 pub mod waker;
 pub mod watch;
 pub mod work;
@@ -182,6 +185,15 @@ impl Actors {
             outboxes_stop.clone(),
         );
 
+        let (typing_tx, typing_rx) = mpsc::channel(typing::BUFFER);
+        let typing = typing::Typing::new(typing_tx);
+        tasks.spawn(typing::run(
+            adapters.clone(),
+            typing_rx,
+            runner.exits(),
+            stop.clone(),
+        ));
+
         let (waker, waker_inbox) = waker::Waker::new(
             settings.clone(),
             runner.clone(),
@@ -189,6 +201,7 @@ impl Actors {
             leases,
             tasks.clone(),
         );
+        let waker = waker.typing(typing.clone());
         let inputs = waker::Inputs {
             wakes: wakes.clone(),
             activity: activity.clone(),
@@ -210,10 +223,12 @@ impl Actors {
         approvals_tasks.close();
         let router = router::Router::new(paths.clone(), outboxes.clone(), wakes.clone())?
             .with_approval_ttl(settings.approval_ttl)
+            .typing(typing.clone())
             .spawn(inbound_rx)
             .context("starting the router thread")?;
         let delivery = delivery::Delivery::new(paths.clone(), outboxes)?
             .waking(wakes.clone(), activity)
+            .typing(typing)
             .spawn(work.clone())
             .context("starting the delivery thread")?;
         let watcher = watch::sessions(paths, work.clone()).context("watching session folders")?;

@@ -307,6 +307,7 @@ fn note((channel_type, platform_id): (&str, &str), text: String) -> (String, Out
             kind: "chat".to_string(),
             content: json!({ "text": text }),
             in_reply_to: None,
+            files: Vec::new(),
         },
     )
 }

@@ -163,6 +163,7 @@ pub fn tell(paths: &Paths, outboxes: &Outboxes, session: &str, notice: &Notice) 
         kind: "chat".to_string(),
         content: serde_json::json!({ "text": text(notice) }),
         in_reply_to: None,
+        files: Vec::new(),
     };
     outboxes.notice(&channel_type, message, "agent not answering");
 }

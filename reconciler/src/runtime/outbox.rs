@@ -303,6 +303,7 @@ mod tests {
             kind: "chat".into(),
             content: serde_json::json!({"text": id}),
             in_reply_to: None,
+            files: Vec::new(),
         }
     }
 

@@ -21,6 +21,7 @@ use super::approvals::{self, Requested};
 use super::attachments;
 use super::outbox::Outboxes;
 use super::route::{self, Action, Facts, MessageFacts, Patterns};
+use super::typing::{Event as TypingEvent, Target, Typing};
 use super::waker::Wakes;
 use super::{new_chat, pairing};
 use crate::channels::{Adapters, Envelope, InboundEvent, Outbound, Receipt};
@@ -47,6 +48,8 @@ pub struct Router {
     wake: Wakes,
     /// How long an approval card asked for by routing (an unknown sender) may be answered.
     approval_ttl: std::time::Duration,
+    /// Told about each session a stored message wakes (the typing indicator starts).
+    typing: Option<Typing>,
 }
 
 /// Rows for one session collected over a batch, in arrival order.
@@ -55,6 +58,8 @@ struct SessionWrites {
     rows: Vec<NewInbound>,
     /// The first message of the batch that wakes the session (for the wake's span).
     waking: Option<String>,
+    /// Where that message's answer goes: the chat that shows "typing…".
+    typing_to: Option<Target>,
 }
 
 impl Router {
@@ -67,12 +72,19 @@ impl Router {
             patterns: Patterns::default(),
             wake,
             approval_ttl: approvals::DEFAULT_TTL,
+            typing: None,
         })
     }
 
     /// Approval cards asked for while routing may be answered for `ttl`.
     pub fn with_approval_ttl(mut self, ttl: std::time::Duration) -> Router {
         self.approval_ttl = ttl;
+        self
+    }
+
+    /// Tell the typing indicator (`runtime::typing`) about every session a message wakes.
+    pub fn typing(mut self, typing: Typing) -> Router {
+        self.typing = Some(typing);
         self
     }
 
@@ -139,6 +151,7 @@ impl Router {
                                             dir,
                                             rows: Vec::new(),
                                             waking: None,
+                                            typing_to: None,
                                         },
                                     ));
                                     writes.len() - 1
@@ -146,6 +159,14 @@ impl Router {
                                 let write = &mut writes[slot].1;
                                 if row.trigger && write.waking.is_none() {
                                     write.waking = Some(message_id.clone());
+                                    write.typing_to =
+                                        row.channel_type.clone().zip(row.platform_id.clone()).map(
+                                            |(channel_type, platform_id)| Target {
+                                                channel_type,
+                                                platform_id,
+                                                thread_id: row.thread_id.clone(),
+                                            },
+                                        );
                                 }
                                 write.rows.push(row);
                                 slots.push(slot);
@@ -191,6 +212,13 @@ impl Router {
                     debug!(session = %session, count, "messages stored");
                     if let Err(err) = sessions::touch(&self.conn, &session) {
                         warn!(session = %session, error = %err, "last_active not updated");
+                    }
+                    if let (Some(typing), Some(target)) = (&self.typing, write.typing_to) {
+                        typing.tell(TypingEvent::Engaged {
+                            session: session.clone(),
+                            session_dir: write.dir.clone(),
+                            target,
+                        });
                     }
                     if let Some(message) = write.waking {
                         self.wake.send(session, Some(message));
@@ -436,6 +464,7 @@ fn route_one(
                     kind: "chat".to_string(),
                     content: serde_json::json!({ "text": route::denial_text(&command) }),
                     in_reply_to: Some(format!("{}:{agent}", event.message.id)),
+                    files: Vec::new(),
                 };
                 routed.denials.push((reply.channel_type.clone(), outbound));
             }

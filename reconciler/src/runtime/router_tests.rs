@@ -437,6 +437,47 @@ fn drops_silently_when_engage_fails_and_policy_is_drop() {
     assert_eq!(reason, "no_agent_engaged");
 }
 
+#[test]
+fn a_waking_message_starts_typing_toward_its_chat_and_context_does_not() {
+    let mut world = World::new();
+    let (sender, mut events) = tokio::sync::mpsc::channel(16);
+    let router = std::mem::replace(
+        &mut world.router,
+        Router::new(
+            world.paths.clone(),
+            world.outboxes.clone(),
+            world.wakes.clone(),
+        )
+        .unwrap(),
+    );
+    world.router = router.typing(crate::runtime::typing::Typing::new(sender));
+    world.route(in_thread(event("msg-typing", json!({"text": "hi"})), "t-1"));
+    let session = world.session("ag-1");
+    match events.try_recv().unwrap() {
+        crate::runtime::typing::Event::Engaged {
+            session: engaged,
+            session_dir,
+            target,
+        } => {
+            assert_eq!(engaged, session);
+            assert_eq!(session_dir, world.paths.session("ag-1", &session));
+            assert_eq!(
+                (target.channel_type.as_str(), target.platform_id.as_str()),
+                ("discord", "chan-123")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    world.sql(
+        "UPDATE messaging_group_agents SET engage_mode = 'mention', ignored_message_policy = 'accumulate'",
+    );
+    world.route(event("msg-context", json!({"text": "context only"})));
+    assert!(
+        events.try_recv().is_err(),
+        "a message that does not wake shows no typing"
+    );
+}
+
 // ---- routing metadata preservation ----
 
 #[test]

@@ -41,6 +41,7 @@ use super::lease::Leases;
 use super::mailbox::{Mail, Mailbox, Signal};
 use super::notice::{self, Notice};
 use super::outbox::Outboxes;
+use super::typing::{Event as TypingEvent, Typing};
 use super::{Settings, evict, session, sweep};
 use crate::containers::{Exited, Runner, SpawnSpec, Woken};
 use crate::db;
@@ -93,6 +94,8 @@ pub struct Waker {
     /// Sessions held because no credential is configured (their chat was told); started when
     /// one appears.
     need_credential: HashSet<String>,
+    /// Told when a session's container cannot start (its typing indicator stops).
+    typing: Option<Typing>,
     /// An eviction search is running; `search_again` asks for another when it ends.
     searching: bool,
     search_again: bool,
@@ -172,10 +175,17 @@ impl Waker {
             deferred: HashSet::new(),
             told: HashSet::new(),
             need_credential: HashSet::new(),
+            typing: None,
             searching: false,
             search_again: false,
         };
         (waker, inbox_rx)
+    }
+
+    /// Tell the typing indicator (`runtime::typing`) when a session's container cannot start.
+    pub fn typing(mut self, typing: Typing) -> Waker {
+        self.typing = Some(typing);
+        self
     }
 
     /// Runs until `stop`. Every trigger is one branch here.
@@ -490,6 +500,11 @@ impl Waker {
     /// when the session still has work.
     fn failed(&mut self, failure: Failure) {
         let session = failure.session.clone();
+        if let Some(typing) = &self.typing {
+            typing.tell(TypingEvent::Ended {
+                session: session.clone(),
+            });
+        }
         let streak = self
             .streaks
             .get(&session)
