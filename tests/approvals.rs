@@ -568,3 +568,117 @@ fn a_new_chat_gets_a_new_agent_named_in_the_approvers_chat() {
     // The name went to the new agent, not to `echo` as a message.
     assert!(crate::runtime::reply_status(&env, "echo", "name").is_none());
 }
+
+const TELEGRAM_OWNER_AND_GROUP: &str = "\
+kind: agent
+name: echo
+provider: mock
+---
+kind: channel
+name: ada-dm
+channel_type: telegram
+platform_id: \"111222333\"
+unknown_sender_policy: public
+wirings:
+  - agent: echo
+    engage_mode: pattern
+    engage_pattern: \".\"
+---
+kind: channel
+name: family
+channel_type: telegram
+platform_id: \"-1001234567890\"
+is_group: true
+unknown_sender_policy: request_approval
+wirings:
+  - agent: echo
+    engage_mode: mention
+---
+kind: user
+id: \"telegram:111222333\"
+display_name: Ada
+roles: [owner]
+";
+
+#[test]
+fn on_telegram_an_unknown_sender_is_allowed_by_the_owners_button_and_answered_once() {
+    use crate::support::fake_telegram::{Fake, Person, TOKEN};
+    let Some(()) = support::docker() else {
+        return;
+    };
+    const ADA: i64 = 111_222_333;
+    const FAMILY: i64 = -1_001_234_567_890;
+    let fake = Fake::start();
+    let env = Env::new("tg-approve");
+    env.write("agents.yaml", TELEGRAM_OWNER_AND_GROUP);
+    env.set_var("NANOCLAW_TELEGRAM_API_URL", &fake.url());
+    env.set_var("TELEGRAM_BOT_TOKEN", TOKEN);
+    let daemon = Daemon::start(&env);
+    let ada = Person::new(ADA, "Ada", None);
+    let grace = Person::new(444_555_666, "Grace", None);
+    fake.group(FAMILY, &grace, "what is for dinner?", true);
+    let card = || {
+        fake.sent(Some(ADA))
+            .into_iter()
+            .find(|call| call.method == "sendMessage" && call.params.contains_key("reply_markup"))
+    };
+    support::wait_until("the card in Ada's DM", Duration::from_secs(60), || {
+        card().is_some()
+    });
+    let card = card().expect("card");
+    assert!(
+        card.text()
+            .unwrap_or_default()
+            .contains("Grace wants to talk to echo"),
+        "{card:?}"
+    );
+    let message_id = card.answer["result"]["message_id"]
+        .as_i64()
+        .expect("message id");
+    let markup = match &card.params["reply_markup"] {
+        serde_json::Value::String(text) => serde_json::from_str(text).expect("markup"),
+        value => value.clone(),
+    };
+    let allow = markup["inline_keyboard"][0][0]["callback_data"]
+        .as_str()
+        .expect("allow button")
+        .to_string();
+
+    // Grace may not decide: she is told so, and the card stays.
+    fake.click(&grace, ADA, message_id, &allow);
+    let alerted = || {
+        fake.calls().into_iter().any(|call| {
+            call.method == "answerCallbackQuery"
+                && call.params.get("show_alert") == Some(&serde_json::json!(true))
+        })
+    };
+    support::wait_until("the refusal alert", Duration::from_secs(30), alerted);
+    assert_eq!(approvals(&env)[0].0, "pending");
+
+    fake.click(&ada, ADA, message_id, &allow);
+    support::wait_until("the answer in the group", Duration::from_secs(90), || {
+        !fake.texts(FAMILY).is_empty()
+    });
+    assert_eq!(
+        fake.texts(FAMILY),
+        ["echo: @nanoclaw_test_bot what is for dinner?"],
+        "{}",
+        daemon.log()
+    );
+    let edited = fake
+        .sent(Some(ADA))
+        .into_iter()
+        .find(|call| call.method == "editMessageText")
+        .expect("the card edited");
+    assert!(
+        edited
+            .text()
+            .unwrap_or_default()
+            .contains("✅ Allowed by telegram:111222333"),
+        "{edited:?}"
+    );
+    assert_eq!(
+        members(&env),
+        [("telegram:444555666".into(), "echo".into(), None)]
+    );
+}

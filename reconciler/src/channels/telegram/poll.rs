@@ -19,10 +19,10 @@ use tracing::{debug, error, info, warn};
 
 use super::api::{Api, ApiError, Disposition, MAX_DOWNLOAD};
 use super::inbound::{self, Click, Incoming, Mapped};
-use crate::channels::card;
 use super::offset::{Offset, OffsetStore};
 use super::types::{File, Message, Update, User};
 use super::{cards, format};
+use crate::channels::card;
 use crate::channels::{Envelope, Receipt};
 
 /// How long `getUpdates` holds the connection open when nothing happens.
