@@ -602,10 +602,10 @@ roles: [owner]
 
 #[test]
 fn on_telegram_an_unknown_sender_is_allowed_by_the_owners_button_and_answered_once() {
-    use crate::support::fake_telegram::{Fake, Person, TOKEN};
     let Some(()) = support::docker() else {
         return;
     };
+    use crate::support::fake_telegram::{Fake, Person, TOKEN};
     const ADA: i64 = 111_222_333;
     const FAMILY: i64 = -1_001_234_567_890;
     let fake = Fake::start();
