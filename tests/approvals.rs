@@ -682,3 +682,38 @@ fn on_telegram_an_unknown_sender_is_allowed_by_the_owners_button_and_answered_on
         [("telegram:444555666".into(), "echo".into(), None)]
     );
 }
+
+#[test]
+fn on_telegram_pairing_an_empty_install_makes_the_sender_owner_and_their_dm_talks_to_the_agent() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    use crate::support::fake_telegram::{Fake, Person, TOKEN};
+    const ADA: i64 = 111_222_333;
+    let fake = Fake::start();
+    let env = Env::new("tg-pair");
+    env.write("agents.yaml", AGENT_ONLY);
+    env.set_var("NANOCLAW_TELEGRAM_API_URL", &fake.url());
+    env.set_var("TELEGRAM_BOT_TOKEN", TOKEN);
+    // No Telegram chat exists yet: the unused code is what starts the Telegram channel.
+    let run = env.run(&["pair", "telegram"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let code = run.stdout.trim().to_string();
+    let daemon = Daemon::start(&env);
+    let ada = Person::new(ADA, "Ada", None);
+    fake.dm(&ada, &code);
+    support::wait_until("the pairing answer", Duration::from_secs(60), || {
+        !fake.texts(ADA).is_empty()
+    });
+    let texts = fake.texts(ADA);
+    assert!(
+        texts[0].contains("telegram:111222333") && texts[0].contains("is now the owner"),
+        "{texts:?}\n{}",
+        daemon.log()
+    );
+    fake.dm(&ada, "hello");
+    support::wait_until("the agent's reply", Duration::from_secs(90), || {
+        fake.texts(ADA).len() >= 2
+    });
+    assert_eq!(fake.texts(ADA)[1], "echo: hello", "{}", daemon.log());
+}
