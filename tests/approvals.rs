@@ -717,3 +717,72 @@ fn on_telegram_pairing_an_empty_install_makes_the_sender_owner_and_their_dm_talk
     });
     assert_eq!(fake.texts(ADA)[1], "echo: hello", "{}", daemon.log());
 }
+
+#[test]
+fn on_telegram_a_new_group_is_registered_through_the_owners_card() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    use crate::support::fake_telegram::{Fake, Person, TOKEN};
+    const ADA: i64 = 111_222_333;
+    const CLUB: i64 = -1_009_876_543_210;
+    let fake = Fake::start();
+    let env = Env::new("tg-new-group");
+    let owner_only = TELEGRAM_OWNER_AND_GROUP
+        .split("---\nkind: channel\nname: family")
+        .next()
+        .expect("the agent and Ada's DM")
+        .to_string()
+        + "---\nkind: user\nid: \"telegram:111222333\"\nroles: [owner]\n";
+    env.write("agents.yaml", &owner_only);
+    env.set_var("NANOCLAW_TELEGRAM_API_URL", &fake.url());
+    env.set_var("TELEGRAM_BOT_TOKEN", TOKEN);
+    let daemon = Daemon::start(&env);
+    let ada = Person::new(ADA, "Ada", None);
+    let grace = Person::new(444_555_666, "Grace", None);
+    fake.group(CLUB, &grace, "hello bot", true);
+    let card = || {
+        fake.sent(Some(ADA))
+            .into_iter()
+            .find(|call| call.method == "sendMessage" && call.params.contains_key("reply_markup"))
+    };
+    support::wait_until("the card in Ada's DM", Duration::from_secs(60), || {
+        card().is_some()
+    });
+    let card = card().expect("card");
+    assert!(
+        card.text()
+            .unwrap_or_default()
+            .starts_with("📣 Bot mentioned in a new chat"),
+        "{card:?}"
+    );
+    let message_id = card.answer["result"]["message_id"]
+        .as_i64()
+        .expect("message id");
+    let markup = match &card.params["reply_markup"] {
+        serde_json::Value::String(text) => serde_json::from_str(text).expect("markup"),
+        value => value.clone(),
+    };
+    let buttons: Vec<String> = markup["inline_keyboard"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|row| row.as_array().cloned().unwrap_or_default())
+        .filter_map(|button| button["text"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(buttons, ["Connect to echo", "Create a new agent", "Reject"]);
+    let connect = markup["inline_keyboard"][0][0]["callback_data"]
+        .as_str()
+        .expect("connect button")
+        .to_string();
+    fake.click(&ada, ADA, message_id, &connect);
+    support::wait_until("the answer in the group", Duration::from_secs(90), || {
+        !fake.texts(CLUB).is_empty()
+    });
+    assert_eq!(
+        fake.texts(CLUB),
+        ["echo: @nanoclaw_test_bot hello bot"],
+        "{}",
+        daemon.log()
+    );
+}
