@@ -150,6 +150,15 @@ fn watch_keeps_the_last_generation_on_an_invalid_save_and_records_the_error() {
         "{error}"
     );
     assert_eq!(state.applied_generation, Some(1));
+    // `nanoclaw status` shows it (issue 11 point 6).
+    let status = env.run(&["status"]);
+    assert!(
+        status.stdout.contains("the last save is invalid")
+            && status.stdout.contains("andy.yaml:4:1"),
+        "{}\n{}",
+        status.stdout,
+        status.stderr
+    );
     env.write("andy.yaml", &agent_yaml("andy", "fixed"));
     wait_for_generation(&env, 2);
     support::wait_until("the error cleared", DEADLINE, || {
@@ -173,6 +182,10 @@ fn watch_holds_a_deletion_until_nanoclaw_apply() {
     });
     assert!(watcher.log().contains("agent.bob"), "{}", watcher.log());
     assert_eq!(generation(&env), 1);
+    // `nanoclaw status` lists it (issue 11 point 6).
+    support::wait_until("status to list the held deletion", DEADLINE, || {
+        env.run(&["status"]).stdout.contains("agent.bob (delete)")
+    });
     assert_eq!(
         model(&env, "bob").as_deref(),
         Some("b"),

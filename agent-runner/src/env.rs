@@ -22,8 +22,8 @@ pub const NANOCLAW_CLAUDE_CONFIG_DIR: &str = "NANOCLAW_CLAUDE_CONFIG_DIR";
 /// Claude Code's auto-compaction window in tokens, passed on; default 165000
 /// (docs/agent-runner.md#providers).
 pub const CLAUDE_CODE_AUTO_COMPACT_WINDOW: &str = "CLAUDE_CODE_AUTO_COMPACT_WINDOW";
-/// The workspace, for `agent-runner hook …` (Claude Code runs the hooks; the provider sets it in
-/// Claude Code's environment); default `/workspace`.
+/// The workspace, for `agent-runner hook …` and `agent-runner mcp` (Claude Code runs both; the
+/// provider sets it in Claude Code's environment); default `/workspace`.
 pub const NANOCLAW_WORKSPACE: &str = "NANOCLAW_WORKSPACE";
 
 /// Reads one variable; unset or non-UTF-8 reads as `None`.

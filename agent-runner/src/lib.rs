@@ -13,6 +13,7 @@ pub mod destinations;
 pub mod env;
 pub mod format;
 pub mod forward;
+pub mod mcp;
 pub mod output;
 pub mod poll;
 pub mod providers;

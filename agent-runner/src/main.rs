@@ -3,6 +3,8 @@
 //! newer incompatible host: exit 1 saying so), installs SIGTERM/SIGINT handlers that request a
 //! stop at the next safe point, and runs the poll loop. Logs go to stderr; stdout stays empty.
 //!
+//! `agent-runner mcp` serves the `nanoclaw` MCP server on stdio (`mcp`).
+//!
 //! `agent-runner hook <event>` is the hook mode Claude Code's hooks call
 //! (`providers::claude::hooks`): the answer goes to stdout, the exit code is 0 unless the
 //! arguments are wrong.
@@ -31,6 +33,9 @@ fn main() -> ExitCode {
     let mut args = std::env::args().skip(1).peekable();
     if args.peek().map(String::as_str) == Some("hook") {
         return hook(args.nth(1).unwrap_or_default());
+    }
+    if args.peek().map(String::as_str) == Some("mcp") {
+        return mcp();
     }
     let workspace = match workspace_arg(args) {
         Ok(w) => w,
@@ -111,6 +116,20 @@ fn hook(event: String) -> ExitCode {
         Err(msg) => {
             error!("{msg}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `agent-runner mcp`: the `nanoclaw` MCP server on stdin/stdout for the workspace in
+/// `NANOCLAW_WORKSPACE` (default `/workspace`); logs go to stderr.
+fn mcp() -> ExitCode {
+    let workspace = env::get(env::NANOCLAW_WORKSPACE).unwrap_or_else(|| "/workspace".into());
+    let tools = agent_runner::mcp::Tools::new(std::path::Path::new(&workspace));
+    match agent_runner::mcp::rpc::serve(&tools, std::io::stdin().lock(), std::io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            error!(error = %err, "MCP server error");
+            ExitCode::FAILURE
         }
     }
 }

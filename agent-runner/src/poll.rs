@@ -295,7 +295,11 @@ impl Runner {
         kinds.dedup();
         info!(count = normal.len(), kinds = %kinds.join(","), "Processing message(s)");
         let processing = ids(&normal);
-        if let Err(message) = self.run_query(prompt, &batch, &processing, stop) {
+        // The tools process (`agent-runner mcp`) reads it: its sends answer this batch.
+        db::set_turn_reply(&self.outbound, Some(&batch.first_id))?;
+        let outcome = self.run_query(prompt, &batch, &processing, stop);
+        db::set_turn_reply(&self.outbound, None)?;
+        if let Err(message) = outcome {
             warn!(error = %message, "Query error");
             if self.continuation.is_some() && self.provider.is_session_invalid(&message) {
                 info!("Stale session detected, clearing for next retry");
@@ -471,6 +475,8 @@ impl Runner {
             "Pushing follow-up message(s) into active query"
         );
         turn.nudged = false;
+        // The tools' sends now answer this follow-up.
+        db::set_turn_reply(&self.outbound, Some(&rows[0].id))?;
         query.push(&text);
         turn.awaiting.push_back(claimed);
         Ok(())

@@ -655,3 +655,58 @@ fn compact_archives_the_conversation_through_the_hook() {
     assert_eq!(session.replies().len(), 1, "compaction sends nothing");
     assert_eq!(runner.stop(), Some(0));
 }
+
+/// Issue 13 point 7: Claude Code calls `send_message` on the runner's own `nanoclaw` MCP server
+/// (`agent-runner mcp`, registered in `--mcp-config`); the message is written mid-turn, answers
+/// the message that prompted the turn, and the tool's result reaches the model.
+#[test]
+fn send_message_through_the_nanoclaw_mcp_server() {
+    let Some(claude) = support::claude_code::binary() else {
+        return;
+    };
+    let fake = FakeAnthropic::start(
+        Script::new()
+            .once(
+                When::LastUserContains("status".into()),
+                Reply::Tool {
+                    text: "Sending a progress note.".into(),
+                    name: "mcp__nanoclaw__send_message".into(),
+                    input: json!({"text": "working on it"}),
+                },
+            )
+            .always(
+                When::ToolResultContains("Message sent to".into()),
+                Reply::text("<message to=\"cli\">done</message>"),
+            )
+            .fallback(Reply::text("unexpected request")),
+    );
+    let session = Session::new(config());
+    session.send("m1", "status please");
+    let runner = session.start(claude, &fake, "one");
+    assert_eq!(
+        session.wait_for_replies(2),
+        ["working on it", "done"],
+        "{}\n{:#?}",
+        runner.log(),
+        last_user_texts(&fake)
+    );
+    let results = last_user_texts(&fake);
+    assert!(
+        results
+            .iter()
+            .any(|text| text.contains("Message sent to (current conversation) (id: 3)")),
+        "{results:#?}"
+    );
+    let outbound =
+        session_db::open_outbound_host(&session_db::outbound_path(&session.workspace())).unwrap();
+    let in_reply_to: Option<String> = outbound
+        .as_connection()
+        .query_row(
+            "SELECT in_reply_to FROM messages_out ORDER BY seq LIMIT 1",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(in_reply_to.as_deref(), Some("m1"));
+    assert_eq!(runner.stop(), Some(0));
+}

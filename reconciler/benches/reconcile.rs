@@ -173,6 +173,7 @@ fn apply_once(data: &Path, db: &Path, desired: &State) -> bool {
     let meta = Meta {
         manifest_digest: "bench".into(),
         git_commit: None,
+        defer_restarts: Vec::new(),
     };
     apply::apply(&mut conn, desired, &plan, &current, &meta)
         .unwrap()

@@ -12,9 +12,14 @@
 //! 4. More chats than containers: 20 chats each sending a burst of 50 messages at once, at the
 //!    default `--max-containers 8`: how many are answered, and the latency of each message (p50,
 //!    p95, max).
+//! 5. File save → a fresh container answering with the new configuration: `nanoclaw run
+//!    --watch`, a chat whose container runs; ten saves, each changing the agent's model, each
+//!    timed from the write until a `!config` reply reports the new model (the watcher's quiet
+//!    period, the apply, the executor noticing the generation, the old container's safe stop
+//!    and a fresh container's start are all inside).
 //!
 //! Pass part names to run only those: `cargo bench -p reconciler --bench runtime -- idle chats`
-//! (parts: `routing`, `round-trips`, `idle`, `chats`).
+//! (parts: `routing`, `round-trips`, `idle`, `chats`, `config`).
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::print_stderr)]
 
 use std::collections::HashMap;
@@ -67,6 +72,47 @@ fn main() {
     if wanted("chats") {
         more_chats_than_containers(20, 50, 8);
     }
+    if wanted("config") {
+        save_to_fresh_answer(10);
+    }
+}
+
+/// File save → a fresh container answering with the new model, `saves` times.
+fn save_to_fresh_answer(saves: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let manifests = chat_manifests(dir.path(), 1);
+    let file = manifests.join("bench.yaml");
+    let original = std::fs::read_to_string(&file).unwrap();
+    let with_model = |model: &str| {
+        original.replacen(
+            "provider: mock\n",
+            &format!("provider: mock\nmodel: {model}\n"),
+            1,
+        )
+    };
+    std::fs::write(&file, with_model("m0")).unwrap();
+    let _runtime = start_runtime(&data, &manifests, &["--watch"]);
+    let socket = data.join("cli.sock");
+    let mut client = Client::connect(&socket, "c0");
+    assert_eq!(client.model(), "m0");
+    let mut times = Vec::new();
+    for n_save in 1..=saves {
+        let model = format!("m{n_save}");
+        let started = Instant::now();
+        std::fs::write(&file, with_model(&model)).unwrap();
+        while client.model() != model {
+            assert!(started.elapsed() < Duration::from_secs(60), "timed out");
+        }
+        times.push(started.elapsed());
+    }
+    times.sort();
+    println!(
+        "file save → a fresh container answering with the new configuration: median {:.0} ms, min {:.0} ms, max {:.0} ms ({saves} saves)",
+        ms(times[saves / 2]),
+        ms(times[0]),
+        ms(times[saves - 1])
+    );
 }
 
 /// Seeds `chats` CLI chats, each wired to `fan_out` agents.
@@ -521,12 +567,25 @@ impl Client {
         writeln!(self.writer, "{}", line.to_line()).unwrap();
     }
 
+    /// The model the agent's `!config` reply reports.
+    fn model(&mut self) -> String {
+        let (_, text) = self.ask("config", "!config");
+        let config: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        config["model"].as_str().unwrap_or_default().to_string()
+    }
+
     fn round_trip(&mut self, label: &str) -> Duration {
+        let id = format!("{label}-{}-{}", std::process::id(), self.n + 1);
+        self.ask(label, &format!("ping {id}")).0
+    }
+
+    /// Sends `text`; returns the time to its reply and the reply's text.
+    fn ask(&mut self, label: &str, text: &str) -> (Duration, String) {
         self.n += 1;
         let id = format!("{label}-{}-{}", std::process::id(), self.n);
         let start = Instant::now();
         self.send(&ClientLine::Message(Message {
-            text: format!("ping {id}"),
+            text: text.to_string(),
             id: Some(id.clone()),
             platform_id: None,
             mention: None,
@@ -547,7 +606,7 @@ impl Client {
                 {
                     let elapsed = start.elapsed();
                     self.send(&ClientLine::Ack { ack: reply.id });
-                    return elapsed;
+                    return (elapsed, reply.text);
                 }
                 _ => {}
             }

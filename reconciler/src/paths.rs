@@ -68,6 +68,11 @@ impl Paths {
         self.data.join(crate::db::FILE_NAME)
     }
 
+    /// Where the CLI channel saves the files agents send (`<data>/downloads/<message id>/`).
+    pub fn downloads(&self) -> PathBuf {
+        self.data.join("downloads")
+    }
+
     pub fn apply_lock(&self) -> PathBuf {
         self.data.join("apply.lock")
     }

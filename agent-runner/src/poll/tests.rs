@@ -403,6 +403,38 @@ fn most_recent_thread_from_destination_wins() {
     );
 }
 
+/// Issue 13 point 1 (v2's quirk: its tools never knew the message they answered): the poll loop
+/// records the turn's reply target for the tools process, follow-ups included.
+#[test]
+fn the_tools_see_the_message_being_answered_follow_ups_included() {
+    let (dir, ws) = Loop::session(&discord());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (ws2, seen2) = (ws.clone(), seen.clone());
+    let l = Loop::start(
+        dir,
+        ws,
+        Some(Box::new(move |_| {
+            let path = session_db::outbound_path(&ws2);
+            let outbound = session_db::open_outbound_container(&path).unwrap();
+            seen2
+                .lock()
+                .unwrap()
+                .push(db::turn_reply(&outbound).unwrap());
+            Ok("<message to=\"discord-test\">ok</message>".into())
+        })),
+        false,
+    );
+    l.insert(&[chat("m1", "first")]);
+    l.wait_completed("m1");
+    l.insert(&[chat("m2", "second")]);
+    l.wait_completed("m2");
+    l.finish();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![Some("m1".to_string()), Some("m2".to_string())]
+    );
+}
+
 #[test]
 fn processes_messages_arriving_after_start_with_default_echo() {
     let (dir, ws) = Loop::session(&discord());

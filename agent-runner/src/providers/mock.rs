@@ -6,6 +6,12 @@
 //! message. The block is addressed to the destination the newest message came `from` (else the only
 //! destination in the system prompt).
 //!
+//! A chat text `!tool <name> <json arguments>` calls a nanoclaw tool through the real MCP server
+//! (a child `agent-runner mcp` spoken to over stdio, as Claude Code does; `mcp::client`) and
+//! answers `tool <name>: <result text>`.
+//!
+//! The host's notes (messages from sender `system`, e.g. "Agent … created") are not answered.
+//!
 //! A chat text `!tell <destination> <text>` sends `<text>` to that destination instead (to test
 //! agent-to-agent messages), and a turn made only of `echo: …` texts (another mock answering)
 //! is not answered, so two mocks never echo each other forever. A chat text `!try <probe>` makes
@@ -103,12 +109,27 @@ impl MockQuery {
                 prompt,
                 &self.system_prompt,
                 &self.config_json(),
+                &|name, args| self.call_tool(name, args),
             )),
         };
         self.queue.push_back(match reply {
             Ok(text) => Next::Event(ProviderEvent::Result { text: Some(text) }),
             Err(message) => Next::Failed(message),
         });
+    }
+
+    /// `!tool`: calls the tool through the real MCP server, a child `agent-runner mcp` spoken
+    /// to over stdio as Claude Code does.
+    fn call_tool(&self, name: &str, args: &serde_json::Value) -> String {
+        let result = std::env::current_exe()
+            .map_err(|err| format!("cannot find the runner: {err}"))
+            .and_then(|runner| {
+                crate::mcp::client::call_tool(&runner, &self.options.workspace, name, args)
+            });
+        match result {
+            Ok((text, _)) => text,
+            Err(err) => format!("MCP client error: {err}"),
+        }
     }
 
     fn config_json(&self) -> serde_json::Value {
@@ -187,11 +208,25 @@ fn unescape(s: &str) -> String {
 
 /// The echo reply: `(origin of the newest, texts)` of the turn's chat messages, else of the
 /// last task.
-fn default_reply(prompt: &str, system_prompt: &str, config: &serde_json::Value) -> String {
-    let messages: Vec<(String, String)> = MESSAGE
+fn default_reply(
+    prompt: &str,
+    system_prompt: &str,
+    config: &serde_json::Value,
+    tool: &dyn Fn(&str, &serde_json::Value) -> String,
+) -> String {
+    let all: Vec<(String, String)> = MESSAGE
         .captures_iter(prompt)
         .map(|c| (c[1].to_string(), QUOTED.replace(&c[2], "").to_string()))
         .collect();
+    // The host's notes to the agent (sender `system`) are read, not answered.
+    let messages: Vec<(String, String)> = all
+        .iter()
+        .filter(|(attrs, _)| !attrs.contains(" sender=\"system\""))
+        .cloned()
+        .collect();
+    if messages.is_empty() && !all.is_empty() {
+        return "<internal>a note from the host</internal>".to_string();
+    }
     let found = messages
         .last()
         .map(|(attrs, _)| {
@@ -232,6 +267,19 @@ fn default_reply(prompt: &str, system_prompt: &str, config: &serde_json::Value) 
                     probe::reply(name.trim())
                 );
             }
+            if let Some(call) = texts
+                .last()
+                .and_then(|text| text.trim().strip_prefix("!tool "))
+            {
+                // `!tool <name> <json arguments>`: call a nanoclaw tool mid-turn and answer with
+                // its result text.
+                let (name, args) = call.split_once(' ').unwrap_or((call, "{}"));
+                let result = match serde_json::from_str(args) {
+                    Ok(args) => tool(name, &args),
+                    Err(err) => format!("arguments are not JSON: {err}"),
+                };
+                return format!("<message to=\"{to}\">tool {name}: {result}</message>");
+            }
             if let Some(tell) = texts
                 .last()
                 .and_then(|text| text.trim().strip_prefix("!tell "))
@@ -268,6 +316,28 @@ fn default_reply(prompt: &str, system_prompt: &str, config: &serde_json::Value) 
 mod tests {
     use super::*;
     use crate::container_config::ContainerConfig;
+
+    fn no_tools(name: &str, _: &serde_json::Value) -> String {
+        format!("no tool {name}")
+    }
+
+    #[test]
+    fn tool_command_calls_the_tool_and_answers_with_its_result() {
+        let prompt = "<messages>\n<message id=\"1\" from=\"cli\" sender=\"a\" time=\"t\">!tool send_message {\"text\": \"hi\"}</message>\n</messages>";
+        let seen = std::cell::RefCell::new(Vec::new());
+        let reply = default_reply(prompt, "", &json!({}), &|name, args| {
+            seen.borrow_mut().push((name.to_string(), args.clone()));
+            "Message sent to cli (id: 3)".to_string()
+        });
+        assert_eq!(
+            reply,
+            "<message to=\"cli\">tool send_message: Message sent to cli (id: 3)</message>"
+        );
+        assert_eq!(
+            seen.into_inner(),
+            vec![("send_message".to_string(), json!({"text": "hi"}))]
+        );
+    }
 
     fn events(q: &mut dyn AgentQuery) -> Vec<Next> {
         let mut out = Vec::new();
@@ -334,7 +404,7 @@ mod tests {
     fn default_reply_echoes_every_message_of_the_turn_to_the_newest_origin() {
         let prompt = "<context timezone=\"UTC\" />\n<messages>\n<message id=\"2\" from=\"a\" sender=\"X\" time=\"t\">one</message>\n<message id=\"4\" from=\"b\" sender=\"Y\" time=\"t\">\n  <quoted_message from=\"Z\">q</quoted_message>\nA &amp; B</message>\n</messages>";
         assert_eq!(
-            default_reply(prompt, "", &json!({})),
+            default_reply(prompt, "", &json!({}), &no_tools),
             "<message to=\"b\">echo: one\necho: A & B</message>"
         );
     }
@@ -347,11 +417,16 @@ mod tests {
             )
         };
         assert_eq!(
-            default_reply(&message("!tell helper what is 2+2?"), "", &json!({})),
+            default_reply(
+                &message("!tell helper what is 2+2?"),
+                "",
+                &json!({}),
+                &no_tools
+            ),
             "<message to=\"helper\">what is 2+2?</message>"
         );
         assert_eq!(
-            default_reply(&message("echo: what is 2+2?"), "", &json!({})),
+            default_reply(&message("echo: what is 2+2?"), "", &json!({}), &no_tools),
             "<internal>not echoing an echo</internal>"
         );
     }
@@ -361,7 +436,7 @@ mod tests {
         // Only an unknown probe here: a real one would act on this machine (probe.rs).
         let prompt = "<context timezone=\"UTC\" />\n<message id=\"2\" from=\"cli\" sender=\"X\" time=\"t\">!try rm-rf</message>";
         assert_eq!(
-            default_reply(prompt, "", &json!({})),
+            default_reply(prompt, "", &json!({}), &no_tools),
             "<message to=\"cli\">try: unknown probe `rm-rf`; probes: mount, chown, write-root, fork-bomb, memory-hog, docker-socket, credential-proxy</message>"
         );
     }
@@ -371,11 +446,12 @@ mod tests {
         let prompt =
             "<context timezone=\"UTC\" />\n<task time=\"t\">Instructions:\nwater plants</task>";
         assert_eq!(
-            default_reply(prompt, "Your destination is `casa`.", &json!({})),
+            default_reply(prompt, "Your destination is `casa`.", &json!({}), &no_tools),
             "<message to=\"casa\">echo: water plants</message>"
         );
         assert!(
-            default_reply("<system>x</system>", "", &json!({})).starts_with("Mock response to: ")
+            default_reply("<system>x</system>", "", &json!({}), &no_tools)
+                .starts_with("Mock response to: ")
         );
     }
 

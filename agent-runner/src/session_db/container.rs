@@ -318,3 +318,152 @@ pub fn clear_current_tool(outbound: &OutboundDb) -> Result<()> {
     )?;
     Ok(())
 }
+
+/// The session's default reply address (`session_routing`), as the tools read it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Routing {
+    pub channel_type: Option<String>,
+    pub platform_id: Option<String>,
+    pub thread_id: Option<String>,
+}
+
+/// The session's default reply address; all `None` when the host wrote none.
+pub fn session_routing(inbound: &InboundDb) -> Result<Routing> {
+    if columns(&inbound.0, "session_routing")?.is_empty() {
+        return Ok(Routing::default());
+    }
+    Ok(inbound
+        .0
+        .query_row(
+            "SELECT channel_type, platform_id, thread_id FROM session_routing WHERE id = 1",
+            [],
+            |r| {
+                Ok(Routing {
+                    channel_type: r.get(0)?,
+                    platform_id: r.get(1)?,
+                    thread_id: r.get(2)?,
+                })
+            },
+        )
+        .optional()?
+        .unwrap_or_default())
+}
+
+/// `session_state` key of the turn's reply target, which the poll loop keeps for the tools
+/// process (docs/agent-runner.md#tools; v2's tools never had it).
+const TURN_REPLY_KEY: &str = "turn:in_reply_to";
+
+/// Records (or, with `None`, clears) the id of the message the current turn answers.
+pub fn set_turn_reply(outbound: &OutboundDb, id: Option<&str>) -> Result<()> {
+    match id {
+        Some(id) => set_state(&outbound.0, TURN_REPLY_KEY, id),
+        None => {
+            outbound
+                .0
+                .execute("DELETE FROM session_state WHERE key = ?1", [TURN_REPLY_KEY])?;
+            Ok(())
+        }
+    }
+}
+
+/// The id of the message the current turn answers, when a turn is running.
+pub fn turn_reply(outbound: &OutboundDb) -> Result<Option<String>> {
+    get_state(&outbound.0, TURN_REPLY_KEY)
+}
+
+fn set_state(outbound: &Connection, key: &str, value: &str) -> Result<()> {
+    outbound.execute(
+        "INSERT OR REPLACE INTO session_state (key, value, updated_at)
+         VALUES (?1, ?2, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+        params![key, value],
+    )?;
+    Ok(())
+}
+
+/// A message an agent refers to by its seq (edit_message, add_reaction).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referenced {
+    /// The platform's id for it: an inbound row's id, or an outbound row's recorded platform
+    /// message id (its own id when none was recorded).
+    pub platform_message_id: String,
+    pub channel_type: Option<String>,
+    pub platform_id: Option<String>,
+    pub thread_id: Option<String>,
+}
+
+/// The message with `seq` (even: inbound, odd: outbound), if any.
+pub fn message_by_seq(
+    inbound: &InboundDb,
+    outbound: &OutboundDb,
+    seq: i64,
+) -> Result<Option<Referenced>> {
+    let row = |r: &rusqlite::Row<'_>| {
+        Ok(Referenced {
+            platform_message_id: r.get(0)?,
+            channel_type: r.get(1)?,
+            platform_id: r.get(2)?,
+            thread_id: r.get(3)?,
+        })
+    };
+    if seq % 2 == 0 {
+        return Ok(inbound
+            .0
+            .query_row(
+                "SELECT id, channel_type, platform_id, thread_id FROM messages_in WHERE seq = ?1",
+                [seq],
+                row,
+            )
+            .optional()?);
+    }
+    let found = outbound
+        .0
+        .query_row(
+            "SELECT id, channel_type, platform_id, thread_id FROM messages_out WHERE seq = ?1",
+            [seq],
+            row,
+        )
+        .optional()?;
+    let Some(mut found) = found else {
+        return Ok(None);
+    };
+    if !columns(&inbound.0, "delivered")?.is_empty() {
+        let platform: Option<Option<String>> = inbound
+            .0
+            .query_row(
+                "SELECT platform_message_id FROM delivered WHERE message_out_id = ?1",
+                [&found.platform_message_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(Some(id)) = platform {
+            found.platform_message_id = id;
+        }
+    }
+    Ok(Some(found))
+}
+
+/// The host's answer to question `question_id` (a pending `system` row whose content names it
+/// and that no ack hides): `(row id, content)`.
+pub fn question_response(
+    inbound: &InboundDb,
+    outbound: &OutboundDb,
+    question_id: &str,
+) -> Result<Option<(String, String)>> {
+    let needle = format!("%\"questionId\":\"{question_id}\"%");
+    let mut stmt = inbound.0.prepare_cached(
+        "SELECT id, content FROM messages_in
+         WHERE kind = 'system' AND status = 'pending' AND content LIKE ?1 ESCAPE '\\'
+         ORDER BY seq",
+    )?;
+    let mut rows = stmt.query([needle])?;
+    let mut acked = outbound
+        .0
+        .prepare_cached("SELECT 1 FROM processing_ack WHERE message_id = ?1")?;
+    while let Some(r) = rows.next()? {
+        let id: String = r.get(0)?;
+        if !acked.exists([&id])? {
+            return Ok(Some((id, r.get(1)?)));
+        }
+    }
+    Ok(None)
+}

@@ -378,3 +378,18 @@ pub fn write_session_routing(
     )?;
     Ok(())
 }
+
+/// The newest chat message from a person (any channel but agents) in the session:
+/// `(channel_type, content)`. The host's admin gate reads its sender.
+pub fn newest_chat_from_people(inbound: &InboundDb) -> Result<Option<(String, String)>> {
+    Ok(inbound
+        .0
+        .query_row(
+            "SELECT channel_type, content FROM messages_in
+             WHERE kind = 'chat' AND channel_type IS NOT NULL AND channel_type != ?1
+             ORDER BY seq DESC LIMIT 1",
+            [AGENT_CHANNEL_TYPE],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?)
+}

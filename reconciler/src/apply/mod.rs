@@ -7,9 +7,10 @@
 //! keeps applies from interleaving. This module decides nothing: the plan says what to write,
 //! and the rows are `db::config`'s and `db::history`'s.
 //!
-//! No `pending_effects` rows are written: nothing acts on them yet (restarting containers after
-//! an apply is a later, level-triggered executor's job), and a row nobody reads or clears would
-//! only claim work that never happens.
+//! No `pending_effects` rows are written: the daemon's executor (`runtime::executor`) is
+//! level-triggered, comparing running containers with a fresh composition, so it needs no
+//! queue; a row nobody reads or clears would only claim work that never happens. The one thing
+//! an apply tells it is `--no-restart` (`Meta::defer_restarts`), in the same transaction.
 
 pub mod lock;
 
@@ -52,6 +53,10 @@ pub struct Meta {
     pub manifest_digest: String,
     /// `git rev-parse HEAD` of the manifest dir (`-dirty` when it has changes), if in git.
     pub git_commit: Option<String>,
+    /// `apply --no-restart`: agents whose running containers keep their configuration until
+    /// `nanoclaw restart` (recorded in the same transaction, so the executor never sees the
+    /// new generation without them).
+    pub defer_restarts: Vec<String>,
 }
 
 /// The generation an apply produced (unchanged when the plan was empty).
@@ -142,6 +147,9 @@ fn record(
     now: &str,
 ) -> rusqlite::Result<()> {
     let plan_json = plan::json::to_string(plan, &meta.manifest_digest);
+    for agent in &meta.defer_restarts {
+        crate::db::executor::defer(tx, agent, generation)?;
+    }
     history::record(
         tx,
         &Record {
@@ -204,6 +212,7 @@ mod tests {
         let meta = Meta {
             manifest_digest: "d1".into(),
             git_commit: None,
+            defer_restarts: Vec::new(),
         };
         apply(conn, desired, &plan, &current, &meta).unwrap()
     }

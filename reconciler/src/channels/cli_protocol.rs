@@ -122,7 +122,7 @@ pub struct Welcome {
     pub protocol: u32,
 }
 
-/// `{"id": "…", "text": "…", "agent": "…"?, "in_reply_to": "<message id>:<agent>"?}`.
+/// `{"id": "…", "text": "…", "agent": "…"?, "in_reply_to": "<message id>:<agent>"?, "files": ["<path>"]?}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reply {
     /// The outbound row id: acknowledge it once shown; the same id may come again after a
@@ -139,6 +139,10 @@ pub struct Reply {
     /// outcome.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub card: Option<CardView>,
+    /// Files the agent sent with it, as the paths the runtime saved them at (under the data
+    /// dir's `downloads/`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
 }
 
 /// The client-line fields as they may appear; [`ClientLine::parse`] turns them into one
@@ -396,6 +400,7 @@ mod tests {
                 agent: Some("andy".into()),
                 in_reply_to: Some("m1:andy".into()),
                 card: None,
+                files: Vec::new(),
             }),
             HostLine::Reply(Reply {
                 id: "notice-1".into(),
@@ -403,6 +408,7 @@ mod tests {
                 agent: None,
                 in_reply_to: None,
                 card: None,
+                files: Vec::new(),
             }),
             HostLine::error("bad"),
         ];
@@ -452,6 +458,7 @@ mod tests {
                 }],
                 decided: false,
             }),
+            files: Vec::new(),
         });
         let answered = HostLine::Answered {
             answered: "apv-1".into(),

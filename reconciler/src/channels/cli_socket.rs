@@ -69,7 +69,9 @@ pub const FACTORY: Factory = Factory {
 };
 
 fn build(paths: &Paths) -> anyhow::Result<Arc<dyn Adapter>> {
-    Ok(Arc::new(CliSocket::new(paths.cli_socket())))
+    Ok(Arc::new(
+        CliSocket::new(paths.cli_socket()).with_downloads(paths.downloads()),
+    ))
 }
 
 /// The CLI channel: who reads which chat, what they were sent and have shown. Shared by the
@@ -89,6 +91,8 @@ pub struct CliSocket {
     tasks: TaskTracker,
     /// Set by `start`, cancelled by `stop` (or the runtime's stop).
     stop: Mutex<Option<CancellationToken>>,
+    /// Where files sent with replies are saved (`Paths::downloads`); `None`: they are not.
+    downloads: Option<PathBuf>,
 }
 
 /// One CLI chat's delivery state. Written by `deliver` (delivery thread) and the connection
@@ -177,12 +181,14 @@ impl CliSocket {
         if chat.unacked.get(&message.id) == Some(&reader.conn) {
             return Ok(Delivered::AwaitingAck);
         }
+        let files = self.save_files(message)?;
         let line = HostLine::Reply(Reply {
             id: message.id.clone(),
             text,
             agent: message.agent.clone(),
             in_reply_to: message.in_reply_to.clone(),
             card,
+            files,
         })
         .to_line();
         match reader.tx.try_send(line) {
@@ -321,7 +327,37 @@ impl CliSocket {
             max_connections: MAX_CONNECTIONS,
             tasks: TaskTracker::new(),
             stop: Mutex::new(None),
+            downloads: None,
         }
+    }
+
+    /// Saves the files sent with replies under `dir` (one folder per message).
+    pub fn with_downloads(mut self, dir: impl Into<PathBuf>) -> CliSocket {
+        self.downloads = Some(dir.into());
+        self
+    }
+
+    /// Saves `message`'s files as `<downloads>/<message id>/<file name>` (private to the
+    /// user; the names were checked when the outbox was read); returns their paths.
+    fn save_files(&self, message: &Outbound) -> Result<Vec<String>, DeliveryError> {
+        let Some(downloads) = &self.downloads else {
+            return Ok(Vec::new());
+        };
+        if message.files.is_empty() {
+            return Ok(Vec::new());
+        }
+        let failed = |err: io::Error| DeliveryError::Transient(format!("saving a file: {err}"));
+        let folder = crate::hostfs::Dir::create_all(downloads, 0o700)
+            .and_then(|dir| dir.ensure_dir(&message.id, 0o700, None))
+            .map_err(failed)?;
+        let mut saved = Vec::new();
+        for file in &message.files {
+            folder
+                .replace(&file.filename, &file.data, 0o600, None)
+                .map_err(failed)?;
+            saved.push(folder.path().join(&file.filename).display().to_string());
+        }
+        Ok(saved)
     }
 
     /// At most `max` client connections at once (default [`MAX_CONNECTIONS`]).

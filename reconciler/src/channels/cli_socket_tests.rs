@@ -279,3 +279,24 @@ async fn a_path_that_is_not_a_socket_stops_the_start_with_its_name() {
         "{text}"
     );
 }
+
+#[test]
+fn files_sent_with_a_reply_are_saved_under_downloads_and_named_to_the_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let downloads = dir.path().join("downloads");
+    let socket = CliSocket::new("unused.sock").with_downloads(&downloads);
+    let mut rx = reader(&socket, 1, 4);
+    let mut message = reply("msg-1", "");
+    message.files = vec![crate::channels::OutFile {
+        filename: "report.txt".into(),
+        data: bytes::Bytes::from_static(b"the report"),
+    }];
+    assert_eq!(socket.offer(&message).unwrap(), Delivered::AwaitingAck);
+    let saved = downloads.join("msg-1/report.txt");
+    assert_eq!(std::fs::read_to_string(&saved).unwrap(), "the report");
+    let line: serde_json::Value = serde_json::from_str(&rx.try_recv().unwrap()).unwrap();
+    assert_eq!(
+        line["files"],
+        serde_json::json!([saved.display().to_string()])
+    );
+}

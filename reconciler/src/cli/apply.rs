@@ -36,6 +36,10 @@ pub struct ApplyArgs {
     /// Apply exactly this saved plan (from `plan --out FILE`); refused when stale.
     #[arg(long, value_name = "FILE")]
     pub plan: Option<PathBuf>,
+    /// Leave running containers on their old configuration until `nanoclaw restart AGENT`
+    /// (`nanoclaw status` shows the agent as pending meanwhile).
+    #[arg(long)]
+    pub no_restart: bool,
 }
 
 pub fn run(args: ApplyArgs, ctx: &Ctx) -> anyhow::Result<Status> {
@@ -46,6 +50,7 @@ pub fn run(args: ApplyArgs, ctx: &Ctx) -> anyhow::Result<Status> {
         allow_empty: args.allow_empty,
         saved_plan: args.plan.as_deref(),
         mode: Mode::Apply,
+        no_restart: args.no_restart,
     };
     let mut stdout = std::io::stdout();
     Ok(match apply_dir(ctx, &request, &mut stdout)? {
@@ -79,6 +84,7 @@ pub(crate) fn apply_dir(
             changed,
             held,
             summary,
+            effects,
         } => {
             if !held.is_empty() {
                 write!(out, "{}", held_note(held, ctx, request.dir))?;
@@ -89,6 +95,11 @@ pub(crate) fn apply_dir(
                     "\nApply complete: {} (generation {generation}).",
                     summary.line().trim_start_matches("Plan: "),
                 )?;
+                // `run` applies before its runtime starts: nothing runs yet to tell about.
+                if request.mode == Mode::Apply {
+                    let after = ops::restart::after_apply(&ctx.paths, effects, request.no_restart)?;
+                    writeln!(out, "{}", after.text(&ctx.paths.data))?;
+                }
             }
         }
     }

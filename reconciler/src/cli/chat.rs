@@ -234,7 +234,12 @@ fn one_shot(
             HostLine::Reply(reply) => match addressed(&reply, &id, target.agent.as_deref()) {
                 Addressed::Answer => {
                     if shown.first_time(&reply.id) {
-                        writeln!(out, "{}", reply.text)?;
+                        if !reply.text.is_empty() || reply.files.is_empty() {
+                            writeln!(out, "{}", reply.text)?;
+                        }
+                        for file in &reply.files {
+                            writeln!(out, "file saved: {file}")?;
+                        }
                         out.flush()?;
                         received += 1;
                     }

@@ -27,9 +27,11 @@ pub mod image;
 pub mod import;
 pub mod pair;
 pub mod plan;
+pub mod restart;
 pub mod run;
 pub mod schema;
 pub mod service;
+pub mod status;
 pub mod validate;
 pub mod watch;
 
@@ -97,6 +99,8 @@ pub enum Command {
     Schema(schema::SchemaArgs),
     Run(run::RunArgs),
     Watch(watch::WatchArgs),
+    Restart(restart::RestartArgs),
+    Status(status::StatusArgs),
     Chat(chat::ChatArgs),
     Image(image::ImageArgs),
     Import(import::ImportArgs),
@@ -180,6 +184,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Schema(args) => schema::run(args, &ctx),
         Command::Run(args) => run::run(args, &ctx),
         Command::Watch(args) => watch::run(args, &ctx),
+        Command::Restart(args) => restart::run(args, &ctx),
+        Command::Status(args) => status::run(args, &ctx),
         Command::Chat(args) => chat::run(args, &ctx),
         Command::Image(args) => image::run(args, &ctx),
         Command::Import(args) => import::run(args, &ctx),

@@ -124,6 +124,7 @@ pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Status> {
         allow_empty: args.allow_empty,
         saved_plan: None,
         mode: Mode::Run,
+        no_restart: false,
     };
     // The plan goes to stderr (stdout stays free for tools), through a writer a closed pipe
     // cannot turn into a panic.

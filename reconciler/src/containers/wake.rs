@@ -97,6 +97,8 @@ struct Container {
     agent: String,
     started: Instant,
     started_at: SystemTime,
+    /// Its `nanoclaw.config-hash` label: what it was started with.
+    config_hash: String,
     /// Set by `stop`: why the runtime is stopping it.
     stopping: Option<String>,
 }
@@ -203,6 +205,19 @@ impl Runner {
         Some(self.state().running.get(session_id)?.started_at)
     }
 
+    /// The configuration hash the session's running container was started with.
+    pub fn config_hash(&self, session_id: &str) -> Option<String> {
+        Some(self.state().running.get(session_id)?.config_hash.clone())
+    }
+
+    /// Whether the runtime already asked the session's running container to stop.
+    pub fn is_stopping(&self, session_id: &str) -> bool {
+        self.state()
+            .running
+            .get(session_id)
+            .is_some_and(|container| container.stopping.is_some())
+    }
+
     /// Containers running or starting (what counts against `max_concurrent`).
     pub fn occupied(&self) -> usize {
         let state = self.state();
@@ -218,6 +233,13 @@ impl Runner {
 
     /// Stops and removes the session's container; no-op when none is tracked.
     pub async fn stop(&self, session_id: &str, reason: &str) {
+        self.stop_within(session_id, reason, super::spawn::STOP_TIMEOUT_SECS)
+            .await;
+    }
+
+    /// [`Runner::stop`] with `grace_secs` between SIGTERM (the runner stops at its next safe
+    /// point: the turn in flight finishes and its replies are written) and SIGKILL.
+    pub async fn stop_within(&self, session_id: &str, reason: &str, grace_secs: i64) {
         let name = {
             let mut state = self.state();
             let Some(container) = state.running.get_mut(session_id) else {
@@ -227,7 +249,7 @@ impl Runner {
             container.name.clone()
         };
         tracing::info!(session = %session_id, reason, container = %name, "stopping container");
-        self.stop_container(&name).await;
+        self.stop_container(&name, grace_secs).await;
         let mut state = self.state();
         if state
             .running
@@ -282,6 +304,7 @@ impl Runner {
                         agent: spec.agent.clone(),
                         started: Instant::now(),
                         started_at: SystemTime::now(),
+                        config_hash: spec.config_hash.clone(),
                         stopping: state.closing.then(|| "shutdown".to_string()),
                     };
                     state.running.insert(session_id.clone(), container);
@@ -304,7 +327,8 @@ impl Runner {
         outcome.send_replace(Some(answer));
         if let Some(name) = stop_now {
             tracing::info!(session = %session_id, "shutting down: stopping the container just started");
-            self.stop_container(&name).await;
+            self.stop_container(&name, super::spawn::STOP_TIMEOUT_SECS)
+                .await;
         }
     }
 
@@ -333,6 +357,9 @@ impl Runner {
         if let Err(err) = remove_quietly(&self.inner.docker, &name).await {
             tracing::warn!(session = %session_id, error = %err, "cannot remove exited container");
         }
+        // A `stop` may be removing it at the same time: the exit is told only once the name is
+        // free, so a session re-woken on this event can create its container again.
+        self.wait_gone(&name).await;
         {
             let mut state = self.state();
             if state
@@ -429,9 +456,9 @@ impl Runner {
         }
     }
 
-    async fn stop_container(&self, name: &str) {
+    async fn stop_container(&self, name: &str, grace_secs: i64) {
         let options = bollard::query_parameters::StopContainerOptions {
-            t: Some(super::spawn::STOP_TIMEOUT_SECS as i32),
+            t: Some(i32::try_from(grace_secs).unwrap_or(i32::MAX)),
             ..Default::default()
         };
         match self
@@ -519,6 +546,7 @@ mod tests {
                 agent: "andy".into(),
                 started: Instant::now(),
                 started_at: SystemTime::now(),
+                config_hash: "h1".into(),
                 stopping: None,
             },
         );

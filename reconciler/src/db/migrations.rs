@@ -43,10 +43,47 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: AGENT_IMAGES_AND_WATCH,
     },
     Migration {
-        name: "007-approvals",
+        name: "007-executor",
+        sql: EXECUTOR,
+    },
+    Migration {
+        name: "008-approvals",
         sql: APPROVALS,
     },
 ];
+
+/// The executor's rows (`db::executor`): the containers the daemon runs and whether each runs
+/// the current configuration (written by the daemon, read by `status` and `apply`), restart
+/// requests (`nanoclaw restart`, taken by the daemon), restarts deferred by
+/// `apply --no-restart` until `nanoclaw restart`, and the changes the watcher holds.
+const EXECUTOR: &str = r#"
+CREATE TABLE running_containers (
+  session_id TEXT PRIMARY KEY,
+  agent_group_id TEXT NOT NULL,
+  config_hash TEXT NOT NULL,
+  generation INTEGER,
+  started_at TEXT NOT NULL,
+  verdict TEXT NOT NULL,
+  reason TEXT,
+  seen_at TEXT NOT NULL
+);
+CREATE TABLE restart_requests (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  agent_group_id TEXT NOT NULL,
+  session_id TEXT,
+  rebuild INTEGER NOT NULL DEFAULT 0,
+  message TEXT,
+  requested_at TEXT NOT NULL,
+  done_at TEXT,
+  outcome TEXT
+);
+CREATE TABLE deferred_restarts (
+  agent_group_id TEXT PRIMARY KEY,
+  generation INTEGER NOT NULL,
+  since TEXT NOT NULL
+);
+ALTER TABLE watch_state ADD COLUMN held TEXT;
+"#;
 
 /// Approvals (`db::approvals`): one row per card sent to an approver, kept after the decision
 /// as its audit; at most one pending row per `(kind, subject)`. Pairing codes (`db::pairing`),

@@ -7,13 +7,15 @@
 //!
 //! Every statement on the central DB lives in this folder, one file per table group:
 //! [`config`] (the configuration rows apply writes and plan compares), [`history`] (generations
-//! and applies), [`routing`], [`sessions`], [`delivered`], [`failures`]; and [`v2`], the rows of a
+//! and applies), [`routing`], [`sessions`], [`delivered`], [`failures`], [`executor`] (running containers, restart
+//! requests, deferred restarts); and [`v2`], the rows of a
 //! NanoClaw v2 install's own central DB.
 
 pub mod agent_images;
 pub mod approvals;
 pub mod config;
 pub mod delivered;
+pub mod executor;
 pub mod failures;
 pub mod history;
 pub mod migrations;

@@ -199,6 +199,15 @@ pub fn running_agents(conn: &Connection) -> rusqlite::Result<BTreeSet<String>> {
     rows.collect()
 }
 
+/// `(session, agent)` of every session whose container runs, by session.
+pub fn running_sessions(conn: &Connection) -> rusqlite::Result<Vec<(String, String)>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT id, agent_group_id FROM sessions WHERE container_status != 'stopped' ORDER BY id",
+    )?;
+    let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    rows.collect()
+}
+
 /// Bumps `last_active` for sessions that just received messages.
 pub fn touch(conn: &Connection, id: &str) -> rusqlite::Result<()> {
     conn.prepare_cached("UPDATE sessions SET last_active = ?2 WHERE id = ?1")?

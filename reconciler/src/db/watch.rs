@@ -18,6 +18,9 @@ pub struct WatchState {
     /// The generation the watcher's last apply wrote (or found current).
     pub applied_generation: Option<i64>,
     pub applied_at: Option<String>,
+    /// The changes the last reconcile held until confirmed (deletions, rebuilds), one
+    /// `address (action)` per line; `None` when nothing is held.
+    pub held: Option<String>,
 }
 
 const RECORD_ERROR: &str =
@@ -43,10 +46,18 @@ pub fn record_applied(conn: &Connection, dir: &str, generation: i64) -> rusqlite
     Ok(())
 }
 
+/// Records the changes the last reconcile held (`held` empty: none).
+pub fn record_held(conn: &Connection, held: &[String]) -> rusqlite::Result<()> {
+    let text = (!held.is_empty()).then(|| held.join("\n"));
+    conn.prepare_cached("UPDATE watch_state SET held = ?1 WHERE id = 1")?
+        .execute(params![text])?;
+    Ok(())
+}
+
 /// The watcher's last outcome; `None` when no watcher ever ran on this data dir.
 pub fn get(conn: &Connection) -> rusqlite::Result<Option<WatchState>> {
     conn.prepare_cached(
-        "SELECT dir, error, error_at, applied_generation, applied_at FROM watch_state WHERE id = 1",
+        "SELECT dir, error, error_at, applied_generation, applied_at, held FROM watch_state WHERE id = 1",
     )?
     .query_row([], |row| {
         Ok(WatchState {
@@ -55,6 +66,7 @@ pub fn get(conn: &Connection) -> rusqlite::Result<Option<WatchState>> {
             error_at: row.get(2)?,
             applied_generation: row.get(3)?,
             applied_at: row.get(4)?,
+            held: row.get(5)?,
         })
     })
     .optional()
@@ -80,5 +92,18 @@ mod tests {
         record_applied(&conn, "m", 4).unwrap();
         let state = get(&conn).unwrap().unwrap();
         assert_eq!((state.error, state.applied_generation), (None, Some(4)));
+    }
+
+    #[test]
+    fn held_changes_are_replaced_at_each_reconcile() {
+        let conn = crate::db::open_in_memory().unwrap();
+        record_applied(&conn, "m", 3).unwrap();
+        record_held(&conn, &["agent.a (delete)".to_string()]).unwrap();
+        assert_eq!(
+            get(&conn).unwrap().unwrap().held.as_deref(),
+            Some("agent.a (delete)")
+        );
+        record_held(&conn, &[]).unwrap();
+        assert_eq!(get(&conn).unwrap().unwrap().held, None);
     }
 }

@@ -85,6 +85,7 @@ pub fn adopt(
     let meta = Meta {
         manifest_digest: after.digest,
         git_commit: crate::apply::git_commit(dir),
+        defer_restarts: Vec::new(),
     };
     if let Err(err) = crate::apply::apply(&mut conn, &after.state, &plan, &current, &meta) {
         let _ = std::fs::remove_file(&file);

@@ -50,6 +50,9 @@ pub struct ApplyRequest<'a> {
     /// Apply exactly this saved plan, refused when stale.
     pub saved_plan: Option<&'a Path>,
     pub mode: Mode,
+    /// `--no-restart`: running containers of the changed agents keep their configuration
+    /// until `nanoclaw restart` (the deferral is written with the apply).
+    pub no_restart: bool,
 }
 
 /// What an apply asks before writing.
@@ -93,6 +96,8 @@ pub enum Applied {
         changed: bool,
         held: Vec<Change>,
         summary: Summary,
+        /// What the written changes do to each agent (restart, recreate, …).
+        effects: Vec<plan::AgentEffect>,
     },
 }
 
@@ -173,6 +178,11 @@ pub fn apply(
     let meta = Meta {
         manifest_digest: loaded.digest,
         git_commit: crate::apply::git_commit(request.dir),
+        defer_restarts: if request.no_restart {
+            super::restart::restarting_agents(&plan.effects)
+        } else {
+            Vec::new()
+        },
     };
     let outcome = crate::apply::apply(&mut conn, &desired, &plan, &current, &meta)?;
     Ok(Applied::Written {
@@ -180,6 +190,7 @@ pub fn apply(
         changed: outcome.changed,
         held,
         summary: plan.summary(),
+        effects: plan.effects,
     })
 }
 

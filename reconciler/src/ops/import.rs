@@ -67,6 +67,7 @@ pub fn import(
             allow_empty: true,
             saved_plan: None,
             mode: Mode::Apply,
+            no_restart: false,
         };
         super::apply(paths, loaded, &apply, confirm)?;
         let path = paths.db();

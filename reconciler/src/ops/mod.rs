@@ -19,7 +19,9 @@ pub mod import;
 pub mod load;
 pub mod pair;
 pub mod plan;
+pub mod restart;
 pub mod service;
+pub mod status;
 pub mod watch;
 
 use std::path::PathBuf;
@@ -106,6 +108,21 @@ pub enum OpsError {
          install a user service (`--user`, the default)"
     )]
     SystemServiceNeedsRoot,
+    /// `restart`: no agent of that name.
+    #[error("no agent `{agent}` in {}\n\nhint: the agents are: {}", path.display(), if known.is_empty() { "(none)".to_string() } else { known.join(", ") })]
+    UnknownAgent {
+        agent: String,
+        path: PathBuf,
+        known: Vec<String>,
+    },
+    /// `restart --session`: the session is not the agent's.
+    #[error(
+        "agent `{agent}` has no session `{session}`\n\nhint: `nanoclaw status` lists the running sessions"
+    )]
+    UnknownSession { agent: String, session: String },
+    /// `restart --message` with no daemon to execute it.
+    #[error("no daemon running for `{}`: the message cannot reach a fresh container\n\nhint: start it with `nanoclaw --data {} run`, then restart again", data.display(), data.display())]
+    NoDaemon { data: PathBuf },
     #[error("resolving `{}`", path.display())]
     Resolve {
         path: PathBuf,

@@ -52,6 +52,7 @@ impl Install {
             allow_empty: false,
             saved_plan: None,
             mode,
+            no_restart: false,
         };
         apply(&self.paths, self.load(), &request, confirm)
     }
@@ -112,6 +113,7 @@ fn apply_shows_the_plan_then_asks_and_a_no_writes_nothing() {
         changed,
         held,
         summary,
+        ..
     } = applied
     else {
         panic!("written: {applied:?}");
@@ -229,6 +231,7 @@ fn a_saved_plan_made_before_another_apply_is_refused_as_stale() {
         allow_empty: false,
         saved_plan: Some(&saved),
         mode: Mode::Apply,
+        no_restart: false,
     };
     let err = apply(
         &install.paths,

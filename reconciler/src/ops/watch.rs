@@ -144,6 +144,7 @@ pub fn reconcile(paths: &Paths, dir: &Path, options: WatchOptions) -> Result<Rec
             auto_rebuild: options.auto_rebuild,
             allow_destroy: options.allow_destroy,
         },
+        no_restart: false,
     };
     let applied = super::apply(paths, loaded, &request, &mut Unattended)?;
     let conn = open(paths)?;
@@ -167,6 +168,21 @@ pub fn reconcile(paths: &Paths, dir: &Path, options: WatchOptions) -> Result<Rec
         ),
     };
     crate::db::watch::record_applied(&conn, &shown_dir, generation)?;
+    let held: Vec<String> = match &reconciled {
+        Reconciled::Applied { held, .. } => held
+            .iter()
+            .map(|change| {
+                let why = if change.action == crate::plan::Action::Delete {
+                    "delete"
+                } else {
+                    "rebuild"
+                };
+                format!("{} ({why})", change.address)
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    crate::db::watch::record_held(&conn, &held)?;
     Ok(reconciled)
 }
 

@@ -178,6 +178,8 @@ enum Sending {
     Handed,
     /// The outbox is full: it stays queued.
     Busy,
+    /// Refused for good (an unknown or invalid system action): recorded as failed, not retried.
+    Refused(String),
 }
 
 impl Delivery {
@@ -513,6 +515,11 @@ impl Delivery {
                 );
                 Step::InFlight
             }
+            Ok(Sending::Refused(reason)) => {
+                warn!(session, id = %row.id, %reason, "system action refused; recorded as failed");
+                self.attempts.remove(&row.id);
+                Step::Final(FAILED)
+            }
             Ok(Sending::Busy) => {
                 debug!(session, id = %row.id, "the channel's outbox is full; reply stays queued");
                 Step::Kept
@@ -699,12 +706,18 @@ impl Delivery {
         let content: serde_json::Value = serde_json::from_str(&row.content)
             .map_err(|err| format!("content is not JSON: {err}"))?;
         if row.kind == Kind::System {
-            let action = content
-                .get("action")
-                .and_then(|v| v.as_str())
-                .unwrap_or("(none)");
-            warn!(session, id = %row.id, action, "system action not supported yet; dropped");
-            return Ok(Sending::Done(Delivered::Sent(None)));
+            let handled =
+                super::system::handle(&self.conn, &self.paths, agent, session, &row.id, &content)?;
+            if let Some(wake) = &self.wake {
+                wake.send(session.to_string(), Some(row.id.clone()));
+            }
+            return Ok(match handled {
+                super::system::Handled::Done { note } => {
+                    info!(session, id = %row.id, %note, "system action handled");
+                    Sending::Done(Delivered::Sent(None))
+                }
+                super::system::Handled::Refused { note } => Sending::Refused(note),
+            });
         }
         let (Some(channel_type), Some(platform_id)) = (&row.channel_type, &row.platform_id) else {
             warn!(session, id = %row.id, "outbound row has no routing; dropped");

@@ -529,8 +529,11 @@ fn refuses_an_unknown_destination() {
     );
 }
 
+/// Issue 13 point 2 changed this: v2 (and we, before) dropped every `system` row as delivered;
+/// an unknown action is now recorded as failed and the agent is told why. Rows without routing
+/// are still dropped as delivered.
 #[test]
-fn system_rows_and_rows_without_routing_are_dropped_as_delivered() {
+fn unknown_system_actions_fail_and_rows_without_routing_are_dropped_as_delivered() {
     let mut world = world(sent);
     let dir = world.paths.session("ag-1", &world.session.id);
     let conn = session_db::open_outbound_container(&session_db::outbound_path(&dir)).unwrap();
@@ -545,7 +548,20 @@ fn system_rows_and_rows_without_routing_are_dropped_as_delivered() {
     assert_eq!(world.calls(), 0);
     assert_eq!(
         world.delivered("out-sys").map(|d| d.0),
-        Some("delivered".into())
+        Some("failed".into())
+    );
+    let inbound = session_db::open_inbound_reader(&session_db::inbound_path(&dir)).unwrap();
+    let note: String = inbound
+        .as_connection()
+        .query_row(
+            "SELECT content FROM messages_in WHERE id LIKE 'sys-%'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert!(
+        note.contains("unknown system action \\\"schedule_task\\\""),
+        "{note}"
     );
     assert_eq!(
         world.delivered("out-bare").map(|d| d.0),

@@ -11,6 +11,7 @@
 //!        └─────────────────────────┘
 //! sweeper (task): acks, due wakes, stuck/idle containers; exits (task): exit → drain
 //! approvals (task): answers to cards → decisions, outcomes, held messages back to the router
+//! executor (task): stale containers replaced at a safe point, restart requests
 //! ```
 //!
 //! This file is the index: [`run`] starts each actor (its own file, its state documented
@@ -42,6 +43,7 @@ pub mod backoff;
 pub mod compose;
 pub mod delivery;
 pub mod evict;
+pub mod executor;
 pub mod exits;
 pub mod health;
 pub mod instructions;
@@ -60,6 +62,7 @@ pub mod sent_log;
 pub mod session;
 pub mod sweep;
 pub mod sweeper;
+pub mod system;
 pub mod typing;
 pub mod waker;
 pub mod watch;
@@ -145,14 +148,15 @@ struct Actors {
     runner: Runner,
     /// Stopped last, after the containers, so a container's last request is still answered.
     proxy_stop: CancellationToken,
-    /// Every task (waker, exits, sweeper, outboxes, proxy, and what they spawn).
+    /// Every task (waker, exits, executor, sweeper, outboxes, proxy, and what they spawn).
     tasks: TaskTracker,
 }
 
 impl Actors {
     /// Starts the actors in order: the proxy, the channels and their outboxes, the waker, the
-    /// router, delivery with its file watcher, the exit forwarder, the sweeper. The waker, the
-    /// exit forwarder and the sweeper stop with `stop`; the others through [`Actors::stop`].
+    /// router, delivery with its file watcher, the exit forwarder, the executor, the sweeper.
+    /// The waker, the exit forwarder, the executor and the sweeper stop with `stop`; the others
+    /// through [`Actors::stop`].
     async fn start(
         settings: &Settings,
         runner: Runner,
@@ -234,6 +238,13 @@ impl Actors {
         let watcher = watch::sessions(paths, work.clone()).context("watching session folders")?;
         work.send(work::Work::All);
         tasks.spawn(exits::forward(runner.exits(), work.clone(), stop.clone()));
+        let executor = executor::Executor::new(
+            settings.clone(),
+            runner.clone(),
+            wakes.clone(),
+            tasks.clone(),
+        );
+        tasks.spawn(executor.run(stop.clone()));
         let sweeper = sweeper::Sweeper::new(settings.clone(), runner.clone(), wakes, tasks.clone());
         tasks.spawn(sweeper.run(sweep_now, stop.clone()));
         Ok(Actors {

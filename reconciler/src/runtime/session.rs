@@ -49,23 +49,57 @@ pub fn prepare(
     session: &Session,
     images: &AgentImages,
 ) -> anyhow::Result<SpawnSpec> {
+    let composed = composition(conn, paths, session, images)?;
+    write(conn, paths, session, &composed)?;
+    Ok(composed.spec)
+}
+
+/// What `session`'s container would be started with now: the agent read and its mounts
+/// resolved as at a spawn, composed, nothing written. The executor compares its hash with a
+/// running container's label.
+pub fn composition(
+    conn: &Connection,
+    paths: &Paths,
+    session: &Session,
+    images: &AgentImages,
+) -> anyhow::Result<Composed> {
     let agent = agent(conn, &session.agent)?
         .with_context(|| format!("agent `{}` no longer exists", session.agent))?;
     let provider = provider(conn, session)?;
     let mounts = resolve_mounts(&agent, paths);
-    let composed = compose::compose(
+    let images = recorded_image(conn, &agent, images)?;
+    Ok(compose::compose(
         session,
         &agent,
         &Inputs {
             paths,
-            images,
+            images: &images,
             mounts: &mounts,
             env: &[],
             provider: &provider,
         },
-    );
-    write(conn, paths, session, &composed)?;
-    Ok(composed.spec)
+    ))
+}
+
+/// The images of this run, with the per-agent image the central DB records for an agent with
+/// packages (`db::agent_images`): a `nanoclaw image build` made while the daemon runs is used
+/// from its next spawn, and the executor replaces the agent's running containers for it.
+fn recorded_image(
+    conn: &Connection,
+    agent: &Agent,
+    images: &AgentImages,
+) -> anyhow::Result<AgentImages> {
+    let mut images = images.clone();
+    if agent.packages.apt.is_empty() && agent.packages.npm.is_empty() {
+        return Ok(images);
+    }
+    let recorded = crate::db::agent_images::get(conn, &agent.name)
+        .context("reading the agent's image")?
+        .and_then(|row| row.tag);
+    if let Some(tag) = recorded {
+        images.per_agent.insert(agent.name.clone(), tag);
+    }
+    Ok(images)
 }
 
 /// The agent's configuration, typed, through `db::config`: THE one place the runtime reads it.
@@ -370,7 +404,7 @@ fn destinations(conn: &Connection, agent: &str) -> anyhow::Result<Vec<Destinatio
 
 /// The session's default reply address: its chat
 /// (docs/runtime.md#destinations-and-the-default-reply-address).
-fn default_routing(
+pub fn default_routing(
     conn: &Connection,
     session: &Session,
 ) -> anyhow::Result<Option<(String, String)>> {

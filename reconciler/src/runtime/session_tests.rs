@@ -472,3 +472,43 @@ fn issue_10_the_spawn_resolves_the_provider_session_then_group_then_config() {
     );
     assert_eq!(spawn("c", None), mock, "an empty group value is unset");
 }
+
+#[test]
+fn issue_11_an_agent_with_packages_runs_the_per_agent_image_the_db_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = Paths::new(dir.path().join("data"));
+    paths.ensure().unwrap();
+    let conn = crate::db::open(&paths.db()).unwrap();
+    conn.execute_batch(
+        "INSERT INTO agent_groups (id, name, folder, created_at) VALUES
+           ('pkg', 'P', 'pkg', 't'), ('plain', 'L', 'plain', 't');
+         INSERT INTO container_configs (agent_group_id, provider, packages_apt, updated_at) VALUES
+           ('pkg', 'mock', '[\"jq\"]', 't'), ('plain', 'mock', '[]', 't');",
+    )
+    .unwrap();
+    let images = AgentImages {
+        minimal: "small:1".into(),
+        production: "big:1".into(),
+        per_agent: [("pkg".to_string(), "nanoclaw-agent-x-pkg:old".to_string())].into(),
+    };
+    let image_of = |agent: &str| {
+        let session = crate::db::sessions::create(&conn, agent, None, None).unwrap();
+        composition(&conn, &paths, &session, &images)
+            .unwrap()
+            .spec
+            .image
+    };
+    assert_eq!(
+        image_of("pkg"),
+        "nanoclaw-agent-x-pkg:old",
+        "the run's image until one is recorded"
+    );
+    crate::db::agent_images::record_built(&conn, "pkg", "nanoclaw-agent-x-pkg:new").unwrap();
+    crate::db::agent_images::record_built(&conn, "plain", "nanoclaw-agent-x-plain:stale").unwrap();
+    assert_eq!(image_of("pkg"), "nanoclaw-agent-x-pkg:new");
+    assert_eq!(
+        image_of("plain"),
+        "small:1",
+        "no packages: the provider's image"
+    );
+}

@@ -483,7 +483,13 @@ impl Waker {
         }
         let clean = match exit.requested.as_deref() {
             None => true,
-            Some(reason) => reason == sweep::IDLE_REASON || reason == EVICTED,
+            Some(reason) => [
+                sweep::IDLE_REASON,
+                EVICTED,
+                super::executor::RECONFIGURED,
+                super::executor::RESTARTED,
+            ]
+            .contains(&reason),
         };
         if clean {
             self.streaks.remove(&exit.session_id);

@@ -27,11 +27,14 @@ text_enum! {
     pub enum Effect {
         /// Read per message: takes effect on the next message, no container is touched.
         None = "none",
-        /// Read at container spawn: running containers of the agent are restarted.
+        /// Read at container spawn: a running daemon replaces the agent's running containers at
+        /// their next safe point (docs/operating.md).
         Restart = "restart",
-        /// New container arguments (image, mounts): containers are removed and created again.
+        /// New container arguments (image, mounts): a running daemon removes the agent's
+        /// containers at their next safe point and creates them again.
         Recreate = "recreate",
-        /// Baked into the agent's image: the image is rebuilt, then containers are recreated.
+        /// Baked into the agent's image: `nanoclaw image build` (or the next `nanoclaw run`)
+        /// rebuilds it, not a running daemon; the daemon then replaces the containers.
         Rebuild = "rebuild",
     }
 }

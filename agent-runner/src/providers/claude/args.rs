@@ -71,6 +71,9 @@ pub struct Settings {
     pub extra_dirs: Vec<PathBuf>,
     /// `CLAUDE_CODE_AUTO_COMPACT_WINDOW` of the runner's environment, if set.
     pub auto_compact_window: Option<String>,
+    /// This runner's executable: Claude Code starts `<runner> mcp` as the `nanoclaw` MCP
+    /// server (docs/agent-runner.md#tools). `None`: no nanoclaw tools.
+    pub runner: Option<PathBuf>,
 }
 
 /// One `claude` process to start.
@@ -117,7 +120,11 @@ impl Launch {
         if !system_prompt.is_empty() {
             flag("--append-system-prompt", system_prompt.to_string());
         }
-        flag("--allowedTools", allowed_tools(config).join(","));
+        let mut allowed = allowed_tools(config);
+        if settings.runner.is_some() {
+            allowed.push(format!("mcp__{}__*", crate::mcp::SERVER_NAME));
+        }
+        flag("--allowedTools", allowed.join(","));
         flag("--disallowedTools", BLOCKED_TOOLS.join(","));
         if let Some(model) = &config.model {
             flag("--model", model.clone());
@@ -128,8 +135,17 @@ impl Launch {
         if let Some(id) = continuation {
             flag("--resume", id.to_string());
         }
-        if !config.mcp_servers.is_empty() {
-            flag("--mcp-config", mcp_config(&config.mcp_servers).to_string());
+        if !config.mcp_servers.is_empty() || settings.runner.is_some() {
+            let mut servers = mcp_config(&config.mcp_servers);
+            if let Some(runner) = &settings.runner {
+                // Ours wins over a configured server of the same name.
+                servers["mcpServers"][crate::mcp::SERVER_NAME] = json!({
+                    "command": runner.display().to_string(),
+                    "args": ["mcp"],
+                    "env": {crate::env::NANOCLAW_WORKSPACE: settings.workspace.display().to_string()},
+                });
+            }
+            flag("--mcp-config", servers.to_string());
         }
         if let Some(file) = &settings.settings_file {
             flag("--settings", file.display().to_string());
@@ -243,6 +259,7 @@ mod tests {
             settings_file: Some("/workspace/claude-settings.json".into()),
             extra_dirs: vec!["/workspace/extra/notes".into()],
             auto_compact_window: None,
+            runner: Some("/agent-runner".into()),
         }
     }
 
@@ -253,6 +270,7 @@ mod tests {
             &Settings {
                 settings_file: None,
                 extra_dirs: Vec::new(),
+                runner: None,
                 ..settings()
             },
             None,
@@ -296,12 +314,12 @@ mod tests {
             .collect();
         expect![[r#"
             --append-system-prompt # You are Andy
-            --allowedTools Bash,Read,Write,Edit,Glob,Grep,WebSearch,WebFetch,Task,TaskOutput,TaskStop,TeamCreate,TeamDelete,SendMessage,TodoWrite,ToolSearch,Skill,NotebookEdit,mcp__notes__*,mcp__web_search__*
+            --allowedTools Bash,Read,Write,Edit,Glob,Grep,WebSearch,WebFetch,Task,TaskOutput,TaskStop,TeamCreate,TeamDelete,SendMessage,TodoWrite,ToolSearch,Skill,NotebookEdit,mcp__notes__*,mcp__web_search__*,mcp__nanoclaw__*
             --disallowedTools CronCreate,CronDelete,CronList,ScheduleWakeup,AskUserQuestion,EnterPlanMode,ExitPlanMode,EnterWorktree,ExitWorktree
             --model claude-sonnet-4-5
             --effort high
             --resume c2c380e5
-            --mcp-config {"mcpServers":{"notes":{"command":"notes-mcp","args":["--ro"],"env":{"A":"1"}},"web search":{"type":"http","url":"http://127.0.0.1:9/mcp"}}}
+            --mcp-config {"mcpServers":{"notes":{"command":"notes-mcp","args":["--ro"],"env":{"A":"1"}},"web search":{"type":"http","url":"http://127.0.0.1:9/mcp"},"nanoclaw":{"command":"/agent-runner","args":["mcp"],"env":{"NANOCLAW_WORKSPACE":"/workspace"}}}}
             --settings /workspace/claude-settings.json
             --add-dir /workspace/extra/notes"#]]
         .assert_eq(&flags.join("\n"));

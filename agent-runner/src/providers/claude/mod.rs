@@ -80,6 +80,7 @@ impl ClaudeProvider {
             settings_file: hooks::settings_file(&workspace),
             extra_dirs: extra_dirs(&workspace),
             auto_compact_window: env::get(env::CLAUDE_CODE_AUTO_COMPACT_WINDOW),
+            runner: std::env::current_exe().ok(),
             workspace,
         }
     }

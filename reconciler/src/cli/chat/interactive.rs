@@ -194,15 +194,24 @@ impl Session {
     }
 }
 
-/// A reply as shown: on a shared chat, `[agent] text`; a card with how to answer it.
+/// A reply as shown: on a shared chat, `[agent] text`; then a `file saved: <path>` line per
+/// file sent with it; a card with how to answer it.
 fn label(reply: &Reply, shared: bool) -> String {
-    let text = match &reply.card {
-        Some(card) if !card.decided => format!(
-            "{}\n(answer with `/answer N`, or `/answer {} OPTION`)",
-            reply.text, card.id
-        ),
-        _ => reply.text.clone(),
-    };
+    let mut lines: Vec<String> = reply
+        .files
+        .iter()
+        .map(|file| format!("file saved: {file}"))
+        .collect();
+    if !reply.text.is_empty() || lines.is_empty() {
+        lines.insert(0, reply.text.clone());
+    }
+    if let Some(card) = reply.card.as_ref().filter(|card| !card.decided) {
+        lines.push(format!(
+            "(answer with `/answer N`, or `/answer {} OPTION`)",
+            card.id
+        ));
+    }
+    let text = lines.join("\n");
     match &reply.agent {
         Some(agent) if shared => format!("[{agent}] {text}"),
         _ => text,
@@ -411,6 +420,7 @@ mod tests {
             agent: Some(agent.into()),
             in_reply_to: Some(format!("m:{agent}")),
             card: None,
+            files: Vec::new(),
         })
     }
 

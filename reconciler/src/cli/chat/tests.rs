@@ -64,6 +64,7 @@ impl Conn {
             agent: Some(agent.into()),
             in_reply_to: Some(format!("{answers}:{agent}")),
             card: None,
+            files: Vec::new(),
         }));
     }
 
@@ -209,6 +210,7 @@ fn a_notice_is_shown_on_stderr_and_acknowledged() {
             agent: Some("echo".into()),
             in_reply_to: None,
             card: None,
+            files: Vec::new(),
         }));
         assert_eq!(conn.acked(), "notice-1");
         conn.reply("r1", "echo", &id, "finally");
@@ -227,6 +229,7 @@ fn who_a_reply_is_for() {
         agent: agent.map(str::to_string),
         in_reply_to: to.map(str::to_string),
         card: None,
+        files: Vec::new(),
     };
     let cases = [
         (reply(Some("a"), Some("m1:a")), None, Addressed::Answer),

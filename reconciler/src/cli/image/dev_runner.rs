@@ -56,7 +56,7 @@ pub(super) fn build(checkout: &Path) -> anyhow::Result<PathBuf> {
         "no agent-runner given (`--runner`, NANOCLAW_RUNNER) or beside `nanoclaw`: building it from the source checkout {} with cargo build -p agent-runner --release --target {MUSL_TARGET}",
         checkout.display()
     );
-    let output = Command::new("cargo")
+    let mut child = Command::new("cargo")
         .args([
             "build",
             "-p",
@@ -68,14 +68,24 @@ pub(super) fn build(checkout: &Path) -> anyhow::Result<PathBuf> {
         .current_dir(checkout)
         .stdout(std::process::Stdio::inherit())
         .stderr(std::process::Stdio::piped())
-        .output()
+        .spawn()
         .context("cannot run `cargo` to build the agent-runner")?;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    if !output.status.success() {
-        let lines: Vec<&str> = stderr.lines().collect();
-        for line in &lines[lines.len().saturating_sub(40)..] {
-            say!("{line}");
+    // Cargo's lines are shown as they come (a first build takes minutes) and kept for the
+    // diagnosis of a failure.
+    let mut stderr = String::new();
+    if let Some(pipe) = child.stderr.take() {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            say!("  cargo: {}", line.trim_start());
+            stderr.push_str(&line);
+            stderr.push('\n');
         }
+    }
+    let status = child
+        .wait()
+        .context("waiting for `cargo` building the agent-runner")?;
+    if !status.success() {
         if is_missing_target(&stderr) {
             anyhow::bail!(
                 "the Rust target {MUSL_TARGET} is not installed\n\nhint: run `rustup target add {MUSL_TARGET}`"
@@ -86,7 +96,7 @@ pub(super) fn build(checkout: &Path) -> anyhow::Result<PathBuf> {
                 "building the agent-runner needs a musl C compiler (for the bundled SQLite)\n\nhint: run `sudo apt-get install -y musl-tools`"
             );
         }
-        anyhow::bail!("building the agent-runner failed ({})", output.status);
+        anyhow::bail!("building the agent-runner failed ({status})");
     }
     anyhow::ensure!(
         built.is_file(),

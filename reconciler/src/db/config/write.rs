@@ -199,6 +199,10 @@ impl<'a> Writer<'a> {
                     params![agent.name],
                 )?;
                 run(
+                    "DELETE FROM deferred_restarts WHERE agent_group_id = ?1",
+                    params![agent.name],
+                )?;
+                run(
                     "DELETE FROM agent_groups WHERE id = ?1",
                     params![agent.name],
                 )?;
