@@ -219,10 +219,13 @@ fn runtime_rows_survive_apply_unless_pruned() {
         )
         .unwrap();
     }
+    // Issue 12: the plan lists what was made at runtime, so it can be adopted or pruned.
     let plan = env.run(&["plan"]);
     assert_eq!(
         plan.stdout,
-        "No changes. The database matches the manifests.\n"
+        "No changes. The database matches the manifests.\n\nMade at runtime and not in the \
+         manifests (kept; `nanoclaw adopt ADDRESS…` manages them, `--prune` deletes them):\n  \
+         user.telegram:99\n"
     );
     let pruning = env.run(&["plan", "--prune"]);
     assert!(

@@ -212,6 +212,7 @@ impl Client {
             text: text.into(),
             id: Some(id.into()),
             platform_id: None,
+            mention: None,
         }));
         loop {
             match self.next_line() {

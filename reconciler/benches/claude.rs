@@ -300,6 +300,7 @@ impl Client {
             text: format!("{text} @{} {id}", self.chat),
             id: Some(id.clone()),
             platform_id: None,
+            mention: None,
         }));
         id
     }

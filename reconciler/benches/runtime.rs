@@ -588,6 +588,7 @@ impl Client {
             text: text.to_string(),
             id: Some(id.clone()),
             platform_id: None,
+            mention: None,
         }));
         loop {
             let mut line = String::new();

@@ -8,8 +8,12 @@
 use serde::{Deserialize, Serialize};
 use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, Decoder, Encoder};
 
-/// Version of the protocol below. A client may name it in its hello; the host refuses others.
-pub const VERSION: u32 = 1;
+/// Version of the protocol below. A client may name it in its hello; the host refuses
+/// versions it does not speak. Version 2 added cards: [`Reply::card`], [`ClientLine::Answer`]
+/// and [`HostLine::Answered`]; a version 1 client is still served (it shows a card's text).
+pub const VERSION: u32 = 2;
+/// The versions this host serves.
+pub const SUPPORTED: std::ops::RangeInclusive<u32> = 1..=VERSION;
 /// Longest accepted line in bytes; longer lines are rejected with an error reply.
 pub const MAX_LINE: usize = 64 * 1024;
 /// Platform id used when a client names none.
@@ -26,8 +30,40 @@ pub enum ClientLine {
     Hello { hello: Hello },
     /// `{"ack": "<reply id>"}`: the client has shown that reply; only now is it delivered.
     Ack { ack: String },
+    /// `{"answer": {"card": "apv-…", "option": "allow"}}` (version 2): the person at this
+    /// connection chooses an option of a card shown in the chat it reads.
+    Answer { answer: AnswerLine },
     /// `{"text": "…", "id": "…"?, "platform_id": "…"?}`: one message.
     Message(Message),
+}
+
+/// A choice on a card (version 2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerLine {
+    pub card: String,
+    /// The option's id (`allow`), or its number as shown (`1`).
+    pub option: String,
+    /// Who answers: the CLI chat whose person chooses (`cli:<platform id>`); default: the chat
+    /// this connection reads, else [`DEFAULT_PLATFORM_ID`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_id: Option<String>,
+}
+
+/// A card as a reply carries it (version 2): its id and options, so a client can answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardView {
+    pub id: String,
+    pub options: Vec<CardChoice>,
+    /// Set on the line that shows a card's outcome: the card is decided, nothing to answer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub decided: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardChoice {
+    pub id: String,
+    pub label: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +86,10 @@ pub struct Message {
     /// The chat; default: the chat this connection reads, else [`DEFAULT_PLATFORM_ID`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub platform_id: Option<String>,
+    /// Version 2: the message addresses the bot (a mention); on a chat no agent is wired to,
+    /// that asks an approver what to do with the chat (docs/runtime.md#new-chats).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mention: Option<bool>,
 }
 
 /// A line from the host.
@@ -70,6 +110,8 @@ pub enum HostLine {
     Superseded { superseded: bool, text: String },
     /// A reply (or a notice from the runtime) for the chat this connection reads.
     Reply(Reply),
+    /// `{"answered": "<card id>", "outcome": "…"}` (version 2): the answer decided the card.
+    Answered { answered: String, outcome: String },
     /// `{"error": "…"}`: the client's last line was rejected; nothing else is affected.
     Error { error: String },
 }
@@ -93,6 +135,10 @@ pub struct Reply {
     /// The message it answers, as `<message id>:<agent>`; absent when it answers none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_reply_to: Option<String>,
+    /// Version 2: the reply is a card (its `text` shows it with numbered options) or a card's
+    /// outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card: Option<CardView>,
     /// Files the agent sent with it, as the paths the runtime saved them at (under the data
     /// dir's `downloads/`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -106,9 +152,11 @@ pub struct Reply {
 struct RawClientLine {
     hello: Option<Hello>,
     ack: Option<String>,
+    answer: Option<AnswerLine>,
     text: Option<serde_json::Value>,
     id: Option<String>,
     platform_id: Option<String>,
+    mention: Option<bool>,
 }
 
 impl ClientLine {
@@ -116,7 +164,16 @@ impl ClientLine {
     pub fn parse(line: &str) -> Result<ClientLine, String> {
         let raw: RawClientLine =
             serde_json::from_str(line).map_err(|err| format!("malformed line: {err}"))?;
-        let message_fields = raw.text.is_some() || raw.id.is_some() || raw.platform_id.is_some();
+        let message_fields = raw.text.is_some()
+            || raw.id.is_some()
+            || raw.platform_id.is_some()
+            || raw.mention.is_some();
+        if let Some(answer) = raw.answer {
+            if message_fields || raw.hello.is_some() || raw.ack.is_some() {
+                return Err("an `answer` line holds nothing else".to_string());
+            }
+            return Ok(ClientLine::Answer { answer });
+        }
         match (raw.hello, raw.ack) {
             (Some(_), Some(_)) => Err("a line holds `hello` or `ack`, not both".to_string()),
             (Some(_), None) | (None, Some(_)) if message_fields => Err(
@@ -136,6 +193,7 @@ impl ClientLine {
                     text,
                     id: raw.id,
                     platform_id: raw.platform_id,
+                    mention: raw.mention,
                 }))
             }
         }
@@ -281,13 +339,13 @@ mod tests {
         check(
             r#"{"text": "hi", "id": "m1", "platform_id": "side"}"#,
             expect![[
-                r#"Message(Message { text: "hi", id: Some("m1"), platform_id: Some("side") }) = {"text":"hi","id":"m1","platform_id":"side"}"#
+                r#"Message(Message { text: "hi", id: Some("m1"), platform_id: Some("side"), mention: None }) = {"text":"hi","id":"m1","platform_id":"side"}"#
             ]],
         );
         check(
             r#"{"text": "hi"}"#,
             expect![[
-                r#"Message(Message { text: "hi", id: None, platform_id: None }) = {"text":"hi"}"#
+                r#"Message(Message { text: "hi", id: None, platform_id: None, mention: None }) = {"text":"hi"}"#
             ]],
         );
     }
@@ -313,9 +371,9 @@ mod tests {
         );
         check(
             r#"{"txt": "hi"}"#,
-            expect![[
-                r#"error: malformed line: unknown field `txt`, expected one of `hello`, `ack`, `text`, `id`, `platform_id` at line 1 column 6"#
-            ]],
+            expect![
+                "error: malformed line: unknown field `txt`, expected one of `hello`, `ack`, `answer`, `text`, `id`, `platform_id`, `mention` at line 1 column 6"
+            ],
         );
     }
 
@@ -341,6 +399,7 @@ mod tests {
                 text: "hi".into(),
                 agent: Some("andy".into()),
                 in_reply_to: Some("m1:andy".into()),
+                card: None,
                 files: Vec::new(),
             }),
             HostLine::Reply(Reply {
@@ -348,13 +407,14 @@ mod tests {
                 text: "note".into(),
                 agent: None,
                 in_reply_to: None,
+                card: None,
                 files: Vec::new(),
             }),
             HostLine::error("bad"),
         ];
         let text: Vec<String> = lines.iter().map(HostLine::to_line).collect();
         expect![[r#"
-            {"hello":{"platform_id":"local","protocol":1}}
+            {"hello":{"platform_id":"local","protocol":2}}
             {"accepted":"m1","agents":["andy"]}
             {"superseded":true,"text":"[superseded by a newer client]"}
             {"id":"out-1","text":"hi","agent":"andy","in_reply_to":"m1:andy"}
@@ -365,6 +425,55 @@ mod tests {
             assert_eq!(HostLine::parse(line).as_ref(), Some(value), "{line}");
         }
         assert_eq!(HostLine::parse(r#"{"something":"new"}"#), None);
+    }
+
+    #[test]
+    fn version_2_lines_answer_cards() {
+        check(
+            r#"{"answer": {"card": "apv-1", "option": "allow"}}"#,
+            expect![[
+                r#"Answer { answer: AnswerLine { card: "apv-1", option: "allow", platform_id: None } } = {"answer":{"card":"apv-1","option":"allow"}}"#
+            ]],
+        );
+        check(
+            r#"{"answer": {"card": "apv-1", "option": "1"}, "text": "x"}"#,
+            expect!["error: an `answer` line holds nothing else"],
+        );
+        check(
+            r#"{"text": "hi bot", "mention": true}"#,
+            expect![[
+                r#"Message(Message { text: "hi bot", id: None, platform_id: None, mention: Some(true) }) = {"text":"hi bot","mention":true}"#
+            ]],
+        );
+        let card = HostLine::Reply(Reply {
+            id: "apv-1-card".into(),
+            text: "title".into(),
+            agent: None,
+            in_reply_to: None,
+            card: Some(CardView {
+                id: "apv-1".into(),
+                options: vec![CardChoice {
+                    id: "allow".into(),
+                    label: "Allow".into(),
+                }],
+                decided: false,
+            }),
+            files: Vec::new(),
+        });
+        let answered = HostLine::Answered {
+            answered: "apv-1".into(),
+            outcome: "✅ Allowed by cli:local".into(),
+        };
+        for line in [card, answered] {
+            assert_eq!(HostLine::parse(&line.to_line()), Some(line.clone()));
+        }
+        // A version 1 reader reads a card as a reply with its text.
+        let v1: serde_json::Value = serde_json::from_str(
+            r#"{"id":"apv-1-card","text":"title","card":{"id":"apv-1","options":[]}}"#,
+        )
+        .unwrap();
+        assert_eq!(v1["text"], "title");
+        assert!(SUPPORTED.contains(&1) && SUPPORTED.contains(&VERSION));
     }
 
     #[test]

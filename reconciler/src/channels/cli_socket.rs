@@ -37,7 +37,10 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use super::accept::{self, Log, Throttle};
-use super::cli_protocol::{self, ClientLine, HostLine, Line, LineCodec, Reply, Welcome};
+use super::card::{self, Card, Outcome};
+use super::cli_protocol::{
+    self, AnswerLine, CardChoice, CardView, ClientLine, HostLine, Line, LineCodec, Reply, Welcome,
+};
 use super::registry::Factory;
 use super::{
     Adapter, Content, Delivered, DeliveryError, Envelope, InboundEvent, InboundMessage, Kind,
@@ -130,6 +133,7 @@ impl Adapter for CliSocket {
                 listener,
                 socket_file,
                 start.inbound,
+                start.answers,
                 start.ready,
                 start.stop,
             ));
@@ -161,13 +165,10 @@ impl CliSocket {
     /// Delivers at once, without waiting: hands the reply to the chat's reader, or says why it
     /// stays queued (see the module comment).
     pub fn offer(&self, message: &Outbound) -> Result<Delivered, DeliveryError> {
-        let text = match &message.content {
-            serde_json::Value::String(text) => text.clone(),
-            content => match content.get("text").or_else(|| content.get("markdown")) {
-                Some(serde_json::Value::String(text)) => text.clone(),
-                // Edits, reactions and cards have no terminal form: nothing to show.
-                _ => return Ok(Delivered::Sent(None)),
-            },
+        let (text, card) = match shown(&message.content) {
+            Some(shown) => shown,
+            // Edits, reactions and display cards have no terminal form: nothing to show.
+            None => return Ok(Delivered::Sent(None)),
         };
         let mut chats = self.chats.lock().map_err(|_| poisoned())?;
         let chat = chats.entry(message.platform_id.clone()).or_default();
@@ -186,6 +187,7 @@ impl CliSocket {
             text,
             agent: message.agent.clone(),
             in_reply_to: message.in_reply_to.clone(),
+            card,
             files,
         })
         .to_line();
@@ -219,6 +221,41 @@ impl Chat {
             self.reader = None;
         }
         self.unacked.retain(|_, holder| *holder != conn);
+    }
+}
+
+/// What a reader is shown for outbound content: its text, and for a card (or a card's
+/// outcome) the card's id and options; `None` when it has no terminal form.
+fn shown(content: &serde_json::Value) -> Option<(String, Option<CardView>)> {
+    if let Some(card) = Card::from_content(content) {
+        let view = CardView {
+            id: card.id.clone(),
+            options: card
+                .options
+                .iter()
+                .map(|option| CardChoice {
+                    id: option.id.clone(),
+                    label: option.label.clone(),
+                })
+                .collect(),
+            decided: false,
+        };
+        return Some((card.to_text(), Some(view)));
+    }
+    if let Some(outcome) = Outcome::from_content(content) {
+        let view = CardView {
+            id: outcome.card.clone(),
+            options: Vec::new(),
+            decided: true,
+        };
+        return Some((outcome.to_text(), Some(view)));
+    }
+    match content {
+        serde_json::Value::String(text) => Some((text.clone(), None)),
+        content => match content.get("text").or_else(|| content.get("markdown")) {
+            Some(serde_json::Value::String(text)) => Some((text.clone(), None)),
+            _ => None,
+        },
     }
 }
 
@@ -335,6 +372,7 @@ impl CliSocket {
         listener: UnixListener,
         socket_file: SocketFile,
         inbound: mpsc::Sender<Envelope>,
+        answers: card::Answers,
         ready: Ready,
         stop: CancellationToken,
     ) {
@@ -361,7 +399,7 @@ impl CliSocket {
                         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
                         let socket = Arc::clone(&self);
                         let connection = socket.connection(
-                            conn, stream, inbound.clone(), ready.clone(), stop.child_token(),
+                            conn, stream, inbound.clone(), answers.clone(), ready.clone(), stop.child_token(),
                         );
                         self.tasks.spawn(async move {
                             connection.await;
@@ -439,6 +477,7 @@ impl CliSocket {
         conn: u64,
         stream: UnixStream,
         inbound: mpsc::Sender<Envelope>,
+        answers: card::Answers,
         ready: Ready,
         stop: CancellationToken,
     ) {
@@ -462,7 +501,7 @@ impl CliSocket {
                     let answer = match frame {
                         None => break,
                         Some(Ok(Line::Text(line))) => {
-                            self.handle_line(&mut client, &line, &inbound, &ready).await
+                            self.handle_line(&mut client, &line, (&inbound, &answers), &ready).await
                         }
                         Some(Ok(Line::TooLong)) => Some(HostLine::error(format!(
                             "line longer than {MAX_LINE} bytes rejected"
@@ -499,7 +538,7 @@ impl CliSocket {
         &self,
         client: &mut Client,
         line: &str,
-        inbound: &mpsc::Sender<Envelope>,
+        (inbound, answers): (&mpsc::Sender<Envelope>, &card::Answers),
         ready: &Ready,
     ) -> Option<HostLine> {
         if line.trim().is_empty() {
@@ -512,12 +551,13 @@ impl CliSocket {
         match parsed {
             ClientLine::Hello { hello } => {
                 if let Some(version) = hello.protocol
-                    && version != cli_protocol::VERSION
+                    && !cli_protocol::SUPPORTED.contains(&version)
                 {
                     return Some(HostLine::error(format!(
-                        "protocol version {version} is not supported; this runtime speaks version {}\n\n\
+                        "protocol version {version} is not supported; this runtime speaks versions {} to {}\n\n\
                          hint: use the `nanoclaw` binary of the running runtime",
-                        cli_protocol::VERSION
+                        cli_protocol::SUPPORTED.start(),
+                        cli_protocol::SUPPORTED.end(),
                     )));
                 }
                 let platform_id = hello
@@ -560,7 +600,50 @@ impl CliSocket {
                 }
                 None
             }
+            ClientLine::Answer { answer } => Some(self.answer(client, answer, answers).await),
             ClientLine::Message(message) => Some(self.submit(client, message, inbound).await),
+        }
+    }
+
+    /// Hands a choice on a card to the runtime and answers with its verdict. The responder is
+    /// the chat this connection reads (`cli:<platform id>`), so it must have said hello.
+    async fn answer(
+        &self,
+        client: &Client,
+        answer: AnswerLine,
+        answers: &card::Answers,
+    ) -> HostLine {
+        let platform_id = answer
+            .platform_id
+            .clone()
+            .or_else(|| client.reading.clone())
+            .unwrap_or_else(|| DEFAULT_PLATFORM_ID.to_string());
+        let platform_id = &platform_id;
+        let (verdict_tx, verdict_rx) = tokio::sync::oneshot::channel();
+        let answered = card::Answered {
+            answer: card::Answer {
+                card: answer.card.clone(),
+                option: answer.option,
+                responder: format!("{CHANNEL_TYPE}:{platform_id}"),
+                channel_type: CHANNEL_TYPE.to_string(),
+                platform_id: platform_id.clone(),
+            },
+            verdict: Some(verdict_tx),
+        };
+        if answers.send(answered).await.is_err() {
+            return HostLine::error("the runtime is shutting down");
+        }
+        match verdict_rx.await {
+            Ok(card::Verdict::Decided(outcome)) => HostLine::Answered {
+                answered: answer.card,
+                outcome,
+            },
+            Ok(card::Verdict::Refused(why)) => HostLine::error(why),
+            Ok(card::Verdict::Unknown) => HostLine::error(format!(
+                "no card `{}` is waiting for an answer: it was decided, it expired, or it never existed",
+                answer.card
+            )),
+            Err(_) => HostLine::error("the runtime is shutting down"),
         }
     }
 
@@ -598,7 +681,7 @@ impl CliSocket {
                 kind: Kind::Chat,
                 content,
                 timestamp: agent_runner::session_db::now_iso(),
-                is_mention: false,
+                is_mention: message.mention.unwrap_or(false),
                 is_group: Some(false),
             },
             reply_to: None,

@@ -165,6 +165,7 @@ async fn issue_8_connections_beyond_the_limit_are_refused_with_an_error() {
     Arc::clone(&socket)
         .start(Start {
             inbound: inbound_tx,
+            answers: tokio::sync::mpsc::channel(1).0,
             ready: Ready::new(|_| {}),
             stop: CancellationToken::new(),
         })
@@ -181,7 +182,7 @@ async fn issue_8_connections_beyond_the_limit_are_refused_with_an_error() {
     let (second, _keep_second) = hello(UnixStream::connect(&path).await.unwrap()).await;
     assert_eq!(
         first.trim(),
-        r#"{"hello":{"platform_id":"local","protocol":1}}"#
+        r#"{"hello":{"platform_id":"local","protocol":2}}"#
     );
     assert!(second.contains("hello"), "{second}");
     let mut third = BufReader::new(UnixStream::connect(&path).await.unwrap());
@@ -219,6 +220,7 @@ async fn start_binds_the_socket_and_stop_ends_every_connection_and_removes_it() 
     Arc::clone(&socket)
         .start(Start {
             inbound: inbound_tx,
+            answers: tokio::sync::mpsc::channel(1).0,
             ready: Ready::new(move |chat| {
                 let _ = ready_tx.send(chat);
             }),
@@ -265,6 +267,7 @@ async fn a_path_that_is_not_a_socket_stops_the_start_with_its_name() {
     let err = Arc::new(CliSocket::new(&path))
         .start(Start {
             inbound: inbound_tx,
+            answers: tokio::sync::mpsc::channel(1).0,
             ready: Ready::new(|_| {}),
             stop: CancellationToken::new(),
         })

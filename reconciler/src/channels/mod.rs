@@ -8,6 +8,7 @@
 //! keyed by channel type, and the router and delivery look them up there.
 
 pub mod accept;
+pub mod card;
 pub mod cli_protocol;
 pub mod cli_socket;
 pub mod registry;
@@ -175,6 +176,9 @@ pub struct Start {
     pub inbound: mpsc::Sender<Envelope>,
     /// Tells delivery that queued replies for a chat may go now.
     pub ready: Ready,
+    /// Where a person's choice on a card goes (to the approvals actor), with a sender for
+    /// the verdict. Bounded like `inbound`.
+    pub answers: card::Answers,
     /// Cancelled when the runtime stops; [`Adapter::stop`] also ends what `start` began.
     pub stop: CancellationToken,
 }

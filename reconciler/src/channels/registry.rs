@@ -85,6 +85,7 @@ pub async fn start(
             Arc::clone(&adapter)
                 .start(Start {
                     inbound: start.inbound.clone(),
+                    answers: start.answers.clone(),
                     ready: start.ready.clone(),
                     stop: start.stop.child_token(),
                 })

@@ -18,7 +18,7 @@ use clap::Args;
 
 use self::link::{Link, Next, Shown};
 use super::{Ctx, Status};
-use crate::channels::cli_protocol::{ClientLine, HostLine, Message, Reply};
+use crate::channels::cli_protocol::{AnswerLine, ClientLine, HostLine, Message, Reply};
 use crate::ops::chat::{Mode, Target};
 
 const AFTER_HELP: &str = "\
@@ -39,7 +39,11 @@ Examples:
   nanoclaw chat                          talk on the default CLI chat
   nanoclaw chat andy                     talk to the agent `andy`
   nanoclaw chat andy --message 'hello'   send one message, print andy's reply, exit
-  nanoclaw chat --message hi --replies 2 wait for two replies (a chat wired to two agents)";
+  nanoclaw chat --message hi --replies 2 wait for two replies (a chat wired to two agents)
+  nanoclaw chat --answer apv-1a2b3c allow answer a card shown in the chat (as its person)
+
+Cards (an approval: a new sender, a new chat, a pairing) are shown with numbered options. In
+interactive mode answer with `/answer N` (the last card shown) or `/answer CARD OPTION`.";
 
 /// Talk to agents from the terminal through the CLI channel.
 #[derive(Debug, Args)]
@@ -54,6 +58,10 @@ pub struct ChatArgs {
     /// With --message: how many replies to wait for (0: only until the runtime has stored it).
     #[arg(long, default_value_t = 1, value_name = "N", requires = "message")]
     pub replies: usize,
+    /// Answer a card: its id and the option (its id or number), as the person of the chat
+    /// (`cli:<platform id>`); prints the outcome (exit 0) or why it was refused (exit 1).
+    #[arg(long, num_args = 2, value_names = ["CARD", "OPTION"], conflicts_with = "message")]
+    pub answer: Option<Vec<String>>,
     /// With --message: how long to wait for the replies.
     #[arg(long, default_value = "120s", value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -77,6 +85,11 @@ pub fn run(args: ChatArgs, ctx: &Ctx) -> anyhow::Result<Status> {
     };
     let target = crate::ops::chat::target(&ctx.paths, args.target.as_deref(), mode)?;
     let socket = ctx.paths.cli_socket();
+    if let Some(answer) = args.answer {
+        let [card, option] = <[String; 2]>::try_from(answer)
+            .map_err(|_| anyhow::anyhow!("`--answer` takes a card id and an option"))?;
+        return answer_card(&socket, &target, card, option, args.timeout);
+    }
     let link = Link::connect(&socket, &target.platform_id).with_context(|| {
         format!(
             "no runtime is listening at {}: start it with `nanoclaw run --data {}`",
@@ -99,6 +112,43 @@ pub fn run(args: ChatArgs, ctx: &Ctx) -> anyhow::Result<Status> {
             one_shot(link, &socket, &target, &request, &mut stdout, &mut stderr)
         }
         None => interactive::run(link, &socket, &target, &ctx.paths.data.join("chat_history")),
+    }
+}
+
+/// `--answer CARD OPTION`: sends the answer as the person of the target chat and prints the
+/// outcome.
+fn answer_card(
+    socket: &Path,
+    target: &Target,
+    card: String,
+    option: String,
+    timeout: Duration,
+) -> anyhow::Result<Status> {
+    let mut link = Link::open(socket)
+        .with_context(|| format!("no runtime is listening at {}", socket.display()))?;
+    link.send(&ClientLine::Answer {
+        answer: AnswerLine {
+            card,
+            option,
+            platform_id: Some(target.platform_id.clone()),
+        },
+    })
+    .context("sending the answer")?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        match link
+            .next(Some(deadline))
+            .context("reading from the runtime")?
+        {
+            Next::Line(HostLine::Answered { outcome, .. }) => {
+                println!("{outcome}");
+                return Ok(Status::Ok);
+            }
+            Next::Line(HostLine::Error { error }) => bail!("the answer was refused: {error}"),
+            Next::Line(_) => {}
+            Next::Closed => bail!("the runtime closed the connection before deciding"),
+            Next::TimedOut => bail!("no verdict within {timeout:?}"),
+        }
     }
 }
 
@@ -125,6 +175,7 @@ fn one_shot(
         text: request.text.to_string(),
         id: Some(id.clone()),
         platform_id: None,
+        mention: None,
     });
     link.send(&message).context("sending the message")?;
     let mut shown = Shown::default();
@@ -158,7 +209,7 @@ fn one_shot(
             }
         };
         match line {
-            HostLine::Welcome { .. } => {}
+            HostLine::Welcome { .. } | HostLine::Answered { .. } => {}
             HostLine::Accepted {
                 accepted: stored,
                 agents,

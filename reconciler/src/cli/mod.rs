@@ -15,6 +15,7 @@ macro_rules! say {
     }};
 }
 
+pub mod adopt;
 pub mod apply;
 pub mod auth;
 pub mod chat;
@@ -24,6 +25,7 @@ pub mod export;
 pub mod history;
 pub mod image;
 pub mod import;
+pub mod pair;
 pub mod plan;
 pub mod restart;
 pub mod run;
@@ -52,7 +54,8 @@ Examples:
   nanoclaw apply --yes              make the DB match the manifests
   nanoclaw run                      apply, then start the runtime (channels, router, containers)
   nanoclaw chat                     talk to the agent wired to the CLI channel
-  nanoclaw auth set anthropic       store the API key agents use (read from stdin, never shown)";
+  nanoclaw auth set anthropic       store the API key agents use (read from stdin, never shown)
+  nanoclaw pair telegram            a one-time code that makes its sender the owner";
 
 /// Declarative personal AI agents in Docker containers, wired to chat channels.
 #[derive(Debug, Parser)]
@@ -105,6 +108,8 @@ pub enum Command {
     Doctor(doctor::DoctorArgs),
     Completions(completions::CompletionsArgs),
     Auth(auth::AuthArgs),
+    Pair(pair::PairArgs),
+    Adopt(adopt::AdoptArgs),
 }
 
 /// What a command reports to the shell. Converted to an exit code once, in `main`.
@@ -188,6 +193,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Doctor(args) => doctor::run(args, &ctx),
         Command::Completions(args) => completions::run(args, &ctx),
         Command::Auth(args) => auth::run(args, &ctx),
+        Command::Pair(args) => pair::run(args, &ctx),
+        Command::Adopt(args) => adopt::run(args, &ctx),
     }
 }
 

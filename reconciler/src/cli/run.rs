@@ -83,6 +83,10 @@ pub struct RunArgs {
     /// How often the sweep checks sessions (due messages, stuck or idle containers).
     #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_duration)]
     pub sweep_interval: Duration,
+    /// How long an approval card (an unknown sender, a new chat, a pairing) may be answered;
+    /// unanswered, it expires and what it asked about stays refused.
+    #[arg(long, default_value = "24h", value_name = "DURATION", value_parser = parse_duration)]
+    pub approval_ttl: Duration,
     /// Leave agent containers running at shutdown (the next start removes them).
     #[arg(long)]
     pub keep_containers: bool,
@@ -205,6 +209,7 @@ pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Status> {
             max_containers: args.max_containers,
             idle_timeout: args.idle_timeout,
             sweep_interval: args.sweep_interval,
+            approval_ttl: args.approval_ttl,
             keep_containers: args.keep_containers,
             anthropic_upstream,
             env_credential: credentials::from_env(),

@@ -46,6 +46,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "007-executor",
         sql: EXECUTOR,
     },
+    Migration {
+        name: "008-approvals",
+        sql: APPROVALS,
+    },
 ];
 
 /// The executor's rows (`db::executor`): the containers the daemon runs and whether each runs
@@ -79,6 +83,40 @@ CREATE TABLE deferred_restarts (
   since TEXT NOT NULL
 );
 ALTER TABLE watch_state ADD COLUMN held TEXT;
+"#;
+
+/// Approvals (`db::approvals`): one row per card sent to an approver, kept after the decision
+/// as its audit; at most one pending row per `(kind, subject)`. Pairing codes (`db::pairing`),
+/// stored as their SHA-256 only. Times are unix milliseconds.
+const APPROVALS: &str = r#"
+CREATE TABLE approvals (
+  id TEXT PRIMARY KEY,
+  kind TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  agent_group_id TEXT,
+  payload TEXT NOT NULL,
+  approver_user_id TEXT NOT NULL,
+  card_channel_type TEXT NOT NULL,
+  card_platform_id TEXT NOT NULL,
+  card_json TEXT NOT NULL,
+  status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'decided', 'expired')),
+  decision TEXT,
+  decided_by TEXT,
+  decided_at INTEGER,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX idx_approvals_pending_subject ON approvals (kind, subject)
+  WHERE status = 'pending';
+CREATE INDEX idx_approvals_expiry ON approvals (status, expires_at);
+CREATE TABLE pairing_codes (
+  code_hash TEXT PRIMARY KEY,
+  channel_type TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  used_at INTEGER,
+  used_by TEXT
+);
 "#;
 
 /// The per-agent image each agent runs and its last failed build (`db::agent_images`), and

@@ -12,12 +12,14 @@
 //! NanoClaw v2 install's own central DB.
 
 pub mod agent_images;
+pub mod approvals;
 pub mod config;
 pub mod delivered;
 pub mod executor;
 pub mod failures;
 pub mod history;
 pub mod migrations;
+pub mod pairing;
 pub mod routing;
 pub mod sessions;
 pub mod v2;

@@ -76,7 +76,7 @@ pub fn create_chat(
     platform_id: &str,
     is_group: bool,
 ) -> rusqlite::Result<Chat> {
-    let id = ids::new_id("mg");
+    let id = super::pairing::free_chat_id(conn, channel_type, platform_id)?;
     conn.execute(
         INSERT_CHAT,
         params![id, channel_type, platform_id, is_group, ids::now_iso()],
@@ -161,9 +161,12 @@ pub fn chats_of_type(conn: &Connection, channel_type: &str) -> rusqlite::Result<
     Ok(chats)
 }
 
-const CHANNEL_TYPES: &str = "SELECT DISTINCT channel_type FROM messaging_groups";
+const CHANNEL_TYPES: &str = "SELECT channel_type FROM messaging_groups
+  UNION SELECT channel_type FROM pairing_codes WHERE used_at IS NULL";
 
-/// The channel types of every registered chat: the adapters a runtime starts.
+/// The channel types of every registered chat, and of unused pairing codes (so a first
+/// `nanoclaw pair telegram` on an install with no Telegram chat yet starts the Telegram
+/// channel): the adapters a runtime starts.
 pub fn channel_types(conn: &Connection) -> rusqlite::Result<BTreeSet<String>> {
     let mut statement = conn.prepare_cached(CHANNEL_TYPES)?;
     let rows = statement.query_map([], |row| row.get::<_, String>(0))?;

@@ -7,6 +7,7 @@
 //! [`apply::Confirm`], and the caller (`cli/`, later a watcher or `ncl`) renders the outcome.
 //! Every DB access goes through `db`; deciding stays in `plan` and `manifest`.
 
+pub mod adopt;
 pub mod agent_images;
 pub mod apply;
 pub mod chat;
@@ -16,6 +17,7 @@ pub mod export;
 pub mod history;
 pub mod import;
 pub mod load;
+pub mod pair;
 pub mod plan;
 pub mod restart;
 pub mod service;
@@ -173,6 +175,9 @@ pub enum OpsError {
     /// Showing the plan failed (the caller's writer).
     #[error(transparent)]
     Show(std::io::Error),
+    /// `adopt`: an address that cannot be adopted (the message says why).
+    #[error("{0}")]
+    Adopt(String),
     /// Asking a question failed (the caller's terminal).
     #[error("reading the answer")]
     Ask(#[source] std::io::Error),

@@ -42,10 +42,21 @@ pub fn diff_with(desired: &State, current: &Current, options: Options, running: 
         }
     }
     changes.sort_by(|a, b| a.address.cmp(&b.address));
+    let unmanaged = current
+        .state
+        .resources
+        .keys()
+        .filter(|address| {
+            !desired.resources.contains_key(*address) && !current.managed.contains(*address)
+        })
+        .filter(|address| !changes.iter().any(|change| &change.address == *address))
+        .cloned()
+        .collect();
     Plan {
         generation: current.generation,
         effects: agent_effects(&changes, running),
         changes,
+        unmanaged,
     }
 }
 

@@ -37,6 +37,9 @@ pub struct Plan {
     /// One entry per agent group created, deleted, or changed in a way its containers notice
     /// (`effect > none`).
     pub effects: Vec<AgentEffect>,
+    /// Resources made at runtime (approvals, pairing, new chats) that the manifests do not
+    /// list and the plan keeps: shown so they can be adopted (`nanoclaw adopt`) or pruned.
+    pub unmanaged: Vec<Address>,
 }
 
 /// Agent groups that have a running container, as the caller found them (the sessions'
@@ -291,6 +294,7 @@ impl Plan {
             generation: self.generation,
             effects: agent_effects(&kept, running),
             changes: kept,
+            unmanaged: self.unmanaged.clone(),
         };
         (plan, held)
     }

@@ -22,6 +22,7 @@ pub fn render(plan: &Plan, color: bool) -> String {
     if plan.is_empty() {
         out.push_str(&summary.line());
         out.push('\n');
+        render_unmanaged(&mut out, plan);
         return out;
     }
     let _ = writeln!(out, "{}", paint.bold(&summary.line()));
@@ -51,7 +52,22 @@ pub fn render(plan: &Plan, color: bool) -> String {
             .and_then(|agent| plan.impact_on(agent));
         render_change(&mut out, change, agent_impact, paint);
     }
+    render_unmanaged(&mut out, plan);
     out
+}
+
+/// The runtime-made resources the plan keeps, so they can be adopted or pruned.
+fn render_unmanaged(out: &mut String, plan: &Plan) {
+    if plan.unmanaged.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nMade at runtime and not in the manifests (kept; `nanoclaw adopt ADDRESS…` manages them, `--prune` deletes them):"
+    );
+    for address in &plan.unmanaged {
+        let _ = writeln!(out, "  {address}");
+    }
 }
 
 /// `forces rebuild`, `restarts`, … as a plan comment.
@@ -319,6 +335,9 @@ mod tests {
                 - destination.andy/home  # restarts: deleted
 
                 - destination.andy/main  # restarts: deleted
+
+                Made at runtime and not in the manifests (kept; `nanoclaw adopt ADDRESS…` manages them, `--prune` deletes them):
+                  user.telegram:99
             "#]],
         );
     }

@@ -10,18 +10,21 @@
 //!        │ Adapter::deliver        ▲ Report
 //!        └─────────────────────────┘
 //! sweeper (task): acks, due wakes, stuck/idle containers; exits (task): exit → drain
+//! approvals (task): answers to cards → decisions, outcomes, held messages back to the router
 //! executor (task): stale containers replaced at a safe point, restart requests
 //! ```
 //!
 //! This file is the index: [`run`] starts each actor (its own file, its state documented
-//! there) in order and stops them in order on cancellation: channels first (no new input), the
-//! router drains what it has, delivery drains and waits briefly for rows in flight, the
+//! there) in order and stops them in order on cancellation: channels first (no new input) and
+//! the approvals actor with them, the router drains what it has, delivery drains and waits briefly for rows in flight, the
 //! outboxes stop, then the containers (unless kept), then the credential proxy. Every channel
 //! between actors is bounded and says what happens when it is full:
 //!
 //! | from → to | channel | when full |
 //! |---|---|---|
 //! | adapters → router | `mpsc` of [`INBOUND`] envelopes | the adapter waits (backpressure) |
+//! | adapters → approvals | `mpsc` of [`approvals::ANSWERS`] answers to cards | the adapter waits |
+//! | approvals → router | the same `mpsc` as the adapters (approved messages routed again) | the actor waits |
 //! | router, delivery, sweep → waker | [`waker::Wakes`], [`waker::WAKES`] sessions, each once | one sweep pass wakes every session with due work |
 //! | delivery → waker | activity [`mailbox::Signal`] | coalesces (one flag) |
 //! | waker's tasks → waker | `mpsc` of [`waker::INBOX`] | the task waits |
@@ -34,6 +37,7 @@
 //! one daemon of a data dir may remove leftover containers and bind the socket.
 
 pub mod a2a;
+pub mod approvals;
 pub mod attachments;
 pub mod backoff;
 pub mod compose;
@@ -47,9 +51,11 @@ pub mod layout;
 pub mod lease;
 pub mod lock;
 pub mod mailbox;
+pub mod new_chat;
 pub mod notice;
 pub mod outbox;
 pub mod outbox_files;
+pub mod pairing;
 pub mod route;
 pub mod router;
 pub mod sent_log;
@@ -86,8 +92,10 @@ pub struct Settings {
     pub max_containers: usize,
     /// Stop a container after this long with nothing to do.
     pub idle_timeout: Duration,
-    /// How often the sweep runs.
+    /// How often the sweep runs (and due approvals expire).
     pub sweep_interval: Duration,
+    /// How long an approval card may be answered.
+    pub approval_ttl: Duration,
     /// Leave containers running at shutdown (they are reaped at the next start).
     pub keep_containers: bool,
     /// Where the credential proxy sends API requests (`NANOCLAW_ANTHROPIC_BASE_URL`).
@@ -129,6 +137,8 @@ pub async fn run(
 struct Actors {
     channels_stop: CancellationToken,
     adapters: channels::Adapters,
+    /// The approvals actor; ends on `channels_stop`, dropping its router sender.
+    approvals: TaskTracker,
     router: std::thread::JoinHandle<()>,
     work: work::Inbox,
     delivery: std::thread::JoinHandle<()>,
@@ -162,9 +172,11 @@ impl Actors {
         let work = work::Inbox::new();
 
         let (inbound_tx, inbound_rx) = mpsc::channel::<Envelope>(INBOUND);
+        let (answers_tx, answers_rx) = mpsc::channel(approvals::ANSWERS);
         let channels_stop = CancellationToken::new();
         let start = Start {
-            inbound: inbound_tx,
+            inbound: inbound_tx.clone(),
+            answers: answers_tx,
             ready: ready(&work),
             stop: channels_stop.clone(),
         };
@@ -202,7 +214,19 @@ impl Actors {
         };
         tasks.spawn(waker.run(waker_inbox, inputs, stop.clone()));
 
+        // The approvals actor routes approved messages again through the router's queue; it
+        // stops with the channels, so the router still ends once every sender is gone.
+        let approvals = approvals::Approvals::new(
+            paths,
+            outboxes.clone(),
+            inbound_tx,
+            settings.sweep_interval,
+        )?;
+        let approvals_tasks = TaskTracker::new();
+        approvals_tasks.spawn(approvals.run(answers_rx, channels_stop.clone()));
+        approvals_tasks.close();
         let router = router::Router::new(paths.clone(), outboxes.clone(), wakes.clone())?
+            .with_approval_ttl(settings.approval_ttl)
             .typing(typing.clone())
             .spawn(inbound_rx)
             .context("starting the router thread")?;
@@ -226,6 +250,7 @@ impl Actors {
         Ok(Actors {
             channels_stop,
             adapters,
+            approvals: approvals_tasks,
             router,
             work,
             delivery,
@@ -243,6 +268,7 @@ impl Actors {
     async fn stop(self, settings: &Settings) {
         self.channels_stop.cancel();
         self.adapters.stop_all().await;
+        self.approvals.wait().await;
         // The router ends once the adapters dropped their inbound senders.
         self.tasks.close();
         let router = self.router;

@@ -17,11 +17,13 @@ use rusqlite::Connection;
 use tokio::sync::mpsc;
 use tracing::{debug, info, info_span, warn};
 
+use super::approvals::{self, Requested};
 use super::attachments;
 use super::outbox::Outboxes;
 use super::route::{self, Action, Facts, MessageFacts, Patterns};
 use super::typing::{Event as TypingEvent, Target, Typing};
 use super::waker::Wakes;
+use super::{new_chat, pairing};
 use crate::channels::{Adapters, Envelope, InboundEvent, Outbound, Receipt};
 use crate::db::{self, routing, sessions};
 use crate::paths::Paths;
@@ -44,6 +46,8 @@ pub struct Router {
     /// Sessions that received a waking message, with that message's id; the waker starts
     /// their containers.
     wake: Wakes,
+    /// How long an approval card asked for by routing (an unknown sender) may be answered.
+    approval_ttl: std::time::Duration,
     /// Told about each session a stored message wakes (the typing indicator starts).
     typing: Option<Typing>,
 }
@@ -67,8 +71,15 @@ impl Router {
             outboxes,
             patterns: Patterns::default(),
             wake,
+            approval_ttl: approvals::DEFAULT_TTL,
             typing: None,
         })
+    }
+
+    /// Approval cards asked for while routing may be answered for `ttl`.
+    pub fn with_approval_ttl(mut self, ttl: std::time::Duration) -> Router {
+        self.approval_ttl = ttl;
+        self
     }
 
     /// Tell the typing indicator (`runtime::typing`) about every session a message wakes.
@@ -111,10 +122,12 @@ impl Router {
         let mut writes: Vec<(String, SessionWrites)> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         let mut denials = Vec::new();
+        let mut notes = Vec::new();
         let mut receipts: Vec<(tokio::sync::oneshot::Sender<Receipt>, Stored)> = Vec::new();
         match self.conn.transaction() {
             Ok(tx) => {
-                for envelope in envelopes.drain(..) {
+                let mut queue: std::collections::VecDeque<Envelope> = envelopes.drain(..).collect();
+                while let Some(envelope) = queue.pop_front() {
                     let message_id = envelope.event.message.id.clone();
                     let span = info_span!("route", channel = %envelope.event.channel_type, msg = %message_id);
                     let _entered = span.enter();
@@ -123,6 +136,7 @@ impl Router {
                         &self.paths,
                         self.outboxes.adapters(),
                         &mut self.patterns,
+                        self.approval_ttl,
                         envelope.event,
                     );
                     let stored = match outcome {
@@ -158,6 +172,9 @@ impl Router {
                                 slots.push(slot);
                             }
                             denials.extend(routed.denials);
+                            notes.extend(routed.notes);
+                            // A message held back and now allowed is routed right after.
+                            queue.extend(routed.replay.into_iter().map(Envelope::new));
                             Stored::In {
                                 slots,
                                 answering: routed.answering,
@@ -178,7 +195,8 @@ impl Router {
             }
             Err(err) => {
                 warn!(error = %err, "router cannot start a transaction");
-                for envelope in envelopes.drain(..) {
+                let mut queue: std::collections::VecDeque<Envelope> = envelopes.drain(..).collect();
+                while let Some(envelope) = queue.pop_front() {
                     if let Some(receipt) = envelope.stored {
                         let _ = receipt.send(Receipt::Failed);
                     }
@@ -226,6 +244,10 @@ impl Router {
             self.outboxes
                 .notice(&channel_type, outbound, "permission denied");
         }
+        for (channel_type, outbound) in notes {
+            self.outboxes
+                .notice(&channel_type, outbound, "approval or pairing");
+        }
     }
 }
 
@@ -245,6 +267,10 @@ fn insert(dir: &std::path::Path, rows: &[NewInbound]) -> anyhow::Result<()> {
 struct Routed {
     rows: Vec<(String, PathBuf, NewInbound)>,
     denials: Vec<(String, Outbound)>,
+    /// Approval cards and pairing notes to send once the batch is committed.
+    notes: Vec<(String, Outbound)>,
+    /// Held messages to route again in this batch (a new agent's chat, now wired).
+    replay: Vec<InboundEvent>,
     /// Agents that will answer: engaged, or refused with a reply.
     answering: Vec<String>,
     /// No chat at the event's address (and it did not address the bot).
@@ -268,6 +294,7 @@ fn route_one(
     paths: &Paths,
     adapters: &Adapters,
     patterns: &mut Patterns,
+    approval_ttl: std::time::Duration,
     mut event: InboundEvent,
 ) -> anyhow::Result<Routed> {
     // Only a live adapter that says it has no threads collapses them; an event for a channel
@@ -286,6 +313,20 @@ fn route_one(
     let audit_name = content.sender.clone().or_else(|| sender_name.clone());
     if let Some(sender) = &sender {
         routing::ensure_user(conn, sender, &event.channel_type, sender_name.as_deref())?;
+        // A pairing code is taken before anything else (docs/runtime.md#pairing).
+        if let Some(notes) = pairing::take(conn, adapters, &event, sender, approval_ttl)? {
+            return Ok(Routed {
+                notes,
+                ..Routed::default()
+            });
+        }
+        if let Some(effects) = new_chat::take_name(conn, &event, sender)? {
+            return Ok(Routed {
+                notes: effects.notes,
+                replay: effects.replay,
+                ..Routed::default()
+            });
+        }
     }
     let chat = match routing::chat(conn, &event.channel_type, &event.platform_id)? {
         Some(chat) => chat,
@@ -315,6 +356,18 @@ fn route_one(
             };
             routing::record_drop(conn, &drop)?;
             warn!(chat = %chat.id, msg = %event.message.id, "message dropped: no agent is wired to this chat");
+            let card = new_chat::ask(
+                conn,
+                adapters,
+                &chat,
+                &event,
+                sender.as_deref(),
+                approval_ttl,
+            )?;
+            return Ok(Routed {
+                notes: card.into_iter().collect(),
+                ..Routed::default()
+            });
         }
         return Ok(Routed::default());
     }
@@ -432,8 +485,73 @@ fn route_one(
         };
         routing::record_drop(conn, &drop)?;
         debug!(msg = %event.message.id, reason = reason.as_str(), "message dropped");
+        if reason == route::DropReason::UnknownSenderRequestApproval
+            && let (Some(sender), Some(agent)) = (&sender, &refused_by)
+        {
+            let who = sender_name.as_deref().unwrap_or(sender);
+            if let Some(card) = ask_about_sender(
+                conn,
+                adapters,
+                (&chat, agent, sender, who),
+                &event,
+                approval_ttl,
+            )? {
+                routed.notes.push(card);
+            }
+        }
     }
     Ok(routed)
+}
+
+/// Asks an approver whether an unknown sender may talk to `agent` in `chat`
+/// (docs/runtime.md#unknown-senders): one card per sender and chat while it is pending.
+/// Returns the card to send once the batch commits.
+fn ask_about_sender(
+    conn: &Connection,
+    adapters: &Adapters,
+    (chat, agent, sender, who): (&routing::Chat, &str, &str, &str),
+    event: &InboundEvent,
+    ttl: std::time::Duration,
+) -> anyhow::Result<Option<(String, Outbound)>> {
+    let place = format!("the {} chat `{}`", chat.channel_type, chat.id);
+    let request = approvals::Request {
+        kind: approvals::kinds::UNKNOWN_SENDER,
+        subject: format!("{}|{sender}", chat.id),
+        agent: Some(agent),
+        origin: Some(&chat.channel_type),
+        payload: approvals::unknown_sender_payload(sender, event),
+        title: "👤 New sender".to_string(),
+        body: format!("{who} wants to talk to `{agent}` in {place}. Allow?"),
+        options: vec![
+            ("allow", "Allow", "✅ Allowed"),
+            ("deny", "Deny", "❌ Denied"),
+        ],
+    };
+    Ok(match approvals::request(conn, adapters, &request, ttl)? {
+        Requested::Card {
+            channel_type,
+            outbound,
+            ..
+        } => Some((channel_type, *outbound)),
+        Requested::AlreadyPending => {
+            debug!(sender, chat = %chat.id, "unknown sender already awaits a decision");
+            None
+        }
+        Requested::NoApprover => {
+            warn!(
+                sender,
+                agent, "unknown sender not asked about: no owner or admin can approve"
+            );
+            None
+        }
+        Requested::NoDm => {
+            warn!(
+                sender,
+                agent, "unknown sender not asked about: no approver has a reachable DM"
+            );
+            None
+        }
+    })
 }
 
 /// Once per message, when a mention-sticky wiring took it in a threaded group chat, asks the

@@ -39,7 +39,8 @@ impl Adapter for Telegram {
 
     fn start(self: Arc<Self>, start: Start) -> BoxFuture<'static, anyhow::Result<()>> {
         async move {
-            Telegram::start(&self, start.inbound, start.stop).await?;
+            self.start_with_answers(start.inbound, start.answers, start.stop)
+                .await?;
             Ok(())
         }
         .boxed()

@@ -127,6 +127,18 @@ impl Telegram {
         inbound: mpsc::Sender<Envelope>,
         stop: CancellationToken,
     ) -> Result<(), TelegramError> {
+        self.start_with_answers(inbound, None, stop).await
+    }
+
+    /// [`Telegram::start`], with presses on cards sent to the runtime's approvals as
+    /// `card::Answered` (docs/runtime.md#approvals).
+    pub async fn start_with_answers(
+        &self,
+        inbound: mpsc::Sender<Envelope>,
+        answers: impl Into<Option<crate::channels::card::Answers>>,
+        stop: CancellationToken,
+    ) -> Result<(), TelegramError> {
+        let answers = answers.into();
         let me = match self.me().await {
             Ok(me) => Some(me),
             Err(api::ApiError::Unauthorized { .. }) => return Err(TelegramError::Refused),
@@ -162,7 +174,10 @@ impl Telegram {
                     None => return,
                 },
             };
-            poll::Poller::new(api, me, offsets, inbound).run(stop).await;
+            poll::Poller::new(api, me, offsets, inbound)
+                .answers(answers)
+                .run(stop)
+                .await;
         });
         Ok(())
     }

@@ -22,6 +22,7 @@ use super::inbound::{self, Click, Incoming, Mapped};
 use super::offset::{Offset, OffsetStore};
 use super::types::{File, Message, Update, User};
 use super::{cards, format};
+use crate::channels::card;
 use crate::channels::{Envelope, Receipt};
 
 /// How long `getUpdates` holds the connection open when nothing happens.
@@ -45,6 +46,8 @@ pub struct Poller {
     failing: Option<(i64, u32)>,
     /// Consecutive failed polls (for the backoff).
     failed_polls: u32,
+    /// Where presses on cards go to be decided (approvals); `None`: only edited in place.
+    answers: Option<card::Answers>,
 }
 
 /// A message no agent answers, named so an operator can wire its chat (docs/channels.md,
@@ -112,7 +115,14 @@ impl Poller {
             next,
             failing: None,
             failed_polls: 0,
+            answers: None,
         }
+    }
+
+    /// Card presses go to the runtime's approvals (`channels::card`), which decide them.
+    pub fn answers(mut self, answers: Option<card::Answers>) -> Poller {
+        self.answers = answers;
+        self
     }
 
     /// Polls until `stop` is cancelled or the router goes away.
@@ -304,14 +314,58 @@ impl Poller {
             .map_err(|err| err.to_string())
     }
 
-    /// Answers a button press and, for a question, edits the card to show the choice.
+    /// Asks the runtime to decide a press on a card: `None` when it is no approval card (or
+    /// nobody decides), else the verdict.
+    async fn decide(&self, click: &Click, answer: &cards::Answer) -> Option<card::Verdict> {
+        let answers = self.answers.as_ref()?;
+        let chat = click.chat_id?;
+        let (verdict, told) = tokio::sync::oneshot::channel();
+        let answered = card::Answered {
+            answer: card::Answer {
+                card: answer.question_id.clone(),
+                option: (answer.option_index + 1).to_string(),
+                responder: format!("{}:{}", inbound::CHANNEL_TYPE, click.user_id),
+                channel_type: inbound::CHANNEL_TYPE.to_string(),
+                platform_id: chat.to_string(),
+            },
+            verdict: Some(verdict),
+        };
+        answers.send(answered).await.ok()?;
+        match tokio::time::timeout(Duration::from_secs(10), told).await {
+            Ok(Ok(verdict)) => Some(verdict),
+            _ => None,
+        }
+    }
+
+    /// Answers a button press and, for a question, edits the card to show the choice: for an
+    /// approval card, the runtime's outcome, or only a note to the presser when they may not
+    /// decide.
     async fn click(&self, click: &Click, update: &Update) {
         let card: Option<&Message> = update
             .callback_query
             .as_ref()
             .and_then(|query| query.message.as_ref());
-        let answer = cards::answer(&click.data, card);
-        let reply = json!({"callback_query_id": click.query_id});
+        let mut answer = cards::answer(&click.data, card);
+        let verdict = match &answer {
+            Some(pressed) => self.decide(click, pressed).await,
+            None => None,
+        };
+        let mut reply = json!({"callback_query_id": click.query_id});
+        match (&verdict, &mut answer) {
+            (Some(card::Verdict::Refused(why)), _) => {
+                reply["text"] = json!(why.chars().take(200).collect::<String>());
+                reply["show_alert"] = json!(true);
+                answer = None;
+            }
+            (Some(card::Verdict::Decided(outcome)), Some(pressed)) => {
+                let title = pressed.edited.text.split("\n\n").next().unwrap_or_default();
+                pressed.edited = format::Formatted {
+                    text: format!("{title}\n\n{outcome}"),
+                    entities: Vec::new(),
+                };
+            }
+            _ => {}
+        }
         if let Err(err) = self
             .api
             .call::<_, bool>("answerCallbackQuery", &reply, Duration::ZERO)

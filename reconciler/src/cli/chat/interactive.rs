@@ -41,6 +41,7 @@ pub fn run(link: Link, socket: &Path, target: &Target, history: &Path) -> anyhow
         target: target.clone(),
         shown: Shown::default(),
         greeted: false,
+        last_card: None,
     };
     let socket = socket.to_path_buf();
     let platform_id = target.platform_id.clone();
@@ -99,6 +100,8 @@ struct Session {
     shown: Shown,
     /// The first welcome was answered with the greeting.
     greeted: bool,
+    /// The last card shown that is not decided yet: what `/answer N` answers.
+    last_card: Option<String>,
 }
 
 impl Session {
@@ -107,11 +110,19 @@ impl Session {
             screen.show("error: not connected to the runtime; that message was not sent".into());
             return;
         };
-        let message = ClientLine::Message(Message {
-            text,
-            id: None,
-            platform_id: None,
-        });
+        let message = match answer_command(&text, self.last_card.as_deref()) {
+            Some(Ok(answer)) => ClientLine::Answer { answer },
+            Some(Err(usage)) => {
+                screen.show(format!("error: {usage}"));
+                return;
+            }
+            None => ClientLine::Message(Message {
+                text,
+                id: None,
+                platform_id: None,
+                mention: None,
+            }),
+        };
         if writer.send(&message).is_err() {
             screen.show("error: the runtime is gone; that message was not sent".into());
         }
@@ -139,6 +150,12 @@ impl Session {
                 screen.show("(stored, but no agent on this chat answers that message)".into());
             }
             HostLine::Accepted { .. } => {}
+            HostLine::Answered { answered, outcome } => {
+                if self.last_card.as_deref() == Some(answered.as_str()) {
+                    self.last_card = None;
+                }
+                screen.show(format!("(card {answered}: {outcome})"));
+            }
             HostLine::Error { error } => screen.show(format!("error: {error}")),
             HostLine::Superseded { .. } => {
                 let chat = self
@@ -154,6 +171,15 @@ impl Session {
                 });
             }
             HostLine::Reply(reply) => {
+                if let Some(card) = &reply.card {
+                    if card.decided {
+                        if self.last_card.as_deref() == Some(card.id.as_str()) {
+                            self.last_card = None;
+                        }
+                    } else {
+                        self.last_card = Some(card.id.clone());
+                    }
+                }
                 if self.shown.first_time(&reply.id) {
                     screen.show(label(&reply, self.target.is_shared()));
                 }
@@ -169,7 +195,7 @@ impl Session {
 }
 
 /// A reply as shown: on a shared chat, `[agent] text`; then a `file saved: <path>` line per
-/// file sent with it.
+/// file sent with it; a card with how to answer it.
 fn label(reply: &Reply, shared: bool) -> String {
     let mut lines: Vec<String> = reply
         .files
@@ -179,11 +205,45 @@ fn label(reply: &Reply, shared: bool) -> String {
     if !reply.text.is_empty() || lines.is_empty() {
         lines.insert(0, reply.text.clone());
     }
+    if let Some(card) = reply.card.as_ref().filter(|card| !card.decided) {
+        lines.push(format!(
+            "(answer with `/answer N`, or `/answer {} OPTION`)",
+            card.id
+        ));
+    }
     let text = lines.join("\n");
     match &reply.agent {
         Some(agent) if shared => format!("[{agent}] {text}"),
         _ => text,
     }
+}
+
+/// `/answer N` (the last card shown) or `/answer CARD OPTION`: the answer to send, or the
+/// usage when it is malformed; `None` for any other line (a message).
+fn answer_command(
+    text: &str,
+    last_card: Option<&str>,
+) -> Option<Result<crate::channels::cli_protocol::AnswerLine, String>> {
+    let rest = text.trim().strip_prefix("/answer")?;
+    if !rest.is_empty() && !rest.starts_with(char::is_whitespace) {
+        return None;
+    }
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    let (card, option) = match (words.as_slice(), last_card) {
+        ([option], Some(card)) => (card.to_string(), option.to_string()),
+        ([card, option], _) => (card.to_string(), option.to_string()),
+        ([_], None) => return Some(Err("no card to answer: none was shown".to_string())),
+        _ => {
+            return Some(Err(
+                "usage: `/answer N` or `/answer CARD OPTION`".to_string()
+            ));
+        }
+    };
+    Some(Ok(crate::channels::cli_protocol::AnswerLine {
+        card,
+        option,
+        platform_id: None,
+    }))
 }
 
 /// Reads the runtime's lines; when the connection closes, reconnects (and says hello again)
@@ -359,6 +419,7 @@ mod tests {
             text: text.into(),
             agent: Some(agent.into()),
             in_reply_to: Some(format!("m:{agent}")),
+            card: None,
             files: Vec::new(),
         })
     }
@@ -375,6 +436,7 @@ mod tests {
             },
             shown: Shown::default(),
             greeted: false,
+            last_card: None,
         }
     }
 

@@ -49,6 +49,17 @@ impl Link {
         Ok(link)
     }
 
+    /// Connects without saying hello: the connection reads no chat (for a one-off line such as
+    /// an answer, which must not take the chat from its reader).
+    pub fn open(socket: &Path) -> io::Result<Link> {
+        let stream = UnixStream::connect(socket)?;
+        let writer = Writer(stream.try_clone()?);
+        Ok(Link {
+            reader: BufReader::new(stream),
+            writer,
+        })
+    }
+
     pub fn send(&mut self, line: &ClientLine) -> io::Result<()> {
         self.writer.send(line)
     }

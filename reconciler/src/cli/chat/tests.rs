@@ -63,6 +63,7 @@ impl Conn {
             text: text.into(),
             agent: Some(agent.into()),
             in_reply_to: Some(format!("{answers}:{agent}")),
+            card: None,
             files: Vec::new(),
         }));
     }
@@ -208,6 +209,7 @@ fn a_notice_is_shown_on_stderr_and_acknowledged() {
             text: "echo could not be started".into(),
             agent: Some("echo".into()),
             in_reply_to: None,
+            card: None,
             files: Vec::new(),
         }));
         assert_eq!(conn.acked(), "notice-1");
@@ -226,6 +228,7 @@ fn who_a_reply_is_for() {
         text: "t".into(),
         agent: agent.map(str::to_string),
         in_reply_to: to.map(str::to_string),
+        card: None,
         files: Vec::new(),
     };
     let cases = [
