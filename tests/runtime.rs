@@ -253,11 +253,18 @@ impl Client {
         }
     }
 
-    /// The next reply as `(text, in_reply_to)`, acknowledged.
+    /// The next reply as `(text, in_reply_to)`, acknowledged. Fails after [`REPLY_DEADLINE`]
+    /// even while other lines keep arriving (each read alone has the socket's timeout), so a
+    /// reply that never comes fails the test instead of hanging it.
     pub(crate) fn reply(&mut self) -> (String, String) {
+        let started = std::time::Instant::now();
         let reply = match self.early.pop_front() {
             Some(reply) => reply,
             None => loop {
+                assert!(
+                    started.elapsed() < REPLY_DEADLINE,
+                    "no reply within {REPLY_DEADLINE:?}"
+                );
                 if let HostLine::Reply(reply) = self.next_line() {
                     break reply;
                 }
@@ -269,6 +276,9 @@ impl Client {
         (reply.text, reply.in_reply_to.unwrap_or_default())
     }
 }
+
+/// How long [`Client::reply`] waits for a reply, other lines arriving or not.
+const REPLY_DEADLINE: Duration = Duration::from_secs(300);
 
 pub(crate) fn sessions(env: &Env) -> Vec<(String, String)> {
     let conn = reconciler::db::open_readonly(&env.db()).expect("open db");
