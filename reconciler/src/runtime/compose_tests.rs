@@ -218,6 +218,10 @@ fn the_instruction_file_inlines_the_base_and_the_fragments() {
             "<!-- .claude-fragments/mcp-notes.md -->",
             "<!-- .claude-fragments/module-cli.md -->",
             "<!-- .claude-fragments/module-messaging.md -->",
+            "<!-- .claude-fragments/tools-agents.md -->",
+            "<!-- .claude-fragments/tools-core.md -->",
+            "<!-- .claude-fragments/tools-interactive.md -->",
+            "<!-- .claude-fragments/tools-self-mod.md -->",
         ]
     "#]]
     .assert_debug_eq(&parts);
@@ -257,15 +261,22 @@ fn issue_10_fragments_follow_cli_scope_and_the_skill_selection() {
             instructions.skills.iter().map(|skill| skill.name).collect(),
         )
     };
+    // Every agent also gets one fragment per tool module of the runner's MCP server.
+    let tools: Vec<String> = agent_runner::mcp::MODULES
+        .iter()
+        .map(|module| format!("tools-{}.md", module.name))
+        .collect();
+    let with_tools = |names: &[&str]| -> Vec<String> {
+        let mut all: Vec<String> = names.iter().map(|name| name.to_string()).collect();
+        all.extend(tools.iter().cloned());
+        all.sort();
+        all
+    };
     let all = minimal("andy");
     assert_eq!(
         names(&all),
         (
-            vec![
-                "module-cli.md".to_string(),
-                "module-messaging.md".to_string(),
-                "skill-remember.md".to_string()
-            ],
+            with_tools(&["module-cli.md", "module-messaging.md", "skill-remember.md"]),
             vec!["remember"]
         )
     );
@@ -274,10 +285,11 @@ fn issue_10_fragments_follow_cli_scope_and_the_skill_selection() {
     quiet.skills = state::Skills::List(Vec::new());
     assert_eq!(
         names(&quiet),
-        (vec!["module-messaging.md".to_string()], Vec::new())
+        (with_tools(&["module-messaging.md"]), Vec::new())
     );
     let claude_md = composed(&all, &[]).instructions.claude_md;
     assert!(claude_md.contains("<!-- .claude-fragments/skill-remember.md -->\n"));
+    assert!(claude_md.contains("<!-- .claude-fragments/tools-core.md -->\n"));
 }
 
 /// Issue 10 points 5 and 6: a Claude agent gets its state folder (read-write) and its skills

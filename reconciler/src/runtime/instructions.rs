@@ -109,6 +109,11 @@ pub fn compose(agent: &Agent) -> Instructions {
         }
         fragments.insert(format!("module-{}.md", module.name), text(module.text));
     }
+    // The runner's `nanoclaw` MCP server: one fragment per tool module, from the runner's own
+    // definition, so the instructions name exactly the tools the server offers.
+    for module in agent_runner::mcp::MODULES {
+        fragments.insert(format!("tools-{}.md", module.name), text(module.fragment));
+    }
     for skill in &skills {
         if let Some(fragment) = skill.fragment {
             fragments.insert(format!("skill-{}.md", skill.name), text(fragment));
