@@ -6,6 +6,7 @@
 //! Returns a `String` (printing is `cli/`'s job). Colour is optional decoration: the text reads
 //! the same without it.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 
 use serde_json::Value;
@@ -44,12 +45,19 @@ pub fn render(plan: &Plan, color: bool) -> String {
             );
         }
     }
+    // One lookup table instead of a scan of the effects per change: a fleet's plan has
+    // thousands of changes over as many agents.
+    let impacts: HashMap<&str, Impact> = plan
+        .effects
+        .iter()
+        .map(|effect| (effect.agent.as_str(), effect.impact))
+        .collect();
     for change in &plan.changes {
         out.push('\n');
         let agent_impact = change
             .agent
             .as_deref()
-            .and_then(|agent| plan.impact_on(agent));
+            .and_then(|agent| impacts.get(agent).copied());
         render_change(&mut out, change, agent_impact, paint);
     }
     render_unmanaged(&mut out, plan);
