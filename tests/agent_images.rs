@@ -173,10 +173,15 @@ fn old_per_agent_images_of_this_install_are_pruned_and_never_another_installs() 
     std::fs::create_dir_all(env.data()).expect("data dir");
     let slug = reconciler::paths::slug_of(&env.data());
     let stale = format!("nanoclaw-agent-{slug}-gone:000000000000");
-    let other = "nanoclaw-agent-0th3r5lg-andy:000000000000".to_string();
+    // The other install's slug is this run's own (a second temp data dir): a fixed one was
+    // shared by every checkout testing on this dockerd at once, and one run's cleanup removed
+    // the image another run was asserting on.
+    let other_env = Env::new("agent-image-prune-other");
+    let other_slug = reconciler::paths::slug_of(&other_env.data());
+    let other = format!("nanoclaw-agent-{other_slug}-andy:000000000000");
     let mut made = Images(vec![stale.clone(), other.clone()]);
     fake_agent_image(&stale, &slug);
-    fake_agent_image(&other, "0th3r5lg");
+    fake_agent_image(&other, &other_slug);
     let built = env.run(&["image", "build", "manifests"]);
     built.success();
     made.0.push(agent_tag(&built.stdout));
