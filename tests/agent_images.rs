@@ -13,7 +13,7 @@ use crate::support::{self, Env};
 
 /// Removes the images it names when dropped (unless `NANOCLAW_TEST_KEEP=1`): only images the
 /// test made.
-struct Images(Vec<String>);
+pub(crate) struct Images(pub(crate) Vec<String>);
 
 impl Drop for Images {
     fn drop(&mut self) {
@@ -47,7 +47,7 @@ fn agent_tag(stdout: &str) -> String {
         .to_string()
 }
 
-fn image_exists(tag: &str) -> bool {
+pub(crate) fn image_exists(tag: &str) -> bool {
     Command::new("docker")
         .args(["image", "inspect", tag])
         .stdout(Stdio::null())
@@ -143,7 +143,7 @@ fn packages_apt_builds_a_per_agent_image_reused_while_unchanged_and_kept_after_a
 }
 
 /// Tags a tiny image (from the minimal test image) as a per-agent image of install `slug`.
-fn fake_agent_image(tag: &str, slug: &str) {
+pub(crate) fn fake_agent_image(tag: &str, slug: &str) {
     let mut child = Command::new("docker")
         .args(["build", "-q", "-t", tag])
         .args(["--label", &format!("nanoclaw.install={slug}")])
