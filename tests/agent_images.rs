@@ -13,7 +13,7 @@ use crate::support::{self, Env};
 
 /// Removes the images it names when dropped (unless `NANOCLAW_TEST_KEEP=1`): only images the
 /// test made.
-struct Images(Vec<String>);
+pub(crate) struct Images(pub(crate) Vec<String>);
 
 impl Drop for Images {
     fn drop(&mut self) {
@@ -47,7 +47,7 @@ fn agent_tag(stdout: &str) -> String {
         .to_string()
 }
 
-fn image_exists(tag: &str) -> bool {
+pub(crate) fn image_exists(tag: &str) -> bool {
     Command::new("docker")
         .args(["image", "inspect", tag])
         .stdout(Stdio::null())
@@ -143,7 +143,7 @@ fn packages_apt_builds_a_per_agent_image_reused_while_unchanged_and_kept_after_a
 }
 
 /// Tags a tiny image (from the minimal test image) as a per-agent image of install `slug`.
-fn fake_agent_image(tag: &str, slug: &str) {
+pub(crate) fn fake_agent_image(tag: &str, slug: &str) {
     let mut child = Command::new("docker")
         .args(["build", "-q", "-t", tag])
         .args(["--label", &format!("nanoclaw.install={slug}")])
@@ -173,10 +173,15 @@ fn old_per_agent_images_of_this_install_are_pruned_and_never_another_installs() 
     std::fs::create_dir_all(env.data()).expect("data dir");
     let slug = reconciler::paths::slug_of(&env.data());
     let stale = format!("nanoclaw-agent-{slug}-gone:000000000000");
-    let other = "nanoclaw-agent-0th3r5lg-andy:000000000000".to_string();
+    // The other install's slug is this run's own (a second temp data dir): a fixed one was
+    // shared by every checkout testing on this dockerd at once, and one run's cleanup removed
+    // the image another run was asserting on.
+    let other_env = Env::new("agent-image-prune-other");
+    let other_slug = reconciler::paths::slug_of(&other_env.data());
+    let other = format!("nanoclaw-agent-{other_slug}-andy:000000000000");
     let mut made = Images(vec![stale.clone(), other.clone()]);
     fake_agent_image(&stale, &slug);
-    fake_agent_image(&other, "0th3r5lg");
+    fake_agent_image(&other, &other_slug);
     let built = env.run(&["image", "build", "manifests"]);
     built.success();
     made.0.push(agent_tag(&built.stdout));

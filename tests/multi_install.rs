@@ -1,14 +1,15 @@
 //! Issue 14 point 3: two installs (two data dirs) on one host run side by side, each daemon
 //! exercised against the other: container names and labels, the daemon lock, the CLI and
-//! credential proxy sockets, orphan cleanup at start (after a crash) and shutdown. Each step
-//! checks that the other install's containers and files are untouched.
-//!
-//! Restart, rebuild and per-agent image pruning do not exist yet (issue 11): add them to
-//! [`side_by_side`]'s steps when they do.
+//! credential proxy sockets, `restart --message`, `restart --rebuild` of an agent with
+//! packages, the daemon's build and its prune of old per-agent images, orphan cleanup at start
+//! (after a crash) and shutdown. Each step checks that the other install's containers, images,
+//! sessions and answers are untouched.
 
 use std::process::Command;
+use std::time::Duration;
 
-use crate::runtime::{CLI_AGENT, Daemon};
+use crate::agent_images::{Images, fake_agent_image, image_exists};
+use crate::runtime::{CLI_AGENT, Client, Daemon};
 use crate::support::{self, Env};
 
 /// Ids of the containers (running or not) labelled with `slug`.
@@ -37,7 +38,100 @@ fn issue_14_two_installs_run_side_by_side_and_never_touch_each_other() {
     let Some(()) = support::docker() else {
         return;
     };
+    support::production_image();
     side_by_side();
+}
+
+/// An agent with `apt` packages on the production test image (no chat: only its image counts).
+fn packaged(apt: &str) -> String {
+    format!(
+        "kind: agent\nname: pkg\nprovider: mock\nimage: {}\npackages:\n  apt: [{apt}]\n",
+        support::production_test_image()
+    )
+}
+
+/// The per-agent image the install records for `pkg`.
+fn pkg_tag(env: &Env) -> Option<String> {
+    let conn = reconciler::db::open_readonly(&env.db()).ok()?;
+    reconciler::db::agent_images::get(&conn, "pkg").ok()??.tag
+}
+
+/// The session ids the install's central DB holds.
+fn sessions(env: &Env) -> Vec<String> {
+    let conn = reconciler::db::open_readonly(&env.db()).expect("open the DB");
+    let mut ids: Vec<String> = reconciler::db::sessions::active(&conn)
+        .expect("sessions")
+        .into_iter()
+        .map(|session| session.id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// `a` restarts (with a message), rebuilds and prunes while `b` runs: b's containers, images,
+/// sessions and answers are untouched.
+fn restart_rebuild_and_prune(first: &Env, second: &Env, images: &mut Images) {
+    let first_slug = reconciler::paths::slug_of(&first.data());
+    let second_slug = reconciler::paths::slug_of(&second.data());
+    for env in [first, second] {
+        env.write("pkg.yaml", &packaged("tree"));
+        let applied = env.run(&["apply", "manifests", "--yes"]);
+        assert_eq!(applied.code, 0, "{}: {}", env.name, applied.stderr);
+    }
+    support::wait_until(
+        "both daemons to build their per-agent image",
+        Duration::from_secs(900),
+        || pkg_tag(first).is_some() && pkg_tag(second).is_some(),
+    );
+    let b_image = pkg_tag(second).expect("b's image");
+    images.0.push(pkg_tag(first).expect("a's image"));
+    images.0.push(b_image.clone());
+    assert!(b_image.starts_with(&format!("nanoclaw-agent-{second_slug}-pkg:")));
+    let a_stale = format!("nanoclaw-agent-{first_slug}-gone:000000000000");
+    let b_stale = format!("nanoclaw-agent-{second_slug}-gone:000000000000");
+    images.0.extend([a_stale.clone(), b_stale.clone()]);
+    fake_agent_image(&a_stale, &first_slug);
+    fake_agent_image(&b_stale, &second_slug);
+    chat(second, "b before a's restarts");
+    let b_ids = container_ids(&second_slug);
+    let b_sessions = sessions(second);
+
+    // `restart --message`: a's fresh container answers it; b's container stays.
+    let mut client = Client::connect(first);
+    let restarted = first.run(&["restart", "echo", "--message", "a restarted"]);
+    assert_eq!(restarted.code, 0, "{}", restarted.stderr);
+    assert_eq!(client.reply().0, "echo: a restarted");
+    drop(client);
+    chat(second, "b during a's restarts");
+
+    // `restart --rebuild` of a's agent with packages: its image is up to date, reused.
+    let rebuilt = first.run(&["restart", "pkg", "--rebuild"]);
+    assert_eq!(rebuilt.code, 0, "{}", rebuilt.stderr);
+    assert!(
+        rebuilt.stdout.contains("is up to date"),
+        "{}",
+        rebuilt.stdout
+    );
+
+    // A packages change: a's daemon builds, then prunes its own old images only.
+    first.write("pkg.yaml", &packaged("tree, jq"));
+    let applied = first.run(&["apply", "manifests", "--yes"]);
+    assert_eq!(applied.code, 0, "{}", applied.stderr);
+    support::wait_until(
+        "a's daemon to prune its stale image after its build",
+        Duration::from_secs(900),
+        || !image_exists(&a_stale),
+    );
+    images.0.extend(pkg_tag(first));
+    assert!(
+        image_exists(&b_image),
+        "b's per-agent image survives a's prune"
+    );
+    assert!(image_exists(&b_stale), "b's images are never a's to prune");
+    assert_eq!(pkg_tag(second).as_deref(), Some(b_image.as_str()));
+    assert_eq!(container_ids(&second_slug), b_ids, "b's container survives");
+    assert_eq!(sessions(second), b_sessions, "b's sessions are untouched");
+    chat(second, "b after a's restarts");
 }
 
 fn side_by_side() {
@@ -82,6 +176,10 @@ fn side_by_side() {
     };
     assert_eq!(holder(&first), a.pid().to_string());
     assert_eq!(holder(&second), b.pid().to_string());
+
+    let mut images = Images(Vec::new());
+    restart_rebuild_and_prune(&first, &second, &mut images);
+    let b_ids = container_ids(&second_slug);
 
     // A crash of `a` leaves its container; its next start cleans it up, and only it.
     a.crash();

@@ -1,4 +1,5 @@
-//! `nanoclaw status [--json]`: per agent Ready / Reconciling / Pending / Failed, its running
+//! `nanoclaw status [--json]`: per agent Ready / Reconciling / Pending / Failed, its image (a
+//! build in progress with its last output line, a failed build with its error), its running
 //! containers with the generation and configuration hash they run and whether that is current,
 //! the last apply, deferred restarts and the watcher's last error (`ops::status` reads).
 
@@ -7,6 +8,7 @@ use std::fmt::Write as _;
 use clap::Args;
 
 use super::{Ctx, Status};
+use crate::db::agent_images::AgentImageRow;
 use crate::db::executor::Verdict;
 use crate::ops::status::{self, Report};
 
@@ -64,8 +66,8 @@ fn render(report: &Report) -> String {
     }
     for agent in &report.agents {
         let _ = writeln!(out, "\nagent {}: {}", agent.name, agent.state.text());
-        if let Some(tag) = agent.image.as_ref().and_then(|image| image.tag.as_deref()) {
-            let _ = writeln!(out, "  image {tag}");
+        if let Some(image) = &agent.image {
+            render_image(&mut out, image);
         }
         for container in &agent.containers {
             let generation = container
@@ -113,3 +115,39 @@ fn render(report: &Report) -> String {
     }
     out
 }
+
+/// An agent's per-agent image: the one it runs, the build in progress, the last failure.
+fn render_image(out: &mut String, image: &AgentImageRow) {
+    if let Some(tag) = &image.tag {
+        let _ = writeln!(out, "  image {tag}");
+    }
+    if let Some(building) = &image.building {
+        let _ = writeln!(
+            out,
+            "  building image {} since {}",
+            building.tag, building.since
+        );
+        if let Some(line) = &building.last_line {
+            let _ = writeln!(out, "    last output: {line}");
+        }
+    }
+    if let Some(error) = &image.error {
+        let _ = writeln!(
+            out,
+            "  image build failed{} at {}:",
+            image
+                .failed_tag
+                .as_deref()
+                .filter(|tag| !tag.is_empty())
+                .map(|tag| format!(" ({tag})"))
+                .unwrap_or_default(),
+            image.failed_at.as_deref().unwrap_or("?")
+        );
+        for line in error.lines().take(ERROR_LINES) {
+            let _ = writeln!(out, "    {line}");
+        }
+    }
+}
+
+/// Lines of a failed build's error shown (`--json` has all of it).
+const ERROR_LINES: usize = 10;

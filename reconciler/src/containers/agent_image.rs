@@ -299,6 +299,30 @@ pub async fn base_image(docker: &Docker, tag: &str) -> Result<Option<BaseImage>,
     }
 }
 
+/// The per-agent image `agent` of install `slug` should run for `packages` on `base_tag` now
+/// (its tag and inputs digest), without building anything: one inspect of the base image.
+/// The daemon compares its tag with the one the central DB records to know whether to build.
+pub async fn desired(
+    docker: &Docker,
+    slug: &str,
+    agent: &str,
+    base_tag: &str,
+    packages: &Packages,
+) -> Result<(BaseImage, AgentImage), BuildFailure> {
+    let fail = |message: String| BuildFailure {
+        agent: agent.to_string(),
+        tag: String::new(),
+        message,
+    };
+    let base = match base_image(docker, base_tag).await {
+        Ok(Some(base)) => base,
+        Ok(None) => return Err(fail(format!("its base image `{base_tag}` is not here"))),
+        Err(err) => return Err(fail(err.to_string())),
+    };
+    let image = AgentImage::decide(slug, agent, &base, packages).map_err(fail)?;
+    Ok((base, image))
+}
+
 /// Makes sure `agent`'s per-agent image of install `slug` exists for `packages` on
 /// `base_tag`: reused when an image with the same inputs digest is there, else built (output
 /// streamed to `progress` and to the logs; at most [`BUILD_TIMEOUT`]). On failure nothing is
@@ -316,12 +340,7 @@ pub async fn ensure(
         tag: tag.to_string(),
         message,
     };
-    let base = match base_image(docker, base_tag).await {
-        Ok(Some(base)) => base,
-        Ok(None) => return Err(fail("", format!("its base image `{base_tag}` is not here"))),
-        Err(err) => return Err(fail("", err.to_string())),
-    };
-    let image = AgentImage::decide(slug, agent, &base, packages).map_err(|why| fail("", why))?;
+    let (base, image) = desired(docker, slug, agent, base_tag, packages).await?;
     let labels = super::image::image_labels(docker, &image.tag)
         .await
         .map_err(|err| fail(&image.tag, err.to_string()))?;
@@ -353,7 +372,8 @@ pub async fn ensure(
     }
 }
 
-/// One build through the daemon; every output line goes to `progress` and to the logs.
+/// One build through the daemon; every output line goes to `progress` (the caller shows or
+/// logs it: the CLI's progress display, the daemon's log with the agent's name).
 async fn build(
     docker: &Docker,
     slug: &str,
@@ -380,15 +400,7 @@ async fn build(
             .client
             .build_image(options, None, Some(bollard::body_full(context.into())));
     let mut step = String::from("the start of the build");
-    let mut report = |event: BuildProgress| {
-        match &event {
-            BuildProgress::Step(line) => tracing::info!(agent, step = %line, "per-agent build"),
-            BuildProgress::Output(line) => {
-                tracing::debug!(agent, output = %line, "per-agent build")
-            }
-        }
-        progress(event);
-    };
+    let mut report = |event: BuildProgress| progress(event);
     while let Some(item) = stream.next().await {
         let info = item.map_err(|err| match err {
             bollard::errors::Error::DockerStreamError { error } => ContainerError::Build {

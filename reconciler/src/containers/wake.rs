@@ -191,6 +191,11 @@ impl Runner {
         }
     }
 
+    /// The Docker client it drives (the daemon's image builds use the same connection).
+    pub fn docker(&self) -> &Docker {
+        &self.inner.docker
+    }
+
     pub fn is_running(&self, session_id: &str) -> bool {
         self.state().running.contains_key(session_id)
     }

@@ -50,7 +50,19 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "008-approvals",
         sql: APPROVALS,
     },
+    Migration {
+        name: "009-agent-image-builds",
+        sql: AGENT_IMAGE_BUILDS,
+    },
 ];
+
+/// The per-agent image build the daemon runs now (`db::agent_images`): its tag, since when and
+/// its last output line, for `status`; cleared when the build ends.
+const AGENT_IMAGE_BUILDS: &str = r#"
+ALTER TABLE agent_images ADD COLUMN building_tag TEXT;
+ALTER TABLE agent_images ADD COLUMN building_since TEXT;
+ALTER TABLE agent_images ADD COLUMN building_line TEXT;
+"#;
 
 /// The executor's rows (`db::executor`): the containers the daemon runs and whether each runs
 /// the current configuration (written by the daemon, read by `status` and `apply`), restart

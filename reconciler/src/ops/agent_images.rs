@@ -4,18 +4,22 @@
 //! build leaves the agent on its previous per-agent image (or its provider's image when it never
 //! had one), running. Old per-agent images of this install are pruned afterwards.
 //!
-//! `nanoclaw run` (before it starts) and `nanoclaw image build` call [`provide`]; the executor
-//! that rebuilds a running agent's image after an apply calls [`provide_one`]. Nothing here
-//! prints: build output goes to the caller's `progress` and to the logs.
+//! `nanoclaw run` (before it starts) and `nanoclaw image build` call [`provide`]; a running
+//! daemon rebuilds an agent's image after an apply through `runtime::builds`, which holds the
+//! one-agent step ([`provide_one`]) both share. Nothing here prints: build output goes to the
+//! caller's `progress`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::OpsError;
-use crate::containers::agent_image::{self, BuildFailure};
-use crate::containers::{AgentImages, BuildProgress, Docker, image_exists};
+use crate::containers::agent_image::BuildFailure;
+use crate::containers::{AgentImages, BuildProgress, Docker};
 use crate::db;
 use crate::paths::Paths;
+use crate::runtime::builds;
 use crate::state::Agent;
+
+pub use crate::runtime::builds::{Outcome, base_of, has_packages};
 
 /// What [`provide`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -30,37 +34,9 @@ pub struct Provided {
     pub pruned: Vec<String>,
 }
 
-/// Which image one agent runs after [`provide_one`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Its per-agent image, reused (`built` false) or built now.
-    Ready { tag: String, built: bool },
-    /// The build failed; the agent keeps `kept` (its previous per-agent image), or its
-    /// provider's image when `None`.
-    Failed {
-        failure: BuildFailure,
-        kept: Option<String>,
-    },
-}
-
-/// True when the agent lists any package.
-pub fn has_packages(agent: &Agent) -> bool {
-    !agent.packages.apt.is_empty() || !agent.packages.npm.is_empty()
-}
-
-/// The image a per-agent image of `agent` starts from: its own `image`, else the production
-/// image of this run ([`AgentImages::package_base`]).
-pub fn base_of<'a>(agent: &'a Agent, images: &'a AgentImages) -> &'a str {
-    agent
-        .image
-        .as_deref()
-        .filter(|tag| !tag.trim().is_empty())
-        .unwrap_or_else(|| images.package_base())
-}
-
 /// Provides the per-agent image of every agent in `agents` with packages, forgets the rows of
-/// agents without, then prunes this install's other per-agent images (never one a container
-/// uses, never another install's).
+/// agents without, then prunes this install's other per-agent images (never one the central DB
+/// records or a container uses, never another install's).
 pub async fn provide(
     paths: &Paths,
     docker: &Docker,
@@ -90,16 +66,15 @@ pub async fn provide(
             }
         }
     }
+    // The images the central DB records are kept too: a running daemon's agents use them.
     let keep: BTreeSet<String> = provided.per_agent.values().cloned().collect();
-    match agent_image::prune(docker, &paths.slug(), &keep).await {
-        Ok(pruned) => provided.pruned = pruned,
-        Err(err) => tracing::warn!(error = %err, "cannot prune old per-agent images"),
-    }
+    provided.pruned = builds::prune(paths, docker, &keep).await;
     Ok(provided)
 }
 
-/// Provides one agent's per-agent image and records the outcome. A failed build is an
-/// [`Outcome::Failed`], not an error: only the DB failing is.
+/// Provides one agent's per-agent image and records the outcome
+/// ([`crate::runtime::builds::provide_one`], which the daemon's builder calls too). A failed
+/// build is an [`Outcome::Failed`], not an error: only the DB failing is.
 pub async fn provide_one(
     paths: &Paths,
     docker: &Docker,
@@ -107,41 +82,14 @@ pub async fn provide_one(
     agent: &Agent,
     progress: &mut dyn FnMut(&str, BuildProgress),
 ) -> Result<Outcome, OpsError> {
-    let base = base_of(agent, images);
-    let result = agent_image::ensure(
-        docker,
-        &paths.slug(),
-        &agent.name,
-        base,
-        &agent.packages,
-        |event| progress(&agent.name, event),
-    )
-    .await;
-    let conn = open(paths)?;
-    match result {
-        Ok(ensured) => {
-            db::agent_images::record_built(&conn, &agent.name, &ensured.tag)?;
-            Ok(Outcome::Ready {
-                tag: ensured.tag,
-                built: ensured.built,
-            })
-        }
-        Err(failure) => {
-            db::agent_images::record_failed(&conn, &agent.name, &failure.tag, &failure.message)?;
-            let previous = db::agent_images::get(&conn, &agent.name)?.and_then(|row| row.tag);
-            let kept = match previous {
-                Some(tag) if image_exists(docker, &tag).await.unwrap_or(false) => Some(tag),
-                _ => None,
-            };
-            tracing::warn!(
-                agent = %agent.name,
-                error = %failure.message,
-                kept = kept.as_deref().unwrap_or("its provider's image"),
-                "per-agent image build failed: the agent keeps its previous image"
-            );
-            Ok(Outcome::Failed { failure, kept })
-        }
-    }
+    builds::provide_one(paths, docker, images, agent, |name: &str, event| {
+        progress(name, event)
+    })
+    .await
+    .map_err(|source| OpsError::Open {
+        path: paths.db(),
+        source,
+    })
 }
 
 fn open(paths: &Paths) -> Result<rusqlite::Connection, OpsError> {

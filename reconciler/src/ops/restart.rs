@@ -1,7 +1,8 @@
 //! `nanoclaw restart` and what an apply means for the running agents
 //! (docs/operating.md#restart): the request is written to the central DB for the daemon's
 //! executor, which takes it within a second; this side only checks, records and waits for the
-//! outcome. [`after_apply`] says what the daemon will do with an apply's changes.
+//! outcome (with `--rebuild`, for as long as the daemon builds, passing the build's last output
+//! line on as it changes). [`after_apply`] says what the daemon will do with an apply's changes.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -15,6 +16,9 @@ use super::OpsError;
 
 /// How long `restart` waits for the daemon to take its request.
 const WAIT: Duration = Duration::from_secs(10);
+/// How long `restart --rebuild` waits for the outcome while the daemon runs: a build stops
+/// after 15 minutes, and may first wait for another agent's build.
+const REBUILD_WAIT: Duration = Duration::from_secs(40 * 60);
 /// How often it looks.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -40,7 +44,13 @@ pub enum Restarted {
 }
 
 /// Records a restart of `request.agent` for the daemon and waits (bounded) for its outcome.
-pub fn restart(paths: &Paths, request: &RestartRequest<'_>) -> Result<Restarted, OpsError> {
+/// With `rebuild`, `progress` gets each new last output line of the agent's image build while
+/// the daemon builds it, and the wait lasts as long as the daemon runs (up to [`REBUILD_WAIT`]).
+pub fn restart(
+    paths: &Paths,
+    request: &RestartRequest<'_>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Restarted, OpsError> {
     let db_path = paths.db();
     let conn = crate::db::open(&db_path).map_err(|source| OpsError::Open {
         path: db_path.clone(),
@@ -86,12 +96,32 @@ pub fn restart(paths: &Paths, request: &RestartRequest<'_>) -> Result<Restarted,
             message: request.message,
         },
     )?;
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
+    let start = Instant::now();
+    let wait = if request.rebuild { REBUILD_WAIT } else { WAIT };
+    let mut shown: Option<String> = None;
+    while start.elapsed() < wait {
         if let Some(done) = rows::request(&conn, id)?
             && let Some(outcome) = done.outcome
         {
             return Ok(Restarted::Done { outcome });
+        }
+        if request.rebuild {
+            let building =
+                crate::db::agent_images::get(&conn, request.agent)?.and_then(|row| row.building);
+            if let Some(building) = building {
+                let line = match &building.last_line {
+                    Some(line) => format!("building `{}`: {line}", building.tag),
+                    None => format!("building `{}`", building.tag),
+                };
+                if shown.as_ref() != Some(&line) {
+                    progress(&line);
+                    shown = Some(line);
+                }
+            }
+            // A daemon that stopped will not report: its successor takes the request.
+            if start.elapsed() > WAIT && daemon(paths)?.is_none() {
+                break;
+            }
         }
         std::thread::sleep(POLL);
     }
@@ -105,7 +135,16 @@ pub fn daemon(paths: &Paths) -> Result<Option<Holder>, OpsError> {
 
 /// What an apply's changes do to the running agents, for the apply's output.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AfterApply {
+pub struct AfterApply {
+    /// What happens to the running containers.
+    pub containers: Containers,
+    /// Agents whose image the change rebuilds (`packages` changed), by name.
+    pub rebuilds: Vec<String>,
+}
+
+/// What happens to the running containers after an apply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Containers {
     /// No daemon runs: the changes take effect at the next `nanoclaw run`.
     NoDaemon,
     /// Nothing running is affected: the changes take effect at the next message.
@@ -139,8 +178,16 @@ pub fn after_apply(
     effects: &[AgentEffect],
     no_restart: bool,
 ) -> Result<AfterApply, OpsError> {
+    let rebuilds: Vec<String> = effects
+        .iter()
+        .filter(|effect| effect.impact == Impact::Rebuild)
+        .map(|effect| effect.agent.clone())
+        .collect();
     if daemon(paths)?.is_none() {
-        return Ok(AfterApply::NoDaemon);
+        return Ok(AfterApply {
+            containers: Containers::NoDaemon,
+            rebuilds,
+        });
     }
     let agents = restarting_agents(effects);
     let conn = crate::db::open_readonly(&paths.db()).map_err(|source| OpsError::Open {
@@ -153,14 +200,42 @@ pub fn after_apply(
         .iter()
         .filter(|(_, agent)| agents.contains(agent))
         .count();
-    Ok(match (containers, no_restart) {
-        (0, _) => AfterApply::NextMessage,
-        (containers, true) => AfterApply::Deferred { containers, agents },
-        (containers, false) => AfterApply::Restarting { containers },
+    let containers = match (containers, no_restart) {
+        (0, _) => Containers::NextMessage,
+        (containers, true) => Containers::Deferred { containers, agents },
+        (containers, false) => Containers::Restarting { containers },
+    };
+    Ok(AfterApply {
+        containers,
+        rebuilds,
     })
 }
 
 impl AfterApply {
+    /// The lines the apply prints: one per image rebuild, then what happens to the containers.
+    pub fn text(&self, data: &Path) -> String {
+        let daemon = self.containers != Containers::NoDaemon;
+        let mut lines: Vec<String> = self
+            .rebuilds
+            .iter()
+            .map(|agent| {
+                if daemon {
+                    format!(
+                        "agent {agent}: image rebuild (packages changed) — the daemon builds it now; see `nanoclaw status`"
+                    )
+                } else {
+                    format!(
+                        "agent {agent}: image rebuild (packages changed) — built by the next `nanoclaw run` (or `nanoclaw image build DIR`)"
+                    )
+                }
+            })
+            .collect();
+        lines.push(self.containers.text(data));
+        lines.join("\n")
+    }
+}
+
+impl Containers {
     /// The sentence the apply prints.
     pub fn text(&self, data: &Path) -> String {
         let containers = |n: usize| match n {
@@ -168,21 +243,21 @@ impl AfterApply {
             n => format!("{n} containers"),
         };
         match self {
-            AfterApply::NoDaemon => format!(
+            Containers::NoDaemon => format!(
                 "No daemon running for {}: the changes take effect at the next `nanoclaw run`.",
                 data.display()
             ),
-            AfterApply::NextMessage => {
+            Containers::NextMessage => {
                 "No container running is affected: the changes take effect at the next message."
                     .to_string()
             }
-            AfterApply::Restarting { containers: 1 } => {
+            Containers::Restarting { containers: 1 } => {
                 "1 container will restart at its next safe point.".to_string()
             }
-            AfterApply::Restarting { containers: n } => {
+            Containers::Restarting { containers: n } => {
                 format!("{n} containers will restart at their next safe point.")
             }
-            AfterApply::Deferred {
+            Containers::Deferred {
                 containers: n,
                 agents,
             } => format!(

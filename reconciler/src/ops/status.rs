@@ -1,7 +1,8 @@
 //! `nanoclaw status`: what the install runs and whether it runs the current configuration
 //! (docs/operating.md#status). Read-only: the daemon's lock holder, the last apply, the
-//! executor's `running_containers`, deferred restarts, per-agent images and the watcher's last
-//! error, judged per agent by [`agent_state`] (pure).
+//! executor's `running_containers`, deferred restarts, per-agent images (the one each agent
+//! runs, a build in progress with its last output line, the last failed build with its error)
+//! and the watcher's last error, judged per agent by [`agent_state`] (pure).
 
 use serde::Serialize;
 
@@ -23,7 +24,8 @@ pub const VERSION: u32 = 1;
 pub enum AgentState {
     /// Every running container runs the current configuration.
     Ready,
-    /// A running container is being replaced (or its configuration could not be composed).
+    /// Its image is being built, or a running container is being replaced (or its
+    /// configuration could not be composed).
     Reconciling(String),
     /// A change waits: a restart deferred by `apply --no-restart`.
     Pending(String),
@@ -78,6 +80,12 @@ pub fn agent_state(
     deferred: Option<&Deferred>,
     image: Option<&AgentImageRow>,
 ) -> AgentState {
+    if let Some(building) = image.and_then(|image| image.building.as_ref()) {
+        return AgentState::Reconciling(format!(
+            "building image `{}` since {}",
+            building.tag, building.since
+        ));
+    }
     if let Some(error) = image.and_then(|image| image.error.as_deref()) {
         let first = error.lines().next().unwrap_or_default();
         return AgentState::Failed(format!("image build failed: {first}"));
@@ -209,6 +217,18 @@ mod tests {
         assert_eq!(
             agent_state(&[], Some(&deferral), Some(&failed)).text(),
             "Failed (image build failed: apt-get failed)"
+        );
+        let retrying = AgentImageRow {
+            building: Some(crate::db::agent_images::Building {
+                tag: "img:2".to_string(),
+                since: "2026-01-01T00:00:00.000Z".to_string(),
+                last_line: Some("Step 2/4".to_string()),
+            }),
+            ..failed
+        };
+        assert_eq!(
+            agent_state(&[container(Verdict::Deferred, None)], None, Some(&retrying)).text(),
+            "Reconciling (building image `img:2` since 2026-01-01T00:00:00.000Z)"
         );
     }
 }

@@ -75,16 +75,15 @@ pub struct Inputs<'a> {
 pub fn compose(session: &Session, agent: &Agent, inputs: &Inputs<'_>) -> Composed {
     let config = container_config(agent, inputs.provider);
     let instructions = instructions::compose(agent);
-    let image = agent
-        .image
-        .clone()
-        .filter(|tag| !tag.is_empty())
-        .unwrap_or_else(|| {
-            inputs
-                .images
-                .for_agent(&agent.name, inputs.provider)
-                .to_string()
-        });
+    // A per-agent image (its packages, built `FROM` its own `image` when it names one) wins.
+    let image = match inputs.images.per_agent.get(&agent.name) {
+        Some(tag) => tag.clone(),
+        None => agent
+            .image
+            .clone()
+            .filter(|tag| !tag.is_empty())
+            .unwrap_or_else(|| inputs.images.for_provider(inputs.provider).to_string()),
+    };
     let credentials = crate::provider::needs_credentials(inputs.provider);
     let mut system_mounts = Vec::new();
     if crate::provider::runs_claude_code(inputs.provider) {

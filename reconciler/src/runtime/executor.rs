@@ -11,15 +11,20 @@
 //! A pass also takes `nanoclaw restart` requests, and writes what it saw to `running_containers`
 //! for `status` and `apply`.
 //!
+//! Per-agent images (docs/operating.md#per-agent-images): a pass also asks [`Builds`] which
+//! agents with packages need a build (the tag their inputs give differs from the one
+//! `agent_images` records) and starts those in the background. While an agent's build runs its
+//! stale containers keep serving (verdict `deferred`): they are replaced once, when the build
+//! ends, onto the new image (a composition uses the tag the central DB records). A
+//! `restart --rebuild` request waits for its agent's build (forced: a failed one is retried,
+//! an image with unchanged inputs is reused) and then restarts like any restart; a failed build
+//! fails the request and leaves the containers alone.
+//!
 //! Passes run when the generation changes (checked every [`TICK`], so an apply made by another
 //! process is noticed within a second), when a restart is requested, when the set of running
-//! containers changes, and at every sweep interval: nothing depends on having seen an event, so
-//! a restart lost in a crash is redone (after a restart of the daemon no old container survives
-//! anyway). `pending_effects` is not read.
-//!
-//! Not done here: rebuilding a per-agent image for `rebuild` changes and `restart --rebuild`
-//! (the image is built by `nanoclaw run`/`image build`; a composition uses the tag the central
-//! DB records, so a recorded build makes the agent's containers stale and they are replaced).
+//! containers changes, when a build ends, and at every sweep interval: nothing depends on
+//! having seen an event, so a restart or a build lost in a crash is redone (after a restart of
+//! the daemon no old container survives anyway). `pending_effects` is not read.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
@@ -31,10 +36,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use super::builds::{Builds, Finished};
 use super::waker::Wakes;
 use super::{Settings, session};
 use crate::containers::Runner;
 use crate::db::{self, executor as rows};
+use crate::state::Agent;
 
 /// How often the generation and the restart requests are checked.
 pub const TICK: Duration = Duration::from_millis(500);
@@ -44,6 +51,9 @@ pub const REPLACE_GRACE_SECS: i64 = 30;
 pub const RECONFIGURED: &str = "configuration changed";
 /// The stop reason of a container restarted by `nanoclaw restart`.
 pub const RESTARTED: &str = "restart requested";
+/// Why a stale container of an agent whose image is being built keeps running.
+pub const AWAITS_BUILD: &str =
+    "configuration changed; its image is being built, replaced once the build ends";
 
 /// What a pass found for one running container.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,6 +64,8 @@ pub struct Observed {
     pub desired: Result<String, String>,
     /// `apply --no-restart` holds its agent's restarts back.
     pub deferred: bool,
+    /// Its agent's per-agent image is being built: it serves until the build ends.
+    pub building: bool,
 }
 
 /// The verdict on one container and whether to stop it now.
@@ -86,6 +98,11 @@ pub fn judge(observed: &Observed) -> Judgement {
             ),
             replace: false,
         },
+        Ok(_) if observed.building => Judgement {
+            verdict: rows::Verdict::Deferred,
+            reason: Some(AWAITS_BUILD.to_string()),
+            replace: false,
+        },
         Ok(_) => Judgement {
             verdict: rows::Verdict::Replacing,
             reason: Some("configuration changed; replaced at its next safe point".to_string()),
@@ -114,10 +131,39 @@ pub struct Executor {
     last_pass: Option<Instant>,
     /// The connection of the cheap check, kept between ticks (opened again after an error).
     check: Option<Connection>,
+    /// The per-agent image builds running in the background.
+    builds: Builds,
+    /// `restart --rebuild` requests taken, by id: waiting for their agent's build, or its
+    /// outcome once it ended (the request is finished at the next pass).
+    rebuilds: BTreeMap<i64, Rebuild>,
+}
+
+/// A `restart --rebuild` request between its agent's build and its restart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Rebuild {
+    Waiting {
+        agent: String,
+    },
+    /// The build's note ([`Finished::note`]).
+    Built(Result<String, String>),
 }
 
 impl Executor {
-    pub fn new(settings: Settings, runner: Runner, wakes: Wakes, tasks: TaskTracker) -> Executor {
+    /// `stop` also cancels the builds in flight (the runtime's stop token).
+    pub fn new(
+        settings: Settings,
+        runner: Runner,
+        wakes: Wakes,
+        tasks: TaskTracker,
+        stop: CancellationToken,
+    ) -> Executor {
+        let builds = Builds::new(
+            settings.paths.clone(),
+            settings.images.clone(),
+            runner.docker().clone(),
+            tasks.clone(),
+            stop,
+        );
         Executor {
             settings,
             runner,
@@ -128,11 +174,21 @@ impl Executor {
             generations: HashMap::new(),
             last_pass: None,
             check: None,
+            builds,
+            rebuilds: BTreeMap::new(),
         }
     }
 
     /// Runs until `stop`: a cheap check every [`TICK`], a pass when something changed.
     pub async fn run(mut self, stop: CancellationToken) {
+        // A build a dead daemon was running is not running any more.
+        let db_path = self.settings.paths.db();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Ok(conn) = db::open(&db_path) {
+                let _ = db::agent_images::clear_building(&conn);
+            }
+        })
+        .await;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -148,21 +204,39 @@ impl Executor {
         let _ = tokio::task::spawn_blocking(move || {
             if let Ok(mut conn) = db::open(&db_path) {
                 let _ = rows::replace_running(&mut conn, &[]);
+                let _ = db::agent_images::clear_building(&conn);
             }
         })
         .await;
     }
 
     async fn step(&mut self) -> anyhow::Result<()> {
+        let finished = self.builds.finished().await;
+        for build in &finished {
+            self.build_ended(build);
+        }
         let db_path = self.settings.paths.db();
         let check = self.check.take();
+        let lines = self.builds.unflushed_lines();
+        let waiting: BTreeSet<i64> = self
+            .rebuilds
+            .iter()
+            .filter(|(_, rebuild)| matches!(rebuild, Rebuild::Waiting { .. }))
+            .map(|(id, _)| *id)
+            .collect();
         let (conn, generation, n_requests) = tokio::task::spawn_blocking(move || {
             let conn = match check {
                 Some(conn) => conn,
                 None => db::open(&db_path)?,
             };
+            for (agent, since, line) in &lines {
+                db::agent_images::record_build_line(&conn, agent, since, line)?;
+            }
             let generation = db::generation(&conn)?;
-            let n_requests = rows::open_requests(&conn)?.len();
+            let n_requests = rows::open_requests(&conn)?
+                .iter()
+                .filter(|request| !waiting.contains(&request.id))
+                .count();
             anyhow::Ok((conn, generation, n_requests))
         })
         .await??;
@@ -179,7 +253,12 @@ impl Executor {
         let due = self
             .last_pass
             .is_none_or(|at| at.elapsed() >= self.settings.sweep_interval);
-        if self.generation == Some(generation) && n_requests == 0 && running == self.seen && !due {
+        if self.generation == Some(generation)
+            && n_requests == 0
+            && running == self.seen
+            && finished.is_empty()
+            && !due
+        {
             return Ok(());
         }
         if self.generation.is_some_and(|seen| seen != generation) {
@@ -195,15 +274,101 @@ impl Executor {
         Ok(())
     }
 
-    /// One full pass: restart requests, then every running container judged and recorded.
+    /// Logs an ended build and hands its outcome to the `restart --rebuild` requests waiting
+    /// for it.
+    fn build_ended(&mut self, build: &Finished) {
+        match build.note() {
+            Ok(note) => info!(agent = %build.agent, outcome = %note, "per-agent image build ended"),
+            Err(why) => warn!(agent = %build.agent, error = %why, "per-agent image build ended"),
+        }
+        for rebuild in self.rebuilds.values_mut() {
+            if matches!(rebuild, Rebuild::Waiting { agent } if *agent == build.agent) {
+                *rebuild = Rebuild::Built(build.note());
+            }
+        }
+    }
+
+    /// Starts the per-agent image builds the configuration needs now (and the ones new
+    /// `restart --rebuild` requests ask for); forgets the images of agents without packages.
+    async fn check_images(&mut self) -> anyhow::Result<()> {
+        let db_path = self.settings.paths.db();
+        let (agents, images, requests) = tokio::task::spawn_blocking(move || {
+            let conn = db::open(&db_path)?;
+            let agents: Vec<Agent> = db::config::read(&conn)?.state.agents().cloned().collect();
+            let images = db::agent_images::all(&conn)?;
+            // An agent without packages (or gone) goes back to its provider's image.
+            for row in &images {
+                let keeps = agents
+                    .iter()
+                    .any(|agent| agent.name == row.agent && super::builds::has_packages(agent));
+                if !keeps && row.building.is_none() {
+                    db::agent_images::forget(&conn, &row.agent)?;
+                }
+            }
+            let requests: Vec<rows::RestartRequest> = rows::open_requests(&conn)?
+                .into_iter()
+                .filter(|request| request.rebuild)
+                .collect();
+            anyhow::Ok((agents, images, requests))
+        })
+        .await??;
+        let forced = self.take_rebuilds(&agents, &requests);
+        self.builds.check(&agents, &images, &forced).await;
+        Ok(())
+    }
+
+    /// Registers new `restart --rebuild` requests; returns the agents whose build they force.
+    /// A request for an agent without packages has nothing to build and restarts at once.
+    fn take_rebuilds(
+        &mut self,
+        agents: &[Agent],
+        requests: &[rows::RestartRequest],
+    ) -> BTreeSet<String> {
+        let mut forced = BTreeSet::new();
+        for request in requests {
+            if self.rebuilds.contains_key(&request.id) {
+                continue;
+            }
+            let with_packages = agents
+                .iter()
+                .any(|agent| agent.name == request.agent && super::builds::has_packages(agent));
+            let rebuild = if with_packages {
+                info!(agent = %request.agent, request = request.id, "restart --rebuild: building the image first");
+                forced.insert(request.agent.clone());
+                Rebuild::Waiting {
+                    agent: request.agent.clone(),
+                }
+            } else {
+                Rebuild::Built(Ok(format!(
+                    "`{}` lists no packages: its provider's image needs no build",
+                    request.agent
+                )))
+            };
+            self.rebuilds.insert(request.id, rebuild);
+        }
+        forced
+    }
+
+    /// One full pass: the image builds, restart requests, then every running container judged
+    /// and recorded.
     async fn pass(&mut self, running: BTreeMap<String, String>) -> anyhow::Result<()> {
+        self.check_images().await?;
+        let building = self.builds.building();
+        let built: HashMap<i64, Result<String, String>> = self
+            .rebuilds
+            .iter()
+            .filter_map(|(id, rebuild)| match rebuild {
+                Rebuild::Built(note) => Some((*id, note.clone())),
+                Rebuild::Waiting { .. } => None,
+            })
+            .collect();
         let settings = self.settings.clone();
         let runner = self.runner.clone();
         let known = self.generations.clone();
-        let (stops, wakes, known, seen) = tokio::task::spawn_blocking(move || {
+        let (stops, known, seen) = tokio::task::spawn_blocking(move || {
             let mut conn = db::open(&settings.paths.db())?;
             let mut work = Work::default();
-            take_requests(&conn, &settings, &runner, &mut work)?;
+            take_requests(&conn, &settings, &runner, &built, &mut work)?;
             // One read snapshot: an `apply --no-restart` commits its generation and deferral
             // together, so no composition here sees the new generation without its deferral.
             let snapshot = conn.transaction()?;
@@ -222,6 +387,7 @@ impl Executor {
                     running_hash: running_hash.clone(),
                     desired: desired.clone(),
                     deferred: deferred.contains(&agent),
+                    building: building.contains(&agent),
                 });
                 let seen_generation = match known.get(session_id) {
                     Some((hash, at)) if hash == running_hash => Some(*at),
@@ -263,9 +429,17 @@ impl Executor {
                 }
             }
             rows::replace_running(&mut conn, &records)?;
-            anyhow::Ok((work.stops, work.wakes, known_now, running))
+            anyhow::Ok((work, known_now, running))
         })
         .await??;
+        let Work {
+            stops,
+            wakes,
+            taken,
+        } = stops;
+        for id in taken {
+            self.rebuilds.remove(&id);
+        }
         self.generations = known;
         self.seen = seen;
         for session_id in wakes {
@@ -293,6 +467,8 @@ struct Work {
     stops: Vec<(String, &'static str)>,
     /// Sessions without a container that were given an on-wake row.
     wakes: Vec<String>,
+    /// `restart --rebuild` requests finished by this pass.
+    taken: Vec<i64>,
 }
 
 /// The hash `session_id`'s container would be started with now.
@@ -310,17 +486,34 @@ fn desired_hash(
 }
 
 /// Takes every open restart request: clears the agent's deferral, writes the on-wake rows,
-/// and lists the containers to stop.
+/// and lists the containers to stop. A `--rebuild` request is taken once its agent's build
+/// ended (`built` holds its note): a failed build fails it and restarts nothing.
 fn take_requests(
     conn: &Connection,
     settings: &Settings,
     runner: &Runner,
+    built: &HashMap<i64, Result<String, String>>,
     work: &mut Work,
 ) -> anyhow::Result<()> {
     for request in rows::open_requests(conn)? {
-        let outcome = match restart(conn, settings, runner, &request, work) {
-            Ok(outcome) => outcome,
-            Err(err) => format!("failed: {err:#}"),
+        let note = if request.rebuild {
+            let Some(note) = built.get(&request.id) else {
+                continue;
+            };
+            work.taken.push(request.id);
+            Some(note)
+        } else {
+            None
+        };
+        let outcome = match note {
+            Some(Err(why)) => format!("failed: {why}"),
+            note => match restart(conn, settings, runner, &request, work) {
+                Ok(outcome) => match note {
+                    Some(Ok(note)) => format!("{note}; {outcome}"),
+                    _ => outcome,
+                },
+                Err(err) => format!("failed: {err:#}"),
+            },
         };
         info!(agent = %request.agent, request = request.id, outcome = %outcome, "restart request taken");
         rows::finish_request(conn, request.id, &outcome)?;
@@ -373,9 +566,6 @@ fn restart(
             "; the message waits for the fresh container of {} session(s)",
             targets.len()
         ));
-    }
-    if request.rebuild {
-        outcome.push_str("; --rebuild: the daemon does not rebuild images yet (`nanoclaw image build DIR` does, and the containers are then replaced by themselves)");
     }
     Ok(outcome)
 }
@@ -432,6 +622,7 @@ mod tests {
             running_hash: running.to_string(),
             desired: desired.map(str::to_string).map_err(str::to_string),
             deferred,
+            building: false,
         }
     }
 
@@ -452,6 +643,25 @@ mod tests {
         let deferred = judge(&observed("h1", Ok("h2"), true));
         assert_eq!(deferred.verdict, rows::Verdict::Deferred);
         assert!(!deferred.replace);
+    }
+
+    #[test]
+    fn a_stale_container_serves_until_its_agents_image_build_ends() {
+        let building = Observed {
+            building: true,
+            ..observed("h1", Ok("h2"), false)
+        };
+        let judgement = judge(&building);
+        assert_eq!(judgement.verdict, rows::Verdict::Deferred);
+        assert_eq!(judgement.reason.as_deref(), Some(AWAITS_BUILD));
+        assert!(!judgement.replace);
+        // Once the build ended (or when nothing changed) the usual rules apply.
+        assert!(judge(&observed("h1", Ok("h2"), false)).replace);
+        let current = Observed {
+            building: true,
+            ..observed("h1", Ok("h1"), false)
+        };
+        assert_eq!(judge(&current).verdict, rows::Verdict::Current);
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //!        └─────────────────────────┘
 //! sweeper (task): acks, due wakes, stuck/idle containers; exits (task): exit → drain
 //! approvals (task): answers to cards → decisions, outcomes, held messages back to the router
-//! executor (task): stale containers replaced at a safe point, restart requests
+//! executor (task): stale containers replaced at a safe point, restart requests, per-agent
+//!                  image builds (background tasks, `builds`)
 //! ```
 //!
 //! This file is the index: [`run`] starts each actor (its own file, its state documented
@@ -40,6 +41,7 @@ pub mod a2a;
 pub mod approvals;
 pub mod attachments;
 pub mod backoff;
+pub mod builds;
 pub mod compose;
 pub mod delivery;
 pub mod evict;
@@ -243,6 +245,7 @@ impl Actors {
             runner.clone(),
             wakes.clone(),
             tasks.clone(),
+            stop.clone(),
         );
         tasks.spawn(executor.run(stop.clone()));
         let sweeper = sweeper::Sweeper::new(settings.clone(), runner.clone(), wakes, tasks.clone());

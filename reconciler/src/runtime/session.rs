@@ -91,6 +91,8 @@ fn recorded_image(
 ) -> anyhow::Result<AgentImages> {
     let mut images = images.clone();
     if agent.packages.apt.is_empty() && agent.packages.npm.is_empty() {
+        // Its packages were removed while the daemon runs: back to its provider's image.
+        images.per_agent.remove(&agent.name);
         return Ok(images);
     }
     let recorded = crate::db::agent_images::get(conn, &agent.name)

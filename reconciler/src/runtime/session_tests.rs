@@ -511,4 +511,20 @@ fn issue_11_an_agent_with_packages_runs_the_per_agent_image_the_db_records() {
         "small:1",
         "no packages: the provider's image"
     );
+    // Packages removed while the daemon runs: back to the provider's image, whatever the
+    // run's images list for it.
+    conn.execute(
+        "UPDATE container_configs SET packages_apt = '[]' WHERE agent_group_id = 'pkg'",
+        [],
+    )
+    .unwrap();
+    assert_eq!(image_of("pkg"), "small:1");
+    // An agent naming its own `image` runs its per-agent image (built `FROM` it).
+    conn.execute(
+        "UPDATE container_configs SET packages_apt = '[\"jq\"]', image_tag = 'own:1'
+         WHERE agent_group_id = 'pkg'",
+        [],
+    )
+    .unwrap();
+    assert_eq!(image_of("pkg"), "nanoclaw-agent-x-pkg:new");
 }

@@ -33,8 +33,9 @@ text_enum! {
         /// New container arguments (image, mounts): a running daemon removes the agent's
         /// containers at their next safe point and creates them again.
         Recreate = "recreate",
-        /// Baked into the agent's image: `nanoclaw image build` (or the next `nanoclaw run`)
-        /// rebuilds it, not a running daemon; the daemon then replaces the containers.
+        /// Baked into the agent's image: a running daemon builds the new image in the
+        /// background (its containers serve meanwhile), then replaces them at their next safe
+        /// point; without a daemon, the next `nanoclaw run` (or `nanoclaw image build`) builds it.
         Rebuild = "rebuild",
     }
 }
