@@ -35,7 +35,14 @@ pub struct DoctorArgs {
 }
 
 pub fn run(args: DoctorArgs, ctx: &Ctx) -> anyhow::Result<Status> {
-    let findings = ops::doctor::doctor(&ctx.paths, &args.dir);
+    // The runner `nanoclaw run` would use, if there is one without building it: the images
+    // are compared with it too.
+    let runner = super::image::find_runner(None)
+        .ok()
+        .flatten()
+        .and_then(|path| std::fs::read(path).ok())
+        .map(|bytes| crate::containers::image::runner_digest(&bytes));
+    let findings = ops::doctor::doctor(&ctx.paths, &args.dir, runner.as_deref());
     if args.json {
         println!("{}", serde_json::to_string_pretty(&findings)?);
     } else {

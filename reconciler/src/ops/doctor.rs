@@ -11,8 +11,10 @@ use crate::paths::Paths;
 use crate::service::{Manager, Platform, Scope};
 use crate::state::{Resource, State};
 
-/// Runs every check for the install at `paths` with the manifests in `dir`.
-pub fn doctor(paths: &Paths, dir: &Path) -> Findings {
+/// Runs every check for the install at `paths` with the manifests in `dir`. `runner` is the
+/// digest of the agent-runner `nanoclaw run` would put into the images (the CLI finds it:
+/// `--runner`, `NANOCLAW_RUNNER`, beside `nanoclaw`); `None` when there is none to compare.
+pub fn doctor(paths: &Paths, dir: &Path, runner: Option<&str>) -> Findings {
     let mut checks = Vec::new();
     let exists = match paths.check() {
         Ok(true) => {
@@ -37,7 +39,7 @@ pub fn doctor(paths: &Paths, dir: &Path) -> Findings {
     checks.push(disk(paths));
     let state = manifests(paths, dir, exists, &mut checks);
     let docker = docker(&mut checks);
-    checks.push(images(docker.as_ref(), state.as_ref()));
+    checks.push(images(docker.as_ref(), state.as_ref(), runner));
     checks.push(credentials(paths, state.as_ref()));
     let channel_types: Vec<String> = state
         .iter()
@@ -198,8 +200,13 @@ fn docker(checks: &mut Vec<Check>) -> Option<containers::Docker> {
     }
 }
 
-/// Every image the agents need exists and was built from this nanoclaw's recipe.
-fn images(docker: Option<&containers::Docker>, state: Option<&State>) -> Check {
+/// Every image the agents need exists and was built from this nanoclaw's recipe and, when
+/// `runner` is known, with that agent-runner.
+fn images(
+    docker: Option<&containers::Docker>,
+    state: Option<&State>,
+    runner: Option<&str>,
+) -> Check {
     let (Some(docker), Some(state)) = (docker, state) else {
         return Check::skipped("images", "needs Docker and valid manifests");
     };
@@ -231,8 +238,8 @@ fn images(docker: Option<&containers::Docker>, state: Option<&State>) -> Check {
         match runtime.block_on(image::image_labels(docker, tag)) {
             Ok(None) => missing.push(format!("`{tag}`")),
             Ok(Some(labels)) => {
-                if labels.get(image::LABEL_RECIPE_DIGEST) != Some(&inputs.digest) {
-                    stale.push(format!("`{tag}`"));
+                if let Some(why) = not_current(&labels, &inputs.digest, runner) {
+                    stale.push(format!("`{tag}` ({why})"));
                 }
             }
             Err(err) => {
@@ -258,11 +265,35 @@ fn images(docker: Option<&containers::Docker>, state: Option<&State>) -> Check {
     } else if !stale.is_empty() {
         Check::warn(
             "images",
-            format!("built by another nanoclaw version: {}", stale.join(", ")),
+            format!("not current: {}", stale.join(", ")),
             "`nanoclaw run` rebuilds them at start; `nanoclaw image build` does it now",
         )
     } else {
-        Check::ok("images", format!("{tags} present and current"))
+        let runner = if runner.is_some() {
+            ""
+        } else {
+            " (agent-runner not compared: none given, in NANOCLAW_RUNNER or beside `nanoclaw`)"
+        };
+        Check::ok("images", format!("{tags} present and current{runner}"))
+    }
+}
+
+/// Why an image with `labels` is not what `nanoclaw run` would start agents on: built from
+/// another recipe than `recipe` (its digest), or with another agent-runner than `runner` (when
+/// known). `None` when it is current.
+fn not_current(
+    labels: &std::collections::HashMap<String, String>,
+    recipe: &str,
+    runner: Option<&str>,
+) -> Option<&'static str> {
+    if labels.get(image::LABEL_RECIPE_DIGEST).map(String::as_str) != Some(recipe) {
+        Some("another recipe")
+    } else if runner.is_some()
+        && labels.get(image::LABEL_RUNNER_DIGEST).map(String::as_str) != runner
+    {
+        Some("another agent-runner")
+    } else {
+        None
     }
 }
 
@@ -423,6 +454,31 @@ fn runs_data_dir(text: &str, data: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_image_built_with_another_recipe_or_runner_is_not_current() {
+        let labels = |recipe: &str, runner: &str| {
+            std::collections::HashMap::from([
+                (image::LABEL_RECIPE_DIGEST.to_string(), recipe.to_string()),
+                (image::LABEL_RUNNER_DIGEST.to_string(), runner.to_string()),
+            ])
+        };
+        assert_eq!(not_current(&labels("r1", "x1"), "r1", Some("x1")), None);
+        assert_eq!(
+            not_current(&labels("r1", "x1"), "r2", Some("x1")),
+            Some("another recipe")
+        );
+        assert_eq!(
+            not_current(&labels("r1", "x1"), "r1", Some("x2")),
+            Some("another agent-runner")
+        );
+        // No runner to compare with: only the recipe counts.
+        assert_eq!(not_current(&labels("r1", "x1"), "r1", None), None);
+        assert_eq!(
+            not_current(&std::collections::HashMap::new(), "r1", None),
+            Some("another recipe")
+        );
+    }
 
     #[test]
     fn a_unit_or_plist_running_this_data_dir_is_recognised() {
