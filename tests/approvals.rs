@@ -605,10 +605,13 @@ fn on_telegram_an_unknown_sender_is_allowed_by_the_owners_button_and_answered_on
     let Some(()) = support::docker() else {
         return;
     };
-    use crate::support::fake_telegram::{Fake, Person, TOKEN};
+    use crate::support::fake_telegram::{Failure, Fake, Person, TOKEN};
     const ADA: i64 = 111_222_333;
     const FAMILY: i64 = -1_001_234_567_890;
     let fake = Fake::start();
+    // Issue 12: the card's first `sendMessage` fails (a 502 in front of Telegram); delivery
+    // tries it again, like any message.
+    fake.fail_next("sendMessage", Failure::BadGateway);
     let env = Env::new("tg-approve");
     env.write("agents.yaml", TELEGRAM_OWNER_AND_GROUP);
     env.set_var("NANOCLAW_TELEGRAM_API_URL", &fake.url());
@@ -631,6 +634,17 @@ fn on_telegram_an_unknown_sender_is_allowed_by_the_owners_button_and_answered_on
             .unwrap_or_default()
             .contains("Grace wants to talk to echo"),
         "{card:?}"
+    );
+    let failed: Vec<_> = fake
+        .calls()
+        .into_iter()
+        .filter(|call| call.method == "sendMessage" && call.status == 502)
+        .collect();
+    assert_eq!(failed.len(), 1, "the card failed once first: {failed:?}");
+    assert_eq!(
+        failed[0].text(),
+        card.text(),
+        "and the same card went again"
     );
     let message_id = card.answer["result"]["message_id"]
         .as_i64()
@@ -680,6 +694,17 @@ fn on_telegram_an_unknown_sender_is_allowed_by_the_owners_button_and_answered_on
     assert_eq!(
         members(&env),
         [("telegram:444555666".into(), "echo".into(), None)]
+    );
+    // Issue 12: the outcome is shown once, by editing the card: one edit, and no message
+    // beside it (the only message to Ada is the card). The outcome went to Ada's outbox before
+    // the held message was routed again, so it has been handled by now.
+    let to_ada = fake.sent(Some(ADA));
+    let count = |method: &str| to_ada.iter().filter(|call| call.method == method).count();
+    assert_eq!(
+        (count("editMessageText"), count("sendMessage")),
+        (1, 1),
+        "{to_ada:#?}\n{}",
+        daemon.log()
     );
 }
 
