@@ -297,6 +297,93 @@ fn an_unanswered_card_expires() {
     assert!(members(&env).is_empty());
 }
 
+/// Issue 12: cards sent while the owner's chat had no reader are shown to the next reader
+/// that connects (oldest first, with options and expiry), again to each new connection, and
+/// answering them works as usual.
+#[test]
+fn issue_12_cards_sent_while_nobody_read_the_chat_are_shown_to_the_next_reader() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let env = Env::new("late-reader");
+    env.write("agents.yaml", OWNER_AND_FRIEND);
+    let daemon = Daemon::start(&env);
+    let mut friend = Client::connect_to(&env, "friend");
+    friend.say("m1", "hello from a friend");
+    support::wait_until("the first card", Duration::from_secs(30), || {
+        approvals(&env).len() == 1
+    });
+    let mut newbie = Client::connect_to(&env, "newbie");
+    mention(&mut newbie, "n1", "hi bot");
+    support::wait_until("the second card", Duration::from_secs(30), || {
+        approvals(&env).len() == 2
+    });
+
+    let shown = |owner: &mut Client| {
+        let (first_reply, first) = next_card(owner);
+        let (second_reply, second) = next_card(owner);
+        assert!(
+            first_reply
+                .text
+                .contains("cli:friend wants to talk to `echo`")
+                && first_reply.text.contains("1. Allow"),
+            "the oldest first: {}",
+            first_reply.text
+        );
+        assert!(
+            second_reply.text.starts_with("💬 New direct message"),
+            "{}",
+            second_reply.text
+        );
+        for card in [&first, &second] {
+            assert!(!card.decided);
+            let expires = card.expires_at.as_deref().unwrap_or_default();
+            assert!(
+                expires.len() == 20 && expires.ends_with('Z'),
+                "an expiry: {card:?}"
+            );
+        }
+        assert_eq!(
+            first
+                .options
+                .iter()
+                .map(|o| o.id.as_str())
+                .collect::<Vec<_>>(),
+            ["allow", "deny"]
+        );
+        (first, second)
+    };
+    let mut owner = Client::connect(&env);
+    let (first, second) = shown(&mut owner);
+    drop(owner);
+    // A new connection is shown them again.
+    let mut owner = Client::connect(&env);
+    let (again, _) = shown(&mut owner);
+    assert_eq!(again.id, first.id);
+
+    let mut seen = Vec::new();
+    let decided = answer_seen(&mut owner, (&first.id, "allow", "local"), &mut seen);
+    assert!(
+        matches!(&decided, HostLine::Answered { answered, .. } if *answered == first.id),
+        "{decided:?}"
+    );
+    assert!(
+        seen.iter()
+            .all(|reply| reply.card.as_ref().is_none_or(|card| card.decided)),
+        "shown once per connection: {seen:?}"
+    );
+    assert_eq!(
+        friend.reply(),
+        ("echo: hello from a friend".into(), "m1:echo".into()),
+        "{}",
+        daemon.log()
+    );
+    let decided = answer(&mut owner, &second.id, "reject", "local");
+    assert!(matches!(decided, HostLine::Answered { .. }), "{decided:?}");
+    let statuses: Vec<String> = approvals(&env).into_iter().map(|row| row.0).collect();
+    assert_eq!(statuses, ["decided", "decided"]);
+}
+
 const AGENT_ONLY: &str = "\
 kind: agent
 name: echo
