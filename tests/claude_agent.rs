@@ -353,8 +353,12 @@ fn without_a_credential_the_message_waits_and_auth_set_answers_it_once() {
     let daemon = Daemon::start(&env);
     let mut client = Client::connect(&env);
     client.say("m1", "are you there?");
-    let (notice, _) = client.reply();
+    let (notice, about) = client.reply();
     assert!(notice.contains("`nanoclaw auth set anthropic`"), "{notice}");
+    assert_eq!(
+        about, "m1:claude",
+        "the notice answers the message it is about"
+    );
     assert!(fake.messages_requests().is_empty());
 
     auth_set(&env, REAL_KEY);
