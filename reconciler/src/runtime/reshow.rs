@@ -1,4 +1,4 @@
-//! Pending cards shown again to a late reader (issue 12, docs/channels.md#cards): a card sent
+//! Pending cards shown again to a late reader (issue 12, docs/runtime.md#approvals): a card sent
 //! to a CLI chat nobody was reading is not lost. When a reader says hello in a chat (the CLI
 //! adapter reports it as a new reader), the approvals actor hands it every approval still
 //! pending there, oldest first, each with its options and its expiry, as it was first sent.
