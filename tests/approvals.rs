@@ -297,6 +297,93 @@ fn an_unanswered_card_expires() {
     assert!(members(&env).is_empty());
 }
 
+/// Issue 12: cards sent while the owner's chat had no reader are shown to the next reader
+/// that connects (oldest first, with options and expiry), again to each new connection, and
+/// answering them works as usual.
+#[test]
+fn issue_12_cards_sent_while_nobody_read_the_chat_are_shown_to_the_next_reader() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let env = Env::new("late-reader");
+    env.write("agents.yaml", OWNER_AND_FRIEND);
+    let daemon = Daemon::start(&env);
+    let mut friend = Client::connect_to(&env, "friend");
+    friend.say("m1", "hello from a friend");
+    support::wait_until("the first card", Duration::from_secs(30), || {
+        approvals(&env).len() == 1
+    });
+    let mut newbie = Client::connect_to(&env, "newbie");
+    mention(&mut newbie, "n1", "hi bot");
+    support::wait_until("the second card", Duration::from_secs(30), || {
+        approvals(&env).len() == 2
+    });
+
+    let shown = |owner: &mut Client| {
+        let (first_reply, first) = next_card(owner);
+        let (second_reply, second) = next_card(owner);
+        assert!(
+            first_reply
+                .text
+                .contains("cli:friend wants to talk to `echo`")
+                && first_reply.text.contains("1. Allow"),
+            "the oldest first: {}",
+            first_reply.text
+        );
+        assert!(
+            second_reply.text.starts_with("💬 New direct message"),
+            "{}",
+            second_reply.text
+        );
+        for card in [&first, &second] {
+            assert!(!card.decided);
+            let expires = card.expires_at.as_deref().unwrap_or_default();
+            assert!(
+                expires.len() == 20 && expires.ends_with('Z'),
+                "an expiry: {card:?}"
+            );
+        }
+        assert_eq!(
+            first
+                .options
+                .iter()
+                .map(|o| o.id.as_str())
+                .collect::<Vec<_>>(),
+            ["allow", "deny"]
+        );
+        (first, second)
+    };
+    let mut owner = Client::connect(&env);
+    let (first, second) = shown(&mut owner);
+    drop(owner);
+    // A new connection is shown them again.
+    let mut owner = Client::connect(&env);
+    let (again, _) = shown(&mut owner);
+    assert_eq!(again.id, first.id);
+
+    let mut seen = Vec::new();
+    let decided = answer_seen(&mut owner, (&first.id, "allow", "local"), &mut seen);
+    assert!(
+        matches!(&decided, HostLine::Answered { answered, .. } if *answered == first.id),
+        "{decided:?}"
+    );
+    assert!(
+        seen.iter()
+            .all(|reply| reply.card.as_ref().is_none_or(|card| card.decided)),
+        "shown once per connection: {seen:?}"
+    );
+    assert_eq!(
+        friend.reply(),
+        ("echo: hello from a friend".into(), "m1:echo".into()),
+        "{}",
+        daemon.log()
+    );
+    let decided = answer(&mut owner, &second.id, "reject", "local");
+    assert!(matches!(decided, HostLine::Answered { .. }), "{decided:?}");
+    let statuses: Vec<String> = approvals(&env).into_iter().map(|row| row.0).collect();
+    assert_eq!(statuses, ["decided", "decided"]);
+}
+
 const AGENT_ONLY: &str = "\
 kind: agent
 name: echo
@@ -605,10 +692,13 @@ fn on_telegram_an_unknown_sender_is_allowed_by_the_owners_button_and_answered_on
     let Some(()) = support::docker() else {
         return;
     };
-    use crate::support::fake_telegram::{Fake, Person, TOKEN};
+    use crate::support::fake_telegram::{Failure, Fake, Person, TOKEN};
     const ADA: i64 = 111_222_333;
     const FAMILY: i64 = -1_001_234_567_890;
     let fake = Fake::start();
+    // Issue 12: the card's first `sendMessage` fails (a 502 in front of Telegram); delivery
+    // tries it again, like any message.
+    fake.fail_next("sendMessage", Failure::BadGateway);
     let env = Env::new("tg-approve");
     env.write("agents.yaml", TELEGRAM_OWNER_AND_GROUP);
     env.set_var("NANOCLAW_TELEGRAM_API_URL", &fake.url());
@@ -631,6 +721,17 @@ fn on_telegram_an_unknown_sender_is_allowed_by_the_owners_button_and_answered_on
             .unwrap_or_default()
             .contains("Grace wants to talk to echo"),
         "{card:?}"
+    );
+    let failed: Vec<_> = fake
+        .calls()
+        .into_iter()
+        .filter(|call| call.method == "sendMessage" && call.status == 502)
+        .collect();
+    assert_eq!(failed.len(), 1, "the card failed once first: {failed:?}");
+    assert_eq!(
+        failed[0].text(),
+        card.text(),
+        "and the same card went again"
     );
     let message_id = card.answer["result"]["message_id"]
         .as_i64()
@@ -680,6 +781,17 @@ fn on_telegram_an_unknown_sender_is_allowed_by_the_owners_button_and_answered_on
     assert_eq!(
         members(&env),
         [("telegram:444555666".into(), "echo".into(), None)]
+    );
+    // Issue 12: the outcome is shown once, by editing the card: one edit, and no message
+    // beside it (the only message to Ada is the card). The outcome went to Ada's outbox before
+    // the held message was routed again, so it has been handled by now.
+    let to_ada = fake.sent(Some(ADA));
+    let count = |method: &str| to_ada.iter().filter(|call| call.method == method).count();
+    assert_eq!(
+        (count("editMessageText"), count("sendMessage")),
+        (1, 1),
+        "{to_ada:#?}\n{}",
+        daemon.log()
     );
 }
 

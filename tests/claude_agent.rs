@@ -353,8 +353,12 @@ fn without_a_credential_the_message_waits_and_auth_set_answers_it_once() {
     let daemon = Daemon::start(&env);
     let mut client = Client::connect(&env);
     client.say("m1", "are you there?");
-    let (notice, _) = client.reply();
+    let (notice, about) = client.reply();
     assert!(notice.contains("`nanoclaw auth set anthropic`"), "{notice}");
+    assert_eq!(
+        about, "m1:claude",
+        "the notice answers the message it is about"
+    );
     assert!(fake.messages_requests().is_empty());
 
     auth_set(&env, REAL_KEY);
@@ -362,4 +366,89 @@ fn without_a_credential_the_message_waits_and_auth_set_answers_it_once() {
     client.say("m2", "and again");
     assert_eq!(answer(&mut client, "m2"), "Next.", "no second answer to m1");
     assert_eq!(requests_with(&fake, "are you there").len(), 1);
+}
+
+/// A loopback port nothing listens on (bound, then closed).
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The script of the unreachable tests: the held message, then the next one.
+fn back_script() -> Script {
+    Script::new()
+        .require_key(REAL_KEY)
+        .once(
+            When::LastUserContains("are you there".into()),
+            to_chat("Back now."),
+        )
+        .fallback(to_chat("Next."))
+}
+
+/// The chat was told that Anthropic cannot be reached (a notice, not an answer to `m1`: a
+/// one-shot client keeps waiting for the answer).
+fn told_unreachable(client: &mut Client, daemon: &Daemon) {
+    let (notice, about) = client.reply();
+    assert!(
+        notice.contains("can't reach Anthropic right now"),
+        "{notice}\n{}",
+        daemon.log()
+    );
+    assert_eq!(about, "", "a notice");
+}
+
+/// After the notice, `m1` is answered once (the next reply), then `m2` is answered: no second
+/// notice and no second answer came in between.
+fn answered_once_after(client: &mut Client, fake: &FakeAnthropic, daemon: &Daemon) {
+    assert_eq!(answer(client, "m1"), "Back now.", "{}", daemon.log());
+    client.say("m2", "and again");
+    assert_eq!(answer(client, "m2"), "Next.");
+    assert_eq!(requests_with(fake, "are you there").len(), 1);
+}
+
+/// Issue 10 point 5 (a): the upstream is unreachable (the proxy's upstream is a closed loopback
+/// port): the message stays pending while Claude Code retries with backoff, the chat is told
+/// once after `UNREACHABLE_NOTICE_AFTER`, and once the API is back the message is answered once.
+#[test]
+fn issue_10_an_unreachable_upstream_is_told_once_and_the_message_answered_once_when_it_is_back() {
+    let Some(()) = support::docker() else { return };
+    support::production_image();
+    let port = closed_port();
+    let env = Env::new("claude-upstream-down");
+    env.write("agents.yaml", &claude_agent());
+    env.set_var(
+        "NANOCLAW_ANTHROPIC_BASE_URL",
+        &format!("http://127.0.0.1:{port}"),
+    );
+    auth_set(&env, REAL_KEY);
+    let daemon = Daemon::start(&env);
+    let mut client = Client::connect(&env);
+    client.say("m1", "are you there?");
+    told_unreachable(&mut client, &daemon);
+    let fake = FakeAnthropic::start_on(port, back_script());
+    answered_once_after(&mut client, &fake, &daemon);
+}
+
+/// Issue 10 point 5 (b): the credential proxy's socket is gone from the container's view (moved
+/// away): same shape as (a) once it is back.
+#[test]
+fn issue_10_a_missing_proxy_socket_is_told_once_and_the_message_answered_once_when_it_is_back() {
+    let Some(()) = support::docker() else { return };
+    let fake = FakeAnthropic::start(back_script());
+    let env = claude_env("claude-proxy-gone", &fake, true);
+    let daemon = Daemon::start(&env);
+    let socket = env.data().join("proxy/anthropic.sock");
+    let away = env.data().join("proxy/anthropic.sock.away");
+    support::wait_until("the proxy socket", Duration::from_secs(30), || {
+        socket.exists()
+    });
+    std::fs::rename(&socket, &away).expect("move the socket away");
+    let mut client = Client::connect(&env);
+    client.say("m1", "are you there?");
+    told_unreachable(&mut client, &daemon);
+    assert!(fake.messages_requests().is_empty());
+    std::fs::rename(&away, &socket).expect("put the socket back");
+    answered_once_after(&mut client, &fake, &daemon);
 }

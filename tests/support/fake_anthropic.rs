@@ -309,12 +309,18 @@ pub struct FakeAnthropic {
 impl FakeAnthropic {
     /// Starts the fake on 127.0.0.1 with an ephemeral port.
     pub fn start(script: Script) -> FakeAnthropic {
+        FakeAnthropic::start_on(0, script)
+    }
+
+    /// Starts the fake on 127.0.0.1 at `port` (0: an ephemeral one), e.g. an upstream that was
+    /// unreachable comes back where it was.
+    pub fn start_on(port: u16, script: Script) -> FakeAnthropic {
         let shared = Arc::new(Shared {
             script: Mutex::new(script),
             exchanges: Mutex::new(Vec::new()),
             answers: std::sync::atomic::AtomicUsize::new(0),
         });
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind loopback");
         listener
             .set_nonblocking(true)
             .expect("non-blocking listener");

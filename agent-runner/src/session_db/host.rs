@@ -269,6 +269,19 @@ pub fn count_due(inbound: &InboundDb) -> Result<i64> {
     )?)
 }
 
+/// The id of the oldest pending trigger row: the message a notice about the session (its agent
+/// cannot answer yet) is about.
+pub fn oldest_pending_trigger(inbound: &InboundDb) -> Result<Option<String>> {
+    Ok(inbound
+        .0
+        .query_row(
+            "SELECT id FROM messages_in WHERE status = ?1 AND trigger = 1 ORDER BY seq LIMIT 1",
+            [InboundStatus::Pending],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
 /// The retry bookkeeping of a pending message; `None` when it is not pending (any more).
 pub fn retry_state(inbound: &InboundDb, message_id: &str) -> Result<Option<RetryState>> {
     Ok(inbound

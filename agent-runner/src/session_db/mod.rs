@@ -56,8 +56,8 @@ pub use content::{Attachment, Content};
 pub use host::{
     DeliveredRow, DeliveryRecord, DestinationRow, NewInbound, RetryState, count_due,
     delivered_rows, fail_inbound, insert_inbound, insert_new_inbound, latest_source_session_from,
-    mark_delivered, newest_chat_from_people, retry_later, retry_state, source_session_of,
-    sync_acks, write_destinations, write_session_routing,
+    mark_delivered, newest_chat_from_people, oldest_pending_trigger, retry_later, retry_state,
+    source_session_of, sync_acks, write_destinations, write_session_routing,
 };
 pub use ids::{new_id, now_iso, parse_time};
 pub use untrusted::{

@@ -58,6 +58,9 @@ pub struct CardView {
     /// Set on the line that shows a card's outcome: the card is decided, nothing to answer.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub decided: bool,
+    /// When a pending card stops taking answers (ISO-8601 UTC), if it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -457,6 +460,7 @@ mod tests {
                     label: "Allow".into(),
                 }],
                 decided: false,
+                expires_at: Some("2026-12-01T06:00:00Z".into()),
             }),
             files: Vec::new(),
         });

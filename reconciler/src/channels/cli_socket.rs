@@ -239,6 +239,10 @@ fn shown(content: &serde_json::Value) -> Option<(String, Option<CardView>)> {
                 })
                 .collect(),
             decided: false,
+            expires_at: content
+                .get("expiresAt")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string),
         };
         return Some((card.to_text(), Some(view)));
     }
@@ -247,6 +251,7 @@ fn shown(content: &serde_json::Value) -> Option<(String, Option<CardView>)> {
             id: outcome.card.clone(),
             options: Vec::new(),
             decided: true,
+            expires_at: None,
         };
         return Some((outcome.to_text(), Some(view)));
     }
@@ -575,6 +580,7 @@ impl CliSocket {
                 ready.tell(ReaderArrived {
                     channel_type: CHANNEL_TYPE.to_string(),
                     platform_id: platform_id.clone(),
+                    new_reader: true,
                 });
                 Some(HostLine::Welcome {
                     hello: Welcome {
@@ -594,6 +600,7 @@ impl CliSocket {
                     ready.tell(ReaderArrived {
                         channel_type: CHANNEL_TYPE.to_string(),
                         platform_id: platform_id.clone(),
+                        new_reader: false,
                     });
                 } else {
                     debug!(conn = client.conn, id = %ack, "acknowledgement of no waiting reply ignored");

@@ -239,7 +239,8 @@ async fn start_binds_the_socket_and_stop_ends_every_connection_and_removes_it() 
         ready_rx.recv().await,
         Some(ReaderArrived {
             channel_type: CHANNEL_TYPE.into(),
-            platform_id: DEFAULT_PLATFORM_ID.into()
+            platform_id: DEFAULT_PLATFORM_ID.into(),
+            new_reader: true,
         }),
         "a reader arriving tells delivery"
     );

@@ -203,6 +203,9 @@ impl Ready {
 pub struct ReaderArrived {
     pub channel_type: String,
     pub platform_id: String,
+    /// A reader said hello (it has seen nothing yet: the chat's pending cards are shown to it
+    /// again), rather than acknowledged a reply.
+    pub new_reader: bool,
 }
 
 /// The adapter contract (docs/runtime.md#the-adapter-contract).

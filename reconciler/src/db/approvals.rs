@@ -87,6 +87,24 @@ pub fn pending(conn: &Connection, id: &str, now_ms: i64) -> rusqlite::Result<Opt
         .optional()
 }
 
+/// The approvals still pending at `now_ms` whose card went to chat `platform_id` of
+/// `channel_type`, oldest first: what a reader arriving in that chat is shown again.
+pub fn pending_in_chat(
+    conn: &Connection,
+    channel_type: &str,
+    platform_id: &str,
+    now_ms: i64,
+) -> rusqlite::Result<Vec<Approval>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM approvals WHERE status = 'pending' AND expires_at > ?3
+           AND card_channel_type = ?1 AND card_platform_id = ?2
+         ORDER BY created_at, rowid"
+    );
+    conn.prepare_cached(&sql)?
+        .query_map(params![channel_type, platform_id, now_ms], approval)?
+        .collect()
+}
+
 const DECIDE: &str = "UPDATE approvals SET status = 'decided', decision = ?2, decided_by = ?3,
   decided_at = ?4 WHERE id = ?1 AND status = 'pending'";
 
@@ -303,6 +321,34 @@ mod tests {
         assert_eq!(expired.len(), 1);
         assert_eq!(expired[0].id, "apv-3");
         assert!(!is_pending(&conn, "unknown_sender", "mg|cli:x").unwrap());
+    }
+
+    #[test]
+    fn issue_12_a_chats_pending_cards_are_listed_oldest_first_without_the_decided_or_expired() {
+        let conn = seed();
+        let at = |id: &str, subject: &str, chat: &str, expires: i64| Approval {
+            subject: subject.into(),
+            card_platform_id: chat.into(),
+            expires_at_ms: expires,
+            ..approval(id)
+        };
+        assert!(insert(&conn, &at("apv-b", "s1", "owner", 100), 1).unwrap());
+        assert!(insert(&conn, &at("apv-a", "s2", "owner", 100), 2).unwrap());
+        assert!(insert(&conn, &at("apv-c", "s3", "other", 100), 3).unwrap());
+        assert!(insert(&conn, &at("apv-d", "s4", "owner", 10), 4).unwrap());
+        assert!(insert(&conn, &at("apv-e", "s5", "owner", 100), 5).unwrap());
+        assert!(decide(&conn, "apv-e", "allow", "cli:owner", 6).unwrap());
+        let ids: Vec<String> = pending_in_chat(&conn, "cli", "owner", 50)
+            .unwrap()
+            .into_iter()
+            .map(|approval| approval.id)
+            .collect();
+        assert_eq!(ids, ["apv-b", "apv-a"]);
+        assert!(
+            pending_in_chat(&conn, "telegram", "owner", 50)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! task) takes the answers adapters send, checks that the responder may decide (the approver,
 //! or an admin of the agent), records the decision, runs the [`Handler`] of the approval's
 //! kind and shows the outcome in place of the card; every sweep interval it expires the
-//! approvals past their time. Rows live in the central DB (`db::approvals`), so a pending card
+//! approvals past their time; and when a reader arrives in a chat it shows that chat's pending
+//! cards again (`reshow`). Rows live in the central DB (`db::approvals`), so a pending card
 //! survives a restart and can still be answered.
 
 use std::collections::BTreeMap;
@@ -24,13 +25,15 @@ use tracing::{debug, info, warn};
 
 use super::outbox::Outboxes;
 use crate::channels::card::{Answer, Answered, Card, CardOption, Outcome, Verdict};
-use crate::channels::{Adapters, Envelope, InboundEvent, Outbound};
+use crate::channels::{Adapters, Envelope, InboundEvent, Outbound, ReaderArrived};
 use crate::db::{self, approvals as rows, routing};
 
 /// How long a card waits for an answer unless the runtime is told otherwise.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// Answers queued for the actor; an adapter waits (backpressure) beyond this.
 pub const ANSWERS: usize = 256;
+/// Readers arriving queued for the actor; more are dropped (the reader's next hello asks again).
+pub const READERS: usize = 64;
 
 /// The kinds this runtime knows, each with its handler in [`Handlers::builtin`].
 pub mod kinds {
@@ -110,8 +113,9 @@ pub fn request(
             })
             .collect(),
     };
-    let content = card.to_content();
     let now = now_ms();
+    let expires_at_ms = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+    let content = super::reshow::with_expiry(card.to_content(), expires_at_ms);
     let approval = rows::Approval {
         id: id.clone(),
         kind: request.kind.to_string(),
@@ -122,7 +126,7 @@ pub fn request(
         card_channel_type: channel_type.clone(),
         card_platform_id: platform_id.clone(),
         card_json: content.to_string(),
-        expires_at_ms: now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)),
+        expires_at_ms,
     };
     if !rows::insert(conn, &approval, now)? {
         return Ok(Requested::AlreadyPending);
@@ -313,8 +317,14 @@ impl Approvals {
         })
     }
 
-    /// Takes answers and expires due approvals until `stop`.
-    pub async fn run(self, mut answers: mpsc::Receiver<Answered>, stop: CancellationToken) {
+    /// Takes answers, shows pending cards to readers arriving and expires due approvals until
+    /// `stop`.
+    pub async fn run(
+        self,
+        mut answers: mpsc::Receiver<Answered>,
+        mut readers: mpsc::Receiver<ReaderArrived>,
+        stop: CancellationToken,
+    ) {
         let mut tick = tokio::time::interval(self.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -327,6 +337,7 @@ impl Approvals {
                         let _ = tell.send(verdict);
                     }
                 }
+                Some(reader) = readers.recv() => self.show_pending(reader).await,
                 _ = tick.tick() => self.expire().await,
             }
         }
@@ -366,6 +377,34 @@ impl Approvals {
             if self.inbound.send(Envelope::new(event)).await.is_err() {
                 warn!("approved message not routed again: the router is stopping");
             }
+        }
+    }
+
+    /// Shows a reader who arrived in a chat the cards still pending there (`reshow`).
+    async fn show_pending(&self, reader: ReaderArrived) {
+        let conn = Arc::clone(&self.conn);
+        let chat = (reader.channel_type.clone(), reader.platform_id.clone());
+        let cards = tokio::task::spawn_blocking(move || {
+            let conn = conn
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            super::reshow::pending_cards(&conn, (&chat.0, &chat.1), now_ms())
+        })
+        .await;
+        let cards = match cards {
+            Ok(Ok(cards)) => cards,
+            Ok(Err(err)) => {
+                warn!(error = %err, chat = %reader.platform_id, "pending cards not shown to the reader");
+                return;
+            }
+            Err(_) => return,
+        };
+        if !cards.is_empty() {
+            debug!(chat = %reader.platform_id, cards = cards.len(), "pending cards shown to a reader");
+        }
+        for card in cards {
+            self.outboxes
+                .notice(&reader.channel_type, card, "pending card");
         }
     }
 

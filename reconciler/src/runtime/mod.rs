@@ -10,7 +10,8 @@
 //!        │ Adapter::deliver        ▲ Report
 //!        └─────────────────────────┘
 //! sweeper (task): acks, due wakes, stuck/idle containers; exits (task): exit → drain
-//! approvals (task): answers to cards → decisions, outcomes, held messages back to the router
+//! approvals (task): answers to cards → decisions, outcomes, held messages back to the router;
+//!                   a new reader → its chat's pending cards shown again
 //! executor (task): stale containers replaced at a safe point, restart requests, per-agent
 //!                  image builds (background tasks, `builds`)
 //! ```
@@ -26,6 +27,7 @@
 //! | adapters → router | `mpsc` of [`INBOUND`] envelopes | the adapter waits (backpressure) |
 //! | adapters → approvals | `mpsc` of [`approvals::ANSWERS`] answers to cards | the adapter waits |
 //! | approvals → router | the same `mpsc` as the adapters (approved messages routed again) | the actor waits |
+//! | adapters → approvals | `mpsc` of [`approvals::READERS`] new readers (pending cards shown again) | dropped (the next hello asks again) |
 //! | router, delivery, sweep → waker | [`waker::Wakes`], [`waker::WAKES`] sessions, each once | one sweep pass wakes every session with due work |
 //! | delivery → waker | activity [`mailbox::Signal`] | coalesces (one flag) |
 //! | waker's tasks → waker | `mpsc` of [`waker::INBOX`] | the task waits |
@@ -58,6 +60,7 @@ pub mod notice;
 pub mod outbox;
 pub mod outbox_files;
 pub mod pairing;
+pub mod reshow;
 pub mod route;
 pub mod router;
 pub mod sent_log;
@@ -175,11 +178,12 @@ impl Actors {
 
         let (inbound_tx, inbound_rx) = mpsc::channel::<Envelope>(INBOUND);
         let (answers_tx, answers_rx) = mpsc::channel(approvals::ANSWERS);
+        let (readers_tx, readers_rx) = mpsc::channel(approvals::READERS);
         let channels_stop = CancellationToken::new();
         let start = Start {
             inbound: inbound_tx.clone(),
             answers: answers_tx,
-            ready: ready(&work),
+            ready: ready(&work, readers_tx),
             stop: channels_stop.clone(),
         };
         let adapters = channels::registry::start(paths, in_use, start).await?;
@@ -225,7 +229,7 @@ impl Actors {
             settings.sweep_interval,
         )?;
         let approvals_tasks = TaskTracker::new();
-        approvals_tasks.spawn(approvals.run(answers_rx, channels_stop.clone()));
+        approvals_tasks.spawn(approvals.run(answers_rx, readers_rx, channels_stop.clone()));
         approvals_tasks.close();
         let router = router::Router::new(paths.clone(), outboxes.clone(), wakes.clone())?
             .with_approval_ttl(settings.approval_ttl)
@@ -302,10 +306,14 @@ fn record_all_stopped(db_path: &std::path::Path) {
     }
 }
 
-/// Delivery's half of [`Ready`]: a chat whose replies may go now drains every session.
-fn ready(work: &work::Inbox) -> Ready {
+/// Delivery's half of [`Ready`]: a chat whose replies may go now drains every session. A new
+/// reader is also told to the approvals actor, which shows it the chat's pending cards.
+fn ready(work: &work::Inbox, readers: mpsc::Sender<channels::ReaderArrived>) -> Ready {
     let work = work.clone();
     Ready::new(move |chat: channels::ReaderArrived| {
+        if chat.new_reader && readers.try_send(chat.clone()).is_err() {
+            tracing::debug!(chat = %chat.platform_id, "pending cards not shown: the approvals actor is busy or stopped");
+        }
         work.send(work::Work::Reader {
             channel_type: chat.channel_type,
             platform_id: chat.platform_id,

@@ -134,8 +134,11 @@ fn shorten(text: &str) -> String {
     }
 }
 
-/// Sends a notice to the session's chat. Sessions without a chat (agent-to-agent) and chats
-/// without a running adapter get nothing; errors are logged.
+/// Sends a notice to the session's chat. The missing-credential notice answers the oldest
+/// message waiting there (`in_reply_to`): it is that message's answer for now, so a one-shot
+/// `nanoclaw chat --message` shows it as the reply. The others stay unaddressed notices (the
+/// container's failure is not about one message). Sessions without a chat (agent-to-agent) and
+/// chats without a running adapter get nothing; errors are logged.
 pub fn tell(paths: &Paths, outboxes: &Outboxes, session: &str, notice: &Notice) {
     let address = db::open(&paths.db()).and_then(|conn| {
         conn.query_row(
@@ -155,6 +158,10 @@ pub fn tell(paths: &Paths, outboxes: &Outboxes, session: &str, notice: &Notice) 
     let Ok((channel_type, platform_id, thread_id, agent)) = address else {
         return;
     };
+    let in_reply_to = match notice {
+        Notice::NoCredential { .. } => waiting_message(paths, &agent, session),
+        Notice::CannotStart { .. } | Notice::Failed { .. } => None,
+    };
     let message = Outbound {
         id: agent_runner::session_db::new_id("notice"),
         agent: Some(agent),
@@ -162,10 +169,18 @@ pub fn tell(paths: &Paths, outboxes: &Outboxes, session: &str, notice: &Notice) 
         thread_id,
         kind: "chat".to_string(),
         content: serde_json::json!({ "text": text(notice) }),
-        in_reply_to: None,
+        in_reply_to,
         files: Vec::new(),
     };
     outboxes.notice(&channel_type, message, "agent not answering");
+}
+
+/// The oldest message waiting in the session (the one the notice is about), if it can be read.
+fn waiting_message(paths: &Paths, agent: &str, session: &str) -> Option<String> {
+    use agent_runner::session_db;
+    let inbound = session_db::inbound_path(&paths.session(agent, session));
+    let inbound = session_db::open_inbound_host(&inbound).ok()?;
+    session_db::oldest_pending_trigger(&inbound).ok().flatten()
 }
 
 #[cfg(test)]

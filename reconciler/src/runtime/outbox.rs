@@ -6,8 +6,11 @@
 //! the order they were handed over (so a session's replies keep their order), within
 //! [`DELIVER_TIMEOUT`] each, and sends the outcome of a row back to delivery's inbox as a
 //! [`Report`]. A slow platform delays only its own replies. Notices (the router's
-//! permission-denied replies, the "agent is not answering" and "session files damaged" notices)
-//! have no row: their outcome is only logged.
+//! permission-denied replies, approval cards, the "agent is not answering" and "session files
+//! damaged" notices) have no row: a notice that fails for a passing reason (network, 5xx, rate
+//! limit) is retried by its outbox task as delivery retries a row ([`notice_retry`]: the
+//! platform's `retry_after`, else 1 s doubling, at most [`NOTICE_ATTEMPTS`] attempts); any
+//! other outcome is only logged.
 //!
 //! When a queue is full the message is not taken ([`Handed::Full`]): a row stays queued in its
 //! session without counting an attempt and goes at a later drain; a notice is dropped with a
@@ -29,6 +32,12 @@ use crate::channels::{Adapter, Adapters, DeliveryError, Outbound};
 pub const CAPACITY: usize = 256;
 /// Longest one delivery may take; then it counts as a failed attempt.
 pub const DELIVER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Attempts at a notice before it is given up (a row gets `delivery::MAX_ATTEMPTS` transient
+/// failures plus any number of `retry_after`s; a notice has no row to keep that count in, so
+/// every failure counts here).
+pub const NOTICE_ATTEMPTS: u32 = 5;
+/// Wait before the second attempt at a notice that failed without a `retry_after`; doubles.
+pub const NOTICE_FIRST_RETRY: Duration = Duration::from_secs(1);
 
 /// The outboxes of the live adapters (cheap to clone; shared by router, delivery and waker).
 #[derive(Clone)]
@@ -49,6 +58,8 @@ struct Job {
     row: Option<RowOf>,
     /// The `deliver{session, row}` span the delivery runs in.
     span: Span,
+    /// Failed attempts so far (notices only: a row's attempts are delivery's).
+    failures: u32,
 }
 
 /// The session a row belongs to, for its report.
@@ -159,7 +170,13 @@ impl Outboxes {
             return Handed::NoChannel;
         };
         self.pending.add();
-        match queue.try_send(Job { message, row, span }) {
+        let job = Job {
+            message,
+            row,
+            span,
+            failures: 0,
+        };
+        match queue.try_send(job) {
             Ok(()) => Handed::Queued,
             Err(err) => {
                 self.pending.done();
@@ -172,7 +189,7 @@ impl Outboxes {
     }
 }
 
-/// One adapter's outbox task.
+/// One adapter's outbox task: jobs in the order handed over, and notices due for a retry.
 async fn run(
     adapter: Arc<dyn Adapter>,
     mut jobs: mpsc::Receiver<Job>,
@@ -180,15 +197,31 @@ async fn run(
     pending: Pending,
     stop: CancellationToken,
 ) {
+    // Notices waiting for their next attempt, with when it is due. Not counted as pending.
+    let mut retrying: Vec<(tokio::time::Instant, Job)> = Vec::new();
     loop {
+        let next_retry = retrying.iter().map(|(due, _)| *due).min();
         let job = tokio::select! {
             () = stop.cancelled() => break,
+            () = sleep_until(next_retry) => {
+                let now = tokio::time::Instant::now();
+                let Some(index) = retrying.iter().position(|(due, _)| *due <= now) else {
+                    continue;
+                };
+                pending.add();
+                retrying.swap_remove(index).1
+            }
             job = jobs.recv() => match job {
                 Some(job) => job,
                 None => break,
             },
         };
-        let Job { message, row, span } = job;
+        let Job {
+            message,
+            row,
+            span,
+            failures,
+        } = job;
         let result = deliver(adapter.as_ref(), &message)
             .instrument(span.clone())
             .await;
@@ -204,8 +237,25 @@ async fn run(
             })),
             None => {
                 if let Err(err) = result {
-                    warn!(channel = adapter.channel_type(), id = %message.id, error = %err,
-                        "notice not delivered");
+                    let failures = failures.saturating_add(1);
+                    match notice_retry(&err, failures) {
+                        Some(delay) => {
+                            debug!(channel = adapter.channel_type(), id = %message.id, error = %err,
+                                failures, retry_in = ?delay, "notice not delivered yet; retrying");
+                            let due = tokio::time::Instant::now() + delay;
+                            let job = Job {
+                                message,
+                                row: None,
+                                span,
+                                failures,
+                            };
+                            retrying.push((due, job));
+                        }
+                        None => {
+                            warn!(channel = adapter.channel_type(), id = %message.id, error = %err,
+                            failures, "notice not delivered")
+                        }
+                    }
                 }
             }
         }
@@ -214,6 +264,29 @@ async fn run(
     // Jobs still queued are dropped: their rows stay queued in their sessions.
     while jobs.try_recv().is_ok() {
         pending.done();
+    }
+}
+
+/// When to try a notice again after its `failures`-th failure with `error`; `None`: give up.
+/// A `retry_after` is honoured; other passing failures wait [`NOTICE_FIRST_RETRY`], doubling.
+pub fn notice_retry(error: &DeliveryError, failures: u32) -> Option<Duration> {
+    if failures >= NOTICE_ATTEMPTS {
+        return None;
+    }
+    match error {
+        DeliveryError::Permanent(_) => None,
+        DeliveryError::RetryAfter(after) => Some(*after),
+        DeliveryError::Transient(_) => {
+            Some(NOTICE_FIRST_RETRY.saturating_mul(1 << failures.saturating_sub(1).min(16)))
+        }
+    }
+}
+
+/// Sleeps until `due`, or for ever when there is nothing due.
+async fn sleep_until(due: Option<tokio::time::Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -305,6 +378,91 @@ mod tests {
             in_reply_to: None,
             files: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_notice_is_retried_like_a_row_then_given_up() {
+        let transient = DeliveryError::Transient("connection reset".into());
+        let delays: Vec<Option<Duration>> = (1..=NOTICE_ATTEMPTS)
+            .map(|failures| notice_retry(&transient, failures))
+            .collect();
+        assert_eq!(
+            delays,
+            [
+                Some(Duration::from_secs(1)),
+                Some(Duration::from_secs(2)),
+                Some(Duration::from_secs(4)),
+                Some(Duration::from_secs(8)),
+                None
+            ]
+        );
+        let later = DeliveryError::RetryAfter(Duration::from_secs(7));
+        assert_eq!(notice_retry(&later, 1), Some(Duration::from_secs(7)));
+        assert_eq!(
+            notice_retry(&DeliveryError::Permanent("blocked".into()), 1),
+            None
+        );
+    }
+
+    /// A `flaky` channel that fails each message's first delivery, reporting every attempt.
+    struct Flaky {
+        attempts: mpsc::UnboundedSender<(String, tokio::time::Instant)>,
+        seen: std::sync::Mutex<std::collections::HashSet<String>>,
+    }
+
+    impl Adapter for Flaky {
+        fn channel_type(&self) -> &str {
+            "flaky"
+        }
+        fn supports_threads(&self) -> bool {
+            false
+        }
+        fn start(self: Arc<Self>, _start: Start) -> BoxFuture<'static, anyhow::Result<()>> {
+            std::future::ready(Ok(())).boxed()
+        }
+        fn stop(&self) -> BoxFuture<'_, ()> {
+            std::future::ready(()).boxed()
+        }
+        fn deliver<'a>(
+            &'a self,
+            message: &'a Outbound,
+        ) -> BoxFuture<'a, Result<Delivered, DeliveryError>> {
+            let _ = self
+                .attempts
+                .send((message.id.clone(), tokio::time::Instant::now()));
+            let first = self.seen.lock().unwrap().insert(message.id.clone());
+            std::future::ready(if first {
+                Err(DeliveryError::Transient("connection reset".into()))
+            } else {
+                Ok(Delivered::Sent(None))
+            })
+            .boxed()
+        }
+    }
+
+    #[tokio::test]
+    async fn issue_12_a_notice_that_failed_is_delivered_on_a_retry() {
+        let (attempts_tx, mut attempts) = mpsc::unbounded_channel();
+        let mut adapters = Adapters::default();
+        adapters.register(Arc::new(Flaky {
+            attempts: attempts_tx,
+            seen: Default::default(),
+        }));
+        let tasks = TaskTracker::new();
+        let stop = CancellationToken::new();
+        let outboxes = Outboxes::start(adapters, Inbox::new(), &tasks, stop.clone());
+        assert_eq!(
+            outboxes.notice("flaky", message("card"), "test"),
+            Handed::Queued
+        );
+        let (first, at) = attempts.recv().await.unwrap();
+        let (second, again) = attempts.recv().await.unwrap();
+        assert_eq!((first.as_str(), second.as_str()), ("card", "card"));
+        assert!(again - at >= NOTICE_FIRST_RETRY);
+        stop.cancel();
+        tasks.close();
+        tasks.wait().await;
+        assert!(attempts.try_recv().is_err(), "delivered: no third attempt");
     }
 
     #[test]

@@ -14,6 +14,15 @@ use serde_json::Value;
 use super::banner::{AUTH_REQUIRED_MESSAGE, is_auth_required};
 use crate::providers::ProviderEvent;
 
+/// How long the API may stay unreachable within a turn before the chat is told (once per
+/// turn, at the first retry after it): Claude Code keeps retrying with its backoff, the message
+/// stays pending and is answered once the API answers again (docs/agents.md).
+pub const UNREACHABLE_NOTICE_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What the chat user reads when the API has been unreachable for
+/// [`UNREACHABLE_NOTICE_AFTER`].
+pub const UNREACHABLE_MESSAGE: &str = "⏳ I can't reach Anthropic right now, so I can't answer yet. I keep retrying; your message is kept and answered once Anthropic is reachable again.";
+
 /// Why a Claude Code process failed; the one place its failures are classified.
 #[derive(Debug, thiserror::Error)]
 pub enum ClaudeError {
@@ -53,6 +62,10 @@ pub struct Translation {
     /// An API retry after the credential was refused (`api_retry` with `authentication_failed`):
     /// Claude Code retries a 401 for minutes before its banner.
     pub auth_failed: bool,
+    /// An API retry after the API could not be reached (`api_retry` without an HTTP status:
+    /// refused, reset, timed out; or a gateway status, 502/503/504, which the credential proxy
+    /// answers when it cannot reach the upstream): see [`UNREACHABLE_NOTICE_AFTER`].
+    pub unreachable: bool,
     /// The line is the echo of a message written to stdin (`--replay-user-messages`), printed
     /// where the message joined the conversation.
     pub replayed_input: bool,
@@ -87,6 +100,10 @@ pub fn translate(line: &Value) -> Translation {
         }
         (Some("system"), Some("api_retry")) => {
             out.auth_failed = text("error") == Some("authentication_failed");
+            out.unreachable = match line.get("error_status") {
+                None | Some(Value::Null) => true,
+                Some(status) => matches!(status.as_u64(), Some(502..=504)),
+            };
             out.events.push(ProviderEvent::Error {
                 message: api_retry_message(line),
                 retryable: true,

@@ -140,6 +140,10 @@ struct ClaudeQuery {
     /// Whether this turn's user was told the credential was refused (at the first
     /// `authentication_failed` retry).
     auth_noticed: bool,
+    /// When this turn's API calls started failing to reach the API (reset at the end of a
+    /// turn), and whether the user was told (`events::UNREACHABLE_NOTICE_AFTER`).
+    unreachable_since: Option<std::time::Instant>,
+    unreachable_noticed: bool,
     /// Stdin messages echoed since the last result (`--replay-user-messages`).
     replays_in_turn: usize,
     /// Whether the MCP servers of the first `init` were logged (every turn repeats them).
@@ -161,6 +165,8 @@ impl ClaudeQuery {
             mcp_logged: false,
             replays_in_turn: 0,
             auth_noticed: false,
+            unreachable_since: None,
+            unreachable_noticed: false,
             session_invalid,
         };
         info!(program = %launch.program.display(), cwd = %launch.cwd.display(), "Starting Claude Code");
@@ -234,7 +240,12 @@ impl ClaudeQuery {
                 reply: banner::AUTH_REQUIRED_MESSAGE.to_string(),
             });
         }
+        if translation.unreachable {
+            events.extend(self.unreachable_notice(std::time::Instant::now()));
+        }
         if translation.ends_turn {
+            self.unreachable_since = None;
+            self.unreachable_noticed = false;
             self.results += 1;
             self.replays_in_turn = 0;
             if std::mem::take(&mut self.auth_noticed) {
@@ -259,6 +270,24 @@ impl ClaudeQuery {
             self.failure = Some(failure);
         }
         self.pending.extend(events);
+    }
+
+    /// An API retry found the API unreachable at `now`: the notice for the chat once the outage
+    /// has lasted [`events::UNREACHABLE_NOTICE_AFTER`] in this turn, once per turn.
+    fn unreachable_notice(&mut self, now: std::time::Instant) -> Option<ProviderEvent> {
+        let since = *self.unreachable_since.get_or_insert(now);
+        if self.unreachable_noticed || now.duration_since(since) < events::UNREACHABLE_NOTICE_AFTER
+        {
+            return None;
+        }
+        self.unreachable_noticed = true;
+        warn!(
+            for_s = now.duration_since(since).as_secs(),
+            "the Anthropic API is unreachable; Claude Code keeps retrying, the chat is told"
+        );
+        Some(ProviderEvent::Notice {
+            reply: events::UNREACHABLE_MESSAGE.to_string(),
+        })
     }
 
     /// Claude Code closed its stdout: waits for it and says how the query ended.

@@ -278,3 +278,61 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
     panic!("timed out waiting for {what}");
 }
+
+/// Issue 10 point 5: API calls that cannot reach the API (no HTTP status, or a gateway status
+/// from the credential proxy) are retried by Claude Code; the chat is told once per turn, at
+/// the first such retry after `UNREACHABLE_NOTICE_AFTER`, and a new turn may tell again.
+#[test]
+fn issue_10_an_unreachable_api_is_told_once_per_turn_after_the_threshold() {
+    use std::time::Instant;
+
+    use super::events::{UNREACHABLE_MESSAGE, UNREACHABLE_NOTICE_AFTER, translate};
+    let retry = |status: &str| {
+        serde_json::from_str::<Value>(&format!(
+            r#"{{"type":"system","subtype":"api_retry","attempt":1,"max_retries":10,"retry_delay_ms":500,"error_status":{status},"error":"unknown"}}"#
+        ))
+        .unwrap()
+    };
+    assert!(translate(&retry("null")).unreachable);
+    assert!(translate(&retry("502")).unreachable);
+    assert!(
+        !translate(&retry("529")).unreachable,
+        "overloaded is reachable"
+    );
+    assert!(!translate(&retry("401")).unreachable);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut query = ClaudeQuery::start(
+        &launch(stand_in(dir.path(), "true"), dir.path()),
+        Rc::default(),
+    );
+    let start = Instant::now();
+    let notice = ProviderEvent::Notice {
+        reply: UNREACHABLE_MESSAGE.into(),
+    };
+    assert_eq!(query.unreachable_notice(start), None);
+    assert_eq!(
+        query.unreachable_notice(start + UNREACHABLE_NOTICE_AFTER / 2),
+        None
+    );
+    assert_eq!(
+        query.unreachable_notice(start + UNREACHABLE_NOTICE_AFTER),
+        Some(notice.clone())
+    );
+    assert_eq!(
+        query.unreachable_notice(start + UNREACHABLE_NOTICE_AFTER * 3),
+        None,
+        "once"
+    );
+    query.on_line(r#"{"type":"result","subtype":"success","is_error":false,"result":"hi"}"#);
+    let later = start + UNREACHABLE_NOTICE_AFTER * 4;
+    assert_eq!(
+        query.unreachable_notice(later),
+        None,
+        "a new turn counts anew"
+    );
+    assert_eq!(
+        query.unreachable_notice(later + UNREACHABLE_NOTICE_AFTER),
+        Some(notice)
+    );
+}

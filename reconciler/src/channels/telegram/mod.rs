@@ -5,7 +5,8 @@
 //! `api` is the Bot API client and its errors, `types` the wire types, `inbound` maps updates
 //! (pure), `poll` is the polling loop and its offset handling, `offset` the offset file, `send`
 //! delivers one message, `format` renders Markdown to entities and splits long text (pure),
-//! `cards` renders questions and cards as inline keyboards (pure). [`Telegram`] holds them
+//! `cards` renders questions and cards as inline keyboards (pure), `outcomes` shows a card's
+//! outcome once (in place of the card). [`Telegram`] holds them
 //! together; knows nothing about agents, sessions or the DB.
 
 pub mod adapter;
@@ -14,11 +15,12 @@ pub mod cards;
 pub mod format;
 pub mod inbound;
 pub mod offset;
+pub mod outcomes;
 pub mod poll;
 pub mod send;
 pub mod types;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -94,6 +96,8 @@ pub struct Telegram {
     tasks: TaskTracker,
     stop: CancellationToken,
     progress: send::Progress,
+    /// Where cards went and which outcomes a press shows (shared with the poller).
+    outcomes: Arc<outcomes::Outcomes>,
     /// Typing requests for the typing task (`None` before start).
     typing: Mutex<Option<mpsc::Sender<TypingRequest>>>,
 }
@@ -115,6 +119,7 @@ impl Telegram {
             tasks,
             stop,
             progress: send::Progress::default(),
+            outcomes: Arc::default(),
             typing: Mutex::new(None),
         })
     }
@@ -166,6 +171,7 @@ impl Telegram {
             .spawn(typing_task(self.api.clone(), requests, stop.clone()));
         let api = self.api.clone();
         let offsets = offset::OffsetStore::new(&self.settings.state_dir);
+        let outcomes = Arc::clone(&self.outcomes);
         self.tasks.spawn(async move {
             let me = match me {
                 Some(me) => me,
@@ -176,6 +182,7 @@ impl Telegram {
             };
             poll::Poller::new(api, me, offsets, inbound)
                 .answers(answers)
+                .outcomes(outcomes)
                 .run(stop)
                 .await;
         });
@@ -197,8 +204,49 @@ impl Telegram {
     }
 
     /// Sends one message (`send::deliver`); the platform id of its first part.
+    /// A card's outcome edits the card in place (`outcomes`); a card sent is remembered.
     pub async fn send(&self, out: &send::Outgoing<'_>) -> Result<Option<String>, api::ApiError> {
-        send::deliver(&self.api, &self.progress, out).await
+        if let Some(outcome) = crate::channels::card::Outcome::from_content(out.content) {
+            return self.show_outcome(out, &outcome).await;
+        }
+        let sent = send::deliver(&self.api, &self.progress, out).await?;
+        if let Some(card) = crate::channels::card::Card::from_content(out.content)
+            && let (Ok(chat), Some(Ok(message))) = (
+                out.chat.trim_start_matches("telegram:").parse::<i64>(),
+                sent.as_deref().map(str::parse::<i64>),
+            )
+        {
+            self.outcomes.sent(&card.id, chat, message);
+        }
+        Ok(sent)
+    }
+
+    /// Shows a card's outcome once: nothing when a press shows it, else an edit of the card,
+    /// else (its message unknown) a new message.
+    async fn show_outcome(
+        &self,
+        out: &send::Outgoing<'_>,
+        outcome: &crate::channels::card::Outcome,
+    ) -> Result<Option<String>, api::ApiError> {
+        match self.outcomes.take(&outcome.card) {
+            outcomes::Show::ByPress => Ok(None),
+            outcomes::Show::Edit { chat, message } => {
+                outcomes::edit(&self.api, chat, message, outcome)
+                    .await
+                    .inspect_err(|_| self.outcomes.sent(&outcome.card, chat, message))?;
+                Ok(Some(message.to_string()))
+            }
+            outcomes::Show::New => {
+                let content = serde_json::json!({
+                    "text": outcomes::text(&outcome.title, &outcome.text),
+                });
+                let new = send::Outgoing {
+                    content: &content,
+                    ..out.clone()
+                };
+                send::deliver(&self.api, &self.progress, &new).await
+            }
+        }
     }
 
     /// Queues "typing…" for a chat; never waits.

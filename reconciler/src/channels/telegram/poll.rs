@@ -48,6 +48,8 @@ pub struct Poller {
     failed_polls: u32,
     /// Where presses on cards go to be decided (approvals); `None`: only edited in place.
     answers: Option<card::Answers>,
+    /// Which cards' outcomes a press shows (shared with the adapter's sending side).
+    outcomes: std::sync::Arc<super::outcomes::Outcomes>,
 }
 
 /// A message no agent answers, named so an operator can wire its chat (docs/channels.md,
@@ -116,10 +118,17 @@ impl Poller {
             failing: None,
             failed_polls: 0,
             answers: None,
+            outcomes: std::sync::Arc::default(),
         }
     }
 
     /// Card presses go to the runtime's approvals (`channels::card`), which decide them.
+    /// Shares the adapter's record of shown outcomes, so a decided press's edit is the only one.
+    pub fn outcomes(mut self, outcomes: std::sync::Arc<super::outcomes::Outcomes>) -> Poller {
+        self.outcomes = outcomes;
+        self
+    }
+
     pub fn answers(mut self, answers: Option<card::Answers>) -> Poller {
         self.answers = answers;
         self
@@ -337,6 +346,18 @@ impl Poller {
         }
     }
 
+    /// [`Poller::decide`], claiming the showing of the card's outcome for this press while it
+    /// is decided (so the runtime's outcome message does not show it a second time) and giving
+    /// the claim up unless the press decided it.
+    async fn decide_once(&self, click: &Click, pressed: &cards::Answer) -> Option<card::Verdict> {
+        self.outcomes.pressing(&pressed.question_id);
+        let verdict = self.decide(click, pressed).await;
+        if !matches!(verdict, Some(card::Verdict::Decided(_))) {
+            self.outcomes.not_pressed(&pressed.question_id);
+        }
+        verdict
+    }
+
     /// Answers a button press and, for a question, edits the card to show the choice: for an
     /// approval card, the runtime's outcome, or only a note to the presser when they may not
     /// decide.
@@ -347,7 +368,7 @@ impl Poller {
             .and_then(|query| query.message.as_ref());
         let mut answer = cards::answer(&click.data, card);
         let verdict = match &answer {
-            Some(pressed) => self.decide(click, pressed).await,
+            Some(pressed) => self.decide_once(click, pressed).await,
             None => None,
         };
         let mut reply = json!({"callback_query_id": click.query_id});
@@ -360,7 +381,7 @@ impl Poller {
             (Some(card::Verdict::Decided(outcome)), Some(pressed)) => {
                 let title = pressed.edited.text.split("\n\n").next().unwrap_or_default();
                 pressed.edited = format::Formatted {
-                    text: format!("{title}\n\n{outcome}"),
+                    text: super::outcomes::text(title, outcome),
                     entities: Vec::new(),
                 };
             }

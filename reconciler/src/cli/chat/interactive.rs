@@ -42,6 +42,7 @@ pub fn run(link: Link, socket: &Path, target: &Target, history: &Path) -> anyhow
         shown: Shown::default(),
         greeted: false,
         last_card: None,
+        cards: ShownCards::default(),
     };
     let socket = socket.to_path_buf();
     let platform_id = target.platform_id.clone();
@@ -102,6 +103,33 @@ struct Session {
     greeted: bool,
     /// The last card shown that is not decided yet: what `/answer N` answers.
     last_card: Option<String>,
+    /// Cards and outcomes on screen, so each shows once.
+    cards: ShownCards,
+}
+
+/// Which cards a client has shown, by card id: a pending card shown again (to a reader
+/// arriving, after a reconnect) is not repeated, and a decision shows one line, whether the
+/// verdict to this client's answer or the card's outcome comes first.
+#[derive(Default)]
+struct ShownCards {
+    pending: std::collections::HashSet<String>,
+    decided: std::collections::HashSet<String>,
+}
+
+impl ShownCards {
+    /// Whether a reply carrying `card` is to be shown (the first time for this state).
+    fn first_time(&mut self, card: &crate::channels::cli_protocol::CardView) -> bool {
+        if card.decided {
+            self.decided.insert(card.id.clone())
+        } else {
+            !self.decided.contains(&card.id) && self.pending.insert(card.id.clone())
+        }
+    }
+
+    /// Whether the verdict on `card` is to be shown (no outcome of it was shown).
+    fn first_outcome(&mut self, card: &str) -> bool {
+        self.decided.insert(card.to_string())
+    }
 }
 
 impl Session {
@@ -154,7 +182,9 @@ impl Session {
                 if self.last_card.as_deref() == Some(answered.as_str()) {
                     self.last_card = None;
                 }
-                screen.show(format!("(card {answered}: {outcome})"));
+                if self.cards.first_outcome(&answered) {
+                    screen.show(format!("(card {answered}: {outcome})"));
+                }
             }
             HostLine::Error { error } => screen.show(format!("error: {error}")),
             HostLine::Superseded { .. } => {
@@ -180,7 +210,11 @@ impl Session {
                         self.last_card = Some(card.id.clone());
                     }
                 }
-                if self.shown.first_time(&reply.id) {
+                let new_card = reply
+                    .card
+                    .as_ref()
+                    .is_none_or(|card| self.cards.first_time(card));
+                if self.shown.first_time(&reply.id) && new_card {
                     screen.show(label(&reply, self.target.is_shared()));
                 }
                 // Acknowledge duplicates too: the runtime sent it again because it did not
@@ -206,8 +240,13 @@ fn label(reply: &Reply, shared: bool) -> String {
         lines.insert(0, reply.text.clone());
     }
     if let Some(card) = reply.card.as_ref().filter(|card| !card.decided) {
+        let expiry = card
+            .expires_at
+            .as_deref()
+            .map(|at| format!("; it expires {}", readable_time(at)))
+            .unwrap_or_default();
         lines.push(format!(
-            "(answer with `/answer N`, or `/answer {} OPTION`)",
+            "(answer with `/answer N`, or `/answer {} OPTION`{expiry})",
             card.id
         ));
     }
@@ -215,6 +254,14 @@ fn label(reply: &Reply, shared: bool) -> String {
     match &reply.agent {
         Some(agent) if shared => format!("[{agent}] {text}"),
         _ => text,
+    }
+}
+
+/// `2026-12-01T06:00:00Z` → `2026-12-01 06:00 UTC`; other text as it is.
+fn readable_time(iso: &str) -> String {
+    match (iso.get(..10), iso.get(11..16)) {
+        (Some(date), Some(time)) if iso.ends_with('Z') => format!("{date} {time} UTC"),
+        _ => iso.to_string(),
     }
 }
 
@@ -437,7 +484,63 @@ mod tests {
             shown: Shown::default(),
             greeted: false,
             last_card: None,
+            cards: ShownCards::default(),
         }
+    }
+
+    fn card(id: &str, card: &str, decided: bool, text: &str) -> HostLine {
+        HostLine::Reply(Reply {
+            id: id.into(),
+            text: text.into(),
+            agent: None,
+            in_reply_to: None,
+            card: Some(crate::channels::cli_protocol::CardView {
+                id: card.into(),
+                options: Vec::new(),
+                decided,
+                expires_at: (!decided).then(|| "2026-12-01T06:00:00Z".to_string()),
+            }),
+            files: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn issue_12_a_card_shown_again_appears_once_with_its_expiry_and_its_decision_is_one_line() {
+        let mut session = session(&["andy"]);
+        let mut screen = Vec::new();
+        session.host(card("apv-1-card", "apv-1", false, "Allow?"), &mut screen);
+        session.host(card("apv-1-card-x1", "apv-1", false, "Allow?"), &mut screen);
+        session.host(
+            HostLine::Answered {
+                answered: "apv-1".into(),
+                outcome: "✅ Allowed by cli:local".into(),
+            },
+            &mut screen,
+        );
+        session.host(
+            card("apv-1-outcome", "apv-1", true, "t\n\n✅ Allowed"),
+            &mut screen,
+        );
+        // The other order: the outcome first, then the verdict.
+        session.host(
+            card("apv-2-outcome", "apv-2", true, "⌛ Expired"),
+            &mut screen,
+        );
+        session.host(
+            HostLine::Answered {
+                answered: "apv-2".into(),
+                outcome: "⌛ Expired".into(),
+            },
+            &mut screen,
+        );
+        assert_eq!(
+            screen,
+            [
+                "Allow?\n(answer with `/answer N`, or `/answer apv-1 OPTION`; it expires 2026-12-01 06:00 UTC)",
+                "(card apv-1: ✅ Allowed by cli:local)",
+                "⌛ Expired",
+            ]
+        );
     }
 
     #[test]
