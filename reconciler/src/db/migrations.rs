@@ -50,7 +50,20 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "008-approvals",
         sql: APPROVALS,
     },
+    Migration {
+        name: "009-self-modify-approvals",
+        sql: SELF_MODIFY_APPROVALS,
+    },
 ];
+
+/// `install_packages` and `add_mcp_server` ask on cards (`approvals`, kinds of the same names)
+/// instead of waiting in `pending_approvals`, which nothing ever decided: a request left there
+/// by an earlier build is marked expired (the agent may ask again). The table stays, as in v2's
+/// schema.
+const SELF_MODIFY_APPROVALS: &str = "
+UPDATE pending_approvals SET status = 'expired'
+  WHERE status = 'pending' AND action IN ('install_packages', 'add_mcp_server');
+";
 
 /// The executor's rows (`db::executor`): the containers the daemon runs and whether each runs
 /// the current configuration (written by the daemon, read by `status` and `apply`), restart

@@ -19,8 +19,9 @@ use serde_json::Value;
 use yamlpatch::{Op, Patch, Style};
 use yamlpath::{Component, Document, Route};
 
-/// What an approved request adds to an agent.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What an approved request adds to an agent (stored in the approval's payload).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "field", rename_all = "snake_case")]
 pub enum Change {
     /// Names for `packages.apt` and `packages.npm` (names already listed are skipped).
     Packages { apt: Vec<String>, npm: Vec<String> },

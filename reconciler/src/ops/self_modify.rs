@@ -189,6 +189,28 @@ pub fn land(paths: &Paths, request: &Request<'_>) -> Result<Landed, NotLanded> {
     })
 }
 
+/// What the approver reads once it landed: the file, the commit, the apply.
+pub fn summary(agent: &str, change: &Change, landed: &Landed) -> String {
+    let file = landed.file.display();
+    let mut text = if landed.written {
+        format!("agent `{agent}`: {} written to `{file}`", describe(change))
+    } else {
+        format!(
+            "agent `{agent}`: `{file}` already held {}",
+            describe(change)
+        )
+    };
+    match &landed.commit {
+        Ok(sha) => text.push_str(&format!(", committed {sha}")),
+        Err(why) => text.push_str(&format!(" (not committed: {why})")),
+    }
+    text.push_str(&format!(
+        ", applied (generation {}); the agent restarts with it",
+        landed.generation
+    ));
+    text
+}
+
 /// The change in words, for a hand edit: `packages.apt: jq` or `mcp_servers.search`.
 pub fn describe(change: &Change) -> String {
     match change {
