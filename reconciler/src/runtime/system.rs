@@ -7,6 +7,9 @@
 //! Nothing is dropped silently: an unknown or invalid action is recorded as failed (its reason
 //! logged) and the agent is told why in a system note, as is the result of every known action.
 //! The note is a waking row in the session's own `inbound.db`; the caller wakes the session.
+//!
+//! `install_packages` and `add_mcp_server` ask the agent's approver on a card
+//! (docs/runtime.md#self-modification); what follows the decision is `runtime::self_modify`'s.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
