@@ -233,3 +233,29 @@ fn the_hand_patch_is_a_unified_diff() {
     "#]]
     .assert_eq(&unified_diff("agents/andy.yaml", before, &after));
 }
+
+#[test]
+fn a_server_added_after_a_trailing_comment_and_before_the_next_document() {
+    check(
+        "# agent\nkind: agent\nname: andy # keep\nprovider: mock\n\n# below\n---\nkind: user\nid: \"cli:local\"\nroles: [owner]\n",
+        Change::McpServer {
+            name: "search".into(),
+            command: "search-mcp".into(),
+            args: vec!["--fast".into()],
+            env: [("SEARCH_TOKEN".to_string(), "s3cret-value".to_string())].into(),
+        },
+        expect![[r##"
+            # agent
+            kind: agent
+            name: andy # keep
+            provider: mock
+            mcp_servers: {search: {command: search-mcp, args: ["--fast"], env: {SEARCH_TOKEN: s3cret-value}}}
+
+            # below
+            ---
+            kind: user
+            id: "cli:local"
+            roles: [owner]
+        "##]],
+    );
+}
