@@ -27,6 +27,7 @@ mod plan_apply;
 mod recovery;
 mod runner;
 mod runtime;
+mod self_modify;
 mod service;
 mod session_files;
 mod telegram;

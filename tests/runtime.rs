@@ -253,6 +253,18 @@ impl Client {
         }
     }
 
+    /// The next reply (those that arrived during [`Client::say`] first), not acknowledged.
+    pub(crate) fn next_reply(&mut self) -> Reply {
+        if let Some(reply) = self.early.pop_front() {
+            return reply;
+        }
+        loop {
+            if let HostLine::Reply(reply) = self.next_line() {
+                return reply;
+            }
+        }
+    }
+
     /// The next reply as `(text, in_reply_to)`, acknowledged. Fails after [`REPLY_DEADLINE`]
     /// even while other lines keep arriving (each read alone has the socket's timeout), so a
     /// reply that never comes fails the test instead of hanging it.

@@ -48,6 +48,10 @@ pub const NANOCLAW_TELEGRAM_API_URL: &str = "NANOCLAW_TELEGRAM_API_URL";
 /// The static agent-runner binary agent images get, when `--runner` is not given (`run`,
 /// `image build`); default: `agent-runner` beside the `nanoclaw` executable.
 pub const NANOCLAW_RUNNER: &str = "NANOCLAW_RUNNER";
+/// Set to `1` to keep the daemon from writing approved self-modifications (`install_packages`,
+/// `add_mcp_server`) into the manifests, as for a read-only or pull-only (GitOps) checkout: the
+/// approver and the agent get the patch to apply by hand instead.
+pub const NANOCLAW_MANIFESTS_READONLY: &str = "NANOCLAW_MANIFESTS_READONLY";
 
 /// Every variable above, with its one-line meaning (for docs and `--help`).
 pub const ALL: &[(&str, &str)] = &[
@@ -94,6 +98,10 @@ pub const ALL: &[(&str, &str)] = &[
     (
         NANOCLAW_RUNNER,
         "static agent-runner for agent images (default: beside nanoclaw)",
+    ),
+    (
+        NANOCLAW_MANIFESTS_READONLY,
+        "`1`: approved self-modifications are not written into the manifests",
     ),
 ];
 

@@ -213,10 +213,40 @@ pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Status> {
             keep_containers: args.keep_containers,
             anthropic_upstream,
             env_credential: credentials::from_env(),
+            self_modify: Some(lander(&ctx.paths, &args.dir)),
         };
         runtime::run(settings, docker, stop, &lock).await
     })?;
     Ok(Status::Ok)
+}
+
+/// Lands approved self-modifications in the manifests in `dir` through `ops::self_modify`
+/// (docs/runtime.md#self-modification); the sentence the approver reads.
+fn lander(paths: &crate::paths::Paths, dir: &std::path::Path) -> runtime::approvals::Lander {
+    let paths = paths.clone();
+    // The daemon may change its directory; the manifests stay where they were.
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let writable = !env::flag(env::NANOCLAW_MANIFESTS_READONLY);
+    runtime::approvals::Lander(std::sync::Arc::new(move |modification| {
+        let request = &modification.request;
+        let landed = ops::self_modify::land(
+            &paths,
+            &ops::self_modify::Request {
+                dir: &dir,
+                agent: &request.agent,
+                change: &request.change,
+                approver: &modification.approver,
+                approval: &modification.approval,
+                writable,
+            },
+        )
+        .map_err(|err| err.to_string())?;
+        Ok(ops::self_modify::summary(
+            &request.agent,
+            &request.change,
+            &landed,
+        ))
+    }))
 }
 
 /// The images of this run and the ones to provide, from the agents in the DB after the apply

@@ -54,6 +54,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "009-agent-image-builds",
         sql: AGENT_IMAGE_BUILDS,
     },
+    Migration {
+        name: "010-self-modify-approvals",
+        sql: SELF_MODIFY_APPROVALS,
+    },
 ];
 
 /// The per-agent image build the daemon runs now (`db::agent_images`): its tag, since when and
@@ -63,6 +67,15 @@ ALTER TABLE agent_images ADD COLUMN building_tag TEXT;
 ALTER TABLE agent_images ADD COLUMN building_since TEXT;
 ALTER TABLE agent_images ADD COLUMN building_line TEXT;
 "#;
+
+/// `install_packages` and `add_mcp_server` ask on cards (`approvals`, kinds of the same names)
+/// instead of waiting in `pending_approvals`, which nothing ever decided: a request left there
+/// by an earlier build is marked expired (the agent may ask again). The table stays, as in v2's
+/// schema.
+const SELF_MODIFY_APPROVALS: &str = "
+UPDATE pending_approvals SET status = 'expired'
+  WHERE status = 'pending' AND action IN ('install_packages', 'add_mcp_server');
+";
 
 /// The executor's rows (`db::executor`): the containers the daemon runs and whether each runs
 /// the current configuration (written by the daemon, read by `status` and `apply`), restart

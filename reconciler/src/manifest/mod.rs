@@ -3,13 +3,15 @@
 //! `walk` finds and reads the files (bounded), `load` parses their YAML (with `tree`, the
 //! lenient pass that finds every unknown key), `model` is the YAML's shape, `validate` applies the rules and defaults, `limits` declares every size and count
 //! limit, `diagnostic` formats problems, `schema` derives the JSON Schema and the docs table,
-//! `export` writes a `State` back as manifests. Nothing here prints or touches the DB.
+//! `export` writes a `State` back as manifests, `patch` edits an agent's document in
+//! place (self-modification). Nothing here prints or touches the DB.
 
 pub mod diagnostic;
 pub mod export;
 pub mod limits;
 pub mod load;
 pub mod model;
+pub mod patch;
 pub mod schema;
 pub mod tree;
 pub mod validate;
@@ -60,6 +62,28 @@ pub fn load(dir: &Path) -> Result<Manifests, Vec<Diagnostic>> {
 /// allowlist, `mount_policy`): what `validate`, `plan`, `apply` and `run` use.
 pub fn load_for_host(dir: &Path, policy: &Policy) -> Result<Manifests, Vec<Diagnostic>> {
     load_with(dir, Some(policy))
+}
+
+/// [`load_for_host`] as if `file` (one of the files under `dir`, as the loader names it in
+/// [`Source::file`]) held `bytes`: self-modification validates the whole edited set before it
+/// writes anything.
+pub fn load_for_host_edited(
+    dir: &Path,
+    policy: &Policy,
+    file: &Path,
+    bytes: &[u8],
+) -> Result<Manifests, Vec<Diagnostic>> {
+    let mut files = walk::read_tree(dir)?;
+    let Some(edited) = files.iter_mut().find(|source| source.path == file) else {
+        return Err(vec![Diagnostic::new(
+            file,
+            0,
+            0,
+            "the edited file is no longer among the manifests",
+        )]);
+    };
+    edited.bytes = bytes.to_vec();
+    load_files(files, Some(policy))
 }
 
 fn load_with(dir: &Path, policy: Option<&Policy>) -> Result<Manifests, Vec<Diagnostic>> {

@@ -20,6 +20,7 @@ pub mod load;
 pub mod pair;
 pub mod plan;
 pub mod restart;
+pub mod self_modify;
 pub mod service;
 pub mod status;
 pub mod watch;

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::outbox::Outboxes;
+use super::self_modify;
 use crate::channels::card::{Answer, Answered, Card, CardOption, Outcome, Verdict};
 use crate::channels::{Adapters, Envelope, InboundEvent, Outbound, ReaderArrived};
 use crate::db::{self, approvals as rows, routing};
@@ -39,6 +40,10 @@ pub const READERS: usize = 64;
 pub mod kinds {
     /// A sender not yet allowed in a `request_approval` chat (docs/runtime.md#unknown-senders).
     pub const UNKNOWN_SENDER: &str = "unknown_sender";
+    /// An agent's `install_packages` (docs/runtime.md#self-modification).
+    pub const INSTALL_PACKAGES: &str = "install_packages";
+    /// An agent's `add_mcp_server` (docs/runtime.md#self-modification).
+    pub const ADD_MCP_SERVER: &str = "add_mcp_server";
 }
 
 /// What a feature asks to be approved.
@@ -231,6 +236,48 @@ pub struct Effects {
     pub replay: Vec<InboundEvent>,
     /// Messages to send: `(channel type, message)`.
     pub notes: Vec<(String, Outbound)>,
+    /// Work for after the commit, off the decision's transaction.
+    pub followups: Vec<Followup>,
+}
+
+/// What a handler leaves for after its decision is committed.
+#[derive(Debug)]
+pub enum Followup {
+    /// A system note to the agent in its session, then a wake.
+    TellAgent {
+        agent: String,
+        session: String,
+        text: String,
+    },
+    /// Land an approved self-modification in the manifests (docs/runtime.md#self-modification).
+    SelfModify(Box<SelfModification>),
+}
+
+/// An approved `install_packages` or `add_mcp_server`, as the [`Lander`] gets it.
+#[derive(Clone, Debug)]
+pub struct SelfModification {
+    pub request: super::system::ChangeRequest,
+    /// Who approved, and the approval's id.
+    pub approver: String,
+    pub approval: String,
+    /// Where the card was: the approver is told the outcome there.
+    pub card: (String, String),
+}
+
+/// Writes an approved self-modification into the manifests, commits and applies it: `Ok` with
+/// the sentence for the approver, `Err` with why not (naming the file and the patch to apply
+/// by hand). `nanoclaw run` gives `ops::self_modify::land` on its manifest folder; the runtime
+/// cannot reach the operations layer itself (layers point down).
+#[derive(Clone)]
+pub struct Lander(pub Arc<LandFn>);
+
+/// The function behind a [`Lander`].
+pub type LandFn = dyn Fn(&SelfModification) -> Result<String, String> + Send + Sync;
+
+impl std::fmt::Debug for Lander {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Lander")
+    }
 }
 
 /// Applies a decision of one kind. Runs inside the decision's transaction: an error rolls
@@ -256,6 +303,8 @@ impl Handlers {
             super::new_chat::NEW_CHAT,
             Arc::new(super::new_chat::NewChatHandler),
         );
+        handlers.register(kinds::INSTALL_PACKAGES, Arc::new(SelfModify));
+        handlers.register(kinds::ADD_MCP_SERVER, Arc::new(SelfModify));
         handlers
     }
 
@@ -282,7 +331,40 @@ impl Handler for UnknownSender {
         let event: InboundEvent = serde_json::from_value(payload["event"].clone())?;
         Ok(Effects {
             replay: vec![event],
-            notes: Vec::new(),
+            ..Effects::default()
+        })
+    }
+}
+
+/// Approve: the change is landed in the manifests after the commit (a [`Followup`]); reject:
+/// the agent is told, nothing changes (the decision is the audit).
+struct SelfModify;
+
+impl Handler for SelfModify {
+    fn decided(&self, _conn: &Connection, decision: &Decision) -> anyhow::Result<Effects> {
+        let request: super::system::ChangeRequest =
+            serde_json::from_str(&decision.approval.payload)?;
+        let followup = if decision.option == "approve" {
+            Followup::SelfModify(Box::new(SelfModification {
+                request,
+                approver: decision.by.clone(),
+                approval: decision.approval.id.clone(),
+                card: (
+                    decision.approval.card_channel_type.clone(),
+                    decision.approval.card_platform_id.clone(),
+                ),
+            }))
+        } else {
+            info!(agent = %request.agent, action = %request.action, by = %decision.by, "self-modification rejected");
+            Followup::TellAgent {
+                text: format!("Your {} request was rejected by admin.", request.action),
+                agent: request.agent,
+                session: request.session,
+            }
+        };
+        Ok(Effects {
+            followups: vec![followup],
+            ..Effects::default()
         })
     }
 }
@@ -299,6 +381,12 @@ pub struct Approvals {
     handlers: Handlers,
     /// How often due approvals are expired.
     tick: Duration,
+    /// Where the session folders are (notes to agents).
+    paths: crate::paths::Paths,
+    /// Lands approved self-modifications; `None`: they are refused.
+    lander: Option<Lander>,
+    /// Wakes the sessions told an outcome.
+    wakes: Option<super::waker::Wakes>,
 }
 
 impl Approvals {
@@ -314,7 +402,21 @@ impl Approvals {
             inbound,
             handlers: Handlers::builtin(),
             tick,
+            paths: paths.clone(),
+            lander: None,
+            wakes: None,
         })
+    }
+
+    /// Lands approved self-modifications with `lander` and wakes the sessions told.
+    pub fn self_modifying(
+        mut self,
+        lander: Option<Lander>,
+        wakes: super::waker::Wakes,
+    ) -> Approvals {
+        self.lander = lander;
+        self.wakes = Some(wakes);
+        self
     }
 
     /// Takes answers, shows pending cards to readers arriving and expires due approvals until
@@ -378,6 +480,35 @@ impl Approvals {
                 warn!("approved message not routed again: the router is stopping");
             }
         }
+        for followup in effects.followups {
+            self.follow_up(followup).await;
+        }
+    }
+
+    /// Runs one [`Followup`] off the actor's thread (a manifest edit, a commit and an apply
+    /// take a moment; answers wait meanwhile).
+    async fn follow_up(&self, followup: Followup) {
+        let conn = Arc::clone(&self.conn);
+        let paths = self.paths.clone();
+        let lander = self.lander.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let conn = conn
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            self_modify::follow_up(&conn, &paths, lander.as_ref(), followup)
+        })
+        .await;
+        let Ok(done) = done else {
+            warn!("a follow-up of an approval panicked");
+            return;
+        };
+        for (channel_type, outbound) in done.notes {
+            self.outboxes
+                .notice(&channel_type, outbound, "approval outcome");
+        }
+        if let (Some(wakes), Some(session)) = (&self.wakes, done.wake) {
+            wakes.send(session, None);
+        }
     }
 
     /// Shows a reader who arrived in a chat the cards still pending there (`reshow`).
@@ -430,6 +561,9 @@ impl Approvals {
             let note = outcome(&approval, "⌛ Expired: nobody answered in time".to_string());
             self.outboxes
                 .notice(&approval.card_channel_type, note, "approval expired");
+            if let Some(followup) = self_modify::expired(&approval) {
+                self.follow_up(followup).await;
+            }
         }
     }
 }

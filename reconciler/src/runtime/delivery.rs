@@ -126,6 +126,8 @@ pub struct Delivery {
     last_full: Option<Instant>,
     /// Counters the worker writes and benches and tests read ([`Delivery::stats`]).
     stats: Arc<DeliveryStats>,
+    /// How long the approval card of a self-modification request may be answered.
+    approval_ttl: std::time::Duration,
 }
 
 /// A row in an outbox.
@@ -210,6 +212,7 @@ impl Delivery {
             settled: HashMap::new(),
             last_full: None,
             stats: Arc::default(),
+            approval_ttl: super::approvals::DEFAULT_TTL,
         };
         delivery.record_leftovers();
         Ok(delivery)
@@ -220,6 +223,12 @@ impl Delivery {
     pub fn waking(mut self, wake: Wakes, activity: Signal) -> Delivery {
         self.wake = Some(wake);
         self.activity = Some(activity);
+        self
+    }
+
+    /// How long the approval cards of self-modification requests may be answered.
+    pub fn with_approval_ttl(mut self, ttl: std::time::Duration) -> Delivery {
+        self.approval_ttl = ttl;
         self
     }
 
@@ -706,8 +715,19 @@ impl Delivery {
         let content: serde_json::Value = serde_json::from_str(&row.content)
             .map_err(|err| format!("content is not JSON: {err}"))?;
         if row.kind == Kind::System {
-            let handled =
-                super::system::handle(&self.conn, &self.paths, agent, session, &row.id, &content)?;
+            let cards = std::cell::RefCell::new(Vec::new());
+            let host = super::system::Host {
+                conn: &self.conn,
+                paths: &self.paths,
+                agent,
+                adapters: self.outboxes.adapters(),
+                approval_ttl: self.approval_ttl,
+                cards: &cards,
+            };
+            let handled = super::system::handle(&host, session, &row.id, &content)?;
+            for (channel_type, card) in cards.into_inner() {
+                self.outboxes.notice(&channel_type, card, "approval");
+            }
             if let Some(wake) = &self.wake {
                 wake.send(session.to_string(), Some(row.id.clone()));
             }

@@ -63,6 +63,7 @@ pub mod pairing;
 pub mod reshow;
 pub mod route;
 pub mod router;
+pub mod self_modify;
 pub mod sent_log;
 pub mod session;
 pub mod sweep;
@@ -107,6 +108,9 @@ pub struct Settings {
     pub anthropic_upstream: credentials::Upstream,
     /// The daemon's environment credential, used when none is stored (`credentials::from_env`).
     pub env_credential: Option<(credentials::Credential, credentials::Source)>,
+    /// Lands approved self-modifications in the manifests (`nanoclaw run` gives
+    /// `ops::self_modify` on its manifest folder); `None`: they are refused.
+    pub self_modify: Option<approvals::Lander>,
 }
 
 /// Inbound envelopes buffered between the channels and the router.
@@ -227,7 +231,8 @@ impl Actors {
             outboxes.clone(),
             inbound_tx,
             settings.sweep_interval,
-        )?;
+        )?
+        .self_modifying(settings.self_modify.clone(), wakes.clone());
         let approvals_tasks = TaskTracker::new();
         approvals_tasks.spawn(approvals.run(answers_rx, readers_rx, channels_stop.clone()));
         approvals_tasks.close();
@@ -237,6 +242,7 @@ impl Actors {
             .spawn(inbound_rx)
             .context("starting the router thread")?;
         let delivery = delivery::Delivery::new(paths.clone(), outboxes)?
+            .with_approval_ttl(settings.approval_ttl)
             .waking(wakes.clone(), activity)
             .typing(typing)
             .spawn(work.clone())

@@ -149,6 +149,7 @@ impl Handler for NewChatHandler {
                 rows::insert(conn, &question, approvals::now_ms())?;
                 Ok(Effects {
                     replay: Vec::new(),
+                    followups: Vec::new(),
                     notes: vec![note(
                         (channel_type, platform_id),
                         "Reply with the name for your new agent:".to_string(),
@@ -184,6 +185,7 @@ fn connect(
     let event: InboundEvent = serde_json::from_value(payload["event"].clone())?;
     Ok(Effects {
         replay: vec![event],
+        followups: Vec::new(),
         notes: Vec::new(),
     })
 }
@@ -219,6 +221,7 @@ pub fn take_name(
     let Some(base) = agent_name(text) else {
         return Ok(Some(Effects {
             replay: Vec::new(),
+            followups: Vec::new(),
             notes: vec![note(
                 here,
                 "That cannot be an agent name: use letters, digits and `-`. Reply with the name for your new agent:".to_string(),
@@ -237,6 +240,7 @@ pub fn take_name(
     if !pending_chat {
         return Ok(Some(Effects {
             replay: Vec::new(),
+            followups: Vec::new(),
             notes: vec![note(
                 here,
                 "That chat was handled in the meantime; no agent created.".to_string(),

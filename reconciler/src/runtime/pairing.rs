@@ -156,6 +156,7 @@ impl Handler for PairingHandler {
         };
         Ok(Effects {
             replay: Vec::new(),
+            followups: Vec::new(),
             notes: vec![note(here, message)],
         })
     }

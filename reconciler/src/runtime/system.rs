@@ -7,16 +7,25 @@
 //! Nothing is dropped silently: an unknown or invalid action is recorded as failed (its reason
 //! logged) and the agent is told why in a system note, as is the result of every known action.
 //! The note is a waking row in the session's own `inbound.db`; the caller wakes the session.
+//!
+//! `install_packages` and `add_mcp_server` ask the agent's approver on a card
+//! (docs/runtime.md#self-modification); what follows the decision is `runtime::self_modify`'s.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use agent_runner::session_db::{self, AGENT_CHANNEL_TYPE, Content, Kind, NewInbound, ids};
 use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
+use super::approvals::Requested;
+use crate::channels::{Adapters, Outbound};
 use crate::db::sessions;
+use crate::manifest::patch::Change;
 use crate::manifest::validate::normalise;
 use crate::paths::Paths;
 
@@ -286,13 +295,14 @@ fn clip(text: &str) -> String {
 /// the note telling the agent the outcome into the session's `inbound.db`. `Err` is trouble
 /// on the host's side (a DB error): the row is retried.
 pub fn handle(
-    conn: &Connection,
-    paths: &Paths,
-    agent: &str,
+    host: &Host<'_>,
     session: &str,
     request_id: &str,
     content: &Value,
 ) -> Result<Handled, String> {
+    let Host {
+        conn, paths, agent, ..
+    } = *host;
     let session_dir = paths.session(agent, session);
     let handled = match parse(content) {
         Err(Refused(note)) => Handled::Refused { note },
@@ -308,7 +318,7 @@ pub fn handle(
                 }
             } else {
                 action
-                    .run(conn, paths, agent, session, request_id)
+                    .run(host, session, request_id)
                     .map_err(|err| format!("{err:#}"))?
             }
         }
@@ -320,100 +330,178 @@ pub fn handle(
 
 impl Action {
     /// The registry: each action's handler.
-    fn run(
-        &self,
-        conn: &Connection,
-        paths: &Paths,
-        agent: &str,
-        session: &str,
-        request_id: &str,
-    ) -> anyhow::Result<Handled> {
+    fn run(&self, host: &Host<'_>, session: &str, request_id: &str) -> anyhow::Result<Handled> {
+        let Host {
+            conn, paths, agent, ..
+        } = *host;
         match self {
             Action::CreateAgent { name, instructions } => {
                 create_agent(conn, paths, agent, session, name, instructions.as_deref())
             }
-            Action::InstallPackages { apt, npm, reason } => {
-                // TODO(issue 13 point 6): hand the request to the approvals primitive; on
-                // approval patch the manifest that declares the agent, commit, apply, rebuild.
-                let mut list: Vec<String> = apt.iter().map(|p| format!("apt: {p}")).collect();
-                list.extend(npm.iter().map(|p| format!("npm: {p}")));
-                let pending = Pending {
-                    agent,
-                    session,
-                    request_id,
-                    title: "Install Packages Request",
-                };
-                pending.record(
-                    conn,
-                    self.name(),
-                    &json!({"apt": apt, "npm": npm, "reason": reason}),
-                )?;
-                info!(agent, session, packages = %list.join(", "), "install_packages request pending approval");
-                Ok(Handled::Done {
-                    note: format!(
-                        "Your install_packages request ({}) is pending: it awaits an admin's approval, and you will be told the outcome.",
-                        list.join(", ")
-                    ),
-                })
-            }
-            Action::AddMcpServer {
-                name,
-                command,
-                args,
-                env,
-            } => {
-                // TODO(issue 13 point 6): as for install_packages.
-                let pending = Pending {
-                    agent,
-                    session,
-                    request_id,
-                    title: "Add MCP Request",
-                };
-                pending.record(
-                    conn,
-                    self.name(),
-                    &json!({"name": name, "command": command, "args": args, "env": env}),
-                )?;
-                info!(agent, session, server = %name, command = %command, "add_mcp_server request pending approval");
-                Ok(Handled::Done {
-                    note: format!(
-                        "Your add_mcp_server request for \"{name}\" ({command}) is pending: it awaits an admin's approval, and you will be told the outcome."
-                    ),
-                })
+            Action::InstallPackages { .. } | Action::AddMcpServer { .. } => {
+                ask_approval(host, self, session, request_id)
             }
         }
     }
 }
 
-/// A request waiting for an approver.
-struct Pending<'a> {
-    agent: &'a str,
-    session: &'a str,
-    request_id: &'a str,
-    title: &'a str,
+/// What the self-modification actions need beside the DB: the adapters an approver's DM is
+/// found through, how long a card may be answered, and where the cards go (sent by the caller
+/// once the row is handled).
+pub struct Host<'a> {
+    pub conn: &'a Connection,
+    pub paths: &'a Paths,
+    /// The agent whose session wrote the row.
+    pub agent: &'a str,
+    pub adapters: &'a Adapters,
+    pub approval_ttl: Duration,
+    /// Cards to hand to the outboxes: `(channel type, message)`.
+    pub cards: &'a RefCell<Vec<(String, Outbound)>>,
 }
 
-impl Pending<'_> {
-    /// Records the request in `pending_approvals` (status `pending`), where the approvals flow
-    /// picks it up; a second delivery of the same row records nothing new.
-    fn record(&self, conn: &Connection, action: &str, payload: &Value) -> rusqlite::Result<()> {
-        conn.execute(
-            "INSERT INTO pending_approvals (approval_id, session_id, request_id, action, payload,
-               created_at, agent_group_id, title)
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8
-             WHERE NOT EXISTS (SELECT 1 FROM pending_approvals WHERE request_id = ?3 AND session_id = ?2)",
-            params![
-                ids::new_id("appr"),
-                self.session,
-                self.request_id,
-                action,
-                payload.to_string(),
-                ids::now_iso(),
-                self.agent,
-                self.title
-            ],
-        )?;
-        Ok(())
+/// What an approved `install_packages` or `add_mcp_server` does, as the approval stores it
+/// (its handler reads it back: docs/runtime.md#self-modification).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeRequest {
+    pub agent: String,
+    pub session: String,
+    /// The `system` row that asked.
+    pub request_id: String,
+    /// `install_packages` or `add_mcp_server`.
+    pub action: String,
+    pub change: Change,
+}
+
+/// Asks the agent's approver (docs/runtime.md#self-modification) on a card naming the agent,
+/// the packages or the server (command, arguments, env names: never env values) and the
+/// reason.
+fn ask_approval(
+    host: &Host<'_>,
+    action: &Action,
+    session: &str,
+    request_id: &str,
+) -> anyhow::Result<Handled> {
+    let agent = host.agent;
+    let (kind, title, body, change, what) = match action {
+        Action::InstallPackages { apt, npm, reason } => {
+            let mut list: Vec<String> = apt.iter().map(|p| format!("apt: {p}")).collect();
+            list.extend(npm.iter().map(|p| format!("npm: {p}")));
+            let mut body = format!(
+                "Agent \"{agent}\" is attempting to install a package + rebuild container:\n{}",
+                list.join(", ")
+            );
+            if !reason.trim().is_empty() {
+                body.push_str(&format!("\nReason: {}", shorten(reason.trim(), 1000)));
+            }
+            let change = Change::Packages {
+                apt: apt.clone(),
+                npm: npm.clone(),
+            };
+            (
+                super::approvals::kinds::INSTALL_PACKAGES,
+                "Install Packages Request",
+                body,
+                change,
+                format!("({})", list.join(", ")),
+            )
+        }
+        Action::AddMcpServer {
+            name,
+            command,
+            args,
+            env,
+        } => {
+            let mut line = command.clone();
+            for arg in args {
+                line.push(' ');
+                line.push_str(arg);
+            }
+            let mut body = format!(
+                "Agent \"{agent}\" is attempting to add a new MCP server:\n{name} ({})",
+                shorten(&line, 1000)
+            );
+            if !env.is_empty() {
+                // Only the names: the values may be secrets.
+                let keys: Vec<&str> = env.keys().map(String::as_str).collect();
+                body.push_str(&format!("\nenv: {} (values not shown)", keys.join(", ")));
+            }
+            let change = Change::McpServer {
+                name: name.clone(),
+                command: command.clone(),
+                args: args.clone(),
+                env: env.clone(),
+            };
+            (
+                super::approvals::kinds::ADD_MCP_SERVER,
+                "Add MCP Request",
+                body,
+                change,
+                format!("for \"{name}\" ({command})"),
+            )
+        }
+        Action::CreateAgent { .. } => anyhow::bail!("create_agent needs no approval"),
+    };
+    let payload = ChangeRequest {
+        agent: agent.to_string(),
+        session: session.to_string(),
+        request_id: request_id.to_string(),
+        action: action.name().to_string(),
+        change,
+    };
+    let origin = sessions::get(host.conn, session)?
+        .map(|row| super::session::default_routing(host.conn, &row))
+        .transpose()?
+        .flatten()
+        .map(|(channel_type, _)| channel_type);
+    let request = super::approvals::Request {
+        kind,
+        subject: format!("{session}|{request_id}"),
+        agent: Some(agent),
+        origin: origin.as_deref(),
+        payload: serde_json::to_value(&payload)?,
+        title: title.to_string(),
+        body,
+        options: vec![
+            ("approve", "Approve", "✅ Approved"),
+            ("reject", "Reject", "❌ Rejected"),
+        ],
+    };
+    let name = action.name();
+    Ok(
+        match super::approvals::request(host.conn, host.adapters, &request, host.approval_ttl)? {
+            Requested::Card {
+                id,
+                channel_type,
+                outbound,
+            } => {
+                info!(agent, session, approval = %id, action = name, "self-modification awaits approval");
+                host.cards.borrow_mut().push((channel_type, *outbound));
+                Handled::Done {
+                    note: format!(
+                        "Your {name} request {what} was sent to an admin for approval; you will be told the outcome."
+                    ),
+                }
+            }
+            Requested::AlreadyPending => Handled::Done {
+                note: format!("Your {name} request {what} already awaits an admin's approval."),
+            },
+            Requested::NoApprover => Handled::Refused {
+                note: format!("{name} failed: no owner or admin configured to approve."),
+            },
+            Requested::NoDm => Handled::Refused {
+                note: format!("{name} failed: no DM channel found for any eligible approver."),
+            },
+        },
+    )
+}
+
+/// At most `max` characters of `text`, marked when cut.
+fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        let cut: String = text.chars().take(max).collect();
+        format!("{cut}…")
     }
 }
 

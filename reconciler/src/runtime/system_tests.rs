@@ -146,15 +146,25 @@ fn world(sender: &str) -> World {
 
 impl World {
     fn handle(&self, content: Value) -> Handled {
-        handle(
-            &self.conn,
-            &self.paths,
-            "boss",
-            &self.session,
-            "msg-req",
-            &content,
-        )
-        .unwrap()
+        self.handle_carding(content).0
+    }
+
+    /// [`World::handle`] and the cards it asked to send.
+    fn handle_carding(
+        &self,
+        content: Value,
+    ) -> (Handled, Vec<(String, crate::channels::Outbound)>) {
+        let cards = std::cell::RefCell::new(Vec::new());
+        let host = Host {
+            conn: &self.conn,
+            paths: &self.paths,
+            agent: "boss",
+            adapters: &crate::channels::Adapters::default(),
+            approval_ttl: std::time::Duration::from_secs(60),
+            cards: &cards,
+        };
+        let handled = handle(&host, &self.session, "msg-req", &content).unwrap();
+        (handled, cards.into_inner())
     }
 
     fn notes(&self) -> Vec<String> {
@@ -239,29 +249,80 @@ fn create_agent_is_refused_host_side_when_no_admin_asked() {
 }
 
 #[test]
-fn install_packages_is_pending_approval_and_the_agent_is_told() {
+fn install_packages_asks_the_owner_on_a_card_and_the_agent_is_told() {
     let world = world("cli:guest");
-    let handled = world.handle(json!({"action": "install_packages", "apt": ["ffmpeg"]}));
-    let note = "Your install_packages request (apt: ffmpeg) is pending: it awaits an admin's approval, and you will be told the outcome.";
+    db::approvals::remember_dm(&world.conn, "cli:local", "cli", "local").unwrap();
+    let (handled, cards) = world.handle_carding(
+        json!({"action": "install_packages", "apt": ["ffmpeg"], "npm": ["@acme/x"], "reason": "to convert a file"}),
+    );
+    let note = "Your install_packages request (apt: ffmpeg, npm: @acme/x) was sent to an admin for approval; you will be told the outcome.";
     assert_eq!(handled, Handled::Done { note: note.into() });
     assert_eq!(world.notes(), vec![note.to_string()]);
-    let recorded: (String, String, String, String) = world
-        .conn
-        .query_row(
-            "SELECT request_id, action, payload, status FROM pending_approvals",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
-        )
-        .unwrap();
+    assert_eq!(cards.len(), 1);
+    let (channel_type, card) = &cards[0];
     assert_eq!(
-        recorded,
-        (
-            "msg-req".into(),
-            "install_packages".into(),
-            r#"{"apt":["ffmpeg"],"npm":[],"reason":""}"#.into(),
-            "pending".into()
-        )
+        (channel_type.as_str(), card.platform_id.as_str()),
+        ("cli", "local")
     );
+    let card = crate::channels::card::Card::from_content(&card.content).unwrap();
+    assert_eq!(card.title, "Install Packages Request");
+    assert_eq!(
+        card.body,
+        "Agent \"boss\" is attempting to install a package + rebuild container:\napt: ffmpeg, npm: @acme/x\nReason: to convert a file"
+    );
+    let options: Vec<&str> = card.options.iter().map(|o| o.id.as_str()).collect();
+    assert_eq!(options, ["approve", "reject"]);
+    // The same row delivered again asks nothing more.
+    let (again, cards) = world.handle_carding(
+        json!({"action": "install_packages", "apt": ["ffmpeg"], "npm": ["@acme/x"]}),
+    );
+    assert!(cards.is_empty());
+    assert!(matches!(again, Handled::Done { note } if note.contains("already awaits")));
+    let (kind, payload): (String, String) = world
+        .conn
+        .query_row("SELECT kind, payload FROM approvals", [], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(kind, "install_packages");
+    let request: ChangeRequest = serde_json::from_str(&payload).unwrap();
+    assert_eq!(request.agent, "boss");
+    assert_eq!(
+        request.change,
+        Change::Packages {
+            apt: vec!["ffmpeg".into()],
+            npm: vec!["@acme/x".into()]
+        }
+    );
+}
+
+#[test]
+fn add_mcp_server_cards_name_the_env_keys_but_never_their_values() {
+    let world = world("cli:guest");
+    db::approvals::remember_dm(&world.conn, "cli:local", "cli", "local").unwrap();
+    let (_, cards) = world.handle_carding(json!({
+        "action": "add_mcp_server", "name": "search", "command": "npx",
+        "args": ["-y", "@acme/search"], "env": {"API_KEY": "sk-secret-value", "MODE": "fast"}
+    }));
+    let card = crate::channels::card::Card::from_content(&cards[0].1.content).unwrap();
+    assert_eq!(card.title, "Add MCP Request");
+    assert_eq!(
+        card.body,
+        "Agent \"boss\" is attempting to add a new MCP server:\nsearch (npx -y @acme/search)\nenv: API_KEY, MODE (values not shown)"
+    );
+    assert!(!cards[0].1.content.to_string().contains("sk-secret-value"));
+}
+
+#[test]
+fn a_self_modification_with_nobody_to_approve_is_refused_at_once() {
+    let world = world("cli:guest");
+    world.conn.execute("DELETE FROM user_roles", []).unwrap();
+    let (handled, cards) =
+        world.handle_carding(json!({"action": "install_packages", "apt": ["jq"]}));
+    let note = "install_packages failed: no owner or admin configured to approve.";
+    assert_eq!(handled, Handled::Refused { note: note.into() });
+    assert!(cards.is_empty());
+    assert_eq!(world.notes(), vec![note.to_string()]);
 }
 
 #[test]
