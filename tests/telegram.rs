@@ -666,6 +666,24 @@ fn issue_12_kill_9_between_updates_loses_nothing_and_repeats_nothing() {
         stored_offset.contains(&format!("\"next\":{}", first + 1)),
         "{stored_offset}"
     );
+    // The crash comes between updates, not inside the send of the reply: between Telegram
+    // accepting `sendMessage` and the daemon recording it no platform lets a sender tell a
+    // repeat apart, so a crash there would send it again (docs/channels.md).
+    support::wait_until(
+        "the reply to `one` to be recorded as delivered",
+        Duration::from_secs(30),
+        || {
+            reconciler::db::open_readonly(&env.db())
+                .and_then(|conn| {
+                    conn.query_row(
+                        "SELECT COUNT(*) FROM delivered_outbound WHERE status = 'delivered'",
+                        [],
+                        |row| row.get::<_, i64>(0),
+                    )
+                })
+                .is_ok_and(|count| count >= 1)
+        },
+    );
     daemon.crash();
 
     // While the daemon is down: a new message, and Telegram sending `one` again as if the
