@@ -213,6 +213,10 @@ pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Status> {
             keep_containers: args.keep_containers,
             anthropic_upstream,
             env_credential: credentials::from_env(),
+            claude_code_env: env::PASSED_TO_CLAUDE_CODE
+                .iter()
+                .filter_map(|name| Some((name.to_string(), env::get(name)?)))
+                .collect(),
         };
         runtime::run(settings, docker, stop, &lock).await
     })?;

@@ -107,6 +107,9 @@ pub struct Settings {
     pub anthropic_upstream: credentials::Upstream,
     /// The daemon's environment credential, used when none is stored (`credentials::from_env`).
     pub env_credential: Option<(credentials::Credential, credentials::Source)>,
+    /// The daemon's variables handed to Claude Code in agent containers
+    /// (`env::PASSED_TO_CLAUDE_CODE`, those set).
+    pub claude_code_env: Vec<(String, String)>,
 }
 
 /// Inbound envelopes buffered between the channels and the router.
