@@ -529,10 +529,9 @@ pub fn question_response(
          ORDER BY seq",
     )?;
     let mut rows = stmt.query([needle])?;
-    let mut acked = outbound.0.prepare_cached(
-        "SELECT 1 FROM processing_ack WHERE message_id = ?1
-           AND NOT (status = ?2 AND IFNULL(datetime(?3) > datetime(status_changed), 0))",
-    )?;
+    let mut acked = outbound
+        .0
+        .prepare_cached("SELECT 1 FROM processing_ack WHERE message_id = ?1")?;
     while let Some(r) = rows.next()? {
         let id: String = r.get(0)?;
         if !acked.exists([&id])? {
