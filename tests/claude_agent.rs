@@ -452,3 +452,46 @@ fn issue_10_a_missing_proxy_socket_is_told_once_and_the_message_answered_once_wh
     std::fs::rename(&away, &socket).expect("put the socket back");
     answered_once_after(&mut client, &fake, &daemon);
 }
+
+/// The retries the host counted for the message `id` of the `claude` agent's session.
+fn tries(env: &Env, id: &str) -> i64 {
+    let Ok(inbound) = agent_runner::session_db::open_inbound_host(
+        &agent_runner::session_db::inbound_path(&session_dir(env)),
+    ) else {
+        return 0;
+    };
+    agent_runner::session_db::retry_state(&inbound, id)
+        .ok()
+        .flatten()
+        .map_or(0, |state| state.tries)
+}
+
+/// Issue 10 point 5 (c): an outage longer than Claude Code's own retries (cut to one with
+/// `CLAUDE_CODE_MAX_RETRIES`, passed on by the daemon): each turn ends with an API error that
+/// is not sent; the message is given back and retried by the host with backoff; the chat is
+/// told once, however many tries; once the API is back the message is answered once.
+#[test]
+fn issue_10_an_outage_longer_than_claude_codes_retries_is_told_once_and_answered_once() {
+    let Some(()) = support::docker() else { return };
+    support::production_image();
+    let port = closed_port();
+    let env = Env::new("claude-long-outage");
+    env.write("agents.yaml", &claude_agent());
+    env.set_var(
+        "NANOCLAW_ANTHROPIC_BASE_URL",
+        &format!("http://127.0.0.1:{port}"),
+    );
+    env.set_var("CLAUDE_CODE_MAX_RETRIES", "1");
+    auth_set(&env, REAL_KEY);
+    let daemon = Daemon::start(&env);
+    let mut client = Client::connect(&env);
+    client.say("m1", "are you there?");
+    told_unreachable(&mut client, &daemon);
+    support::wait_until(
+        "Claude Code gave up on three tries of m1",
+        Duration::from_secs(120),
+        || tries(&env, "m1:claude") >= 2,
+    );
+    let fake = FakeAnthropic::start_on(port, back_script());
+    answered_once_after(&mut client, &fake, &daemon);
+}

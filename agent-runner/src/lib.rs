@@ -14,6 +14,7 @@ pub mod env;
 pub mod format;
 pub mod forward;
 pub mod mcp;
+pub mod outage;
 pub mod output;
 pub mod poll;
 pub mod providers;

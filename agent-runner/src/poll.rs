@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 use crate::container_config::ContainerConfig;
 use crate::destinations::{self, system_prompt_addendum};
 use crate::format::{format_messages, format_with_commands, is_clear_command, is_runner_command};
+use crate::outage::{self, Tell};
 use crate::output::{self, nudge, strip_internal_tags};
 use crate::providers::{
     AgentQuery, Next, Provider, ProviderEvent, ProviderOptions, QueryInput, UnknownProvider,
@@ -82,6 +83,9 @@ struct Turn {
     nudged: bool,
     /// Whether the query's input was ended (command pending or stop requested).
     ended: bool,
+    /// Claimed ids given back for a retry (their turn could not reach the model's API): not
+    /// completed when the query ends.
+    given_back: Vec<String>,
 }
 
 /// Detects changes of `inbound.db` cheaply (metadata only).
@@ -297,7 +301,7 @@ impl Runner {
         let processing = ids(&normal);
         // The tools process (`agent-runner mcp`) reads it: its sends answer this batch.
         db::set_turn_reply(&self.outbound, Some(&batch.first_id))?;
-        let outcome = self.run_query(prompt, &batch, &processing, stop);
+        let (outcome, given_back) = self.run_query(prompt, &batch, &processing, stop);
         db::set_turn_reply(&self.outbound, None)?;
         if let Err(message) = outcome {
             warn!(error = %message, "Query error");
@@ -308,23 +312,28 @@ impl Runner {
             }
             self.write_batch_reply(&batch, &format!("Error: {message}"))?;
         }
-        db::ack(&mut self.outbound, &processing, AckStatus::Completed)?;
+        let finished: Vec<String> = processing
+            .into_iter()
+            .filter(|id| !given_back.contains(id))
+            .collect();
+        db::ack(&mut self.outbound, &finished, AckStatus::Completed)?;
         info!(
-            count = processing.len() + clears.len(),
+            count = finished.len() + clears.len(),
+            given_back = given_back.len(),
             "Completed message(s)"
         );
         Ok(true)
     }
 
     /// Runs one query to its end (docs/agent-runner.md#the-loop); `Err` carries a thrown provider
-    /// error.
+    /// error. Also returns the claimed ids given back for a retry.
     fn run_query(
         &mut self,
         prompt: String,
         batch: &Batch,
         initial: &[String],
         stop: &AtomicBool,
-    ) -> Result<(), String> {
+    ) -> (Result<(), String>, Vec<String>) {
         let mut query = self.provider.query(QueryInput {
             prompt,
             continuation: self.continuation.clone(),
@@ -359,11 +368,14 @@ impl Runner {
                 warn!(error = %err, "Follow-up poll error");
             }
         };
-        let remaining: Vec<String> = turn.awaiting.into_iter().flatten().collect();
+        let remaining: Vec<String> = std::mem::take(&mut turn.awaiting)
+            .into_iter()
+            .flatten()
+            .collect();
         if let Err(err) = db::ack(&mut self.outbound, &remaining, AckStatus::Completed) {
             warn!(error = %err, "Completing follow-ups failed");
         }
-        outcome
+        (outcome, turn.given_back)
     }
 
     fn on_event(
@@ -396,6 +408,7 @@ impl Runner {
                     &replies,
                     &answered,
                 )?;
+                self.outage_over()?;
                 let sent = replies.len();
                 if sent == 0 && !scratchpad.is_empty() {
                     warn!("agent output had no <message to=\"...\"> blocks, nothing was sent");
@@ -421,6 +434,19 @@ impl Runner {
                     &[batch_reply(batch, &reply)],
                     &answered,
                 )?;
+                self.outage_over()?;
+            }
+            ProviderEvent::TurnUnreachable { error, notice } => {
+                let given_back = turn.awaiting.pop_front().unwrap_or_default();
+                self.give_back(batch, &given_back, &error, &notice)?;
+                turn.given_back.extend(given_back);
+            }
+            ProviderEvent::Unreachable { notice } => {
+                if !db::outage_told(&self.outbound)? {
+                    info!(notice = %notice, "the model's API is unreachable; telling the chat");
+                    self.write_batch_reply(batch, &notice)?;
+                    db::set_outage_told(&self.outbound, true)?;
+                }
             }
             ProviderEvent::Notice { reply } => {
                 info!(reply = %reply, "Notice");
@@ -479,6 +505,49 @@ impl Runner {
         db::set_turn_reply(&self.outbound, Some(&rows[0].id))?;
         query.push(&text);
         turn.awaiting.push_back(claimed);
+        Ok(())
+    }
+
+    /// A turn could not reach the model's API: its messages `ids` go back to the host, which
+    /// retries them with backoff (docs/agent-runner.md#when-the-model-api-cannot-be-reached);
+    /// the chat hears what [`outage::on_give_back`] decides, in the same transaction.
+    fn give_back(
+        &mut self,
+        batch: &Batch,
+        ids: &[String],
+        error: &str,
+        notice: &str,
+    ) -> Result<(), SessionDbError> {
+        let tries = db::tries(&self.inbound, ids)?;
+        let told = db::outage_told(&self.outbound)?;
+        let tell = outage::on_give_back(&tries, told, error);
+        warn!(
+            error,
+            messages = ids.len(),
+            ?tell,
+            "the model's API could not be reached; giving the turn's messages back for a retry"
+        );
+        let replies = match &tell {
+            Tell::Nothing => Vec::new(),
+            Tell::Notice => vec![batch_reply(batch, notice)],
+            Tell::Failure { message_id, text } => vec![NewOutbound {
+                in_reply_to: Some(message_id.clone()),
+                ..batch_reply(batch, text)
+            }],
+        };
+        db::write_replies_and_give_back(&self.inbound, &mut self.outbound, &replies, ids)?;
+        if tell.told_after(told) != told {
+            db::set_outage_told(&self.outbound, !told)?;
+        }
+        Ok(())
+    }
+
+    /// A turn reached the model's API: an outage the chat was told of is over.
+    fn outage_over(&mut self) -> Result<(), SessionDbError> {
+        if db::outage_told(&self.outbound)? {
+            info!("the model's API is reachable again");
+            db::set_outage_told(&self.outbound, false)?;
+        }
         Ok(())
     }
 

@@ -53,6 +53,15 @@ pub const NANOCLAW_RUNNER: &str = "NANOCLAW_RUNNER";
 /// approver and the agent get the patch to apply by hand instead.
 pub const NANOCLAW_MANIFESTS_READONLY: &str = "NANOCLAW_MANIFESTS_READONLY";
 
+/// How many times Claude Code retries a failed API call before it gives up on a turn (its own
+/// default: 10, some 2.5 minutes when the API cannot be reached); when set, passed on to Claude
+/// Code in agent containers. After Claude Code gives up on an unreachable API, nanoclaw gives
+/// the message back and retries it with its own backoff (docs/agents.md). Tests set it low.
+pub const CLAUDE_CODE_MAX_RETRIES: &str = "CLAUDE_CODE_MAX_RETRIES";
+
+/// The daemon's variables passed on to Claude Code in agent containers, when set.
+pub const PASSED_TO_CLAUDE_CODE: &[&str] = &[CLAUDE_CODE_MAX_RETRIES];
+
 /// Every variable above, with its one-line meaning (for docs and `--help`).
 pub const ALL: &[(&str, &str)] = &[
     (NANOCLAW_DATA_DIR, "state directory; same as --data"),
@@ -102,6 +111,10 @@ pub const ALL: &[(&str, &str)] = &[
     (
         NANOCLAW_MANIFESTS_READONLY,
         "`1`: approved self-modifications are not written into the manifests",
+    ),
+    (
+        CLAUDE_CODE_MAX_RETRIES,
+        "retries of a failed API call by Claude Code in agent containers (default its own, 10)",
     ),
 ];
 

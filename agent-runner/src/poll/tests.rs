@@ -727,9 +727,9 @@ fn a_follow_up_stays_claimed_until_its_own_result_arrives() {
     };
     runner.watch.force();
     let stop = AtomicBool::new(false);
-    runner
-        .run_query("prompt".into(), &batch, &initial, &stop)
-        .unwrap();
+    let (outcome, given_back) = runner.run_query("prompt".into(), &batch, &initial, &stop);
+    outcome.unwrap();
+    assert!(given_back.is_empty());
     assert_eq!(seen.lock().unwrap().as_deref(), Some("processing"));
     let status = |id: &str| -> Option<String> {
         session_db::open_outbound_host(&session_db::outbound_path(&ws))
@@ -775,4 +775,131 @@ fn a_reply_is_written_before_its_message_is_completed() {
     let l = l.finish();
     let texts: Vec<_> = l.replies().into_iter().map(|r| r.0).collect();
     assert_eq!(texts, vec!["hello".to_string()]);
+}
+
+/// A provider whose queries cannot reach its API while `down` is set: each turn tells of the
+/// outage, then ends unreachable; otherwise it answers.
+struct Flaky {
+    down: Arc<AtomicBool>,
+    queries: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Provider for Flaky {
+    fn supports_native_slash_commands(&self) -> bool {
+        false
+    }
+    fn query(&mut self, _input: QueryInput) -> Box<dyn AgentQuery> {
+        self.queries.fetch_add(1, Ordering::SeqCst);
+        let events = if self.down.load(Ordering::SeqCst) {
+            vec![
+                ProviderEvent::Activity,
+                ProviderEvent::Unreachable {
+                    notice: "can't reach".into(),
+                },
+                ProviderEvent::TurnUnreachable {
+                    error: "the API could not be reached (refused)".into(),
+                    notice: "can't reach".into(),
+                },
+            ]
+        } else {
+            vec![ProviderEvent::Result {
+                text: Some(r#"<message to="discord-test">answer</message>"#.into()),
+            }]
+        };
+        Box::new(Scripted(events.into_iter().map(Next::Event).collect()))
+    }
+    fn is_session_invalid(&self, _message: &str) -> bool {
+        false
+    }
+}
+
+struct Scripted(std::collections::VecDeque<Next>);
+
+impl AgentQuery for Scripted {
+    fn push(&mut self, _text: &str) {}
+    fn end(&mut self) {}
+    fn next_event(&mut self, _wait: Duration) -> Next {
+        self.0.pop_front().unwrap_or(Next::Done)
+    }
+}
+
+#[test]
+fn issue_10_an_outage_is_told_once_and_its_message_given_back_until_the_last_try() {
+    let (dir, ws) = Loop::session(&discord());
+    let down = Arc::new(AtomicBool::new(true));
+    let queries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let provider = Flaky {
+        down: down.clone(),
+        queries: queries.clone(),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ws2, stop2) = (ws.clone(), stop.clone());
+    let handle = std::thread::spawn(move || {
+        let config = ContainerConfig {
+            provider: "mock".into(),
+            ..ContainerConfig::default()
+        };
+        let mut runner = Runner::new(&ws2, &config, "UTC", Box::new(provider)).unwrap();
+        runner.run(&stop2).unwrap();
+    });
+    let l = Loop {
+        _dir: dir,
+        ws,
+        stop,
+        handle: Some(handle),
+        prompts: Arc::default(),
+    };
+    let texts = |l: &Loop| -> Vec<(String, Option<String>)> {
+        l.replies().into_iter().map(|r| (r.0, r.4)).collect()
+    };
+    // What the host's sweep does with a given-back message: one more try, due in a second.
+    let reschedule = |l: &Loop, id: &str, tries: i64| {
+        let inbound = session_db::open_inbound_host(&l.ws.join(INBOUND_FILE)).unwrap();
+        session_db::retry_later(&inbound, id, tries, Duration::from_secs(1)).unwrap();
+    };
+    let tried = |n: usize| {
+        move |l: &Loop| {
+            queries.load(Ordering::SeqCst) == n && l.ack("m1").as_deref() == Some("retry")
+        }
+    };
+
+    l.insert(&[chat("m1", "hello")]);
+    l.wait("m1 given back", |l| l.ack("m1").as_deref() == Some("retry"));
+    assert_eq!(
+        texts(&l),
+        [("can't reach".to_string(), None)],
+        "no error reply, one notice"
+    );
+
+    reschedule(&l, "m1", 1);
+    l.wait("the second try of m1", tried(2));
+    assert_eq!(texts(&l).len(), 1, "told once per outage, not per try");
+
+    down.store(false, Ordering::SeqCst);
+    reschedule(&l, "m1", 2);
+    l.wait_completed("m1");
+    assert_eq!(texts(&l)[1], ("answer".to_string(), Some("m1".to_string())));
+
+    // A new outage is told anew; a message's last try is answered with the failure.
+    down.store(true, Ordering::SeqCst);
+    l.insert(&[chat("m2", "again")]);
+    l.wait("m2 given back", |l| l.ack("m2").as_deref() == Some("retry"));
+    assert_eq!(texts(&l).len(), 3);
+    assert_eq!(texts(&l)[2].0, "can't reach");
+    reschedule(&l, "m2", session_db::MAX_TRIES);
+    l.wait("the failure", |l| texts(l).len() == 4);
+    let l = l.finish();
+    assert_eq!(
+        texts(&l)[3],
+        (
+            "❌ I gave up on your message after 6 tries: the API could not be reached (refused). Please send it again later.".to_string(),
+            Some("m2".to_string())
+        )
+    );
+    assert_eq!(
+        l.ack("m2").as_deref(),
+        Some("retry"),
+        "the host marks it failed"
+    );
+    assert!(!db::outage_told(&l.outbound()).unwrap());
 }

@@ -59,6 +59,19 @@ pub enum ProviderEvent {
     Notice {
         reply: String,
     },
+    /// The model's API has not been reachable for a while; the turn goes on retrying. `notice`
+    /// is for the chat, which the loop tells once per outage.
+    Unreachable {
+        notice: String,
+    },
+    /// The end of one turn because the model's API could not be reached: no answer is sent,
+    /// and what the turn answered is given back to be retried with backoff. `error` says what
+    /// happened (the log, and the chat after the last try); `notice` is told to the chat when
+    /// it was not told of this outage yet.
+    TurnUnreachable {
+        error: String,
+        notice: String,
+    },
     /// The oldest pushed follow-up still waiting for its turn joined the turn in flight
     /// instead: that turn's result answers it too.
     FollowUpJoined,

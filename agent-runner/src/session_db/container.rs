@@ -40,7 +40,7 @@ pub struct NewOutbound {
 }
 
 const PENDING: &str = "SELECT id, seq, kind, timestamp, trigger, platform_id, channel_type,
-  thread_id, content FROM messages_in
+  thread_id, content, process_after FROM messages_in
 WHERE status = ?2
   AND (process_after IS NULL OR datetime(process_after) <= datetime('now'))
   AND (on_wake = 0 OR ?1)
@@ -48,6 +48,11 @@ ORDER BY seq IS NULL, seq ASC";
 
 /// Pending due rows (on_wake rows only on the first poll) that no ack hides, oldest first, up
 /// to `limit` non-`system` rows. Opens `inbound.db` fresh (cross-mount rule).
+///
+/// Every ack hides its message except a `retry` ack (given back after the model's API could not
+/// be reached) once the host has rescheduled the message after it: `process_after` later than
+/// the give-back, and due. Until then the host has not counted the try, so taking the message
+/// again would retry it at once and without end.
 ///
 /// Deliberate change from v2 (docs/agent-runner.md#pending-selection, runner quirk 10): v2 takes
 /// the newest N rows before filtering acked ones, so a backlog larger than N is answered out of
@@ -64,9 +69,10 @@ pub fn pending(
     let mut stmt = inbound.0.prepare(PENDING)?;
     let mut rows = stmt.query(params![first_poll, InboundStatus::Pending])?;
     // Per-row lookups: acks are never pruned, so loading them all would grow without bound.
-    let mut acked = outbound
-        .0
-        .prepare_cached("SELECT 1 FROM processing_ack WHERE message_id = ?1")?;
+    let mut acked = outbound.0.prepare_cached(
+        "SELECT 1 FROM processing_ack WHERE message_id = ?1
+           AND NOT (status = ?2 AND IFNULL(datetime(?3) > datetime(status_changed), 0))",
+    )?;
     let mut fresh = Vec::new();
     let mut counted = 0;
     while counted < limit {
@@ -82,7 +88,8 @@ pub fn pending(
             thread_id: r.get(7)?,
             content: r.get(8)?,
         };
-        if acked.exists([&row.id])? {
+        let process_after: Option<String> = r.get(9)?;
+        if acked.exists(params![&row.id, AckStatus::Retry, process_after])? {
             continue;
         }
         if row.kind != Kind::System {
@@ -114,6 +121,23 @@ pub fn ack(outbound: &mut OutboundDb, ids: &[String], status: AckStatus) -> Resu
     Ok(())
 }
 
+/// The retries so far of each message of `ids` still pending: `(id, tries)`.
+pub fn tries(inbound: &InboundDb, ids: &[String]) -> Result<Vec<(String, i64)>> {
+    let mut stmt = inbound
+        .0
+        .prepare_cached("SELECT tries FROM messages_in WHERE id = ?1 AND status = ?2")?;
+    let mut out = Vec::new();
+    for id in ids {
+        let tries: Option<Option<i64>> = stmt
+            .query_row(params![id, InboundStatus::Pending], |r| r.get(0))
+            .optional()?;
+        if let Some(tries) = tries {
+            out.push((id.clone(), tries.unwrap_or(0)));
+        }
+    }
+    Ok(out)
+}
+
 /// At loop start: forgets this container's predecessor's unfinished claims.
 pub fn delete_stale_claims(outbound: &OutboundDb) -> Result<usize> {
     Ok(outbound.0.execute(
@@ -143,6 +167,28 @@ pub fn write_replies_and_complete(
     outbound: &mut OutboundDb,
     rows: &[NewOutbound],
     completed: &[String],
+) -> Result<Vec<i64>> {
+    write_replies_and_ack(inbound, outbound, rows, completed, AckStatus::Completed)
+}
+
+/// Writes what the chat is told and gives `given_back` back for a retry (`retry` acks), in ONE
+/// transaction like [`write_replies_and_complete`]: a kill in between cannot tell the chat
+/// without giving the messages back, or the reverse.
+pub fn write_replies_and_give_back(
+    inbound: &InboundDb,
+    outbound: &mut OutboundDb,
+    rows: &[NewOutbound],
+    given_back: &[String],
+) -> Result<Vec<i64>> {
+    write_replies_and_ack(inbound, outbound, rows, given_back, AckStatus::Retry)
+}
+
+fn write_replies_and_ack(
+    inbound: &InboundDb,
+    outbound: &mut OutboundDb,
+    rows: &[NewOutbound],
+    acked: &[String],
+    status: AckStatus,
 ) -> Result<Vec<i64>> {
     let tx = outbound
         .0
@@ -183,8 +229,8 @@ pub fn write_replies_and_complete(
             "INSERT OR REPLACE INTO processing_ack (message_id, status, status_changed)
              VALUES (?1, ?2, datetime('now'))",
         )?;
-        for id in completed {
-            stmt.execute(params![id, AckStatus::Completed])?;
+        for id in acked {
+            stmt.execute(params![id, status])?;
         }
     }
     tx.commit()?;
@@ -364,6 +410,33 @@ pub fn set_turn_reply(outbound: &OutboundDb, id: Option<&str>) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `session_state` key of the time the chat was told that the model's API cannot be reached
+/// (docs/agent-runner.md#when-the-model-api-cannot-be-reached); absent while it can. Kept in
+/// the session DB, not the runner's memory: the retries of one outage may span containers.
+const OUTAGE_TOLD_KEY: &str = "outage:told_at";
+
+/// Whether the chat was told of the current outage of the model's API.
+pub fn outage_told(outbound: &OutboundDb) -> Result<bool> {
+    Ok(get_state(&outbound.0, OUTAGE_TOLD_KEY)?.is_some())
+}
+
+/// Records that the chat was told of the outage (`true`), or that it is over (`false`).
+pub fn set_outage_told(outbound: &OutboundDb, told: bool) -> Result<()> {
+    if told {
+        outbound.0.execute(
+            "INSERT OR REPLACE INTO session_state (key, value, updated_at)
+             VALUES (?1, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+            [OUTAGE_TOLD_KEY],
+        )?;
+    } else {
+        outbound.0.execute(
+            "DELETE FROM session_state WHERE key = ?1",
+            [OUTAGE_TOLD_KEY],
+        )?;
+    }
+    Ok(())
 }
 
 /// The id of the message the current turn answers, when a turn is running.

@@ -61,13 +61,17 @@ pub use host::{
 };
 pub use ids::{new_id, now_iso, parse_time};
 pub use untrusted::{
-    ContainerState, Due, OutboundRow, container_state, due_outbound, has_later_outbound,
-    processing_claims, unaddressable_outbound,
+    ContainerState, Due, OutboundRow, container_state, due_outbound, given_back,
+    has_later_outbound, processing_claims, unaddressable_outbound,
 };
 pub use values::{AckStatus, DeliveryStatus, InboundStatus, Kind};
 
 /// File name of the host-written DB inside a session folder.
 pub const INBOUND_FILE: &str = "inbound.db";
+/// Retries of a message before the host marks it `failed`: the first attempt plus this many
+/// (docs/runtime.md#stuck-containers-and-retries). The host decides each retry's backoff; the
+/// runner reads this to know that a message it gives back had its last try.
+pub const MAX_TRIES: i64 = 5;
 /// The agent-writable folder inside a session folder (`/workspace/outbound` in the container).
 pub const OUTBOUND_DIR: &str = "outbound";
 /// File name of the container-written DB inside [`OUTBOUND_DIR`].

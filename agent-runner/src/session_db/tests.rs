@@ -221,6 +221,77 @@ fn ack_sync_completes_only_finished_claims() {
 }
 
 #[test]
+fn issue_10_a_given_back_message_is_hidden_until_the_host_rescheduled_it() {
+    let (_d, s) = session();
+    let mut inb = open_inbound_host(&s.join(INBOUND_FILE)).unwrap();
+    insert_inbound(&mut inb, &[chat("a"), chat("b")]).unwrap();
+    let mut outb = open_outbound_container(&outbound_path(&s)).unwrap();
+    container::write_replies_and_give_back(&inb, &mut outb, &[out("o1")], &["a".into()]).unwrap();
+    outb.as_connection()
+        .execute(
+            "UPDATE processing_ack SET status_changed = datetime('now', '-10 seconds')",
+            [],
+        )
+        .unwrap();
+    let pending = || -> Vec<String> {
+        container::pending(&s.join(INBOUND_FILE), &outb, false, 10)
+            .unwrap()
+            .into_iter()
+            .map(|row| row.id)
+            .collect()
+    };
+    let schedule = |when: &str| {
+        inb.as_connection()
+            .execute(
+                &format!("UPDATE messages_in SET process_after = {when} WHERE id = 'a'"),
+                [],
+            )
+            .unwrap();
+    };
+    assert_eq!(
+        pending(),
+        ["b"],
+        "not rescheduled yet: the try is not counted"
+    );
+    schedule("datetime('now', '-20 seconds')");
+    assert_eq!(pending(), ["b"], "scheduled before the give-back");
+    schedule("datetime('now', '+5 seconds')");
+    assert_eq!(pending(), ["b"], "rescheduled, not due yet");
+    schedule("datetime('now', '-5 seconds')");
+    assert_eq!(
+        pending(),
+        ["a", "b"],
+        "rescheduled after the give-back and due"
+    );
+
+    let host_out = open_outbound_host(&outbound_path(&s)).unwrap();
+    let given_back: Vec<_> = given_back(&inb, &host_out)
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(given_back, ["a"]);
+    assert!(processing_claims(&inb, &host_out).unwrap().is_empty());
+    assert_eq!(sync_acks(&mut inb, &host_out).unwrap(), 0, "not finished");
+    assert_eq!(
+        container::tries(&inb, &["a".into(), "gone".into()]).unwrap(),
+        [("a".to_string(), 0)]
+    );
+}
+
+#[test]
+fn issue_10_the_outage_told_fact_is_kept_in_the_session_db() {
+    let (_d, s) = session();
+    let outb = open_outbound_container(&outbound_path(&s)).unwrap();
+    assert!(!container::outage_told(&outb).unwrap());
+    container::set_outage_told(&outb, true).unwrap();
+    let reopened = open_outbound_container(&outbound_path(&s)).unwrap();
+    assert!(container::outage_told(&reopened).unwrap());
+    container::set_outage_told(&reopened, false).unwrap();
+    assert!(!container::outage_told(&outb).unwrap());
+}
+
+#[test]
 fn claims_on_ids_the_host_never_wrote_are_not_read() {
     let (_d, s) = session();
     let mut inb = open_inbound_host(&s.join(INBOUND_FILE)).unwrap();

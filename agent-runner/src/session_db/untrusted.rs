@@ -265,25 +265,41 @@ pub fn processing_claims(
     inbound: &InboundDb,
     outbound: &OutboundDb,
 ) -> Result<Vec<(String, String)>> {
+    acks_of_pending(inbound, outbound, AckStatus::Processing)
+}
+
+/// The messages the container gave back for a retry (`retry` acks: their turn could not reach
+/// the model's API), as `(message id, given back at)` for each pending one, at most
+/// [`MAX_CLAIMS`]; bounded like [`processing_claims`].
+pub fn given_back(inbound: &InboundDb, outbound: &OutboundDb) -> Result<Vec<(String, String)>> {
+    acks_of_pending(inbound, outbound, AckStatus::Retry)
+}
+
+/// `(message id, status_changed)` of each ack with `status` whose message is pending.
+fn acks_of_pending(
+    inbound: &InboundDb,
+    outbound: &OutboundDb,
+    status: AckStatus,
+) -> Result<Vec<(String, String)>> {
     let pending = pending_ids(&inbound.0, Some(MAX_CLAIMS))?;
     let outbound = &outbound.0;
     if pending.is_empty() || columns(outbound, "processing_ack")?.is_empty() {
         return Ok(Vec::new());
     }
-    let mut claimed = outbound.prepare_cached(&format!(
+    let mut acked = outbound.prepare_cached(&format!(
         "SELECT {} FROM processing_ack WHERE message_id = ?1 AND status = ?2",
         bounded("status_changed", MAX_FIELD_BYTES)
     ))?;
-    let mut claims = Vec::new();
+    let mut acks = Vec::new();
     for id in pending {
-        let at: Option<Option<String>> = claimed
-            .query_row(params![&id, AckStatus::Processing], |r| r.get(0))
+        let at: Option<Option<String>> = acked
+            .query_row(params![&id, status], |r| r.get(0))
             .optional()?;
         if let Some(at) = at {
-            claims.push((id, at.unwrap_or_default()));
+            acks.push((id, at.unwrap_or_default()));
         }
     }
-    Ok(claims)
+    Ok(acks)
 }
 
 /// The tool in flight, if the container recorded one; a missing table or row reads as `None`.

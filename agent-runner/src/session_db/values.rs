@@ -99,6 +99,11 @@ pub enum AckStatus {
     Completed,
     /// Given up by the container (v2 never writes it; the host reads it as finished).
     Failed,
+    /// Given back: its turn could not reach the model's API. The host reschedules it with
+    /// backoff, or marks it failed after the last try, as it does for a dead container's
+    /// claims (docs/runtime.md#stuck-containers-and-retries); the container takes it again once
+    /// it is due after that reschedule.
+    Retry,
 }
 
 /// The outcome of delivering an outbound row (`delivered.status`).
@@ -162,6 +167,7 @@ string_forms!(AckStatus {
     Processing => "processing",
     Completed => "completed",
     Failed => "failed",
+    Retry => "retry",
 });
 
 string_forms!(DeliveryStatus {

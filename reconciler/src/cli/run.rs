@@ -214,6 +214,10 @@ pub fn run(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Status> {
             anthropic_upstream,
             env_credential: credentials::from_env(),
             self_modify: Some(lander(&ctx.paths, &args.dir)),
+            claude_code_env: env::PASSED_TO_CLAUDE_CODE
+                .iter()
+                .filter_map(|name| Some((name.to_string(), env::get(name)?)))
+                .collect(),
         };
         runtime::run(settings, docker, stop, &lock).await
     })?;

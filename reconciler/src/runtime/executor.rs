@@ -480,9 +480,15 @@ fn desired_hash(
     let session = db::sessions::get(conn, session_id)
         .map_err(|err| err.to_string())?
         .ok_or_else(|| format!("session `{session_id}` no longer exists"))?;
-    session::composition(conn, &settings.paths, &session, &settings.images)
-        .map(|composed| composed.spec.config_hash)
-        .map_err(|err| format!("{err:#}"))
+    session::composition(
+        conn,
+        &settings.paths,
+        &session,
+        &settings.images,
+        &settings.claude_code_env,
+    )
+    .map(|composed| composed.spec.config_hash)
+    .map_err(|err| format!("{err:#}"))
 }
 
 /// Takes every open restart request: clears the agent's deferral, writes the on-wake rows,

@@ -111,6 +111,9 @@ pub struct Settings {
     /// Lands approved self-modifications in the manifests (`nanoclaw run` gives
     /// `ops::self_modify` on its manifest folder); `None`: they are refused.
     pub self_modify: Option<approvals::Lander>,
+    /// The daemon's variables handed to Claude Code in agent containers
+    /// (`env::PASSED_TO_CLAUDE_CODE`, those set).
+    pub claude_code_env: Vec<(String, String)>,
 }
 
 /// Inbound envelopes buffered between the channels and the router.

@@ -48,20 +48,23 @@ pub fn prepare(
     paths: &Paths,
     session: &Session,
     images: &AgentImages,
+    claude_code_env: &[(String, String)],
 ) -> anyhow::Result<SpawnSpec> {
-    let composed = composition(conn, paths, session, images)?;
+    let composed = composition(conn, paths, session, images, claude_code_env)?;
     write(conn, paths, session, &composed)?;
     Ok(composed.spec)
 }
 
 /// What `session`'s container would be started with now: the agent read and its mounts
 /// resolved as at a spawn, composed, nothing written. The executor compares its hash with a
-/// running container's label.
+/// running container's label. `claude_code_env` goes into the environment of a container that
+/// runs Claude Code.
 pub fn composition(
     conn: &Connection,
     paths: &Paths,
     session: &Session,
     images: &AgentImages,
+    claude_code_env: &[(String, String)],
 ) -> anyhow::Result<Composed> {
     let agent = agent(conn, &session.agent)?
         .with_context(|| format!("agent `{}` no longer exists", session.agent))?;
@@ -75,7 +78,11 @@ pub fn composition(
             paths,
             images: &images,
             mounts: &mounts,
-            env: &[],
+            env: if crate::provider::runs_claude_code(&provider) {
+                claude_code_env
+            } else {
+                &[]
+            },
             provider: &provider,
         },
     ))

@@ -186,6 +186,7 @@ fn issue_7_planted_links_at_every_final_and_temp_name_never_redirect_a_write() {
             &world.paths,
             &world.session,
             &AgentImages::single("image:latest"),
+            &[],
         )
         .unwrap();
         world.assert_outside_untouched(plant);
@@ -228,6 +229,7 @@ fn issue_7_planted_links_at_every_final_and_temp_name_never_redirect_a_write() {
             &world.paths,
             &world.session,
             &AgentImages::single("image:latest"),
+            &[],
         )
         .unwrap();
         world.assert_outside_untouched(plant);
@@ -250,6 +252,7 @@ fn the_previous_layouts_composed_files_leave_the_agents_folder_once() {
         &world.paths,
         &world.session,
         &AgentImages::single("image:latest"),
+        &[],
     )
     .unwrap();
     let mut names: Vec<String> = std::fs::read_dir(&group)
@@ -281,6 +284,7 @@ fn the_previous_layouts_composed_files_leave_the_agents_folder_once() {
         &world.paths,
         &world.session,
         &AgentImages::single("image:latest"),
+        &[],
     )
     .unwrap();
     assert_eq!(
@@ -296,16 +300,16 @@ fn the_previous_layouts_composed_files_leave_the_agents_folder_once() {
 fn a_stale_heartbeat_is_deleted_before_the_spawn_and_a_planted_link_only_unlinked() {
     let world = attack();
     let images = AgentImages::single("image:latest");
-    let spec = prepare(&world.conn, &world.paths, &world.session, &images).unwrap();
+    let spec = prepare(&world.conn, &world.paths, &world.session, &images, &[]).unwrap();
     let heartbeat = session_db::heartbeat_path(&spec.session_dir);
     std::fs::write(&heartbeat, "").unwrap();
-    prepare(&world.conn, &world.paths, &world.session, &images).unwrap();
+    prepare(&world.conn, &world.paths, &world.session, &images, &[]).unwrap();
     assert!(
         !heartbeat.exists(),
         "the stale heartbeat is deleted before the spawn"
     );
     std::os::unix::fs::symlink(&world.outside, &heartbeat).unwrap();
-    prepare(&world.conn, &world.paths, &world.session, &images).unwrap();
+    prepare(&world.conn, &world.paths, &world.session, &images, &[]).unwrap();
     assert!(std::fs::symlink_metadata(&heartbeat).is_err());
     assert_eq!(std::fs::read_to_string(&world.outside).unwrap(), SECRET);
 }
@@ -341,6 +345,7 @@ fn routing_after_prepare(
         &paths,
         &session,
         &AgentImages::single("image:latest"),
+        &[],
     )
     .unwrap();
     let inbound =
@@ -400,7 +405,9 @@ fn the_image_follows_the_provider_unless_the_agent_names_its_own() {
     };
     let image_of = |agent: &str| {
         let session = crate::db::sessions::create(&conn, agent, None, None).unwrap();
-        prepare(&conn, &paths, &session, &images).unwrap().image
+        prepare(&conn, &paths, &session, &images, &[])
+            .unwrap()
+            .image
     };
     assert_eq!(image_of("mock"), "small:1");
     assert_eq!(image_of("claude"), "big:1", "no provider is `claude`");
@@ -439,7 +446,7 @@ fn issue_10_the_spawn_resolves_the_provider_session_then_group_then_config() {
         let session = crate::db::sessions::get(&conn, &session.id)
             .unwrap()
             .unwrap();
-        let spec = prepare(&conn, &paths, &session, &images).unwrap();
+        let spec = prepare(&conn, &paths, &session, &images, &[]).unwrap();
         let config = std::fs::read_to_string(agent_runner::session_db::container_config_path(
             &spec.session_dir,
         ))
@@ -493,7 +500,7 @@ fn issue_11_an_agent_with_packages_runs_the_per_agent_image_the_db_records() {
     };
     let image_of = |agent: &str| {
         let session = crate::db::sessions::create(&conn, agent, None, None).unwrap();
-        composition(&conn, &paths, &session, &images)
+        composition(&conn, &paths, &session, &images, &[])
             .unwrap()
             .spec
             .image

@@ -1,9 +1,11 @@
 //! The sweep (docs/runtime.md#the-sweep): the slow, level-triggered backstop over every active
 //! session.
 //!
-//! Per session: copy finished acks into `messages_in`, wake sessions with due messages and no
-//! container, police running containers ([`decide`]: absolute ceiling, stuck claims, idle
-//! teardown), and give back claims of dead containers with backoff ([`reset_plan`]). Missing
+//! Per session: copy finished acks into `messages_in`, reschedule with backoff ([`reset_plan`])
+//! the messages a container gave back because the model's API could not be reached (`retry`
+//! acks), wake sessions with due messages and no container, police running containers
+//! ([`decide`]: absolute ceiling, stuck claims, idle teardown), and give back claims of dead
+//! containers with the same backoff. Missing
 //! an event anywhere else in the runtime costs latency, never correctness, because this runs.
 //! The decisions are pure functions; [`sweep_once`] executes them.
 //!
@@ -32,8 +34,9 @@ pub const ABSOLUTE_CEILING: Duration = Duration::from_secs(30 * 60);
 /// A claim older than this with no heartbeat since is stuck
 /// (docs/runtime.md#stuck-containers-and-retries).
 pub const CLAIM_STUCK: Duration = Duration::from_secs(60);
-/// Retries before a message is marked failed (docs/runtime.md#stuck-containers-and-retries).
-pub const MAX_TRIES: i64 = 5;
+/// Retries before a message is marked failed (docs/runtime.md#stuck-containers-and-retries): the
+/// session DB protocol's, which the runner reads too (it tells the chat of a last try).
+pub use agent_runner::session_db::MAX_TRIES;
 /// Longest `Bash` timeout a container may declare to extend its limits (the value is
 /// container-written, so it is bounded).
 pub const MAX_DECLARED_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
@@ -228,6 +231,13 @@ fn sweep_session(
         if synced > 0 {
             debug!(session = %session.id, synced, "acks synced");
         }
+        // Before the due count: a given-back message not yet rescheduled is due, and would wake
+        // a container that must not take it yet.
+        let given_back = session_db::given_back(&inbound, outbound)?;
+        if !given_back.is_empty() {
+            debug!(session = %session.id, messages = given_back.len(), "given back for a retry");
+            reset_claims(&inbound, &given_back)?;
+        }
         let unaddressable = session_db::unaddressable_outbound(outbound)?;
         if unaddressable > 0 {
             warn!(session = %session.id, rows = unaddressable,
@@ -281,9 +291,11 @@ fn sweep_session(
 }
 
 /// Gives claimed messages of a dead container back with backoff
-/// (docs/runtime.md#stuck-containers-and-retries), each claim at most once ([`needs_reset`]). The
-/// claims themselves stay in `outbound.db`, which only the container writes; the next container
-/// deletes them as it starts.
+/// (docs/runtime.md#stuck-containers-and-retries), each claim at most once ([`needs_reset`]); the
+/// same for messages a container gave back itself (`retry` acks, the time of the give-back as
+/// the claim's). The acks themselves stay in `outbound.db`, which only the container writes; the
+/// next container deletes a dead one's claims as it starts, and takes a given-back message again
+/// once it is due after the reschedule.
 fn reset_claims(inbound: &InboundDb, claims: &[(String, String)]) -> anyhow::Result<()> {
     for (message, claimed_at) in claims {
         let Some(state) = session_db::retry_state(inbound, message)? else {
@@ -872,6 +884,36 @@ mod tests {
             "rescheduled after it"
         );
         assert!(!needs_reset(None, Some(at(15))));
+    }
+
+    #[test]
+    fn issue_10_a_given_back_message_is_retried_with_backoff_once_per_give_back() {
+        let world = world();
+        world.message("m-1", "");
+        world.message("m-last", "tries = 5");
+        world.ack("m-1", "retry", "datetime('now')");
+        world.ack("m-last", "retry", "datetime('now')");
+        let running = Fake {
+            running: true,
+            ..Fake::default()
+        };
+        world.sweep(&running);
+        let (status, tries, delay) = world.state("m-1");
+        assert_eq!((status.as_str(), tries), ("pending", 1));
+        assert!(delay.is_some_and(|d| (4..=6).contains(&d)), "{delay:?}");
+        assert_eq!(world.state("m-last").0, "failed", "its last try");
+        assert!(running.stopped.borrow().is_empty(), "the container is fine");
+        world.sweep(&running);
+        assert_eq!(world.state("m-1").1, 1, "one give-back, one retry");
+
+        // Without a container, a given-back message not yet rescheduled does not wake one.
+        let other = super::tests::world();
+        other.message("m-2", "");
+        other.ack("m-2", "retry", "datetime('now')");
+        let stopped = Fake::default();
+        other.sweep(&stopped);
+        assert!(stopped.woken.borrow().is_empty());
+        assert_eq!(other.state("m-2").1, 1);
     }
 
     #[test]

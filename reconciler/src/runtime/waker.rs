@@ -710,6 +710,12 @@ fn prepare(settings: &Settings, id: &str) -> (Option<String>, anyhow::Result<Spa
         Err(err) => return (None, Err(err)),
     };
     let agent = Some(row.agent.clone());
-    let spec = session::prepare(&conn, &settings.paths, &row, &settings.images);
+    let spec = session::prepare(
+        &conn,
+        &settings.paths,
+        &row,
+        &settings.images,
+        &settings.claude_code_env,
+    );
     (agent, spec)
 }

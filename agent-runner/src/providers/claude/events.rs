@@ -3,9 +3,9 @@
 //! the typed errors of a Claude Code process.
 //!
 //! Pure: one parsed line in, events out. Every line is [`ProviderEvent::Activity`] first (the
-//! heartbeat), then: `system`/`init` → `Init`; `result` → `Result`, or `TurnError` for an API
-//! error (the auth banner replaced, issue 10 point 2); `system`/`api_retry` → a retryable
-//! `Error`; `system`/`compact_boundary` → a `Progress` notice (not a result: v2's result made
+//! heartbeat), then: `system`/`init` → `Init`; `result` → `Result`, `TurnUnreachable` when the
+//! API could not be reached ([`is_unreachable_result`]), or `TurnError` for another API error
+//! (the auth banner replaced, issue 10 point 2); `system`/`api_retry` → a retryable `Error`; `system`/`compact_boundary` → a `Progress` notice (not a result: v2's result made
 //! the loop nudge the agent, docs/agent-runner.md#providers); `system`/`task_notification` →
 //! `Progress`.
 
@@ -14,14 +14,36 @@ use serde_json::Value;
 use super::banner::{AUTH_REQUIRED_MESSAGE, is_auth_required};
 use crate::providers::ProviderEvent;
 
-/// How long the API may stay unreachable within a turn before the chat is told (once per
-/// turn, at the first retry after it): Claude Code keeps retrying with its backoff, the message
-/// stays pending and is answered once the API answers again (docs/agents.md).
+/// How long the API may stay unreachable within a turn before the chat is told (at the first
+/// retry after it; the loop tells it once per outage): Claude Code keeps retrying with its
+/// backoff, and when it gives up the message is given back and retried by the host with its own
+/// backoff, so it is answered once the API answers again (docs/agents.md).
 pub const UNREACHABLE_NOTICE_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What the chat user reads when the API has been unreachable for
 /// [`UNREACHABLE_NOTICE_AFTER`].
 pub const UNREACHABLE_MESSAGE: &str = "⏳ I can't reach Anthropic right now, so I can't answer yet. I keep retrying; your message is kept and answered once Anthropic is reachable again.";
+
+/// Whether a `result` line ended its turn because the API could not be reached, so the turn is
+/// worth retrying unchanged: an API error (`is_error`, `terminal_reason: api_error`) after a
+/// connection failure (`api_error: connection_failed`: refused, reset), without any HTTP status
+/// (timed out), or with a gateway status (502/503/504: what the credential proxy answers when
+/// it cannot reach the upstream). Any other status (400, 401, 429, 500, 529) means the API
+/// answered: that turn's error stands (docs/claude-code.md#errors-and-retries).
+pub fn is_unreachable_result(line: &Value) -> bool {
+    let is_error = line.get("is_error").and_then(Value::as_bool) == Some(true);
+    let api_error = line.get("terminal_reason").and_then(Value::as_str) == Some("api_error");
+    let connection = line.get("api_error").and_then(Value::as_str) == Some("connection_failed");
+    is_error && api_error && (connection || is_gateway_status(line.get("api_error_status")))
+}
+
+/// No HTTP status at all, or 502/503/504.
+fn is_gateway_status(status: Option<&Value>) -> bool {
+    match status {
+        None | Some(Value::Null) => true,
+        Some(status) => matches!(status.as_u64(), Some(502..=504)),
+    }
+}
 
 /// Why a Claude Code process failed; the one place its failures are classified.
 #[derive(Debug, thiserror::Error)]
@@ -100,10 +122,7 @@ pub fn translate(line: &Value) -> Translation {
         }
         (Some("system"), Some("api_retry")) => {
             out.auth_failed = text("error") == Some("authentication_failed");
-            out.unreachable = match line.get("error_status") {
-                None | Some(Value::Null) => true,
-                Some(status) => matches!(status.as_u64(), Some(502..=504)),
-            };
+            out.unreachable = is_gateway_status(line.get("error_status"));
             out.events.push(ProviderEvent::Error {
                 message: api_retry_message(line),
                 retryable: true,
@@ -129,7 +148,8 @@ pub fn translate(line: &Value) -> Translation {
 }
 
 /// A successful `result`: its text; an API error (`is_error`) becomes a reply the user sees,
-/// the auth banners replaced by what the operator must do.
+/// the auth banners replaced by what the operator must do, unless the API could not be reached:
+/// then the turn is given back for a retry.
 fn result_event(line: &Value) -> ProviderEvent {
     let text = line
         .get("result")
@@ -139,6 +159,13 @@ fn result_event(line: &Value) -> ProviderEvent {
     match text {
         Some(text) if is_auth_required(&text) => ProviderEvent::TurnError {
             reply: AUTH_REQUIRED_MESSAGE.to_string(),
+        },
+        text if is_unreachable_result(line) => ProviderEvent::TurnUnreachable {
+            error: match text.filter(|text| !text.trim().is_empty()) {
+                Some(text) => format!("Anthropic could not be reached ({})", text.trim()),
+                None => "Anthropic could not be reached".to_string(),
+            },
+            notice: UNREACHABLE_MESSAGE.to_string(),
         },
         Some(text) if is_error && !text.trim().is_empty() => ProviderEvent::TurnError {
             reply: format!("Error: {text}"),

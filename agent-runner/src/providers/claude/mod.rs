@@ -141,7 +141,8 @@ struct ClaudeQuery {
     /// `authentication_failed` retry).
     auth_noticed: bool,
     /// When this turn's API calls started failing to reach the API (reset at the end of a
-    /// turn), and whether the user was told (`events::UNREACHABLE_NOTICE_AFTER`).
+    /// turn), and whether the loop was told (`events::UNREACHABLE_NOTICE_AFTER`; the loop tells
+    /// the chat once per outage).
     unreachable_since: Option<std::time::Instant>,
     unreachable_noticed: bool,
     /// Stdin messages echoed since the last result (`--replay-user-messages`).
@@ -272,8 +273,8 @@ impl ClaudeQuery {
         self.pending.extend(events);
     }
 
-    /// An API retry found the API unreachable at `now`: the notice for the chat once the outage
-    /// has lasted [`events::UNREACHABLE_NOTICE_AFTER`] in this turn, once per turn.
+    /// An API retry found the API unreachable at `now`: the event once the outage has lasted
+    /// [`events::UNREACHABLE_NOTICE_AFTER`] in this turn, once per turn.
     fn unreachable_notice(&mut self, now: std::time::Instant) -> Option<ProviderEvent> {
         let since = *self.unreachable_since.get_or_insert(now);
         if self.unreachable_noticed || now.duration_since(since) < events::UNREACHABLE_NOTICE_AFTER
@@ -283,10 +284,10 @@ impl ClaudeQuery {
         self.unreachable_noticed = true;
         warn!(
             for_s = now.duration_since(since).as_secs(),
-            "the Anthropic API is unreachable; Claude Code keeps retrying, the chat is told"
+            "the Anthropic API is unreachable; Claude Code keeps retrying"
         );
-        Some(ProviderEvent::Notice {
-            reply: events::UNREACHABLE_MESSAGE.to_string(),
+        Some(ProviderEvent::Unreachable {
+            notice: events::UNREACHABLE_MESSAGE.to_string(),
         })
     }
 

@@ -280,8 +280,10 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 /// Issue 10 point 5: API calls that cannot reach the API (no HTTP status, or a gateway status
-/// from the credential proxy) are retried by Claude Code; the chat is told once per turn, at
-/// the first such retry after `UNREACHABLE_NOTICE_AFTER`, and a new turn may tell again.
+/// from the credential proxy) are retried by Claude Code; the loop is told once per turn, at
+/// the first such retry after `UNREACHABLE_NOTICE_AFTER`, and a new turn may tell again (the
+/// loop tells the chat once per outage: `poll`'s
+/// `issue_10_an_outage_is_told_once_and_its_message_given_back_until_the_last_try`).
 #[test]
 fn issue_10_an_unreachable_api_is_told_once_per_turn_after_the_threshold() {
     use std::time::Instant;
@@ -307,8 +309,8 @@ fn issue_10_an_unreachable_api_is_told_once_per_turn_after_the_threshold() {
         Rc::default(),
     );
     let start = Instant::now();
-    let notice = ProviderEvent::Notice {
-        reply: UNREACHABLE_MESSAGE.into(),
+    let notice = ProviderEvent::Unreachable {
+        notice: UNREACHABLE_MESSAGE.into(),
     };
     assert_eq!(query.unreachable_notice(start), None);
     assert_eq!(

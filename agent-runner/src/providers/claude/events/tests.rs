@@ -182,3 +182,64 @@ fn thousands_separators() {
     assert_eq!(thousands(1000), "1,000");
     assert_eq!(thousands(1234567), "1,234,567");
 }
+
+/// The `result` of a turn Claude Code 2.1.332 gave up after its retries (trimmed from runs
+/// against a closed port, a server that resets connections, one that never answers, and one
+/// answering each status).
+fn api_error_result(api_error: Value, status: Value, text: &str) -> Value {
+    json!({"type":"result","subtype":"success","is_error":true,"terminal_reason":"api_error",
+        "api_error":api_error,"api_error_status":status,"result":text,"session_id":"x"})
+}
+
+#[test]
+fn issue_10_only_a_result_that_could_not_reach_the_api_is_unreachable() {
+    let refused = api_error_result(
+        json!("connection_failed"),
+        Value::Null,
+        "API Error: Connection refused — a firewall or proxy may be blocking it (ECONNREFUSED)",
+    );
+    let reset = api_error_result(
+        json!("connection_failed"),
+        Value::Null,
+        "API Error: Connection dropped (ECONNRESET). Check the gateway set in ANTHROPIC_BASE_URL, then try again.",
+    );
+    let timed_out = api_error_result(Value::Null, Value::Null, "Request timed out.");
+    let gateway = |status: u64| {
+        api_error_result(
+            Value::Null,
+            json!(status),
+            &format!("API Error: {status} upstream says {status}. This is a server-side issue"),
+        )
+    };
+    for line in [
+        &refused,
+        &reset,
+        &timed_out,
+        &gateway(502),
+        &gateway(503),
+        &gateway(504),
+    ] {
+        assert!(is_unreachable_result(line), "{line}");
+    }
+    let answered = [
+        gateway(400),
+        gateway(401),
+        gateway(429),
+        gateway(500),
+        gateway(529),
+        // Not an API error, or no error at all.
+        json!({"type":"result","subtype":"success","is_error":true,"api_error_status":null,"result":"API Error: Repeated 529 Overloaded errors."}),
+        json!({"type":"result","subtype":"success","is_error":false,"terminal_reason":"completed","api_error_status":null,"result":"Hi"}),
+    ];
+    for line in &answered {
+        assert!(!is_unreachable_result(line), "{line}");
+    }
+    check(
+        &[refused, gateway(502), gateway(400)],
+        expect![[r#"
+            result/success: TurnUnreachable { error: "Anthropic could not be reached (API Error: Connection refused — a firewall or proxy may be blocking it (ECONNREFUSED))", notice: "⏳ I can't reach Anthropic right now, so I can't answer yet. I keep retrying; your message is kept and answered once Anthropic is reachable again." }, <end of turn>
+            result/success: TurnUnreachable { error: "Anthropic could not be reached (API Error: 502 upstream says 502. This is a server-side issue)", notice: "⏳ I can't reach Anthropic right now, so I can't answer yet. I keep retrying; your message is kept and answered once Anthropic is reachable again." }, <end of turn>
+            result/success: TurnError { reply: "Error: API Error: 400 upstream says 400. This is a server-side issue" }, <end of turn>
+        "#]],
+    );
+}
