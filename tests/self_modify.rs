@@ -142,6 +142,83 @@ fn inbound_contains(env: &Env, agent: &str, needle: &str) -> bool {
     rows.iter().any(|content| content.contains(needle))
 }
 
+/// Whether a container of `agent`'s session has taken the inbound row whose content contains
+/// `needle` (its id is in `processing_ack`): an on-wake note is taken only by a fresh
+/// container's first poll, so this says the restarted container runs.
+fn taken(env: &Env, agent: &str, needle: &str) -> bool {
+    let Some(session) = session_of(env, agent) else {
+        return false;
+    };
+    let dir = env.data().join("sessions").join(agent).join(session);
+    let Ok(inbound) = session_db::open_inbound_reader(&session_db::inbound_path(&dir)) else {
+        return false;
+    };
+    let ids: Vec<String> = inbound
+        .as_connection()
+        .prepare("SELECT id, content FROM messages_in")
+        .and_then(|mut statement| {
+            statement
+                .query_map([], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                })
+                .map(|rows| {
+                    rows.filter_map(Result::ok)
+                        .filter(|(_, content)| content.contains(needle))
+                        .map(|(id, _)| id)
+                        .collect()
+                })
+        })
+        .unwrap_or_default();
+    let Ok(outbound) = rusqlite::Connection::open_with_flags(
+        session_db::outbound_path(&dir),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    ) else {
+        return false;
+    };
+    ids.iter().any(|id| {
+        outbound
+            .query_row(
+                "SELECT COUNT(*) FROM processing_ack WHERE message_id = ?1",
+                [id],
+                |row| row.get::<_, i64>(0),
+            )
+            .is_ok_and(|count| count > 0)
+    })
+}
+
+/// `MANIFEST` with the agent on the production test image (its per-agent image can be built:
+/// apt is there; the minimal image has no shell).
+fn on_production() -> String {
+    MANIFEST.replace(
+        "provider: mock\n",
+        &format!(
+            "provider: mock\nimage: {}\n",
+            support::production_test_image()
+        ),
+    )
+}
+
+/// `(id, image)` of this install's running containers.
+fn containers(env: &Env) -> Vec<(String, String)> {
+    let filter = format!(
+        "label=nanoclaw.install={}",
+        reconciler::paths::slug_of(&env.data())
+    );
+    docker(&[
+        "ps",
+        "--no-trunc",
+        "--format",
+        "{{.ID}} {{.Image}}",
+        "--filter",
+        &filter,
+    ])
+    .unwrap_or_default()
+    .lines()
+    .filter_map(|line| line.split_once(' '))
+    .map(|(id, image)| (id.to_string(), image.to_string()))
+    .collect()
+}
+
 fn approvals(env: &Env) -> Vec<(String, String, Option<String>)> {
     let conn = reconciler::db::open_readonly(&env.db()).expect("open db");
     let mut statement = conn
@@ -170,9 +247,11 @@ fn generation(env: &Env) -> i64 {
 #[test]
 fn install_packages_approved_on_the_cli_card_lands_in_the_manifest_in_a_commit() {
     let Some(()) = support::docker() else { return };
+    support::production_image();
     let env = Env::new("selfmod-approve");
-    let file = manifests_in_git(&env, MANIFEST);
-    let _daemon = Daemon::start(&env);
+    let manifest = on_production();
+    let file = manifests_in_git(&env, &manifest);
+    let daemon = Daemon::start(&env);
     let mut owner = Client::connect(&env);
     let card = ask(
         &mut owner,
@@ -201,11 +280,12 @@ fn install_packages_approved_on_the_cli_card_lands_in_the_manifest_in_a_commit()
         landed.text
     );
     let text = std::fs::read_to_string(&file).expect("manifest");
+    let image_line = format!("image: {}\n", support::production_test_image());
     assert_eq!(
         text,
-        MANIFEST.replace(
-            "provider: mock\n",
-            "provider: mock\npackages: {apt: [tree]}\n"
+        manifest.replace(
+            &image_line,
+            &format!("{image_line}packages: {{apt: [tree]}}\n")
         ),
         "only the packages line is new; comments and blank lines stay"
     );
@@ -229,16 +309,28 @@ fn install_packages_approved_on_the_cli_card_lands_in_the_manifest_in_a_commit()
     assert_eq!(shown.trim(), "agents.yaml");
     plan_shows_no_changes(&env);
     support::wait_until(
-        "the agent to get the on-wake note",
-        Duration::from_secs(60),
+        "the daemon to build the per-agent image and a fresh container to take the on-wake note",
+        Duration::from_secs(600),
         || {
-            inbound_contains(
+            taken(
                 &env,
                 "echo",
                 "Packages installed (apt: tree) and container rebuilt.",
             )
         },
     );
+    // The package is usable in the agent's container now running, on its per-agent image.
+    let running = containers(&env);
+    assert_eq!(running.len(), 1, "{running:?}\n{}", daemon.log());
+    let (id, image) = &running[0];
+    let _images = Images(vec![image.clone()]);
+    assert!(
+        image.starts_with("nanoclaw-agent-"),
+        "the per-agent image: {image}"
+    );
+    let version = docker(&["exec", id, "tree", "--version"])
+        .unwrap_or_else(|| panic!("tree runs in the agent's container\n{}", daemon.log()));
+    assert!(version.starts_with("tree v"), "{version}");
     assert_eq!(
         approvals(&env),
         [(
@@ -281,9 +373,11 @@ fn add_mcp_server_approved_lands_in_mcp_servers_and_the_next_container_has_it() 
         )
     );
     plan_shows_no_changes(&env);
-    support::wait_until("the on-wake note", Duration::from_secs(60), || {
-        inbound_contains(&env, "echo", "MCP server \\\"search\\\" added.")
-    });
+    support::wait_until(
+        "a fresh container to take the on-wake note",
+        Duration::from_secs(120),
+        || taken(&env, "echo", "MCP server \\\"search\\\" added."),
+    );
     // The restarted agent's container has the server in its configuration.
     owner.say("m2", "/mock-config");
     let config = reply_where(&mut owner, |reply| reply.text.contains("\"mcp_servers\""));
@@ -509,26 +603,15 @@ fn docker(args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
 
-/// The package is in the agent's image built from the edited manifest. With main's executor
-/// the daemon does not build images itself: `nanoclaw image build` builds the per-agent image
-/// the approved manifest asks for (once the daemon rebuilds on a generation change, this step
-/// is a reuse). The agent names the production test image as its own `image` (so no shared
-/// production tag is built), and an explicit `image` is what its containers run, so the
-/// package is checked in the per-agent image itself.
+/// Issue 11 point 4 through the self-modification path: the approved package cannot be built
+/// (the minimal image has no shell, so its per-agent image's `RUN apt-get` fails), so the agent
+/// is told in its session, keeps answering on its previous image, and `status` shows the error.
 #[test]
-fn an_approved_package_is_in_the_agents_image_built_from_the_edited_manifest() {
+fn an_approved_package_whose_build_fails_is_told_to_the_agent_which_keeps_answering() {
     let Some(()) = support::docker() else { return };
-    support::production_image();
-    let env = Env::new("selfmod-usable");
-    let manifest = MANIFEST.replace(
-        "provider: mock\n",
-        &format!(
-            "provider: mock\nimage: {}\n",
-            support::production_test_image()
-        ),
-    );
-    manifests_in_git(&env, &manifest);
-    let _daemon = Daemon::start(&env);
+    let env = Env::new("selfmod-buildfail");
+    manifests_in_git(&env, MANIFEST);
+    let daemon = Daemon::start(&env);
     let mut owner = Client::connect(&env);
     let card = ask(
         &mut owner,
@@ -541,17 +624,28 @@ fn an_approved_package_is_in_the_agents_image_built_from_the_edited_manifest() {
     reply_where(&mut owner, |reply| {
         reply.text.starts_with("✅ agent `echo`")
     });
-    let built = env.run(&["image", "build", "manifests"]);
-    built.success();
-    let tag = built
-        .stdout
-        .lines()
-        .find(|line| line.ends_with("(agent echo)"))
-        .and_then(|line| line.split_whitespace().nth(1))
-        .unwrap_or_else(|| panic!("no per-agent image line in:\n{}", built.stdout))
-        .to_string();
-    let _images = Images(vec![tag.clone()]);
-    let version = docker(&["run", "--rm", "--entrypoint", "tree", &tag, "--version"])
-        .unwrap_or_else(|| panic!("tree runs in {tag}"));
-    assert!(version.starts_with("tree v"), "{version}");
+    support::wait_until(
+        "the agent to be told that the build failed",
+        Duration::from_secs(300),
+        || {
+            inbound_contains(
+                &env,
+                "echo",
+                "The image rebuild for your agent failed, so the change you asked for is not installed",
+            )
+        },
+    );
+    assert!(
+        !inbound_contains(&env, "echo", "Packages installed (apt: tree)"),
+        "no success note after a failed build"
+    );
+    owner.say("m2", "still there?");
+    let reply = reply_where(&mut owner, |reply| reply.text.contains("still there?"));
+    assert_eq!(reply.text, "echo: still there?", "{}", daemon.log());
+    let status = env.run(&["status", "--json"]);
+    assert!(
+        status.stdout.contains("\"error\""),
+        "status shows the failed build:\n{}",
+        status.stdout
+    );
 }

@@ -512,7 +512,12 @@ fn take_requests(
             None
         };
         let outcome = match note {
-            Some(Err(why)) => format!("failed: {why}"),
+            Some(Err(why)) => {
+                if request.message.is_some() {
+                    tell_build_failed(conn, settings, runner, &request, why, work)?;
+                }
+                format!("failed: {why}")
+            }
             note => match restart(conn, settings, runner, &request, work) {
                 Ok(outcome) => match note {
                     Some(Ok(note)) => format!("{note}; {outcome}"),
@@ -523,6 +528,38 @@ fn take_requests(
         };
         info!(agent = %request.agent, request = request.id, outcome = %outcome, "restart request taken");
         rows::finish_request(conn, request.id, &outcome)?;
+    }
+    Ok(())
+}
+
+/// A `--rebuild` request that carried a message for the agent (an approved `install_packages`
+/// writes one) and whose build failed: the agent is told instead, in a system note in each
+/// session the request names (its running ones when it names none), so it can say so in the
+/// chat that asked. Nothing restarts; it keeps its previous image.
+fn tell_build_failed(
+    conn: &Connection,
+    settings: &Settings,
+    runner: &Runner,
+    request: &rows::RestartRequest,
+    why: &str,
+    work: &mut Work,
+) -> anyhow::Result<()> {
+    let sessions: Vec<db::sessions::Session> = db::sessions::active(conn)?
+        .into_iter()
+        .filter(|session| session.agent == request.agent)
+        .filter(|session| match &request.session_id {
+            Some(id) => &session.id == id,
+            None => runner.is_running(&session.id),
+        })
+        .collect();
+    let text = format!(
+        "The image rebuild for your agent failed, so the change you asked for is not installed ({why}). Tell the person who asked; an admin can see the build's error in `nanoclaw status` and retry with `nanoclaw restart {} --rebuild`.",
+        request.agent
+    );
+    for session in sessions {
+        let dir = settings.paths.session(&session.agent, &session.id);
+        super::system::write_note(&dir, &session.agent, &text)?;
+        work.wakes.push(session.id.clone());
     }
     Ok(())
 }
