@@ -169,14 +169,12 @@ fn taken(env: &Env, agent: &str, needle: &str) -> bool {
                 })
         })
         .unwrap_or_default();
-    let Ok(outbound) = rusqlite::Connection::open_with_flags(
-        session_db::outbound_path(&dir),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    ) else {
+    let Ok(outbound) = session_db::open_outbound_host(&session_db::outbound_path(&dir)) else {
         return false;
     };
     ids.iter().any(|id| {
         outbound
+            .as_connection()
             .query_row(
                 "SELECT COUNT(*) FROM processing_ack WHERE message_id = ?1",
                 [id],
