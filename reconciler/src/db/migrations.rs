@@ -50,7 +50,24 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "008-approvals",
         sql: APPROVALS,
     },
+    Migration {
+        name: "009-question-answers",
+        sql: QUESTION_ANSWERS,
+    },
 ];
+
+/// Questions agents ask (`db::questions`): v2's `pending_questions` keeps a row after its
+/// answer or expiry (so a second tap is told "already answered"), with when it was asked, when
+/// it expires and who answered what. Times are unix milliseconds.
+const QUESTION_ANSWERS: &str = r#"
+ALTER TABLE pending_questions ADD COLUMN status TEXT NOT NULL DEFAULT 'pending'
+  CHECK (status IN ('pending', 'answered', 'expired'));
+ALTER TABLE pending_questions ADD COLUMN asked_at INTEGER;
+ALTER TABLE pending_questions ADD COLUMN expires_at INTEGER;
+ALTER TABLE pending_questions ADD COLUMN answer TEXT;
+ALTER TABLE pending_questions ADD COLUMN answered_by TEXT;
+ALTER TABLE pending_questions ADD COLUMN answered_at INTEGER;
+"#;
 
 /// The executor's rows (`db::executor`): the containers the daemon runs and whether each runs
 /// the current configuration (written by the daemon, read by `status` and `apply`), restart

@@ -295,6 +295,8 @@ pub struct Approvals {
     handlers: Handlers,
     /// How often due approvals are expired.
     tick: Duration,
+    /// Where answers that decide no approval go: the questions agents ask.
+    questions: Option<super::questions::Questions>,
 }
 
 impl Approvals {
@@ -310,7 +312,14 @@ impl Approvals {
             inbound,
             handlers: Handlers::builtin(),
             tick,
+            questions: None,
         })
+    }
+
+    /// Answers to cards that are no approval go to `questions` (docs/runtime.md#questions).
+    pub fn with_questions(mut self, questions: super::questions::Questions) -> Approvals {
+        self.questions = Some(questions);
+        self
     }
 
     /// Takes answers and expires due approvals until `stop`.
@@ -322,7 +331,10 @@ impl Approvals {
                 () = stop.cancelled() => break,
                 answered = answers.recv() => {
                     let Some(answered) = answered else { break };
-                    let verdict = self.answer(answered.answer).await;
+                    let verdict = match self.answer(answered.answer.clone()).await {
+                        Verdict::Unknown => self.question(&answered.answer).await,
+                        verdict => verdict,
+                    };
                     if let Some(tell) = answered.verdict {
                         let _ = tell.send(verdict);
                     }
@@ -331,6 +343,14 @@ impl Approvals {
             }
         }
         debug!("approvals stopped");
+    }
+
+    /// An answer that decided no approval: maybe one to a question an agent asked.
+    async fn question(&self, answer: &Answer) -> Verdict {
+        match &self.questions {
+            Some(questions) => questions.answer(answer).await.unwrap_or(Verdict::Unknown),
+            None => Verdict::Unknown,
+        }
     }
 
     async fn answer(&self, answer: Answer) -> Verdict {

@@ -178,7 +178,8 @@ enum Sending {
     Handed,
     /// The outbox is full: it stays queued.
     Busy,
-    /// Refused for good (an unknown or invalid system action): recorded as failed, not retried.
+    /// Refused for good (an unknown or invalid system action, an invalid question): recorded as
+    /// failed, not retried.
     Refused(String),
 }
 
@@ -516,7 +517,7 @@ impl Delivery {
                 Step::InFlight
             }
             Ok(Sending::Refused(reason)) => {
-                warn!(session, id = %row.id, %reason, "system action refused; recorded as failed");
+                warn!(session, id = %row.id, %reason, "row refused; recorded as failed");
                 self.attempts.remove(&row.id);
                 Step::Final(FAILED)
             }
@@ -732,6 +733,16 @@ impl Delivery {
             return Ok(Sending::Done(Delivered::Sent(None)));
         }
         self.authorise(agent, session, channel_type, platform_id)?;
+        // A question is stored before its card goes out, so the first tap finds it.
+        match super::questions::record(&self.conn, session, row) {
+            Ok(()) => {}
+            Err(super::questions::Refusal::Invalid(why)) => {
+                return Ok(Sending::Refused(format!("question not shown: {why}")));
+            }
+            Err(super::questions::Refusal::Db(err)) => {
+                return Err(format!("recording the question failed: {err}"));
+            }
+        }
         let names = super::outbox_files::requested(&content);
         let files = super::outbox_files::read(&self.paths.session(agent, session), &row.id, &names);
         let message = Outbound {

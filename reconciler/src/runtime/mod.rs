@@ -10,7 +10,8 @@
 //!        │ Adapter::deliver        ▲ Report
 //!        └─────────────────────────┘
 //! sweeper (task): acks, due wakes, stuck/idle containers; exits (task): exit → drain
-//! approvals (task): answers to cards → decisions, outcomes, held messages back to the router
+//! approvals (task): answers to cards → decisions, outcomes, held messages back to the router;
+//!   answers to agents' questions → the asking session (questions)
 //! executor (task): stale containers replaced at a safe point, restart requests
 //! ```
 //!
@@ -56,6 +57,7 @@ pub mod notice;
 pub mod outbox;
 pub mod outbox_files;
 pub mod pairing;
+pub mod questions;
 pub mod route;
 pub mod router;
 pub mod sent_log;
@@ -221,7 +223,12 @@ impl Actors {
             outboxes.clone(),
             inbound_tx,
             settings.sweep_interval,
-        )?;
+        )?
+        .with_questions(questions::Questions::new(
+            paths,
+            Some(runner.clone()),
+            Some(wakes.clone()),
+        )?);
         let approvals_tasks = TaskTracker::new();
         approvals_tasks.spawn(approvals.run(answers_rx, channels_stop.clone()));
         approvals_tasks.close();
