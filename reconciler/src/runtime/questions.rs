@@ -343,15 +343,14 @@ fn allowed(conn: &Connection, agent: &str, answer: &Answer) -> rusqlite::Result<
 }
 
 /// v2's response row, which the blocked tool finds by question id (context only: it must not
-/// wake a container that has nothing else to do).
+/// wake a container that has nothing else to do). Unlike v2 it has no routing: the runner
+/// threads a turn's final text to the newest row from the chat, and that must stay the
+/// person's message, not this row.
 fn response_row(question: &rows::Question, value: &str, by: &str, now: i64) -> NewInbound {
     NewInbound {
         id: format!("qr-{}-{now}", question.id),
         kind: Kind::System,
         timestamp: ids::now_iso(),
-        platform_id: question.platform_id.clone(),
-        channel_type: question.channel_type.clone(),
-        thread_id: question.thread_id.clone(),
         content: json!({
             "type": "question_response",
             "questionId": question.id,

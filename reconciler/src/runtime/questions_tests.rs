@@ -191,6 +191,16 @@ fn an_answer_reaches_the_session_once_and_a_second_tap_is_told_it_was_answered()
         rows[0].1,
         json!({"type": "question_response", "questionId": "msg-q1", "selectedOption": "no", "userId": "cli:local"})
     );
+    let dir = world.paths.session("boss", &world.session);
+    let inbound = session_db::open_inbound_reader(&session_db::inbound_path(&dir)).unwrap();
+    let routing: Option<String> = inbound
+        .as_connection()
+        .query_row("SELECT channel_type FROM messages_in", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(
+        routing, None,
+        "no routing: the turn's final text must not thread to this row"
+    );
     assert_eq!(
         world.answer("msg-q1", "1", "cli:local", alive),
         Some(Verdict::Refused(
