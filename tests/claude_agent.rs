@@ -369,8 +369,8 @@ fn without_a_credential_the_message_waits_and_auth_set_answers_it_once() {
 /// answers on the CLI card; the chosen value comes back to the model as the tool result.
 #[test]
 fn claude_sends_to_another_destination_and_asks_a_question_answered_on_the_cli_card() {
-    use reconciler::channels::cli_protocol::{AnswerLine, ClientLine, HostLine};
     let Some(()) = support::docker() else { return };
+    use reconciler::channels::cli_protocol::{AnswerLine, ClientLine, HostLine};
     let fake = FakeAnthropic::start(
         Script::new()
             .require_key(REAL_KEY)

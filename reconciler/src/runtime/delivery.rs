@@ -856,8 +856,8 @@ const FAILED: Outcome = Outcome {
 /// (`channel_type` a lower-case name; ids and addresses without control characters). Sizes
 /// were bounded when the row was read. A failure is final: the row is recorded failed.
 /// An edit or a reaction names an inbound message by its stored id, which the router suffixed
-/// with `:<agent>` (host.md §0.6; v2 handed the suffixed id to the adapter): the adapter gets
-/// the platform's own message id.
+/// with `:<agent>` (v2 handed the suffixed id to the adapter; docs/channels.md#the-adapter-contract): the
+/// adapter gets the platform's own message id.
 pub fn strip_agent_suffix(content: &mut serde_json::Value, agent: &str) {
     let is_operation = matches!(
         content.get("operation").and_then(serde_json::Value::as_str),
