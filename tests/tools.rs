@@ -325,12 +325,15 @@ fn hostile_tool_input_gets_clear_errors_and_nothing_is_written_outside_the_sessi
         "chat",
         r#"{"text":"look","files":["secret.txt"]}"#,
     );
+    // The two rows may be drained apart (a drain can run between the two writes).
     support::wait_until(
-        "the unknown action to be recorded failed",
+        "the unknown action and the bad package to be recorded failed",
         Duration::from_secs(30),
-        || delivery_status(&env, "sys-x").as_deref() == Some("failed"),
+        || {
+            delivery_status(&env, "sys-x").as_deref() == Some("failed")
+                && delivery_status(&env, "sys-apt").as_deref() == Some("failed")
+        },
     );
-    assert_eq!(delivery_status(&env, "sys-apt").as_deref(), Some("failed"));
     support::wait_until("the agent to be told", Duration::from_secs(30), || {
         inbound_contains(&env, "echo", "unknown system action \\\"format_disk\\\"")
             && inbound_contains(
