@@ -495,3 +495,77 @@ fn issue_10_an_outage_longer_than_claude_codes_retries_is_told_once_and_answered
     let fake = FakeAnthropic::start_on(port, back_script());
     answered_once_after(&mut client, &fake, &daemon);
 }
+
+/// Issue 13 point 7: Claude calls the nanoclaw tools through the real MCP server. It sends a
+/// message to another destination (the CLI chat `other`), then asks a question that the person
+/// answers on the CLI card; the chosen value comes back to the model as the tool result.
+#[test]
+fn claude_sends_to_another_destination_and_asks_a_question_answered_on_the_cli_card() {
+    let Some(()) = support::docker() else { return };
+    use reconciler::channels::cli_protocol::{AnswerLine, ClientLine, HostLine};
+    let fake = FakeAnthropic::start(
+        Script::new()
+            .require_key(REAL_KEY)
+            .once(
+                When::LastUserContains("plan the trip".into()),
+                Reply::Tool {
+                    text: "Telling the others first.".into(),
+                    name: "mcp__nanoclaw__send_message".into(),
+                    input: json!({"to": "other", "text": "Trip planning has started."}),
+                },
+            )
+            .once(
+                When::ToolResultContains("Message sent to other".into()),
+                Reply::Tool {
+                    text: "Asking Ann.".into(),
+                    name: "mcp__nanoclaw__ask_user_question".into(),
+                    input: json!({"title": "Trip", "question": "Where to?",
+                        "options": ["Rome", {"label": "Oslo", "value": "oslo", "selectedLabel": "✅ Oslo"}]}),
+                },
+            )
+            .always(
+                When::ToolResultContains("oslo".into()),
+                to_chat("Oslo it is."),
+            )
+            .fallback(to_chat("unexpected request")),
+    );
+    let env = claude_env("claude-tools", &fake, false);
+    env.write(
+        "agents.yaml",
+        &(claude_agent().replacen(
+            "network: none\n",
+            "network: none\ndestinations:\n  - { name: other, channel: other }\n",
+            1,
+        ) + "---\nkind: channel\nname: other\nchannel_type: cli\nplatform_id: other\nunknown_sender_policy: public\n"),
+    );
+    auth_set(&env, REAL_KEY);
+    let daemon = Daemon::start(&env);
+    let mut other = Client::connect_to(&env, "other");
+    let mut client = Client::connect(&env);
+    client.say("m1", "plan the trip");
+    let (text, _) = other.reply();
+    assert_eq!(text, "Trip planning has started.", "{}", daemon.log());
+    let card = loop {
+        if let HostLine::Reply(reply) = client.next_line() {
+            client.send_line(&ClientLine::Ack {
+                ack: reply.id.clone(),
+            });
+            if let Some(card) = reply.card {
+                assert!(reply.text.contains("  2. Oslo"), "{}", reply.text);
+                break card;
+            }
+        }
+    };
+    client.send_line(&ClientLine::Answer {
+        answer: AnswerLine {
+            card: card.id.clone(),
+            option: "2".into(),
+            platform_id: None,
+        },
+    });
+    assert_eq!(answer(&mut client, "m1"), "Oslo it is.", "{}", daemon.log());
+    assert_eq!(
+        last_tool_results(&fake),
+        [r#"[{"type":"text","text":"oslo"}]"#]
+    );
+}

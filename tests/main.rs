@@ -24,6 +24,7 @@ mod logs;
 mod manifests;
 mod multi_install;
 mod plan_apply;
+mod questions;
 mod recovery;
 mod runner;
 mod runtime;

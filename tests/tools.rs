@@ -325,12 +325,15 @@ fn hostile_tool_input_gets_clear_errors_and_nothing_is_written_outside_the_sessi
         "chat",
         r#"{"text":"look","files":["secret.txt"]}"#,
     );
+    // The two rows may be drained apart (a drain can run between the two writes).
     support::wait_until(
-        "the unknown action to be recorded failed",
+        "the unknown action and the bad package to be recorded failed",
         Duration::from_secs(30),
-        || delivery_status(&env, "sys-x").as_deref() == Some("failed"),
+        || {
+            delivery_status(&env, "sys-x").as_deref() == Some("failed")
+                && delivery_status(&env, "sys-apt").as_deref() == Some("failed")
+        },
     );
-    assert_eq!(delivery_status(&env, "sys-apt").as_deref(), Some("failed"));
     support::wait_until("the agent to be told", Duration::from_secs(30), || {
         inbound_contains(&env, "echo", "unknown system action \\\"format_disk\\\"")
             && inbound_contains(
@@ -354,4 +357,105 @@ fn hostile_tool_input_gets_clear_errors_and_nothing_is_written_outside_the_sessi
     );
     assert!(!env.data().join("escape.txt").exists());
     assert!(!env.root.path().join("escape.txt").exists());
+}
+
+/// The agent-to-agent `agent_destinations` rows `(agent, local name, target)`, sorted.
+fn destinations(env: &Env) -> Vec<(String, String, String)> {
+    let conn = reconciler::db::open_readonly(&env.db()).expect("db");
+    let mut statement = conn
+        .prepare(
+            "SELECT agent_group_id, local_name, target_id FROM agent_destinations
+             WHERE target_type = 'agent' ORDER BY 1, 2",
+        )
+        .expect("query");
+    statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+#[test]
+fn issue_13_an_agent_made_by_create_agent_is_adopted_into_the_manifests_with_its_destinations() {
+    let Some(()) = support::docker() else {
+        return;
+    };
+    let env = Env::new("tool-adopt");
+    env.write("agents.yaml", OWNED_ECHO);
+    let daemon = Daemon::start(&env);
+    let run = env.run(&[
+        "chat",
+        "--message",
+        r#"!tool create_agent {"name": "Helper", "instructions": "You help."}"#,
+        "--timeout",
+        "60s",
+    ]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, daemon.log());
+    support::wait_until("the creation note", Duration::from_secs(60), || {
+        inbound_contains(&env, "echo", "Agent \\\"helper\\\" created.")
+    });
+    let both_ways = vec![
+        (
+            "echo".to_string(),
+            "helper".to_string(),
+            "helper".to_string(),
+        ),
+        (
+            "helper".to_string(),
+            "parent".to_string(),
+            "echo".to_string(),
+        ),
+    ];
+    assert_eq!(destinations(&env), both_ways);
+    let plan = env.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
+    assert!(
+        plan.stdout.contains("Made at runtime") && plan.stdout.contains("  agent.helper\n"),
+        "{}",
+        plan.stdout
+    );
+    let adopt = env.run(&["adopt", "agent.helper"]);
+    assert_eq!(adopt.code, 0, "{}{}", adopt.stdout, adopt.stderr);
+    let adopted = std::fs::read_to_string(env.manifests().join("adopted.yaml")).expect("adopted");
+    assert!(
+        adopted.contains("name: helper") && adopted.contains("agent: echo"),
+        "helper's way back to echo is in its document:\n{adopted}"
+    );
+    // echo's way to helper belongs in echo's own document: named, with what to add.
+    let refused = env.run(&["adopt", "destination.echo/helper"]);
+    assert_eq!(refused.code, 1);
+    assert!(
+        refused
+            .stderr
+            .contains("`destination.echo/helper` belongs to `agent.echo`, declared in ")
+            && refused.stderr.contains(
+                "hint: under `agent.echo`'s `destinations:` add `- { name: helper, agent: helper }`"
+            ),
+        "{}",
+        refused.stderr
+    );
+    env.write(
+        "agents.yaml",
+        &OWNED_ECHO.replace(
+            "name: echo\nprovider: mock\n",
+            "name: echo\nprovider: mock\ndestinations:\n  - { name: helper, agent: helper }\n",
+        ),
+    );
+    let apply = env.run(&["apply", "--yes"]);
+    assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
+    assert!(
+        apply.stdout.contains("destination.echo/helper"),
+        "{}",
+        apply.stdout
+    );
+    let plan = env.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        (plan.code, plan.stdout.as_str()),
+        (0, "No changes. The database matches the manifests.\n"),
+        "{}",
+        plan.stderr
+    );
+    assert_eq!(destinations(&env), both_ways, "both ways survive");
+    let pruning = env.run(&["plan", "--prune", "--detailed-exitcode"]);
+    assert_eq!(pruning.code, 0, "{}", pruning.stdout);
 }

@@ -1,6 +1,10 @@
 //! Interactive tools (docs/agent-runner.md#tools): ask_user_question (blocks until the person
 //! answers or the timeout passes) and send_card (returns at once). Both go to the session's
-//! reply address.
+//! reply address, as replies to the message the running turn answers.
+//!
+//! The question's card carries its `timeout` (seconds) so the host knows when nobody waits for
+//! the answer any more (a later tap is told the question expired). While it waits the tool
+//! touches the heartbeat: a person thinking about an answer is not a stuck container.
 
 use std::time::{Duration, Instant};
 
@@ -51,12 +55,12 @@ pub const MODULE: Module = Module {
     ],
 };
 
-/// A row to the session's reply address.
+/// A row to the session's reply address, answering the turn's message.
 fn to_session(tools: &Tools, id: String, content: String) -> Result<NewOutbound, String> {
     let routing = db::session_routing(&tools.inbound()?).map_err(|err| err.to_string())?;
     Ok(NewOutbound {
         id,
-        in_reply_to: None,
+        in_reply_to: tools.in_reply_to(),
         kind: Kind::ChatSdk,
         platform_id: routing.platform_id,
         channel_type: routing.channel_type,
@@ -108,6 +112,7 @@ fn ask_user_question(tools: &Tools, args: &Value) -> Result<String, String> {
         "title": title,
         "question": question,
         "options": options,
+        "timeout": timeout,
     })
     .to_string();
     check_content_size(&content, "the question")?;
@@ -121,6 +126,7 @@ fn ask_user_question(tools: &Tools, args: &Value) -> Result<String, String> {
         if now >= deadline {
             return Err(format!("Question timed out after {timeout}s"));
         }
+        crate::session_db::touch_heartbeat(&tools.workspace);
         std::thread::sleep(tools.question_poll.min(deadline - now));
     }
 }

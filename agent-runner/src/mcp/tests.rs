@@ -376,6 +376,7 @@ fn ask_user_question_returns_the_chosen_value_or_times_out() {
             .0,
         "Error: title, question, and options are required"
     );
+    session_db::container::set_turn_reply(&world.tools.outbound().unwrap(), Some("m-7")).unwrap();
     let workspace = world.dir.path().to_path_buf();
     // The host's answer arrives while the tool waits.
     let answerer = std::thread::spawn(move || {
@@ -420,11 +421,26 @@ fn ask_user_question_returns_the_chosen_value_or_times_out() {
     );
     assert_eq!(rows[0]["channel_type"], "telegram");
     assert_eq!(
+        rows[0]["in_reply_to"], "m-7",
+        "the card answers the turn's message"
+    );
+    assert_eq!(
+        rows[0]["content"]["timeout"], 300,
+        "the host learns when it expires"
+    );
+    let heartbeat = session_db::heartbeat_path(world.dir.path());
+    let _ = std::fs::remove_file(&heartbeat);
+    assert_eq!(
         world.call(
             "ask_user_question",
             json!({"title": "t", "question": "q", "options": ["a"], "timeout": 1})
         ),
         ("Error: Question timed out after 1s".to_string(), true)
+    );
+    assert_eq!(world.rows()[1]["content"]["timeout"], 1);
+    assert!(
+        heartbeat.exists(),
+        "a question being thought about is no stuck container: the heartbeat is touched"
     );
 }
 

@@ -108,12 +108,7 @@ impl Card {
             .get("options")?
             .as_array()?
             .iter()
-            .filter_map(|option| {
-                let id = text(option, "value")?;
-                let label = text(option, "label").unwrap_or_else(|| id.clone());
-                let chosen = text(option, "selectedLabel").unwrap_or_else(|| label.clone());
-                Some(CardOption { id, label, chosen })
-            })
+            .filter_map(CardOption::from_value)
             .collect();
         Some(Card {
             id: text(content, "questionId")?,
@@ -130,6 +125,29 @@ impl Card {
             text += &format!("\n  {}. {}", n + 1, option.label);
         }
         text
+    }
+}
+
+impl CardOption {
+    /// An option as content carries it: a string (label, value and chosen label at once), or
+    /// `{label, value?, selectedLabel?}` (v2's normalisation: the value and the chosen label
+    /// default to the label, a label missing falls back to the value).
+    pub fn from_value(option: &Value) -> Option<CardOption> {
+        let text = |key: &str| option.get(key).and_then(Value::as_str).map(str::to_string);
+        match option {
+            Value::String(label) => Some(CardOption {
+                id: label.clone(),
+                label: label.clone(),
+                chosen: label.clone(),
+            }),
+            Value::Object(_) => {
+                let label = text("label").or_else(|| text("value"))?;
+                let id = text("value").unwrap_or_else(|| label.clone());
+                let chosen = text("selectedLabel").unwrap_or_else(|| label.clone());
+                Some(CardOption { id, label, chosen })
+            }
+            _ => None,
+        }
     }
 }
 
@@ -193,6 +211,26 @@ mod tests {
         assert_eq!(content["options"][1]["value"], "deny");
         assert_eq!(Card::from_content(&content), Some(card()));
         assert_eq!(Card::from_content(&json!({"text": "hi"})), None);
+    }
+
+    #[test]
+    fn options_are_normalised_as_v2_does() {
+        let content = json!({"type": "ask_question", "questionId": "q", "title": "T", "question": "Q",
+            "options": ["Yes", {"label": "No", "value": "no"}, {"value": "later"}, 3]});
+        let card = Card::from_content(&content).unwrap();
+        let options: Vec<(&str, &str, &str)> = card
+            .options
+            .iter()
+            .map(|o| (o.id.as_str(), o.label.as_str(), o.chosen.as_str()))
+            .collect();
+        assert_eq!(
+            options,
+            [
+                ("Yes", "Yes", "Yes"),
+                ("no", "No", "No"),
+                ("later", "later", "later")
+            ]
+        );
     }
 
     #[test]

@@ -42,8 +42,10 @@ Examples:
   nanoclaw chat --message hi --replies 2 wait for two replies (a chat wired to two agents)
   nanoclaw chat --answer apv-1a2b3c allow answer a card shown in the chat (as its person)
 
-Cards (an approval: a new sender, a new chat, a pairing) are shown with numbered options. In
-interactive mode answer with `/answer N` (the last card shown) or `/answer CARD OPTION`.";
+Cards (an approval: a new sender, a new chat, a pairing; a question an agent asks) are shown
+with numbered options. In interactive mode answer the last card shown by typing its option's
+number (or `/answer N`), or any card with `/answer CARD OPTION`; --message names the card's id
+on stderr for `--answer`.";
 
 /// Talk to agents from the terminal through the CLI channel.
 #[derive(Debug, Args)]
@@ -241,6 +243,13 @@ fn one_shot(
                             writeln!(out, "file saved: {file}")?;
                         }
                         out.flush()?;
+                        if let Some(card) = reply.card.as_ref().filter(|card| !card.decided) {
+                            writeln!(
+                                err,
+                                "(answer with `nanoclaw chat --answer {} N`, N the option's number)",
+                                card.id
+                            )?;
+                        }
                         received += 1;
                     }
                     link.ack(&reply.id).context("acknowledging a reply")?;

@@ -58,6 +58,10 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "010-self-modify-approvals",
         sql: SELF_MODIFY_APPROVALS,
     },
+    Migration {
+        name: "011-question-answers",
+        sql: QUESTION_ANSWERS,
+    },
 ];
 
 /// The per-agent image build the daemon runs now (`db::agent_images`): its tag, since when and
@@ -76,6 +80,19 @@ const SELF_MODIFY_APPROVALS: &str = "
 UPDATE pending_approvals SET status = 'expired'
   WHERE status = 'pending' AND action IN ('install_packages', 'add_mcp_server');
 ";
+
+/// Questions agents ask (`db::questions`): v2's `pending_questions` keeps a row after its
+/// answer or expiry (so a second tap is told "already answered"), with when it was asked, when
+/// it expires and who answered what. Times are unix milliseconds.
+const QUESTION_ANSWERS: &str = r#"
+ALTER TABLE pending_questions ADD COLUMN status TEXT NOT NULL DEFAULT 'pending'
+  CHECK (status IN ('pending', 'answered', 'expired'));
+ALTER TABLE pending_questions ADD COLUMN asked_at INTEGER;
+ALTER TABLE pending_questions ADD COLUMN expires_at INTEGER;
+ALTER TABLE pending_questions ADD COLUMN answer TEXT;
+ALTER TABLE pending_questions ADD COLUMN answered_by TEXT;
+ALTER TABLE pending_questions ADD COLUMN answered_at INTEGER;
+"#;
 
 /// The executor's rows (`db::executor`): the containers the daemon runs and whether each runs
 /// the current configuration (written by the daemon, read by `status` and `apply`), restart

@@ -7,7 +7,7 @@
 //!
 //! Every statement on the central DB lives in this folder, one file per table group:
 //! [`config`] (the configuration rows apply writes and plan compares), [`history`] (generations
-//! and applies), [`routing`], [`sessions`], [`delivered`], [`failures`], [`executor`] (running containers, restart
+//! and applies), [`routing`], [`sessions`], [`questions`] (questions agents ask), [`delivered`], [`failures`], [`executor`] (running containers, restart
 //! requests, deferred restarts); and [`v2`], the rows of a
 //! NanoClaw v2 install's own central DB.
 
@@ -20,6 +20,7 @@ pub mod failures;
 pub mod history;
 pub mod migrations;
 pub mod pairing;
+pub mod questions;
 pub mod routing;
 pub mod sessions;
 pub mod v2;

@@ -50,6 +50,13 @@ pub fn adopt(
                 "`{address}` is already in the manifests"
             )));
         }
+        if let Some(source) = before.sources.get(&root(&address)) {
+            return Err(OpsError::Adopt(in_declared_document(
+                &address,
+                &current.state,
+                source,
+            )));
+        }
         roots.insert(root(&address));
     }
     let mut subset = State::default();
@@ -95,6 +102,34 @@ pub fn adopt(
         file,
         addresses: adopted,
     })
+}
+
+/// Why a runtime row inside a document the manifests declare (a destination `create_agent` gave
+/// a declared agent) is not adopted into a new file: it belongs in that document, which this
+/// command does not edit. Names the file and what to add.
+fn in_declared_document(
+    address: &Address,
+    current: &State,
+    source: &crate::manifest::Source,
+) -> String {
+    let root = root(address);
+    let place = format!("{}:{}", source.file.display(), source.line);
+    let what = match current.get(address) {
+        Some(crate::state::Resource::Destination(destination)) => {
+            let target = match &destination.target {
+                crate::state::DestinationTarget::Agent(agent) => format!("agent: {agent}"),
+                crate::state::DestinationTarget::Channel(channel) => format!("channel: {channel}"),
+            };
+            format!(
+                "under `{root}`'s `destinations:` add `- {{ name: {}, {target} }}`",
+                destination.local_name
+            )
+        }
+        _ => "add it to that document".to_string(),
+    };
+    format!(
+        "`{address}` belongs to `{root}`, declared in {place}: adopt it by editing that document\n\nhint: {what}, then `nanoclaw apply` adopts it"
+    )
 }
 
 /// `kind.key` as `plan` prints it.

@@ -16,6 +16,8 @@ pub struct Loaded {
     pub digest: String,
     /// Problems that do not stop `plan`, `apply` or `run`; the caller shows them.
     pub warnings: Vec<Diagnostic>,
+    /// Where each resource is declared.
+    pub sources: std::collections::BTreeMap<crate::state::Address, manifest::Source>,
 }
 
 /// Validates `dir` with the mount policy of the install at `data`: the manifests, or every
@@ -32,6 +34,7 @@ pub fn load(dir: &Path, data: &Path) -> Result<Loaded, OpsError> {
             state: manifests.state,
             digest: manifests.digest,
             warnings: manifests.warnings,
+            sources: manifests.sources,
         }),
         Err(diagnostics) => Err(OpsError::Invalid { diagnostics }),
     }

@@ -387,6 +387,8 @@ pub struct Approvals {
     lander: Option<Lander>,
     /// Wakes the sessions told an outcome.
     wakes: Option<super::waker::Wakes>,
+    /// Where answers that decide no approval go: the questions agents ask.
+    questions: Option<super::questions::Questions>,
 }
 
 impl Approvals {
@@ -405,6 +407,7 @@ impl Approvals {
             paths: paths.clone(),
             lander: None,
             wakes: None,
+            questions: None,
         })
     }
 
@@ -416,6 +419,12 @@ impl Approvals {
     ) -> Approvals {
         self.lander = lander;
         self.wakes = Some(wakes);
+        self
+    }
+
+    /// Answers to cards that are no approval go to `questions` (docs/runtime.md#questions).
+    pub fn with_questions(mut self, questions: super::questions::Questions) -> Approvals {
+        self.questions = Some(questions);
         self
     }
 
@@ -434,7 +443,10 @@ impl Approvals {
                 () = stop.cancelled() => break,
                 answered = answers.recv() => {
                     let Some(answered) = answered else { break };
-                    let verdict = self.answer(answered.answer).await;
+                    let verdict = match self.answer(answered.answer.clone()).await {
+                        Verdict::Unknown => self.question(&answered.answer).await,
+                        verdict => verdict,
+                    };
                     if let Some(tell) = answered.verdict {
                         let _ = tell.send(verdict);
                     }
@@ -444,6 +456,14 @@ impl Approvals {
             }
         }
         debug!("approvals stopped");
+    }
+
+    /// An answer that decided no approval: maybe one to a question an agent asked.
+    async fn question(&self, answer: &Answer) -> Verdict {
+        match &self.questions {
+            Some(questions) => questions.answer(answer).await.unwrap_or(Verdict::Unknown),
+            None => Verdict::Unknown,
+        }
     }
 
     async fn answer(&self, answer: Answer) -> Verdict {

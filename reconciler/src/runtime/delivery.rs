@@ -180,7 +180,8 @@ enum Sending {
     Handed,
     /// The outbox is full: it stays queued.
     Busy,
-    /// Refused for good (an unknown or invalid system action): recorded as failed, not retried.
+    /// Refused for good (an unknown or invalid system action, an invalid question): recorded as
+    /// failed, not retried.
     Refused(String),
 }
 
@@ -525,7 +526,7 @@ impl Delivery {
                 Step::InFlight
             }
             Ok(Sending::Refused(reason)) => {
-                warn!(session, id = %row.id, %reason, "system action refused; recorded as failed");
+                warn!(session, id = %row.id, %reason, "row refused; recorded as failed");
                 self.attempts.remove(&row.id);
                 Step::Final(FAILED)
             }
@@ -752,6 +753,18 @@ impl Delivery {
             return Ok(Sending::Done(Delivered::Sent(None)));
         }
         self.authorise(agent, session, channel_type, platform_id)?;
+        // A question is stored before its card goes out, so the first tap finds it.
+        match super::questions::record(&self.conn, session, row) {
+            Ok(()) => {}
+            Err(super::questions::Refusal::Invalid(why)) => {
+                return Ok(Sending::Refused(format!("question not shown: {why}")));
+            }
+            Err(super::questions::Refusal::Db(err)) => {
+                return Err(format!("recording the question failed: {err}"));
+            }
+        }
+        let mut content = content;
+        strip_agent_suffix(&mut content, agent);
         let names = super::outbox_files::requested(&content);
         let files = super::outbox_files::read(&self.paths.session(agent, session), &row.id, &names);
         let message = Outbound {
@@ -862,6 +875,28 @@ const FAILED: Outcome = Outcome {
 /// a known `kind`, content that is a JSON object, and routing fields of a sane shape
 /// (`channel_type` a lower-case name; ids and addresses without control characters). Sizes
 /// were bounded when the row was read. A failure is final: the row is recorded failed.
+/// An edit or a reaction names an inbound message by its stored id, which the router suffixed
+/// with `:<agent>` (v2 handed the suffixed id to the adapter; docs/channels.md#the-adapter-contract): the
+/// adapter gets the platform's own message id.
+pub fn strip_agent_suffix(content: &mut serde_json::Value, agent: &str) {
+    let is_operation = matches!(
+        content.get("operation").and_then(serde_json::Value::as_str),
+        Some("edit" | "reaction")
+    );
+    if !is_operation {
+        return;
+    }
+    let suffix = format!(":{agent}");
+    if let Some(id) = content
+        .get("messageId")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|id| id.strip_suffix(&suffix))
+        .map(str::to_string)
+    {
+        content["messageId"] = serde_json::Value::String(id);
+    }
+}
+
 pub fn check_row(row: &OutboundRow) -> Result<(), String> {
     if !Kind::OUTBOUND.contains(&row.kind) {
         let known: Vec<&str> = Kind::OUTBOUND.iter().map(Kind::as_str).collect();

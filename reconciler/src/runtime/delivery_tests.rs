@@ -1086,3 +1086,20 @@ fn issue_9_a_reply_awaiting_its_readers_acknowledgement_stays_queued_without_att
     assert_eq!(world.calls(), shown_at);
     assert_eq!(world.delivered("out-1"), Some(("delivered".into(), None)));
 }
+
+#[test]
+fn issue_13_an_edit_or_reaction_names_the_platforms_message_id_not_the_stored_one() {
+    let mut reaction =
+        serde_json::json!({"operation": "reaction", "messageId": "111_1:echo", "emoji": "👍"});
+    strip_agent_suffix(&mut reaction, "echo");
+    assert_eq!(reaction["messageId"], "111_1");
+    let mut other_agent = serde_json::json!({"operation": "edit", "messageId": "111_1:andy"});
+    strip_agent_suffix(&mut other_agent, "echo");
+    assert_eq!(
+        other_agent["messageId"], "111_1:andy",
+        "only this agent's suffix"
+    );
+    let mut text = serde_json::json!({"text": "a:echo", "messageId": "x:echo"});
+    strip_agent_suffix(&mut text, "echo");
+    assert_eq!(text["messageId"], "x:echo", "only edits and reactions");
+}

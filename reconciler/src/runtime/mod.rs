@@ -12,6 +12,7 @@
 //! sweeper (task): acks, due wakes, stuck/idle containers; exits (task): exit → drain
 //! approvals (task): answers to cards → decisions, outcomes, held messages back to the router;
 //!                   a new reader → its chat's pending cards shown again
+//!                   answers to agents' questions → the asking session (questions)
 //! executor (task): stale containers replaced at a safe point, restart requests, per-agent
 //!                  image builds (background tasks, `builds`)
 //! ```
@@ -60,6 +61,7 @@ pub mod notice;
 pub mod outbox;
 pub mod outbox_files;
 pub mod pairing;
+pub mod questions;
 pub mod reshow;
 pub mod route;
 pub mod router;
@@ -235,7 +237,12 @@ impl Actors {
             inbound_tx,
             settings.sweep_interval,
         )?
-        .self_modifying(settings.self_modify.clone(), wakes.clone());
+        .self_modifying(settings.self_modify.clone(), wakes.clone())
+        .with_questions(questions::Questions::new(
+            paths,
+            Some(runner.clone()),
+            Some(wakes.clone()),
+        )?);
         let approvals_tasks = TaskTracker::new();
         approvals_tasks.spawn(approvals.run(answers_rx, readers_rx, channels_stop.clone()));
         approvals_tasks.close();

@@ -246,7 +246,7 @@ fn label(reply: &Reply, shared: bool) -> String {
             .map(|at| format!("; it expires {}", readable_time(at)))
             .unwrap_or_default();
         lines.push(format!(
-            "(answer with `/answer N`, or `/answer {} OPTION`{expiry})",
+            "(answer with its number, `/answer N`, or `/answer {} OPTION`{expiry})",
             card.id
         ));
     }
@@ -265,12 +265,23 @@ fn readable_time(iso: &str) -> String {
     }
 }
 
-/// `/answer N` (the last card shown) or `/answer CARD OPTION`: the answer to send, or the
-/// usage when it is malformed; `None` for any other line (a message).
+/// `/answer N` (the last card shown) or `/answer CARD OPTION`, or a bare number while a card
+/// waits for its answer: the answer to send, or the usage when it is malformed; `None` for any
+/// other line (a message).
 fn answer_command(
     text: &str,
     last_card: Option<&str>,
 ) -> Option<Result<crate::channels::cli_protocol::AnswerLine, String>> {
+    if let Some(card) = last_card
+        && !text.trim().is_empty()
+        && text.trim().bytes().all(|byte| byte.is_ascii_digit())
+    {
+        return Some(Ok(crate::channels::cli_protocol::AnswerLine {
+            card: card.to_string(),
+            option: text.trim().to_string(),
+            platform_id: None,
+        }));
+    }
     let rest = text.trim().strip_prefix("/answer")?;
     if !rest.is_empty() && !rest.starts_with(char::is_whitespace) {
         return None;
@@ -579,6 +590,23 @@ mod tests {
                 "Connected to the CLI chat `chat`. Type a message; Ctrl-D leaves.",
                 "again"
             ]
+        );
+    }
+
+    #[test]
+    fn a_number_answers_the_card_waiting_and_is_a_message_otherwise() {
+        let answer = |text: &str, card: Option<&str>| {
+            answer_command(text, card).map(|answer| answer.map(|line| (line.card, line.option)))
+        };
+        assert_eq!(
+            answer(" 2 ", Some("msg-q")),
+            Some(Ok(("msg-q".into(), "2".into())))
+        );
+        assert_eq!(answer("2", None), None, "no card waits: a message");
+        assert_eq!(answer("2 apples", Some("msg-q")), None);
+        assert_eq!(
+            answer("/answer apv-1 allow", Some("msg-q")),
+            Some(Ok(("apv-1".into(), "allow".into())))
         );
     }
 
