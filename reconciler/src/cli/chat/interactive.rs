@@ -547,7 +547,7 @@ mod tests {
         assert_eq!(
             screen,
             [
-                "Allow?\n(answer with `/answer N`, or `/answer apv-1 OPTION`; it expires 2026-12-01 06:00 UTC)",
+                "Allow?\n(answer with its number, `/answer N`, or `/answer apv-1 OPTION`; it expires 2026-12-01 06:00 UTC)",
                 "(card apv-1: ✅ Allowed by cli:local)",
                 "⌛ Expired",
             ]
