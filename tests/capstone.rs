@@ -326,14 +326,21 @@ fn issue_13_on_telegram_claude_installs_a_package_after_the_owners_tap_and_sends
     plan_shows_no_changes(&env);
 
     // The daemon built the per-agent image and a fresh container on it took the on-wake note.
+    let mut running = Vec::new();
+    // (`docker ps` is asked again until it lists the one container: on a busy daemon a
+    // listing can fail while other containers are removed.)
     eventually(
         "the per-agent image built and a fresh container taking the on-wake note",
         Duration::from_secs(600),
         (&telegram, &daemon),
-        || taken(&env, "claude", ON_WAKE),
+        || {
+            // Taken first: then the old container (same name) is gone.
+            taken(&env, "claude", ON_WAKE) && {
+                running = containers(&env);
+                running.len() == 1
+            }
+        },
     );
-    let running = containers(&env);
-    assert_eq!(running.len(), 1, "{running:?}\n{}", daemon.log());
     let (id, image) = &running[0];
     let recorded: (Option<String>, Option<String>) = reconciler::db::open_readonly(&env.db())
         .expect("the central DB")
