@@ -7,6 +7,7 @@ mod support;
 mod agent_env;
 mod agent_images;
 mod approvals;
+mod capstone;
 mod chat;
 mod claude_agent;
 mod claude_code;

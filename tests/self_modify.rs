@@ -35,7 +35,7 @@ id: \"cli:local\"
 roles: [owner]
 ";
 
-fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     let output = Command::new("git")
         .arg("-C")
         .arg(dir)
@@ -48,7 +48,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
 
 /// The manifests in a git repository with one commit by `tester`, and no `user.name` in
 /// the repository's config (nanoclaw must not need one).
-fn manifests_in_git(env: &Env, manifest: &str) -> std::path::PathBuf {
+pub(crate) fn manifests_in_git(env: &Env, manifest: &str) -> std::path::PathBuf {
     let file = env.write("agents.yaml", manifest);
     let dir = env.manifests();
     git(&dir, &["init", "-q"]);
@@ -113,7 +113,7 @@ fn answer(client: &mut Client, card: &str, option: &str) -> HostLine {
     }
 }
 
-fn session_of(env: &Env, agent: &str) -> Option<String> {
+pub(crate) fn session_of(env: &Env, agent: &str) -> Option<String> {
     sessions(env)
         .into_iter()
         .find(|(_, owner)| owner == agent)
@@ -121,7 +121,7 @@ fn session_of(env: &Env, agent: &str) -> Option<String> {
 }
 
 /// Whether `agent`'s session holds an inbound row whose content contains `needle`.
-fn inbound_contains(env: &Env, agent: &str, needle: &str) -> bool {
+pub(crate) fn inbound_contains(env: &Env, agent: &str, needle: &str) -> bool {
     let Some(session) = session_of(env, agent) else {
         return false;
     };
@@ -145,7 +145,7 @@ fn inbound_contains(env: &Env, agent: &str, needle: &str) -> bool {
 /// Whether a container of `agent`'s session has taken the inbound row whose content contains
 /// `needle` (its id is in `processing_ack`): an on-wake note is taken only by a fresh
 /// container's first poll, so this says the restarted container runs.
-fn taken(env: &Env, agent: &str, needle: &str) -> bool {
+pub(crate) fn taken(env: &Env, agent: &str, needle: &str) -> bool {
     let Some(session) = session_of(env, agent) else {
         return false;
     };
@@ -197,7 +197,7 @@ fn on_production() -> String {
 }
 
 /// `(id, image)` of this install's running containers.
-fn containers(env: &Env) -> Vec<(String, String)> {
+pub(crate) fn containers(env: &Env) -> Vec<(String, String)> {
     let filter = format!(
         "label=nanoclaw.install={}",
         reconciler::paths::slug_of(&env.data())
@@ -229,7 +229,7 @@ fn approvals(env: &Env) -> Vec<(String, String, Option<String>)> {
         .expect("approvals")
 }
 
-fn plan_shows_no_changes(env: &Env) {
+pub(crate) fn plan_shows_no_changes(env: &Env) {
     let plan = env.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
 }
@@ -593,7 +593,7 @@ impl Drop for Images {
     }
 }
 
-fn docker(args: &[&str]) -> Option<String> {
+pub(crate) fn docker(args: &[&str]) -> Option<String> {
     let output = Command::new("docker").args(args).output().ok()?;
     output
         .status

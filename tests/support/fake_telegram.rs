@@ -227,6 +227,32 @@ impl Fake {
         self.message(person, chat, fields)
     }
 
+    /// A document (any file) in a DM, with a caption; the bytes are served by `getFile` and the
+    /// download.
+    pub fn document(
+        &self,
+        person: &Person,
+        name: &str,
+        mime: &str,
+        bytes: &[u8],
+        caption: &str,
+    ) -> i64 {
+        let file_id = {
+            let mut state = self.shared.state();
+            let file_id = format!("document-{}", state.files.len() + 1);
+            let path = format!("documents/file_{}", state.files.len());
+            state.files.insert(file_id.clone(), (path, bytes.to_vec()));
+            file_id
+        };
+        let chat = json!({"id": person.id, "first_name": person.first_name, "type": "private"});
+        let fields = json!({
+            "caption": caption,
+            "document": {"file_name": name, "mime_type": mime, "file_id": file_id,
+                         "file_unique_id": "d", "file_size": bytes.len()}
+        });
+        self.message(person, chat, fields)
+    }
+
     /// A press on the button with `data` of the bot's message `message_id` in `chat_id`.
     pub fn click(&self, person: &Person, chat_id: i64, message_id: i64, data: &str) -> i64 {
         let mut state = self.shared.state();
