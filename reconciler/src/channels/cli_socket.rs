@@ -575,12 +575,16 @@ impl CliSocket {
                 {
                     chat.leave(client.conn);
                 }
+                // Taken before the claim: a card made from now on reaches this reader as
+                // usual, so only older ones are shown to it again.
+                let at_ms = unix_ms();
                 self.claim(client.conn, &platform_id, client.reply_tx.clone());
                 client.reading = Some(platform_id.clone());
                 ready.tell(ReaderArrived {
                     channel_type: CHANNEL_TYPE.to_string(),
                     platform_id: platform_id.clone(),
                     new_reader: true,
+                    at_ms,
                 });
                 Some(HostLine::Welcome {
                     hello: Welcome {
@@ -601,6 +605,7 @@ impl CliSocket {
                         channel_type: CHANNEL_TYPE.to_string(),
                         platform_id: platform_id.clone(),
                         new_reader: false,
+                        at_ms: unix_ms(),
                     });
                 } else {
                     debug!(conn = client.conn, id = %ack, "acknowledgement of no waiting reply ignored");
@@ -779,3 +784,12 @@ impl Drop for Opened {
 #[cfg(test)]
 #[path = "cli_socket_tests.rs"]
 mod tests;
+
+/// Now, in unix milliseconds.
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
+}

@@ -235,15 +235,20 @@ async fn start_binds_the_socket_and_stop_ends_every_connection_and_removes_it() 
     let mut line = String::new();
     read.read_line(&mut line).await.unwrap();
     assert!(line.contains("hello"), "{line}");
+    let arrived = ready_rx
+        .recv()
+        .await
+        .expect("a reader arriving tells delivery");
     assert_eq!(
-        ready_rx.recv().await,
-        Some(ReaderArrived {
-            channel_type: CHANNEL_TYPE.into(),
-            platform_id: DEFAULT_PLATFORM_ID.into(),
-            new_reader: true,
-        }),
+        (
+            arrived.channel_type.as_str(),
+            arrived.platform_id.as_str(),
+            arrived.new_reader
+        ),
+        (CHANNEL_TYPE, DEFAULT_PLATFORM_ID, true),
         "a reader arriving tells delivery"
     );
+    assert!(arrived.at_ms > 0, "with when it arrived");
 
     socket.stop().await;
     line.clear();

@@ -206,6 +206,9 @@ pub struct ReaderArrived {
     /// A reader said hello (it has seen nothing yet: the chat's pending cards are shown to it
     /// again), rather than acknowledged a reply.
     pub new_reader: bool,
+    /// When it arrived (unix milliseconds): the cards shown again to a new reader are those
+    /// made before; a later one reaches it as usual.
+    pub at_ms: i64,
 }
 
 /// The adapter contract (docs/runtime.md#the-adapter-contract).

@@ -88,20 +88,25 @@ pub fn pending(conn: &Connection, id: &str, now_ms: i64) -> rusqlite::Result<Opt
 }
 
 /// The approvals still pending at `now_ms` whose card went to chat `platform_id` of
-/// `channel_type`, oldest first: what a reader arriving in that chat is shown again.
+/// `channel_type` before `created_before_ms` (when the reader arrived: a later card reached it
+/// as usual), oldest first: what a reader arriving in that chat is shown again.
 pub fn pending_in_chat(
     conn: &Connection,
     channel_type: &str,
     platform_id: &str,
     now_ms: i64,
+    created_before_ms: i64,
 ) -> rusqlite::Result<Vec<Approval>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM approvals WHERE status = 'pending' AND expires_at > ?3
-           AND card_channel_type = ?1 AND card_platform_id = ?2
+           AND card_channel_type = ?1 AND card_platform_id = ?2 AND created_at < ?4
          ORDER BY created_at, rowid"
     );
     conn.prepare_cached(&sql)?
-        .query_map(params![channel_type, platform_id, now_ms], approval)?
+        .query_map(
+            params![channel_type, platform_id, now_ms, created_before_ms],
+            approval,
+        )?
         .collect()
 }
 
@@ -338,17 +343,24 @@ mod tests {
         assert!(insert(&conn, &at("apv-d", "s4", "owner", 10), 4).unwrap());
         assert!(insert(&conn, &at("apv-e", "s5", "owner", 100), 5).unwrap());
         assert!(decide(&conn, "apv-e", "allow", "cli:owner", 6).unwrap());
-        let ids: Vec<String> = pending_in_chat(&conn, "cli", "owner", 50)
+        let ids: Vec<String> = pending_in_chat(&conn, "cli", "owner", 50, 50)
             .unwrap()
             .into_iter()
             .map(|approval| approval.id)
             .collect();
         assert_eq!(ids, ["apv-b", "apv-a"]);
         assert!(
-            pending_in_chat(&conn, "telegram", "owner", 50)
+            pending_in_chat(&conn, "telegram", "owner", 50, 50)
                 .unwrap()
                 .is_empty()
         );
+        // A card made after the reader arrived reached it as usual: it is not shown again.
+        let before_2: Vec<String> = pending_in_chat(&conn, "cli", "owner", 50, 2)
+            .unwrap()
+            .into_iter()
+            .map(|approval| approval.id)
+            .collect();
+        assert_eq!(before_2, ["apv-b"]);
     }
 
     #[test]

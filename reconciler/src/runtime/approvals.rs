@@ -535,11 +535,12 @@ impl Approvals {
     async fn show_pending(&self, reader: ReaderArrived) {
         let conn = Arc::clone(&self.conn);
         let chat = (reader.channel_type.clone(), reader.platform_id.clone());
+        let arrived = reader.at_ms;
         let cards = tokio::task::spawn_blocking(move || {
             let conn = conn
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            super::reshow::pending_cards(&conn, (&chat.0, &chat.1), now_ms())
+            super::reshow::pending_cards(&conn, (&chat.0, &chat.1), now_ms(), arrived)
         })
         .await;
         let cards = match cards {

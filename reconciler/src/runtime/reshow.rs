@@ -21,8 +21,9 @@ pub fn pending_cards(
     conn: &Connection,
     (channel_type, platform_id): (&str, &str),
     now_ms: i64,
+    arrived_ms: i64,
 ) -> rusqlite::Result<Vec<Outbound>> {
-    let pending = rows::pending_in_chat(conn, channel_type, platform_id, now_ms)?;
+    let pending = rows::pending_in_chat(conn, channel_type, platform_id, now_ms, arrived_ms)?;
     Ok(pending.iter().filter_map(card_again).collect())
 }
 
