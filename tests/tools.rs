@@ -414,39 +414,76 @@ fn issue_13_an_agent_made_by_create_agent_is_adopted_into_the_manifests_with_its
         "{}",
         plan.stdout
     );
-    let adopt = env.run(&["adopt", "agent.helper"]);
-    assert_eq!(adopt.code, 0, "{}{}", adopt.stdout, adopt.stderr);
-    let adopted = std::fs::read_to_string(env.manifests().join("adopted.yaml")).expect("adopted");
-    assert!(
-        adopted.contains("name: helper") && adopted.contains("agent: echo"),
-        "helper's way back to echo is in its document:\n{adopted}"
+    // A file nanoclaw may not write: refused with the entry and the patch, nothing written.
+    let commented = OWNED_ECHO.replace(
+        "name: echo\nprovider: mock\n",
+        "# the one who answers\nname: echo # keep me\nprovider: mock\n\n# end of echo\n",
     );
-    // echo's way to helper belongs in echo's own document: named, with what to add.
-    let refused = env.run(&["adopt", "destination.echo/helper"]);
-    assert_eq!(refused.code, 1);
+    env.write("agents.yaml", &commented);
+    // Alone, echo's way to helper names an agent the manifests do not have: nothing written.
+    let invalid = env.run(&["adopt", "destination.echo/helper"]);
+    assert_eq!(invalid.code, 1, "{}{}", invalid.stdout, invalid.stderr);
+    assert!(
+        invalid.stderr.contains("nothing adopted"),
+        "{}",
+        invalid.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.manifests().join("agents.yaml")).expect("agents.yaml"),
+        commented
+    );
+    env.set_var("NANOCLAW_MANIFESTS_READONLY", "1");
+    let refused = env.run(&["adopt", "agent.helper", "destination.echo/helper"]);
+    assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
     assert!(
         refused
             .stderr
             .contains("`destination.echo/helper` belongs to `agent.echo`, declared in ")
             && refused.stderr.contains(
+                "is not written by nanoclaw (NANOCLAW_MANIFESTS_READONLY=1): nothing was adopted"
+            )
+            && refused.stderr.contains(
                 "hint: under `agent.echo`'s `destinations:` add `- { name: helper, agent: helper }`"
-            ),
+            )
+            && refused
+                .stderr
+                .contains("+destinations: [{ name: helper, agent: helper }]"),
         "{}",
         refused.stderr
     );
-    env.write(
-        "agents.yaml",
-        &OWNED_ECHO.replace(
-            "name: echo\nprovider: mock\n",
-            "name: echo\nprovider: mock\ndestinations:\n  - { name: helper, agent: helper }\n",
-        ),
+    assert_eq!(
+        std::fs::read_to_string(env.manifests().join("agents.yaml")).expect("agents.yaml"),
+        commented
     );
-    let apply = env.run(&["apply", "--yes"]);
-    assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
+    assert!(!env.manifests().join("adopted.yaml").exists());
+    env.set_var("NANOCLAW_MANIFESTS_READONLY", "0");
+    // The new agent goes into a new file; echo's way to it into echo's own document, in place.
+    let adopt = env.run(&["adopt", "agent.helper", "destination.echo/helper"]);
+    assert_eq!(adopt.code, 0, "{}{}", adopt.stdout, adopt.stderr);
     assert!(
-        apply.stdout.contains("destination.echo/helper"),
-        "{}",
-        apply.stdout
+        adopt.stderr.contains("adopted destination.echo/helper")
+            && adopt
+                .stderr
+                .contains("adopted.yaml (new file: agent.helper, destination.helper/parent)")
+            && adopt
+                .stderr
+                .contains("agents.yaml (added: destination.echo/helper)"),
+        "{}{}",
+        adopt.stdout,
+        adopt.stderr
+    );
+    let adopted = std::fs::read_to_string(env.manifests().join("adopted.yaml")).expect("adopted");
+    assert!(
+        adopted.contains("name: helper") && adopted.contains("agent: echo"),
+        "helper's way back to echo is in its document:\n{adopted}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.manifests().join("agents.yaml")).expect("agents.yaml"),
+        commented.replace(
+            "provider: mock\n\n# end of echo\n",
+            "provider: mock\ndestinations: [{ name: helper, agent: helper }]\n\n# end of echo\n",
+        ),
+        "echo's document gained the entry, its comments kept"
     );
     let plan = env.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(
@@ -456,6 +493,34 @@ fn issue_13_an_agent_made_by_create_agent_is_adopted_into_the_manifests_with_its
         plan.stderr
     );
     assert_eq!(destinations(&env), both_ways, "both ways survive");
+    let again = env.run(&["adopt", "destination.echo/helper"]);
+    assert_eq!(again.code, 1);
+    assert!(
+        again.stderr.contains("is already in the manifests"),
+        "{}",
+        again.stderr
+    );
+    // The agents still message each other, now through managed rows.
+    let run = env.run(&[
+        "chat",
+        "--message",
+        r#"!tool send_message {"to": "helper", "text": "still there?"}"#,
+        "--timeout",
+        "60s",
+    ]);
+    assert!(
+        run.stdout
+            .trim()
+            .starts_with("tool send_message: Message sent to helper"),
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    support::wait_until(
+        "the adopted agent's answer to reach echo's session",
+        Duration::from_secs(90),
+        || inbound_contains(&env, "echo", "echo: still there?"),
+    );
     let pruning = env.run(&["plan", "--prune", "--detailed-exitcode"]);
     assert_eq!(pruning.code, 0, "{}", pruning.stdout);
 }

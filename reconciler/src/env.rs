@@ -50,7 +50,8 @@ pub const NANOCLAW_TELEGRAM_API_URL: &str = "NANOCLAW_TELEGRAM_API_URL";
 pub const NANOCLAW_RUNNER: &str = "NANOCLAW_RUNNER";
 /// Set to `1` to keep the daemon from writing approved self-modifications (`install_packages`,
 /// `add_mcp_server`) into the manifests, as for a read-only or pull-only (GitOps) checkout: the
-/// approver and the agent get the patch to apply by hand instead.
+/// approver and the agent get the patch to apply by hand instead. `nanoclaw adopt` then edits no
+/// existing manifest file either (it prints the entry and the patch).
 pub const NANOCLAW_MANIFESTS_READONLY: &str = "NANOCLAW_MANIFESTS_READONLY";
 
 /// How many times Claude Code retries a failed API call before it gives up on a turn (its own
@@ -110,7 +111,7 @@ pub const ALL: &[(&str, &str)] = &[
     ),
     (
         NANOCLAW_MANIFESTS_READONLY,
-        "`1`: approved self-modifications are not written into the manifests",
+        "`1`: approved self-modifications, and `nanoclaw adopt`'s edits of existing files, are not written into the manifests",
     ),
     (
         CLAUDE_CODE_MAX_RETRIES,

@@ -5,20 +5,27 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::{Ctx, Status};
+use crate::env;
 use crate::ops::{self, OpsError};
 
 const AFTER_HELP: &str = "\
-Approvals, pairing and new chats create chats, wirings, agents, roles and memberships at
-runtime. `nanoclaw plan` lists them at its end (an apply keeps them unless `--prune`). Adopting
-writes them into DIR as a new file (`adopted.yaml`, `adopted-2.yaml`, …) and marks them managed:
-from then on they are changed and deleted through the manifests like any other resource.
+Approvals, pairing, new chats and `create_agent` make chats, wirings, agents, roles,
+memberships and destinations at runtime. `nanoclaw plan` lists them at its end (an apply keeps
+them unless `--prune`). Adopting writes them into DIR and marks them managed: from then on they
+are changed and deleted through the manifests like any other resource.
 
-An address adopts its whole document: a wiring adopts its channel, a role or membership its
-user. Adopt a new agent together with the chat wired to it.
+An address adopts its whole document: a wiring its channel, a role or membership its user, a
+destination its agent. Documents the manifests do not declare go into a new file
+(`adopted.yaml`, `adopted-2.yaml`, …); adopt a new agent together with the chat wired to it.
+A destination, role or membership of an agent or user the manifests declare is added to that
+document's `destinations:`, `roles:` or `member_of:` list in place, comments and layout kept.
+Every file is validated with the folder before any is written; nothing is committed (commit
+the change yourself). A file nanoclaw cannot write, or NANOCLAW_MANIFESTS_READONLY=1, refuses
+the adoption with the entry and the patch to add by hand; nothing is written then.
 
 Examples:
   nanoclaw adopt channel.telegram-6037840640 user.telegram:6037840640
-  nanoclaw adopt agent.team-helper channel.cli-team";
+  nanoclaw adopt agent.helper destination.echo/helper";
 
 /// Write resources made at runtime into the manifests, so they become managed.
 #[derive(Debug, Args)]
@@ -33,12 +40,21 @@ pub struct AdoptArgs {
 }
 
 pub fn run(args: AdoptArgs, ctx: &Ctx) -> anyhow::Result<Status> {
-    match ops::adopt::adopt(&ctx.paths, &args.dir, &args.addresses) {
+    let writable = !env::flag(env::NANOCLAW_MANIFESTS_READONLY);
+    match ops::adopt::adopt(&ctx.paths, &args.dir, &args.addresses, writable) {
         Ok(adopted) => {
             for address in &adopted.addresses {
                 say!("adopted {address}");
             }
-            say!("wrote {}", adopted.file.display());
+            for written in &adopted.files {
+                let added: Vec<String> = written.added.iter().map(ToString::to_string).collect();
+                let how = if written.created { "new file" } else { "added" };
+                say!(
+                    "wrote {} ({how}: {})",
+                    written.file.display(),
+                    added.join(", ")
+                );
+            }
             Ok(Status::Ok)
         }
         Err(OpsError::Invalid { diagnostics }) => {

@@ -86,6 +86,32 @@ pub fn load_for_host_edited(
     load_files(files, Some(policy))
 }
 
+/// [`load_for_host`] as if every `(file, bytes)` of `changed` were written first: a file the
+/// loader reads (named as in [`Source::file`]) takes the new bytes, any other is a new file
+/// below `dir`. `nanoclaw adopt` validates every file it edits or adds before it writes one.
+pub fn load_for_host_changed(
+    dir: &Path,
+    policy: &Policy,
+    changed: &[(PathBuf, Vec<u8>)],
+) -> Result<Manifests, Vec<Diagnostic>> {
+    let mut files = walk::read_tree(dir)?;
+    for (path, bytes) in changed {
+        match files.iter_mut().find(|source| source.path == *path) {
+            Some(source) => source.bytes = bytes.clone(),
+            None => {
+                let relative = path.strip_prefix(dir).unwrap_or(path);
+                files.push(load::SourceFile {
+                    path: path.clone(),
+                    relative: relative.to_string_lossy().replace('\\', "/"),
+                    bytes: bytes.clone(),
+                });
+            }
+        }
+    }
+    files.sort_by(|a, b| a.relative.cmp(&b.relative));
+    load_files(files, Some(policy))
+}
+
 fn load_with(dir: &Path, policy: Option<&Policy>) -> Result<Manifests, Vec<Diagnostic>> {
     load_files(walk::read_tree(dir)?, policy)
 }

@@ -10,6 +10,10 @@
 //! spliced in here: lists in flow style get `, name` before their `]`; a new key gets a
 //! one-line flow value. Every edit is checked by parsing the result again: the document must
 //! hold exactly what was asked, or [`edit`] fails and nothing is written.
+//!
+//! [`add_entry`] is the edit of `nanoclaw adopt`: a destination, role or membership made at
+//! runtime for an agent or user the manifests declare becomes an entry of that document's
+//! `destinations`, `roles` or `member_of` list, with the same machinery and the same check.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -18,6 +22,10 @@ use std::ops::Range;
 use serde_json::Value;
 use yamlpatch::{Op, Patch, Style};
 use yamlpath::{Component, Document, Route};
+
+mod entry;
+
+pub use self::entry::add_entry;
 
 /// What an approved request adds to an agent (stored in the approval's payload).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -47,7 +55,9 @@ pub struct Edited {
 pub enum PatchError {
     #[error("no `kind: agent` document with `name: {0}` in the file")]
     NoDocument(String),
-    #[error("the agent's document cannot be edited automatically: {0}")]
+    #[error("no `kind: user` document with `id: {0}` in the file")]
+    NoUserDocument(String),
+    #[error("the document cannot be edited automatically: {0}")]
     Unsupported(String),
 }
 
@@ -107,13 +117,16 @@ fn documents(text: &str) -> Vec<Range<usize>> {
 
 /// The range of the document `kind: agent`, `name: <agent>`.
 fn agent_document(text: &str, agent: &str) -> Result<Range<usize>, PatchError> {
-    documents(text)
-        .into_iter()
-        .find(|range| {
-            let value = parse(&text[range.clone()]);
-            value["kind"] == "agent" && value["name"] == agent
-        })
+    find_document(text, "agent", "name", agent)
         .ok_or_else(|| PatchError::NoDocument(agent.to_string()))
+}
+
+/// The range of the first document `kind: <kind>` whose `<key>` is `name`.
+fn find_document(text: &str, kind: &str, key: &str, name: &str) -> Option<Range<usize>> {
+    documents(text).into_iter().find(|range| {
+        let value = parse(&text[range.clone()]);
+        value["kind"] == kind && value[key] == name
+    })
 }
 
 /// The document as JSON (`Null` when it does not parse: it is then no agent's).

@@ -247,7 +247,7 @@ fn message(request: &Request<'_>) -> String {
 }
 
 /// Why nanoclaw may not write `file`, if it may not.
-fn read_only(writable: bool, file: &Path) -> Option<String> {
+pub(super) fn read_only(writable: bool, file: &Path) -> Option<String> {
     use rustix::fs::{Access, access};
     if !writable {
         return Some(format!("{}=1", crate::env::NANOCLAW_MANIFESTS_READONLY));
@@ -263,7 +263,7 @@ fn read_only(writable: bool, file: &Path) -> Option<String> {
 }
 
 /// Writes `bytes` to a temp file beside `file` (same permissions) and renames it over `file`.
-fn write_replacing(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(super) fn write_replacing(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let folder = file.parent().unwrap_or(Path::new("."));
     let name = file
         .file_name()

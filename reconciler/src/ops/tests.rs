@@ -258,3 +258,98 @@ fn a_chat_target_without_any_configuration_says_what_to_run() {
     let target = chat::target(&install.paths, None, chat::Mode::Interactive).unwrap();
     assert_eq!(target.platform_id, "local");
 }
+
+/// `andy`, and `cli:x` as a declared user with a comment, for adopt's edits.
+const ANDY_AND_X: &str = "kind: agent\nname: andy\nprovider: mock\n---\n# x, our tester\nkind: user\nid: \"cli:x\" # keep\nroles: [owner]\n\n# end\n";
+
+/// Applies `files`, then adds a role and a membership of `cli:x` at runtime (as approvals do).
+fn install_with_runtime_rows_of_x(files: &[(&str, &str)]) -> Install {
+    let install = Install::new(files);
+    install
+        .apply(Mode::Apply, true, &mut Script::default())
+        .unwrap();
+    let conn = crate::db::open(&install.paths.db()).unwrap();
+    conn.execute_batch(
+        "INSERT INTO user_roles (user_id, role, agent_group_id, granted_at) VALUES ('cli:x', 'admin', 'andy', 't');
+         INSERT INTO agent_group_members (user_id, agent_group_id, added_at) VALUES ('cli:x', 'andy', 't');",
+    )
+    .unwrap();
+    install
+}
+
+#[test]
+fn adopt_adds_a_runtime_role_and_membership_to_the_declared_users_document_in_place() {
+    let install = install_with_runtime_rows_of_x(&[("team.yaml", ANDY_AND_X)]);
+    let adopted = adopt::adopt(
+        &install.paths,
+        &install.dir(),
+        &["role.cli:x/admin/andy".into(), "member.cli:x/andy".into()],
+        true,
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(install.dir().join("team.yaml")).unwrap(),
+        "kind: agent\nname: andy\nprovider: mock\n---\n# x, our tester\nkind: user\nid: \"cli:x\" # keep\nroles: [owner, { role: admin, agent: andy }]\nmember_of: [andy]\n\n# end\n"
+    );
+    let written: Vec<(bool, Vec<String>)> = adopted
+        .files
+        .iter()
+        .map(|file| {
+            let added = file.added.iter().map(ToString::to_string).collect();
+            (file.created, added)
+        })
+        .collect();
+    assert_eq!(
+        written,
+        [(
+            false,
+            vec![
+                "role.cli:x/admin/andy".to_string(),
+                "member.cli:x/andy".to_string()
+            ]
+        )]
+    );
+    assert!(!install.dir().join("adopted.yaml").exists());
+    let planned = plan(
+        &install.paths,
+        &install.load().state,
+        PlanRequest {
+            prune: true,
+            allow_empty: false,
+        },
+    )
+    .unwrap();
+    assert!(
+        planned.plan.changes.is_empty(),
+        "{:?}",
+        planned.plan.changes
+    );
+}
+
+#[test]
+fn adopt_refuses_an_edit_it_cannot_make_and_writes_nothing() {
+    // A comment inside a flow list: the entry would land in the comment.
+    let odd = ANDY_AND_X.replace("roles: [owner]\n", "roles: [\n  owner # for now\n]\n");
+    let install = install_with_runtime_rows_of_x(&[("team.yaml", &odd)]);
+    let generation = install.generation();
+    let err = adopt::adopt(
+        &install.paths,
+        &install.dir(),
+        &["role.cli:x/admin/andy".into(), "member.cli:x/andy".into()],
+        true,
+    )
+    .unwrap_err();
+    expect_test::expect![[r#"
+        `role.cli:x/admin/andy` belongs to `user.cli:x`, declared in <dir>/team.yaml:7, and that document cannot be edited automatically (the edited document does not hold the entry (an unusual layout, such as a comment inside a flow list)): nothing was adopted
+
+        hint: under `user.cli:x`'s `roles:` add `- { role: admin, agent: andy }`, then `nanoclaw apply` adopts it"#]]
+    .assert_eq(
+        &err.to_string()
+            .replace(&install.dir().display().to_string(), "<dir>"),
+    );
+    assert_eq!(
+        std::fs::read_to_string(install.dir().join("team.yaml")).unwrap(),
+        odd
+    );
+    assert_eq!(install.generation(), generation, "nothing applied");
+}
